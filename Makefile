@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh clone:  make demo  (train + explain + report on GunPoint)
+# and  make test  (the test suite). Both create .venv and install the core and every built-in plugin.
+PY      := .venv/bin/python
+PIP     := $(PY) -m pip
+PLUGINS := $(sort $(wildcard plugins/*/pyproject.toml))
+STAMP   := .venv/.installed
+RUN     ?= runs/gunpoint
+
+.PHONY: setup demo test browser clean
+
+setup: $(STAMP)
+
+# torch is pinned to the CPU wheel on this machine's disk: a looser spec pulls a multi-GB CUDA build.
+$(STAMP): pyproject.toml $(PLUGINS) requirements-test.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -r requirements-test.txt -e . $(addprefix -e ,$(dir $(PLUGINS)))
+	touch $(STAMP)
+
+# Debian's chromium, for the report's browser test (playwright drives it; it downloads no browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+demo: setup
+	.venv/bin/xai train --dataset GunPoint --model cnn-lstm-attention --out $(RUN) --force
+	.venv/bin/xai explain --run $(RUN) --method all --samples 0:16 --force
+	.venv/bin/xai evaluate --run $(RUN) --force
+	.venv/bin/xai report --run $(RUN)
+
+test: setup browser
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf .venv runs

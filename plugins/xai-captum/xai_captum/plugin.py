@@ -1,0 +1,18 @@
+"""Registers captum's gradient-based attribution methods (captum is imported on first use)."""
+
+from xaicore.hookspecs import hookimpl
+
+METHODS = {
+    "integrated-gradients": ("IntegratedGradientsExplainer", "Integrated Gradients with convergence delta"),
+    "saliency": ("SaliencyExplainer", "Gradient of the target logit with respect to the input"),
+    "input-x-gradient": ("InputXGradientExplainer", "Input times gradient"),
+    "smoothgrad": ("SmoothGradExplainer", "Saliency averaged over noisy copies of the input"),
+    "deeplift": ("DeepLiftExplainer", "DeepLIFT (rescale rule) against a baseline"),
+    "gradient-shap": ("GradientShapExplainer", "Expected gradients over a background sample"),
+}
+
+
+@hookimpl
+def register_explainers(register):
+    for name, (cls, description) in METHODS.items():
+        register(name, f"xai_captum.explainers:{cls}", description=description)

@@ -1,0 +1,28 @@
+"""xai core: protocols, the Explanation result type and the plugin registry.
+
+Heavy names (``explain``, ``Explanation``, ``load_run``, ``wrap_model``) are imported on first use so
+that ``import xaicore`` and the ``xai`` command start without torch.
+"""
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "explain": "xaicore.api",
+    "Explanation": "xaicore.explanation",
+    "load_run": "xaicore.model",
+    "wrap_model": "xaicore.model",
+    "LoadedModel": "xaicore.model",
+    "XaiError": "xaicore.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'xaicore' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY) + ["__version__"]

@@ -1,0 +1,82 @@
+"""``explain()``: one call from a model and a batch of inputs to an ``Explanation``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import registry
+from .errors import XaiError
+from .explanation import Explanation
+from .model import LoadedModel
+
+
+def get_explainer(method: str) -> Any:
+    """The explainer for ``method``; ``wrapper:inner`` (``tsr:saliency``) wraps another explainer."""
+    wrapper, sep, inner = method.partition(":")
+    explainer = registry.get_explainer(wrapper)
+    if sep:
+        wrap = getattr(explainer, "wrap", None)
+        if not callable(wrap):
+            raise XaiError(f"{wrapper!r} does not wrap other explainers; use it alone")
+        explainer = wrap(registry.get_explainer(inner))
+    return explainer
+
+
+def resolve_targets(model: LoadedModel, X: np.ndarray, target: Any,
+                    labels: np.ndarray | None) -> np.ndarray:
+    """Class indices to explain: the predicted class, the true class, or given classes."""
+    n = len(X)
+    if target is None or (isinstance(target, str) and target == "predicted"):
+        return model.logits(X).argmax(1)
+    if isinstance(target, str) and target == "true":
+        if labels is None:
+            raise XaiError("target 'true' needs the true labels of the samples")
+        return np.asarray(labels, dtype=np.int64)
+    if isinstance(target, str):
+        if target in model.class_names:
+            return np.full(n, model.class_names.index(target), dtype=np.int64)
+        try:
+            target = int(target)
+        except ValueError:
+            raise XaiError(f"target must be 'predicted', 'true', a class index or a class name; "
+                           f"{target!r} is none of these (classes: "
+                           f"{', '.join(model.class_names)})") from None
+    targets = np.broadcast_to(np.asarray(target, dtype=np.int64), (n,)).copy()
+    bad = (targets < 0) | (targets >= model.n_classes)
+    if bad.any():
+        raise XaiError(f"class index {int(targets[bad][0])} is out of range: model {model.name!r} "
+                       f"has {model.n_classes} classes (0..{model.n_classes - 1}: "
+                       f"{', '.join(model.class_names)})")
+    return targets
+
+
+def explain(model: LoadedModel, inputs: Any, method: str = "integrated-gradients",
+            target: Any = "predicted", labels: Any = None, sample_ids: Any = None,
+            **options: Any) -> Explanation:
+    """Explain ``inputs [batch, time, feature]`` with one registered method.
+
+    ``target`` is ``"predicted"`` (default), ``"true"`` (needs ``labels``), a class index or name,
+    or one index per sample. ``options`` go to the explainer (``n_steps=50``, ``layer="cnn.3"``...).
+    """
+    X = model.check_inputs(inputs)
+    explainer = get_explainer(method)
+    reason = explainer.check(model)
+    if reason:
+        raise XaiError(f"{method} cannot explain model {model.name!r}: {reason}")
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.shape != (len(X),):
+            raise XaiError(f"{len(X)} samples but {labels.shape} labels")
+    targets = resolve_targets(model, X, target, labels)
+    x = torch.from_numpy(X).to(model.device)
+    t = torch.from_numpy(targets).to(model.device)
+    explanation = explainer.explain(model, x, t, **options)
+    explanation.method = method
+    if labels is not None:
+        explanation.labels = labels
+    if sample_ids is not None:
+        explanation.sample_ids = np.asarray(sample_ids, dtype=np.int64)
+    return explanation

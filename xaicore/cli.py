@@ -1,0 +1,72 @@
+"""The ``xai`` command. Each command imports what it needs when it runs, so ``--help`` stays fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import import_module
+
+import click
+
+from .errors import XaiError
+
+
+class XaiGroup(click.Group):
+    """Turns an ``XaiError`` into a one-line message and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except XaiError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=XaiGroup)
+@click.version_option(package_name="xaicore", prog_name="xai")
+def cli() -> None:
+    """Explain PyTorch time-series classifiers: train, explain, evaluate, report."""
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def list_cmd(as_json: bool) -> None:
+    """List installed models, explainers, renderers, datasets, metrics and plugins."""
+    from . import registry
+
+    data = registry.as_json()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for kind in registry.KINDS:
+        rows = [[e["name"], e["distribution"] or e["plugin"], e["version"] or "-",
+                 e["status"] if e["status"] == "ok" else f"FAILED: {e['error']}",
+                 e["description"][:60]] for e in data[kind]]
+        if kind == "datasets" and len(rows) > 12:
+            rows = rows[:12] + [[f"... {len(rows) - 12} more (xai list --json)", "", "", "", ""]]
+        click.echo(f"\n{kind.upper()}")
+        click.echo(_table(rows, ["NAME", "DISTRIBUTION", "VERSION", "STATUS", "DESCRIPTION"])
+                   if rows else "  (none installed)")
+    failed = [p for p in data["plugins"] if p["status"] == "failed"]
+    if failed:
+        click.echo("\nFAILED PLUGINS")
+        click.echo(_table([[p["plugin"], p["distribution"] or "-", p["version"] or "-", p["error"]]
+                           for p in failed], ["PLUGIN", "DISTRIBUTION", "VERSION", "ERROR"]))
+
+
+for _name in ("training", "explaining", "evaluation", "reporting"):
+    for _command in import_module(f"xaicore.commands.{_name}").COMMANDS:
+        cli.add_command(_command)
+
+
+def main() -> None:
+    cli(prog_name="xai")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

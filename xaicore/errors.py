@@ -1,0 +1,13 @@
+"""Errors that reach the user as a one-line message, never a traceback."""
+
+
+class XaiError(Exception):
+    """A problem with the user's input, data, model or plugins, explained in its message."""
+
+
+class PluginError(XaiError):
+    """A plugin failed to load or register (raised only under XAI_STRICT_PLUGINS=1)."""
+
+
+class UnknownNameError(XaiError, LookupError):
+    """A model, explainer, renderer or dataset name that no installed plugin provides."""

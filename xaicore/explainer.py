@@ -1,0 +1,65 @@
+"""``BaseExplainer``: the shared half of every explainer (option checks, building the result)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from .errors import XaiError
+from .explanation import Explanation
+from .model import LoadedModel, backward_safe
+
+
+class BaseExplainer:
+    """Subclasses set ``name``, ``description``, ``defaults`` and implement ``attribute``.
+
+    ``attribute(model, inputs, target, **options)`` returns ``(attributions, extras)`` with
+    attributions shaped like ``inputs``; ``explain`` checks the options, runs it with gradients
+    enabled (cuDNN off for RNN backward on CUDA) and wraps the result in an ``Explanation``.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def check(self, model: LoadedModel) -> str | None:
+        return None
+
+    def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
+                  **options: Any) -> tuple[Any, dict]:
+        raise NotImplementedError
+
+    def resolve_options(self, options: dict) -> dict:
+        """Defaults overlaid with ``options``; an unknown option name is an error."""
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:
+            raise XaiError(f"{self.name} has no option {', '.join(map(repr, unknown))}; its options "
+                           f"are: {', '.join(sorted(self.defaults)) or 'none'}")
+        return {**self.defaults, **options}
+
+    def explain(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
+                **options: Any) -> Explanation:
+        opts = self.resolve_options(options)
+        model.module.eval()
+        with torch.enable_grad(), backward_safe(model):
+            attributions, extras = self.attribute(model, inputs, target, **opts)
+        public = {k: v for k, v in opts.items() if not isinstance(v, (torch.Tensor, np.ndarray))}
+        return build_explanation(model, inputs, target, attributions, self.name, public, extras)
+
+
+def build_explanation(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
+                      attributions: Any, method: str, options: dict,
+                      extras: dict | None = None) -> Explanation:
+    """An ``Explanation`` with the model's predictions and probabilities for ``inputs``."""
+    with torch.no_grad():
+        probs = torch.softmax(model.module(inputs).float(), dim=1).cpu().numpy()
+    if isinstance(attributions, torch.Tensor):
+        attributions = attributions.detach().float().cpu().numpy()
+    extras = {k: (v.detach().float().cpu().numpy() if isinstance(v, torch.Tensor) else v)
+              for k, v in (extras or {}).items()}
+    return Explanation(attributions, inputs.detach().cpu().numpy(), target.cpu().numpy(),
+                       probs.argmax(1), probs, method, options, extras,
+                       class_names=model.class_names, feature_names=model.feature_names,
+                       model_name=model.name, dataset=getattr(model, "dataset", ""))

@@ -1,0 +1,214 @@
+"""``Explanation``: the one result type every explainer returns, laid out ``[sample, time, feature]``."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .errors import XaiError
+
+FORMAT_VERSION = 1
+AXES = ("sample", "time", "feature")
+HOWS = ("sum", "abs_sum", "mean", "abs_mean")
+_CORE_ARRAYS = ("attributions", "inputs", "targets", "predictions", "probabilities", "labels",
+                "sample_ids")
+
+
+@dataclass
+class Explanation:
+    """Attributions of one method for a batch of samples, with everything needed to read them.
+
+    ``attributions`` and ``inputs`` are ``[sample, time, feature]`` and aligned with the inputs as
+    loaded (before the model's own normalisation). ``targets`` are the explained class indices,
+    ``labels`` the true classes where known (-1 where not). ``extras`` holds method-specific results
+    (IG convergence delta, SHAP expected value, attention matrices, ...), arrays or JSON values.
+    """
+
+    attributions: np.ndarray
+    inputs: np.ndarray
+    targets: np.ndarray
+    predictions: np.ndarray
+    probabilities: np.ndarray
+    method: str
+    options: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict)
+    labels: np.ndarray | None = None
+    sample_ids: np.ndarray | None = None
+    class_names: list[str] = field(default_factory=list)
+    feature_names: list[str] = field(default_factory=list)
+    model_name: str = ""
+    dataset: str = ""
+
+    def __post_init__(self) -> None:
+        self.attributions = np.asarray(self.attributions, dtype=np.float32)
+        self.inputs = np.asarray(self.inputs, dtype=np.float32)
+        if self.attributions.ndim != 3:
+            raise XaiError(f"attributions must be [sample, time, feature], got shape "
+                           f"{self.attributions.shape}")
+        if self.inputs.shape != self.attributions.shape:
+            raise XaiError(f"inputs {self.inputs.shape} and attributions {self.attributions.shape} "
+                           "must have the same shape")
+        n, _, n_features = self.attributions.shape
+        self.targets = _vector(self.targets, n, "targets", np.int64)
+        self.predictions = _vector(self.predictions, n, "predictions", np.int64)
+        self.probabilities = np.asarray(self.probabilities, dtype=np.float32)
+        if self.probabilities.ndim != 2 or self.probabilities.shape[0] != n:
+            raise XaiError(f"probabilities must be [sample, class] with {n} samples, got "
+                           f"{self.probabilities.shape}")
+        n_classes = self.probabilities.shape[1]
+        self.labels = (np.full(n, -1, dtype=np.int64) if self.labels is None
+                       else _vector(self.labels, n, "labels", np.int64))
+        self.sample_ids = (np.arange(n, dtype=np.int64) if self.sample_ids is None
+                           else _vector(self.sample_ids, n, "sample_ids", np.int64))
+        if not self.class_names:
+            self.class_names = [str(c) for c in range(n_classes)]
+        if not self.feature_names:
+            self.feature_names = [f"feature_{i}" for i in range(n_features)]
+        if len(self.class_names) != n_classes:
+            raise XaiError(f"{len(self.class_names)} class names for {n_classes} classes")
+        if len(self.feature_names) != n_features:
+            raise XaiError(f"{len(self.feature_names)} feature names for {n_features} features")
+        bad = (self.targets < 0) | (self.targets >= n_classes)
+        if bad.any():
+            raise XaiError(f"target class {int(self.targets[bad][0])} is out of range for "
+                           f"{n_classes} classes")
+
+    @property
+    def n_samples(self) -> int:
+        return self.attributions.shape[0]
+
+    @property
+    def target_names(self) -> list[str]:
+        return [self.class_names[t] for t in self.targets]
+
+    @property
+    def prediction_names(self) -> list[str]:
+        return [self.class_names[p] for p in self.predictions]
+
+    def aggregate(self, over: str | Iterable[str] = "time", how: str = "abs_sum") -> np.ndarray:
+        """Reduce attributions over one or more axes ("sample", "time", "feature").
+
+        ``sum`` and ``mean`` keep the sign (positive and negative evidence cancel); ``abs_sum`` and
+        ``abs_mean`` measure magnitude, the usual answer to "how important is each feature"
+        (``over="time"`` gives ``[sample, feature]``).
+        """
+        axes_names = (over,) if isinstance(over, str) else tuple(over)
+        unknown = [a for a in axes_names if a not in AXES]
+        if unknown or not axes_names:
+            raise XaiError(f"over must name axes among {', '.join(AXES)}, got {over!r}")
+        if how not in HOWS:
+            raise XaiError(f"how must be one of {', '.join(HOWS)}, got {how!r}")
+        axes = tuple(sorted(AXES.index(a) for a in set(axes_names)))
+        values = np.abs(self.attributions) if how.startswith("abs_") else self.attributions
+        reduce = np.sum if how.endswith("sum") else np.mean
+        return reduce(values.astype(np.float64), axis=axes)
+
+    def to_dataframe(self):
+        """A long-form pandas frame: one row per sample, time step and feature."""
+        import pandas as pd
+
+        n, t, f = self.attributions.shape
+        s_idx, t_idx, f_idx = np.meshgrid(np.arange(n), np.arange(t), np.arange(f), indexing="ij")
+        s_idx, t_idx, f_idx = s_idx.ravel(), t_idx.ravel(), f_idx.ravel()
+        names = np.asarray(self.class_names, dtype=object)
+        return pd.DataFrame({
+            "sample": s_idx,
+            "sample_id": self.sample_ids[s_idx],
+            "time": t_idx,
+            "feature": np.asarray(self.feature_names, dtype=object)[f_idx],
+            "input": self.inputs.ravel(),
+            "attribution": self.attributions.ravel(),
+            "target": names[self.targets[s_idx]],
+            "prediction": names[self.predictions[s_idx]],
+            "method": self.method,
+        })
+
+    def select(self, indices) -> "Explanation":
+        """The explanation of a subset of samples (positions, not sample ids)."""
+        idx = np.asarray(indices)
+        extras = {k: v[idx] if isinstance(v, np.ndarray) else v for k, v in self.extras.items()}
+        return Explanation(self.attributions[idx], self.inputs[idx], self.targets[idx],
+                           self.predictions[idx], self.probabilities[idx], self.method,
+                           dict(self.options), extras, self.labels[idx], self.sample_ids[idx],
+                           list(self.class_names), list(self.feature_names), self.model_name,
+                           self.dataset)
+
+    def save(self, path: str | Path) -> Path:
+        """Write a ``.npz`` with the core arrays, ``extra__*`` arrays and a JSON ``metadata`` entry."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        arrays = {name: getattr(self, name) for name in _CORE_ARRAYS}
+        json_extras = {}
+        for key, value in self.extras.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"extra__{key}"] = value
+            else:
+                json_extras[key] = _jsonable(value)
+        metadata = {"format_version": FORMAT_VERSION, "method": self.method,
+                    "options": _jsonable(self.options), "extras": json_extras,
+                    "class_names": self.class_names, "feature_names": self.feature_names,
+                    "model_name": self.model_name, "dataset": self.dataset}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, metadata=np.array(json.dumps(metadata)), **arrays)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Explanation":
+        """Read a file written by ``save``; anything else gives an ``XaiError`` naming the file."""
+        path = Path(path)
+        if not path.is_file():
+            raise XaiError(f"no explanation file at {path}")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = [k for k in ("metadata", "attributions", "inputs", "targets",
+                                       "predictions", "probabilities") if k not in data.files]
+                if missing:
+                    raise XaiError(f"{path} is not an xai explanation: missing {', '.join(missing)}")
+                metadata = json.loads(str(data["metadata"]))
+                arrays = {k: data[k] for k in data.files if k != "metadata"}
+        except XaiError:
+            raise
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as exc:
+            raise XaiError(f"{path} is corrupt or not an xai explanation file "
+                           f"({type(exc).__name__}: {exc})") from exc
+        if metadata.get("format_version") != FORMAT_VERSION:
+            raise XaiError(f"{path} has explanation format {metadata.get('format_version')!r}; "
+                           f"this xai reads format {FORMAT_VERSION}")
+        extras = dict(metadata.get("extras", {}))
+        extras.update({k[len("extra__"):]: v for k, v in arrays.items() if k.startswith("extra__")})
+        return cls(arrays["attributions"], arrays["inputs"], arrays["targets"],
+                   arrays["predictions"], arrays["probabilities"], metadata["method"],
+                   metadata.get("options", {}), extras, arrays.get("labels"),
+                   arrays.get("sample_ids"), metadata.get("class_names", []),
+                   metadata.get("feature_names", []), metadata.get("model_name", ""),
+                   metadata.get("dataset", ""))
+
+
+def _vector(values: Any, n: int, name: str, dtype) -> np.ndarray:
+    arr = np.asarray(values).astype(dtype)
+    if arr.shape != (n,):
+        raise XaiError(f"{name} must have one value per sample ({n}), got shape {arr.shape}")
+    return arr
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)

@@ -1,0 +1,105 @@
+"""The protocols plugins implement. Type-only imports keep this module free of torch at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from .data import Dataset
+    from .explanation import Explanation
+
+
+@runtime_checkable
+class Network(Protocol):
+    """A registered model architecture: a ``torch.nn.Module`` class built from the data's shape.
+
+    ``forward`` takes ``[batch, time, feature]`` (already normalised) and returns logits
+    ``[batch, class]``. ``gradcam_layer`` names (dotted attribute path) the convolution Grad-CAM
+    targets by default, or is None. A network with attention also defines ``attention_weights()``,
+    returning the weights of its last forward pass as a list (one per attention layer, input to
+    output) of ``[batch, heads, query, key]`` tensors.
+    """
+
+    default_params: ClassVar[dict[str, Any]]
+    gradcam_layer: ClassVar[str | None]
+
+    def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None: ...
+
+    def forward(self, x: "torch.Tensor") -> "torch.Tensor": ...
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A network ready to explain: the torch module (raw inputs in, logits out) plus its metadata."""
+
+    name: str
+    module: "torch.nn.Module"
+    network: "torch.nn.Module"
+    class_names: list[str]
+    feature_names: list[str]
+    seq_len: int | None
+    input_layout: str  # always "NTF": [batch, time, feature]
+
+    @property
+    def n_classes(self) -> int: ...
+
+    @property
+    def n_features(self) -> int: ...
+
+    @property
+    def device(self) -> "torch.device": ...
+
+    def gradcam_layer(self) -> "torch.nn.Module | None":
+        """The layer Grad-CAM targets by default, or None when the model has no convolution."""
+
+    def attention_weights(self) -> "list[torch.Tensor] | None":
+        """Attention weights of the last forward pass, or None when the model has no attention."""
+
+
+@runtime_checkable
+class Explainer(Protocol):
+    """Attributes a model's output for a target class to every input time step and feature."""
+
+    name: str
+    description: str
+
+    def check(self, model: Model) -> str | None:
+        """None when this explainer can explain ``model``, otherwise the reason it cannot."""
+
+    def explain(self, model: Model, inputs: "torch.Tensor", target: "torch.Tensor",
+                **options: Any) -> "Explanation":
+        """Explain a batch ``inputs [batch, time, feature]`` for ``target [batch]`` class indices."""
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    """Turns explanations into files (figures, reports)."""
+
+    name: str
+    description: str
+
+    def render(self, explanations: Sequence["Explanation"], out_dir: Path,
+               **options: Any) -> list[Path]:
+        """Write files under ``out_dir`` and return their paths."""
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """Scores how faithful an explanation is to its model (higher or lower is better: say which)."""
+
+    name: str
+    description: str
+    higher_is_better: bool
+
+    def evaluate(self, model: Model, explanation: "Explanation", **options: Any) -> dict[str, float]:
+        """Scores for the explanation, keyed by score name."""
+
+
+class DatasetLoader(Protocol):
+    """Loads a dataset by name into train and test splits."""
+
+    def __call__(self, name: str, **options: Any) -> "Dataset": ...

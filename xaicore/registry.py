@@ -1,0 +1,201 @@
+"""The registry of models, explainers, renderers, datasets and metrics, for the CLI and for embedding.
+
+Entries are collected from the plugins' ``register_*`` hooks without importing their heavy modules;
+an entry's object is imported the first time it is used.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from importlib import import_module
+from typing import Any
+
+from . import plugins
+from .errors import PluginError, UnknownNameError
+
+KINDS = ("models", "explainers", "renderers", "datasets", "metrics")
+SINGULAR = {"models": "model", "explainers": "explainer", "renderers": "renderer",
+            "datasets": "dataset", "metrics": "metric"}
+
+
+@dataclass
+class Entry:
+    """One registered name: where it comes from, whether it works, and how to load it."""
+
+    kind: str
+    name: str
+    target: Any
+    plugin: str
+    distribution: str | None
+    version: str | None
+    info: dict = field(default_factory=dict)
+    error: str | None = None
+    _object: Any = None
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.error else "ok"
+
+    @property
+    def description(self) -> str:
+        return str(self.info.get("description", ""))
+
+    def load(self) -> Any:
+        """Import (once) and return the registered object."""
+        if self.error:
+            raise PluginError(f"{SINGULAR[self.kind]} {self.name!r} from "
+                              f"{self.distribution or self.plugin} is unavailable: {self.error}")
+        if self._object is None:
+            if isinstance(self.target, str):
+                module_name, _, attr = self.target.partition(":")
+                try:
+                    obj = import_module(module_name)
+                    for part in attr.split(".") if attr else []:
+                        obj = getattr(obj, part)
+                except Exception as exc:
+                    self.error = plugins.describe_exception(exc)
+                    raise PluginError(f"{SINGULAR[self.kind]} {self.name!r} from "
+                                      f"{self.distribution or self.plugin} failed to import "
+                                      f"{self.target}: {self.error}") from exc
+                self._object = obj
+            else:
+                self._object = self.target
+        return self._object
+
+    def as_dict(self) -> dict:
+        return {"kind": SINGULAR[self.kind], "name": self.name, "plugin": self.plugin,
+                "distribution": self.distribution, "version": self.version,
+                "status": self.status, "error": self.error, "description": self.description}
+
+
+class Registry:
+    """Every entry of every kind, collected from one plugin manager's hooks."""
+
+    def __init__(self, pm) -> None:
+        self.entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+        self.rejected: list[Entry] = []
+        self.failures: list[plugins.PluginFailure] = []
+        for kind in KINDS:
+            hook = getattr(pm.hook, f"register_{kind}")
+            for impl in reversed(hook.get_hookimpls()):  # in registration order
+                self._collect(kind, impl)
+
+    def _collect(self, kind: str, impl) -> None:
+        source = plugins.source_of(impl.plugin_name)
+
+        def register(name: str, target: Any, **info: Any) -> None:
+            entry = Entry(kind, name, target, source.plugin, source.distribution, source.version, info)
+            taken = self.entries[kind].get(name)
+            if taken is not None:
+                entry.error = (f"{SINGULAR[kind]} name {name!r} is already registered by "
+                               f"{taken.distribution or taken.plugin}")
+                if plugins.strict():
+                    raise PluginError(f"plugin {source.plugin!r}: {entry.error}")
+                self.rejected.append(entry)
+            else:
+                self.entries[kind][name] = entry
+
+        try:
+            impl.function(register=register)
+        except PluginError:
+            raise
+        except Exception as exc:
+            failure = plugins.PluginFailure(source.plugin, source.distribution, source.version,
+                                            f"register_{kind} raised {plugins.describe_exception(exc)}")
+            plugins.record_failure(failure, into=self.failures)
+
+    def all_entries(self) -> list[Entry]:
+        return [e for kind in KINDS for e in self.entries[kind].values()] + self.rejected
+
+
+_cache: tuple[tuple, Registry] | None = None
+
+
+def current() -> Registry:
+    """The registry for the plugins registered right now (rebuilt when plugins change)."""
+    global _cache
+    plugins.load_plugins()
+    key = tuple((name, id(plugin)) for name, plugin in plugins.pm.list_name_plugin())
+    if _cache is None or _cache[0] != key:
+        _cache = (key, Registry(plugins.pm))
+    return _cache[1]
+
+
+def entries(kind: str | None = None) -> list[Entry]:
+    """Registered entries, of one kind or of all, including those that failed."""
+    reg = current()
+    if kind is None:
+        return reg.all_entries()
+    _check_kind(kind)
+    return list(reg.entries[kind].values()) + [e for e in reg.rejected if e.kind == kind]
+
+
+def failures() -> list[plugins.PluginFailure]:
+    """Plugins that failed to import or whose registration hook raised."""
+    return list(plugins.failures) + current().failures
+
+
+def names(kind: str) -> list[str]:
+    """Names of the working entries of one kind, sorted."""
+    _check_kind(kind)
+    return sorted(n for n, e in current().entries[kind].items() if not e.error)
+
+
+def get_entry(kind: str, name: str) -> Entry:
+    _check_kind(kind)
+    entry = current().entries[kind].get(name)
+    if entry is None:
+        available = names(kind)
+        close = difflib.get_close_matches(name, available, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownNameError(f"unknown {SINGULAR[kind]} {name!r}.{hint} Installed: "
+                               f"{', '.join(available) or 'none'}.")
+    return entry
+
+
+def get(kind: str, name: str) -> Any:
+    """The registered object; classes of explainers, renderers and metrics are instantiated."""
+    obj = get_entry(kind, name).load()
+    if kind in ("explainers", "renderers", "metrics") and isinstance(obj, type):
+        obj = obj()
+        if getattr(obj, "name", None) in (None, ""):
+            obj.name = name
+    return obj
+
+
+def get_model(name: str) -> Any:
+    """The model architecture class registered under ``name``."""
+    return get("models", name)
+
+
+def get_explainer(name: str) -> Any:
+    return get("explainers", name)
+
+
+def get_renderer(name: str) -> Any:
+    return get("renderers", name)
+
+
+def get_dataset(name: str) -> Any:
+    """The dataset loader registered under ``name``."""
+    return get("datasets", name)
+
+
+def get_metric(name: str) -> Any:
+    return get("metrics", name)
+
+
+def as_json() -> dict:
+    """Everything ``xai list --json`` prints."""
+    out: dict[str, Any] = {kind: [e.as_dict() for e in entries(kind)] for kind in KINDS}
+    out["plugins"] = [{"plugin": s.plugin, "distribution": s.distribution, "version": s.version,
+                       "status": "ok", "error": None} for s in plugins.sources.values()]
+    out["plugins"] += [{"plugin": f.plugin, "distribution": f.distribution, "version": f.version,
+                        "status": "failed", "error": f.error} for f in failures()]
+    return out
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
