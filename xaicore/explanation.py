@@ -73,6 +73,10 @@ class Explanation:
             raise XaiError(f"{len(self.class_names)} class names for {n_classes} classes")
         if len(self.feature_names) != n_features:
             raise XaiError(f"{len(self.feature_names)} feature names for {n_features} features")
+        for key, value in self.extras.items():
+            if isinstance(value, np.ndarray) and (value.ndim == 0 or value.shape[0] != n):
+                raise XaiError(f"array extra {key!r} must have the sample axis first ({n}), got "
+                               f"shape {value.shape}; store whole-batch values as JSON lists")
         bad = (self.targets < 0) | (self.targets >= n_classes)
         if bad.any():
             raise XaiError(f"target class {int(self.targets[bad][0])} is out of range for "

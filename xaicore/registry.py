@@ -78,7 +78,7 @@ class Registry:
         self.failures: list[plugins.PluginFailure] = []
         for kind in KINDS:
             hook = getattr(pm.hook, f"register_{kind}")
-            for impl in reversed(hook.get_hookimpls()):  # in registration order
+            for impl in hook.get_hookimpls():  # in registration order: first come, first served
                 self._collect(kind, impl)
 
     def _collect(self, kind: str, impl) -> None:

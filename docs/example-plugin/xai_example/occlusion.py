@@ -1,0 +1,31 @@
+"""Sliding-window occlusion: how much the target logit drops when a window is replaced by a baseline."""
+
+from __future__ import annotations
+
+import torch
+
+from xaicore.explainer import BaseExplainer
+
+
+class Occlusion(BaseExplainer):
+    name = "occlusion"
+    description = "Drop in the target logit when a time window is replaced by a baseline"
+    defaults = {"window": 1, "baseline": 0.0}
+
+    def attribute(self, model, inputs, target, *, window, baseline):
+        n, t, f = inputs.shape
+        with torch.no_grad():
+            full = model.module(inputs).gather(1, target[:, None])[:, 0]
+            starts = range(0, t, window)
+            # every (window, feature) occlusion of every sample in one batched forward pass
+            occluded = inputs.repeat(len(starts) * f, 1, 1).view(len(starts), f, n, t, f)
+            for i, s in enumerate(starts):
+                for j in range(f):
+                    occluded[i, j, :, s:s + window, j] = baseline
+            logits = model.module(occluded.reshape(-1, t, f)).view(len(starts), f, n, -1)
+            drop = full - logits.gather(3, target.view(1, 1, n, 1).expand(len(starts), f, n, 1))[..., 0]
+        attributions = torch.zeros_like(inputs)
+        for i, s in enumerate(starts):
+            width = min(window, t - s)
+            attributions[:, s:s + width, :] = (drop[i].T / width)[:, None, :]
+        return attributions, {}

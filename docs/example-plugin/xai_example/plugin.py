@@ -1,0 +1,15 @@
+"""Registers the example explainer and renderer. Names only: nothing heavy is imported here."""
+
+from xaicore.hookspecs import hookimpl
+
+
+@hookimpl
+def register_explainers(register):
+    register("occlusion", "xai_example.occlusion:Occlusion",
+             description="Drop in the target logit when a time window is replaced by a baseline")
+
+
+@hookimpl
+def register_renderers(register):
+    register("csv", "xai_example.csv_renderer:CsvRenderer",
+             description="Attributions as a long-form CSV table")

@@ -1,0 +1,138 @@
+"""Real plugin packages, pip-installed: the documented example plugin and a deliberately broken one.
+
+They are installed with pip into a temporary directory put on PYTHONPATH, so entry-point discovery is
+exactly what a user's ``pip install`` gives, without changing the project's environment.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "docs" / "example-plugin"
+BROKEN = ROOT / "tests" / "plugins" / "xai-broken-plugin"
+XAI = [sys.executable, "-m", "xaicore.cli"]
+
+
+def pip_install_target(target: Path, *packages: Path) -> None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(target), *map(str, packages)],
+                   check=True, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("site")
+    pip_install_target(target, EXAMPLE, BROKEN)
+    return target
+
+
+def run(args, site=None, **env):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("XAI_")}
+    if site is not None:
+        environ["PYTHONPATH"] = str(site)
+    environ.update(env)
+    return subprocess.run(args, capture_output=True, text=True, env=environ, cwd=ROOT)
+
+
+def listing(site=None, **env) -> dict:
+    result = run(XAI + ["list", "--json"], site, **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_example_plugin_is_listed_with_its_distribution(site):
+    data = listing(site)
+    occlusion = next(e for e in data["explainers"] if e["name"] == "occlusion")
+    assert (occlusion["distribution"], occlusion["version"], occlusion["status"]) == \
+        ("xai-example-plugin", "0.2.0", "ok")
+    assert any(e["name"] == "csv" and e["distribution"] == "xai-example-plugin"
+               for e in data["renderers"])
+    assert "occlusion" not in {e["name"] for e in listing()["explainers"]}  # only when installed
+
+
+def test_broken_plugin_is_shown_failed_and_the_rest_works(site):
+    data = listing(site)
+    status = {(p["plugin"], p["status"]): p for p in data["plugins"]}
+    broken = status[("broken", "failed")]
+    assert broken["distribution"] == "xai-broken-plugin"
+    assert "xai_dependency_that_is_not_installed" in broken["error"]
+    assert ("broken", "ok") not in status and ("clashing", "ok") in status
+    hook_failure = [p for p in data["plugins"] if p["plugin"] == "clashing" and p["status"] == "failed"]
+    assert "dataset index unreachable" in hook_failure[0]["error"]
+    saliency = [e for e in data["explainers"] if e["name"] == "saliency"]
+    assert [(e["distribution"], e["status"]) for e in saliency] == \
+        [("xai-captum", "ok"), ("xai-broken-plugin", "failed")]
+    assert all(e["status"] == "ok" for e in data["models"])
+    assert "GunPoint" in {e["name"] for e in data["datasets"]}
+
+    table = run(XAI + ["list"], site)
+    assert table.returncode == 0
+    assert "FAILED PLUGINS" in table.stdout and "xai_dependency_that_is_not_installed" in table.stdout
+
+
+def test_broken_lazy_entry_fails_when_used_with_a_clear_error(site):
+    code = textwrap.dedent("""
+        from xaicore import registry
+        from xaicore.errors import PluginError
+        try:
+            registry.get_explainer("broken-lazy")
+        except PluginError as exc:
+            print(exc)
+        print([e.status for e in registry.entries("explainers") if e.name == "broken-lazy"])
+    """)
+    result = run([sys.executable, "-c", code], site)
+    assert result.returncode == 0, result.stderr
+    assert "failed to import xai_broken.missing_module" in result.stdout
+    assert "['failed']" in result.stdout
+
+
+def test_strict_mode_turns_a_broken_plugin_into_an_error(site):
+    result = run(XAI + ["list"], site, XAI_STRICT_PLUGINS="1")
+    assert result.returncode == 1
+    assert "Error: plugin 'broken' (xai-broken-plugin) failed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_disabled_plugins_are_not_loaded(site):
+    data = listing(site, XAI_DISABLE_PLUGINS="broken, xai-broken-plugin")
+    assert not [p for p in data["plugins"] if p["status"] == "failed"]
+    assert "occlusion" in {e["name"] for e in data["explainers"]}
+
+
+def test_example_plugin_explains_from_python(site, tmp_path):
+    code = textwrap.dedent(f"""
+        import numpy as np, torch
+        import xaicore
+        from xaicore import registry
+        torch.manual_seed(0)
+        linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12 * 2, 3))
+        model = xaicore.wrap_model(linear, class_names=["a", "b", "c"], feature_names=["x", "y"])
+        X = np.random.default_rng(0).normal(size=(5, 12, 2)).astype("float32")
+        e = xaicore.explain(model, X, method="occlusion", target=1)
+        # occluding one cell of a linear model removes exactly weight * input
+        w = linear[1].weight.detach().numpy()[1].reshape(12, 2)
+        np.testing.assert_allclose(e.attributions, X * w, rtol=1e-4, atol=1e-5)
+        paths = registry.get_renderer("csv").render([e], r"{tmp_path}")
+        print(len(open(paths[0]).readlines()))
+    """)
+    result = run([sys.executable, "-c", code], site)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(5 * 12 * 2 + 1)
+
+
+def test_cli_help_and_list_import_no_torch():
+    result = run([sys.executable, "-X", "importtime", "-c", "import xaicore.cli"])
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "xaicore.cli" in imported
+    assert not {"torch", "numpy", "pandas", "shap", "captum", "matplotlib"} & imported
+    code = ("import sys\nfrom xaicore.cli import cli\ncli(['list'], standalone_mode=False)\n"
+            "heavy = {'torch', 'numpy', 'captum', 'shap', 'matplotlib', 'aeon'} & set(sys.modules)\n"
+            "assert not heavy, heavy")
+    result = run([sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,105 @@
+"""The registry: lazy entries, temporary plugins, clashing names, failing hooks, strict mode."""
+
+import sys
+
+import pytest
+
+from xaicore import plugins, registry
+from xaicore.errors import PluginError, UnknownNameError
+from xaicore.hookspecs import hookimpl
+
+
+class TinyExplainer:
+    name = "tiny"
+    description = "test explainer"
+
+
+@pytest.fixture
+def temp_plugin():
+    """Register plugin objects for one test and unregister them after (the datasette pattern)."""
+    registered = []
+
+    def add(obj, name):
+        plugins.pm.register(obj, name=name)
+        registered.append(name)
+        return obj
+
+    yield add
+    for name in registered:
+        plugins.pm.unregister(name=name)
+
+
+def test_builtins_come_from_their_distributions():
+    by_name = {e.name: e for e in registry.entries("explainers")}
+    assert by_name["integrated-gradients"].distribution == "xai-captum"
+    assert by_name["gradcam"].distribution == "xai-gradcam"
+    assert by_name["gradcam"].version == "0.1.0"
+    assert {e.distribution for e in registry.entries("models")} == {"xai-models"}
+    assert "GunPoint" in registry.names("datasets")
+
+
+def test_temporary_plugin_is_listed_lazily_and_removed_after(temp_plugin):
+    class Plugin:
+        @hookimpl
+        def register_explainers(self, register):
+            register("tiny", TinyExplainer, description="in-process")
+            register("lazy-tiny", "xai_lazy_module_for_test:Thing", description="lazy")
+
+    temp_plugin(Plugin(), "tmp-plugin")
+    assert "tiny" in registry.names("explainers")
+    explainer = registry.get_explainer("tiny")
+    assert isinstance(explainer, TinyExplainer)
+    # the lazy entry is not imported by listing; using it imports it, and a failure is reported
+    assert "xai_lazy_module_for_test" not in sys.modules
+    with pytest.raises(PluginError, match="failed to import xai_lazy_module_for_test"):
+        registry.get_explainer("lazy-tiny")
+    plugins.pm.unregister(name="tmp-plugin")
+    assert "tiny" not in registry.names("explainers")
+    plugins.pm.register(Plugin(), name="tmp-plugin")  # so the fixture can unregister it
+
+
+def test_clashing_name_is_rejected_not_replaced(temp_plugin):
+    class Clash:
+        @hookimpl
+        def register_explainers(self, register):
+            register("saliency", TinyExplainer, description="clash")
+
+    temp_plugin(Clash(), "clash-plugin")
+    saliency = [e for e in registry.entries("explainers") if e.name == "saliency"]
+    assert [e.status for e in saliency] == ["ok", "failed"]
+    assert saliency[0].distribution == "xai-captum"
+    assert "already registered by xai-captum" in saliency[1].error
+
+
+def test_failing_hook_is_recorded_and_others_still_work(temp_plugin, monkeypatch):
+    class Failing:
+        @hookimpl
+        def register_renderers(self, register):
+            raise RuntimeError("renderer index unreachable")
+
+    temp_plugin(Failing(), "failing-plugin")
+    failed = [f for f in registry.failures() if f.plugin == "failing-plugin"]
+    assert len(failed) == 1 and "renderer index unreachable" in failed[0].error
+    assert "html-report" in registry.names("renderers")
+    monkeypatch.setenv("XAI_STRICT_PLUGINS", "1")
+    registry._cache = None
+    with pytest.raises(PluginError, match="renderer index unreachable"):
+        registry.current()
+
+
+def test_unknown_names_suggest_close_matches():
+    with pytest.raises(UnknownNameError, match="Did you mean integrated-gradients"):
+        registry.get_explainer("integrated-gradient")
+    with pytest.raises(UnknownNameError, match="Installed: .*saliency"):
+        registry.get_explainer("lime")
+    with pytest.raises(UnknownNameError, match="GunPoint"):
+        registry.get_dataset("GunPoin")
+
+
+def test_listing_imports_no_heavy_module():
+    registry.as_json()
+    for entry in registry.entries():
+        if isinstance(entry.target, str):
+            module = entry.target.partition(":")[0]
+            if entry._object is None:
+                assert module not in sys.modules or module.startswith("xaicore"), module
