@@ -1,0 +1,147 @@
+"""Explaining the test samples of trained runs and writing the results (what ``xai explain`` runs)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import registry
+from .api import explain, get_explainer
+from .errors import XaiError
+from .explanation import Explanation
+from .model import load_checkpoint, model_from_checkpoint
+
+
+def parse_samples(spec: str, n: int) -> list[int]:
+    """Sample positions from ``0:16``, ``3,5,8`` or ``all``, checked against ``n`` test samples."""
+    spec = spec.strip()
+    try:
+        if spec == "all":
+            positions = list(range(n))
+        elif ":" in spec:
+            start, _, stop = spec.partition(":")
+            positions = list(range(int(start or 0), min(int(stop) if stop else n, n)))
+        else:
+            positions = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise XaiError(f"--samples takes START:STOP, a comma list or 'all', not {spec!r}") from None
+    bad = [p for p in positions if not 0 <= p < n]
+    if bad or not positions:
+        raise XaiError(f"--samples {spec!r} selects no valid sample: the test split has {n} "
+                       f"samples (0..{n - 1})")
+    return positions
+
+
+def method_names(requested: tuple[str, ...], model) -> list[str]:
+    """The requested methods, or with ``all`` every installed explainer that can explain ``model``.
+
+    Wrappers (such as ``tsr``, used as ``tsr:saliency``) are not methods on their own.
+    """
+    if not requested or "all" in requested:
+        explainers = {name: get_explainer(name) for name in registry.names("explainers")}
+        return [name for name, explainer in explainers.items()
+                if not callable(getattr(explainer, "wrap", None)) and explainer.check(model) is None]
+    return list(dict.fromkeys(requested))
+
+
+def load_run_data(run: Path, device=None):
+    """The model of a run and the dataset it was trained on (splits as in training)."""
+    from .datasets import load_dataset
+
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    return model_from_checkpoint(ckpt, device), load_dataset(ckpt["dataset"])
+
+
+def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[str, dict],
+                 out: Path | None, figures: bool, device, force: bool) -> list[Explanation]:
+    """Explain the same test samples with every method for every run; return all explanations."""
+    prepared = []
+    for run in runs:
+        model, dataset = load_run_data(run, device)
+        positions = parse_samples(samples, len(dataset.test))
+        names = method_names(methods, model)
+        for name in names:  # fail before computing anything: unknown method, unexplainable model
+            reason = get_explainer(name).check(model)
+            if reason:
+                raise XaiError(f"{name} cannot explain model {model.name!r} of run {run}: {reason}")
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise XaiError(f"--option names method(s) not being run: {', '.join(unknown)}")
+        out_dir = (out / run.name if len(runs) > 1 else out) if out else run / "explanations"
+        existing = [out_dir / f"{n}.npz" for n in names if (out_dir / f"{n}.npz").exists()]
+        if existing and not force:
+            raise XaiError(f"{existing[0]} exists (and {len(existing) - 1} more); use --force to "
+                           "overwrite")
+        prepared.append((run, model, dataset, positions, names, out_dir))
+
+    results = []
+    for run, model, dataset, positions, names, out_dir in prepared:
+        X, y = dataset.test.X[positions], dataset.test.y[positions]
+        run_results = []
+        for name in names:
+            explainer = get_explainer(name)
+            opts = dict(options.get(name, {}))
+            if "background" in getattr(explainer, "defaults", {}):
+                opts.setdefault("background", dataset.train.X)
+            start = time.perf_counter()
+            explanation = explain(model, X, method=name, target=target, labels=y,
+                                  sample_ids=positions, **opts)
+            explanation.dataset = dataset.name
+            path = explanation.save(out_dir / f"{name}.npz")
+            click.echo(f"{model.name} {name:<22} {len(X)} samples  "
+                       f"{time.perf_counter() - start:6.2f} s  -> {path}", err=True)
+            run_results.append(explanation)
+        if figures:
+            render_figures(run_results, out_dir / "figures")
+        results += run_results
+    if len(runs) > 1:
+        write_comparison(results, out)
+    return results
+
+
+def render_figures(explanations: list[Explanation], out_dir: Path) -> None:
+    """Figures from every installed explanation renderer; a renderer's failure is reported, not fatal."""
+    for name in ("sample-plots", "global-plots"):
+        if name not in registry.names("renderers"):
+            continue
+        try:
+            paths = registry.get_renderer(name).render(explanations, out_dir)
+        except XaiError as exc:
+            click.echo(f"warning: renderer {name} failed: {exc}", err=True)
+            continue
+        click.echo(f"{name}: {len(paths)} files in {out_dir}", err=True)
+
+
+def write_comparison(explanations: list[Explanation], out: Path) -> Path:
+    """``comparison.csv``: per method, how the models' attributions of the same samples agree."""
+    import pandas as pd
+
+    rows = []
+    by_method: dict[str, list[Explanation]] = {}
+    for e in explanations:
+        by_method.setdefault(e.method, []).append(e)
+    for method, group in by_method.items():
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                ia, ib = a.aggregate("feature", "abs_sum"), b.aggregate("feature", "abs_sum")
+                rho = [spearman(ra, rb) for ra, rb in zip(ia, ib)]
+                rows.append({"method": method, "model_a": a.model_name, "model_b": b.model_name,
+                             "prediction_agreement": float(np.mean(a.predictions == b.predictions)),
+                             "spearman_time_importance": float(np.nanmean(rho))})
+    path = out / "comparison.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    click.echo(f"side-by-side comparison -> {path}", err=True)
+    return path
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
+    import pandas as pd
+
+    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
