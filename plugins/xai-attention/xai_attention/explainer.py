@@ -1,0 +1,77 @@
+"""Attention weights of the last forward pass: per head, head mean, rollout, mapped to input time."""
+
+from __future__ import annotations
+
+import torch
+
+from xaicore.errors import XaiError
+from xaicore.explainer import BaseExplainer
+from xaicore.model import LoadedModel
+
+
+def rollout(head_means: list[torch.Tensor]) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema 2020): ``(A + I) / 2``, rows renormalised, multiplied up.
+
+    ``head_means`` are ``[batch, query, key]`` per layer, input to output; the result maps the
+    output positions of the last layer to the input positions of the first.
+    """
+    result = None
+    for weights in head_means:
+        eye = torch.eye(weights.shape[-1], device=weights.device, dtype=weights.dtype)
+        mixed = 0.5 * weights + 0.5 * eye
+        mixed = mixed / mixed.sum(-1, keepdim=True)
+        result = mixed if result is None else mixed @ result
+    return result
+
+
+def to_input_steps(received: torch.Tensor, n_steps: int) -> torch.Tensor:
+    """``[batch, key]`` values to ``[batch, time]``: input step t takes key ``floor(t * K / T)``."""
+    keys = received.shape[1]
+    index = torch.arange(n_steps, device=received.device) * keys // n_steps
+    return received[:, index]
+
+
+class AttentionExplainer(BaseExplainer):
+    """Attention received by each key position (mean over queries), broadcast over features.
+
+    Stacked layers (all square and of one length) are combined by rollout; otherwise the head
+    mean of the last layer is used. Attention does not depend on the target class.
+    """
+
+    name = "attention"
+    defaults: dict = {}
+
+    def check(self, model: LoadedModel) -> str | None:
+        if not model.has_attention():
+            return ("it has no attention layer (its network defines no attention_weights()); "
+                    "use gradcam or a gradient method instead")
+        return None
+
+    @torch.no_grad()
+    def attribute(self, model, inputs, target, **opts):
+        model.module(inputs)
+        layers = model.attention_weights()
+        if not layers:
+            raise XaiError(f"model {model.name!r} returned no attention weights from its forward "
+                           f"pass")
+        extras: dict = {"class_independent": True, "n_layers": len(layers)}
+        means = []
+        for i, weights in enumerate(layers):
+            if weights.ndim != 4 or weights.shape[0] != inputs.shape[0]:
+                raise XaiError(f"model {model.name!r}: attention layer {i} has weights of shape "
+                               f"{tuple(weights.shape)}, expected [batch, heads, query, key]")
+            weights = weights.detach().float()
+            extras[f"attention_layer{i}"] = weights
+            means.append(weights.mean(1))
+            extras[f"attention_mean_layer{i}"] = means[-1]
+        stackable = len(means) > 1 and all(m.shape[1] == m.shape[2] == means[0].shape[1]
+                                           for m in means)
+        if stackable:
+            combined = extras["rollout"] = rollout(means)
+        else:
+            combined = means[-1]
+        extras["aggregation"] = "rollout" if stackable else f"head mean of layer {len(means) - 1}"
+        received = combined.mean(1)
+        extras["key_attention"] = received
+        attributions = to_input_steps(received, inputs.shape[1])
+        return attributions[:, :, None].expand(-1, -1, inputs.shape[2]).contiguous(), extras

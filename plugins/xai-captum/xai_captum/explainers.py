@@ -1,0 +1,182 @@
+"""Captum's gradient family as xai explainers: one captum call per batch, batch dimension first."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from captum.attr import DeepLift, GradientShap, InputXGradient, IntegratedGradients, Saliency
+from torch import nn
+
+from xaicore.errors import XaiError
+from xaicore.explainer import BaseExplainer
+from xaicore.model import LoadedModel
+
+from .baselines import as_background, make_baseline
+
+#: Layers whose internal nonlinearities captum's DeepLift rules do not reach.
+DEEPLIFT_UNSUPPORTED = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer,
+                        nn.TransformerDecoderLayer)
+
+DELTA_TOLERANCE = 0.01  # |delta| above this fraction of |F(x) - F(baseline)| triggers a warning
+FLOAT_EPS = 1e-6  # float32 rounding floor, relative to |F(x)| + |F(baseline)|
+
+BASELINE_OPTIONS = {"baseline": "zero", "background": None, "blur_sigma": None, "seed": 0}
+
+
+@torch.no_grad()
+def target_logits(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The target class logit of every sample, without gradients."""
+    return model.module(inputs).gather(1, target[:, None])[:, 0].float()
+
+
+def convergence(name: str, model: LoadedModel, attributions: torch.Tensor, inputs: torch.Tensor,
+                baselines: torch.Tensor, target: torch.Tensor,
+                reference: torch.Tensor | None = None) -> dict:
+    """Completeness check: delta = sum(attr) - (F(x) - F(ref)), warned about when above 1%.
+
+    ``reference`` is F(baseline) per sample; it is computed from ``baselines`` when not given.
+    """
+    fx = target_logits(model, inputs, target)
+    fb = target_logits(model, baselines, target) if reference is None else reference
+    difference = fx - fb
+    delta = attributions.detach().float().sum(dim=(1, 2)) - difference
+    extras: dict[str, Any] = {"convergence_delta": delta, "output_difference": difference}
+    rounding = FLOAT_EPS * (fx.abs() + fb.abs() + 1.0)
+    bad = delta.abs() > DELTA_TOLERANCE * difference.abs() + rounding
+    if bad.any():
+        worst = int((delta.abs() / difference.abs().clamp_min(1e-12)).argmax())
+        message = (f"{name}: convergence delta exceeds {DELTA_TOLERANCE:.0%} of "
+                   f"|F(x) - F(baseline)| for {int(bad.sum())} of {len(bad)} samples (worst: sample "
+                   f"{worst}, delta {float(delta[worst]):.4g} vs difference "
+                   f"{float(difference[worst]):.4g}); attributions do not sum to the output change")
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        extras["warnings"] = [message]
+    return extras
+
+
+def leaf(inputs: torch.Tensor) -> torch.Tensor:
+    """A copy of ``inputs`` that requires gradients (captum warns when it must set that itself)."""
+    return inputs.detach().clone().requires_grad_(True)
+
+
+def baselines_for(name: str, inputs: torch.Tensor, opts: dict) -> torch.Tensor:
+    return make_baseline(opts["baseline"], inputs, background=opts["background"],
+                         blur_sigma=opts["blur_sigma"], seed=opts["seed"], method=name)
+
+
+class IntegratedGradientsExplainer(BaseExplainer):
+    """Integrated Gradients (Sundararajan et al. 2017) with the convergence delta per sample."""
+
+    name = "integrated-gradients"
+    defaults = {"n_steps": 50, "method": "gausslegendre", "internal_batch_size": None,
+                **BASELINE_OPTIONS}
+
+    def attribute(self, model, inputs, target, **opts):
+        if int(opts["n_steps"]) < 1:
+            raise XaiError(f"{self.name}: n_steps must be at least 1, got {opts['n_steps']}")
+        baselines = baselines_for(self.name, inputs, opts)
+        try:
+            attr = IntegratedGradients(model.module).attribute(
+                inputs, baselines=baselines, target=target, n_steps=int(opts["n_steps"]),
+                method=opts["method"], internal_batch_size=opts["internal_batch_size"])
+        except (AssertionError, ValueError) as exc:
+            raise XaiError(f"{self.name}: {exc} (method must be riemann_left, riemann_right, "
+                           f"riemann_middle, riemann_trapezoid or gausslegendre)") from None
+        return attr, convergence(self.name, model, attr, inputs, baselines, target)
+
+
+class SaliencyExplainer(BaseExplainer):
+    """Gradient of the target logit with respect to each input value (absolute by default)."""
+
+    name = "saliency"
+    defaults = {"abs": True}
+
+    def attribute(self, model, inputs, target, **opts):
+        return Saliency(model.module).attribute(leaf(inputs), target=target, abs=bool(opts["abs"])), {}
+
+
+class InputXGradientExplainer(BaseExplainer):
+    """Input times the gradient of the target logit."""
+
+    name = "input-x-gradient"
+
+    def attribute(self, model, inputs, target, **opts):
+        return InputXGradient(model.module).attribute(leaf(inputs), target=target), {}
+
+
+class SmoothGradExplainer(BaseExplainer):
+    """SmoothGrad (Smilkov et al. 2017): gradients averaged over noisy copies of each input.
+
+    The noise std is ``noise_level`` times each sample's per-feature std over time; all
+    ``n_samples`` copies of the batch go through one gradient call.
+    """
+
+    name = "smoothgrad"
+    defaults = {"noise_level": 0.15, "n_samples": 25, "abs": True, "seed": 0}
+
+    def attribute(self, model, inputs, target, **opts):
+        n = int(opts["n_samples"])
+        if n < 1 or float(opts["noise_level"]) < 0:
+            raise XaiError(f"{self.name}: n_samples must be >= 1 and noise_level >= 0; got "
+                           f"{opts['n_samples']} and {opts['noise_level']}")
+        gen = torch.Generator(device="cpu").manual_seed(int(opts["seed"]))
+        noise = torch.randn((n, *inputs.shape), generator=gen).to(inputs.device, inputs.dtype)
+        std = inputs.std(1, keepdim=True) if inputs.shape[1] > 1 else torch.ones_like(inputs[:, :1])
+        noisy = (inputs + noise * float(opts["noise_level"]) * std).reshape(-1, *inputs.shape[1:])
+        grads = Saliency(model.module).attribute(leaf(noisy), target=target.repeat(n), abs=False)
+        mean = grads.reshape(n, *inputs.shape).mean(0)
+        return (mean.abs() if opts["abs"] else mean), {}
+
+
+class DeepLiftExplainer(BaseExplainer):
+    """DeepLIFT with the rescale rule (Shrikumar et al. 2017) against a baseline."""
+
+    name = "deeplift"
+    defaults = dict(BASELINE_OPTIONS)
+
+    def check(self, model: LoadedModel) -> str | None:
+        layers = [f"{n} ({type(m).__name__})" for n, m in model.network.named_modules()
+                  if isinstance(m, DEEPLIFT_UNSUPPORTED)]
+        if layers:
+            return (f"captum's DeepLift has no rescale rule for the gates of recurrent or attention "
+                    f"layers, so its attributions would silently break completeness; this model has "
+                    f"{', '.join(layers)}. Use integrated-gradients or gradient-shap instead")
+        return None
+
+    def attribute(self, model, inputs, target, **opts):
+        baselines = baselines_for(self.name, inputs, opts)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ss]etting forward, backward hooks.*")
+            attr = DeepLift(model.module).attribute(leaf(inputs), baselines=baselines, target=target)
+        return attr, convergence(self.name, model, attr, inputs, baselines, target)
+
+
+class GradientShapExplainer(BaseExplainer):
+    """GradientSHAP (expected gradients): baselines drawn from the train split (``background``)."""
+
+    name = "gradient-shap"
+    defaults = {"background": None, "background_size": 100, "n_samples": 25, "stdevs": 0.0,
+                "seed": 0}
+
+    def attribute(self, model, inputs, target, **opts):
+        bg = as_background(opts["background"], inputs, self.name)
+        gen = torch.Generator(device="cpu").manual_seed(int(opts["seed"]))
+        size = int(opts["background_size"])
+        if size < 1 or int(opts["n_samples"]) < 1:
+            raise XaiError(f"{self.name}: background_size and n_samples must be at least 1")
+        if len(bg) > size:
+            bg = bg[torch.randperm(len(bg), generator=gen)[:size].to(bg.device)]
+        devices = [inputs.device] if inputs.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(opts["seed"]))
+            attr = GradientShap(model.module).attribute(
+                inputs, baselines=bg, target=target, n_samples=int(opts["n_samples"]),
+                stdevs=float(opts["stdevs"]))
+        # Expected value per sample: the mean target logit over the background.
+        with torch.no_grad():
+            expected = model.module(bg).float()[:, target].mean(0)
+        fx = target_logits(model, inputs, target)
+        delta = attr.detach().float().sum(dim=(1, 2)) - (fx - expected)
+        return attr, {"expected_value": expected, "convergence_delta": delta}

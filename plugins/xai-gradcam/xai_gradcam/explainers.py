@@ -1,0 +1,162 @@
+"""Grad-CAM, Grad-CAM++ and CAM on a Conv1d layer: one forward and one backward per batch.
+
+A heatmap over the layer's time axis is upsampled (linear interpolation) to the input length and
+broadcast to every feature, so attributions are ``[sample, time, feature]`` like the inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xaicore.errors import XaiError
+from xaicore.explainer import BaseExplainer
+from xaicore.model import LoadedModel
+
+NORMALIZE = ("none", "max", "minmax")
+REDUCTIONS = ("mean", "median", "max", "mean_max")
+
+
+def conv1d_names(model: LoadedModel) -> list[str]:
+    return [n for n, m in model.network.named_modules() if isinstance(m, nn.Conv1d)]
+
+
+def resolve_layer(model: LoadedModel, layer: str | None) -> tuple[str, nn.Module]:
+    """The layer to explain: the ``layer`` option, the model's declared layer, or its last Conv1d."""
+    if layer:
+        return layer, model.layer(layer)
+    declared = model.gradcam_layer()
+    if declared is not None:
+        name = next((n for n, m in model.network.named_modules() if m is declared), "")
+        return name, declared
+    names = conv1d_names(model)
+    if not names:
+        raise XaiError(f"model {model.name!r} has no Conv1d layer to explain")
+    return names[-1], model.layer(names[-1])
+
+
+def layer_forward(model: LoadedModel, layer: nn.Module, name: str,
+                  inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and the layer's output ``[batch, channel, time]`` from one forward pass."""
+    captured: list[Any] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    try:
+        logits = model.module(inputs)
+    finally:
+        handle.remove()
+    if not captured:
+        raise XaiError(f"layer {name!r} of model {model.name!r} is not used in its forward pass")
+    acts = captured[-1]
+    if not isinstance(acts, torch.Tensor) or acts.ndim != 3 or acts.shape[0] != inputs.shape[0]:
+        shape = tuple(acts.shape) if isinstance(acts, torch.Tensor) else type(acts).__name__
+        raise XaiError(f"layer {name!r} of model {model.name!r} outputs {shape}, not "
+                       f"[batch, channel, time]; choose a Conv1d layer: "
+                       f"{', '.join(conv1d_names(model)) or 'none'}")
+    return logits, acts
+
+
+def activations_and_gradients(model: LoadedModel, layer: nn.Module, name: str,
+                              inputs: torch.Tensor,
+                              target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Layer activations and the gradient of each sample's target logit with respect to them.
+
+    One backward of the summed target logits serves the whole batch: in eval mode samples are
+    independent, so sample i's gradient only comes from its own logit.
+    """
+    x = inputs.detach().requires_grad_(True)  # so the layer output is in the graph even if frozen
+    logits, acts = layer_forward(model, layer, name, x)
+    score = logits.gather(1, target[:, None]).sum()
+    (grads,) = torch.autograd.grad(score, acts)
+    return acts.detach(), grads.detach()
+
+
+def to_input_space(heatmap: torch.Tensor, inputs: torch.Tensor, relu: bool,
+                   normalize: str) -> torch.Tensor:
+    """``[batch, layer_time]`` heatmap -> ReLU -> linear upsampling -> normalisation -> NTF."""
+    if relu:
+        heatmap = F.relu(heatmap)
+    heatmap = F.interpolate(heatmap[:, None].float(), size=inputs.shape[1], mode="linear")[:, 0]
+    if normalize == "max":
+        heatmap = heatmap / heatmap.abs().amax(1, keepdim=True).clamp_min(1e-12)
+    elif normalize == "minmax":
+        low = heatmap.amin(1, keepdim=True)
+        heatmap = (heatmap - low) / (heatmap.amax(1, keepdim=True) - low).clamp_min(1e-12)
+    return heatmap[:, :, None].expand(-1, -1, inputs.shape[2]).contiguous()
+
+
+class _LayerCAM(BaseExplainer):
+    """Shared option checks and layer lookup of the three CAM methods."""
+
+    defaults = {"layer": None, "relu": True, "normalize": "none"}
+
+    def check(self, model: LoadedModel) -> str | None:
+        if not conv1d_names(model):
+            return (f"it has no Conv1d layer ({self.name} weights the channels of a 1-D "
+                    f"convolution); use a gradient method such as saliency or integrated-gradients")
+        return None
+
+    def attribute(self, model, inputs, target, **opts):
+        if opts["normalize"] not in NORMALIZE:
+            raise XaiError(f"{self.name}: normalize must be one of {', '.join(NORMALIZE)}, "
+                           f"not {opts['normalize']!r}")
+        name, layer = resolve_layer(model, opts["layer"])
+        heatmap, extras = self.heatmap(model, layer, name, inputs, target, opts)
+        attributions = to_input_space(heatmap, inputs, bool(opts["relu"]), opts["normalize"])
+        return attributions, {"layer": name, "layer_heatmap": heatmap, **extras}
+
+    def heatmap(self, model: LoadedModel, layer: nn.Module, name: str, inputs: torch.Tensor,
+                target: torch.Tensor, opts: dict) -> tuple[torch.Tensor, dict]:
+        """``[batch, layer_time]`` map before ReLU and upsampling, plus extras."""
+        raise NotImplementedError
+
+
+class GradCAM(_LayerCAM):
+    """Grad-CAM (Selvaraju et al. 2017): channels weighted by their time-averaged gradients."""
+
+    name = "gradcam"
+
+    def heatmap(self, model, layer, name, inputs, target, opts):
+        acts, grads = activations_and_gradients(model, layer, name, inputs, target)
+        weights = grads.mean(2, keepdim=True)
+        return (weights * acts).sum(1), {"channel_weights": weights[:, :, 0]}
+
+
+class GradCAMPlusPlus(_LayerCAM):
+    """Grad-CAM++ (Chattopadhyay et al. 2018): pixel-wise weighted positive gradients."""
+
+    name = "gradcam++"
+
+    def heatmap(self, model, layer, name, inputs, target, opts):
+        acts, grads = activations_and_gradients(model, layer, name, inputs, target)
+        g2, g3 = grads.pow(2), grads.pow(3)
+        denominator = 2 * g2 + acts.sum(2, keepdim=True) * g3
+        alpha = g2 / torch.where(denominator != 0, denominator, torch.ones_like(denominator))
+        weights = (alpha * F.relu(grads)).sum(2, keepdim=True)
+        return (weights * acts).sum(1), {"channel_weights": weights[:, :, 0]}
+
+
+class CAM(_LayerCAM):
+    """The layer's activations reduced over channels (the tutorial's CAM; class-independent)."""
+
+    name = "cam"
+    defaults = {**_LayerCAM.defaults, "reduction": "mean"}
+
+    def heatmap(self, model, layer, name, inputs, target, opts):
+        reduction = opts["reduction"]
+        if reduction not in REDUCTIONS:
+            raise XaiError(f"cam: reduction must be one of {', '.join(REDUCTIONS)}, "
+                           f"not {reduction!r}")
+        with torch.no_grad():
+            _, acts = layer_forward(model, layer, name, inputs)
+        if reduction == "mean":
+            heatmap = acts.mean(1)
+        elif reduction == "median":
+            heatmap = acts.median(1).values
+        elif reduction == "max":
+            heatmap = acts.amax(1)
+        else:
+            heatmap = (acts.mean(1) + acts.amax(1)) / 2
+        return heatmap, {"class_independent": True}
