@@ -1,0 +1,71 @@
+"""Loads the classification datasets aeon ships as ``xaicore.data.Dataset`` (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xaicore.data import Dataset, DataSplit
+from xaicore.errors import XaiError
+
+from .plugin import shipped_datasets
+
+
+def data_dir() -> Path:
+    """The folder of data files inside the installed aeon package."""
+    import aeon
+
+    return Path(aeon.__file__).parent / "datasets" / "data"
+
+
+def class_order(labels: Any) -> list[str]:
+    """Distinct labels sorted numerically when they all are numbers ("2" before "10"), else as text."""
+    unique = sorted({str(v) for v in labels})
+    try:
+        return sorted(unique, key=float)
+    except ValueError:
+        return unique
+
+
+def _read(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    from aeon.datasets import load_from_ts_file
+
+    try:
+        X, y, meta = load_from_ts_file(str(path), return_meta_data=True)
+    except Exception as exc:  # aeon raises IOError/ValueError subclasses of its own
+        raise XaiError(f"aeon could not read {path}: {exc}") from None
+    if not meta.get("classlabel", True):
+        raise XaiError(f"{name} is a regression dataset (numeric targets, no class labels); "
+                       f"xai trains classifiers only")
+    if isinstance(X, list) or not meta.get("equallength", True):
+        lengths = sorted({np.asarray(x).shape[-1] for x in X})
+        raise XaiError(f"{name} holds series of different lengths ({lengths[0]}..{lengths[-1]} "
+                       f"time steps); variable-length datasets are not supported: pad or "
+                       f"truncate them to one length and load them as .npz")
+    return np.asarray(X, dtype=np.float32), np.asarray(y).astype(str), meta
+
+
+def load(name: str, **options: Any) -> Dataset:
+    """The shipped train and test splits of ``name``, laid out ``[sample, time, feature]``."""
+    if options:
+        raise XaiError(f"aeon dataset {name!r} takes no options (got {', '.join(sorted(options))})")
+    shipped = shipped_datasets()
+    if name not in shipped:
+        raise XaiError(f"{name!r} is not shipped with aeon (nothing is downloaded); shipped: "
+                       f"{', '.join(shipped)}")
+    folder = data_dir() / name
+    X_train, y_train, meta = _read(folder / f"{name}_TRAIN.ts", name)
+    X_test, y_test, _ = _read(folder / f"{name}_TEST.ts", name)
+    class_names = class_order(y_train)
+    unseen = sorted(set(y_test) - set(class_names))
+    if unseen:
+        raise XaiError(f"{name}: test labels {unseen} do not occur in the train split")
+    index = {c: i for i, c in enumerate(class_names)}
+    to_split = lambda X, y: DataSplit(X.transpose(0, 2, 1), np.array([index[v] for v in y]))  # noqa: E731
+    n_features = X_train.shape[1]
+    return Dataset(name, to_split(X_train, y_train), to_split(X_test, y_test), class_names,
+                   feature_names=["value"] if n_features == 1 else [f"dim_{i}" for i in range(n_features)],
+                   info={"source": "aeon", "shipped_split": True,
+                         "univariate": bool(meta.get("univariate", n_features == 1))})

@@ -1,0 +1,54 @@
+"""The seed's CNN-BiLSTM-Attention hybrid, generalised to multivariate series (features as channels)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from xaicore.errors import XaiError
+
+from .params import check_shape, resolve_params
+
+
+class CNNLSTMAttention(nn.Module):
+    """Two Conv1d blocks (Conv, ReLU, BatchNorm, MaxPool /2), a BiLSTM, multi-head self-attention,
+    mean pooling over time and a linear head. Defaults are the seed script's hyperparameters."""
+
+    default_params: ClassVar[dict[str, Any]] = {
+        "cnn_channels": 16, "kernel_size": 3, "lstm_hidden_size": 32, "lstm_num_layers": 2,
+        "num_heads": 4, "dropout": 0.0,
+    }
+    gradcam_layer: ClassVar[str | None] = "cnn.4"  # the second (last) Conv1d
+
+    def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
+        super().__init__()
+        check_shape(type(self), n_features, seq_len, n_classes, min_len=4)
+        p = self.params = resolve_params(type(self), params)
+        c, k = p["cnn_channels"], p["kernel_size"]
+        self.cnn = nn.Sequential(
+            nn.Conv1d(n_features, c, k, padding=k // 2), nn.ReLU(), nn.BatchNorm1d(c), nn.MaxPool1d(2),
+            nn.Conv1d(c, 2 * c, k, padding=k // 2), nn.ReLU(), nn.BatchNorm1d(2 * c), nn.MaxPool1d(2),
+        )
+        self.lstm = nn.LSTM(2 * c, p["lstm_hidden_size"], p["lstm_num_layers"], batch_first=True,
+                            bidirectional=True,
+                            dropout=p["dropout"] if p["lstm_num_layers"] > 1 else 0.0)
+        width = 2 * p["lstm_hidden_size"]
+        if width % p["num_heads"]:
+            raise XaiError(f"num_heads ({p['num_heads']}) must divide 2 * lstm_hidden_size ({width})")
+        self.attention = nn.MultiheadAttention(width, p["num_heads"], dropout=p["dropout"],
+                                               batch_first=True)
+        self.fc = nn.Linear(width, n_classes)
+        self._attention: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.cnn(x.transpose(1, 2)).transpose(1, 2)  # [B, T/4, 2C]
+        h, _ = self.lstm(h)
+        h, weights = self.attention(h, h, h, need_weights=True, average_attn_weights=False)
+        self._attention = weights  # [B, heads, T/4, T/4]
+        return self.fc(h.mean(dim=1))
+
+    def attention_weights(self) -> list[torch.Tensor]:
+        """Weights of the last forward pass: one ``[batch, heads, query, key]`` tensor."""
+        return [] if self._attention is None else [self._attention]

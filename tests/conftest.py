@@ -1,0 +1,23 @@
+"""Shared fixtures: one small trained GunPoint run for every test that needs a real model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def gunpoint_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run directory of cnn-lstm-attention trained on GunPoint (seed 0, test accuracy > 0.8).
+
+    Read-only for tests: copy it (shutil.copytree) before writing into it.
+    """
+    from xaicore.datasets import dataset_spec
+    from xaicore.training import train
+
+    run = tmp_path_factory.mktemp("runs") / "gunpoint"
+    metrics = train(dataset_spec("GunPoint"), "cnn-lstm-attention", run, epochs=30, seed=0,
+                    progress=False)
+    assert metrics["test_accuracy"] > 0.8, metrics
+    return run

@@ -1,0 +1,244 @@
+"""Datasets from a spec: a registered name (aeon's UCR/UEA sets...), a CSV file or an ``.npz`` file.
+
+A spec is a small JSON-able dict stored in the checkpoint, so a run reloads exactly its own splits:
+``{"name": "GunPoint"}`` or ``{"name": "/abs/train.csv", "test": "/abs/test.csv" | None,
+"seed": 0, "test_size": 0.25}``.
+
+**CSV layout** (the seed's): a header row, then one row per sample; every column but the last holds
+a number, the last column holds the class label (any text). A row of F numbers is one *univariate*
+series of F time steps, in column order: the header names of those columns become the time-step
+names (``Dataset.info["time_names"]``), the single feature is named ``"value"``, and the label
+column's header is kept as ``info["label_column"]``. Multivariate series go in an ``.npz`` file.
+
+**npz layout**: ``X`` ``[n, time, feature]`` (or ``[n, time]`` for univariate), ``y`` (class
+indices into ``class_names``, or labels as text or numbers), optionally ``X_test``/``y_test``,
+``class_names`` and ``feature_names``.
+
+Without a test file (or ``X_test`` in the npz) the samples are split into train and test with a
+seeded stratified split (``test_size`` of every class goes to test).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import registry
+from .data import Dataset, DataSplit
+from .errors import XaiError
+
+FILE_SUFFIXES = (".csv", ".npz")
+
+
+def dataset_spec(name_or_path: str | Path, test: str | Path | None = None, seed: int = 0,
+                 test_size: float = 0.25) -> dict:
+    """The spec for a registered dataset name or a CSV/npz path (paths are made absolute)."""
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    is_file = path.suffix.lower() in FILE_SUFFIXES or path.exists() or "/" in text
+    if not is_file:
+        if test is not None:
+            raise XaiError(f"{text!r} is a registered dataset with its own test split; --test "
+                           f"only goes with a CSV or npz file")
+        registry.get_entry("datasets", text)  # UnknownNameError with close matches
+        return {"name": text}
+    if not path.is_file():
+        raise XaiError(f"no dataset file at {path}")
+    if not 0 < test_size < 1:
+        raise XaiError(f"test_size must be between 0 and 1 (got {test_size})")
+    if test is not None:
+        test = Path(test).expanduser()
+        if not test.is_file():
+            raise XaiError(f"no test file at {test}")
+        if test.suffix.lower() != path.suffix.lower():
+            raise XaiError(f"the test file {test} must have the same format as {path}")
+        test = str(test.resolve())
+    return {"name": str(path.resolve()), "test": test, "seed": int(seed),
+            "test_size": float(test_size)}
+
+
+def load_dataset(spec: dict) -> Dataset:
+    """The dataset a spec names, with its train and test splits."""
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if not name:
+        raise XaiError(f"a dataset spec needs a 'name' (got {spec!r})")
+    path = Path(name)
+    if path.suffix.lower() not in FILE_SUFFIXES:
+        loader = registry.get_dataset(name)
+        dataset = loader(name)
+        if not isinstance(dataset, Dataset):
+            raise XaiError(f"the loader of dataset {name!r} returned {type(dataset).__name__}, "
+                           f"not an xaicore.data.Dataset")
+        return dataset
+    if not path.is_file():
+        raise XaiError(f"no dataset file at {path}")
+    reader = read_csv if path.suffix.lower() == ".csv" else read_npz
+    X, labels, info, test = reader(path)
+    if spec.get("test"):
+        if test is not None:
+            raise XaiError(f"{path} already holds a test split (X_test); do not pass a test file")
+        X_test, labels_test, test_info, _ = reader(Path(spec["test"]))
+        if X_test.shape[1:] != X.shape[1:]:
+            raise XaiError(f"test file {spec['test']} has samples of shape {X_test.shape[1:]} "
+                           f"(time, feature) but {path} has {X.shape[1:]}")
+        test = (X_test, labels_test, spec["test"])
+    elif test is not None:
+        test = (*test, f"{path} (X_test)")
+    class_names = info.pop("class_names", None) or class_order(labels)
+    if len(set(map(str, labels))) < 2:
+        raise XaiError(f"{path}: every sample has the label {str(labels[0])!r}; a classifier "
+                       f"needs at least two classes")
+    y = encode(labels, class_names, str(path))
+    if test is None:
+        train_idx, test_idx = stratified_split(y, float(spec.get("test_size", 0.25)),
+                                               int(spec.get("seed", 0)), class_names, str(path))
+        train, held_out = DataSplit(X[train_idx], y[train_idx]), DataSplit(X[test_idx], y[test_idx])
+    else:
+        X_test, labels_test, where = test
+        train, held_out = DataSplit(X, y), DataSplit(X_test, encode(labels_test, class_names, where))
+    feature_names = info.pop("feature_names", None)
+    return Dataset(path.stem, train, held_out, class_names, feature_names or [], info)
+
+
+def class_order(labels: Any) -> list[str]:
+    """Distinct labels as text, sorted numerically when all are numbers ("2" before "10")."""
+    unique = sorted({str(v) for v in np.asarray(labels).ravel()})
+    try:
+        return sorted(unique, key=float)
+    except ValueError:
+        return unique
+
+
+def encode(labels: np.ndarray, class_names: list[str], where: str) -> np.ndarray:
+    """Class indices of ``labels``; a label outside ``class_names`` is an error naming it."""
+    index = {c: i for i, c in enumerate(class_names)}
+    text = [str(v) for v in np.asarray(labels).ravel()]
+    unseen = sorted(set(text) - set(index))
+    if unseen:
+        raise XaiError(f"{where}: labels {', '.join(map(repr, unseen[:5]))} do not occur in the "
+                       f"training data (classes: {', '.join(class_names)})")
+    return np.array([index[v] for v in text], dtype=np.int64)
+
+
+def stratified_split(y: np.ndarray, test_size: float, seed: int, class_names: list[str],
+                     where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test indices with about ``test_size`` of every class in test (seeded)."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in range(len(class_names)):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        if len(idx) < 2:
+            raise XaiError(f"{where}: class {class_names[c]!r} has {len(idx)} sample(s); a "
+                           f"train/test split needs at least 2 per class (or pass a test file)")
+        n_test = min(len(idx) - 1, max(1, int(round(len(idx) * test_size))))
+        test.extend(idx[:n_test])
+        train.extend(idx[n_test:])
+    return np.sort(np.array(train)), np.sort(np.array(test))
+
+
+def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, dict, None]:
+    """``X [n, time, 1]``, labels and names from a CSV in the seed's layout (see module docstring)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise XaiError(f"cannot read CSV {path}: {exc}") from None
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if len(rows) < 2:
+        raise XaiError(f"{path} has no data rows (expected a header row, then one row per sample)")
+    header = [h.strip() for h in rows[0]]
+    if len(header) < 2:
+        raise XaiError(f"{path} has {len(header)} column(s); expected value columns then a label "
+                       f"column")
+    n_values = len(header) - 1
+    X = np.empty((len(rows) - 1, n_values), dtype=np.float64)
+    labels = []
+    for i, row in enumerate(rows[1:]):
+        line = i + 2
+        if len(row) != len(header):
+            raise XaiError(f"{path}: ragged rows: row {line} has {len(row)} cells but the header "
+                           f"has {len(header)} columns")
+        for j, cell in enumerate(row[:-1]):
+            try:
+                value = float(cell)
+            except ValueError:
+                what = "an empty cell" if not cell.strip() else f"non-numeric cell {cell.strip()!r}"
+                raise XaiError(f"{path}: {what} at row {line}, column {header[j]!r}") from None
+            if not math.isfinite(value):
+                raise XaiError(f"{path}: {cell.strip()} (NaN or infinite) at row {line}, column "
+                               f"{header[j]!r}")
+            X[i, j] = value
+        label = row[-1].strip()
+        if not label:
+            raise XaiError(f"{path}: empty label at row {line}, column {header[-1]!r}")
+        labels.append(label)
+    info = {"source": str(path), "time_names": header[:-1], "label_column": header[-1],
+            "feature_names": ["value"]}
+    return X[:, :, None], np.array(labels), info, None
+
+
+def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict, tuple | None]:
+    """Arrays ``X``, ``y`` and the optional ``X_test``/``y_test``, ``class_names``, ``feature_names``."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError) as exc:
+        raise XaiError(f"cannot read {path} as npz arrays (pickled objects are refused): "
+                       f"{exc}") from None
+    missing = [k for k in ("X", "y") if k not in arrays]
+    if missing:
+        raise XaiError(f"{path} lacks array(s) {', '.join(missing)}; it holds "
+                       f"{', '.join(arrays) or 'nothing'}")
+    if ("X_test" in arrays) != ("y_test" in arrays):
+        raise XaiError(f"{path} must hold both X_test and y_test, or neither")
+    info: dict[str, Any] = {"source": str(path)}
+    for key in ("class_names", "feature_names"):
+        if key in arrays:
+            info[key] = [str(v) for v in np.asarray(arrays[key]).ravel()]
+    X = _npz_X(arrays["X"], path, "X")
+    labels = _npz_labels(arrays["y"], len(X), info.get("class_names"), path, "y")
+    test = None
+    if "X_test" in arrays:
+        X_test = _npz_X(arrays["X_test"], path, "X_test")
+        if X_test.shape[1:] != X.shape[1:]:
+            raise XaiError(f"{path}: X_test samples are {X_test.shape[1:]} (time, feature) but X "
+                           f"samples are {X.shape[1:]}")
+        test = (X_test, _npz_labels(arrays["y_test"], len(X_test), info.get("class_names"),
+                                    path, "y_test"))
+    return X, labels, info, test
+
+
+def _npz_X(X: np.ndarray, path: Path, key: str) -> np.ndarray:
+    if not np.issubdtype(X.dtype, np.number):
+        raise XaiError(f"{path}: {key} must be numeric, not {X.dtype}")
+    if X.ndim == 2:
+        X = X[:, :, None]
+    if X.ndim != 3 or X.shape[0] == 0:
+        raise XaiError(f"{path}: {key} must be [sample, time, feature] or [sample, time] with at "
+                       f"least one sample; got shape {X.shape}")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        s, t, f = (int(i) for i in np.argwhere(bad)[0])
+        raise XaiError(f"{path}: {key} has {int(bad.sum())} NaN or infinite values (first at "
+                       f"sample {s}, time step {t}, feature {f})")
+    return X
+
+
+def _npz_labels(y: np.ndarray, n: int, class_names: list[str] | None, path: Path,
+                key: str) -> np.ndarray:
+    """Labels as text; integer labels index ``class_names`` when the file gives them."""
+    y = np.asarray(y).ravel()
+    if len(y) != n:
+        raise XaiError(f"{path}: {n} samples but {len(y)} labels in {key}")
+    if class_names and np.issubdtype(y.dtype, np.integer):
+        if y.min() < 0 or y.max() >= len(class_names):
+            raise XaiError(f"{path}: {key} holds class index {int(y.max() if y.max() >= 0 else y.min())}"
+                           f" but class_names has {len(class_names)} names")
+        return np.array([class_names[i] for i in y])
+    if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+        raise XaiError(f"{path}: {key} holds NaN labels")
+    return np.array([str(v) for v in y])

@@ -1,0 +1,360 @@
+"""``train()``: fit a registered network on a dataset spec and write a complete run directory.
+
+The recipe is the seed's (Adam, StepLR dividing the rate by 10 every third of the epochs,
+cross-entropy) unless the network class overrides parts of it in ``training_defaults``; explicit
+arguments override both. Everything is written into a temporary directory beside ``out`` and
+renamed at the end, so a failed or interrupted run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import registry
+from .data import Dataset
+from .datasets import load_dataset
+from .errors import PluginError, UnknownNameError, XaiError
+from .model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, default_device, load_checkpoint
+
+# The seed script's recipe; a network class may override keys in its ``training_defaults``.
+SEED_RECIPE: dict[str, Any] = {"epochs": 50, "batch_size": 32, "lr": 0.005, "scheduler": "step",
+                               "weight_decay": 0.0, "label_smoothing": 0.0}
+SCHEDULERS = ("step", "cosine", "onecycle", "constant")
+
+
+def recipe_for(cls: type, **overrides: Any) -> dict[str, Any]:
+    """The training recipe for a network class: the seed's, the class's defaults, then overrides."""
+    recipe = {**SEED_RECIPE, **getattr(cls, "training_defaults", {})}
+    recipe.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("epochs", "batch_size"):
+        if isinstance(recipe[key], bool) or not isinstance(recipe[key], int) or recipe[key] < 1:
+            raise XaiError(f"{key} must be a positive integer, not {recipe[key]!r}")
+    if not isinstance(recipe["lr"], (int, float)) or not 0 < recipe["lr"] < 10:
+        raise XaiError(f"the learning rate must be a number between 0 and 10, not {recipe['lr']!r}")
+    if recipe["scheduler"] not in SCHEDULERS:
+        raise XaiError(f"unknown scheduler {recipe['scheduler']!r}; use one of {', '.join(SCHEDULERS)}")
+    return recipe
+
+
+@contextlib.contextmanager
+def deterministic(seed: int, threads: int | None = None) -> Iterator[None]:
+    """Seed torch and numpy, use deterministic kernels and ``threads`` CPU threads, restoring the
+    global settings after."""
+    was_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    was = torch.are_deterministic_algorithms_enabled()
+    was_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=was_warn)
+        torch.set_num_threads(was_threads)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None or device == "auto":
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise XaiError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise XaiError(f"device {device!r} requested but CUDA is not available here")
+    return dev
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: dict, steps_per_epoch: int):
+    """The learning-rate schedule and whether it steps per batch (else per epoch)."""
+    epochs, kind = recipe["epochs"], recipe["scheduler"]
+    if kind == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, max(1, epochs // 3), gamma=0.1), False
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs), False
+    if kind == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, recipe["lr"], epochs=epochs,
+                                                   steps_per_epoch=steps_per_epoch), True
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0), False
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A seeded shuffle cut into batches; a last batch of one sample joins the one before
+    (BatchNorm cannot train on a single sample)."""
+    parts = list(torch.randperm(n, generator=generator).split(batch_size))
+    if len(parts) > 1 and len(parts[-1]) == 1:
+        parts[-2:] = [torch.cat(parts[-2:])]
+    return parts
+
+
+@torch.no_grad()
+def evaluate(module: nn.Module, X: torch.Tensor, y: torch.Tensor,
+             batch_size: int = 256) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy, accuracy and class probabilities of ``module`` in eval mode."""
+    module.eval()
+    logits = torch.cat([module(X[i:i + batch_size]).float() for i in range(0, len(X), batch_size)])
+    loss = nn.functional.cross_entropy(logits, y).item()
+    return loss, (logits.argmax(1) == y).float().mean().item(), torch.softmax(logits, 1).cpu().numpy()
+
+
+def _log(progress: bool, message: str) -> None:
+    if progress:
+        import click
+
+        click.echo(message, err=True)
+
+
+def train(dataset_spec: dict, model: str, out: str | Path, *, epochs: int | None = None,
+          seed: int = 0, batch_size: int | None = None, lr: float | None = None,
+          params: dict | None = None, force: bool = False, device: str | None = None,
+          progress: bool = True, resume: bool = False, threads: int | None = 1) -> dict:
+    """Train ``model`` on the dataset of ``dataset_spec`` into run directory ``out``; the metrics.
+
+    ``resume`` continues the run already in ``out`` from its optimizer and scheduler state up to
+    ``epochs`` in total (its recipe and dataset are reused; the result replaces the run).
+    ``threads`` CPU threads are used (one by default: these small networks train fastest on one
+    thread, several times faster on a shared machine; None keeps torch's setting).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise XaiError(f"{out} exists and is not a directory")
+    previous = None
+    if resume:
+        previous = load_checkpoint(out / CHECKPOINT)
+        if previous.get("model") != model or "training" not in previous:
+            raise XaiError(f"{out} holds a {previous.get('model')!r} run without resumable state; "
+                           f"train {model!r} into a new directory instead")
+        dataset_spec, seed = previous["dataset"], previous["seed"]
+        params = previous["hyperparameters"]
+        recipe_overrides = {**{k: v for k, v in previous["training"].items() if k in SEED_RECIPE},
+                            "epochs": epochs}
+    else:
+        if out.exists() and any(out.iterdir()) and not force:
+            raise XaiError(f"run directory {out} already exists; pass --force to replace it")
+        recipe_overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
+    if params is not None and not isinstance(params, dict):
+        raise XaiError(f"params must be a dict of network parameters, not {type(params).__name__}")
+    cls = registry.get_model(model)
+    recipe = recipe_for(cls, **recipe_overrides)
+    dev = resolve_device(device)
+    dataset = load_dataset(dataset_spec)
+    if previous and recipe["epochs"] <= previous["epoch"]:
+        raise XaiError(f"{out} already trained {previous['epoch']} epochs; resume needs --epochs "
+                       f"above that")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        with deterministic(seed, threads):
+            metrics = _fit(dataset, dataset_spec, model, cls, params or {}, recipe, seed, dev,
+                           tmp, progress, previous)
+        _render(tmp, metrics, progress)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _log(progress, f"{model} on {dataset.name}: test accuracy {metrics['test_accuracy']:.4f}, "
+                   f"train accuracy {metrics['train_accuracy']:.4f}, {metrics['seconds']:.1f} s "
+                   f"-> {out}")
+    return metrics
+
+
+def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict, recipe: dict,
+         seed: int, dev: torch.device, run_dir: Path, progress: bool, previous: dict | None) -> dict:
+    network = cls(dataset.n_features, dataset.seq_len, dataset.n_classes, **params)
+    hyperparameters = dict(getattr(network, "params", None) or {**cls.default_params, **params})
+    X = dataset.train.X
+    mean, std = X.mean(axis=(0, 1)), X.std(axis=(0, 1))
+    model = LoadedModel(network, name=model_name, class_names=dataset.class_names,
+                        feature_names=dataset.feature_names, seq_len=dataset.seq_len, mean=mean,
+                        std=std, hyperparameters=hyperparameters, dataset=dataset.name).to(dev)
+    module = model.module
+    Xtr, ytr = (torch.from_numpy(a).to(dev) for a in (dataset.train.X, dataset.train.y))
+    Xte, yte = (torch.from_numpy(a).to(dev) for a in (dataset.test.X, dataset.test.y))
+    generator = torch.Generator().manual_seed(seed)
+    steps = len(batches(len(Xtr), recipe["batch_size"], torch.Generator().manual_seed(0)))
+    optimizer = torch.optim.Adam(module.parameters(), lr=recipe["lr"],
+                                 weight_decay=recipe["weight_decay"])
+    scheduler, per_batch = make_scheduler(optimizer, recipe, steps)
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe["label_smoothing"])
+    history: list[dict] = []
+    start = 0
+    if previous:
+        module.load_state_dict(previous["state_dict"])
+        optimizer.load_state_dict(previous["optimizer"])
+        scheduler.load_state_dict(previous["scheduler"])
+        generator.set_state(previous["training"]["generator"])
+        history = list(previous["training"]["history"])
+        start = previous["epoch"]
+
+    import click
+
+    began = time.perf_counter()
+    bar = click.progressbar(length=recipe["epochs"] - start, label="training", file=sys.stderr,
+                            show_pos=True) if progress else contextlib.nullcontext()
+    with bar:
+        for epoch in range(start, recipe["epochs"]):
+            module.train()
+            total, correct = 0.0, 0
+            lr_now = optimizer.param_groups[0]["lr"]
+            for idx in batches(len(Xtr), recipe["batch_size"], generator):
+                idx = idx.to(dev)
+                xb, yb = Xtr[idx], ytr[idx]
+                optimizer.zero_grad(set_to_none=True)
+                logits = module(xb)
+                loss = criterion(logits, yb)
+                loss.backward()
+                optimizer.step()
+                if per_batch:
+                    scheduler.step()
+                total += loss.item() * len(idx)
+                correct += int((logits.argmax(1) == yb).sum())
+            if not per_batch:
+                scheduler.step()
+            test_loss, test_acc, _ = evaluate(module, Xte, yte)
+            row = {"epoch": epoch + 1, "train_loss": total / len(Xtr),
+                   "train_accuracy": correct / len(Xtr), "test_loss": test_loss,
+                   "test_accuracy": test_acc, "lr": lr_now,
+                   "seconds": round(time.perf_counter() - began, 3)}
+            history.append(row)
+            if progress:
+                bar.update(1)
+                click.echo(f"\repoch {epoch + 1:>4}/{recipe['epochs']}  train loss "
+                           f"{row['train_loss']:.4f} acc {row['train_accuracy']:.4f}  test loss "
+                           f"{test_loss:.4f} acc {test_acc:.4f}  lr {lr_now:.2g}", err=True)
+    seconds = time.perf_counter() - began + (previous["training"]["seconds"] if previous else 0.0)
+
+    train_loss, train_acc, _ = evaluate(module, Xtr, ytr)
+    test_loss, test_acc, probs = evaluate(module, Xte, yte)
+    predicted = probs.argmax(1)
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT, "model": model_name, "hyperparameters": hyperparameters,
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "class_names": list(dataset.class_names), "feature_names": list(dataset.feature_names),
+        "seq_len": int(dataset.seq_len),
+        "normalisation": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
+        "dataset": dict(spec), "optimizer": _to_cpu(optimizer.state_dict()),
+        "scheduler": scheduler.state_dict(), "epoch": recipe["epochs"], "seed": int(seed),
+        "training": {**recipe, "generator": generator.get_state(), "history": history,
+                     "seconds": seconds},
+    }
+    torch.save(checkpoint, run_dir / CHECKPOINT)
+    _write_csv(run_dir / "history.csv", history)
+    _write_predictions(run_dir / "test_predictions.csv", dataset, predicted, probs)
+    report = classification_report(dataset.test.y, predicted, dataset.class_names)
+    (run_dir / "classification_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (run_dir / "classification_report.txt").write_text(report_text(report))
+    return {
+        "model": model_name, "dataset": dataset.name, "dataset_spec": dict(spec),
+        "test_accuracy": test_acc, "train_accuracy": train_acc, "test_loss": test_loss,
+        "train_loss": train_loss, "macro_f1": report["macro avg"]["f1-score"],
+        "epochs": recipe["epochs"], "seconds": round(seconds, 3),
+        "batch_size": recipe["batch_size"], "lr": recipe["lr"], "scheduler": recipe["scheduler"],
+        "weight_decay": recipe["weight_decay"], "label_smoothing": recipe["label_smoothing"],
+        "seed": int(seed), "device": str(dev), "hyperparameters": hyperparameters,
+        "parameters": sum(p.numel() for p in network.parameters()),
+        "n_train": len(dataset.train), "n_test": len(dataset.test), "seq_len": dataset.seq_len,
+        "n_features": dataset.n_features, "class_names": list(dataset.class_names),
+        "feature_names": list(dataset.feature_names), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "notes": [],
+    }
+
+
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:
+    """Precision, recall, F1 and support per class, with accuracy and macro/weighted averages."""
+    report: dict[str, Any] = {}
+    for c, name in enumerate(class_names):
+        tp = int(((y_pred == c) & (y_true == c)).sum())
+        predicted, support = int((y_pred == c).sum()), int((y_true == c).sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        report[name] = {"precision": precision, "recall": recall, "f1-score": f1, "support": support}
+    rows = [report[n] for n in class_names]
+    total = sum(r["support"] for r in rows)
+    report["accuracy"] = float((y_true == y_pred).mean()) if total else 0.0
+    for avg, weights in (("macro avg", [1.0] * len(rows)), ("weighted avg", [r["support"] for r in rows])):
+        norm = sum(weights) or 1.0
+        report[avg] = {k: sum(w * r[k] for w, r in zip(weights, rows)) / norm
+                       for k in ("precision", "recall", "f1-score")}
+        report[avg]["support"] = total
+    return report
+
+
+def report_text(report: dict) -> str:
+    """The report as a table like scikit-learn's ``classification_report``."""
+    names = [k for k in report if k not in ("accuracy", "macro avg", "weighted avg")]
+    width = max(len(n) for n in names + ["weighted avg"])
+    lines = [f"{'':>{width}}  precision    recall  f1-score   support", ""]
+    row = lambda n, r: (f"{n:>{width}}  {r['precision']:9.4f} {r['recall']:9.4f} "  # noqa: E731
+                        f"{r['f1-score']:9.4f} {r['support']:9d}")
+    lines += [row(n, report[n]) for n in names] + [""]
+    total = report["macro avg"]["support"]
+    lines.append(f"{'accuracy':>{width}}  {'':9} {'':9} {report['accuracy']:9.4f} {total:9d}")
+    lines += [row(n, report[n]) for n in ("macro avg", "weighted avg")]
+    return "\n".join(lines) + "\n"
+
+
+def _to_cpu(state: Any) -> Any:
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu()
+    if isinstance(state, dict):
+        return {k: _to_cpu(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_to_cpu(v) for v in state)
+    return state
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_predictions(path: Path, dataset: Dataset, predicted: np.ndarray,
+                       probs: np.ndarray) -> None:
+    names = dataset.class_names
+    rows = [{"sample": i, "true": names[t], "predicted": names[p], "correct": int(t == p),
+             **{f"prob_{c}": round(float(v), 6) for c, v in zip(names, pr)}}
+            for i, (t, p, pr) in enumerate(zip(dataset.test.y, predicted, probs))]
+    _write_csv(path, rows)
+
+
+def _render(run_dir: Path, metrics: dict, progress: bool) -> None:
+    """Draw the run-level figures with the installed renderers; a missing one is noted, not fatal."""
+    for name in ("training-curves", "confusion-matrix"):
+        try:
+            renderer = registry.get_renderer(name)
+            renderer.render([], out_dir=run_dir, run_dir=run_dir)
+        except (UnknownNameError, PluginError) as exc:
+            metrics["notes"].append(f"{name} not drawn: {exc}")
+        except Exception as exc:  # a figure must not cost the trained model
+            metrics["notes"].append(f"{name} failed: {type(exc).__name__}: {exc}")
+    for note in metrics["notes"]:
+        _log(progress, f"note: {note}")
