@@ -1,0 +1,38 @@
+"""Fully convolutional network for time series (Wang, Yan and Oates 2017)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from xaicore.errors import XaiError
+
+from .blocks import ConvBlock
+from .params import check_shape, resolve_params
+
+
+class FCN(nn.Module):
+    """Three Conv-BN-ReLU blocks (128, 256, 128 filters; kernels 8, 5, 3), global average pooling
+    and a linear head, as published."""
+
+    default_params: ClassVar[dict[str, Any]] = {"filters": [128, 256, 128], "kernel_sizes": [8, 5, 3]}
+    gradcam_layer: ClassVar[str | None] = "blocks.2"  # last block: the maps global pooling averages
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 200, "batch_size": 16, "lr": 0.001, "scheduler": "cosine"}
+
+    def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
+        super().__init__()
+        check_shape(type(self), n_features, seq_len, n_classes)
+        p = self.params = resolve_params(type(self), params)
+        if len(p["filters"]) != len(p["kernel_sizes"]):
+            raise XaiError("FCN: filters and kernel_sizes must have the same length")
+        channels = [n_features] + p["filters"]
+        self.blocks = nn.Sequential(*(ConvBlock(i, o, k) for i, o, k
+                                      in zip(channels, channels[1:], p["kernel_sizes"])))
+        self.gradcam_layer = f"blocks.{len(p['filters']) - 1}"
+        self.fc = nn.Linear(channels[-1], n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.blocks(x.transpose(1, 2)).mean(dim=2))

@@ -1,0 +1,82 @@
+"""InceptionTime (Ismail Fawaz et al. 2020), one network of the published ensemble of five."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .params import check_shape, resolve_params
+
+
+class InceptionModule(nn.Module):
+    """Bottleneck 1x1 conv, three parallel convolutions and a max-pool + 1x1 conv branch,
+    concatenated, then BatchNorm and ReLU."""
+
+    def __init__(self, in_channels: int, filters: int, kernel_sizes: list[int],
+                 bottleneck: int) -> None:
+        super().__init__()
+        # as published, no bottleneck on a univariate input
+        self.bottleneck = (nn.Conv1d(in_channels, bottleneck, 1, bias=False) if in_channels > 1
+                           else nn.Identity())
+        width = bottleneck if in_channels > 1 else in_channels
+        self.convs = nn.ModuleList(nn.Conv1d(width, filters, k, padding="same", bias=False)
+                                   for k in kernel_sizes)
+        self.pool_conv = nn.Sequential(nn.MaxPool1d(3, stride=1, padding=1),
+                                       nn.Conv1d(in_channels, filters, 1, bias=False))
+        self.bn = nn.BatchNorm1d(filters * (len(kernel_sizes) + 1))
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.bottleneck(x)
+        out = torch.cat([conv(z) for conv in self.convs] + [self.pool_conv(x)], dim=1)
+        return self.act(self.bn(out))
+
+
+class InceptionBlock(nn.Module):
+    """Up to three inception modules with a residual shortcut (1x1 conv + BN) around them."""
+
+    def __init__(self, in_channels: int, n_modules: int, filters: int, kernel_sizes: list[int],
+                 bottleneck: int, residual: bool) -> None:
+        super().__init__()
+        out_channels = filters * (len(kernel_sizes) + 1)
+        self.inception = nn.Sequential(*(
+            InceptionModule(in_channels if i == 0 else out_channels, filters, kernel_sizes,
+                            bottleneck) for i in range(n_modules)))
+        self.shortcut = (nn.Sequential(nn.Conv1d(in_channels, out_channels, 1, bias=False),
+                                       nn.BatchNorm1d(out_channels)) if residual else None)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inception(x)
+        return out if self.shortcut is None else self.act(out + self.shortcut(x))
+
+
+class InceptionTime(nn.Module):
+    """``depth`` inception modules (residual shortcut every third), global average pooling, linear.
+
+    Published defaults: 32 filters per branch, bottleneck 32, depth 6; kernels 40, 20, 10 there
+    are 39, 19, 9 here (odd sizes centre the "same" padding, as in common PyTorch ports).
+    """
+
+    default_params: ClassVar[dict[str, Any]] = {
+        "filters": 32, "depth": 6, "kernel_sizes": [39, 19, 9], "bottleneck": 32, "residual": True}
+    gradcam_layer: ClassVar[str | None] = "blocks.1"  # last block: the maps global pooling averages
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 100, "batch_size": 16, "lr": 0.001, "scheduler": "cosine"}
+
+    def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
+        super().__init__()
+        check_shape(type(self), n_features, seq_len, n_classes)
+        p = self.params = resolve_params(type(self), params)
+        width = p["filters"] * (len(p["kernel_sizes"]) + 1)
+        sizes = [min(3, p["depth"] - i) for i in range(0, p["depth"], 3)]
+        self.blocks = nn.Sequential(*(
+            InceptionBlock(n_features if i == 0 else width, n, p["filters"], p["kernel_sizes"],
+                           p["bottleneck"], p["residual"]) for i, n in enumerate(sizes)))
+        self.gradcam_layer = f"blocks.{len(sizes) - 1}"
+        self.fc = nn.Linear(width, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.blocks(x.transpose(1, 2)).mean(dim=2))

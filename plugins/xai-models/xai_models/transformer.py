@@ -1,0 +1,86 @@
+"""A small Transformer encoder classifier whose attention layers keep their weights."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from xaicore.errors import XaiError
+
+from .params import check_shape, resolve_params
+
+
+class SelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention that keeps the weights of its last forward."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.weights: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(D // self.n_heads), dim=-1)
+        self.weights = weights  # [B, heads, query, key]
+        out = (self.dropout(weights) @ v).transpose(1, 2).reshape(B, T, D)
+        return self.out(out)
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm encoder layer: x + attention(norm(x)), then x + feed-forward(norm(x))."""
+
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.attention = SelfAttention(d_model, n_heads, dropout)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout),
+                                nn.Linear(d_ff, d_model))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.attention(self.norm1(x)))
+        return x + self.dropout(self.ff(self.norm2(x)))
+
+
+class TransformerClassifier(nn.Module):
+    """Linear embedding of each time step, learned positions, encoder layers, mean pooling, linear."""
+
+    default_params: ClassVar[dict[str, Any]] = {
+        "d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 128, "dropout": 0.1}
+    gradcam_layer: ClassVar[str | None] = None
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 100, "batch_size": 16, "lr": 0.001, "scheduler": "cosine", "weight_decay": 0.01}
+
+    def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
+        super().__init__()
+        check_shape(type(self), n_features, seq_len, n_classes)
+        p = self.params = resolve_params(type(self), params)
+        if p["d_model"] % p["n_heads"]:
+            raise XaiError(f"transformer: n_heads ({p['n_heads']}) must divide d_model "
+                           f"({p['d_model']})")
+        if not 0 <= p["dropout"] < 1:
+            raise XaiError(f"transformer: dropout must be in [0, 1), not {p['dropout']}")
+        self.embed = nn.Linear(n_features, p["d_model"])
+        self.position = nn.Parameter(torch.randn(1, seq_len, p["d_model"]) * 0.02)
+        self.layers = nn.ModuleList(EncoderLayer(p["d_model"], p["n_heads"], p["d_ff"], p["dropout"])
+                                    for _ in range(p["n_layers"]))
+        self.norm = nn.LayerNorm(p["d_model"])
+        self.fc = nn.Linear(p["d_model"], n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x) + self.position[:, :x.shape[1]]
+        for layer in self.layers:
+            h = layer(h)
+        return self.fc(self.norm(h).mean(dim=1))
+
+    def attention_weights(self) -> list[torch.Tensor]:
+        """Weights of the last forward pass, one ``[batch, heads, query, key]`` per layer."""
+        return [layer.attention.weights for layer in self.layers if layer.attention.weights is not None]
