@@ -140,8 +140,9 @@ def stratified_split(y: np.ndarray, test_size: float, seed: int, class_names: li
     return np.sort(np.array(train)), np.sort(np.array(test))
 
 
-def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, dict, None]:
-    """``X [n, time, 1]``, labels and names from a CSV in the seed's layout (see module docstring)."""
+def read_csv(path: Path, has_label: bool = True) -> tuple[np.ndarray, np.ndarray | None, dict, None]:
+    """``X [n, time, 1]``, labels and names from a CSV in the seed's layout (see module docstring);
+    without ``has_label`` every column holds a value and the labels are None."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
@@ -151,10 +152,10 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, dict, None]:
     if len(rows) < 2:
         raise XaiError(f"{path} has no data rows (expected a header row, then one row per sample)")
     header = [h.strip() for h in rows[0]]
-    if len(header) < 2:
+    n_values = len(header) - int(has_label)
+    if n_values < 1:
         raise XaiError(f"{path} has {len(header)} column(s); expected value columns then a label "
                        f"column")
-    n_values = len(header) - 1
     X = np.empty((len(rows) - 1, n_values), dtype=np.float64)
     labels = []
     for i, row in enumerate(rows[1:]):
@@ -162,7 +163,7 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, dict, None]:
         if len(row) != len(header):
             raise XaiError(f"{path}: ragged rows: row {line} has {len(row)} cells but the header "
                            f"has {len(header)} columns")
-        for j, cell in enumerate(row[:-1]):
+        for j, cell in enumerate(row[:n_values]):
             try:
                 value = float(cell)
             except ValueError:
@@ -172,13 +173,24 @@ def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, dict, None]:
                 raise XaiError(f"{path}: {cell.strip()} (NaN or infinite) at row {line}, column "
                                f"{header[j]!r}")
             X[i, j] = value
-        label = row[-1].strip()
-        if not label:
-            raise XaiError(f"{path}: empty label at row {line}, column {header[-1]!r}")
-        labels.append(label)
-    info = {"source": str(path), "time_names": header[:-1], "label_column": header[-1],
-            "feature_names": ["value"]}
-    return X[:, :, None], np.array(labels), info, None
+        if has_label:
+            label = row[-1].strip()
+            if not label:
+                raise XaiError(f"{path}: empty label at row {line}, column {header[-1]!r}")
+            labels.append(label)
+    info = {"source": str(path), "time_names": header[:n_values], "feature_names": ["value"]}
+    if has_label:
+        info["label_column"] = header[-1]
+    return X[:, :, None], np.array(labels) if has_label else None, info, None
+
+
+def csv_columns(path: Path) -> int:
+    """The number of columns in the header row of a CSV file."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return len(next(csv.reader(f), []))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise XaiError(f"cannot read CSV {path}: {exc}") from None
 
 
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict, tuple | None]:

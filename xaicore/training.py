@@ -120,14 +120,15 @@ def _log(progress: bool, message: str) -> None:
         click.echo(message, err=True)
 
 
-def train(dataset_spec: dict, model: str, out: str | Path, *, epochs: int | None = None,
+def train(dataset_spec: dict | None, model: str | None, out: str | Path, *, epochs: int | None = None,
           seed: int = 0, batch_size: int | None = None, lr: float | None = None,
           params: dict | None = None, force: bool = False, device: str | None = None,
           progress: bool = True, resume: bool = False, threads: int | None = 1) -> dict:
     """Train ``model`` on the dataset of ``dataset_spec`` into run directory ``out``; the metrics.
 
     ``resume`` continues the run already in ``out`` from its optimizer and scheduler state up to
-    ``epochs`` in total (its recipe and dataset are reused; the result replaces the run).
+    ``epochs`` in total (its model, recipe, dataset and seed are reused; the result replaces the
+    run).
     ``threads`` CPU threads are used (one by default: these small networks train fastest on one
     thread, several times faster on a shared machine; None keeps torch's setting).
     """
@@ -137,7 +138,8 @@ def train(dataset_spec: dict, model: str, out: str | Path, *, epochs: int | None
     previous = None
     if resume:
         previous = load_checkpoint(out / CHECKPOINT)
-        if previous.get("model") != model or "training" not in previous:
+        model = model or previous["model"]
+        if previous["model"] != model or "training" not in previous:
             raise XaiError(f"{out} holds a {previous.get('model')!r} run without resumable state; "
                            f"train {model!r} into a new directory instead")
         dataset_spec, seed = previous["dataset"], previous["seed"]
@@ -148,6 +150,8 @@ def train(dataset_spec: dict, model: str, out: str | Path, *, epochs: int | None
         if out.exists() and any(out.iterdir()) and not force:
             raise XaiError(f"run directory {out} already exists; pass --force to replace it")
         recipe_overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
+    if not model or not dataset_spec:
+        raise XaiError("train needs a model name and a dataset spec (or resume=True)")
     if params is not None and not isinstance(params, dict):
         raise XaiError(f"params must be a dict of network parameters, not {type(params).__name__}")
     cls = registry.get_model(model)

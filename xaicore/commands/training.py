@@ -1,5 +1,90 @@
-"""Commands of this group; their heavy imports happen inside the command functions."""
+"""``xai train`` and ``xai predict``; torch and the training code are imported when they run."""
 
-import click  # noqa: F401
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import XaiError
 
 COMMANDS: list = []
+
+
+def parse_params(items: tuple[str, ...]) -> dict:
+    """``--param key=value`` pairs into a dict; values are JSON when they parse (``4``, ``[8,5]``)."""
+    params: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise XaiError(f"--param takes KEY=VALUE (e.g. num_heads=8), not {item!r}")
+        try:
+            params[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key.strip()] = raw
+    return params
+
+
+@click.command("train")
+@click.option("--dataset",
+              help="A registered dataset name (GunPoint, ...; see `xai list`) or a .csv/.npz file.")
+@click.option("--test", type=click.Path(path_type=Path),
+              help="Test file for a .csv/.npz dataset (default: a seeded stratified split).")
+@click.option("--test-size", default=0.25, show_default=True, type=float,
+              help="Share of each class held out for test when there is no test file.")
+@click.option("--model", help="A registered model name (see `xai list`); default "
+              "cnn-lstm-attention (with --resume: the run's model).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
+@click.option("--epochs", type=int, help="Epochs (default: the model's recipe).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of weights, shuffling, splits.")
+@click.option("--batch-size", type=int, help="Batch size (default: the model's recipe).")
+@click.option("--lr", type=float, help="Learning rate (default: the model's recipe).")
+@click.option("--param", "param_items", multiple=True,
+              help="Model hyperparameter KEY=VALUE (repeatable; JSON values), e.g. num_heads=8.")
+@click.option("--force", is_flag=True, help="Replace an existing run directory.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its optimizer state up to --epochs in total.")
+@click.option("--device", default=None, help="torch device: cpu, cuda, cuda:N (default: cuda if available).")
+@click.option("--threads", default=1, show_default=True, type=int,
+              help="CPU threads (0: torch's default). One is fastest for these small networks.")
+@click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr, param_items, force,
+              resume, device, threads, quiet):
+    """Train a model and write a run directory (checkpoint, history, metrics, figures, report)."""
+    from ..datasets import dataset_spec
+    from ..training import train
+
+    params = parse_params(param_items)
+    if resume and (params or test or batch_size or lr):
+        raise XaiError("--resume continues with the run's own data and recipe; give only --epochs")
+    if not resume and not dataset:
+        raise XaiError("give --dataset (a registered name or a .csv/.npz file)")
+    spec = None if resume else dataset_spec(dataset, test=test, seed=seed, test_size=test_size)
+    model = model or (None if resume else "cnn-lstm-attention")
+    metrics = train(spec, model, out, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr,
+                    params=params, force=force, device=device, progress=not quiet, resume=resume,
+                    threads=threads or None)
+    click.echo(f"test accuracy {metrics['test_accuracy']:.4f}  train accuracy "
+               f"{metrics['train_accuracy']:.4f}  {metrics['epochs']} epochs  "
+               f"{metrics['seconds']:.1f} s  -> {out}")
+
+
+@click.command("predict")
+@click.option("--run", required=True, type=click.Path(path_type=Path),
+              help="Run directory written by `xai train`.")
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
+              help="Series to classify: a .csv (training layout, label column optional) or an "
+                   ".npz with X [sample, time, feature].")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Predictions CSV (default RUN/predictions/<input name>.csv).")
+@click.option("--force", is_flag=True, help="Replace an existing predictions file.")
+def predict_cmd(run, input_path, out, force):
+    """Predict classes and class probabilities for new series with a trained run."""
+    from ..predicting import predict
+
+    out = out or run / "predictions" / f"{input_path.stem}.csv"
+    click.echo(f"predictions -> {predict(run, input_path, out, force=force)}")
+
+
+COMMANDS.extend([train_cmd, predict_cmd])

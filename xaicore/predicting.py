@@ -1,0 +1,88 @@
+"""``predict()``: class predictions and probabilities of a trained run for new series."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import csv_columns, read_csv
+from .errors import XaiError
+from .model import LoadedModel, load_run
+
+
+def read_inputs(path: str | Path, model: LoadedModel) -> tuple[np.ndarray, list[str] | None]:
+    """Series ``[n, time, feature]`` and their labels (or None) from a CSV or npz file.
+
+    A CSV is the training layout: one univariate series per row, optionally followed by a label
+    column (told apart by the column count). An npz holds ``X`` and optionally ``y``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise XaiError(f"no input file at {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        if model.n_features != 1:
+            raise XaiError(f"model {model.name!r} takes {model.n_features} features per time step; "
+                           f"a CSV row holds one univariate series: give an .npz with X "
+                           f"[sample, time, feature]")
+        n = csv_columns(path)
+        if model.seq_len is not None and n not in (model.seq_len, model.seq_len + 1):
+            raise XaiError(f"{path} has {n} columns but model {model.name!r} was trained on series "
+                           f"of length {model.seq_len} ({model.seq_len} value columns, plus an "
+                           f"optional label column)")
+        X, labels, _, _ = read_csv(path, has_label=n == (model.seq_len or 0) + 1)
+        return X, None if labels is None else [str(v) for v in labels]
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError) as exc:
+            raise XaiError(f"cannot read {path} as npz arrays: {exc}") from None
+        if "X" not in arrays:
+            raise XaiError(f"{path} holds no array X (it holds {', '.join(arrays) or 'nothing'})")
+        labels = None
+        if "y" in arrays:
+            y = np.asarray(arrays["y"]).ravel()
+            if np.issubdtype(y.dtype, np.integer) and len(y) and y.min() >= 0 \
+                    and y.max() < model.n_classes:
+                labels = [model.class_names[i] for i in y]
+            else:
+                labels = [str(v) for v in y]
+        return arrays["X"], labels
+    raise XaiError(f"{path}: inputs must be a .csv or .npz file")
+
+
+def predict(run_dir: str | Path, input_path: str | Path, out_path: str | Path,
+            force: bool = False) -> Path:
+    """Write one row per input series: predicted class, probability of every class (and the
+    true label when the input has one); the output path."""
+    out_path = Path(out_path)
+    if out_path.exists() and not force:
+        raise XaiError(f"{out_path} already exists; pass --force to replace it")
+    model = load_run(run_dir)
+    X, labels = read_inputs(input_path, model)
+    X = model.check_inputs(X)  # wrong length or channel count -> XaiError naming both
+    if labels is not None and len(labels) != len(X):
+        raise XaiError(f"{input_path}: {len(X)} samples but {len(labels)} labels")
+    probs = model.predict_proba(X)
+    names = model.class_names
+    fields = ["sample", "predicted"] + (["true", "correct"] if labels is not None else []) + \
+        [f"prob_{c}" for c in names]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.partial-{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(fields)
+            for i, p in enumerate(probs):
+                predicted = names[int(p.argmax())]
+                truth = [labels[i], int(labels[i] == predicted)] if labels is not None else []
+                writer.writerow([i, predicted, *truth, *(f"{v:.6f}" for v in p)])
+        tmp.replace(out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out_path
