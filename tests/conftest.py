@@ -7,6 +7,18 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Small networks run many times faster on one thread when the machine's cores are shared
+    (measured: a training step of the hybrid 0.08 s on one thread, 2.3 s on two under load)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def gunpoint_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run directory of cnn-lstm-attention trained on GunPoint (seed 0, test accuracy > 0.8).

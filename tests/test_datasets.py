@@ -1,0 +1,170 @@
+"""Datasets: aeon's shipped UCR/UEA sets, CSV and npz files, seeded splits and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xaicore.datasets import class_order, dataset_spec, load_dataset
+from xaicore.errors import UnknownNameError, XaiError
+
+
+def write_csv(path: Path, rows: list[list], header: list[str] | None = None) -> Path:
+    width = len(rows[0]) if rows else 3
+    header = header or [f"t{i}" for i in range(width - 1)] + ["label"]
+    lines = [",".join(header)] + [",".join(str(c) for c in r) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def toy_rows(n_per_class: int = 6, length: int = 5, classes=("a", "b")) -> list[list]:
+    rng = np.random.default_rng(1)
+    return [[*np.round(rng.normal(size=length) + 3 * k, 4), c]
+            for k, c in enumerate(classes) for _ in range(n_per_class)]
+
+
+# --- aeon ---------------------------------------------------------------------------------------
+
+def test_gunpoint_is_the_shipped_split_in_ntf_layout():
+    from aeon.datasets import load_classification
+
+    ds = load_dataset(dataset_spec("GunPoint"))
+    X_raw, y_raw = load_classification("GunPoint", split="train")
+    assert ds.train.X.shape == (50, 150, 1) and ds.test.X.shape == (150, 150, 1)
+    assert ds.class_names == ["1", "2"]
+    np.testing.assert_allclose(ds.train.X[:, :, 0], X_raw[:, 0, :], rtol=1e-6)
+    assert [ds.class_names[i] for i in ds.train.y] == [str(v) for v in y_raw]
+
+
+def test_multivariate_series_are_transposed_to_time_then_feature():
+    from aeon.datasets import load_classification
+
+    ds = load_dataset({"name": "BasicMotions"})
+    X_raw, _ = load_classification("BasicMotions", split="test")
+    assert ds.test.X.shape == (40, 100, 6) and ds.n_features == 6
+    np.testing.assert_allclose(ds.test.X, X_raw.transpose(0, 2, 1), rtol=1e-6)
+    assert ds.class_names == sorted(ds.class_names) and len(ds.feature_names) == 6
+
+
+def test_numeric_labels_sort_as_numbers():
+    assert class_order(["10", "2", "1"]) == ["1", "2", "10"]
+    assert class_order(["b", "a", "10"]) == ["10", "a", "b"]
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(UnknownNameError, match="GunPoint"):
+        dataset_spec("GunPiont")
+
+
+def test_variable_length_and_regression_datasets_are_refused_clearly():
+    with pytest.raises(XaiError, match="different lengths"):
+        load_dataset({"name": "JapaneseVowels"})
+    with pytest.raises(XaiError, match="regression"):
+        load_dataset({"name": "Covid3Month"})
+
+
+def test_aeon_loader_never_downloads(monkeypatch):
+    from xai_aeon import loader
+
+    with pytest.raises(XaiError, match="not shipped"):
+        loader.load("FordA")  # a real UCR name that aeon would download
+
+
+# --- CSV ----------------------------------------------------------------------------------------
+
+def test_csv_rows_are_univariate_series_named_by_the_header(tmp_path):
+    path = write_csv(tmp_path / "d.csv", toy_rows(8, 5), ["s0", "s1", "s2", "s3", "s4", "class"])
+    ds = load_dataset(dataset_spec(path))
+    assert ds.seq_len == 5 and ds.n_features == 1 and ds.feature_names == ["value"]
+    assert ds.info["time_names"] == ["s0", "s1", "s2", "s3", "s4"]
+    assert ds.info["label_column"] == "class" and ds.class_names == ["a", "b"]
+    assert len(ds.train) + len(ds.test) == 16
+
+
+def test_split_is_stratified_seeded_and_disjoint(tmp_path):
+    path = write_csv(tmp_path / "d.csv", toy_rows(20, 4, ("x", "y", "z")))
+    a = load_dataset(dataset_spec(path, seed=3))
+    b = load_dataset(dataset_spec(path, seed=3))
+    c = load_dataset(dataset_spec(path, seed=4))
+    np.testing.assert_array_equal(a.test.X, b.test.X)
+    assert not np.array_equal(a.test.X, c.test.X)
+    assert np.bincount(a.test.y).tolist() == [5, 5, 5]  # 25 % of each class
+    rows = {tuple(r) for r in a.train.X[:, :, 0].round(4)}
+    assert not rows & {tuple(r) for r in a.test.X[:, :, 0].round(4)}
+
+
+def test_test_file_gives_the_test_split(tmp_path):
+    train = write_csv(tmp_path / "train.csv", toy_rows(4, 3))
+    test = write_csv(tmp_path / "test.csv", toy_rows(2, 3))
+    ds = load_dataset(dataset_spec(train, test=test))
+    assert len(ds.train) == 8 and len(ds.test) == 4
+
+
+@pytest.mark.parametrize("cell, message", [("nan", "NaN"), ("abc", "non-numeric cell 'abc'"),
+                                           ("", "empty cell")])
+def test_bad_cells_name_file_row_and_column(tmp_path, cell, message):
+    rows = toy_rows(3, 3)
+    rows[2][1] = cell
+    path = write_csv(tmp_path / "bad.csv", rows)
+    with pytest.raises(XaiError, match=message) as info:
+        load_dataset(dataset_spec(path))
+    assert "bad.csv" in str(info.value) and "row 4" in str(info.value) and "'t1'" in str(info.value)
+
+
+def test_ragged_rows_are_refused(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("t0,t1,label\n1,2,a\n1,2,3,b\n")
+    with pytest.raises(XaiError, match="ragged rows: row 3 has 4 cells"):
+        load_dataset(dataset_spec(path))
+
+
+def test_single_class_and_unseen_test_labels_are_refused(tmp_path):
+    one = write_csv(tmp_path / "one.csv", toy_rows(4, 3, ("a",)))
+    with pytest.raises(XaiError, match="at least two classes"):
+        load_dataset(dataset_spec(one))
+    train = write_csv(tmp_path / "train.csv", toy_rows(4, 3, ("a", "b")))
+    test = write_csv(tmp_path / "test.csv", toy_rows(2, 3, ("a", "c")))
+    with pytest.raises(XaiError, match="'c' do not occur in the training data"):
+        load_dataset(dataset_spec(train, test=test))
+
+
+def test_missing_files_and_misplaced_test_are_refused(tmp_path):
+    with pytest.raises(XaiError, match="no dataset file"):
+        dataset_spec(tmp_path / "nope.csv")
+    with pytest.raises(XaiError, match="--test only goes with"):
+        dataset_spec("GunPoint", test=tmp_path / "t.csv")
+
+
+# --- npz ----------------------------------------------------------------------------------------
+
+def test_npz_multivariate_with_test_split_and_class_names(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, X=rng.normal(size=(12, 7, 3)), y=np.arange(12) % 3,
+             X_test=rng.normal(size=(6, 7, 3)), y_test=np.arange(6) % 3,
+             class_names=np.array(["lo", "mid", "hi"]), feature_names=np.array(["x", "y", "z"]))
+    ds = load_dataset(dataset_spec(path))
+    assert ds.class_names == ["lo", "mid", "hi"] and ds.feature_names == ["x", "y", "z"]
+    assert ds.train.X.shape == (12, 7, 3) and ds.test.X.shape == (6, 7, 3)
+    assert ds.train.y.tolist() == (np.arange(12) % 3).tolist()
+
+
+def test_npz_2d_is_univariate_and_split_when_no_test(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.arange(80, dtype=float).reshape(16, 5), y=np.repeat(["p", "q"], 8))
+    ds = load_dataset(dataset_spec(path, test_size=0.5))
+    assert ds.n_features == 1 and len(ds.test) == 8
+
+
+def test_npz_with_pickled_objects_or_nan_is_refused(tmp_path):
+    path = tmp_path / "obj.npz"
+    np.savez(path, X=np.array([{"a": 1}] * 4, dtype=object), y=np.arange(4))
+    with pytest.raises(XaiError, match="pickled"):
+        load_dataset(dataset_spec(path))
+    X = np.ones((4, 3))
+    X[2, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", X=X, y=np.arange(4) % 2)
+    with pytest.raises(XaiError, match="sample 2, time step 1"):
+        load_dataset(dataset_spec(tmp_path / "nan.npz"))
