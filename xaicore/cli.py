@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from importlib import import_module
 
 import click
@@ -15,6 +16,7 @@ class XaiGroup(click.Group):
     """Turns an ``XaiError`` into a one-line message and exit status 1, never a traceback."""
 
     def invoke(self, ctx: click.Context):
+        warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
         try:
             return super().invoke(ctx)
         except XaiError as exc:

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import registry
 from .api import explain, get_explainer
-from .errors import XaiError
+from .errors import PluginError, XaiError
 from .explanation import Explanation
 from .model import load_checkpoint, model_from_checkpoint
 
@@ -41,9 +41,16 @@ def method_names(requested: tuple[str, ...], model) -> list[str]:
     Wrappers (such as ``tsr``, used as ``tsr:saliency``) are not methods on their own.
     """
     if not requested or "all" in requested:
-        explainers = {name: get_explainer(name) for name in registry.names("explainers")}
-        return [name for name, explainer in explainers.items()
-                if not callable(getattr(explainer, "wrap", None)) and explainer.check(model) is None]
+        names = []
+        for name in registry.names("explainers"):
+            try:
+                explainer = get_explainer(name)
+            except PluginError as exc:  # a broken plugin costs its own method, not the others
+                click.echo(f"warning: skipping {name}: {exc}", err=True)
+                continue
+            if not callable(getattr(explainer, "wrap", None)) and explainer.check(model) is None:
+                names.append(name)
+        return names
     return list(dict.fromkeys(requested))
 
 
