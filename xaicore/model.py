@@ -156,12 +156,15 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise XaiError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):
+        raise XaiError(f"{path} is corrupt or not a torch checkpoint (not a torch.save archive)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        detail = next((line.strip() for line in str(exc).splitlines()
+                       if "unsupported" in line.lower() and "GLOBAL" in line), "")
         raise XaiError(f"{path} holds objects that a weights-only load refuses (arbitrary pickled "
-                       f"code); it was not loaded and nothing in it ran. Detail: "
-                       f"{str(exc).splitlines()[0]}") from None
+                       f"code); it was not loaded and nothing in it ran. {detail}".rstrip()) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         raise XaiError(f"{path} is corrupt or not a torch checkpoint "
                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None

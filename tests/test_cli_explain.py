@@ -1,0 +1,91 @@
+"""`xai explain` end to end on a real trained GunPoint run."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from xaicore.cli import cli
+from xaicore.datasets import load_dataset
+from xaicore.explanation import Explanation
+from xaicore.model import load_checkpoint
+
+
+def xai(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture
+def run(gunpoint_run, tmp_path):
+    copy = tmp_path / "gp"
+    shutil.copytree(gunpoint_run, copy)
+    return copy
+
+
+def test_explain_writes_one_file_per_method_aligned_with_the_test_split(run, tmp_path):
+    out = tmp_path / "out"
+    result = xai("explain", "--run", run, "--method", "gradcam", "--method", "saliency",
+                 "--samples", "3:7", "--target", "true", "--out", out, "--no-figures")
+    assert result.exit_code == 0, result.output
+    dataset = load_dataset(load_checkpoint(run / "checkpoint.pt")["dataset"])
+    for method in ("gradcam", "saliency"):
+        e = Explanation.load(out / f"{method}.npz")
+        assert e.method == method and e.attributions.shape == (4, 150, 1)
+        np.testing.assert_array_equal(e.sample_ids, [3, 4, 5, 6])
+        np.testing.assert_array_equal(e.labels, dataset.test.y[3:7])
+        np.testing.assert_array_equal(e.targets, dataset.test.y[3:7])  # --target true
+        np.testing.assert_allclose(e.inputs, dataset.test.X[3:7])
+        assert e.class_names == dataset.class_names and e.dataset == "GunPoint"
+
+
+def test_existing_results_are_not_overwritten_without_force(run):
+    first = xai("explain", "--run", run, "--method", "saliency", "--samples", "0:2", "--no-figures")
+    assert first.exit_code == 0, first.output
+    path = run / "explanations" / "saliency.npz"
+    before = path.read_bytes()
+    again = xai("explain", "--run", run, "--method", "saliency", "--samples", "2:4", "--no-figures")
+    assert again.exit_code == 1 and "use --force" in again.output
+    assert path.read_bytes() == before
+    forced = xai("explain", "--run", run, "--method", "saliency", "--samples", "2:4",
+                 "--no-figures", "--force")
+    assert forced.exit_code == 0
+    np.testing.assert_array_equal(Explanation.load(path).sample_ids, [2, 3])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "lime"], "unknown explainer 'lime'"),
+    (["--method", "gradcam", "--target", "7"], "class index 7 is out of range"),
+    (["--method", "gradcam", "--target", "banana"], "classes: 1, 2"),
+    (["--method", "gradcam", "--samples", "500:510"], "test split has 150 samples"),
+    (["--method", "gradcam", "--option", "gradcam.colour=red"], "gradcam has no option 'colour'"),
+    (["--method", "gradcam", "--option", "saliency.abs=true"], "not being run: saliency"),
+])
+def test_bad_requests_give_one_line_errors_and_write_nothing(run, args, message):
+    result = xai("explain", "--run", run, "--no-figures", *args)
+    assert result.exit_code == 1
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert not list((run / "explanations").glob("*.npz")) if (run / "explanations").exists() else True
+
+
+def test_corrupt_checkpoint_is_refused(run):
+    (run / "checkpoint.pt").write_bytes(b"\x80\x04garbage")
+    result = xai("explain", "--run", run, "--method", "saliency")
+    assert result.exit_code == 1 and "corrupt or not a torch checkpoint" in result.output
+
+
+def test_several_runs_give_a_side_by_side_comparison(run, tmp_path):
+    twin = tmp_path / "twin"
+    shutil.copytree(run, twin)
+    out = tmp_path / "compare"
+    result = xai("explain", "--run", run, "--run", twin, "--method", "saliency",
+                 "--samples", "0:5", "--out", out, "--no-figures")
+    assert result.exit_code == 0, result.output
+    a, b = (Explanation.load(out / name / "saliency.npz") for name in ("gp", "twin"))
+    np.testing.assert_allclose(a.attributions, b.attributions, rtol=1e-5, atol=1e-7)
+    row = pd.read_csv(out / "comparison.csv").iloc[0]
+    # the same weights explain the same samples identically
+    assert row["prediction_agreement"] == 1.0 and row["spearman_time_importance"] == pytest.approx(1.0)
+    assert xai("explain", "--run", run, "--run", twin, "--method", "saliency").exit_code == 1
