@@ -136,3 +136,27 @@ def test_cli_help_and_list_import_no_torch():
             "assert not heavy, heavy")
     result = run([sys.executable, "-c", code])
     assert result.returncode == 0, result.stderr
+
+
+def test_example_plugin_explains_from_the_cli(site, gunpoint_run, tmp_path):
+    out = tmp_path / "occ"
+    result = run(XAI + ["explain", "--run", str(gunpoint_run), "--method", "occlusion",
+                        "--option", "occlusion.window=10", "--samples", "0:3", "--out", str(out),
+                        "--no-figures"], site)
+    assert result.returncode == 0, result.stderr
+    import torch
+
+    from xaicore.explanation import Explanation
+    from xaicore.model import load_run
+
+    e = Explanation.load(out / "occlusion.npz")
+    assert e.attributions.shape == (3, 150, 1) and e.options == {"window": 10, "baseline": 0.0}
+    # the window 20..29 of sample 0 carries the logit drop of zeroing it, spread over 10 steps
+    model = load_run(gunpoint_run, device="cpu")
+    x = torch.from_numpy(e.inputs[:1])
+    occluded = x.clone()
+    occluded[:, 20:30] = 0.0
+    with torch.no_grad():
+        t = int(e.targets[0])
+        drop = float(model.module(x)[0, t] - model.module(occluded)[0, t])
+    assert e.attributions[0, 20:30, 0].sum() == pytest.approx(drop, rel=1e-3, abs=1e-5)
