@@ -65,9 +65,10 @@ def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr
     metrics = train(spec, model, out, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr,
                     params=params, force=force, device=device, progress=not quiet, resume=resume,
                     threads=threads or None)
-    click.echo(f"test accuracy {metrics['test_accuracy']:.4f}  train accuracy "
-               f"{metrics['train_accuracy']:.4f}  {metrics['epochs']} epochs  "
-               f"{metrics['seconds']:.1f} s  -> {out}")
+    if quiet:  # otherwise train() has printed the same summary
+        click.echo(f"test accuracy {metrics['test_accuracy']:.4f}  train accuracy "
+                   f"{metrics['train_accuracy']:.4f}  {metrics['epochs']} epochs  "
+                   f"{metrics['seconds']:.1f} s  -> {out}")
 
 
 @click.command("predict")

@@ -21,6 +21,10 @@ class CNNLSTMAttention(nn.Module):
         "num_heads": 4, "dropout": 0.0,
     }
     gradcam_layer: ClassVar[str | None] = "cnn.4"  # the second (last) Conv1d
+    # The seed's recipe (50 epochs, batch 32, lr 0.005, StepLR) reaches 0.967 on GunPoint; smaller
+    # batches, a cosine schedule and light augmentation reach 0.98-0.987 (seeds 0-2), ~20 s here.
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 200, "batch_size": 8, "lr": 0.002, "scheduler": "cosine", "augment": 0.1}
 
     def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
         super().__init__()
