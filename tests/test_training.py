@@ -252,3 +252,15 @@ def test_cli_import_does_not_import_torch():
     code = "import sys, xaicore.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_run_figures_refuse_a_folder_that_is_not_a_run(tmp_path):
+    from xai_plots.training import ConfusionMatrix, TrainingCurves
+
+    with pytest.raises(XaiError, match="no history.csv"):
+        TrainingCurves().render([], tmp_path, run_dir=tmp_path)
+    (tmp_path / "test_predictions.csv").write_text("sample,true,predicted\n0,a,zzz\n")
+    (tmp_path / "metrics.json").write_text(json.dumps({"class_names": ["a", "b"]}))
+    with pytest.raises(XaiError, match="zzz"):
+        ConfusionMatrix().render([], tmp_path, run_dir=tmp_path)
+    assert not list(tmp_path.glob("*.png"))
