@@ -41,7 +41,7 @@ class ShapExplainer(BaseExplainer):
         "background": None,         # raw train inputs [n, time, feature]
         "background_size": 100,     # background samples drawn (seeded) from `background`
         "n_segments": None,         # contiguous time segments per feature; None: min(10, length)
-        "n_permutations": 8,        # permutation chains per sample (antithetic pairs, even)
+        "n_permutations": 16,       # permutation chains per sample (antithetic pairs, even)
         "algorithm": "auto",        # auto, permutation or exact
         "seed": 0,
         "batch_size": 4096,         # rows per forward pass

@@ -1,0 +1,235 @@
+"""The `shap` explainer: additivity, Shapley properties against closed forms and exact values, extras."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+import xaicore
+from xaicore import registry
+from xaicore.cli import cli
+from xaicore.datasets import load_dataset
+from xaicore.errors import XaiError
+from xaicore.explanation import Explanation
+from xaicore.model import LoadedModel, load_checkpoint, load_run
+
+
+class HybridNet(nn.Module):
+    """Conv1d, BiLSTM and multi-head self-attention: layers shap's DeepExplainer cannot handle."""
+
+    default_params: dict = {}
+    gradcam_layer = "cnn.0"
+
+    def __init__(self, n_features: int, seq_len: int, n_classes: int) -> None:
+        super().__init__()
+        self.cnn = nn.Sequential(nn.Conv1d(n_features, 8, 3, padding=1), nn.ReLU(), nn.MaxPool1d(2))
+        self.lstm = nn.LSTM(8, 8, batch_first=True, bidirectional=True)
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.fc = nn.Linear(16, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(self.cnn(x.transpose(1, 2)).transpose(1, 2))
+        h, _ = self.attn(h, h, h)
+        return self.fc(h.mean(1))
+
+
+class Linear(nn.Module):
+    """Logits linear in the input: SHAP values have a closed form."""
+
+    def __init__(self, n_features: int, seq_len: int, n_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(seq_len * n_features, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+class FirstHalf(nn.Module):
+    """A nonlinear model that ignores the second half of the series."""
+
+    def __init__(self, n_features: int, seq_len: int, n_classes: int) -> None:
+        super().__init__()
+        self.half = seq_len // 2
+        self.mlp = nn.Sequential(nn.Linear(self.half * n_features, 16), nn.Tanh(),
+                                 nn.Linear(16, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x[:, :self.half].flatten(1))
+
+
+def wrap(cls: type, n_features: int = 2, seq_len: int = 24, n_classes: int = 3,
+         seed: int = 0) -> LoadedModel:
+    torch.manual_seed(seed)
+    network = cls(n_features, seq_len, n_classes)
+    return LoadedModel(network, name=cls.__name__, class_names=[f"c{i}" for i in range(n_classes)],
+                       feature_names=[f"f{i}" for i in range(n_features)], seq_len=seq_len,
+                       mean=[0.5] * n_features, std=[2.0] * n_features)
+
+
+def data(n: int, seq_len: int = 24, n_features: int = 2, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, seq_len, n_features)).cumsum(1) * 0.5).astype(np.float32)
+
+
+def delta(model: LoadedModel, X: np.ndarray, background: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """f(x) - E f(background) for each sample's target class, computed independently."""
+    fx = model.logits(X).astype(np.float64)[np.arange(len(X)), target]
+    return fx - model.logits(background).astype(np.float64).mean(0)[target]
+
+
+def additivity(model: LoadedModel, e: Explanation, background: np.ndarray) -> np.ndarray:
+    d = delta(model, e.inputs, background, e.targets)
+    return np.abs(e.attributions.astype(np.float64).sum((1, 2)) - d) / np.abs(d)
+
+
+def segment_sums(attributions: np.ndarray, bounds: list[int]) -> np.ndarray:
+    """Attributions summed per segment: [sample, segment, feature]."""
+    return np.stack([attributions[:, a:b].sum(1) for a, b in zip(bounds[:-1], bounds[1:])], 1)
+
+
+def test_hybrid_attributions_are_additive_in_logit_space():
+    model, X, background = wrap(HybridNet), data(6), data(30, seed=1)
+    e = xaicore.explain(model, X, method="shap", background=background, n_permutations=6)
+    assert e.attributions.shape == X.shape
+    assert additivity(model, e, background).max() < 1e-4
+    assert e.extras["algorithm"] == "permutation" and e.extras["additivity_ok"] is True
+    np.testing.assert_allclose(e.extras["additivity_error"], additivity(model, e, background),
+                               atol=1e-4)
+    np.testing.assert_allclose(e.extras["model_output"],
+                               model.logits(X)[np.arange(6), e.targets], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["cnn-lstm-attention", "fcn", "resnet", "inception-time",
+                                  "transformer"])
+def test_every_builtin_model_is_explained_additively(name):
+    if name not in registry.names("models"):
+        pytest.skip(f"model {name} is not installed")
+    torch.manual_seed(0)
+    network = registry.get_model(name)(2, 32, 3)
+    model = LoadedModel(network, name=name, class_names=["a", "b", "c"], feature_names=["x", "y"],
+                        seq_len=32)
+    X, background = data(3, 32), data(8, 32, seed=1)
+    e = xaicore.explain(model, X, method="shap", background=background, n_permutations=4, target=1)
+    assert e.attributions.shape == (3, 32, 2)
+    assert additivity(model, e, background).max() < 0.01
+
+
+@pytest.mark.parametrize("algorithm", ["permutation", "exact"])
+def test_linear_model_matches_the_closed_form(algorithm):
+    model, X, background = wrap(Linear, n_features=2, seq_len=12), data(4, 12), data(5, 12, seed=1)
+    e = xaicore.explain(model, X, method="shap", background=background, n_segments=3,
+                        algorithm=algorithm, n_permutations=10, target=2)  # 5 pairs: each b once
+    w = model.network.fc.weight[2].detach().numpy().reshape(12, 2) / 2.0  # normalisation std 2
+    per_step = w * (X - background.mean(0))
+    bounds = e.extras["segment_bounds"]
+    assert bounds == [0, 4, 8, 12]
+    np.testing.assert_allclose(segment_sums(e.attributions, bounds),
+                               segment_sums(per_step, bounds), rtol=1e-4, atol=1e-5)
+    # spread evenly: every step of a segment carries the same share
+    np.testing.assert_allclose(e.attributions[:, 0], e.attributions[:, 3], rtol=1e-6)
+    assert np.abs(e.extras["efficiency_adjustment"]).max() < 1e-6
+
+
+def test_segments_the_model_ignores_get_nothing():
+    model, X, background = wrap(FirstHalf, seq_len=20), data(5, 20), data(12, 20, seed=1)
+    e = xaicore.explain(model, X, method="shap", background=background, n_segments=4,
+                        n_permutations=6, target=0)
+    scale = np.abs(e.attributions).max()
+    assert scale > 0
+    assert np.abs(e.attributions[:, 10:]).max() <= 1e-5 * scale  # segments 2 and 3: steps 10..19
+    assert additivity(model, e, background).max() < 1e-4
+
+
+def test_permutation_sampling_converges_to_exact_shapley_values():
+    model, X, background = wrap(HybridNet, n_features=1), data(3, n_features=1), \
+        data(6, n_features=1, seed=1)
+    exact = xaicore.explain(model, X, method="shap", background=background, n_segments=4,
+                            algorithm="exact", target=0)
+    assert exact.extras["algorithm"] == "exact"
+    assert additivity(model, exact, background).max() < 1e-4
+    sampled = xaicore.explain(model, X, method="shap", background=background, n_segments=4,
+                              n_permutations=240, target=0)
+    ex = segment_sums(exact.attributions, exact.extras["segment_bounds"])
+    est = segment_sums(sampled.attributions, sampled.extras["segment_bounds"])
+    rel = np.linalg.norm((est - ex).reshape(3, -1), axis=1) / np.linalg.norm(ex.reshape(3, -1), axis=1)
+    assert rel.max() < 0.1, rel
+
+
+def test_same_seed_same_result_and_seeded_background():
+    model, X, background = wrap(HybridNet), data(4), data(40, seed=1)
+    run = lambda seed: xaicore.explain(model, X, method="shap", background=background,  # noqa: E731
+                                       background_size=10, n_permutations=4, seed=seed)
+    a, b, c = run(3), run(3), run(4)
+    np.testing.assert_array_equal(a.attributions, b.attributions)
+    assert a.extras["background_indices"] == b.extras["background_indices"]
+    assert not np.allclose(a.attributions, c.attributions)
+    indices = a.extras["background_indices"]
+    assert len(indices) == len(set(indices)) == a.extras["background_size"] == 10
+    assert indices != c.extras["background_indices"]
+
+
+def test_extras_describe_the_expected_value_and_the_game():
+    model, X, background = wrap(HybridNet), data(5), data(20, seed=1)
+    e = xaicore.explain(model, X, method="shap", background=background, n_segments=6,
+                        n_permutations=4, target="c1")
+    expected = model.logits(background).astype(np.float64).mean(0)
+    assert isinstance(e.extras["expected_value"], list) and len(e.extras["expected_value"]) == 3
+    np.testing.assert_allclose(e.extras["expected_value"], expected, rtol=1e-5)
+    np.testing.assert_allclose(e.extras["base_value"], np.full(5, expected[1]), rtol=1e-5)
+    assert e.extras["segment_bounds"] == [0, 4, 8, 12, 16, 20, 24]
+    assert e.extras["output_space"] == "logit" and e.extras["background_size"] == 20
+    # 5 samples x 4 chains x (12 players - 1) states, plus f(x) and f(background)
+    assert e.extras["n_model_evaluations"] == 5 * 4 * 11 + 5 + 20
+    assert e.options["n_permutations"] == 4 and "background" not in e.options
+    per_sample = [k for k, v in e.extras.items() if isinstance(v, np.ndarray)]
+    assert all(e.extras[k].shape[0] == 5 for k in per_sample)
+
+
+def test_failed_additivity_is_flagged_and_warned():
+    model, X, background = wrap(HybridNet), data(2), data(8, seed=1)
+    with pytest.warns(RuntimeWarning, match="additivity"):
+        e = xaicore.explain(model, X, method="shap", background=background, n_permutations=2,
+                            additivity_tolerance=-1.0)
+    assert e.extras["additivity_ok"] is False
+
+
+@pytest.mark.parametrize("options, message", [
+    ({}, "needs background"),
+    ({"background": np.zeros((5, 10, 2))}, r"background must be \[n, time, feature\]"),
+    ({"background": np.zeros((0, 24, 2))}, "no samples"),
+    ({"background": np.full((3, 24, 2), np.nan)}, "NaN"),
+    ({"n_segments": 0}, "n_segments"),
+    ({"n_segments": 25}, "n_segments"),
+    ({"n_permutations": 3}, "even"),
+    ({"background_size": 0}, "background_size"),
+    ({"algorithm": "deep"}, "algorithm"),
+    ({"algorithm": "exact", "n_segments": 9}, "2\\^18"),
+    ({"nsamples": 5}, "no option 'nsamples'"),
+])
+def test_bad_options_name_the_problem(options, message):
+    model, X = wrap(HybridNet), data(2)
+    options = {"background": data(4, seed=1), **options} if options else options
+    with pytest.raises(XaiError, match=message):
+        xaicore.explain(model, X, method="shap", **options)
+
+
+def test_trained_hybrid_on_gunpoint_is_additive_and_cli_passes_the_train_split(gunpoint_run,
+                                                                                tmp_path):
+    run = tmp_path / "gp"
+    shutil.copytree(gunpoint_run, run)
+    result = CliRunner().invoke(cli, ["explain", "--run", str(run), "--method", "shap",
+                                      "--samples", "0:8", "--out", str(tmp_path / "out"),
+                                      "--no-figures"])
+    assert result.exit_code == 0, result.output
+    e = Explanation.load(tmp_path / "out" / "shap.npz")
+    assert e.attributions.shape == (8, 150, 1) and e.extras["algorithm"] == "permutation"
+    assert e.extras["background_size"] == 50  # GunPoint's whole train split (50 < 100)
+    model = load_run(run)
+    train = load_dataset(load_checkpoint(run / "checkpoint.pt")["dataset"]).train.X
+    assert additivity(model, e, train).max() < 0.01
+    assert np.max(e.extras["additivity_error"]) < 0.01
