@@ -149,15 +149,20 @@ def test_permutation_sampling_converges_to_exact_shapley_values():
     model, X, background = wrap(HybridNet, n_features=1), data(3, n_features=1), \
         data(6, n_features=1, seed=1)
     exact = xaicore.explain(model, X, method="shap", background=background, n_segments=4,
-                            algorithm="exact", target=0)
-    assert exact.extras["algorithm"] == "exact"
+                            target=0, algorithm="exact")
     assert additivity(model, exact, background).max() < 1e-4
     sampled = xaicore.explain(model, X, method="shap", background=background, n_segments=4,
-                              n_permutations=240, target=0)
+                              n_permutations=240, target=0, algorithm="permutation")
+    assert sampled.extras["algorithm"] == "permutation"
     ex = segment_sums(exact.attributions, exact.extras["segment_bounds"])
     est = segment_sums(sampled.attributions, sampled.extras["segment_bounds"])
     rel = np.linalg.norm((est - ex).reshape(3, -1), axis=1) / np.linalg.norm(ex.reshape(3, -1), axis=1)
     assert rel.max() < 0.1, rel
+    # auto picks exact values when they cost fewer evaluations: 2^4 x 6 < 40 x 3 per sample
+    auto = xaicore.explain(model, X, method="shap", background=background, n_segments=4,
+                           n_permutations=40, target=0)
+    assert auto.extras["algorithm"] == "exact"
+    np.testing.assert_allclose(auto.attributions, exact.attributions)
 
 
 def test_same_seed_same_result_and_seeded_background():
@@ -233,3 +238,36 @@ def test_trained_hybrid_on_gunpoint_is_additive_and_cli_passes_the_train_split(g
     train = load_dataset(load_checkpoint(run / "checkpoint.pt")["dataset"]).train.X
     assert additivity(model, e, train).max() < 0.01
     assert np.max(e.extras["additivity_error"]) < 0.01
+
+
+class SmallFCN(nn.Module):
+    """Conv1d, BatchNorm1d, ReLU, global average pooling, linear: layers DeepExplainer handles."""
+
+    def __init__(self, n_features: int, seq_len: int, n_classes: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv1d(n_features, 8, 5, padding=2), nn.BatchNorm1d(8),
+                                  nn.ReLU(), nn.Conv1d(8, 8, 3, padding=1), nn.ReLU(),
+                                  nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.transpose(1, 2))
+
+
+def test_deep_explainer_on_a_linear_model_is_the_closed_form_per_step():
+    model, X, background = wrap(Linear, seq_len=12), data(3, 12), data(6, 12, seed=1)
+    e = xaicore.explain(model, X, method="shap", background=background, algorithm="deep", target=0)
+    w = model.network.fc.weight[0].detach().numpy().reshape(12, 2) / 2.0
+    np.testing.assert_allclose(e.attributions, w * (X - background.mean(0)), rtol=1e-4, atol=1e-6)
+    assert e.extras["algorithm"] == "deep" and "segment_bounds" not in e.extras
+
+
+def test_deep_explainer_is_additive_where_it_covers_every_layer():
+    model, X, background = wrap(SmallFCN), data(4), data(10, seed=1)
+    e = xaicore.explain(model, X, method="shap", background=background, algorithm="deep")
+    assert additivity(model, e, background).max() < 0.01 and e.extras["additivity_ok"] is True
+
+
+def test_deep_explainer_is_refused_on_lstm_and_attention_naming_them():
+    with pytest.raises(XaiError, match="no handler for the LSTM, MultiheadAttention layers"):
+        xaicore.explain(wrap(HybridNet), data(2), method="shap", background=data(4, seed=1),
+                        algorithm="deep")

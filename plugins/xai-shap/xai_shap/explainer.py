@@ -19,16 +19,19 @@ from xaicore.errors import XaiError
 from xaicore.explainer import BaseExplainer
 from xaicore.model import LoadedModel
 
+from .deep import deep_shap
 from .segments import make_segments
 from .shapley import SegmentGame, exact_cost, exact_shapley, permutation_shapley, project_efficiency
 
-ALGORITHMS = ("auto", "permutation", "exact")
+ALGORITHMS = ("auto", "permutation", "exact", "deep")
 DETAILS = {
     "permutation": "antithetic permutation sampling of Shapley values over time segments per "
                    "feature (background cycled per sample), efficiency projection weighted by "
                    "the estimated variances",
     "exact": "exact Shapley values over time segments per feature: every coalition with every "
              "background sample",
+    "deep": "shap's DeepExplainer (DeepLIFT multipliers averaged over the background), per time "
+            "step; only for models whose every layer has a DeepExplainer handler",
 }
 
 
@@ -42,9 +45,10 @@ class ShapExplainer(BaseExplainer):
         "background_size": 100,     # background samples drawn (seeded) from `background`
         "n_segments": None,         # contiguous time segments per feature; None: min(10, length)
         "n_permutations": 16,       # permutation chains per sample (antithetic pairs, even)
-        "algorithm": "auto",        # auto, permutation or exact
+        "algorithm": "auto",        # auto (exact when cheaper, else permutation), exact,
+                                    # permutation, or deep (DeepExplainer where it covers every layer)
         "seed": 0,
-        "batch_size": 4096,         # rows per forward pass
+        "batch_size": None,         # rows per forward pass; None: about 2^20 input values
         "additivity_tolerance": 0.01,
     }
 
@@ -59,9 +63,11 @@ class ShapExplainer(BaseExplainer):
         if n_permutations % 2:
             raise XaiError(f"shap option n_permutations must be even (chains come in antithetic "
                            f"pairs), got {n_permutations}")
-        batch_size = _integer(options["batch_size"], "batch_size", minimum=1)
-        tolerance = float(options["additivity_tolerance"])
         n, seq_len, n_features = inputs.shape
+        batch_size = (min(4096, max(16, 2 ** 20 // (seq_len * n_features)))
+                      if options["batch_size"] is None
+                      else _integer(options["batch_size"], "batch_size", minimum=1))
+        tolerance = float(options["additivity_tolerance"])
         n_segments = options["n_segments"]
         segments = make_segments(seq_len, n_features,
                                  min(10, seq_len) if n_segments is None else n_segments,
@@ -78,17 +84,24 @@ class ShapExplainer(BaseExplainer):
         fx = fx_all.gather(1, target[:, None])[:, 0]
         base_value = expected[target]
         delta = fx - base_value
-        game = SegmentGame(model.module, inputs, background, target, segments, batch_size)
         adjustment = torch.zeros(n, dtype=torch.float64, device=inputs.device)
-        if algorithm == "exact" or m == 1:
-            phi = delta[:, None] if m == 1 else exact_shapley(game, n, n_background)
+        if algorithm == "deep":
+            attributions = deep_shap(model.module, inputs, background, target, model.name)
+            evaluations = 2 * n * n_background  # forward and backward passes
+            game_extras = {}
         else:
-            generator = torch.Generator().manual_seed(seed)
-            phi, variance = permutation_shapley(game, fx, fb_all[:, target].T, n_permutations,
-                                                generator)
-            phi, adjustment = project_efficiency(phi, variance, delta)
-
-        attributions = segments.spread(phi).float()
+            game = SegmentGame(model.module, inputs, background, target, segments, batch_size)
+            if algorithm == "exact" or m == 1:
+                phi = delta[:, None] if m == 1 else exact_shapley(game, n, n_background)
+            else:
+                generator = torch.Generator().manual_seed(seed)
+                phi, variance = permutation_shapley(game, fx, fb_all[:, target].T, n_permutations,
+                                                    generator)
+                phi, adjustment = project_efficiency(phi, variance, delta)
+            attributions = segments.spread(phi)
+            evaluations = game.evaluations
+            game_extras = {"n_segments": segments.n_segments, "segment_bounds": segments.bounds}
+        attributions = attributions.float()
         scale = torch.maximum(delta.abs(), 1e-6 * torch.maximum(fx.abs(), base_value.abs()).clamp_min(1))
         error = (attributions.double().sum((1, 2)) - delta).abs() / scale
         worst = float(error.max())
@@ -107,11 +120,10 @@ class ShapExplainer(BaseExplainer):
             "additivity_error_max": worst,
             "additivity_ok": worst <= tolerance,
             "efficiency_adjustment": adjustment.abs() / scale,
-            "n_segments": segments.n_segments,
-            "segment_bounds": segments.bounds,
+            **game_extras,
             "background_size": n_background,
             "background_indices": chosen.tolist(),
-            "n_model_evaluations": game.evaluations + n + n_background,
+            "n_model_evaluations": evaluations + n + n_background,
         }
         return attributions, extras
 
