@@ -1,5 +1,43 @@
-"""Commands of this group; their heavy imports happen inside the command functions."""
+"""``xai evaluate``: score the explanation methods on a trained run (faithfulness, sanity checks)."""
 
-import click  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import XaiError
 
 COMMANDS: list = []
+
+
+@click.command("evaluate")
+@click.option("--run", required=True, type=click.Path(path_type=Path),
+              help="Run directory written by `xai train`.")
+@click.option("--method", "methods", multiple=True,
+              help="Explainer to evaluate (repeatable; tsr:METHOD wraps one). Default: every "
+                   "installed explainer that can explain the model, plus the random baseline.")
+@click.option("--metric", "metrics", multiple=True,
+              help="Metric (repeatable). Default: every installed metric the run's data allows.")
+@click.option("--samples", default=32, show_default=True, type=int,
+              help="How many test samples to evaluate (drawn with --seed).")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the sample draw, the random baseline and the randomisation.")
+@click.option("--device", default=None, help="torch device (default: cuda when available).")
+@click.option("--force", is_flag=True, help="Overwrite an existing RUN/evaluation.csv.")
+def evaluate_cmd(run, methods, metrics, samples, seed, device, force):
+    """Write RUN/evaluation.csv (one row per method, one column per score) and RUN/evaluation/ figures."""
+    try:
+        from xai_eval.runner import evaluate_run
+    except ImportError as exc:
+        raise XaiError(f"xai evaluate needs the xai-eval plugin ({exc}); install plugins/xai-eval") from None
+    import pandas as pd
+
+    rows = evaluate_run(run, methods, metrics, samples=samples, seed=seed, force=force,
+                        device=device)
+    click.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    click.echo(f"-> {Path(run) / 'evaluation.csv'} and figures in {Path(run) / 'evaluation'}",
+               err=True)
+
+
+COMMANDS.append(evaluate_cmd)

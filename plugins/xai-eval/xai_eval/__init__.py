@@ -1,0 +1,1 @@
+"""xai evaluation plugin: faithfulness metrics, sanity checks, synthetic ground truth and TSR."""

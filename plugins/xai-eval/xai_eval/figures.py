@@ -1,0 +1,133 @@
+"""Evaluation figures: deletion/insertion curves per method against random, AUC summary, randomisation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = ("png", "svg")
+
+
+def _save(fig, path: Path) -> list[Path]:
+    paths = []
+    for fmt in FORMATS:
+        fig.savefig(path.with_suffix(f".{fmt}"), dpi=130, bbox_inches="tight")
+        paths.append(path.with_suffix(f".{fmt}"))
+    return paths
+
+
+def safe(name: str) -> str:
+    """A method name usable as a file name (``tsr:saliency`` -> ``tsr_saliency``)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def perturbation_figure(method: str, deletion: dict | None, insertion: dict | None, out: Path):
+    """Deletion and insertion curves of one method beside its random-order baseline."""
+    import matplotlib.pyplot as plt
+
+    panels = [(t, c) for t, c in (("deletion", deletion), ("insertion", insertion)) if c]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (title, curve) in zip(axes[0], panels):
+        x = np.asarray(curve["fraction"])
+        auc = np.trapezoid(curve["curve"], x)
+        auc_r = np.trapezoid(curve["random_curve"], x)
+        ax.plot(x, curve["curve"], label=f"{method} (AUC {auc:.3f})", color="tab:blue")
+        ax.plot(x, curve["random_curve"], label=f"random order (AUC {auc_r:.3f})",
+                color="tab:gray", linestyle="--")
+        ax.set_xlabel(f"fraction of cells {'removed' if title == 'deletion' else 'inserted'}")
+        ax.set_ylabel("target-class probability")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = _save(fig, out)
+    plt.close(fig)
+    return paths
+
+
+def auc_summary_figure(rows: list[dict], out: Path) -> list[Path]:
+    """Deletion and insertion AUC of every method, each beside the random-order AUC."""
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in ("deletion", "insertion") if any(f"{k}_auc" in r for r in rows)]
+    if not keys:
+        return []
+    width = max(4.5, 2 + 0.6 * len(rows))
+    fig, axes = plt.subplots(1, len(keys), figsize=(width * len(keys), 3.8), squeeze=False)
+    idx = np.arange(len(rows))
+    for ax, key in zip(axes[0], keys):
+        values = [r.get(f"{key}_auc", np.nan) for r in rows]
+        randoms = [r.get(f"{key}_auc_random", np.nan) for r in rows]
+        ax.bar(idx - 0.2, values, 0.4, label="method order", color="tab:blue")
+        ax.bar(idx + 0.2, randoms, 0.4, label="random order", color="tab:gray")
+        ax.set_xticks(idx)
+        ax.set_xticklabels([r["method"] for r in rows], rotation=45, ha="right", fontsize=8)
+        ax.set_title(f"{key} AUC ({'lower' if key == 'deletion' else 'higher'} is better)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = _save(fig, out)
+    plt.close(fig)
+    return paths
+
+
+def randomisation_figure(curves: dict, out: Path) -> list[Path]:
+    """Spearman correlation with the trained model's maps as layers are randomised, per method."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    layers: list[str] = []
+    for method, curve in curves.items():
+        layers = curve["layers"] if len(curve["layers"]) > len(layers) else layers
+        ax.plot(np.arange(len(curve["correlation"])), curve["correlation"], marker="o",
+                label=method, linestyle="--" if method == "random" else "-")
+    ax.set_xticks(np.arange(len(layers)))
+    ax.set_xticklabels([f"…{name}" for name in layers], rotation=45, ha="right", fontsize=8)
+    ax.set_xlabel("randomised from the output down to layer")
+    ax.set_ylabel("Spearman rank correlation of |attributions|")
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_ylim(-0.2, 1.05)
+    ax.set_title("Cascading model-parameter randomisation (lower = depends on the model)")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    paths = _save(fig, out)
+    plt.close(fig)
+    return paths
+
+
+def localisation_figure(curves: dict, metric: str, out: Path) -> list[Path]:
+    """Saliency-weighted precision or recall against the mass level, per method."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for method, curve in curves.items():
+        ax.plot(curve["level"], curve["curve"], marker="o", label=method,
+                linestyle="--" if method == "random" else "-")
+    ax.set_xlabel("fraction of saliency mass selected")
+    ax.set_ylabel("precision" if metric == "aup" else "recall")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{metric.upper()}: saliency-weighted {'precision' if metric == 'aup' else 'recall'}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = _save(fig, out)
+    plt.close(fig)
+    return paths
+
+
+def render_all(rows: list[dict], curves: dict, out_dir: Path) -> list[Path]:
+    """Every evaluation figure the computed curves allow, under ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = auc_summary_figure(rows, out_dir / "auc_summary")
+    deletion, insertion = curves.get("deletion", {}), curves.get("insertion", {})
+    for method in dict.fromkeys([*deletion, *insertion]):
+        paths += perturbation_figure(method, deletion.get(method), insertion.get(method),
+                                     out_dir / f"perturbation_{safe(method)}")
+    if curves.get("randomisation"):
+        paths += randomisation_figure(curves["randomisation"], out_dir / "randomisation")
+    for metric in ("aup", "aur"):
+        if curves.get(metric):
+            paths += localisation_figure(curves[metric], metric, out_dir / metric)
+    return paths

@@ -1,0 +1,29 @@
+"""Option handling shared by the metrics: defaults overlaid with what the caller passed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xaicore.errors import XaiError
+
+
+def resolve(name: str, defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` overlaid with ``options``; an unknown option name is an error naming the metric."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise XaiError(f"metric {name} has no option {', '.join(map(repr, unknown))}; its options "
+                       f"are: {', '.join(sorted(defaults))}")
+    return {**defaults, **options}
+
+
+def background_array(background: Any, n_features: int, what: str) -> np.ndarray:
+    """Train inputs ``[n, time, feature]`` as float32, checked against the model's features."""
+    X = np.asarray(background, dtype=np.float32)
+    if X.ndim == 2 and n_features == 1:
+        X = X[:, :, None]
+    if X.ndim != 3 or X.shape[2] != n_features or X.shape[0] == 0:
+        raise XaiError(f"{what}: background must be train inputs [n, time, {n_features}], got "
+                       f"shape {X.shape}")
+    return X

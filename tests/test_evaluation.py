@@ -1,0 +1,313 @@
+"""Evaluation: deletion/insertion, randomisation, synthetic ground truth, AUP/AUR, TSR, `xai evaluate`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from xai_eval.baseline import RandomExplainer
+from xai_eval.localisation import AUPMetric, AURMetric, precision_recall
+from xai_eval.perturbation import DeletionMetric, InsertionMetric, step_counts
+from xai_eval.randomisation import RandomisationMetric, layers_in_forward_order
+from xai_eval.synthetic import load as load_synthetic
+from xaicore import plugins, registry
+from xaicore.api import explain, get_explainer
+from xaicore.cli import cli
+from xaicore.errors import XaiError
+from xaicore.explainer import BaseExplainer, build_explanation
+from xaicore.hookspecs import hookimpl
+from xaicore.model import LoadedModel, wrap_model
+
+
+class WindowNet(nn.Module):
+    """Class 1 logit = sum of squares of feature 0 over time steps [8, 16); class 0 logit = 0."""
+
+    default_params: dict = {}
+    gradcam_layer = None
+
+    def __init__(self, n_features: int = 2, seq_len: int = 32, n_classes: int = 2) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(0.5))
+        self.bias = nn.Parameter(torch.tensor(-2.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.scale * (x[:, 8:16, 0] ** 2).sum(1) + self.bias
+        return torch.stack([torch.zeros_like(z), z], dim=1)
+
+
+class SmallCNN(nn.Module):
+    """Conv1d, ReLU, global average pooling, linear (trained for a few epochs in the tests)."""
+
+    default_params: dict = {}
+    gradcam_layer = "conv"
+
+    def __init__(self, n_features: int, seq_len: int, n_classes: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(n_features, 8, 5, padding=2)
+        self.fc = nn.Linear(8, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x.transpose(1, 2))).mean(2))
+
+
+class GradExplainer(BaseExplainer):
+    """Gradient of the target logit (plain saliency, signed), the tests' own explainer."""
+
+    name = "test-grad"
+    defaults = {"scale": 1.0}
+
+    def attribute(self, model, inputs, target, **opts):
+        x = inputs.detach().clone().requires_grad_(True)
+        out = model.module(x).gather(1, target[:, None]).sum()
+        (grad,) = torch.autograd.grad(out, x)
+        return grad * opts["scale"], {}
+
+
+class Plugin:
+    @hookimpl
+    def register_explainers(self, register):
+        register("test-grad", GradExplainer, description="test gradient")
+
+    @hookimpl
+    def register_models(self, register):
+        register("test-small-cnn", SmallCNN, description="test model")
+
+
+@pytest.fixture
+def test_plugin():
+    plugins.pm.register(Plugin(), name="test-evaluation-plugin")
+    yield
+    plugins.pm.unregister(name="test-evaluation-plugin")
+
+
+def window_model() -> LoadedModel:
+    return wrap_model(WindowNet(), n_classes=2, n_features=2, seq_len=32, name="window")
+
+
+def window_inputs(n: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    X = 0.3 * rng.standard_normal((n, 32, 2)).astype(np.float32)
+    X[:, 8:16, 0] += 1.0
+    return X
+
+
+def oracle_explanation(model: LoadedModel, X: np.ndarray, attributions: np.ndarray, method="oracle"):
+    x = torch.from_numpy(X)
+    return build_explanation(model, x, torch.ones(len(X), dtype=torch.long), attributions, method, {})
+
+
+# ---------- deletion / insertion ----------
+
+def test_oracle_order_beats_random_on_deletion_and_insertion():
+    model, X = window_model(), window_inputs()
+    truth = np.zeros_like(X)
+    truth[:, 8:16, 0] = X[:, 8:16, 0] ** 2
+    e = oracle_explanation(model, X, truth)
+    deletion = DeletionMetric().evaluate(model, e, background=np.zeros((4, 32, 2)))
+    insertion = InsertionMetric().evaluate(model, e, background=np.zeros((4, 32, 2)))
+    assert deletion["deletion_auc"] < deletion["deletion_auc_random"] - 0.2
+    assert insertion["insertion_auc"] > insertion["insertion_auc_random"] + 0.2
+    reverse = oracle_explanation(model, X, -truth)
+    assert DeletionMetric().evaluate(model, reverse, background=np.zeros((4, 32, 2)))[
+        "deletion_auc"] > deletion["deletion_auc"]
+
+
+def test_curves_start_at_the_input_and_end_at_the_substrate():
+    model, X = window_model(), window_inputs(3)
+    e = oracle_explanation(model, X, np.random.default_rng(1).random(X.shape))
+    background = np.zeros((2, 32, 2), dtype=np.float32)
+    _, deletion = DeletionMetric().evaluate_curves(model, e, background=background)
+    _, insertion = InsertionMetric().evaluate_curves(model, e, background=background)
+    p_input = model.predict_proba(X)[:, 1].mean()
+    p_substrate = model.predict_proba(np.zeros_like(X))[:, 1].mean()
+    n_points = len(step_counts(64, 0.01))
+    assert len(deletion["curve"]) == n_points == 65  # 1 cell (of 64) per step, plus the start
+    assert deletion["curve"][0] == pytest.approx(p_input, abs=1e-5)
+    assert deletion["curve"][-1] == pytest.approx(p_substrate, abs=1e-5)
+    assert insertion["curve"][0] == pytest.approx(p_substrate, abs=1e-5)
+    assert insertion["curve"][-1] == pytest.approx(p_input, abs=1e-5)
+    assert deletion["fraction"][0] == 0 and deletion["fraction"][-1] == 1
+
+
+def test_perturbation_options_are_checked():
+    model, X = window_model(), window_inputs(2)
+    e = oracle_explanation(model, X, np.ones_like(X))
+    with pytest.raises(XaiError, match="needs background"):
+        DeletionMetric().evaluate(model, e)  # no stored normalisation, no background
+    with pytest.raises(XaiError, match="substrate must be one of"):
+        DeletionMetric().evaluate(model, e, substrate="noise")
+    with pytest.raises(XaiError, match="has no option 'steps'"):
+        InsertionMetric().evaluate(model, e, steps=3)
+    with pytest.raises(XaiError, match="step_fraction"):
+        DeletionMetric().evaluate(model, e, substrate="smooth", step_fraction=0)
+
+
+# ---------- randomisation ----------
+
+def test_randomisation_leaves_the_model_alone_and_separates_dependent_maps():
+    torch.manual_seed(0)
+    model = wrap_model(SmallCNN(2, 32, 2), n_classes=2, n_features=2, seq_len=32)
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    X = window_inputs(4)
+    x, t = torch.from_numpy(X), torch.zeros(4, dtype=torch.long)
+    grad = GradExplainer()
+    scores, curves = RandomisationMetric().evaluate_curves(model, grad.explain(model, x, t),
+                                                           explainer=grad)
+    assert all(torch.equal(before[k], v) for k, v in model.module.state_dict().items())
+    assert curves["layers"] == ["fc", "conv"]  # top-down: output layer first
+    assert scores["randomisation_spearman_final"] < 0.5
+    rnd = RandomExplainer()
+    independent = RandomisationMetric().evaluate(model, rnd.explain(model, x, t, seed=3),
+                                                 explainer=rnd)
+    assert independent["randomisation_spearman"] == pytest.approx(1.0)
+
+
+def test_layers_follow_the_forward_pass():
+    model = wrap_model(SmallCNN(2, 32, 2), n_classes=2, n_features=2, seq_len=32)
+    names = [n for n, _ in layers_in_forward_order(model, torch.zeros(1, 32, 2))]
+    assert names == ["conv", "fc"]
+
+
+# ---------- synthetic data and AUP/AUR ----------
+
+@pytest.mark.parametrize("name", ["synthetic-middle", "synthetic-small", "synthetic-rare-time",
+                                  "synthetic-rare-feature", "synthetic-moving"])
+def test_synthetic_mask_marks_the_shifted_cells(name):
+    d = load_synthetic(name, n_train=200, n_test=20, seq_len=40, n_features=10, signal=2.0)
+    mask, X, y = d.info["mask_train"], d.train.X, d.train.y
+    assert mask.shape == X.shape and d.info["mask_test"].shape == d.test.X.shape
+    assert mask.any(axis=(1, 2)).all()
+    assert abs(X[~mask].mean()) < 0.05
+    assert X[mask & (y == 1)[:, None, None]].mean() == pytest.approx(2.0, abs=0.1)
+    assert X[mask & (y == 0)[:, None, None]].mean() == pytest.approx(-2.0, abs=0.1)
+    again = load_synthetic(name, n_train=200, n_test=20, seq_len=40, n_features=10, signal=2.0)
+    assert np.array_equal(again.train.X, X) and np.array_equal(again.info["mask_test"],
+                                                               d.info["mask_test"])
+    starts = {tuple(np.argwhere(m)[0]) for m in mask}
+    assert (len(starts) > 1) == (name == "synthetic-moving")
+
+
+def test_synthetic_box_shapes_follow_the_variant():
+    shape = lambda name: load_synthetic(name, n_train=8, n_test=4, seq_len=50, n_features=50  # noqa: E731
+                                        ).info["mask_test"][0]
+    rare_time, rare_feature = shape("synthetic-rare-time"), shape("synthetic-rare-feature")
+    assert rare_time.any(1).sum() == 6 and rare_time.any(0).sum() == 40
+    assert rare_feature.any(1).sum() == 40 and rare_feature.any(0).sum() == 6
+    assert shape("synthetic-small").sum() < shape("synthetic-middle").sum()
+    with pytest.raises(XaiError, match="no option 'length'"):
+        load_synthetic("synthetic-middle", length=3)
+
+
+def test_aup_aur_reward_saliency_on_the_mask():
+    d = load_synthetic("synthetic-middle", n_train=8, n_test=16, seq_len=30, n_features=6)
+    mask = d.info["mask_test"]
+    model = wrap_model(WindowNet(), n_classes=2, n_features=6, seq_len=30)
+    explain_ = lambda a: oracle_explanation(model, d.test.X, a)  # noqa: E731
+    perfect = AUPMetric().evaluate(model, explain_(mask * 1.0), mask=mask)["aup"]
+    outside = AUPMetric().evaluate(model, explain_(~mask * 1.0), mask=mask)["aup"]
+    noise = AUPMetric().evaluate(model, explain_(np.random.default_rng(0).random(mask.shape)),
+                                 mask=mask)["aup"]
+    assert perfect == pytest.approx(1.0) and outside == pytest.approx(0.0)
+    assert noise == pytest.approx(mask.mean(), abs=0.05)
+    precision, recall = precision_recall(mask * 1.0, mask)
+    assert np.all(np.diff(recall) > 0)  # more mass selected, more of the mask recalled
+    assert AURMetric().evaluate(model, explain_(~mask * 1.0), mask=mask)["aur"] == 0.0
+    with pytest.raises(XaiError, match="needs the ground-truth mask"):
+        AURMetric().evaluate(model, explain_(mask * 1.0))
+
+
+# ---------- TSR ----------
+
+def test_tsr_keeps_only_the_informative_window(test_plugin):
+    model, X = window_model(), window_inputs(3)
+    e = explain(model, X, method="tsr:test-grad", target=1)
+    assert e.method == "tsr:test-grad" and e.attributions.shape == X.shape
+    assert (e.attributions >= 0).all()
+    outside = np.ones(X.shape, dtype=bool)
+    outside[:, 8:16, 0] = False
+    assert np.all(e.attributions[outside] == 0)
+    assert (e.attributions[:, 8:16, 0] > 0).mean() > 0.5
+    assert e.extras["time_relevance"].shape == (3, 32)
+    scaled = explain(model, X, method="tsr:test-grad", target=1, scale=2.0)  # option passes through
+    assert np.allclose(scaled.attributions, 4 * e.attributions, rtol=1e-4)
+    with pytest.raises(XaiError, match="has no option 'nope'"):
+        explain(model, X, method="tsr:test-grad", nope=1)
+
+
+def test_tsr_alone_or_twice_is_refused(test_plugin):
+    model = window_model()
+    assert "tsr:" in get_explainer("tsr").check(model)
+    with pytest.raises(XaiError, match="cannot explain"):
+        explain(model, window_inputs(1), method="tsr")
+    with pytest.raises(XaiError, match="cannot wrap tsr"):
+        get_explainer("tsr").wrap(get_explainer("tsr"))
+
+
+# ---------- xai evaluate ----------
+
+@pytest.fixture
+def synthetic_run(tmp_path, test_plugin):
+    """A run directory with a SmallCNN trained briefly on the default synthetic-small data."""
+    dataset = registry.get_dataset("synthetic-small")("synthetic-small")
+    torch.manual_seed(0)
+    net = SmallCNN(dataset.n_features, dataset.seq_len, 2)
+    mean, std = dataset.train.X.mean((0, 1)), dataset.train.X.std((0, 1))
+    model = LoadedModel(net, name="test-small-cnn", class_names=dataset.class_names,
+                        feature_names=dataset.feature_names, seq_len=dataset.seq_len,
+                        mean=mean, std=std)
+    opt = torch.optim.Adam(model.module.parameters(), lr=0.01)
+    X, y = torch.from_numpy(dataset.train.X), torch.from_numpy(dataset.train.y)
+    model.module.train()
+    for _ in range(30):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model.module(X), y).backward()
+        opt.step()
+    model.module.eval()
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"format": 1, "model": "test-small-cnn", "hyperparameters": {},
+                "state_dict": model.module.state_dict(), "class_names": dataset.class_names,
+                "feature_names": dataset.feature_names, "seq_len": dataset.seq_len,
+                "normalisation": {"mean": mean.tolist(), "std": std.tolist()},
+                "dataset": {"name": "synthetic-small"}}, run / "checkpoint.pt")
+    accuracy = (model.logits(dataset.test.X).argmax(1) == dataset.test.y).mean()
+    assert accuracy > 0.9
+    return run
+
+
+def test_evaluate_command_writes_table_and_figures(synthetic_run):
+    args = ["evaluate", "--run", str(synthetic_run), "--method", "test-grad", "--method", "random",
+            "--samples", "12"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(synthetic_run / "evaluation.csv").set_index("method")
+    assert list(table.index) == ["test-grad", "random"]
+    for column in ("deletion_auc", "deletion_auc_random", "insertion_auc", "randomisation_spearman",
+                   "aup", "aur", "infidelity"):
+        assert table[column].notna().all(), column
+    grad, rnd = table.loc["test-grad"], table.loc["random"]
+    assert grad["deletion_auc"] < grad["deletion_auc_random"]
+    assert grad["insertion_auc"] > grad["insertion_auc_random"]
+    assert grad["aup"] > 1.5 * rnd["aup"]
+    assert rnd["randomisation_spearman"] == pytest.approx(1.0)
+    figures = synthetic_run / "evaluation"
+    for name in ("auc_summary", "perturbation_test-grad", "randomisation", "aup", "aur"):
+        assert (figures / f"{name}.png").stat().st_size > 1000, name
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 1 and "use --force" in again.output
+    assert CliRunner().invoke(cli, args + ["--force", "--metric", "aup"]).exit_code == 0
+    assert list(pd.read_csv(synthetic_run / "evaluation.csv").columns) == ["method", "aup"]
+
+
+def test_evaluate_command_names_bad_input(synthetic_run):
+    base = ["evaluate", "--run", str(synthetic_run), "--method", "test-grad"]
+    result = CliRunner().invoke(cli, base + ["--metric", "no-such-metric"])
+    assert result.exit_code == 1 and "unknown metric 'no-such-metric'" in result.output
+    result = CliRunner().invoke(cli, base + ["--samples", "0"])
+    assert result.exit_code == 1 and "--samples must be at least 1" in result.output
+    result = CliRunner().invoke(cli, ["evaluate", "--run", str(synthetic_run / "nope")])
+    assert result.exit_code == 1 and "nope" in result.output
