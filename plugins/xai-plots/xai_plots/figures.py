@@ -1,0 +1,171 @@
+"""Shared pieces of the explanation renderers: options, file names, colour scales, saving, manifest."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
+
+from xaicore.errors import XaiError  # noqa: E402
+from xaicore.explanation import Explanation  # noqa: E402
+
+FORMATS = ("png", "svg", "eps", "pdf")
+DEFAULT_FORMATS = ("png", "svg")
+DEFAULT_MAX_SAMPLES = 16
+MANIFEST = "manifest.json"
+PNG_DPI = 110
+DIVERGING = "RdBu_r"
+SEQUENTIAL = "Reds"
+
+
+def check_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
+    """The requested figure formats, lower-case, or an XaiError naming the unknown ones."""
+    if formats is None:
+        return DEFAULT_FORMATS
+    if isinstance(formats, str):
+        formats = [f for f in re.split(r"[,\s]+", formats) if f]
+    chosen = tuple(dict.fromkeys(f.lower().lstrip(".") for f in formats))
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise XaiError(f"unknown figure format(s) {', '.join(unknown) or '(none given)'}; "
+                       f"choose among {', '.join(FORMATS)}")
+    return chosen
+
+
+def check_explanations(explanations: Sequence[Explanation]) -> list[Explanation]:
+    items = list(explanations)
+    bad = [type(e).__name__ for e in items if not isinstance(e, Explanation)]
+    if bad:
+        raise XaiError(f"renderers take xaicore Explanation objects, got {', '.join(bad)}")
+    return items
+
+
+def pick_samples(explanation: Explanation, samples: Any = None,
+                 limit: int = DEFAULT_MAX_SAMPLES) -> list[int]:
+    """Sample positions to draw: ``samples`` (ints, a slice or "a:b"), else the first ``limit``."""
+    n = explanation.n_samples
+    if samples is None:
+        return list(range(min(n, limit)))
+    if isinstance(samples, str):
+        match = re.fullmatch(r"\s*(\d*)\s*:\s*(\d*)\s*", samples)
+        if match:
+            samples = slice(int(match[1]) if match[1] else None, int(match[2]) if match[2] else None)
+        else:
+            try:
+                samples = [int(s) for s in samples.split(",")]
+            except ValueError:
+                raise XaiError(f"samples must be positions like 0,3,5 or a range like 0:8, "
+                               f"got {samples!r}") from None
+    if isinstance(samples, slice):
+        return list(range(n))[samples]
+    if isinstance(samples, (int, np.integer)):
+        samples = [samples]
+    positions = [int(s) for s in samples]
+    out = [p for p in positions if not -n <= p < n]
+    if out:
+        raise XaiError(f"sample position {out[0]} is out of range: the explanation of "
+                       f"{explanation.method!r} holds {n} samples")
+    return [p % n for p in positions]
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of a method name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "method"
+
+
+def text(value: Any) -> str:
+    """User text for a matplotlib label: ``$`` would start mathtext, so it is escaped."""
+    return str(value).replace("$", r"\$")
+
+
+def target_kind(explanation: Explanation) -> str:
+    """Which class each sample was explained for: "predicted", "true" or "chosen"."""
+    if np.array_equal(explanation.targets, explanation.predictions):
+        return "predicted"
+    if (explanation.labels >= 0).all() and np.array_equal(explanation.targets, explanation.labels):
+        return "true"
+    return "chosen"
+
+
+def figure_key(explanation: Explanation) -> str:
+    """The figure folder of an explanation: its method, plus the target kind unless "predicted"."""
+    kind = target_kind(explanation)
+    return safe_name(explanation.method if kind == "predicted" else f"{explanation.method}-{kind}")
+
+
+def sample_title(explanation: Explanation, i: int, with_method: bool = True) -> str:
+    """"method · sample 3: predicted Gun (0.97), true Point" with class names."""
+    e = explanation
+    pred = int(e.predictions[i])
+    parts = [f"sample {int(e.sample_ids[i])}: predicted {e.class_names[pred]} "
+             f"({e.probabilities[i, pred]:.2f})"]
+    label = int(e.labels[i])
+    if label >= 0:
+        parts.append(f"true {e.class_names[label]}" + ("" if label == pred else "  [misclassified]"))
+    if int(e.targets[i]) != pred:
+        parts.append(f"explaining {e.class_names[int(e.targets[i])]}")
+    head = f"{e.method} · " if with_method else ""
+    return text(head + ", ".join(parts))
+
+
+def color_scale(values: np.ndarray) -> tuple[str, Normalize]:
+    """Diverging colours centred on 0 for signed attributions, sequential for non-negative ones."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    low = float(finite.min()) if finite.size else 0.0
+    high = float(finite.max()) if finite.size else 0.0
+    if low < 0:
+        bound = max(abs(low), abs(high), 1e-12)
+        return DIVERGING, TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound)
+    return SEQUENTIAL, Normalize(vmin=0.0, vmax=max(high, 1e-12))
+
+
+def save(fig, base: Path, formats: Sequence[str]) -> list[Path]:
+    """Write ``fig`` as ``base.<format>`` for each format and close it."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    try:
+        for fmt in formats:
+            path = base.with_name(f"{base.name}.{fmt}")
+            fig.savefig(path, format=fmt, dpi=PNG_DPI, bbox_inches="tight")
+            paths.append(path)
+    finally:
+        plt.close(fig)
+    return paths
+
+
+class Manifest:
+    """``out_dir/manifest.json``: what each figure shows, so the report can place it."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = Path(out_dir) / MANIFEST
+        self.entries: dict[str, dict] = {}
+        if self.path.is_file():
+            try:
+                self.entries = json.loads(self.path.read_text()).get("figures", {})
+            except (json.JSONDecodeError, AttributeError):
+                self.entries = {}
+
+    def add(self, paths: list[Path], *, kind: str, key: str, method: str,
+            sample_id: int | None = None, caption: str = "") -> list[Path]:
+        """Record the figure written as ``paths`` (one per format) and return the paths."""
+        stem = paths[0].with_suffix("").relative_to(self.path.parent).as_posix()
+        self.entries[stem] = {"kind": kind, "key": key, "method": method, "sample_id": sample_id,
+                              "caption": caption,
+                              "formats": [p.suffix.lstrip(".") for p in paths]}
+        return paths
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(MANIFEST + ".part")
+        tmp.write_text(json.dumps({"figures": self.entries}, indent=1, sort_keys=True))
+        tmp.replace(self.path)

@@ -1,0 +1,106 @@
+"""``GlobalPlots``: feature and time-step importance, SHAP summaries and attention maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from xaicore.explanation import Explanation
+
+from .attention import attention_figures
+from .figures import (DEFAULT_MAX_SAMPLES, Manifest, check_explanations, check_formats,
+                      figure_key, pick_samples, save, text)
+from .shap_plots import shap_figures
+
+
+class GlobalPlots:
+    """Figures over all samples of each explanation, under ``out_dir/<method>/``.
+
+    Writes per-feature importance (several features only), per-time-step importance, SHAP bar,
+    beeswarm-per-class and waterfall-per-sample plots for SHAP explanations, and attention maps
+    (per head and averaged) when the explanation holds ``attention_mean`` / ``attention_heads``.
+    Options: ``samples``, ``formats`` as for sample-plots; ``shap_segments`` (time segments that
+    become SHAP features, default 10) and ``top_k`` (features shown, default 12).
+    """
+
+    name = "global-plots"
+    description = "Feature and time-step importance, SHAP summaries, attention maps"
+
+    def render(self, explanations: Sequence[Explanation], out_dir: Path, *, samples: Any = None,
+               formats: Any = None, max_samples: int = DEFAULT_MAX_SAMPLES,
+               shap_segments: int = 10, top_k: int = 12, **options: Any) -> list[Path]:
+        items = check_explanations(explanations)
+        formats = check_formats(formats)
+        out_dir = Path(out_dir)
+        manifest = Manifest(out_dir)
+        written: list[Path] = []
+        for e in items:
+            key = figure_key(e)
+            folder = out_dir / key
+            if e.attributions.shape[2] > 1:
+                written += manifest.add(save(feature_importance_figure(e), folder /
+                                             "feature_importance", formats),
+                                        kind="global", key=key, method=e.method,
+                                        caption="mean |attribution| per feature, by explained class")
+            written += manifest.add(save(time_importance_figure(e), folder / "time_importance",
+                                         formats),
+                                    kind="global", key=key, method=e.method,
+                                    caption="mean |attribution| per time step, by explained class")
+            positions = pick_samples(e, samples, max_samples)
+            for name, fig, sample_id, caption in shap_figures(e, positions, shap_segments, top_k):
+                written += manifest.add(save(fig, folder / name, formats),
+                                        kind="global" if sample_id is None else "sample-extra",
+                                        key=key, method=e.method, sample_id=sample_id,
+                                        caption=caption)
+            for name, fig, sample_id, caption in attention_figures(e, positions):
+                written += manifest.add(save(fig, folder / name, formats), kind="sample-extra",
+                                        key=key, method=e.method, sample_id=sample_id,
+                                        caption=caption)
+        manifest.write()
+        return written
+
+
+def _by_class(e: Explanation, values: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """``values`` (first axis = sample) averaged over the samples explained for each class."""
+    return [(e.class_names[c], values[e.targets == c].mean(axis=0))
+            for c in np.unique(e.targets)]
+
+
+def feature_importance_figure(e: Explanation):
+    """Grouped bars: mean |attribution| per feature (over time and samples), one bar per class."""
+    per_sample = e.aggregate(over="time", how="abs_mean")  # [sample, feature]
+    overall = per_sample.mean(axis=0)
+    order = np.argsort(overall)[::-1]
+    groups = _by_class(e, per_sample)
+    n_features = len(order)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * n_features * max(1, len(groups)) ** 0.5 + 3), 4))
+    width = 0.8 / len(groups)
+    for g, (name, values) in enumerate(groups):
+        ax.bar(np.arange(n_features) + (g - (len(groups) - 1) / 2) * width, values[order],
+               width=width, label=text(name))
+    ax.set_xticks(range(n_features))
+    ax.set_xticklabels([text(e.feature_names[f]) for f in order], rotation=30, ha="right")
+    ax.set_ylabel("mean |attribution|")
+    ax.set_title(text(f"{e.method} · feature importance"), fontsize=11)
+    ax.legend(title="explained class", fontsize=8, frameon=False)
+    return fig
+
+
+def time_importance_figure(e: Explanation):
+    """Mean |attribution| per time step (over features and samples), one line per class."""
+    per_sample = e.aggregate(over="feature", how="abs_mean")  # [sample, time]
+    fig, ax = plt.subplots(figsize=(9, 3.4))
+    for name, values in _by_class(e, per_sample):
+        ax.plot(values, linewidth=1.5, label=text(name))
+    ax.plot(per_sample.mean(axis=0), color="black", linewidth=1.0, linestyle="--", label="all")
+    ax.set_xlim(0, per_sample.shape[1] - 1)
+    ax.set_xlabel("time step")
+    ax.set_ylabel("mean |attribution|")
+    ax.set_title(text(f"{e.method} · time-step importance"), fontsize=11)
+    ax.legend(title="explained class", fontsize=8, frameon=False, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0))
+    return fig
+

@@ -1,0 +1,159 @@
+"""``SamplePlots``: each sample with its attribution, method comparisons and misclassification views."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from xaicore.explanation import Explanation
+
+from .drawing import attribution_panel, feature_heatmap, series_lines
+from .figures import (DEFAULT_MAX_SAMPLES, Manifest, check_explanations, check_formats,
+                      color_scale, figure_key, pick_samples, sample_title, save, target_kind, text)
+
+TOP_CLASSES = 5
+
+
+class SamplePlots:
+    """Per-sample figures under ``out_dir/<method>/``, plus ``compare/`` and misclassification views.
+
+    Options: ``samples`` (positions: ints, a slice or "a:b"; default the first 16), ``formats``
+    (default png and svg; eps and pdf also work).
+    """
+
+    name = "sample-plots"
+    description = "Each sample with its attribution (series band or feature x time heatmap)"
+
+    def render(self, explanations: Sequence[Explanation], out_dir: Path, *, samples: Any = None,
+               formats: Any = None, max_samples: int = DEFAULT_MAX_SAMPLES,
+               **options: Any) -> list[Path]:
+        items = check_explanations(explanations)
+        formats = check_formats(formats)
+        out_dir = Path(out_dir)
+        manifest = Manifest(out_dir)
+        written: list[Path] = []
+        chosen: dict[int, list[int]] = {}
+        for e in items:
+            positions = pick_samples(e, samples, max_samples)
+            chosen[id(e)] = positions
+            key = figure_key(e)
+            for i in positions:
+                sid = int(e.sample_ids[i])
+                written += manifest.add(save(sample_figure(e, i), out_dir / key / f"sample_{sid}",
+                                             formats),
+                                        kind="sample", key=key, method=e.method, sample_id=sid,
+                                        caption=f"{e.method}: attribution of sample {sid}")
+        by_kind = defaultdict(list)
+        for e in items:
+            by_kind[target_kind(e)].append(e)
+        for kind, group in by_kind.items():
+            if len(group) < 2:
+                continue
+            key = "compare" if kind == "predicted" else f"compare-{kind}"
+            for sid in _shared_ids(group, chosen):
+                rows = [(e, _position(e, sid)) for e in group]
+                written += manifest.add(save(comparison_figure(rows), out_dir / key / f"sample_{sid}",
+                                             formats),
+                                        kind="compare", key=key, method="all", sample_id=sid,
+                                        caption=f"every method for sample {sid}")
+        for pred_e, true_e in _target_pairs(items):
+            key = figure_key(pred_e)
+            for sid in _shared_ids([pred_e, true_e], chosen):
+                i, j = _position(pred_e, sid), _position(true_e, sid)
+                if pred_e.labels[i] < 0 or pred_e.labels[i] == pred_e.predictions[i]:
+                    continue
+                written += manifest.add(
+                    save(misclassification_figure(pred_e, i, true_e, j),
+                         out_dir / key / f"misclassified_sample_{sid}", formats),
+                    kind="misclassified", key=key, method=pred_e.method, sample_id=sid,
+                    caption=f"{pred_e.method}: predicted-class vs true-class explanation "
+                            f"of misclassified sample {sid}")
+        manifest.write()
+        return written
+
+
+def sample_figure(e: Explanation, i: int):
+    """One sample: coloured series (one feature) or series above a feature x time heatmap."""
+    series, attribution = e.inputs[i], e.attributions[i]
+    cmap, norm = color_scale(attribution)
+    n_features = series.shape[1]
+    if n_features == 1:
+        fig, ax = plt.subplots(figsize=(9, 3.4), layout="constrained")
+        mappable = attribution_panel(ax, series, attribution, e.feature_names, cmap, norm)
+        ax.set_xlabel("time step")
+        fig.colorbar(mappable, ax=ax, label="attribution", pad=0.015)
+    else:
+        fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=(10, 3.2 + 0.3 * n_features),
+                                      height_ratios=[1.0, max(1.0, 0.25 * n_features)],
+                                      layout="constrained")
+        series_lines(top, series, e.feature_names)
+        mappable = feature_heatmap(ax, attribution, e.feature_names, cmap, norm)
+        ax.set_xlabel("time step")
+        fig.colorbar(mappable, ax=[top, ax], label="attribution", fraction=0.04)
+    fig.suptitle(sample_title(e, i), fontsize=11)
+    return fig
+
+
+def comparison_figure(rows: list[tuple[Explanation, int]]):
+    """Every method's attribution of one sample, one row each, on a shared time axis."""
+    first, i = rows[0]
+    n_features = first.inputs.shape[2]
+    height = (1.9 if n_features == 1 else 0.9 + 0.22 * n_features)
+    fig, axes = plt.subplots(len(rows), 1, sharex=True, squeeze=False,
+                             figsize=(10, 0.9 + height * len(rows)), layout="constrained")
+    for ax, (e, j) in zip(axes[:, 0], rows):
+        cmap, norm = color_scale(e.attributions[j])
+        mappable = attribution_panel(ax, e.inputs[j], e.attributions[j], e.feature_names, cmap, norm)
+        ax.set_title(text(e.method), fontsize=10, loc="left")
+        fig.colorbar(mappable, ax=ax, pad=0.015, fraction=0.03)
+    axes[-1, 0].set_xlabel("time step")
+    fig.suptitle(sample_title(first, i, with_method=False), fontsize=11)
+    return fig
+
+
+def misclassification_figure(pred_e: Explanation, i: int, true_e: Explanation, j: int):
+    """Predicted-class and true-class explanations side by side, with the top class probabilities."""
+    both = np.concatenate([pred_e.attributions[i].ravel(), true_e.attributions[j].ravel()])
+    cmap, norm = color_scale(both)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6), width_ratios=[1.0, 1.0, 0.45],
+                             layout="constrained")
+    for ax, e, k, role in ((axes[0], pred_e, i, "predicted"), (axes[1], true_e, j, "true")):
+        mappable = attribution_panel(ax, e.inputs[k], e.attributions[k], e.feature_names, cmap, norm)
+        ax.set_title(text(f"why {e.class_names[int(e.targets[k])]} ({role} class)"), fontsize=10)
+        ax.set_xlabel("time step")
+    fig.colorbar(mappable, ax=axes[:2].tolist(), label="attribution", fraction=0.03)
+    probs = pred_e.probabilities[i]
+    top = np.argsort(probs)[::-1][:TOP_CLASSES]
+    colors = ["tab:red" if c == pred_e.predictions[i] else
+              "tab:green" if c == pred_e.labels[i] else "0.6" for c in top]
+    axes[2].barh(range(len(top)), probs[top], color=colors)
+    axes[2].set_yticks(range(len(top)))
+    axes[2].set_yticklabels([text(pred_e.class_names[c]) for c in top])
+    axes[2].invert_yaxis()
+    axes[2].set_xlim(0, 1)
+    axes[2].set_xlabel("probability")
+    axes[2].set_title("top classes (red: predicted, green: true)", fontsize=9)
+    fig.suptitle(sample_title(pred_e, i), fontsize=11)
+    return fig
+
+
+def _position(e: Explanation, sample_id: int) -> int:
+    return int(np.flatnonzero(e.sample_ids == sample_id)[0])
+
+
+def _shared_ids(group: list[Explanation], chosen: dict[int, list[int]]) -> list[int]:
+    """Sample ids drawn for the first explanation that every explanation of the group holds."""
+    first = group[0]
+    ids = [int(first.sample_ids[p]) for p in chosen[id(first)]]
+    return [s for s in ids if all((e.sample_ids == s).any() for e in group[1:])]
+
+
+def _target_pairs(items: list[Explanation]) -> list[tuple[Explanation, Explanation]]:
+    """(predicted-class, true-class) explanations of the same method."""
+    predicted = {e.method: e for e in items if target_kind(e) == "predicted"}
+    return [(predicted[e.method], e) for e in items
+            if target_kind(e) == "true" and e.method in predicted]
