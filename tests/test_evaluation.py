@@ -77,7 +77,7 @@ class Plugin:
         register("test-small-cnn", SmallCNN, description="test model")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def test_plugin():
     plugins.pm.register(Plugin(), name="test-evaluation-plugin")
     yield
@@ -249,8 +249,8 @@ def test_tsr_alone_or_twice_is_refused(test_plugin):
 
 # ---------- xai evaluate ----------
 
-@pytest.fixture
-def synthetic_run(tmp_path, test_plugin):
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory, test_plugin):
     """A run directory with a SmallCNN trained briefly on the default synthetic-small data."""
     dataset = registry.get_dataset("synthetic-small")("synthetic-small")
     torch.manual_seed(0)
@@ -260,14 +260,14 @@ def synthetic_run(tmp_path, test_plugin):
                         feature_names=dataset.feature_names, seq_len=dataset.seq_len,
                         mean=mean, std=std)
     opt = torch.optim.Adam(model.module.parameters(), lr=0.01)
-    X, y = torch.from_numpy(dataset.train.X), torch.from_numpy(dataset.train.y)
+    X, y = torch.from_numpy(dataset.train.X[:300]), torch.from_numpy(dataset.train.y[:300])
     model.module.train()
     for _ in range(30):
         opt.zero_grad()
         nn.functional.cross_entropy(model.module(X), y).backward()
         opt.step()
     model.module.eval()
-    run = tmp_path / "run"
+    run = tmp_path_factory.mktemp("evaluation") / "run"
     run.mkdir()
     torch.save({"format": 1, "model": "test-small-cnn", "hyperparameters": {},
                 "state_dict": model.module.state_dict(), "class_names": dataset.class_names,
@@ -281,7 +281,7 @@ def synthetic_run(tmp_path, test_plugin):
 
 def test_evaluate_command_writes_table_and_figures(synthetic_run):
     args = ["evaluate", "--run", str(synthetic_run), "--method", "test-grad", "--method", "random",
-            "--samples", "12"]
+            "--samples", "8"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(synthetic_run / "evaluation.csv").set_index("method")
@@ -304,7 +304,7 @@ def test_evaluate_command_writes_table_and_figures(synthetic_run):
 
 
 def test_evaluate_command_names_bad_input(synthetic_run):
-    base = ["evaluate", "--run", str(synthetic_run), "--method", "test-grad"]
+    base = ["evaluate", "--run", str(synthetic_run), "--method", "test-grad", "--force"]
     result = CliRunner().invoke(cli, base + ["--metric", "no-such-metric"])
     assert result.exit_code == 1 and "unknown metric 'no-such-metric'" in result.output
     result = CliRunner().invoke(cli, base + ["--samples", "0"])
