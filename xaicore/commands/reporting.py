@@ -1,5 +1,28 @@
-"""Commands of this group; their heavy imports happen inside the command functions."""
+"""``xai report``: one self-contained HTML file of a run. Heavy imports happen inside the command."""
 
-import click  # noqa: F401
+from pathlib import Path
 
-COMMANDS: list = []
+import click
+
+
+@click.command("report")
+@click.option("--run", "run", required=True, type=click.Path(path_type=Path),
+              help="Run directory written by xai train.")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Report file [default: RUN/report.html].")
+@click.option("--force", is_flag=True, help="Overwrite an existing report file.")
+def report_cmd(run: Path, out: Path | None, force: bool) -> None:
+    """Write RUN/report.html: model card, every explanation, evaluation, offline navigation."""
+    from xaicore import registry
+    from xaicore.errors import XaiError
+
+    if not run.is_dir():
+        raise XaiError(f"no run directory at {run}")
+    out = out if out is not None else run / "report.html"
+    if out.exists() and not force:
+        raise XaiError(f"{out} already exists; pass --force to overwrite it (or --out another file)")
+    paths = registry.get_renderer("html-report").render([], out_dir=run, run_dir=run, out=out)
+    click.echo(f"report -> {paths[0]}")
+
+
+COMMANDS: list = [report_cmd]

@@ -1,0 +1,83 @@
+"""What a run directory holds, read for the report: model card, explanations, figures, evaluation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xaicore.errors import XaiError
+from xaicore.explanation import Explanation
+from xaicore.model import CHECKPOINT, load_checkpoint
+
+FIGURES = Path("explanations") / "figures"
+MANIFEST = "manifest.json"
+EXPLANATION_RENDERERS = ("sample-plots", "global-plots")
+
+
+@dataclass
+class RunFiles:
+    """The parts of a run directory that the report shows; absent parts are None or empty."""
+
+    run_dir: Path
+    checkpoint: dict
+    metrics: dict = field(default_factory=dict)
+    explanations: list[Explanation] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    figures: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.run_dir / FIGURES
+
+
+def read_run(run_dir: Path) -> RunFiles:
+    """Read a run directory; an XaiError when it is not one."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise XaiError(f"no run directory at {run_dir}")
+    if not (run_dir / CHECKPOINT).is_file():
+        raise XaiError(f"{run_dir} is not a run directory: it has no {CHECKPOINT} (write one with "
+                       "xai train --out DIR)")
+    run = RunFiles(run_dir, load_checkpoint(run_dir / CHECKPOINT))
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.is_file():
+        try:
+            run.metrics = json.loads(metrics_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise XaiError(f"{metrics_path} is not valid JSON: {exc}") from None
+    for path in sorted((run_dir / "explanations").glob("*.npz")):
+        try:
+            run.explanations.append(Explanation.load(path))
+        except XaiError as exc:
+            run.unreadable[path.name] = str(exc)
+    return run
+
+
+def ensure_figures(run: RunFiles, formats) -> None:
+    """Render explanation figures that are missing or older than their explanation files."""
+    manifest = run.figures_dir / MANIFEST
+    npz_times = [p.stat().st_mtime for p in (run.run_dir / "explanations").glob("*.npz")]
+    figures = _read_manifest(manifest)
+    covered = {entry["method"] for entry in figures.values()}
+    stale = (not manifest.is_file() or any(t > manifest.stat().st_mtime for t in npz_times)
+             or any(e.method not in covered for e in run.explanations))
+    if run.explanations and stale:
+        from xaicore import registry
+
+        for name in EXPLANATION_RENDERERS:
+            registry.get_renderer(name).render(run.explanations, run.figures_dir, formats=formats)
+        figures = _read_manifest(manifest)
+    methods = {e.method for e in run.explanations} | {"all"}
+    run.figures = {stem: entry for stem, entry in figures.items()
+                   if entry.get("method") in methods
+                   and (run.figures_dir / f"{stem}.png").is_file()}
+
+
+def _read_manifest(path: Path) -> dict[str, dict]:
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text()).get("figures", {}))
+    except (json.JSONDecodeError, AttributeError, TypeError):
+        return {}
