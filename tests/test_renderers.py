@@ -1,0 +1,158 @@
+"""sample-plots and global-plots: files in the requested formats, manifest, escaping, bad options."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import matplotlib
+import numpy as np
+import pytest
+
+from xaicore import registry
+from xaicore.errors import XaiError
+from xaicore.explanation import Explanation
+
+EVIL = "<script>alert(1)</script>"
+MOTION = ["acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z"]
+
+
+def explanation(method, n=4, t=150, f=1, c=2, seed=0, signed=True, target="predicted",
+                extras=None, class_names=None, feature_names=None):
+    """GunPoint-like (150 x 1, 2 classes) or BasicMotions-like (100 x 6, 4 classes) results."""
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet(np.ones(c), size=n)
+    preds = probs.argmax(1)
+    labels = preds.copy()
+    labels[0] = (labels[0] + 1) % c  # sample 0 is misclassified
+    attributions = rng.normal(size=(n, t, f))
+    return Explanation(np.abs(attributions) if not signed else attributions,
+                       np.cumsum(rng.normal(size=(n, t, f)), axis=1),
+                       preds if target == "predicted" else labels, preds, probs, method,
+                       extras=extras or {}, labels=labels,
+                       class_names=class_names or [f"class {i}" for i in range(c)],
+                       feature_names=feature_names or [])
+
+
+def read_manifest(out):
+    return json.loads((out / "manifest.json").read_text())["figures"]
+
+
+def test_sample_plots_write_each_format_comparison_and_misclassification(tmp_path):
+    items = [explanation("integrated-gradients"), explanation("grad-cam", signed=False),
+             explanation("integrated-gradients", target="true")]
+    paths = registry.get_renderer("sample-plots").render(items, tmp_path, samples=[0, 1],
+                                                         formats="png,svg")
+    assert all(p.is_file() and p.stat().st_size > 1000 for p in paths)
+    assert {p.suffix for p in paths} == {".png", ".svg"}
+    names = {p.relative_to(tmp_path).as_posix() for p in paths}
+    assert {"integrated-gradients/sample_0.png", "grad-cam/sample_1.svg",
+            "integrated-gradients-true/sample_0.png", "compare/sample_0.png",
+            "integrated-gradients/misclassified_sample_0.png"} <= names
+    # only misclassified samples get the predicted-vs-true view
+    assert "integrated-gradients/misclassified_sample_1.png" not in names
+    assert not (tmp_path / "compare" / "sample_2.png").exists()
+    with open(tmp_path / "grad-cam" / "sample_0.png", "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    ET.parse(tmp_path / "grad-cam" / "sample_0.svg")  # well-formed SVG
+    manifest = read_manifest(tmp_path)
+    assert manifest["compare/sample_1"]["kind"] == "compare"
+    assert manifest["integrated-gradients/sample_1"]["sample_id"] == 1
+    assert matplotlib.get_backend().lower() == "agg"
+    import matplotlib.pyplot as plt
+    assert plt.get_fignums() == []  # every figure closed after saving
+
+
+def test_multivariate_sample_plot_is_series_above_feature_heatmap(tmp_path):
+    e = explanation("saliency", t=100, f=6, c=4, signed=False, feature_names=MOTION)
+    from xai_plots.samples import sample_figure
+
+    fig = sample_figure(e, 1)
+    series_ax, heat_ax = fig.axes[:2]
+    assert len(series_ax.get_lines()) == 6
+    image = heat_ax.get_images()[0].get_array()
+    assert image.shape == (6, 100)  # feature x time
+    assert [t.get_text() for t in heat_ax.get_yticklabels()] == MOTION
+    assert image.min() >= 0 and heat_ax.get_images()[0].norm.vmin == 0  # non-negative: from 0
+    title = fig._suptitle.get_text()
+    assert "predicted class" in title and "sample 1" in title
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def test_signed_attributions_use_a_diverging_scale_centred_on_zero():
+    from xai_plots.figures import color_scale
+
+    cmap, norm = color_scale(np.array([-0.2, 0.0, 1.0]))
+    assert cmap == "RdBu_r" and norm(0.0) == pytest.approx(0.5)
+    assert norm(-1.0) == pytest.approx(0.0) and norm(1.0) == pytest.approx(1.0)
+    cmap, norm = color_scale(np.array([0.0, 2.0]))
+    assert cmap != "RdBu_r" and norm(0.0) == 0.0
+
+
+def test_global_plots_shap_attention_and_eps(tmp_path):
+    rng = np.random.default_rng(1)
+    shap_e = explanation("shap", t=100, f=6, c=4, n=8, feature_names=MOTION,
+                         extras={"expected_value": [0.1, 0.2, 0.3, 0.4]})
+    heads = rng.dirichlet(np.ones(25), size=(4, 2, 25)).astype(np.float32)
+    att_e = explanation("attention", signed=False, extras={"attention_heads": heads,
+                                                           "attention_mean": heads.mean(1)})
+    paths = registry.get_renderer("global-plots").render([shap_e, att_e], tmp_path, samples=[0],
+                                                         formats=["png", "eps"])
+    names = {p.relative_to(tmp_path).as_posix() for p in paths}
+    assert {"shap/feature_importance.png", "shap/time_importance.eps", "shap/shap_bar.png",
+            "shap/shap_waterfall_sample_0.png", "attention/attention_sample_0.png",
+            "attention/time_importance.png"} <= names
+    assert any(n.startswith("shap/shap_beeswarm_class_") for n in names)
+    assert "attention/feature_importance.png" not in names  # one feature: nothing to rank
+    assert (tmp_path / "shap" / "time_importance.eps").read_bytes().startswith(b"%!PS")
+
+
+def test_shap_segments_keep_additivity_and_base_values():
+    from xai_plots.shap_plots import base_values, segment_table
+
+    e = explanation("shap", t=100, f=6, c=4, feature_names=MOTION,
+                    extras={"expected_value": [0.1, 0.2, 0.3, 0.4]})
+    values, data, names = segment_table(e, 10)
+    assert values.shape == data.shape == (4, 60) and len(names) == 60
+    np.testing.assert_allclose(values.sum(1), e.attributions.sum((1, 2)), rtol=1e-4, atol=1e-4)
+    assert names[0] == "acc_x t0-9" and names[-1] == "gyr_z t90-99"
+    np.testing.assert_allclose(base_values(e), np.array([0.1, 0.2, 0.3, 0.4])[e.targets])
+
+
+def test_attention_heatmap_is_query_by_key(tmp_path):
+    from xai_plots.attention import attention_figure
+
+    rng = np.random.default_rng(0)
+    heads = rng.dirichlet(np.ones(12), size=(2, 3, 8)).astype(np.float32)  # 8 queries x 12 keys
+    e = explanation("attention", n=2, extras={"attention_heads": heads})
+    fig = attention_figure(e, 0, heads[0].mean(0), heads[0])
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["mean over heads", "head 0", "head 1", "head 2"]
+    assert panels[1].collections[0].get_array().shape in {(8, 12), (96,)}
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def test_user_names_are_plain_text_in_figures(tmp_path):
+    e = explanation("m", class_names=["$x^2$", EVIL], feature_names=["a$b"])
+    paths = registry.get_renderer("sample-plots").render([e], tmp_path, samples=[0, 1],
+                                                         formats=["svg"])
+    assert paths
+    for p in paths:
+        svg = p.read_text()
+        assert "<script" not in svg  # text is drawn as paths, never markup
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"formats": ["png", "gif"]}, "unknown figure format"),
+    ({"samples": [7]}, "out of range"),
+    ({"samples": "first"}, "samples must be"),
+])
+def test_bad_options_name_the_problem(tmp_path, options, message):
+    with pytest.raises(XaiError, match=message):
+        registry.get_renderer("sample-plots").render([explanation("m")], tmp_path, **options)
+
+
+def test_bad_attention_extras_name_the_problem(tmp_path):
+    e = explanation("attention", extras={"attention_mean": np.zeros((4, 5), np.float32)})
+    with pytest.raises(XaiError, match="attention_mean"):
+        registry.get_renderer("global-plots").render([e], tmp_path, formats="png")
