@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
+import numpy as np
 import torch
 from captum.attr import DeepLift, GradientShap, InputXGradient, IntegratedGradients, Saliency
 from torch import nn
@@ -56,6 +58,19 @@ def convergence(name: str, model: LoadedModel, attributions: torch.Tensor, input
     return extras
 
 
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's and numpy's global generators (captum draws from both), then restore them."""
+    state = np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+
 def leaf(inputs: torch.Tensor) -> torch.Tensor:
     """A copy of ``inputs`` that requires gradients (captum warns when it must set that itself)."""
     return inputs.detach().clone().requires_grad_(True)
@@ -70,7 +85,7 @@ class IntegratedGradientsExplainer(BaseExplainer):
     """Integrated Gradients (Sundararajan et al. 2017) with the convergence delta per sample."""
 
     name = "integrated-gradients"
-    defaults = {"n_steps": 50, "method": "gausslegendre", "internal_batch_size": None,
+    defaults = {"n_steps": 50, "integration_method": "gausslegendre", "internal_batch_size": None,
                 **BASELINE_OPTIONS}
 
     def attribute(self, model, inputs, target, **opts):
@@ -80,9 +95,9 @@ class IntegratedGradientsExplainer(BaseExplainer):
         try:
             attr = IntegratedGradients(model.module).attribute(
                 inputs, baselines=baselines, target=target, n_steps=int(opts["n_steps"]),
-                method=opts["method"], internal_batch_size=opts["internal_batch_size"])
+                method=opts["integration_method"], internal_batch_size=opts["internal_batch_size"])
         except (AssertionError, ValueError) as exc:
-            raise XaiError(f"{self.name}: {exc} (method must be riemann_left, riemann_right, "
+            raise XaiError(f"{self.name}: {exc} (integration_method must be riemann_left, riemann_right, "
                            f"riemann_middle, riemann_trapezoid or gausslegendre)") from None
         return attr, convergence(self.name, model, attr, inputs, baselines, target)
 
@@ -168,9 +183,7 @@ class GradientShapExplainer(BaseExplainer):
             raise XaiError(f"{self.name}: background_size and n_samples must be at least 1")
         if len(bg) > size:
             bg = bg[torch.randperm(len(bg), generator=gen)[:size].to(bg.device)]
-        devices = [inputs.device] if inputs.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(opts["seed"]))
+        with seeded(int(opts["seed"]), inputs.device):
             attr = GradientShap(model.module).attribute(
                 inputs, baselines=bg, target=target, n_samples=int(opts["n_samples"]),
                 stdevs=float(opts["stdevs"]))

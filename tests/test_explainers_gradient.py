@@ -1,0 +1,158 @@
+"""Captum gradient family: properties of the methods, target handling, batching, clear errors."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from nets_explainers import TinyCNN, TinyHybrid, TinyMLP, inputs, loaded
+from xaicore import registry
+from xaicore.api import explain
+from xaicore.errors import XaiError
+from xaicore.model import LoadedModel
+
+T = 32
+
+
+@pytest.fixture(scope="module")
+def hybrid() -> LoadedModel:
+    """The built-in hybrid, small, briefly trained so that its outputs depend on the inputs."""
+    torch.manual_seed(0)
+    net = registry.get_model("cnn-lstm-attention")(2, T, 3, cnn_channels=4, lstm_hidden_size=8,
+                                                   lstm_num_layers=1, num_heads=2)
+    X = torch.from_numpy(inputs(64, T, seed=11))
+    y = (X[:, :8, 0].mean(1) > 0).long() + (X[:, :8, 1].mean(1) > 0).long()
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
+    for _ in range(40):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(X), y).backward()
+        optimizer.step()
+    return LoadedModel(net, name="cnn-lstm-attention", class_names=["a", "b", "c"],
+                       feature_names=["x", "y"], seq_len=T, mean=[0.1, -0.2], std=[1.0, 2.0])
+
+
+def input_gradient(model: LoadedModel, X: np.ndarray, targets) -> np.ndarray:
+    """Autograd's gradient of each sample's target logit with respect to its input."""
+    x = torch.from_numpy(X).requires_grad_(True)
+    out = model.module(x)
+    out.gather(1, torch.as_tensor(targets)[:, None]).sum().backward()
+    return x.grad.numpy()
+
+
+@pytest.mark.parametrize("baseline, n_steps", [("zero", 512), ("mean", 512), ("blurred", 2048),
+                                               ("random", 2048)])
+def test_integrated_gradients_completeness_on_the_hybrid(hybrid, baseline, n_steps):
+    X, background = inputs(2, T), inputs(30, T, seed=5)
+    # ReLU and max-pooling kinks make the path integrand non-smooth: it takes many steps.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the 1% delta warning must not fire
+        e = explain(hybrid, X, method="integrated-gradients", n_steps=n_steps, baseline=baseline,
+                    background=background)
+    difference = e.extras["output_difference"]
+    assert np.abs(difference).min() > 1e-2  # the check below is not vacuous
+    np.testing.assert_allclose(e.attributions.sum((1, 2)), difference,
+                               rtol=0.01, atol=1e-4)
+    np.testing.assert_allclose(e.extras["convergence_delta"],
+                               e.attributions.sum((1, 2)) - difference, atol=1e-4)
+    assert "warnings" not in e.extras
+
+
+def test_integrated_gradients_delta_shrinks_with_more_steps(hybrid):
+    X = inputs(4, T)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        coarse, fine = (explain(hybrid, X, method="integrated-gradients", n_steps=n,
+                                integration_method="riemann_trapezoid") for n in (8, 256))
+    assert np.abs(fine.extras["convergence_delta"]).sum() < np.abs(coarse.extras["convergence_delta"]).sum() / 4
+
+
+def test_integrated_gradients_warns_when_delta_is_large(hybrid):
+    with pytest.warns(RuntimeWarning, match="convergence delta exceeds 1%"):
+        e = explain(hybrid, inputs(3, T), method="integrated-gradients", n_steps=2,
+                    integration_method="riemann_left", baseline="random")
+    assert e.extras["warnings"] and "convergence delta" in e.extras["warnings"][0]
+
+
+def test_saliency_equals_the_autograd_input_gradient_for_each_target(hybrid):
+    X = inputs(6, T)
+    targets = np.array([0, 1, 2, 2, 1, 0])
+    grad = input_gradient(hybrid, X, targets)
+    signed = explain(hybrid, X, method="saliency", target=targets, abs=False)
+    np.testing.assert_allclose(signed.attributions, grad, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(explain(hybrid, X, method="saliency", target=targets).attributions,
+                               np.abs(grad), rtol=1e-4, atol=1e-6)
+    ixg = explain(hybrid, X, method="input-x-gradient", target=targets)
+    np.testing.assert_allclose(ixg.attributions, X * grad, rtol=1e-4, atol=1e-6)
+    assert list(signed.targets) == list(targets)
+
+
+def test_smoothgrad_without_noise_is_saliency_and_noise_changes_it(hybrid):
+    X = inputs(3, T)
+    sal = explain(hybrid, X, method="saliency", target=1).attributions
+    quiet = explain(hybrid, X, method="smoothgrad", target=1, noise_level=0.0, n_samples=3)
+    np.testing.assert_allclose(quiet.attributions, sal, rtol=1e-4, atol=1e-6)
+    noisy = explain(hybrid, X, method="smoothgrad", target=1, noise_level=0.5, n_samples=4)
+    assert not np.allclose(noisy.attributions, sal, rtol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["integrated-gradients", "saliency", "smoothgrad"])
+def test_batched_result_equals_per_sample_results(hybrid, method):
+    X = inputs(4, T)
+    options = {"n_steps": 16} if method == "integrated-gradients" else {}
+    if method == "smoothgrad":
+        options = {"noise_level": 0.0, "n_samples": 2}
+    batched = explain(hybrid, X, method=method, target=2, **options).attributions
+    single = np.concatenate([explain(hybrid, X[i:i + 1], method=method, target=2,
+                                     **options).attributions for i in range(len(X))])
+    np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-6)
+
+
+def test_deeplift_is_complete_on_a_relu_cnn_and_refuses_recurrent_models(hybrid):
+    cnn = loaded(TinyCNN, n_features=2, seq_len=T)
+    X = inputs(4, T)
+    e = explain(cnn, X, method="deeplift", baseline="blurred")
+    np.testing.assert_allclose(e.attributions.sum((1, 2)), e.extras["output_difference"],
+                               rtol=1e-3, atol=1e-5)
+    with pytest.raises(XaiError, match=r"deeplift cannot explain model 'cnn-lstm-attention'.*LSTM"):
+        explain(hybrid, X, method="deeplift")
+
+
+def test_gradient_shap_uses_the_background_and_is_seeded(hybrid):
+    X, background = inputs(3, T), inputs(40, T, seed=7)
+    with pytest.raises(XaiError, match="gradient-shap needs training data"):
+        explain(hybrid, X, method="gradient-shap")
+    a = explain(hybrid, X, method="gradient-shap", background=background, n_samples=8, seed=3)
+    b = explain(hybrid, X, method="gradient-shap", background=background, n_samples=8, seed=3)
+    np.testing.assert_array_equal(a.attributions, b.attributions)
+    logits = hybrid.logits(background)[:, a.targets]
+    np.testing.assert_allclose(a.extras["expected_value"], logits.mean(0), rtol=1e-4, atol=1e-5)
+    assert "background" not in a.options  # arrays are not stored as options
+
+
+def test_bad_input_gives_clear_errors(hybrid):
+    X = inputs(2, T)
+    with pytest.raises(XaiError, match="saliency has no option 'nsteps'.*abs"):
+        explain(hybrid, X, method="saliency", nsteps=3)
+    with pytest.raises(XaiError, match="unknown explainer 'saliancy'.*Installed:.*saliency"):
+        explain(hybrid, X, method="saliancy")
+    with pytest.raises(XaiError, match="class index 7 is out of range.*3 classes"):
+        explain(hybrid, X, method="saliency", target=7)
+    bad = X.copy()
+    bad[1, 4, 0] = np.nan
+    with pytest.raises(XaiError, match="NaN or infinite.*sample 1"):
+        explain(hybrid, bad, method="integrated-gradients")
+    with pytest.raises(XaiError, match="unknown baseline 'ones'.*zero, mean, blurred, random"):
+        explain(hybrid, X, method="integrated-gradients", baseline="ones")
+    with pytest.raises(XaiError, match="baseline 'mean' needs training data"):
+        explain(hybrid, X, method="integrated-gradients", baseline="mean")
+    with pytest.raises(XaiError, match="background must be .*got shape"):
+        explain(hybrid, X, method="integrated-gradients", baseline="mean",
+                background=np.zeros((5, T + 1, 2)))
+
+
+def test_methods_work_on_models_without_convolution_or_recurrence():
+    for cls in (TinyMLP, TinyHybrid):
+        model = loaded(cls, n_features=2, seq_len=T)
+        e = explain(model, inputs(2, T), method="input-x-gradient")
+        assert e.attributions.shape == (2, T, 2) and np.isfinite(e.attributions).all()
