@@ -1,9 +1,11 @@
 """``shap``: SHAP values over time segments, in logit space, with the additivity error reported.
 
-Why not shap's own explainers: DeepExplainer has no handlers for LSTM or MultiheadAttention (the
-seed's hybrid) and its additivity check fails there; GradientExplainer (expected gradients) is not
-additive and needs hundreds of backward passes per sample. The segment game is model-agnostic, so
-the same algorithm is correct for every model, and both algorithms here are exactly efficient.
+Why not shap's own explainers by default: DeepExplainer has no handlers for LSTM or
+MultiheadAttention (the seed's hybrid) and its additivity check fails there; GradientExplainer
+(expected gradients) is not additive and needs hundreds of backward passes per sample. The segment
+game is model-agnostic, so the same algorithms are correct for every model, and both (exact values,
+permutation sampling) sum exactly to f(x) - E f(background). DeepExplainer is offered on request
+(``algorithm="deep"``) for models whose every layer it handles, with its additivity checked.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from .shapley import SegmentGame, exact_cost, exact_shapley, permutation_shapley
 ALGORITHMS = ("auto", "permutation", "exact", "deep")
 DETAILS = {
     "permutation": "antithetic permutation sampling of Shapley values over time segments per "
-                   "feature (background cycled per sample), efficiency projection weighted by "
-                   "the estimated variances",
+                   "feature (each pair of chains starts from a background sample stratified by its "
+                   "output), efficiency projection weighted by the estimated variances",
     "exact": "exact Shapley values over time segments per feature: every coalition with every "
              "background sample",
     "deep": "shap's DeepExplainer (DeepLIFT multipliers averaged over the background), per time "
@@ -44,11 +46,11 @@ class ShapExplainer(BaseExplainer):
         "background": None,         # raw train inputs [n, time, feature]
         "background_size": 100,     # background samples drawn (seeded) from `background`
         "n_segments": None,         # contiguous time segments per feature; None: min(10, length)
-        "n_permutations": 16,       # permutation chains per sample (antithetic pairs, even)
+        "n_permutations": 8,        # permutation chains per sample (antithetic pairs, even)
         "algorithm": "auto",        # auto (exact when cheaper, else permutation), exact,
                                     # permutation, or deep (DeepExplainer where it covers every layer)
         "seed": 0,
-        "batch_size": None,         # rows per forward pass; None: about 2^20 input values
+        "batch_size": None,         # rows per forward pass; None: about 2^18 input values
         "additivity_tolerance": 0.01,
     }
 
@@ -64,7 +66,7 @@ class ShapExplainer(BaseExplainer):
             raise XaiError(f"shap option n_permutations must be even (chains come in antithetic "
                            f"pairs), got {n_permutations}")
         n, seq_len, n_features = inputs.shape
-        batch_size = (min(4096, max(16, 2 ** 20 // (seq_len * n_features)))
+        batch_size = (min(2048, max(16, 2 ** 18 // (seq_len * n_features)))
                       if options["batch_size"] is None
                       else _integer(options["batch_size"], "batch_size", minimum=1))
         tolerance = float(options["additivity_tolerance"])
