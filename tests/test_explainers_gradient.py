@@ -44,10 +44,12 @@ def input_gradient(model: LoadedModel, X: np.ndarray, targets) -> np.ndarray:
                                                ("random", 2048)])
 def test_integrated_gradients_completeness_on_the_hybrid(hybrid, baseline, n_steps):
     X, background = inputs(2, T), inputs(30, T, seed=5)
-    # ReLU and max-pooling kinks make the path integrand non-smooth: it takes many steps.
+    # ReLU and max-pooling kinks make the path integrand non-smooth: it takes many steps
+    # (trapezoid: numpy's Gauss-Legendre nodes for thousands of steps take longer than the model).
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # the 1% delta warning must not fire
         e = explain(hybrid, X, method="integrated-gradients", n_steps=n_steps, baseline=baseline,
+                    integration_method="riemann_trapezoid",
                     background=background)
     difference = e.extras["output_difference"]
     assert np.abs(difference).min() > 1e-2  # the check below is not vacuous
@@ -142,6 +144,8 @@ def test_bad_input_gives_clear_errors(hybrid):
     bad[1, 4, 0] = np.nan
     with pytest.raises(XaiError, match="NaN or infinite.*sample 1"):
         explain(hybrid, bad, method="integrated-gradients")
+    with pytest.raises(XaiError, match="unknown integration_method 'simpson'"):
+        explain(hybrid, X, method="integrated-gradients", integration_method="simpson")
     with pytest.raises(XaiError, match="unknown baseline 'ones'.*zero, mean, blurred, random"):
         explain(hybrid, X, method="integrated-gradients", baseline="ones")
     with pytest.raises(XaiError, match="baseline 'mean' needs training data"):
@@ -156,3 +160,22 @@ def test_methods_work_on_models_without_convolution_or_recurrence():
         model = loaded(cls, n_features=2, seq_len=T)
         e = explain(model, inputs(2, T), method="input-x-gradient")
         assert e.attributions.shape == (2, T, 2) and np.isfinite(e.attributions).all()
+
+
+@pytest.mark.parametrize("integration", ["gausslegendre", "riemann_trapezoid", "riemann_left"])
+def test_batched_path_equals_captum_integrated_gradients(integration):
+    from captum.attr import IntegratedGradients
+
+    model = loaded(TinyHybrid, n_features=2, seq_len=T)
+    X, targets = inputs(5, T), np.array([0, 1, 2, 1, 0])
+    x = torch.from_numpy(X)
+    reference = IntegratedGradients(model.module).attribute(
+        x, baselines=torch.zeros_like(x), target=torch.from_numpy(targets), n_steps=20,
+        method=integration).detach().numpy()
+    for chunk in (None, 17):  # whole path in one pass, or chunks of 3 steps of the batch
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            e = explain(model, X, method="integrated-gradients", target=targets, n_steps=20,
+                        integration_method=integration, internal_batch_size=chunk)
+        np.testing.assert_allclose(e.attributions, reference, rtol=1e-4,
+                                   atol=1e-6 * np.abs(reference).max())

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from captum.attr import DeepLift, GradientShap, InputXGradient, IntegratedGradients, Saliency
+from captum.attr import DeepLift, GradientShap, InputXGradient, Saliency
 from torch import nn
 
 from xaicore.errors import XaiError
@@ -16,6 +16,7 @@ from xaicore.explainer import BaseExplainer
 from xaicore.model import LoadedModel
 
 from .baselines import as_background, make_baseline
+from .integrated import integrated_gradients
 
 #: Layers whose internal nonlinearities captum's DeepLift rules do not reach.
 DEEPLIFT_UNSUPPORTED = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer,
@@ -82,23 +83,19 @@ def baselines_for(name: str, inputs: torch.Tensor, opts: dict) -> torch.Tensor:
 
 
 class IntegratedGradientsExplainer(BaseExplainer):
-    """Integrated Gradients (Sundararajan et al. 2017) with the convergence delta per sample."""
+    """Integrated Gradients (Sundararajan et al. 2017) with the convergence delta per sample.
+
+    The path is computed in batched passes (``integrated.py``) with captum's integration points.
+    """
 
     name = "integrated-gradients"
     defaults = {"n_steps": 50, "integration_method": "gausslegendre", "internal_batch_size": None,
                 **BASELINE_OPTIONS}
 
     def attribute(self, model, inputs, target, **opts):
-        if int(opts["n_steps"]) < 1:
-            raise XaiError(f"{self.name}: n_steps must be at least 1, got {opts['n_steps']}")
         baselines = baselines_for(self.name, inputs, opts)
-        try:
-            attr = IntegratedGradients(model.module).attribute(
-                inputs, baselines=baselines, target=target, n_steps=int(opts["n_steps"]),
-                method=opts["integration_method"], internal_batch_size=opts["internal_batch_size"])
-        except (AssertionError, ValueError) as exc:
-            raise XaiError(f"{self.name}: {exc} (integration_method must be riemann_left, riemann_right, "
-                           f"riemann_middle, riemann_trapezoid or gausslegendre)") from None
+        attr = integrated_gradients(model.module, inputs, baselines, target, int(opts["n_steps"]),
+                                    opts["integration_method"], opts["internal_batch_size"])
         return attr, convergence(self.name, model, attr, inputs, baselines, target)
 
 
