@@ -1,0 +1,114 @@
+"""Grad-CAM, Grad-CAM++ and CAM: agreement with captum, per-sample targets, options, errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from nets_explainers import TinyCNN, TinyMLP, inputs, loaded
+from xaicore import registry
+from xaicore.api import explain
+from xaicore.errors import XaiError
+from xaicore.model import LoadedModel
+
+T = 40
+
+
+@pytest.fixture(scope="module")
+def hybrid() -> LoadedModel:
+    torch.manual_seed(0)
+    net = registry.get_model("cnn-lstm-attention")(2, T, 3, cnn_channels=4, lstm_hidden_size=8,
+                                                   lstm_num_layers=1, num_heads=2)
+    return LoadedModel(net, name="cnn-lstm-attention", class_names=["a", "b", "c"],
+                       feature_names=["x", "y"], seq_len=T, mean=[0.1, -0.2], std=[1.0, 2.0])
+
+
+def captum_gradcam(model: LoadedModel, layer: str, X: np.ndarray, targets, relu: bool) -> np.ndarray:
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    attr = LayerGradCam(model.module, model.layer(layer)).attribute(
+        torch.from_numpy(X), target=torch.as_tensor(targets), relu_attributions=relu)
+    return LayerAttribution.interpolate(attr, (X.shape[1],), "linear")[:, 0].detach().numpy()
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_gradcam_equals_captum_layer_gradcam_plus_interpolation(hybrid, relu):
+    X, targets = inputs(5, T), np.array([0, 1, 2, 1, 0])
+    e = explain(hybrid, X, method="gradcam", target=targets, relu=relu)
+    assert e.extras["layer"] == "cnn.4"  # the hybrid's declared layer
+    reference = captum_gradcam(hybrid, "cnn.4", X, targets, relu)
+    assert np.abs(reference).max() > 0
+    np.testing.assert_allclose(e.attributions[:, :, 0], reference, rtol=1e-4,
+                               atol=1e-6 * np.abs(reference).max())
+    np.testing.assert_array_equal(e.attributions[:, :, 0], e.attributions[:, :, 1])
+
+
+def test_layer_option_and_per_sample_targets_on_a_cnn():
+    model = loaded(TinyCNN, n_features=2, seq_len=T)
+    X = inputs(4, T)
+    for target in ([0, 1, 2, 0], 2):
+        targets = np.broadcast_to(target, (4,))
+        e = explain(model, X, method="gradcam", layer="conv1", target=target, relu=False)
+        np.testing.assert_allclose(e.attributions[:, :, 0],
+                                   captum_gradcam(model, "conv1", X, targets, relu=False),
+                                   rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "cam"])
+def test_batched_result_equals_per_sample_results(hybrid, method):
+    X = inputs(4, T)
+    batched = explain(hybrid, X, method=method, target=1).attributions
+    single = np.concatenate([explain(hybrid, X[i:i + 1], method=method, target=1).attributions
+                             for i in range(len(X))])
+    np.testing.assert_allclose(batched, single, rtol=1e-4, atol=1e-7)
+
+
+def test_gradcam_plus_plus_weights_positive_gradients_only():
+    """With ReLU activations >= 0, every Grad-CAM++ channel weight is >= 0 (alpha * relu(grad))."""
+    model = loaded(TinyCNN, n_features=2, seq_len=T)
+    e = explain(model, inputs(4, T), method="gradcam++", layer="act2", target=[0, 1, 2, 1])
+    assert (e.extras["channel_weights"] >= 0).all() and (e.attributions >= 0).all()
+    assert e.extras["channel_weights"].max() > 0
+
+
+@pytest.mark.parametrize("reduction", ["mean", "median", "max", "mean_max"])
+def test_cam_reduces_the_layer_activations_over_channels(hybrid, reduction):
+    X = inputs(3, T)
+    captured = []
+    handle = hybrid.layer("cnn.4").register_forward_hook(lambda m, i, o: captured.append(o))
+    with torch.no_grad():
+        hybrid.module(torch.from_numpy(X))
+    handle.remove()
+    acts = captured[0]
+    expected = {"mean": acts.mean(1), "median": acts.median(1).values, "max": acts.amax(1),
+                "mean_max": (acts.mean(1) + acts.amax(1)) / 2}[reduction]
+    e = explain(hybrid, X, method="cam", reduction=reduction, relu=False)
+    np.testing.assert_allclose(e.extras["layer_heatmap"], expected.numpy(), rtol=1e-5, atol=1e-7)
+    upsampled = torch.nn.functional.interpolate(expected[:, None], size=T, mode="linear")[:, 0]
+    np.testing.assert_allclose(e.attributions[:, :, 1], upsampled.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_normalisation_options(hybrid):
+    X = inputs(4, T)
+    peak = explain(hybrid, X, method="gradcam", normalize="max").attributions
+    np.testing.assert_allclose(np.abs(peak).max(axis=(1, 2)), 1.0, rtol=1e-6)
+    spread = explain(hybrid, X, method="gradcam", relu=False, normalize="minmax").attributions
+    np.testing.assert_allclose(spread.min(axis=(1, 2)), 0.0, atol=1e-6)
+    np.testing.assert_allclose(spread.max(axis=(1, 2)), 1.0, rtol=1e-6)
+
+
+def test_clear_errors(hybrid):
+    X = inputs(2, T)
+    with pytest.raises(XaiError, match="gradcam cannot explain model 'TinyMLP'.*no Conv1d"):
+        explain(loaded(TinyMLP, n_features=2, seq_len=T), X, method="gradcam")
+    with pytest.raises(XaiError, match="no layer 'cnn.9'.*Conv1d layers are: cnn.0, cnn.4"):
+        explain(hybrid, X, method="gradcam", layer="cnn.9")
+    with pytest.raises(XaiError, match="layer 'fc'.*not \\[batch, channel, time\\]"):
+        explain(hybrid, X, method="gradcam", layer="fc")
+    with pytest.raises(XaiError, match="normalize must be one of none, max, minmax"):
+        explain(hybrid, X, method="gradcam", normalize="z")
+    with pytest.raises(XaiError, match="reduction must be one of mean, median, max, mean_max"):
+        explain(hybrid, X, method="cam", reduction="sum")
+    with pytest.raises(XaiError, match="gradcam has no option 'reduction'"):
+        explain(hybrid, X, method="gradcam", reduction="mean")
+    with pytest.raises(XaiError, match="class index 3 is out of range"):
+        explain(hybrid, X, method="gradcam", target=3)
