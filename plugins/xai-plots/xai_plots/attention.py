@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterator
 
 import matplotlib.pyplot as plt
@@ -13,63 +14,72 @@ from xaicore.explanation import Explanation
 
 from .figures import sample_title
 
-MEAN_KEY = "attention_mean"
-HEADS_KEY = "attention_heads"
-MAX_COLUMNS = 5
+LAYER_KEY = re.compile(r"attention(?:_mean)?_layer(\d+)")
+MAX_COLUMNS = 3
 
 
-def attention_maps(e: Explanation) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(averaged ``[n, Tq, Tk]``, per head ``[n, heads, Tq, Tk]``) from the extras, each or None."""
-    mean = e.extras.get(MEAN_KEY)
-    heads = e.extras.get(HEADS_KEY)
-    n = e.n_samples
-    if mean is not None:
-        mean = np.asarray(mean, dtype=np.float32)
-        if mean.ndim != 3 or mean.shape[0] != n:
-            raise XaiError(f"{e.method}: {MEAN_KEY} must be [sample, query, key] with {n} samples, "
-                           f"got shape {mean.shape}")
-    if heads is not None:
-        heads = np.asarray(heads, dtype=np.float32)
-        if heads.ndim != 4 or heads.shape[0] != n:
-            raise XaiError(f"{e.method}: {HEADS_KEY} must be [sample, head, query, key] with {n} "
-                           f"samples, got shape {heads.shape}")
-        if mean is None:
+def attention_maps(e: Explanation) -> list[tuple[str, str, np.ndarray, np.ndarray | None]]:
+    """(file tag, title, averaged ``[n, Tq, Tk]``, per head ``[n, heads, Tq, Tk]`` or None).
+
+    Reads ``attention_mean`` / ``attention_heads`` and the attention explainer's per-layer
+    ``attention_mean_layer<i>`` / ``attention_layer<i>``, plus ``rollout`` when present.
+    """
+    groups = [("attention", "attention", "attention_mean", "attention_heads")]
+    layers = sorted({int(m[1]) for k in e.extras if (m := LAYER_KEY.fullmatch(k))})
+    groups += [(f"attention_layer{i}", f"attention layer {i}", f"attention_mean_layer{i}",
+                f"attention_layer{i}") for i in layers]
+    groups.append(("attention_rollout", "attention rollout over layers", "rollout", None))
+    out = []
+    for tag, title, mean_key, heads_key in groups:
+        mean = _checked(e, mean_key, 3, "[sample, query, key]")
+        heads = _checked(e, heads_key, 4, "[sample, head, query, key]") if heads_key else None
+        if mean is None and heads is not None:
             mean = heads.mean(axis=1)
-    return mean, heads
+        if mean is not None:
+            out.append((tag, title, mean, heads))
+    return out
+
+
+def _checked(e: Explanation, key: str, ndim: int, layout: str) -> np.ndarray | None:
+    value = e.extras.get(key)
+    if value is None:
+        return None
+    value = np.asarray(value, dtype=np.float32)
+    if value.ndim != ndim or value.shape[0] != e.n_samples:
+        raise XaiError(f"{e.method}: {key} must be {layout} with {e.n_samples} samples, got shape "
+                       f"{value.shape}")
+    return value
 
 
 def attention_figures(e: Explanation, positions: list[int]
                       ) -> Iterator[tuple[str, object, int, str]]:
-    """(file stem, figure, sample id, caption) of the attention map of each chosen sample."""
-    mean, heads = attention_maps(e)
-    if mean is None:
-        return
-    for i in positions:
-        sid = int(e.sample_ids[i])
-        yield (f"attention_sample_{sid}", attention_figure(e, i, mean[i],
-                                                           None if heads is None else heads[i]),
-               sid, f"attention weights (query x key) of sample {sid}, averaged and per head")
+    """(file stem, figure, sample id, caption) of each attention map of each chosen sample."""
+    for tag, title, mean, heads in attention_maps(e):
+        for i in positions:
+            sid = int(e.sample_ids[i])
+            yield (f"{tag}_sample_{sid}",
+                   attention_figure(e, i, mean[i], None if heads is None else heads[i], title),
+                   sid, f"{title} (query x key) of sample {sid}"
+                        + (", averaged and per head" if heads is not None else ""))
 
 
-def attention_figure(e: Explanation, i: int, mean: np.ndarray, heads: np.ndarray | None):
-    """Seaborn heatmaps: the head average first, then each head, each with its own colour bar."""
-    import seaborn as sns
-
-    maps = [("mean over heads", mean)]
+def attention_figure(e: Explanation, i: int, mean: np.ndarray, heads: np.ndarray | None,
+                     title: str = "attention"):
+    """Query x key heatmaps: the head average first, then each head, each with its colour bar."""
+    maps = [("mean over heads" if heads is not None else "weights", mean)]
     if heads is not None and heads.shape[0] > 1:
         maps += [(f"head {h}", heads[h]) for h in range(heads.shape[0])]
     columns = min(len(maps), MAX_COLUMNS)
     rows = math.ceil(len(maps) / columns)
-    fig, axes = plt.subplots(rows, columns, squeeze=False, figsize=(3.7 * columns, 3.3 * rows + 0.4),
+    fig, axes = plt.subplots(rows, columns, squeeze=False, figsize=(3.6 * columns, 3.2 * rows + 0.5),
                              layout="constrained")
-    ticks = max(1, mean.shape[0] // 6)
-    for ax, (title, matrix) in zip(axes.ravel(), maps):
-        sns.heatmap(matrix, ax=ax, cmap="viridis", vmin=0.0, square=True, xticklabels=ticks,
-                    yticklabels=ticks, rasterized=True, cbar_kws={"shrink": 0.8})
-        ax.set_title(title, fontsize=10)
+    for ax, (panel, matrix) in zip(axes.ravel(), maps):
+        image = ax.imshow(matrix, cmap="viridis", vmin=0.0, interpolation="nearest")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        ax.set_title(panel, fontsize=10)
         ax.set_xlabel("key time step")
         ax.set_ylabel("query time step")
     for ax in axes.ravel()[len(maps):]:
         ax.set_visible(False)
-    fig.suptitle(sample_title(e, i), fontsize=11)
+    fig.suptitle(f"{title} · {sample_title(e, i, with_method=False)}", fontsize=11)
     return fig

@@ -118,7 +118,8 @@ def sample_title(explanation: Explanation, i: int, with_method: bool = True) -> 
 
 
 def color_scale(values: np.ndarray) -> tuple[str, Normalize]:
-    """Diverging colours centred on 0 for signed attributions, sequential for non-negative ones."""
+    """Diverging colours centred on 0 for signed attributions; sequential from the smallest to the
+    largest value for non-negative ones (as CAM overlays are min-max scaled)."""
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
     low = float(finite.min()) if finite.size else 0.0
@@ -126,7 +127,7 @@ def color_scale(values: np.ndarray) -> tuple[str, Normalize]:
     if low < 0:
         bound = max(abs(low), abs(high), 1e-12)
         return DIVERGING, TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound)
-    return SEQUENTIAL, Normalize(vmin=0.0, vmax=max(high, 1e-12))
+    return SEQUENTIAL, Normalize(vmin=low, vmax=max(high, low + 1e-12))
 
 
 def save(fig, base: Path, formats: Sequence[str]) -> list[Path]:

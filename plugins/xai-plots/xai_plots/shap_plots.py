@@ -41,21 +41,26 @@ def segment_table(e: Explanation, segments: int) -> tuple[np.ndarray, np.ndarray
 
 
 def base_values(e: Explanation) -> np.ndarray | None:
-    """The expected model output per sample for its explained class, or None when unknown."""
+    """The expected model output per sample for its explained class, or None when unknown.
+
+    An array extra is per sample (``[n]`` or ``[n, class]``); a JSON value is global (one number
+    or one per class).
+    """
     if "expected_value" not in e.extras:
         return None
-    ev = np.asarray(e.extras["expected_value"], dtype=np.float64)
+    raw = e.extras["expected_value"]
+    ev = np.asarray(raw, dtype=np.float64)
     n, n_classes = e.probabilities.shape
+    if isinstance(raw, np.ndarray) and ev.shape == (n,):
+        return ev
+    if isinstance(raw, np.ndarray) and ev.shape == (n, n_classes):
+        return ev[np.arange(n), e.targets]
     if ev.ndim == 0:
         return np.full(n, float(ev))
     if ev.shape == (n_classes,):
         return ev[e.targets]
-    if ev.shape == (n, n_classes):
-        return ev[np.arange(n), e.targets]
-    if ev.shape == (n,):
-        return ev
-    raise XaiError(f"{e.method}: expected_value has shape {ev.shape}; expected one value, one per "
-                   f"class ({n_classes}) or one per sample and class")
+    raise XaiError(f"{e.method}: expected_value has shape {ev.shape}; expected one number or one "
+                   f"per class ({n_classes}), or an array with one per sample ({n})")
 
 
 def shap_figures(e: Explanation, positions: list[int], segments: int,

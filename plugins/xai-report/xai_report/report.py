@@ -74,10 +74,13 @@ def model_card(run: RunFiles) -> str:
     hyper = ckpt.get("hyperparameters") or {}
     if hyper:
         parts += ["<h3>Hyperparameters</h3>", table(sorted(hyper.items()), ("name", "value"))]
-    other = [(k, v) for k, v in metrics.items() if "accuracy" not in k or k not in scalars]
+    shown = {k for k in scalars if "accuracy" in k} | set(hyper) | {"model", "dataset", "seed"}
+    other = [(k, v) for k, v in metrics.items()
+             if k not in shown and isinstance(v, (int, float, str)) and str(v)]
     if other:
-        parts += ["<h3>Metrics</h3>", table([(k, v if isinstance(v, (int, float)) else str(v))
-                                             for k, v in other], ("metric", "value"))]
+        pairs = [other[i] + (other[i + 1] if i + 1 < len(other) else ("", ""))
+                 for i in range(0, len(other), 2)]
+        parts += ["<h3>Training metrics</h3>", table(pairs, ("metric", "value") * 2)]
     figures = [image(run.run_dir / name, caption) for name, caption in RUN_FIGURES
                if (run.run_dir / name).is_file()]
     parts.append(f'<div class="grid">{"".join(figures)}</div>' if figures else
