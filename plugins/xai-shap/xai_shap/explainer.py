@@ -45,12 +45,12 @@ class ShapExplainer(BaseExplainer):
     defaults: dict[str, Any] = {
         "background": None,         # raw train inputs [n, time, feature]
         "background_size": 100,     # background samples drawn (seeded) from `background`
-        "n_segments": None,         # contiguous time segments per feature; None: min(10, length)
+        "n_segments": None,         # contiguous time segments per feature; None: min(8, length)
         "n_permutations": 8,        # permutation chains per sample (antithetic pairs, even)
         "algorithm": "auto",        # auto (exact when cheaper, else permutation), exact,
                                     # permutation, or deep (DeepExplainer where it covers every layer)
         "seed": 0,
-        "batch_size": None,         # rows per forward pass; None: about 2^18 input values
+        "batch_size": None,         # rows per forward pass; None: about 2^17 input values
         "additivity_tolerance": 0.01,
     }
 
@@ -66,13 +66,13 @@ class ShapExplainer(BaseExplainer):
             raise XaiError(f"shap option n_permutations must be even (chains come in antithetic "
                            f"pairs), got {n_permutations}")
         n, seq_len, n_features = inputs.shape
-        batch_size = (min(2048, max(16, 2 ** 18 // (seq_len * n_features)))
+        batch_size = (min(1024, max(16, 2 ** 17 // (seq_len * n_features)))
                       if options["batch_size"] is None
                       else _integer(options["batch_size"], "batch_size", minimum=1))
         tolerance = float(options["additivity_tolerance"])
         n_segments = options["n_segments"]
         segments = make_segments(seq_len, n_features,
-                                 min(10, seq_len) if n_segments is None else n_segments,
+                                 min(8, seq_len) if n_segments is None else n_segments,
                                  inputs.device)
         background, chosen = select_background(options["background"], inputs,
                                                 options["background_size"], seed)

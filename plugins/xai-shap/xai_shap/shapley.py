@@ -63,7 +63,11 @@ def permutation_shapley(game: SegmentGame, fx: torch.Tensor, fb: torch.Tensor,
     m = game.segments.n_players
     pairs = n_permutations // 2
     device = fx.device
-    orders = torch.rand(n, pairs, m, generator=generator).argsort(-1).to(device)
+    # the pairs' orders are rotations of one random order by m / pairs positions (each order is
+    # still uniformly random), so every player is added early in some chains and late in others
+    first = torch.rand(n, m, generator=generator).argsort(-1)
+    shift = (torch.arange(pairs)[:, None] * m // pairs + torch.arange(m)) % m
+    orders = first[:, shift].to(device)  # [n, pairs, m]
     orders = torch.cat([orders, orders.flip(-1)], 1)  # [n, K, m]
     # pair p draws its background sample from quantile slice [p, p + 1) / pairs of f(b)
     u = (torch.arange(pairs) + torch.rand(n, pairs, generator=generator)) / pairs
