@@ -80,14 +80,22 @@ def test_user_names_are_escaped_everywhere(report):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
-def test_report_renders_missing_figures_and_names_the_problems(tmp_path):
+def test_report_draws_the_missing_figures(report):
+    figures = report.parent / "explanations" / "figures"
+    for name in ("integrated-gradients/sample_10.png", "compare/sample_12.png",
+                 "attention/attention_sample_11.png", "integrated-gradients/time_importance.png"):
+        assert (figures / name).is_file(), name
+
+
+def test_report_names_what_it_cannot_show(tmp_path):
     run = make_run(tmp_path / "run", with_evaluation=False)
+    for path in (run / "explanations").glob("*.npz"):
+        path.unlink()
     (run / "explanations" / "broken.npz").write_bytes(b"not a zip")
     registry.get_renderer("html-report").render([], out_dir=run, run_dir=run, formats=("png",))
     html = (run / "report.html").read_text()
-    assert (run / "explanations" / "figures" / "integrated-gradients" / "sample_10.png").is_file()
     assert "broken.npz could not be read" in html
-    assert "No evaluation yet" in html
+    assert "No explanations in this run yet" in html and "No evaluation yet" in html
     with pytest.raises(XaiError, match="not a run directory"):
         registry.get_renderer("html-report").render([], out_dir=tmp_path, run_dir=tmp_path)
 
