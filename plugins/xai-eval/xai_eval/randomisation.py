@@ -10,6 +10,7 @@ it high. The user's model is never touched.
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -104,7 +105,9 @@ class RandomisationMetric:
         for step, group in enumerate(np.array_split(np.arange(len(layers)), min(max_steps, len(layers)))):
             for i in group:
                 randomise(layers[i][1], int(opts["seed"]) + int(i))
-            again = explainer.explain(randomised, x, t, **explain_opts)
+            with warnings.catch_warnings():  # e.g. IG deltas of the randomised model: not news
+                warnings.simplefilter("ignore", RuntimeWarning)
+                again = explainer.explain(randomised, x, t, **explain_opts)
             rho = spearman_rows(reference, np.abs(again.attributions).reshape(len(x), -1))
             names.append(layers[group[-1]][0])
             correlations.append(float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"))
