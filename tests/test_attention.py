@@ -94,3 +94,16 @@ def test_explanation_with_attention_extras_round_trips(hybrid, tmp_path):
     back = Explanation.load(e.save(tmp_path / "attention.npz"))
     np.testing.assert_array_equal(back.extras["attention_layer0"], e.extras["attention_layer0"])
     assert back.extras["aggregation"] == e.extras["aggregation"]
+
+
+def test_transformer_stacks_layers_and_is_rolled_out():
+    torch.manual_seed(0)
+    net = registry.get_model("transformer")(2, T, 3, n_layers=2, d_model=16, n_heads=2, d_ff=16)
+    model = LoadedModel(net, name="transformer", class_names=["a", "b", "c"],
+                        feature_names=["x", "y"], seq_len=T)
+    e = explain(model, inputs(3, T), method="attention")
+    assert e.extras["n_layers"] == 2 and e.extras["aggregation"] == "rollout"
+    for key in ("attention_layer0", "attention_layer1"):
+        np.testing.assert_allclose(e.extras[key].sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(e.extras["rollout"].sum(-1), 1.0, atol=1e-5)
+    assert e.attributions.shape == (3, T, 2) and np.isfinite(e.attributions).all()

@@ -179,3 +179,30 @@ def test_batched_path_equals_captum_integrated_gradients(integration):
                         integration_method=integration, internal_batch_size=chunk)
         np.testing.assert_allclose(e.attributions, reference, rtol=1e-4,
                                    atol=1e-6 * np.abs(reference).max())
+
+
+def test_deeplift_refuses_models_with_attention_of_their_own():
+    net = registry.get_model("transformer")(2, T, 3, n_layers=1, d_model=16, n_heads=2, d_ff=16)
+    model = LoadedModel(net, name="transformer", class_names=["a", "b", "c"],
+                        feature_names=["x", "y"], seq_len=T)
+    with pytest.raises(XaiError, match="deeplift cannot explain model 'transformer'.*attention"):
+        explain(model, inputs(2, T), method="deeplift")
+
+
+def test_deeplift_reports_broken_completeness_instead_of_hiding_it():
+    """A functional nonlinearity (torch.tanh in forward) gets no DeepLIFT rule: the delta says so."""
+
+    class FunctionalTanh(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(T * 2, 3)
+
+        def forward(self, x):
+            return self.lin(torch.tanh(3 * x).flatten(1))
+
+    torch.manual_seed(0)
+    model = LoadedModel(FunctionalTanh(), name="functional", class_names=["a", "b", "c"],
+                        feature_names=["x", "y"], seq_len=T)
+    with pytest.warns(RuntimeWarning, match="deeplift: convergence delta exceeds 1%"):
+        e = explain(model, inputs(3, T), method="deeplift", target=0)
+    assert e.extras["warnings"]

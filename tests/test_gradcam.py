@@ -1,5 +1,6 @@
 """Grad-CAM, Grad-CAM++ and CAM: agreement with captum, per-sample targets, options, errors."""
 
+import re
 import numpy as np
 import pytest
 import torch
@@ -112,3 +113,13 @@ def test_clear_errors(hybrid):
         explain(hybrid, X, method="gradcam", reduction="mean")
     with pytest.raises(XaiError, match="class index 3 is out of range"):
         explain(hybrid, X, method="gradcam", target=3)
+
+
+def test_builtin_models_without_a_declared_layer_are_refused():
+    net = registry.get_model("transformer")(2, T, 3)
+    transformer = LoadedModel(net, name="transformer", class_names=["a", "b", "c"],
+                              feature_names=["x", "y"], seq_len=T)
+    for method in ("gradcam", "gradcam++", "cam"):
+        with pytest.raises(XaiError, match=f"{re.escape(method)} cannot explain model 'transformer'.*declares "
+                                           "no Grad-CAM layer"):
+            explain(transformer, inputs(2, T), method=method)

@@ -151,6 +151,8 @@ class DeepLiftExplainer(BaseExplainer):
     def check(self, model: LoadedModel) -> str | None:
         layers = [f"{n} ({type(m).__name__})" for n, m in model.network.named_modules()
                   if isinstance(m, DEEPLIFT_UNSUPPORTED)]
+        if not layers and model.has_attention():
+            layers = ["attention (softmax over query-key products)"]
         if layers:
             return (f"captum's DeepLift has no rescale rule for the gates of recurrent or attention "
                     f"layers, so its attributions would silently break completeness; this model has "

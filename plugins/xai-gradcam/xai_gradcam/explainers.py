@@ -25,17 +25,14 @@ def conv1d_names(model: LoadedModel) -> list[str]:
 
 
 def resolve_layer(model: LoadedModel, layer: str | None) -> tuple[str, nn.Module]:
-    """The layer to explain: the ``layer`` option, the model's declared layer, or its last Conv1d."""
+    """The layer to explain: the ``layer`` option (a dotted path) or the model's declared layer."""
     if layer:
         return layer, model.layer(layer)
     declared = model.gradcam_layer()
-    if declared is not None:
-        name = next((n for n, m in model.network.named_modules() if m is declared), "")
-        return name, declared
-    names = conv1d_names(model)
-    if not names:
-        raise XaiError(f"model {model.name!r} has no Conv1d layer to explain")
-    return names[-1], model.layer(names[-1])
+    if declared is None:
+        raise XaiError(f"model {model.name!r} declares no Grad-CAM layer; pass layer= one of its "
+                       f"Conv1d layers: {', '.join(conv1d_names(model)) or 'none'}")
+    return next(n for n, m in model.network.named_modules() if m is declared), declared
 
 
 def layer_forward(model: LoadedModel, layer: nn.Module, name: str,
@@ -96,6 +93,10 @@ class _LayerCAM(BaseExplainer):
         if not conv1d_names(model):
             return (f"it has no Conv1d layer ({self.name} weights the channels of a 1-D "
                     f"convolution); use a gradient method such as saliency or integrated-gradients")
+        if model.gradcam_layer() is None:
+            return (f"it declares no Grad-CAM layer (its Conv1d layers, "
+                    f"{', '.join(conv1d_names(model))}, are not feature maps over time it "
+                    f"vouches for); use a gradient method such as saliency or integrated-gradients")
         return None
 
     def attribute(self, model, inputs, target, **opts):
