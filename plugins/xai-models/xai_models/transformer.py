@@ -51,13 +51,16 @@ class EncoderLayer(nn.Module):
 
 
 class TransformerClassifier(nn.Module):
-    """Linear embedding of each time step, learned positions, encoder layers, mean pooling, linear."""
+    """Overlapping patches of the series embedded by a strided Conv1d (patch_size steps, stride
+    half of it; 1 = one token per time step), learned positions, pre-norm encoder layers, mean
+    pooling and a linear head. Attention weights are over patches, in time order."""
 
     default_params: ClassVar[dict[str, Any]] = {
-        "d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 128, "dropout": 0.1}
+        "d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 128, "dropout": 0.1, "patch_size": 8}
     gradcam_layer: ClassVar[str | None] = None
+    # GunPoint seed 0: 0.987 with this recipe; 0.81 with 100 epochs at batch 16
     training_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 100, "batch_size": 16, "lr": 0.001, "scheduler": "cosine", "weight_decay": 0.01}
+        "epochs": 200, "batch_size": 8, "lr": 0.001, "scheduler": "cosine", "weight_decay": 0.01}
 
     def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
         super().__init__()
@@ -68,15 +71,20 @@ class TransformerClassifier(nn.Module):
                            f"({p['d_model']})")
         if not 0 <= p["dropout"] < 1:
             raise XaiError(f"transformer: dropout must be in [0, 1), not {p['dropout']}")
-        self.embed = nn.Linear(n_features, p["d_model"])
-        self.position = nn.Parameter(torch.randn(1, seq_len, p["d_model"]) * 0.02)
+        patch = min(p["patch_size"], seq_len)
+        stride = max(1, patch // 2)
+        # zeros (the train mean once normalised) on the right so every time step is in a patch
+        self.pad = nn.ConstantPad1d((0, (stride - (seq_len - patch) % stride) % stride), 0.0)
+        self.embed = nn.Conv1d(n_features, p["d_model"], patch, stride=stride)
+        n_tokens = (seq_len + self.pad.padding[1] - patch) // stride + 1
+        self.position = nn.Parameter(torch.randn(1, n_tokens, p["d_model"]) * 0.02)
         self.layers = nn.ModuleList(EncoderLayer(p["d_model"], p["n_heads"], p["d_ff"], p["dropout"])
                                     for _ in range(p["n_layers"]))
         self.norm = nn.LayerNorm(p["d_model"])
         self.fc = nn.Linear(p["d_model"], n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.embed(x) + self.position[:, :x.shape[1]]
+        h = self.embed(self.pad(x.transpose(1, 2))).transpose(1, 2) + self.position
         for layer in self.layers:
             h = layer(h)
         return self.fc(self.norm(h).mean(dim=1))
