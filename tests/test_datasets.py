@@ -65,7 +65,7 @@ def test_variable_length_and_regression_datasets_are_refused_clearly():
         load_dataset({"name": "Covid3Month"})
 
 
-def test_aeon_loader_never_downloads(monkeypatch):
+def test_aeon_loader_never_downloads():
     from xai_aeon import loader
 
     with pytest.raises(XaiError, match="not shipped"):
