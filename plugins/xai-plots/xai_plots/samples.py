@@ -99,13 +99,20 @@ def sample_figure(e: Explanation, i: int):
 
 
 def comparison_figure(rows: list[tuple[Explanation, int]]):
-    """Every method's attribution of one sample, one row each, on a shared time axis."""
+    """Every method's attribution of one sample, one row each, on a shared time axis.
+
+    Several features: the series comes first, then one feature x time heatmap per method.
+    """
     first, i = rows[0]
     n_features = first.inputs.shape[2]
-    height = (1.9 if n_features == 1 else 0.9 + 0.22 * n_features)
-    fig, axes = plt.subplots(len(rows), 1, sharex=True, squeeze=False,
-                             figsize=(10, 0.9 + height * len(rows)), layout="constrained")
-    for ax, (e, j) in zip(axes[:, 0], rows):
+    height = 1.9 if n_features == 1 else 0.9 + 0.22 * n_features
+    extra = 0 if n_features == 1 else 1
+    fig, axes = plt.subplots(len(rows) + extra, 1, sharex=True, squeeze=False,
+                             figsize=(10, 0.9 + height * (len(rows) + extra)), layout="constrained")
+    if extra:
+        series_lines(axes[0, 0], first.inputs[i], first.feature_names)
+        axes[0, 0].set_title("input series", fontsize=10, loc="left")
+    for ax, (e, j) in zip(axes[extra:, 0], rows):
         cmap, norm = color_scale(e.attributions[j])
         mappable = attribution_panel(ax, e.inputs[j], e.attributions[j], e.feature_names, cmap, norm)
         ax.set_title(text(e.method), fontsize=10, loc="left")
