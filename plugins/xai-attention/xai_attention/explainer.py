@@ -1,4 +1,4 @@
-"""Attention weights of the last forward pass: per head, head mean, rollout, mapped to input time."""
+"""Attention weights of the last forward pass: per head, head mean, rollout, at input time steps."""
 
 from __future__ import annotations
 

@@ -15,12 +15,14 @@ KINDS = ("zero", "mean", "blurred", "random")
 
 
 def as_background(background: Any, inputs: torch.Tensor, method: str) -> torch.Tensor:
-    """The ``background`` option (raw train inputs ``[n, time, feature]``) as a tensor like inputs."""
+    """The ``background`` option (raw train inputs ``[n, time, feature]``) as a tensor."""
     if background is None:
         raise XaiError(f"{method} needs training data: pass background= (raw train inputs "
                        f"[sample, time, feature]); the CLI passes the run's train split")
-    bg = torch.as_tensor(np.asarray(background, dtype=np.float32)) if not isinstance(
-        background, torch.Tensor) else background.detach().float()
+    if isinstance(background, torch.Tensor):
+        bg = background.detach().float()
+    else:
+        bg = torch.as_tensor(np.asarray(background, dtype=np.float32))
     if bg.ndim == 2 and inputs.shape[2] == 1:
         bg = bg[:, :, None]
     if bg.ndim != 3 or bg.shape[1:] != inputs.shape[1:] or len(bg) == 0:
@@ -61,7 +63,8 @@ def make_baseline(kind: str, inputs: torch.Tensor, *, background: Any = None,
         bg = as_background(background, inputs, f"{method} with baseline 'mean'")
         return bg.mean(0, keepdim=True).expand_as(inputs).contiguous()
     if kind == "blurred":
-        return gaussian_blur(inputs, blur_sigma if blur_sigma is not None else max(inputs.shape[1] / 10, 1.0))
+        sigma = blur_sigma if blur_sigma is not None else max(inputs.shape[1] / 10, 1.0)
+        return gaussian_blur(inputs, sigma)
     if kind == "random":
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         noise = torch.randn(inputs.shape, generator=gen).to(inputs.device, inputs.dtype)

@@ -35,14 +35,10 @@ def target_logits(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor
 
 
 def convergence(name: str, model: LoadedModel, attributions: torch.Tensor, inputs: torch.Tensor,
-                baselines: torch.Tensor, target: torch.Tensor,
-                reference: torch.Tensor | None = None) -> dict:
-    """Completeness check: delta = sum(attr) - (F(x) - F(ref)), warned about when above 1%.
-
-    ``reference`` is F(baseline) per sample; it is computed from ``baselines`` when not given.
-    """
+                baselines: torch.Tensor, target: torch.Tensor) -> dict:
+    """Completeness check: delta = sum(attr) - (F(x) - F(baseline)), warned about above 1%."""
     fx = target_logits(model, inputs, target)
-    fb = target_logits(model, baselines, target) if reference is None else reference
+    fb = target_logits(model, baselines, target)
     difference = fx - fb
     delta = attributions.detach().float().sum(dim=(1, 2)) - difference
     extras: dict[str, Any] = {"convergence_delta": delta, "output_difference": difference}
@@ -51,8 +47,8 @@ def convergence(name: str, model: LoadedModel, attributions: torch.Tensor, input
     if bad.any():
         worst = int((delta.abs() / difference.abs().clamp_min(1e-12)).argmax())
         message = (f"{name}: convergence delta exceeds {DELTA_TOLERANCE:.0%} of "
-                   f"|F(x) - F(baseline)| for {int(bad.sum())} of {len(bad)} samples (worst: sample "
-                   f"{worst}, delta {float(delta[worst]):.4g} vs difference "
+                   f"|F(x) - F(baseline)| for {int(bad.sum())} of {len(bad)} samples (worst: "
+                   f"sample {worst}, delta {float(delta[worst]):.4g} vs difference "
                    f"{float(difference[worst]):.4g}); attributions do not sum to the output change")
         warnings.warn(message, RuntimeWarning, stacklevel=3)
         extras["warnings"] = [message]
@@ -106,7 +102,8 @@ class SaliencyExplainer(BaseExplainer):
     defaults = {"abs": True}
 
     def attribute(self, model, inputs, target, **opts):
-        return Saliency(model.module).attribute(leaf(inputs), target=target, abs=bool(opts["abs"])), {}
+        attr = Saliency(model.module).attribute(leaf(inputs), target=target, abs=bool(opts["abs"]))
+        return attr, {}
 
 
 class InputXGradientExplainer(BaseExplainer):
@@ -154,16 +151,18 @@ class DeepLiftExplainer(BaseExplainer):
         if not layers and model.has_attention():
             layers = ["attention (softmax over query-key products)"]
         if layers:
-            return (f"captum's DeepLift has no rescale rule for the gates of recurrent or attention "
-                    f"layers, so its attributions would silently break completeness; this model has "
-                    f"{', '.join(layers)}. Use integrated-gradients or gradient-shap instead")
+            return (f"captum's DeepLift has no rescale rule for the gates of recurrent or "
+                    f"attention layers, so its attributions would silently break completeness; "
+                    f"this model has {', '.join(layers)}. Use integrated-gradients or "
+                    f"gradient-shap instead")
         return None
 
     def attribute(self, model, inputs, target, **opts):
         baselines = baselines_for(self.name, inputs, opts)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ss]etting forward, backward hooks.*")
-            attr = DeepLift(model.module).attribute(leaf(inputs), baselines=baselines, target=target)
+            attr = DeepLift(model.module).attribute(leaf(inputs), baselines=baselines,
+                                                    target=target)
         return attr, convergence(self.name, model, attr, inputs, baselines, target)
 
 

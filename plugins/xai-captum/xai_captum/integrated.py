@@ -25,8 +25,8 @@ def path_points(method: str, n_steps: int) -> tuple[tuple[float, ...], tuple[flo
     """Integration points in [0, 1] and their weights for ``method`` (captum's; cached, as
     Gauss-Legendre nodes for many steps are slow to compute)."""
     if method not in METHODS:
-        raise XaiError(f"integrated-gradients: unknown integration_method {method!r}; choose one of "
-                       f"{', '.join(METHODS)}")
+        raise XaiError(f"integrated-gradients: unknown integration_method {method!r}; choose "
+                       f"one of {', '.join(METHODS)}")
     if n_steps < 2 and method not in ("riemann_left", "riemann_right"):
         raise XaiError(f"integrated-gradients: {method} needs n_steps >= 2, got {n_steps}")
     if n_steps < 1:
@@ -45,7 +45,8 @@ def integrated_gradients(module: nn.Module, inputs: torch.Tensor, baselines: tor
     """
     alphas, weights = path_points(method, n_steps)
     batch = inputs.shape[0]
-    steps_per_pass = n_steps if not internal_batch_size else max(1, int(internal_batch_size) // batch)
+    steps_per_pass = (n_steps if not internal_batch_size
+                      else max(1, int(internal_batch_size) // batch))
     diff = (inputs - baselines).detach()
     total = torch.zeros_like(inputs, dtype=torch.float32)
     for start in range(0, n_steps, steps_per_pass):
