@@ -19,7 +19,7 @@ def _save(fig, path: Path) -> list[Path]:
 
 def safe(name: str) -> str:
     """A method name usable as a file name (``tsr:saliency`` -> ``tsr_saliency``)."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    return "".join(c if c.isalnum() or c in "-_+" else "_" for c in name)
 
 
 def perturbation_figure(method: str, deletion: dict | None, insertion: dict | None, out: Path):
