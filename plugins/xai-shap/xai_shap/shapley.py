@@ -49,7 +49,7 @@ class SegmentGame:
 def permutation_shapley(game: SegmentGame, fx: torch.Tensor, fb: torch.Tensor,
                         n_permutations: int,
                         generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Antithetic permutation sampling: ``(phi [n, players], variance of phi)``, float64.
+    """Antithetic permutation sampling: ``(phi [n, players], spread of phi)``, float64.
 
     Each pair of chains (a random order of the players and its reverse) starts from one
     background sample and adds the sample's segments one at a time; its marginal contributions
@@ -57,7 +57,8 @@ def permutation_shapley(game: SegmentGame, fx: torch.Tensor, fb: torch.Tensor,
     quantile slice), so their mean output is close to ``E f(b)``; once the pairs are a multiple of
     the background size every background sample is used equally often and the estimate sums exactly
     to ``f(x) - E f(b)``. ``fx [n]`` and ``fb [n, n_background]`` are the target logits of the inputs
-    and the background for each sample's target class.
+    and the background for each sample's target class. The spread (variance across pairs over the
+    number of pairs) tells how uncertain each value is, relative to the others.
     """
     n, n_background = fb.shape
     m = game.segments.n_players
@@ -82,7 +83,7 @@ def permutation_shapley(game: SegmentGame, fx: torch.Tensor, fb: torch.Tensor,
     chain = torch.cat([fb.gather(1, base)[..., None], values, fx[:, None, None].expand(n, k, 1)], -1)
     marginal = torch.zeros(n, k, m, dtype=torch.float64, device=device)
     marginal.scatter_(-1, orders, chain.diff(dim=-1))
-    paired = (marginal[:, :pairs] + marginal[:, pairs:]) / 2  # antithetic pairs are independent
+    paired = (marginal[:, :pairs] + marginal[:, pairs:]) / 2  # one estimate per pair
     variance = (paired.var(1) / pairs if pairs > 1 else torch.zeros(n, m, dtype=torch.float64,
                                                                       device=device))
     return paired.mean(1), variance
