@@ -54,9 +54,9 @@ def auc_summary_figure(rows: list[dict], out: Path) -> list[Path]:
     if not keys:
         return []
     width = max(4.5, 2 + 0.6 * len(rows))
-    fig, axes = plt.subplots(1, len(keys), figsize=(width * len(keys), 3.8), squeeze=False)
+    fig, axes = plt.subplots(len(keys), 1, figsize=(width, 3.4 * len(keys)), squeeze=False)
     idx = np.arange(len(rows))
-    for ax, key in zip(axes[0], keys):
+    for ax, key in zip(axes[:, 0], keys):
         values = [r.get(f"{key}_auc", np.nan) for r in rows]
         randoms = [r.get(f"{key}_auc_random", np.nan) for r in rows]
         ax.bar(idx - 0.2, values, 0.4, label="method order", color="tab:blue")
@@ -71,24 +71,35 @@ def auc_summary_figure(rows: list[dict], out: Path) -> list[Path]:
     return paths
 
 
+def method_style(index: int, method: str) -> dict:
+    """Distinct colours for up to 20 methods; the random baseline dashed in black."""
+    import matplotlib
+
+    if method == "random":
+        return {"color": "black", "linestyle": "--"}
+    return {"color": matplotlib.colormaps["tab20"](index % 20), "linestyle": "-"}
+
+
 def randomisation_figure(curves: dict, out: Path) -> list[Path]:
     """Spearman correlation with the trained model's maps as layers are randomised, per method."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     layers: list[str] = []
-    for method, curve in curves.items():
+    lowest = 0.0
+    for i, (method, curve) in enumerate(curves.items()):
         layers = curve["layers"] if len(curve["layers"]) > len(layers) else layers
-        ax.plot(np.arange(len(curve["correlation"])), curve["correlation"], marker="o",
-                label=method, linestyle="--" if method == "random" else "-")
+        values = np.asarray(curve["correlation"], dtype=float)
+        lowest = min(lowest, float(np.nanmin(values)) if np.isfinite(values).any() else 0.0)
+        ax.plot(np.arange(len(values)), values, marker="o", label=method, **method_style(i, method))
     ax.set_xticks(np.arange(len(layers)))
     ax.set_xticklabels([f"…{name}" for name in layers], rotation=45, ha="right", fontsize=8)
     ax.set_xlabel("randomised from the output down to layer")
-    ax.set_ylabel("Spearman rank correlation of |attributions|")
-    ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_ylim(-0.2, 1.05)
+    ax.set_ylabel("Spearman correlation of |attributions|")
+    ax.axhline(0, color="gray", linewidth=0.6)
+    ax.set_ylim(min(-0.1, lowest - 0.05), 1.05)
     ax.set_title("Cascading model-parameter randomisation (lower = depends on the model)")
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     paths = _save(fig, out)
     plt.close(fig)
@@ -100,14 +111,13 @@ def localisation_figure(curves: dict, metric: str, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for method, curve in curves.items():
-        ax.plot(curve["level"], curve["curve"], marker="o", label=method,
-                linestyle="--" if method == "random" else "-")
+    for i, (method, curve) in enumerate(curves.items()):
+        ax.plot(curve["level"], curve["curve"], marker="o", label=method, **method_style(i, method))
     ax.set_xlabel("fraction of saliency mass selected")
     ax.set_ylabel("precision" if metric == "aup" else "recall")
     ax.set_ylim(0, 1.02)
     ax.set_title(f"{metric.upper()}: saliency-weighted {'precision' if metric == 'aup' else 'recall'}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     paths = _save(fig, out)
     plt.close(fig)
