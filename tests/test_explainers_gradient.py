@@ -172,7 +172,7 @@ def test_batched_path_equals_captum_integrated_gradients(integration):
     reference = IntegratedGradients(model.module).attribute(
         x, baselines=torch.zeros_like(x), target=torch.from_numpy(targets), n_steps=20,
         method=integration).detach().numpy()
-    for chunk in (None, 17):  # whole path in one pass, or chunks of 3 steps of the batch
+    for chunk in (None, 17, 10**6):  # automatic, 3 steps of the batch per pass, all at once
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             e = explain(model, X, method="integrated-gradients", target=targets, n_steps=20,

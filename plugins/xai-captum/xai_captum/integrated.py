@@ -17,6 +17,7 @@ from torch import nn
 
 from xaicore.errors import XaiError
 
+AUTO_ROWS = {False: 128, True: 8192}  # rows per pass when internal_batch_size is None: CPU, CUDA
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
@@ -40,13 +41,18 @@ def integrated_gradients(module: nn.Module, inputs: torch.Tensor, baselines: tor
                          internal_batch_size: int | None) -> torch.Tensor:
     """``(x - baseline) * sum_k w_k grad F(baseline + a_k (x - baseline))`` for every sample.
 
-    All ``n_steps`` points of every sample go through one forward and one backward, or through
-    chunks of at most ``internal_batch_size`` rows (whole steps of the batch; at least one step).
+    Points go through batched forward and backward passes of at most ``internal_batch_size``
+    rows (whole steps of the batch, at least one step per pass). By default (None) a pass holds
+    ``AUTO_ROWS`` rows for the device: on CPU small passes stay in cache and are fastest (on the
+    hybrid, 64x150 inputs: 128 rows 0.87x of 50 plain passes, 256 rows 1.11x, all 3200 at once
+    2.3x); on CUDA large passes fill the device.
     """
     alphas, weights = path_points(method, n_steps)
     batch = inputs.shape[0]
-    steps_per_pass = (n_steps if not internal_batch_size
-                      else max(1, int(internal_batch_size) // batch))
+    rows = int(internal_batch_size or AUTO_ROWS[inputs.device.type == "cuda"])
+    if rows < 1:
+        raise XaiError(f"integrated-gradients: internal_batch_size must be positive, got {rows}")
+    steps_per_pass = max(1, rows // batch)
     diff = (inputs - baselines).detach()
     total = torch.zeros_like(inputs, dtype=torch.float32)
     for start in range(0, n_steps, steps_per_pass):
