@@ -96,6 +96,9 @@ def test_smoothgrad_without_noise_is_saliency_and_noise_changes_it(hybrid):
     np.testing.assert_allclose(quiet.attributions, sal, rtol=1e-4, atol=1e-6)
     noisy = explain(hybrid, X, method="smoothgrad", target=1, noise_level=0.5, n_samples=4)
     assert not np.allclose(noisy.attributions, sal, rtol=1e-3)
+    chunked = explain(hybrid, X, method="smoothgrad", target=1, noise_level=0.5, n_samples=4,
+                      internal_batch_size=3)  # one noisy copy of the batch per pass
+    np.testing.assert_allclose(chunked.attributions, noisy.attributions, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("method", ["integrated-gradients", "saliency", "smoothgrad"])

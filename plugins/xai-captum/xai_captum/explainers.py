@@ -17,6 +17,7 @@ from xaicore.model import LoadedModel
 
 from .baselines import as_background, make_baseline
 from .integrated import integrated_gradients
+from .passes import copies_per_pass, target_gradient
 
 #: Layers whose internal nonlinearities captum's DeepLift rules do not reach.
 DEEPLIFT_UNSUPPORTED = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer,
@@ -118,12 +119,14 @@ class InputXGradientExplainer(BaseExplainer):
 class SmoothGradExplainer(BaseExplainer):
     """SmoothGrad (Smilkov et al. 2017): gradients averaged over noisy copies of each input.
 
-    The noise std is ``noise_level`` times each sample's per-feature std over time; all
-    ``n_samples`` copies of the batch go through one gradient call.
+    The noise std is ``noise_level`` times each sample's per-feature std over time; the
+    ``n_samples`` noisy copies go through batched passes (``passes.py``) of at most
+    ``internal_batch_size`` rows.
     """
 
     name = "smoothgrad"
-    defaults = {"noise_level": 0.15, "n_samples": 25, "abs": True, "seed": 0}
+    defaults = {"noise_level": 0.15, "n_samples": 25, "abs": True, "seed": 0,
+                "internal_batch_size": None}
 
     def attribute(self, model, inputs, target, **opts):
         n = int(opts["n_samples"])
@@ -133,9 +136,16 @@ class SmoothGradExplainer(BaseExplainer):
         gen = torch.Generator(device="cpu").manual_seed(int(opts["seed"]))
         noise = torch.randn((n, *inputs.shape), generator=gen).to(inputs.device, inputs.dtype)
         std = inputs.std(1, keepdim=True) if inputs.shape[1] > 1 else torch.ones_like(inputs[:, :1])
-        noisy = (inputs + noise * float(opts["noise_level"]) * std).reshape(-1, *inputs.shape[1:])
-        grads = Saliency(model.module).attribute(leaf(noisy), target=target.repeat(n), abs=False)
-        mean = grads.reshape(n, *inputs.shape).mean(0)
+        noisy = inputs + noise * float(opts["noise_level"]) * std
+        per_pass = copies_per_pass(len(inputs), opts["internal_batch_size"], inputs.device,
+                                   self.name)
+        total = torch.zeros_like(inputs, dtype=torch.float32)
+        for start in range(0, n, per_pass):
+            chunk = noisy[start:start + per_pass]
+            grads = target_gradient(model.module, chunk.reshape(-1, *inputs.shape[1:]),
+                                    target.repeat(len(chunk)))
+            total += grads.float().reshape(chunk.shape).sum(0)
+        mean = total / n
         return (mean.abs() if opts["abs"] else mean), {}
 
 

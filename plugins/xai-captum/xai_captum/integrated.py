@@ -1,10 +1,7 @@
-"""Integrated Gradients computed along the whole path in batched passes.
+"""Integrated Gradients along the whole path in batched passes (``passes.py``).
 
-Captum's ``IntegratedGradients`` takes the gradient of ``torch.unbind(outputs)``: one scalar
-tensor per path point, which costs more than the network itself on batches of thousands (3x a
-plain pass at 50 steps on the hybrid). Here the gradient of the summed target logits gives the
-same per-point gradients (points are independent in eval mode) at the cost of a plain pass.
-The integration points and weights are captum's.
+Captum's ``IntegratedGradients`` costs 3x a plain pass per step on the hybrid (its gradient of
+``torch.unbind(outputs)``); the integration points and weights here are captum's.
 """
 
 from __future__ import annotations
@@ -17,7 +14,8 @@ from torch import nn
 
 from xaicore.errors import XaiError
 
-AUTO_ROWS = {False: 128, True: 8192}  # rows per pass when internal_batch_size is None: CPU, CUDA
+from .passes import copies_per_pass, target_gradient
+
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
@@ -41,18 +39,13 @@ def integrated_gradients(module: nn.Module, inputs: torch.Tensor, baselines: tor
                          internal_batch_size: int | None) -> torch.Tensor:
     """``(x - baseline) * sum_k w_k grad F(baseline + a_k (x - baseline))`` for every sample.
 
-    Points go through batched forward and backward passes of at most ``internal_batch_size``
-    rows (whole steps of the batch, at least one step per pass). By default (None) a pass holds
-    ``AUTO_ROWS`` rows for the device: on CPU small passes stay in cache and are fastest (on the
-    hybrid, 64x150 inputs: 128 rows 0.87x of 50 plain passes, 256 rows 1.11x, all 3200 at once
-    2.3x); on CUDA large passes fill the device.
+    Points go through passes of at most ``internal_batch_size`` rows (whole steps of the batch,
+    at least one step per pass; by default the device's ``passes.AUTO_ROWS``).
     """
     alphas, weights = path_points(method, n_steps)
     batch = inputs.shape[0]
-    rows = int(internal_batch_size or AUTO_ROWS[inputs.device.type == "cuda"])
-    if rows < 1:
-        raise XaiError(f"integrated-gradients: internal_batch_size must be positive, got {rows}")
-    steps_per_pass = max(1, rows // batch)
+    steps_per_pass = copies_per_pass(batch, internal_batch_size, inputs.device,
+                                     "integrated-gradients")
     diff = (inputs - baselines).detach()
     total = torch.zeros_like(inputs, dtype=torch.float32)
     for start in range(0, n_steps, steps_per_pass):
@@ -62,8 +55,7 @@ def integrated_gradients(module: nn.Module, inputs: torch.Tensor, baselines: tor
                          dtype=torch.float32)
         k = len(a)
         points = (baselines.detach()[None] + a[:, None, None, None] * diff[None])
-        points = points.reshape(k * batch, *inputs.shape[1:]).requires_grad_(True)
-        score = module(points).gather(1, target.repeat(k)[:, None]).sum()
-        (grads,) = torch.autograd.grad(score, points)
+        grads = target_gradient(module, points.reshape(k * batch, *inputs.shape[1:]),
+                                target.repeat(k))
         total += (grads.float().reshape(k, *inputs.shape) * w[:, None, None, None]).sum(0)
     return diff.float() * total

@@ -1,0 +1,37 @@
+"""Batched gradient passes over many copies of a batch (path points, noisy samples).
+
+Captum takes gradients of ``torch.unbind(outputs)``: one scalar tensor per row, which costs more
+than the network itself on batches of thousands. The gradient of the summed target logits gives
+the same per-row gradients (rows are independent in eval mode) at the cost of a plain pass.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from xaicore.errors import XaiError
+
+AUTO_ROWS = {"cpu": 128, "cuda": 8192}  # rows per pass when the caller gives no batch size
+
+
+def copies_per_pass(batch: int, internal_batch_size: int | None, device: torch.device,
+                    method: str) -> int:
+    """How many copies of a ``batch``-row batch go through one pass (at least one).
+
+    By default a pass holds ``AUTO_ROWS`` rows for the device: on CPU small passes stay in cache
+    and are fastest (hybrid, 64x150 inputs, IG 50 steps: 128 rows 0.87x of 50 plain passes,
+    256 rows 1.11x, all 3200 rows at once 2.3x); on CUDA large passes fill the device.
+    """
+    rows = int(internal_batch_size or AUTO_ROWS.get(device.type, AUTO_ROWS["cuda"]))
+    if rows < 1:
+        raise XaiError(f"{method}: internal_batch_size must be positive, got {rows}")
+    return max(1, rows // batch)
+
+
+def target_gradient(module: nn.Module, points: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Gradient of each row's target logit with respect to that row, from one forward/backward."""
+    points = points.detach().requires_grad_(True)
+    score = module(points).gather(1, target[:, None]).sum()
+    (grads,) = torch.autograd.grad(score, points)
+    return grads
