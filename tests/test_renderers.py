@@ -159,3 +159,13 @@ def test_bad_attention_extras_name_the_problem(tmp_path):
     e = explanation("attention", extras={"attention_mean": np.zeros((4, 5), np.float32)})
     with pytest.raises(XaiError, match="attention_mean"):
         registry.get_renderer("global-plots").render([e], tmp_path, formats="png")
+
+
+def test_method_names_map_to_distinct_safe_folders():
+    from xai_plots.figures import safe_name
+
+    names = ["gradcam", "gradcam++", "grad cam", "grad_cam", "../x", "tsr:saliency"]
+    folders = [safe_name(n) for n in names]
+    assert len(set(folders)) == len(names)
+    assert all("/" not in f and ":" not in f and not f.startswith(".") for f in folders)
+    assert safe_name("integrated-gradients") == "integrated-gradients"

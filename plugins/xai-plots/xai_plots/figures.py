@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -78,8 +79,11 @@ def pick_samples(explanation: Explanation, samples: Any = None,
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe version of a method name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "method"
+    """A file-name-safe version of a method name; altered names get a hash so none collide."""
+    safe = re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("._") or "method"
+    if safe != text:
+        safe += "-" + hashlib.sha1(text.encode()).hexdigest()[:6]
+    return safe
 
 
 def text(value: Any) -> str:
