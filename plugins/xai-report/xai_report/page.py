@@ -23,11 +23,13 @@ section { background:#fff; border:1px solid var(--line); border-radius:8px; padd
           margin:18px 0; }
 h2 { margin:4px 0 12px; font-size:19px; }
 h3 { margin:16px 0 8px; font-size:16px; }
+.table-wrap { overflow-x:auto; max-width:100%; }
 table { border-collapse:collapse; font-size:14px; margin:6px 0 12px; }
 th, td { border-bottom:1px solid var(--line); padding:4px 10px; text-align:left;
          vertical-align:top; }
 th { background:#eef1f6; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; }
+th, td.num, td:first-child { white-space:nowrap; }
 .cards { display:flex; flex-wrap:wrap; gap:12px; }
 .card { border:1px solid var(--line); border-radius:6px; padding:8px 14px; min-width:150px; }
 .card b { display:block; font-size:22px; }
@@ -37,6 +39,7 @@ figure { margin:8px 0; }
 figure img { max-width:100%; height:auto; border:1px solid var(--line); border-radius:4px;
              background:#fff; }
 figcaption { color:var(--muted); font-size:13px; }
+.grid.half figure { flex:1 1 calc(50% - 16px); min-width:320px; }
 .toolbars { position:sticky; top:0; z-index:2; background:#fff;
             border-bottom:1px solid var(--line); padding-bottom:8px; }
 .toolbar { padding:8px 0 0; display:flex; flex-wrap:wrap; gap:6px; align-items:center; }
@@ -108,7 +111,8 @@ def table(rows: Iterable[tuple[Any, ...]], header: tuple[str, ...] | None = None
     """A table of escaped cells; numbers are right-aligned and shown with 4 significant digits."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header) if header else ""
     body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
-    return f"<table>{f'<thead><tr>{head}</tr></thead>' if head else ''}<tbody>{body}</tbody></table>"
+    return (f'<div class="table-wrap"><table>{f"<thead><tr>{head}</tr></thead>" if head else ""}'
+            f"<tbody>{body}</tbody></table></div>")
 
 
 def _cell(value: Any) -> str:

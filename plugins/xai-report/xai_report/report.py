@@ -153,7 +153,7 @@ def evaluation_section(run_dir: Path) -> str:
     figures = [image(p, p.stem.replace("_", " ")) for p in sorted((run_dir / "evaluation")
                                                                    .glob("*.png"))]
     if figures:
-        parts.append(f'<div class="grid">{"".join(figures)}</div>')
+        parts.append(f'<div class="grid half">{"".join(figures)}</div>')
     return "".join(parts)
 
 
