@@ -31,7 +31,7 @@ def test_explain_writes_one_file_per_method_aligned_with_the_test_split(run, tmp
     assert result.exit_code == 0, result.output
     dataset = load_dataset(load_checkpoint(run / "checkpoint.pt")["dataset"])
     for method in ("gradcam", "saliency"):
-        e = Explanation.load(out / f"{method}.npz")
+        e = Explanation.load(out / f"{method}@true.npz")
         assert e.method == method and e.attributions.shape == (4, 150, 1)
         np.testing.assert_array_equal(e.sample_ids, [3, 4, 5, 6])
         np.testing.assert_array_equal(e.labels, dataset.test.y[3:7])
@@ -89,3 +89,18 @@ def test_several_runs_give_a_side_by_side_comparison(run, tmp_path):
     # the same weights explain the same samples identically
     assert row["prediction_agreement"] == 1.0 and row["spearman_time_importance"] == pytest.approx(1.0)
     assert xai("explain", "--run", run, "--run", twin, "--method", "saliency").exit_code == 1
+
+
+def test_true_class_results_sit_beside_predicted_ones_for_misclassified_samples(run, tmp_path):
+    out = tmp_path / "out"
+    for target in ("predicted", "true"):
+        result = xai("explain", "--run", run, "--method", "saliency", "--samples",
+                     "0:2,misclassified", "--target", target, "--out", out, "--no-figures")
+        assert result.exit_code == 0, result.output
+    predicted = Explanation.load(out / "saliency.npz")
+    true = Explanation.load(out / "saliency@true.npz")
+    np.testing.assert_array_equal(predicted.sample_ids, true.sample_ids)
+    wrong = predicted.predictions != predicted.labels
+    assert wrong[2:].all() and len(predicted.sample_ids) > 2  # the fixture's model errs on some
+    np.testing.assert_array_equal(true.targets, true.labels)
+    assert (true.targets[wrong] != predicted.targets[wrong]).all()

@@ -15,24 +15,38 @@ from .explanation import Explanation
 from .model import load_checkpoint, model_from_checkpoint
 
 
-def parse_samples(spec: str, n: int) -> list[int]:
-    """Sample positions from ``0:16``, ``3,5,8`` or ``all``, checked against ``n`` test samples."""
-    spec = spec.strip()
+def parse_samples(spec: str, n: int, misclassified: list[int] | None = None) -> list[int]:
+    """Sample positions from ``0:16``, ``3,5,8``, ``all`` or ``misclassified``, or a comma list of
+    these (``0:16,misclassified``), checked against ``n`` test samples; order kept, no repeats."""
+    positions: list[int] = []
     try:
-        if spec == "all":
-            positions = list(range(n))
-        elif ":" in spec:
-            start, _, stop = spec.partition(":")
-            positions = list(range(int(start or 0), min(int(stop) if stop else n, n)))
-        else:
-            positions = [int(s) for s in spec.split(",") if s.strip()]
+        for part in (p.strip() for p in spec.split(",") if p.strip()):
+            if part == "all":
+                positions += range(n)
+            elif part == "misclassified":
+                if misclassified is None:
+                    raise XaiError("'misclassified' needs the model's predictions")
+                positions += misclassified
+            elif ":" in part:
+                start, _, stop = part.partition(":")
+                positions += range(int(start or 0), min(int(stop) if stop else n, n))
+            else:
+                positions.append(int(part))
     except ValueError:
-        raise XaiError(f"--samples takes START:STOP, a comma list or 'all', not {spec!r}") from None
+        raise XaiError(f"--samples takes START:STOP, indices, 'all' or 'misclassified' (comma-"
+                       f"separated), not {spec!r}") from None
+    positions = list(dict.fromkeys(positions))
     bad = [p for p in positions if not 0 <= p < n]
     if bad or not positions:
         raise XaiError(f"--samples {spec!r} selects no valid sample: the test split has {n} "
-                       f"samples (0..{n - 1})")
+                       f"samples (0..{n - 1})" + (f"; the model misclassifies none of them"
+                                                  if misclassified == [] else ""))
     return positions
+
+
+def result_name(method: str, target) -> str:
+    """File stem of a result: the method, plus the target unless it is the predicted class."""
+    return method if str(target) == "predicted" else f"{method}@{target}"
 
 
 def method_names(requested: tuple[str, ...], model) -> list[str]:
@@ -68,7 +82,11 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
     prepared = []
     for run in runs:
         model, dataset = load_run_data(run, device)
-        positions = parse_samples(samples, len(dataset.test))
+        wrong = None
+        if "misclassified" in samples:
+            predicted = model.logits(dataset.test.X).argmax(1)
+            wrong = [int(i) for i in (predicted != dataset.test.y).nonzero()[0]]
+        positions = parse_samples(samples, len(dataset.test), wrong)
         names = method_names(methods, model)
         for name in names:  # fail before computing anything: unknown method, unexplainable model
             reason = get_explainer(name).check(model)
@@ -78,7 +96,8 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
         if unknown:
             raise XaiError(f"--option names method(s) not being run: {', '.join(unknown)}")
         out_dir = (out / run.name if len(runs) > 1 else out) if out else run / "explanations"
-        existing = [out_dir / f"{n}.npz" for n in names if (out_dir / f"{n}.npz").exists()]
+        files = [out_dir / f"{result_name(n, target)}.npz" for n in names]
+        existing = [f for f in files if f.exists()]
         if existing and not force:
             raise XaiError(f"{existing[0]} exists (and {len(existing) - 1} more); use --force to "
                            "overwrite")
@@ -97,7 +116,7 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
             explanation = explain(model, X, method=name, target=target, labels=y,
                                   sample_ids=positions, **opts)
             explanation.dataset = dataset.name
-            path = explanation.save(out_dir / f"{name}.npz")
+            path = explanation.save(out_dir / f"{result_name(name, target)}.npz")
             click.echo(f"{model.name} {name:<22} {len(X)} samples  "
                        f"{time.perf_counter() - start:6.2f} s  -> {path}", err=True)
             run_results.append(explanation)

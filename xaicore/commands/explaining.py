@@ -35,7 +35,7 @@ def parse_options(items: tuple[str, ...]) -> dict[str, dict]:
 @click.option("--method", "methods", multiple=True,
               help="Explainer name (repeatable), or 'all' (default).")
 @click.option("--samples", default="0:16", show_default=True,
-              help="Test samples: START:STOP, a comma list, or 'all'.")
+              help="Test samples: START:STOP, indices, 'all', 'misclassified', comma-separated.")
 @click.option("--target", default="predicted", show_default=True,
               help="Class to explain: predicted, true, a class index or a class name.")
 @click.option("--option", "option_items", multiple=True,
