@@ -26,9 +26,11 @@ browser:
 
 demo: setup
 	.venv/bin/xai train --dataset GunPoint --model cnn-lstm-attention --out $(RUN) --force
-	.venv/bin/xai explain --run $(RUN) --method all --samples 0:16 --force
+	.venv/bin/xai explain --run $(RUN) --method all --samples 0:16,misclassified --force
+	.venv/bin/xai explain --run $(RUN) --method gradcam --method integrated-gradients --method shap \
+	  --target true --samples 0:16,misclassified --force
 	.venv/bin/xai evaluate --run $(RUN) --force
-	.venv/bin/xai report --run $(RUN)
+	.venv/bin/xai report --run $(RUN) --force
 
 test: setup browser
 	$(PY) -m pytest -q
