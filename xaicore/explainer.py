@@ -16,7 +16,8 @@ class BaseExplainer:
     """Subclasses set ``name``, ``description``, ``defaults`` and implement ``attribute``.
 
     ``attribute(model, inputs, target, **options)`` returns ``(attributions, extras)`` with
-    attributions shaped like ``inputs``; ``explain`` checks the options, runs it with gradients
+    attributions shaped like ``inputs``, or ``(attributions, extras, logits)`` when it already ran
+    the model on ``inputs`` (the logits are reused instead of another forward pass); ``explain`` checks the options, runs it with gradients
     enabled (cuDNN off for RNN backward on CUDA) and wraps the result in an ``Explanation``.
     """
 
@@ -44,17 +45,21 @@ class BaseExplainer:
         opts = self.resolve_options(options)
         model.module.eval()
         with torch.enable_grad(), backward_safe(model):
-            attributions, extras = self.attribute(model, inputs, target, **opts)
+            attributions, extras, *logits = self.attribute(model, inputs, target, **opts)
         public = {k: v for k, v in opts.items() if not isinstance(v, (torch.Tensor, np.ndarray))}
-        return build_explanation(model, inputs, target, attributions, self.name, public, extras)
+        return build_explanation(model, inputs, target, attributions, self.name, public, extras,
+                                 logits[0] if logits else None)
 
 
 def build_explanation(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
                       attributions: Any, method: str, options: dict,
-                      extras: dict | None = None) -> Explanation:
-    """An ``Explanation`` with the model's predictions and probabilities for ``inputs``."""
+                      extras: dict | None = None, logits: torch.Tensor | None = None) -> Explanation:
+    """An ``Explanation`` with the model's predictions and probabilities for ``inputs``
+    (from ``logits`` when the explainer already computed them, else from a forward pass)."""
     with torch.no_grad():
-        probs = torch.softmax(model.module(inputs).float(), dim=1).cpu().numpy()
+        if logits is None:
+            logits = model.module(inputs)
+        probs = torch.softmax(logits.detach().float(), dim=1).cpu().numpy()
     if isinstance(attributions, torch.Tensor):
         attributions = attributions.detach().float().cpu().numpy()
     extras = {k: (v.detach().float().cpu().numpy() if isinstance(v, torch.Tensor) else v)

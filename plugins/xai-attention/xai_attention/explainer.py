@@ -49,7 +49,7 @@ class AttentionExplainer(BaseExplainer):
 
     @torch.no_grad()
     def attribute(self, model, inputs, target, **opts):
-        model.module(inputs)
+        logits = model.module(inputs)
         layers = model.attention_weights()
         if not layers:
             raise XaiError(f"model {model.name!r} returned no attention weights from its forward "
@@ -74,4 +74,4 @@ class AttentionExplainer(BaseExplainer):
         received = combined.mean(1)
         extras["key_attention"] = received
         attributions = to_input_steps(received, inputs.shape[1])
-        return attributions[:, :, None].expand(-1, -1, inputs.shape[2]).contiguous(), extras
+        return attributions[:, :, None].expand(-1, -1, inputs.shape[2]).contiguous(), extras, logits

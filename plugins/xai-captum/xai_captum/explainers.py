@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from captum.attr import DeepLift, GradientShap, InputXGradient, Saliency
+from captum.attr import DeepLift, GradientShap
 from torch import nn
 
 from xaicore.errors import XaiError
@@ -103,8 +103,8 @@ class SaliencyExplainer(BaseExplainer):
     defaults = {"abs": True}
 
     def attribute(self, model, inputs, target, **opts):
-        attr = Saliency(model.module).attribute(leaf(inputs), target=target, abs=bool(opts["abs"]))
-        return attr, {}
+        grads, logits = target_gradient(model.module, inputs, target)  # what captum's Saliency does
+        return (grads.abs() if opts["abs"] else grads), {}, logits
 
 
 class InputXGradientExplainer(BaseExplainer):
@@ -113,7 +113,8 @@ class InputXGradientExplainer(BaseExplainer):
     name = "input-x-gradient"
 
     def attribute(self, model, inputs, target, **opts):
-        return InputXGradient(model.module).attribute(leaf(inputs), target=target), {}
+        grads, logits = target_gradient(model.module, inputs, target)
+        return inputs * grads, {}, logits
 
 
 class SmoothGradExplainer(BaseExplainer):
@@ -142,8 +143,8 @@ class SmoothGradExplainer(BaseExplainer):
         total = torch.zeros_like(inputs, dtype=torch.float32)
         for start in range(0, n, per_pass):
             chunk = noisy[start:start + per_pass]
-            grads = target_gradient(model.module, chunk.reshape(-1, *inputs.shape[1:]),
-                                    target.repeat(len(chunk)))
+            grads, _ = target_gradient(model.module, chunk.reshape(-1, *inputs.shape[1:]),
+                                       target.repeat(len(chunk)))
             total += grads.float().reshape(chunk.shape).sum(0)
         mean = total / n
         return (mean.abs() if opts["abs"] else mean), {}

@@ -55,7 +55,7 @@ def integrated_gradients(module: nn.Module, inputs: torch.Tensor, baselines: tor
                          dtype=torch.float32)
         k = len(a)
         points = (baselines.detach()[None] + a[:, None, None, None] * diff[None])
-        grads = target_gradient(module, points.reshape(k * batch, *inputs.shape[1:]),
-                                target.repeat(k))
+        grads, _ = target_gradient(module, points.reshape(k * batch, *inputs.shape[1:]),
+                                   target.repeat(k))
         total += (grads.float().reshape(k, *inputs.shape) * w[:, None, None, None]).sum(0)
     return diff.float() * total

@@ -29,9 +29,11 @@ def copies_per_pass(batch: int, internal_batch_size: int | None, device: torch.d
     return max(1, rows // batch)
 
 
-def target_gradient(module: nn.Module, points: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Gradient of each row's target logit with respect to that row, from one forward/backward."""
+def target_gradient(module: nn.Module, points: torch.Tensor,
+                    target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of each row's target logit with respect to that row, and the logits, from one
+    forward/backward."""
     points = points.detach().requires_grad_(True)
-    score = module(points).gather(1, target[:, None]).sum()
-    (grads,) = torch.autograd.grad(score, points)
-    return grads
+    logits = module(points)
+    (grads,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), points)
+    return grads, logits.detach()

@@ -57,8 +57,10 @@ def layer_forward(model: LoadedModel, layer: nn.Module, name: str,
 
 def activations_and_gradients(model: LoadedModel, layer: nn.Module, name: str,
                               inputs: torch.Tensor,
-                              target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Layer activations and the gradient of each sample's target logit with respect to them.
+                              target: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Layer activations, the gradient of each sample's target logit with respect to them, and
+    the logits.
 
     One backward of the summed target logits serves the whole batch: in eval mode samples are
     independent, so sample i's gradient only comes from its own logit.
@@ -67,7 +69,7 @@ def activations_and_gradients(model: LoadedModel, layer: nn.Module, name: str,
     logits, acts = layer_forward(model, layer, name, x)
     score = logits.gather(1, target[:, None]).sum()
     (grads,) = torch.autograd.grad(score, acts)
-    return acts.detach(), grads.detach()
+    return acts.detach(), grads.detach(), logits.detach()
 
 
 def to_input_space(heatmap: torch.Tensor, inputs: torch.Tensor, relu: bool,
@@ -104,13 +106,13 @@ class _LayerCAM(BaseExplainer):
             raise XaiError(f"{self.name}: normalize must be one of {', '.join(NORMALIZE)}, "
                            f"not {opts['normalize']!r}")
         name, layer = resolve_layer(model, opts["layer"])
-        heatmap, extras = self.heatmap(model, layer, name, inputs, target, opts)
+        heatmap, extras, logits = self.heatmap(model, layer, name, inputs, target, opts)
         attributions = to_input_space(heatmap, inputs, bool(opts["relu"]), opts["normalize"])
-        return attributions, {"layer": name, "layer_heatmap": heatmap, **extras}
+        return attributions, {"layer": name, "layer_heatmap": heatmap, **extras}, logits
 
     def heatmap(self, model: LoadedModel, layer: nn.Module, name: str, inputs: torch.Tensor,
-                target: torch.Tensor, opts: dict) -> tuple[torch.Tensor, dict]:
-        """``[batch, layer_time]`` map before ReLU and upsampling, plus extras."""
+                target: torch.Tensor, opts: dict) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """``[batch, layer_time]`` map before ReLU and upsampling, extras, and the logits."""
         raise NotImplementedError
 
 
@@ -120,9 +122,9 @@ class GradCAM(_LayerCAM):
     name = "gradcam"
 
     def heatmap(self, model, layer, name, inputs, target, opts):
-        acts, grads = activations_and_gradients(model, layer, name, inputs, target)
+        acts, grads, logits = activations_and_gradients(model, layer, name, inputs, target)
         weights = grads.mean(2, keepdim=True)
-        return (weights * acts).sum(1), {"channel_weights": weights[:, :, 0]}
+        return (weights * acts).sum(1), {"channel_weights": weights[:, :, 0]}, logits
 
 
 class GradCAMPlusPlus(_LayerCAM):
@@ -131,12 +133,12 @@ class GradCAMPlusPlus(_LayerCAM):
     name = "gradcam++"
 
     def heatmap(self, model, layer, name, inputs, target, opts):
-        acts, grads = activations_and_gradients(model, layer, name, inputs, target)
+        acts, grads, logits = activations_and_gradients(model, layer, name, inputs, target)
         g2, g3 = grads.pow(2), grads.pow(3)
         denominator = 2 * g2 + acts.sum(2, keepdim=True) * g3
         alpha = g2 / torch.where(denominator != 0, denominator, torch.ones_like(denominator))
         weights = (alpha * F.relu(grads)).sum(2, keepdim=True)
-        return (weights * acts).sum(1), {"channel_weights": weights[:, :, 0]}
+        return (weights * acts).sum(1), {"channel_weights": weights[:, :, 0]}, logits
 
 
 class CAM(_LayerCAM):
@@ -151,7 +153,7 @@ class CAM(_LayerCAM):
             raise XaiError(f"cam: reduction must be one of {', '.join(REDUCTIONS)}, "
                            f"not {reduction!r}")
         with torch.no_grad():
-            _, acts = layer_forward(model, layer, name, inputs)
+            logits, acts = layer_forward(model, layer, name, inputs)
         if reduction == "mean":
             heatmap = acts.mean(1)
         elif reduction == "median":
@@ -160,4 +162,4 @@ class CAM(_LayerCAM):
             heatmap = acts.amax(1)
         else:
             heatmap = (acts.mean(1) + acts.amax(1)) / 2
-        return heatmap, {"class_independent": True}
+        return heatmap, {"class_independent": True}, logits
