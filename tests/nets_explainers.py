@@ -89,3 +89,15 @@ def inputs(n: int = 6, seq_len: int = 32, n_features: int = 2, seed: int = 1) ->
     t = np.linspace(0, 4 * np.pi, seq_len)[None, :, None]
     phase = rng.uniform(0, np.pi, (n, 1, n_features))
     return (np.sin(t + phase) + 0.2 * rng.standard_normal((n, seq_len, n_features))).astype(np.float32)
+
+
+def small_hybrid(seq_len: int, **loaded_options) -> LoadedModel:
+    """The built-in cnn-lstm-attention hybrid, small and untrained (seed 0), on 2 features, 3 classes."""
+    from xaicore import registry
+
+    torch.manual_seed(0)
+    net = registry.get_model("cnn-lstm-attention")(2, seq_len, 3, cnn_channels=4,
+                                                   lstm_hidden_size=8, lstm_num_layers=1,
+                                                   num_heads=2)
+    return LoadedModel(net, name="cnn-lstm-attention", class_names=["a", "b", "c"],
+                       feature_names=["x", "y"], seq_len=seq_len, **loaded_options)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from nets_explainers import TinyCNN, TinyHybrid, inputs, loaded
+from nets_explainers import small_hybrid, TinyCNN, TinyHybrid, inputs, loaded
 from xai_attention.explainer import rollout, to_input_steps
 from xaicore import registry
 from xaicore.api import explain
@@ -16,11 +16,7 @@ T = 40
 
 @pytest.fixture(scope="module")
 def hybrid() -> LoadedModel:
-    torch.manual_seed(0)
-    net = registry.get_model("cnn-lstm-attention")(2, T, 3, cnn_channels=4, lstm_hidden_size=8,
-                                                   lstm_num_layers=1, num_heads=2)
-    return LoadedModel(net, name="cnn-lstm-attention", class_names=["a", "b", "c"],
-                       feature_names=["x", "y"], seq_len=T)
+    return small_hybrid(T)
 
 
 def test_attention_rows_sum_to_one_and_attributions_are_received_attention(hybrid):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nets_explainers import TinyCNN, TinyHybrid, TinyMLP, inputs, loaded
+from nets_explainers import small_hybrid, TinyCNN, TinyHybrid, TinyMLP, inputs, loaded
 from xaicore import registry
 from xaicore.api import explain
 from xaicore.errors import XaiError
@@ -18,18 +18,18 @@ T = 32
 @pytest.fixture(scope="module")
 def hybrid() -> LoadedModel:
     """The built-in hybrid, small, briefly trained so that its outputs depend on the inputs."""
-    torch.manual_seed(0)
-    net = registry.get_model("cnn-lstm-attention")(2, T, 3, cnn_channels=4, lstm_hidden_size=8,
-                                                   lstm_num_layers=1, num_heads=2)
+    model = small_hybrid(T, mean=[0.1, -0.2], std=[1.0, 2.0])
+    net = model.network
     X = torch.from_numpy(inputs(64, T, seed=11))
     y = (X[:, :8, 0].mean(1) > 0).long() + (X[:, :8, 1].mean(1) > 0).long()
     optimizer = torch.optim.Adam(net.parameters(), lr=0.02)
+    net.train()
     for _ in range(40):
         optimizer.zero_grad()
         torch.nn.functional.cross_entropy(net(X), y).backward()
         optimizer.step()
-    return LoadedModel(net, name="cnn-lstm-attention", class_names=["a", "b", "c"],
-                       feature_names=["x", "y"], seq_len=T, mean=[0.1, -0.2], std=[1.0, 2.0])
+    net.eval()
+    return model
 
 
 def input_gradient(model: LoadedModel, X: np.ndarray, targets) -> np.ndarray:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from nets_explainers import TinyCNN, TinyMLP, inputs, loaded
+from nets_explainers import small_hybrid, TinyCNN, TinyMLP, inputs, loaded
 from xaicore import registry
 from xaicore.api import explain
 from xaicore.errors import XaiError
@@ -16,11 +16,7 @@ T = 40
 
 @pytest.fixture(scope="module")
 def hybrid() -> LoadedModel:
-    torch.manual_seed(0)
-    net = registry.get_model("cnn-lstm-attention")(2, T, 3, cnn_channels=4, lstm_hidden_size=8,
-                                                   lstm_num_layers=1, num_heads=2)
-    return LoadedModel(net, name="cnn-lstm-attention", class_names=["a", "b", "c"],
-                       feature_names=["x", "y"], seq_len=T, mean=[0.1, -0.2], std=[1.0, 2.0])
+    return small_hybrid(T, mean=[0.1, -0.2], std=[1.0, 2.0])
 
 
 def captum_gradcam(model: LoadedModel, layer: str, X: np.ndarray, targets, relu: bool) -> np.ndarray:
