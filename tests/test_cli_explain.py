@@ -104,3 +104,13 @@ def test_true_class_results_sit_beside_predicted_ones_for_misclassified_samples(
     assert wrong[2:].all() and len(predicted.sample_ids) > 2  # the fixture's model errs on some
     np.testing.assert_array_equal(true.targets, true.labels)
     assert (true.targets[wrong] != predicted.targets[wrong]).all()
+
+
+def test_true_class_run_draws_the_misclassification_view(run):
+    base = ["explain", "--run", run, "--method", "saliency", "--samples", "misclassified"]
+    assert xai(*base).exit_code == 0
+    result = xai(*base, "--target", "true")
+    assert result.exit_code == 0, result.output
+    figures = run / "explanations" / "figures"
+    manifest = (figures / "manifest.json").read_text()
+    assert "misclassified" in manifest, manifest[:500]

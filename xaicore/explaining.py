@@ -121,11 +121,32 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
                        f"{time.perf_counter() - start:6.2f} s  -> {path}", err=True)
             run_results.append(explanation)
         if figures:
-            render_figures(run_results, out_dir / "figures")
+            render_figures(run_results + counterparts(run_results, out_dir, target),
+                           out_dir / "figures")
         results += run_results
     if len(runs) > 1:
         write_comparison(results, out)
     return results
+
+
+def counterparts(explanations: list[Explanation], out_dir: Path, target) -> list[Explanation]:
+    """Earlier results of the same methods for other targets (``gradcam.npz`` beside
+    ``gradcam@true.npz``), so renderers can set predicted- and true-class maps side by side."""
+    found = []
+    for e in explanations:
+        own = f"{result_name(e.method, target)}.npz"
+        for path in sorted(out_dir.glob(f"{glob_escape(e.method)}*.npz")):
+            stem = path.stem
+            if path.name != own and (stem == e.method or stem.startswith(f"{e.method}@")):
+                try:
+                    found.append(Explanation.load(path))
+                except XaiError as exc:
+                    click.echo(f"warning: {exc}", err=True)
+    return found
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def render_figures(explanations: list[Explanation], out_dir: Path) -> None:
