@@ -5,15 +5,16 @@ of the summed target logits with respect to the input (what saliency needs, noth
 Integrated gradients is compared with ``n_steps`` such passes. Methods and references are
 interleaved within each repetition and medians are taken, so machine noise hits all alike.
 ``attribute`` times the explainer's own work; ``explain`` adds what every method pays in
-``BaseExplainer.explain`` (one no-grad forward for the probabilities stored in the Explanation).
+``BaseExplainer.explain`` (building the Explanation; explainers hand back the logits of their own
+forward pass, so no extra forward is needed).
 
 Usage: .venv/bin/python benchmarks/explainer_speed.py [--repeats 7] [--batch 64] [--threads N]
 GunPoint-shaped input [64, 150, 1]; untrained weights (timing does not depend on training).
 
 Measured 2026-11-23 on the 2-core dev machine while it was quiet (2 threads, 7 repeats; plain
-pass 18.8 ms), attribute / explain ratios: saliency 1.02 / 1.41, input-x-gradient 1.01 / 1.40,
-gradcam 0.96 / 1.32, gradcam++ 0.98 / 1.37, cam 0.38 / 0.74, attention 0.38 / 0.75,
-integrated-gradients (50 steps, vs 50 passes) 1.05 / 1.04, smoothgrad (25 vs 25) 1.04 / 1.03.
+pass 19.6 ms), attribute / explain ratios: saliency 0.92 / 0.98, input-x-gradient 0.91 / 0.95,
+gradcam 0.88 / 0.90, gradcam++ 0.90 / 0.93, cam 0.36 / 0.35, attention 0.34 / 0.34,
+integrated-gradients (50 steps, vs 50 passes) 1.05 / 1.07, smoothgrad (25 vs 25) 1.03 / 1.05.
 Under load (1 thread) the same ordering holds with +-20% noise. Captum's own IntegratedGradients
 was 2.3-3.1x (its gradient of torch.unbind(outputs) over 3200 rows), hence xai_captum.passes.
 """
