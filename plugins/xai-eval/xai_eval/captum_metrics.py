@@ -46,7 +46,9 @@ class InfidelityMetric:
                                 torch.as_tensor(explanation.attributions, device=device),
                                 target=torch.as_tensor(explanation.targets, device=device),
                                 n_perturb_samples=int(opts["n_perturb_samples"]),
-                                max_examples_per_batch=max(1, int(opts["batch_size"]) //
-                                                           int(opts["n_perturb_samples"])),
+                                # captum wants rows per sub-batch between the batch size and
+                                # batch size x n_perturb_samples
+                                max_examples_per_batch=min(max(int(opts["batch_size"]), len(x)),
+                                                           len(x) * int(opts["n_perturb_samples"])),
                                 normalize=True)
         return {"infidelity": float(np.mean(values.float().cpu().numpy()))}
