@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -70,6 +71,26 @@ class Dataset:
     @property
     def seq_len(self) -> int:
         return self.train.X.shape[1]
+
+
+def as_series(values: Any, what: str, n_features: int) -> np.ndarray:
+    """``values`` as a non-empty, finite float32 ``[sample, time, feature]`` array (``[sample,
+    time]`` is accepted when ``n_features`` is 1), or an XaiError naming ``what``."""
+    if hasattr(values, "detach"):  # a torch tensor
+        values = values.detach().cpu().numpy()
+    try:
+        X = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise XaiError(f"{what} must be a numeric [sample, time, feature] array: {exc}") from None
+    if X.ndim == 2 and n_features == 1:
+        X = X[:, :, None]
+    if X.ndim != 3:
+        raise XaiError(f"{what} must be [sample, time, feature] with {n_features} feature(s); got "
+                       f"shape {X.shape}")
+    if X.shape[0] == 0:
+        raise XaiError(f"{what} holds no samples")
+    check_finite(X, what)
+    return X
 
 
 def check_finite(X: np.ndarray, what: str) -> None:

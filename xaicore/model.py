@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from . import registry
-from .data import check_finite
+from .data import as_series
 from .errors import XaiError
 
 CHECKPOINT = "checkpoint.pt"
@@ -99,17 +99,7 @@ class LoadedModel:
 
     def check_inputs(self, inputs: Any) -> np.ndarray:
         """Inputs as float32 ``[batch, time, feature]``, or an XaiError saying what is wrong."""
-        if isinstance(inputs, torch.Tensor):
-            inputs = inputs.detach().cpu().numpy()
-        try:
-            X = np.asarray(inputs, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise XaiError(f"inputs must be numeric [batch, time, feature] arrays: {exc}") from None
-        if X.ndim == 2 and self.n_features == 1:
-            X = X[:, :, None]
-        if X.ndim != 3:
-            raise XaiError(f"inputs must be [batch, time, feature]; got shape {X.shape} for model "
-                           f"{self.name!r} with {self.n_features} feature(s)")
+        X = as_series(inputs, f"inputs for model {self.name!r}", self.n_features)
         if X.shape[2] != self.n_features:
             raise XaiError(f"inputs have {X.shape[2]} feature(s) per time step but model "
                            f"{self.name!r} was trained on {self.n_features} "
@@ -117,9 +107,6 @@ class LoadedModel:
         if self.seq_len is not None and X.shape[1] != self.seq_len:
             raise XaiError(f"inputs have {X.shape[1]} time steps but model {self.name!r} was "
                            f"trained on series of length {self.seq_len}")
-        if X.shape[0] == 0:
-            raise XaiError("inputs hold no samples")
-        check_finite(X, "inputs")
         return X
 
     @torch.no_grad()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.data import check_finite
+from xaicore.data import as_series
 from xaicore.errors import XaiError
 from xaicore.explainer import BaseExplainer
 from xaicore.model import LoadedModel
@@ -136,20 +136,10 @@ def select_background(background: Any, inputs: torch.Tensor, size: Any,
     if background is None:
         raise XaiError("shap needs background data: pass background=<train inputs [n, time, "
                        "feature]> (xai explain passes the run's train split)")
-    if isinstance(background, torch.Tensor):
-        background = background.detach().cpu().numpy()
-    try:
-        X = np.asarray(background, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise XaiError(f"shap background must be a numeric [n, time, feature] array: {exc}") from None
-    if X.ndim == 2 and inputs.shape[2] == 1:
-        X = X[:, :, None]
-    if X.ndim != 3 or X.shape[1:] != tuple(inputs.shape[1:]):
+    X = as_series(background, "shap background", inputs.shape[2])
+    if X.shape[1:] != tuple(inputs.shape[1:]):
         raise XaiError(f"shap background must be [n, time, feature] like the inputs "
                        f"(n, {inputs.shape[1]}, {inputs.shape[2]}); got shape {X.shape}")
-    if len(X) == 0:
-        raise XaiError("shap background holds no samples")
-    check_finite(X, "shap background")
     size = _integer(size, "background_size", minimum=1)
     chosen = np.arange(len(X))
     if len(X) > size:
