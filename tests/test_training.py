@@ -51,7 +51,8 @@ def rows(path: Path) -> list[dict]:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+    return [p.name for p in folder.iterdir()
+            if ".partial-" in p.name or ".old-" in p.name or p.name.startswith(".xai-")]
 
 
 # --- the shared GunPoint run ----------------------------------------------------------------
@@ -177,13 +178,20 @@ def test_same_seed_gives_the_same_weights_and_metrics(tmp_path):
 def test_existing_run_needs_force_and_is_replaced_whole(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "old.txt").write_text("keep me unless forced")
+    (run / "old.txt").write_text("not written by xai")
     with pytest.raises(XaiError, match="--force"):
         small_train(tmp_path)
-    assert (run / "old.txt").exists()
-    small_train(tmp_path, force=True)
-    assert not (run / "old.txt").exists() and (run / "checkpoint.pt").is_file()
-    assert leftovers(tmp_path) == []
+    with pytest.raises(XaiError, match="not an xai run"):  # --force replaces runs only
+        small_train(tmp_path, force=True)
+    assert (run / "old.txt").exists() and not (run / "checkpoint.pt").exists()
+    (run / "old.txt").unlink()
+    small_train(tmp_path)
+    first = (run / "checkpoint.pt").read_bytes()
+    with pytest.raises(XaiError, match="--force"):
+        small_train(tmp_path, seed=1)
+    small_train(tmp_path, force=True, seed=1)
+    assert (run / "checkpoint.pt").read_bytes() != first
+    assert leftovers(tmp_path) == [] and leftovers(run) == []
 
 
 def test_a_failure_part_way_leaves_nothing(tmp_path, monkeypatch):

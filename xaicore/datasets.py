@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from .errors import XaiError
 
 FILE_SUFFIXES = (".csv", ".npz")
 
+_INTEGER_LIKE = re.compile(r"^([+-]?\d+)\.0*$")
 
 def dataset_spec(name_or_path: str | Path, test: str | Path | None = None, seed: int = 0,
                  test_size: float = 0.25) -> dict:
@@ -58,7 +60,33 @@ def dataset_spec(name_or_path: str | Path, test: str | Path | None = None, seed:
             raise XaiError(f"the test file {test} must have the same format as {path}")
         test = str(test.resolve())
     return {"name": str(path.resolve()), "test": test, "seed": int(seed),
-            "test_size": float(test_size)}
+            "test_size": float(test_size), "sha256": file_sha256(path),
+            "test_sha256": file_sha256(Path(test)) if test else None}
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (stored in the spec, so a changed dataset file is noticed)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_unchanged(path: Path, expected: Any) -> None:
+    """Refuse a dataset file whose content differs from the hash stored at training time."""
+    if expected and file_sha256(path) != expected:
+        raise XaiError(f"dataset file {path} changed since the model was trained (sha256 differs); "
+                       f"restore the original file or train again")
+
+
+def label_text(value: Any) -> str:
+    """A label as text, integer-like numbers unified (``1``, ``1.0`` and ``1.00`` are ``"1"``)."""
+    text = str(value).strip()
+    match = _INTEGER_LIKE.match(text)
+    return match.group(1) if match else text
 
 
 def load_dataset(spec: dict) -> Dataset:
@@ -76,6 +104,9 @@ def load_dataset(spec: dict) -> Dataset:
         return dataset
     if not path.is_file():
         raise XaiError(f"no dataset file at {path}")
+    check_unchanged(path, spec.get("sha256"))
+    if spec.get("test"):
+        check_unchanged(Path(spec["test"]), spec.get("test_sha256"))
     reader = read_csv if path.suffix.lower() == ".csv" else read_npz
     X, labels, info, test = reader(path)
     if spec.get("test"):
@@ -89,7 +120,7 @@ def load_dataset(spec: dict) -> Dataset:
     elif test is not None:
         test = (*test, f"{path} (X_test)")
     class_names = info.pop("class_names", None) or class_order(labels)
-    if len(set(map(str, labels))) < 2:
+    if len(set(map(label_text, labels))) < 2:
         raise XaiError(f"{path}: every sample has the label {str(labels[0])!r}; a classifier "
                        f"needs at least two classes")
     y = encode(labels, class_names, str(path))
@@ -106,7 +137,7 @@ def load_dataset(spec: dict) -> Dataset:
 
 def class_order(labels: Any) -> list[str]:
     """Distinct labels as text, sorted numerically when all are numbers ("2" before "10")."""
-    unique = sorted({str(v) for v in np.asarray(labels).ravel()})
+    unique = sorted({label_text(v) for v in np.asarray(labels).ravel()})
     try:
         return sorted(unique, key=float)
     except ValueError:
@@ -116,7 +147,7 @@ def class_order(labels: Any) -> list[str]:
 def encode(labels: np.ndarray, class_names: list[str], where: str) -> np.ndarray:
     """Class indices of ``labels``; a label outside ``class_names`` is an error naming it."""
     index = {c: i for i, c in enumerate(class_names)}
-    text = [str(v) for v in np.asarray(labels).ravel()]
+    text = [label_text(v) for v in np.asarray(labels).ravel()]
     unseen = sorted(set(text) - set(index))
     if unseen:
         raise XaiError(f"{where}: labels {', '.join(map(repr, unseen[:5]))} do not occur in the "
@@ -227,6 +258,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict, tuple | None]:
 def _npz_X(X: np.ndarray, path: Path, key: str) -> np.ndarray:
     if not np.issubdtype(X.dtype, np.number):
         raise XaiError(f"{path}: {key} must be numeric, not {X.dtype}")
+    if np.iscomplexobj(X):
+        raise XaiError(f"{path}: {key} holds complex numbers; store real values (e.g. the magnitude)")
     if X.ndim == 2:
         X = X[:, :, None]
     if X.ndim != 3 or X.shape[0] == 0:

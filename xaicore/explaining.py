@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import time
 from pathlib import Path
 
 import click
 import numpy as np
 
-from . import registry
+from . import files, registry
 from .api import explain, get_explainer
 from .errors import PluginError, XaiError
 from .explanation import Explanation
@@ -45,8 +47,19 @@ def parse_samples(spec: str, n: int, misclassified: list[int] | None = None) -> 
 
 
 def result_name(method: str, target) -> str:
-    """File stem of a result: the method, plus the target unless it is the predicted class."""
-    return method if str(target) == "predicted" else f"{method}@{target}"
+    """File stem of a result: the method, plus the target unless it is the predicted class; both
+    made safe (``--target ../x`` cannot leave the folder)."""
+    stem = files.safe_name(method)
+    return stem if str(target) == "predicted" else f"{stem}@{files.safe_name(target)}"
+
+
+def run_folders(runs: list[Path]) -> list[str]:
+    """One distinct, safe output folder name per run (runs sharing a last name get a path hash)."""
+    resolved = [Path(run).resolve() for run in runs]
+    names = [files.safe_name(r.name or "run") for r in resolved]
+    return [name if names.count(name) == 1
+            else f"{name}-{hashlib.sha256(str(r).encode()).hexdigest()[:8]}"
+            for name, r in zip(names, resolved)]
 
 
 def method_names(requested: tuple[str, ...], model) -> list[str]:
@@ -80,7 +93,8 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
                  out: Path | None, figures: bool, device, force: bool) -> list[Explanation]:
     """Explain the same test samples with every method for every run; return all explanations."""
     prepared = []
-    for run in runs:
+    folders = run_folders(runs)
+    for run, folder in zip(runs, folders):
         model, dataset = load_run_data(run, device)
         wrong = None
         if "misclassified" in samples:
@@ -95,14 +109,26 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
         unknown = sorted(set(options) - set(names))
         if unknown:
             raise XaiError(f"--option names method(s) not being run: {', '.join(unknown)}")
-        out_dir = (out / run.name if len(runs) > 1 else out) if out else run / "explanations"
-        files = [out_dir / f"{result_name(n, target)}.npz" for n in names]
-        existing = [f for f in files if f.exists()]
+        out_dir = (files.inside(out, folder) if len(runs) > 1 else out) if out else run / "explanations"
+        paths = [out_dir / f"{result_name(n, target)}.npz" for n in names]
+        existing = [f for f in paths if f.exists()]
         if existing and not force:
             raise XaiError(f"{existing[0]} exists (and {len(existing) - 1} more); use --force to "
                            "overwrite")
         prepared.append((run, model, dataset, positions, names, out_dir))
 
+    results = []
+    with contextlib.ExitStack() as locks:
+        for out_dir in dict.fromkeys(p[-1] for p in prepared):
+            locks.enter_context(files.run_lock(out_dir, "explaining"))
+        results = _explain_prepared(prepared, options, target, figures)
+    if len(runs) > 1:
+        write_comparison(results, out)
+    return results
+
+
+def _explain_prepared(prepared: list, options: dict, target, figures: bool) -> list[Explanation]:
+    """Compute and save the explanations of every prepared run (under its output folder's lock)."""
     results = []
     for run, model, dataset, positions, names, out_dir in prepared:
         X, y = dataset.test.X[positions], dataset.test.y[positions]
@@ -124,8 +150,6 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
             render_figures(run_results + counterparts(run_results, out_dir, target),
                            out_dir / "figures")
         results += run_results
-    if len(runs) > 1:
-        write_comparison(results, out)
     return results
 
 
@@ -134,10 +158,10 @@ def counterparts(explanations: list[Explanation], out_dir: Path, target) -> list
     ``gradcam@true.npz``), so renderers can set predicted- and true-class maps side by side."""
     found = []
     for e in explanations:
-        own = f"{result_name(e.method, target)}.npz"
-        for path in sorted(out_dir.glob(f"{glob_escape(e.method)}*.npz")):
+        own, method = f"{result_name(e.method, target)}.npz", files.safe_name(e.method)
+        for path in sorted(out_dir.glob(f"{glob_escape(method)}*.npz")):
             stem = path.stem
-            if path.name != own and (stem == e.method or stem.startswith(f"{e.method}@")):
+            if path.name != own and (stem == method or stem.startswith(f"{method}@")):
                 try:
                     found.append(Explanation.load(path))
                 except XaiError as exc:
@@ -179,7 +203,8 @@ def write_comparison(explanations: list[Explanation], out: Path) -> Path:
                              "prediction_agreement": float(np.mean(a.predictions == b.predictions)),
                              "spearman_time_importance": float(np.nanmean(rho))})
     path = out / "comparison.csv"
-    pd.DataFrame(rows).to_csv(path, index=False)
+    with files.atomic_write(path, "w", newline="") as fh:
+        pd.DataFrame(rows).to_csv(fh, index=False)
     click.echo(f"side-by-side comparison -> {path}", err=True)
     return path
 

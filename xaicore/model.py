@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -22,6 +23,21 @@ CHECKPOINT_FORMAT = 1
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The torch device for ``--device`` (cpu, cuda, cuda:N, auto/None); an XaiError otherwise."""
+    if device is None or device == "auto":
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise XaiError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise XaiError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or auto")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise XaiError(f"device {device!r} requested but CUDA is not available here")
+    return dev
 
 
 class Standardize(nn.Module):
@@ -162,7 +178,49 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     if ckpt["format"] != CHECKPOINT_FORMAT:
         raise XaiError(f"{path} has checkpoint format {ckpt['format']!r}; this xai reads "
                        f"format {CHECKPOINT_FORMAT}")
+    problem = checkpoint_problem(ckpt)
+    if problem:
+        raise XaiError(f"{path} is not a valid xai checkpoint: {problem}")
     return ckpt
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def checkpoint_problem(ckpt: dict) -> str | None:
+    """The first field of a checkpoint with a wrong type or value (NaN/inf weights), else None."""
+    if not isinstance(ckpt["model"], str):
+        return f"field 'model' must be a string, not {type(ckpt['model']).__name__}"
+    if not isinstance(ckpt["hyperparameters"], dict) or \
+            not all(isinstance(k, str) for k in ckpt["hyperparameters"]):
+        return "field 'hyperparameters' must be a dict with string keys"
+    if ckpt["seq_len"] is not None and not (_is_int(ckpt["seq_len"]) and ckpt["seq_len"] > 0):
+        return f"field 'seq_len' must be a positive integer or None, not {ckpt['seq_len']!r:.60}"
+    for key in ("class_names", "feature_names"):
+        names = ckpt[key]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            return f"field {key!r} must be a non-empty list of strings"
+    if len(set(ckpt["class_names"])) != len(ckpt["class_names"]):
+        return "field 'class_names' has repeated names"
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        return "field 'state_dict' must be a dict of parameter names to tensors"
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        return f"weights {bad[0]!r} (and {len(bad) - 1} more) hold NaN or infinite values"
+    norm = ckpt.get("normalisation")
+    if norm is not None:
+        n = len(ckpt["feature_names"])
+        if not isinstance(norm, dict) or any(
+                not isinstance(norm.get(k), list) or len(norm[k]) != n
+                or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in norm[k])
+                for k in ("mean", "std")):
+            return f"field 'normalisation' must be {{mean, std}}: {n} finite numbers each"
+    if "dataset" in ckpt and not isinstance(ckpt["dataset"], (dict, str)):
+        return "field 'dataset' must be a dataset spec (dict)"
+    return None
 
 
 def model_from_checkpoint(ckpt: dict, device: Any = None) -> LoadedModel:
@@ -180,7 +238,7 @@ def model_from_checkpoint(ckpt: dict, device: Any = None) -> LoadedModel:
     except RuntimeError as exc:
         raise XaiError(f"checkpoint weights do not fit model {ckpt['model']!r}: "
                        f"{str(exc).splitlines()[0]}") from None
-    return model.to(device or default_device())
+    return model.to(resolve_device(device))
 
 
 def load_run(run_dir: str | Path, device: Any = None) -> LoadedModel:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 
 from .datasets import csv_columns, read_csv
 from .errors import XaiError
+from .files import atomic_write
 from .model import LoadedModel, load_run
 
 
@@ -71,18 +71,11 @@ def predict(run_dir: str | Path, input_path: str | Path, out_path: str | Path,
     names = model.class_names
     fields = ["sample", "predicted"] + (["true", "correct"] if labels is not None else []) + \
         [f"prob_{c}" for c in names]
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.partial-{os.getpid()}")
-    try:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(fields)
-            for i, p in enumerate(probs):
-                predicted = names[int(p.argmax())]
-                truth = [labels[i], int(labels[i] == predicted)] if labels is not None else []
-                writer.writerow([i, predicted, *truth, *(f"{v:.6f}" for v in p)])
-        tmp.replace(out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(out_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        for i, p in enumerate(probs):
+            predicted = names[int(p.argmax())]
+            truth = [labels[i], int(labels[i] == predicted)] if labels is not None else []
+            writer.writerow([i, predicted, *truth, *(f"{v:.6f}" for v in p)])
     return out_path

@@ -14,7 +14,7 @@ from torch import nn
 
 from xaicore.errors import XaiError
 
-from .passes import copies_per_pass, target_gradient
+from .passes import copies_per_pass, rows_that_fit, target_gradient
 
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
@@ -44,8 +44,15 @@ def integrated_gradients(module: nn.Module, inputs: torch.Tensor, baselines: tor
     """
     alphas, weights = path_points(method, n_steps)
     batch = inputs.shape[0]
-    steps_per_pass = copies_per_pass(batch, internal_batch_size, inputs.device,
-                                     "integrated-gradients")
+    fit = rows_that_fit(inputs[0], inputs.device, "integrated-gradients")
+    if batch > fit:  # memory bound: explain fewer samples per pass
+        per_sample = baselines.shape[0] == batch
+        return torch.cat([integrated_gradients(
+            module, inputs[i:i + fit], baselines[i:i + fit] if per_sample else baselines,
+            target[i:i + fit], n_steps, method, internal_batch_size)
+            for i in range(0, batch, fit)])
+    steps_per_pass = min(copies_per_pass(batch, internal_batch_size, inputs.device,
+                                         "integrated-gradients"), max(1, fit // batch))
     diff = (inputs - baselines).detach()
     total = torch.zeros_like(inputs, dtype=torch.float32)
     for start in range(0, n_steps, steps_per_pass):

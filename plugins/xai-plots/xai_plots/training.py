@@ -80,6 +80,15 @@ class TrainingCurves:
         return save(fig, Path(out_dir) / "training_curves", check_formats(formats))
 
 
+MAX_MATRIX_CLASSES = 50
+
+
+def most_confused(matrix: np.ndarray, k: int) -> list[int]:
+    """Indices of the ``k`` classes with the most errors (as true or predicted class), in order."""
+    errors = matrix.sum(0) + matrix.sum(1) - 2 * np.diag(matrix)
+    return sorted(np.argsort(-errors, kind="stable")[:k].tolist())
+
+
 class ConfusionMatrix:
     """Counts of true (rows) against predicted (columns) test classes, with class names."""
 
@@ -104,6 +113,12 @@ class ConfusionMatrix:
         matrix = np.zeros((len(names), len(names)), dtype=int)
         for t, p in zip(true, pred):
             matrix[index[t], index[p]] += 1
+        accuracy, n = np.trace(matrix) / max(matrix.sum(), 1), matrix.sum()
+        shown = ""
+        if len(names) > MAX_MATRIX_CLASSES:  # thousands of cells are unreadable: the most confused
+            keep = most_confused(matrix, MAX_MATRIX_CLASSES)
+            matrix, names = matrix[np.ix_(keep, keep)], [names[i] for i in keep]
+            shown = f", the {len(keep)} most confused of {len(index)} classes"
         size = min(4 + 0.6 * len(names), 16)
         fig, ax = plt.subplots(figsize=(size + 1.5, size))
         labels = [text(n) for n in names]
@@ -111,7 +126,6 @@ class ConfusionMatrix:
                     xticklabels=labels, yticklabels=labels, square=True)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
-        accuracy = np.trace(matrix) / max(matrix.sum(), 1)
-        ax.set_title(f"Confusion matrix, test split (accuracy {accuracy:.3f}, n={matrix.sum()})")
+        ax.set_title(f"Confusion matrix, test split (accuracy {accuracy:.3f}, n={n}{shown})")
         fig.tight_layout()
         return save(fig, Path(out_dir) / "confusion_matrix", check_formats(formats))
