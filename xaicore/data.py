@@ -19,7 +19,7 @@ class DataSplit:
 
     def __post_init__(self) -> None:
         if np.iscomplexobj(self.X):
-            raise XaiError("a data split holds complex numbers; pass real values")
+            raise XaiError("data must hold real numbers; complex values are refused")
         self.X = np.asarray(self.X, dtype=np.float32)
         if self.X.ndim == 2:
             self.X = self.X[:, :, None]
@@ -81,7 +81,8 @@ def as_series(values: Any, what: str, n_features: int) -> np.ndarray:
     if hasattr(values, "detach"):  # a torch tensor
         values = values.detach().cpu().numpy()
     if np.iscomplexobj(values):
-        raise XaiError(f"{what} holds complex numbers; pass real values (e.g. the magnitude)")
+        raise XaiError(f"{what} must hold real numbers; complex values are refused (explain the "
+                       f"real and imaginary parts as two features instead)")
     try:
         X = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError) as exc:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,10 @@ import numpy as np
 from . import registry
 from .data import Dataset, DataSplit
 from .errors import XaiError
+from .files import file_digest
 
 FILE_SUFFIXES = (".csv", ".npz")
 
-_INTEGER_LIKE = re.compile(r"^([+-]?\d+)\.0*$")
 
 def dataset_spec(name_or_path: str | Path, test: str | Path | None = None, seed: int = 0,
                  test_size: float = 0.25) -> dict:
@@ -59,34 +58,20 @@ def dataset_spec(name_or_path: str | Path, test: str | Path | None = None, seed:
         if test.suffix.lower() != path.suffix.lower():
             raise XaiError(f"the test file {test} must have the same format as {path}")
         test = str(test.resolve())
-    return {"name": str(path.resolve()), "test": test, "seed": int(seed),
-            "test_size": float(test_size), "sha256": file_sha256(path),
-            "test_sha256": file_sha256(Path(test)) if test else None}
+    spec = {"name": str(path.resolve()), "test": test, "seed": int(seed),
+            "test_size": float(test_size), "sha256": file_digest(path)}
+    if test is not None:
+        spec["test_sha256"] = file_digest(test)
+    return spec
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes (stored in the spec, so a changed dataset file is noticed)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def check_unchanged(path: Path, expected: Any) -> None:
-    """Refuse a dataset file whose content differs from the hash stored at training time."""
-    if expected and file_sha256(path) != expected:
-        raise XaiError(f"dataset file {path} changed since the model was trained (sha256 differs); "
-                       f"restore the original file or train again")
-
-
-def label_text(value: Any) -> str:
-    """A label as text, integer-like numbers unified (``1``, ``1.0`` and ``1.00`` are ``"1"``)."""
-    text = str(value).strip()
-    match = _INTEGER_LIKE.match(text)
-    return match.group(1) if match else text
+def check_unchanged(spec: dict) -> None:
+    """Refuse a dataset file whose bytes differ from those the run was trained on."""
+    for key, digest_key in (("name", "sha256"), ("test", "test_sha256")):
+        if spec.get(digest_key) and spec.get(key) and Path(spec[key]).is_file() \
+                and file_digest(spec[key]) != spec[digest_key]:
+            raise XaiError(f"{spec[key]} has changed since the run was trained on it (its sha256 "
+                           f"differs); restore the original file or train a new run on this one")
 
 
 def load_dataset(spec: dict) -> Dataset:
@@ -104,11 +89,12 @@ def load_dataset(spec: dict) -> Dataset:
         return dataset
     if not path.is_file():
         raise XaiError(f"no dataset file at {path}")
-    check_unchanged(path, spec.get("sha256"))
-    if spec.get("test"):
-        check_unchanged(Path(spec["test"]), spec.get("test_sha256"))
+    check_unchanged(spec)
     reader = read_csv if path.suffix.lower() == ".csv" else read_npz
     X, labels, info, test = reader(path)
+    labels = label_texts(labels)
+    if test is not None:
+        test = (test[0], label_texts(test[1]))
     if spec.get("test"):
         if test is not None:
             raise XaiError(f"{path} already holds a test split (X_test); do not pass a test file")
@@ -116,11 +102,11 @@ def load_dataset(spec: dict) -> Dataset:
         if X_test.shape[1:] != X.shape[1:]:
             raise XaiError(f"test file {spec['test']} has samples of shape {X_test.shape[1:]} "
                            f"(time, feature) but {path} has {X.shape[1:]}")
-        test = (X_test, labels_test, spec["test"])
+        test = (X_test, label_texts(labels_test), spec["test"])
     elif test is not None:
         test = (*test, f"{path} (X_test)")
     class_names = info.pop("class_names", None) or class_order(labels)
-    if len(set(map(label_text, labels))) < 2:
+    if len(set(map(str, labels))) < 2:
         raise XaiError(f"{path}: every sample has the label {str(labels[0])!r}; a classifier "
                        f"needs at least two classes")
     y = encode(labels, class_names, str(path))
@@ -135,9 +121,23 @@ def load_dataset(spec: dict) -> Dataset:
     return Dataset(path.stem, train, held_out, class_names, feature_names or [], info)
 
 
+def label_texts(labels: Any) -> np.ndarray:
+    """Labels as text, with integer-valued numbers written one way (``1``, ``1.0`` -> ``"1"``)."""
+    out = []
+    for value in np.asarray(labels).ravel():
+        text = str(value).strip()
+        try:
+            number = float(text)
+        except ValueError:
+            out.append(text)
+            continue
+        out.append(str(int(number)) if math.isfinite(number) and number == int(number) else text)
+    return np.array(out)
+
+
 def class_order(labels: Any) -> list[str]:
     """Distinct labels as text, sorted numerically when all are numbers ("2" before "10")."""
-    unique = sorted({label_text(v) for v in np.asarray(labels).ravel()})
+    unique = sorted({str(v) for v in np.asarray(labels).ravel()})
     try:
         return sorted(unique, key=float)
     except ValueError:
@@ -147,7 +147,7 @@ def class_order(labels: Any) -> list[str]:
 def encode(labels: np.ndarray, class_names: list[str], where: str) -> np.ndarray:
     """Class indices of ``labels``; a label outside ``class_names`` is an error naming it."""
     index = {c: i for i, c in enumerate(class_names)}
-    text = [label_text(v) for v in np.asarray(labels).ravel()]
+    text = [str(v) for v in np.asarray(labels).ravel()]
     unseen = sorted(set(text) - set(index))
     if unseen:
         raise XaiError(f"{where}: labels {', '.join(map(repr, unseen[:5]))} do not occur in the "
@@ -256,10 +256,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict, tuple | None]:
 
 
 def _npz_X(X: np.ndarray, path: Path, key: str) -> np.ndarray:
-    if not np.issubdtype(X.dtype, np.number):
-        raise XaiError(f"{path}: {key} must be numeric, not {X.dtype}")
-    if np.iscomplexobj(X):
-        raise XaiError(f"{path}: {key} holds complex numbers; store real values (e.g. the magnitude)")
+    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise XaiError(f"{path}: {key} must hold real numbers, not {X.dtype}")
     if X.ndim == 2:
         X = X[:, :, None]
     if X.ndim != 3 or X.shape[0] == 0:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import os
 import time
 from pathlib import Path
 
 import click
 import numpy as np
 
-from . import files, registry
+from . import registry
 from .api import explain, get_explainer
 from .errors import PluginError, XaiError
 from .explanation import Explanation
+from .files import atomic_open, clean_stale, safe_name
 from .model import load_checkpoint, model_from_checkpoint
 
 
@@ -48,18 +49,18 @@ def parse_samples(spec: str, n: int, misclassified: list[int] | None = None) -> 
 
 def result_name(method: str, target) -> str:
     """File stem of a result: the method, plus the target unless it is the predicted class; both
-    made safe (``--target ../x`` cannot leave the folder)."""
-    stem = files.safe_name(method)
-    return stem if str(target) == "predicted" else f"{stem}@{files.safe_name(target)}"
+    made safe, so any class name stays a plain file name inside the output folder."""
+    stem = safe_name(method, "method")
+    return stem if str(target) == "predicted" else f"{stem}@{safe_name(str(target), 'target')}"
 
 
 def run_folders(runs: list[Path]) -> list[str]:
-    """One distinct, safe output folder name per run (runs sharing a last name get a path hash)."""
-    resolved = [Path(run).resolve() for run in runs]
-    names = [files.safe_name(r.name or "run") for r in resolved]
-    return [name if names.count(name) == 1
-            else f"{name}-{hashlib.sha256(str(r).encode()).hexdigest()[:8]}"
-            for name, r in zip(names, resolved)]
+    """One distinct, safe output folder name per run: its folder name, with a hash of its full
+    path where several runs share a name (``a/gp`` and ``b/gp``)."""
+    names = [safe_name(Path(os.path.abspath(run)).name, "run") for run in runs]
+    return [name if names.count(name) == 1 else
+            f"{name}-{hashlib.sha1(str(Path(run).resolve()).encode()).hexdigest()[:8]}"
+            for name, run in zip(names, runs)]
 
 
 def method_names(requested: tuple[str, ...], model) -> list[str]:
@@ -86,6 +87,9 @@ def load_run_data(run: Path, device=None):
     from .datasets import load_dataset
 
     ckpt = load_checkpoint(run / "checkpoint.pt")
+    if "dataset" not in ckpt:
+        raise XaiError(f"the checkpoint of {run} names no dataset, so it has no test split to "
+                       f"explain; use xaicore.explain() with your own inputs")
     return model_from_checkpoint(ckpt, device), load_dataset(ckpt["dataset"])
 
 
@@ -93,8 +97,7 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
                  out: Path | None, figures: bool, device, force: bool) -> list[Explanation]:
     """Explain the same test samples with every method for every run; return all explanations."""
     prepared = []
-    folders = run_folders(runs)
-    for run, folder in zip(runs, folders):
+    for run, folder in zip(runs, run_folders(runs)):
         model, dataset = load_run_data(run, device)
         wrong = None
         if "misclassified" in samples:
@@ -109,26 +112,15 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
         unknown = sorted(set(options) - set(names))
         if unknown:
             raise XaiError(f"--option names method(s) not being run: {', '.join(unknown)}")
-        out_dir = (files.inside(out, folder) if len(runs) > 1 else out) if out else run / "explanations"
-        paths = [out_dir / f"{result_name(n, target)}.npz" for n in names]
-        existing = [f for f in paths if f.exists()]
+        out_dir = (out / folder if len(runs) > 1 else out) if out else run / "explanations"
+        clean_stale(out_dir)
+        files = [out_dir / f"{result_name(n, target)}.npz" for n in names]
+        existing = [f for f in files if f.exists()]
         if existing and not force:
             raise XaiError(f"{existing[0]} exists (and {len(existing) - 1} more); use --force to "
                            "overwrite")
         prepared.append((run, model, dataset, positions, names, out_dir))
 
-    results = []
-    with contextlib.ExitStack() as locks:
-        for out_dir in dict.fromkeys(p[-1] for p in prepared):
-            locks.enter_context(files.run_lock(out_dir, "explaining"))
-        results = _explain_prepared(prepared, options, target, figures)
-    if len(runs) > 1:
-        write_comparison(results, out)
-    return results
-
-
-def _explain_prepared(prepared: list, options: dict, target, figures: bool) -> list[Explanation]:
-    """Compute and save the explanations of every prepared run (under its output folder's lock)."""
     results = []
     for run, model, dataset, positions, names, out_dir in prepared:
         X, y = dataset.test.X[positions], dataset.test.y[positions]
@@ -150,6 +142,8 @@ def _explain_prepared(prepared: list, options: dict, target, figures: bool) -> l
             render_figures(run_results + counterparts(run_results, out_dir, target),
                            out_dir / "figures")
         results += run_results
+    if len(runs) > 1:
+        write_comparison(results, out)
     return results
 
 
@@ -158,10 +152,10 @@ def counterparts(explanations: list[Explanation], out_dir: Path, target) -> list
     ``gradcam@true.npz``), so renderers can set predicted- and true-class maps side by side."""
     found = []
     for e in explanations:
-        own, method = f"{result_name(e.method, target)}.npz", files.safe_name(e.method)
-        for path in sorted(out_dir.glob(f"{glob_escape(method)}*.npz")):
+        own, stem_of_method = f"{result_name(e.method, target)}.npz", result_name(e.method, "predicted")
+        for path in sorted(out_dir.glob(f"{glob_escape(stem_of_method)}*.npz")):
             stem = path.stem
-            if path.name != own and (stem == method or stem.startswith(f"{method}@")):
+            if path.name != own and (stem == stem_of_method or stem.startswith(f"{stem_of_method}@")):
                 try:
                     found.append(Explanation.load(path))
                 except XaiError as exc:
@@ -203,8 +197,8 @@ def write_comparison(explanations: list[Explanation], out: Path) -> Path:
                              "prediction_agreement": float(np.mean(a.predictions == b.predictions)),
                              "spearman_time_importance": float(np.nanmean(rho))})
     path = out / "comparison.csv"
-    with files.atomic_write(path, "w", newline="") as fh:
-        pd.DataFrame(rows).to_csv(fh, index=False)
+    with atomic_open(path, "w", newline="") as handle:
+        pd.DataFrame(rows).to_csv(handle, index=False)
     click.echo(f"side-by-side comparison -> {path}", err=True)
     return path
 

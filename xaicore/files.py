@@ -1,13 +1,15 @@
-"""Safe writes: atomic replace, stale-temporary cleanup, safe file names, run lock and run marker.
+"""Writing files without losing any: atomic replacement, stale temporaries, locks, safe names.
 
-Every file xai writes goes to a sibling temporary named ``.xai-tmp-<pid>-<random>-<name>`` and is
-renamed into place, so a final name never holds half a file; temporaries of dead processes are
-removed by the next command that writes into the same folder.
+Every file xai writes goes to a sibling temporary with a unique name (``.NAME.tmp-PID-RANDOM``) and
+is renamed over the final name only when complete, so a reader never sees half a file and two
+writers never share a temporary. A process killed mid-write leaves its temporary behind; the next
+xai command in that folder removes the temporaries of processes that no longer run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -19,42 +21,67 @@ from typing import IO, Iterator
 
 from .errors import XaiError
 
-TMP_PREFIX = ".xai-tmp-"
-LOCK = ".xai-lock"
-MARKER = "xai-run.json"
-MAX_NAME = 120
-_TMP = re.compile(r"^\.xai-tmp-(\d+)-")
-_LEGACY_PARTIAL = re.compile(r"^\..+\.(?:partial|old)-(\d+)$")
-_UNSAFE = re.compile(r"[^\w.@:+=,-]+")
+_TEMP = re.compile(r"^\..+\.(?:tmp|partial|old)-(\d+)(?:-[0-9a-f]+)?$")
+LOCK = ".xai.lock"
+MAX_NAME = 80
+
+
+def temp_sibling(path: Path, kind: str = "tmp") -> Path:
+    """A unique hidden name beside ``path`` that marks this process as its writer."""
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path`` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
+    """``open`` for writing whose result appears under ``path`` only once it is complete."""
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
+        yield handle
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) atomically."""
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return Path(path)
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with ``pid`` exists on this machine."""
     if pid <= 0:
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # another user's live process
         return True
     return True
 
 
-def temp_name(name: str) -> str:
-    """A sibling temporary name unique to this process and call."""
-    return f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{name}"[:200]
-
-
 def clean_stale(folder: str | Path) -> list[Path]:
-    """Remove temporaries (and old ``.NAME.partial-PID`` folders) left by dead processes."""
+    """Remove temporaries left in ``folder`` by xai processes that no longer run."""
     folder = Path(folder)
     removed = []
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():
-        match = _TMP.match(entry.name) or _LEGACY_PARTIAL.match(entry.name)
-        if match and not pid_alive(int(match.group(1))):
+        match = _TEMP.match(entry.name)
+        if match and int(match[1]) != os.getpid() and not pid_alive(int(match[1])):
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
@@ -64,105 +91,73 @@ def clean_stale(folder: str | Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb", **open_args) -> Iterator[IO]:
-    """Open a sibling temporary for writing; on success it replaces ``path``, on error it is removed."""
-    path = Path(path)
-    if path.is_dir():
-        raise XaiError(f"{path} is a directory; give a file name to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(path.parent)
-    tmp = path.with_name(temp_name(path.name))
-    try:
-        with open(tmp, mode, **open_args) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def locked(folder: str | Path, what: str) -> Iterator[None]:
+    """Hold ``folder``'s lock while ``what`` runs; a second holder is refused, naming the first.
 
-
-def write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_write(path, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    return Path(path)
-
-
-def safe_name(text: object, max_len: int = MAX_NAME) -> str:
-    """A file-name component for user or data text: no separators, no ``..``, no NUL, bounded length.
-
-    Unsafe characters become ``_``; a name that had to change (or was cut) gets a short hash of the
-    original so two different texts never share a file.
+    The lock is a file holding the holder's pid; the lock of a process that no longer runs is taken
+    over.
     """
-    original = str(text)
-    name = unicodedata.normalize("NFKC", original)
-    name = _UNSAFE.sub("_", name).strip("._") or "_"
-    if name != original or len(name) > max_len:
-        import hashlib
-
-        digest = hashlib.sha256(original.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-        name = f"{name[:max_len - 9]}-{digest}"
-    return name
-
-
-def inside(folder: str | Path, name: str) -> Path:
-    """``folder / name``, refused when it would leave ``folder``."""
-    folder = Path(folder)
-    path = folder / name
-    if Path(os.path.normpath(path)).parent != Path(os.path.normpath(folder)):
-        raise XaiError(f"file name {name!r} would leave {folder}")
-    return path
-
-
-@contextlib.contextmanager
-def run_lock(folder: str | Path, what: str = "writing") -> Iterator[None]:
-    """Hold ``folder/.xai-lock`` (with this pid) while writing; another live holder is refused."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK
-    for _ in range(3):
+    for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            try:
-                holder = int(lock.read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                holder = -1
-            if holder == os.getpid() or pid_alive(holder):
-                raise XaiError(f"{folder} is in use by another xai process (pid {holder}); wait for "
-                               f"it to finish, or remove {lock} if no xai is running") from None
-            lock.unlink(missing_ok=True)  # a dead holder's lock is taken over
+            holder = _lock_holder(lock)
+            if holder is not None and pid_alive(holder) and holder != os.getpid():
+                raise XaiError(f"{folder} is in use by another xai process (pid {holder}); wait "
+                               f"for it to finish, or remove {lock} if that process is gone") from None
+            lock.unlink(missing_ok=True)  # the holder died: take the lock over
             continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"{os.getpid()} {what}\n")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps({"pid": os.getpid(), "what": what}))
         break
     else:
         raise XaiError(f"could not take the lock {lock}")
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        if _lock_holder(lock) == os.getpid():
+            lock.unlink(missing_ok=True)
 
 
-def is_run(folder: str | Path) -> bool:
-    """Whether ``folder`` is a run directory xai wrote (it has the marker or a checkpoint)."""
-    folder = Path(folder)
-    return (folder / MARKER).is_file() or (folder / "checkpoint.pt").is_file()
-
-
-def read_marker(folder: str | Path) -> list[str]:
-    """The files the run's marker says xai wrote (empty when there is none or it is unreadable)."""
+def _lock_holder(lock: Path) -> int | None:
     try:
-        files = json.loads((Path(folder) / MARKER).read_text())["files"]
+        return int(json.loads(lock.read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
-        return []
-    return [f for f in files if isinstance(f, str)]
+        return None
 
 
-def write_marker(folder: str | Path, files: list[str]) -> None:
-    """Record the files xai wrote into run ``folder``."""
-    write_text(Path(folder) / MARKER,
-               json.dumps({"xai_run": 1, "files": sorted(set(files))}, indent=2) + "\n")
+def safe_name(text: str, fallback: str = "item") -> str:
+    """A file name made from user or data text that stays inside its folder.
 
+    Path separators, NUL and control characters, leading dots and ``..`` cannot survive; letters
+    of any script, digits and ``_ . + - @ =`` are kept; names that had to change, or that are
+    longer than ``MAX_NAME``, get a short hash of the original so that distinct texts never collide.
+    """
+    text = str(text)
+    normal = unicodedata.normalize("NFC", text)
+    safe = "".join(c if (c.isalnum() or c in "_.+-@=") else "_" for c in normal)
+    safe = re.sub(r"_+", "_", safe).strip("._") or fallback
+    if safe != text or len(safe) > MAX_NAME:
+        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        safe = f"{safe[:MAX_NAME - 9]}-{digest}"
+    return safe
+
+
+def inside(folder: Path, name: str) -> Path:
+    """``folder / name``, refusing any name that would leave ``folder``."""
+    path = folder / name
+    if Path(os.path.normpath(path)).parent != Path(os.path.normpath(folder)) or name in ("", ".", ".."):
+        raise XaiError(f"{name!r} is not a plain file name")
+    return path
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

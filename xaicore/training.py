@@ -2,16 +2,15 @@
 
 The recipe is the seed's (Adam, StepLR dividing the rate by 10 every third of the epochs,
 cross-entropy) unless the network class overrides parts of it in ``training_defaults``; explicit
-arguments override both. Everything is written into a uniquely named temporary directory inside
-``out`` (under the run lock) and each file renamed into place at the end, so a failed or
-interrupted run leaves no half file; ``--force`` replaces only an xai run (see ``xaicore.files``).
+arguments override both. Everything is written into a temporary folder inside ``out`` and moved
+into place file by file at the end (``runs.install_training``), so a failed or interrupted run
+leaves the previous files as they were; files xai did not write are never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -22,10 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import files, registry
+from . import registry, runs
 from .data import Dataset
 from .datasets import load_dataset
 from .errors import PluginError, UnknownNameError, XaiError
+from .files import temp_sibling
 from .model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, load_checkpoint, resolve_device
 
 # The seed script's recipe; a network class may override keys in its ``training_defaults``.
@@ -68,22 +68,6 @@ def deterministic(seed: int, threads: int | None = None) -> Iterator[None]:
         torch.use_deterministic_algorithms(was, warn_only=was_warn)
         torch.set_num_threads(was_threads)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
-
-
-def check_seed(seed: Any) -> int:
-    """``seed`` as an int in 0..2**32-1, else an XaiError."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**32 - 1:
-        raise XaiError(f"--seed must be an integer from 0 to {2**32 - 1}, not {seed!r}")
-    return seed
-
-
-def check_threads(threads: Any) -> int | None:
-    """``threads`` as None (torch's setting) or a positive int, else an XaiError."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or not 1 <= threads <= 4096):
-        raise XaiError(f"--threads must be a positive integer (0 for torch's default), "
-                       f"not {threads!r}")
-    return threads
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, recipe: dict, steps_per_epoch: int):
@@ -145,9 +129,6 @@ def train(dataset_spec: dict | None, model: str | None, out: str | Path, *, epoc
     thread, several times faster on a shared machine; None keeps torch's setting).
     """
     out = Path(out)
-    seed, threads, dev = check_seed(seed), check_threads(threads), resolve_device(device)
-    if out.exists() and not out.is_dir():
-        raise XaiError(f"{out} exists and is not a directory")
     previous = None
     if resume:
         previous = load_checkpoint(out / CHECKPOINT)
@@ -160,46 +141,23 @@ def train(dataset_spec: dict | None, model: str | None, out: str | Path, *, epoc
         recipe_overrides = {**{k: v for k, v in previous["training"].items() if k in SEED_RECIPE},
                             "epochs": epochs}
     else:
+        runs.check_replaceable(out, force)
         recipe_overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
     if not model or not dataset_spec:
         raise XaiError("train needs a model name and a dataset spec (or resume=True)")
     if params is not None and not isinstance(params, dict):
         raise XaiError(f"params must be a dict of network parameters, not {type(params).__name__}")
-    if not resume and out.is_dir():
-        _check_replaceable(out, force)  # before any work; again under the lock
     cls = registry.get_model(model)
     recipe = recipe_for(cls, **recipe_overrides)
+    dev = resolve_device(device)
     dataset = load_dataset(dataset_spec)
     if previous and recipe["epochs"] <= previous["epoch"]:
         raise XaiError(f"{out} already trained {previous['epoch']} epochs; resume needs --epochs "
                        f"above that")
 
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        metrics = _train_locked(out, resume, force, seed, threads, dataset, dataset_spec, model,
-                                cls, params, recipe, dev, progress, previous)
-    except BaseException:
-        if created and not any(out.iterdir()):
-            out.rmdir()  # a failed first run leaves no empty folder behind
-        raise
-
-    _log(progress, f"{model} on {dataset.name}: test accuracy {metrics['test_accuracy']:.4f}, "
-                   f"train accuracy {metrics['train_accuracy']:.4f}, {metrics['seconds']:.1f} s "
-                   f"-> {out}")
-    return metrics
-
-
-def _train_locked(out: Path, resume: bool, force: bool, seed: int, threads: int | None,
-                  dataset: Dataset, dataset_spec: dict, model: str, cls: type, params: dict | None,
-                  recipe: dict, dev: torch.device, progress: bool, previous: dict | None) -> dict:
-    """Train into a temporary inside ``out`` under the run lock and install the files."""
-    with files.run_lock(out, "training"):
-        if not resume:
-            _check_replaceable(out, force)
-        files.clean_stale(out)
-        files.clean_stale(out.parent)
-        tmp = out / files.temp_name("train")
+    with runs.run_lock(out, "xai train"):
+        tmp = temp_sibling(out / "training", "partial")
         tmp.mkdir()
         try:
             with deterministic(seed, threads):
@@ -207,58 +165,17 @@ def _train_locked(out: Path, resume: bool, force: bool, seed: int, threads: int 
                                tmp, progress, previous)
             _render(tmp, metrics, progress)
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-            _install(tmp, out, replace_results=not resume)
-        finally:
+            runs.install_training(tmp, out, keep_results=resume)
+        except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if created:
+                runs.remove_if_empty(out)
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    _log(progress, f"{model} on {dataset.name}: test accuracy {metrics['test_accuracy']:.4f}, "
+                   f"train accuracy {metrics['train_accuracy']:.4f}, {metrics['seconds']:.1f} s "
+                   f"-> {out}")
     return metrics
-
-
-def _check_replaceable(out: Path, force: bool) -> None:
-    """Refuse to train into a folder with files unless ``force`` and it is an xai run."""
-    entries = [p for p in out.iterdir()
-               if p.name != files.LOCK and not p.name.startswith(files.TMP_PREFIX)]
-    if not entries:
-        return
-    if not force:
-        raise XaiError(f"run directory {out} already exists; pass --force to replace it")
-    if not files.is_run(out):
-        raise XaiError(f"{out} holds files that are not an xai run (no {CHECKPOINT} or "
-                       f"{files.MARKER}); --force replaces only runs, so nothing was removed")
-
-
-def _install(tmp: Path, out: Path, replace_results: bool) -> None:
-    """Move the training files from ``tmp`` into ``out`` one atomic rename each and update the
-    marker; when ``replace_results`` the old run's training files and results xai wrote go."""
-    written = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
-    previous = files.read_marker(out)
-    if replace_results:
-        for rel in set(previous) - set(written):
-            if not Path(rel).is_absolute() and ".." not in Path(rel).parts:
-                (out / rel).unlink(missing_ok=True)
-        for name in RESULTS:
-            _remove_results(out / name)
-    for rel in written:
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp / rel, out / rel)
-    files.write_marker(out, written if replace_results else previous + written)
-
-
-RESULTS = ("explanations", "evaluation", "predictions", "evaluation.csv", "report.html")
-RESULT_SUFFIXES = {".npz", ".png", ".svg", ".eps", ".pdf", ".csv", ".json", ".html", ".txt"}
-
-
-def _remove_results(path: Path) -> None:
-    """Remove result files xai writes (by suffix) under ``path``; anything else is left alone."""
-    if path.is_file() and not path.is_symlink():
-        path.unlink()
-    elif path.is_dir() and not path.is_symlink():
-        for p in sorted(path.rglob("*"), reverse=True):
-            if p.is_file() and not p.is_symlink() and p.suffix in RESULT_SUFFIXES:
-                p.unlink()
-            elif p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
-                p.rmdir()
-        if not any(path.iterdir()):
-            path.rmdir()
 
 
 def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict, recipe: dict,
@@ -422,16 +339,14 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-MAX_PROB_COLUMNS = 50
-
-
 def _write_predictions(path: Path, dataset: Dataset, predicted: np.ndarray,
                        probs: np.ndarray) -> None:
+    from .predicting import probability_cells, probability_columns
+
     names = dataset.class_names
-    per_class = len(names) <= MAX_PROB_COLUMNS  # else two columns, not one per class
+    columns = probability_columns(names)
     rows = [{"sample": i, "true": names[t], "predicted": names[p], "correct": int(t == p),
-             **({f"prob_{c}": round(float(v), 6) for c, v in zip(names, pr)} if per_class else
-                {"prob_true": round(float(pr[t]), 6), "prob_predicted": round(float(pr[p]), 6)})}
+             **dict(zip(columns, probability_cells(pr, names)))}
             for i, (t, p, pr) in enumerate(zip(dataset.test.y, predicted, probs))]
     _write_csv(path, rows)
 

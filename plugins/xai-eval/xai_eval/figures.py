@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xaicore.files import atomic_write, safe_name
+from xaicore.files import atomic_path
 
 FORMATS = ("png", "svg")
 
@@ -14,15 +14,15 @@ FORMATS = ("png", "svg")
 def _save(fig, path: Path) -> list[Path]:
     paths = []
     for fmt in FORMATS:
-        with atomic_write(path.with_suffix(f".{fmt}")) as fh:
-            fig.savefig(fh, format=fmt, dpi=130, bbox_inches="tight")
+        with atomic_path(path.with_suffix(f".{fmt}")) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=130, bbox_inches="tight")
         paths.append(path.with_suffix(f".{fmt}"))
     return paths
 
 
 def safe(name: str) -> str:
-    """A method name usable as a file name (``tsr:saliency`` -> ``tsr_saliency-<hash>``)."""
-    return safe_name(name)
+    """A method name usable as a file name (``tsr:saliency`` -> ``tsr_saliency``)."""
+    return "".join(c if c.isalnum() or c in "-_+" else "_" for c in name)
 
 
 def perturbation_figure(method: str, deletion: dict | None, insertion: dict | None, out: Path):

@@ -18,7 +18,7 @@ from xaicore import registry
 from xaicore.api import get_explainer
 from xaicore.errors import XaiError
 from xaicore.explanation import Explanation
-from xaicore.files import atomic_write, write_text
+from xaicore.files import atomic_open, write_text
 from xaicore.explaining import load_run_data, method_names
 from xaicore.model import LoadedModel
 
@@ -101,9 +101,7 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
     """Evaluate a run's explanations; returns the rows written to ``RUN/evaluation.csv``."""
     import click
 
-    from xaicore.training import check_seed
-
-    run, seed = Path(run), check_seed(seed)
+    run = Path(run)
     out_csv, out_dir = run / "evaluation.csv", run / "evaluation"
     if out_csv.exists() and not force:
         raise XaiError(f"{out_csv} exists; use --force to overwrite")
@@ -147,8 +145,8 @@ def write_results(rows: list[dict], curves: dict, out_csv: Path, out_dir: Path,
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out_csv, "w", newline="") as fh:
-        pd.DataFrame(rows).to_csv(fh, index=False, float_format="%.6g")
+    with atomic_open(out_csv, "w", newline="") as handle:
+        pd.DataFrame(rows).to_csv(handle, index=False, float_format="%.6g")
     jsonable = {metric: {method: {k: np.asarray(v).tolist() if not isinstance(v, list) else v
                                   for k, v in curve.items()}
                          for method, curve in by_method.items()}

@@ -17,8 +17,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 
 from xaicore.errors import XaiError  # noqa: E402
-from xaicore.files import atomic_write, write_text  # noqa: E402
 from xaicore.explanation import Explanation  # noqa: E402
+from xaicore.files import atomic_path, write_text  # noqa: E402
 
 FORMATS = ("png", "svg", "eps", "pdf")
 DEFAULT_FORMATS = ("png", "svg")
@@ -142,8 +142,8 @@ def save(fig, base: Path, formats: Sequence[str]) -> list[Path]:
     try:
         for fmt in formats:
             path = base.with_name(f"{base.name}.{fmt}")
-            with atomic_write(path) as fh:
-                fig.savefig(fh, format=fmt, dpi=PNG_DPI, bbox_inches="tight")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=PNG_DPI, bbox_inches="tight")
             paths.append(path)
     finally:
         plt.close(fig)
