@@ -37,13 +37,17 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def list_cmd(as_json: bool) -> None:
+@click.option("--check", is_flag=True,
+              help="Import every registered target (slow: loads torch) and fail if any cannot load.")
+def list_cmd(as_json: bool, check: bool) -> None:
     """List installed models, explainers, renderers, datasets, metrics and plugins."""
     from . import registry
 
+    broken = registry.check() if check else []
     data = registry.as_json()
     if as_json:
         click.echo(json.dumps(data, indent=2))
+        _report_check(broken)
         return
     for kind in registry.KINDS:
         rows = [[e["name"], e["distribution"] or e["plugin"], e["version"] or "-",
@@ -59,6 +63,19 @@ def list_cmd(as_json: bool) -> None:
         click.echo("\nFAILED PLUGINS")
         click.echo(_table([[p["plugin"], p["distribution"] or "-", p["version"] or "-", p["error"]]
                            for p in failed], ["PLUGIN", "DISTRIBUTION", "VERSION", "ERROR"]))
+    _report_check(broken)
+
+
+def _report_check(broken: list) -> None:
+    """After ``xai list --check``: one line per target that failed to import, then exit 1."""
+    from . import registry
+
+    if not broken:
+        return
+    for e in broken:
+        click.echo(f"check failed: {registry.SINGULAR[e.kind]} {e.name!r} "
+                   f"({e.distribution or e.plugin}) target {e.target}: {e.error}", err=True)
+    raise SystemExit(1)
 
 
 for _name in ("training", "explaining", "evaluation", "reporting"):

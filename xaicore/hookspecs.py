@@ -34,3 +34,8 @@ def register_datasets(register):
 @hookspec
 def register_metrics(register):
     """Register explanation-quality metrics (classes following ``protocols.Metric``)."""
+
+
+@hookspec
+def register_engines(register):
+    """Register execution engines (classes following ``protocols.Engine``)."""
