@@ -227,3 +227,23 @@ def test_list_check_imports_every_lazy_target(site):
     assert "check failed: explainer 'broken-lazy' (xai-broken-plugin)" in result.stderr
     assert "xai_broken.missing_module" in result.stderr
     assert "saliency" not in result.stderr and "gradcam" not in result.stderr  # built-ins import
+
+
+def test_plugin_commands_show_in_help_without_importing_torch():
+    code = ("import sys\nfrom xaicore.cli import cli\n"
+            "cli(['--help'], standalone_mode=False)\n"
+            "heavy = {'torch', 'numpy', 'pandas', 'captum', 'shap', 'matplotlib'} & set(sys.modules)\n"
+            "assert not heavy, heavy\n"
+            "print(sys.modules['xaicore.cli'].cli.commands['evaluate'].callback.__module__)\n"
+            "print(sys.modules['xaicore.cli'].cli.commands['report'].callback.__module__)")
+    result = run([sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr
+    assert "evaluate  Write RUN/evaluation.csv" in result.stdout
+    assert "report    Write RUN/report.html" in result.stdout
+    assert result.stdout.splitlines()[-2:] == ["xai_eval.commands", "xai_report.commands"]
+
+
+def test_core_names_no_plugin_package():
+    for path in (ROOT / "xaicore").rglob("*.py"):
+        text = path.read_text()
+        assert "import xai_" not in text and "from xai_" not in text, path

@@ -13,7 +13,37 @@ from .errors import XaiError
 
 
 class XaiGroup(click.Group):
-    """Turns an ``XaiError`` into a one-line message and exit status 1, never a traceback."""
+    """Adds the plugins' commands, and turns an ``XaiError`` into a one-line message, never a traceback."""
+
+    _plugin_commands_added = False
+
+    def _add_plugin_commands(self) -> None:
+        """Call every plugin's ``register_commands(cli)`` once; a hook that raises fails its plugin."""
+        if self._plugin_commands_added:
+            return
+        self._plugin_commands_added = True
+        from . import plugins
+
+        try:
+            plugins.load_plugins()
+            for impl in plugins.pm.hook.register_commands.get_hookimpls():
+                try:
+                    impl.function(cli=self)
+                except Exception as exc:
+                    source = plugins.source_of(impl.plugin_name)
+                    plugins.record_failure(plugins.PluginFailure(
+                        source.plugin, source.distribution, source.version,
+                        f"register_commands raised {plugins.describe_exception(exc)}"))
+        except XaiError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._add_plugin_commands()
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):
         warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
@@ -78,7 +108,7 @@ def _report_check(broken: list) -> None:
     raise SystemExit(1)
 
 
-for _name in ("training", "explaining", "evaluation", "reporting"):
+for _name in ("training", "explaining"):
     for _command in import_module(f"xaicore.commands.{_name}").COMMANDS:
         cli.add_command(_command)
 

@@ -39,3 +39,12 @@ def register_metrics(register):
 @hookspec
 def register_engines(register):
     """Register execution engines (classes following ``protocols.Engine``)."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add ``click`` commands to ``cli`` (the ``xai`` group) with ``cli.add_command(command)``.
+
+    The module defining the command is imported by ``xai --help``: import torch and other heavy
+    modules inside the command function.
+    """
