@@ -51,7 +51,9 @@ def rows(path: Path) -> list[dict]:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if ".partial-" in p.name or ".old-" in p.name]
+    """Temporaries and locks anywhere below ``folder``."""
+    return [p.name for p in folder.rglob(".*")
+            if any(mark in p.name for mark in (".partial-", ".old-", ".tmp-", ".xai.lock"))]
 
 
 # --- the shared GunPoint run ----------------------------------------------------------------
@@ -174,15 +176,49 @@ def test_same_seed_gives_the_same_weights_and_metrics(tmp_path):
         rows(tmp_path / "b" / "history.csv")[-1]["train_loss"]
 
 
-def test_existing_run_needs_force_and_is_replaced_whole(tmp_path):
+def test_force_refuses_a_folder_that_is_not_a_run(tmp_path):
     run = tmp_path / "run"
-    run.mkdir()
-    (run / "old.txt").write_text("keep me unless forced")
+    (run / "sub").mkdir(parents=True)
+    (run / "thesis.tex").write_text("precious")
+    (run / "sub" / "notes.txt").write_text("mine")
+    for force in (False, True):
+        with pytest.raises(XaiError, match="not an xai run directory"):
+            small_train(tmp_path, force=force)
+    assert (run / "thesis.tex").read_text() == "precious"
+    assert (run / "sub" / "notes.txt").read_text() == "mine"
+    assert not (run / "checkpoint.pt").exists() and leftovers(tmp_path) == []
+
+
+def test_force_replaces_a_run_but_only_the_files_xai_wrote(tmp_path):
+    run = tmp_path / "run"
+    small_train(tmp_path)
+    old_weights = (run / "checkpoint.pt").read_bytes()
+    (run / "my-notes.md").write_text("mine")
+    (run / "explanations").mkdir()
+    (run / "explanations" / "gradcam.npz").write_bytes(b"old result")
+    (run / "explanations" / "readme.txt").write_text("mine too")
+    (run / "report.html").write_text("<html>old</html>")
     with pytest.raises(XaiError, match="--force"):
         small_train(tmp_path)
-    assert (run / "old.txt").exists()
-    small_train(tmp_path, force=True)
-    assert not (run / "old.txt").exists() and (run / "checkpoint.pt").is_file()
+    assert (run / "checkpoint.pt").read_bytes() == old_weights
+    small_train(tmp_path, force=True, seed=1)
+    assert (run / "checkpoint.pt").read_bytes() != old_weights
+    assert (run / "my-notes.md").read_text() == "mine"
+    assert (run / "explanations" / "readme.txt").read_text() == "mine too"
+    assert not (run / "explanations" / "gradcam.npz").exists()  # computed from the old model
+    assert not (run / "report.html").exists()
+    marker = json.loads((run / "xai-run.json").read_text())
+    assert "checkpoint.pt" in marker["files"] and "my-notes.md" not in marker["files"]
+    assert leftovers(tmp_path) == []
+
+
+def test_force_into_the_current_directory(tmp_path, monkeypatch):
+    small_train(tmp_path)
+    monkeypatch.chdir(tmp_path / "run")
+    spec = dataset_spec(str(tmp_path / "toy.npz"))
+    metrics = train(spec, "cnn-lstm-attention", ".", epochs=2, params=SMALL, progress=False,
+                    force=True, seed=2)
+    assert metrics["seed"] == 2 and (tmp_path / "run" / "checkpoint.pt").is_file()
     assert leftovers(tmp_path) == []
 
 
@@ -211,8 +247,17 @@ def test_resume_continues_from_the_saved_state(tmp_path):
     assert metrics["epochs"] == 4 and len(history) == 4
     assert history[:2] == first
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 4
-    with pytest.raises(XaiError, match="already trained 4 epochs"):
-        train(spec, "cnn-lstm-attention", tmp_path / "run", epochs=3, resume=True, progress=False)
+    results = {"explanations/gradcam.npz": b"r", "evaluation.csv": b"e", "report.html": b"h",
+               "predictions/new.csv": b"p", "evaluation/curves.json": b"c"}
+    for name, data in results.items():
+        (tmp_path / "run" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "run" / name).write_bytes(data)
+    train(spec, "cnn-lstm-attention", tmp_path / "run", epochs=5, resume=True, progress=False)
+    for name, data in results.items():  # resuming touches only the training files
+        assert (tmp_path / "run" / name).read_bytes() == data, name
+    assert leftovers(tmp_path) == []
+    with pytest.raises(XaiError, match="already trained 5 epochs"):
+        train(spec, "cnn-lstm-attention", tmp_path / "run", epochs=4, resume=True, progress=False)
 
 
 def test_train_and_predict_commands(tmp_path):

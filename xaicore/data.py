@@ -18,6 +18,8 @@ class DataSplit:
     y: np.ndarray
 
     def __post_init__(self) -> None:
+        if np.iscomplexobj(self.X):
+            raise XaiError("data must hold real numbers; complex values are refused")
         self.X = np.asarray(self.X, dtype=np.float32)
         if self.X.ndim == 2:
             self.X = self.X[:, :, None]
@@ -78,6 +80,9 @@ def as_series(values: Any, what: str, n_features: int) -> np.ndarray:
     time]`` is accepted when ``n_features`` is 1), or an XaiError naming ``what``."""
     if hasattr(values, "detach"):  # a torch tensor
         values = values.detach().cpu().numpy()
+    if np.iscomplexobj(values):
+        raise XaiError(f"{what} must hold real numbers; complex values are refused (explain the "
+                       f"real and imaginary parts as two features instead)")
     try:
         X = np.asarray(values, dtype=np.float32)
     except (TypeError, ValueError) as exc:

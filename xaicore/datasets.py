@@ -30,6 +30,7 @@ import numpy as np
 from . import registry
 from .data import Dataset, DataSplit
 from .errors import XaiError
+from .files import file_digest
 
 FILE_SUFFIXES = (".csv", ".npz")
 
@@ -57,8 +58,20 @@ def dataset_spec(name_or_path: str | Path, test: str | Path | None = None, seed:
         if test.suffix.lower() != path.suffix.lower():
             raise XaiError(f"the test file {test} must have the same format as {path}")
         test = str(test.resolve())
-    return {"name": str(path.resolve()), "test": test, "seed": int(seed),
-            "test_size": float(test_size)}
+    spec = {"name": str(path.resolve()), "test": test, "seed": int(seed),
+            "test_size": float(test_size), "sha256": file_digest(path)}
+    if test is not None:
+        spec["test_sha256"] = file_digest(test)
+    return spec
+
+
+def check_unchanged(spec: dict) -> None:
+    """Refuse a dataset file whose bytes differ from those the run was trained on."""
+    for key, digest_key in (("name", "sha256"), ("test", "test_sha256")):
+        if spec.get(digest_key) and spec.get(key) and Path(spec[key]).is_file() \
+                and file_digest(spec[key]) != spec[digest_key]:
+            raise XaiError(f"{spec[key]} has changed since the run was trained on it (its sha256 "
+                           f"differs); restore the original file or train a new run on this one")
 
 
 def load_dataset(spec: dict) -> Dataset:
@@ -76,8 +89,12 @@ def load_dataset(spec: dict) -> Dataset:
         return dataset
     if not path.is_file():
         raise XaiError(f"no dataset file at {path}")
+    check_unchanged(spec)
     reader = read_csv if path.suffix.lower() == ".csv" else read_npz
     X, labels, info, test = reader(path)
+    labels = label_texts(labels)
+    if test is not None:
+        test = (test[0], label_texts(test[1]))
     if spec.get("test"):
         if test is not None:
             raise XaiError(f"{path} already holds a test split (X_test); do not pass a test file")
@@ -85,7 +102,7 @@ def load_dataset(spec: dict) -> Dataset:
         if X_test.shape[1:] != X.shape[1:]:
             raise XaiError(f"test file {spec['test']} has samples of shape {X_test.shape[1:]} "
                            f"(time, feature) but {path} has {X.shape[1:]}")
-        test = (X_test, labels_test, spec["test"])
+        test = (X_test, label_texts(labels_test), spec["test"])
     elif test is not None:
         test = (*test, f"{path} (X_test)")
     class_names = info.pop("class_names", None) or class_order(labels)
@@ -102,6 +119,20 @@ def load_dataset(spec: dict) -> Dataset:
         train, held_out = DataSplit(X, y), DataSplit(X_test, encode(labels_test, class_names, where))
     feature_names = info.pop("feature_names", None)
     return Dataset(path.stem, train, held_out, class_names, feature_names or [], info)
+
+
+def label_texts(labels: Any) -> np.ndarray:
+    """Labels as text, with integer-valued numbers written one way (``1``, ``1.0`` -> ``"1"``)."""
+    out = []
+    for value in np.asarray(labels).ravel():
+        text = str(value).strip()
+        try:
+            number = float(text)
+        except ValueError:
+            out.append(text)
+            continue
+        out.append(str(int(number)) if math.isfinite(number) and number == int(number) else text)
+    return np.array(out)
 
 
 def class_order(labels: Any) -> list[str]:
@@ -225,8 +256,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict, tuple | None]:
 
 
 def _npz_X(X: np.ndarray, path: Path, key: str) -> np.ndarray:
-    if not np.issubdtype(X.dtype, np.number):
-        raise XaiError(f"{path}: {key} must be numeric, not {X.dtype}")
+    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise XaiError(f"{path}: {key} must hold real numbers, not {X.dtype}")
     if X.ndim == 2:
         X = X[:, :, None]
     if X.ndim != 3 or X.shape[0] == 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from . import registry
 from .api import explain, get_explainer
 from .errors import PluginError, XaiError
 from .explanation import Explanation
+from .files import atomic_open, clean_stale, safe_name
 from .model import load_checkpoint, model_from_checkpoint
 
 
@@ -45,8 +48,19 @@ def parse_samples(spec: str, n: int, misclassified: list[int] | None = None) -> 
 
 
 def result_name(method: str, target) -> str:
-    """File stem of a result: the method, plus the target unless it is the predicted class."""
-    return method if str(target) == "predicted" else f"{method}@{target}"
+    """File stem of a result: the method, plus the target unless it is the predicted class; both
+    made safe, so any class name stays a plain file name inside the output folder."""
+    stem = safe_name(method, "method")
+    return stem if str(target) == "predicted" else f"{stem}@{safe_name(str(target), 'target')}"
+
+
+def run_folders(runs: list[Path]) -> list[str]:
+    """One distinct, safe output folder name per run: its folder name, with a hash of its full
+    path where several runs share a name (``a/gp`` and ``b/gp``)."""
+    names = [safe_name(Path(os.path.abspath(run)).name, "run") for run in runs]
+    return [name if names.count(name) == 1 else
+            f"{name}-{hashlib.sha1(str(Path(run).resolve()).encode()).hexdigest()[:8]}"
+            for name, run in zip(names, runs)]
 
 
 def method_names(requested: tuple[str, ...], model) -> list[str]:
@@ -73,6 +87,9 @@ def load_run_data(run: Path, device=None):
     from .datasets import load_dataset
 
     ckpt = load_checkpoint(run / "checkpoint.pt")
+    if "dataset" not in ckpt:
+        raise XaiError(f"the checkpoint of {run} names no dataset, so it has no test split to "
+                       f"explain; use xaicore.explain() with your own inputs")
     return model_from_checkpoint(ckpt, device), load_dataset(ckpt["dataset"])
 
 
@@ -80,7 +97,7 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
                  out: Path | None, figures: bool, device, force: bool) -> list[Explanation]:
     """Explain the same test samples with every method for every run; return all explanations."""
     prepared = []
-    for run in runs:
+    for run, folder in zip(runs, run_folders(runs)):
         model, dataset = load_run_data(run, device)
         wrong = None
         if "misclassified" in samples:
@@ -95,7 +112,8 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
         unknown = sorted(set(options) - set(names))
         if unknown:
             raise XaiError(f"--option names method(s) not being run: {', '.join(unknown)}")
-        out_dir = (out / run.name if len(runs) > 1 else out) if out else run / "explanations"
+        out_dir = (out / folder if len(runs) > 1 else out) if out else run / "explanations"
+        clean_stale(out_dir)
         files = [out_dir / f"{result_name(n, target)}.npz" for n in names]
         existing = [f for f in files if f.exists()]
         if existing and not force:
@@ -134,10 +152,10 @@ def counterparts(explanations: list[Explanation], out_dir: Path, target) -> list
     ``gradcam@true.npz``), so renderers can set predicted- and true-class maps side by side."""
     found = []
     for e in explanations:
-        own = f"{result_name(e.method, target)}.npz"
-        for path in sorted(out_dir.glob(f"{glob_escape(e.method)}*.npz")):
+        own, stem_of_method = f"{result_name(e.method, target)}.npz", result_name(e.method, "predicted")
+        for path in sorted(out_dir.glob(f"{glob_escape(stem_of_method)}*.npz")):
             stem = path.stem
-            if path.name != own and (stem == e.method or stem.startswith(f"{e.method}@")):
+            if path.name != own and (stem == stem_of_method or stem.startswith(f"{stem_of_method}@")):
                 try:
                     found.append(Explanation.load(path))
                 except XaiError as exc:
@@ -179,7 +197,8 @@ def write_comparison(explanations: list[Explanation], out: Path) -> Path:
                              "prediction_agreement": float(np.mean(a.predictions == b.predictions)),
                              "spearman_time_importance": float(np.nanmean(rho))})
     path = out / "comparison.csv"
-    pd.DataFrame(rows).to_csv(path, index=False)
+    with atomic_open(path, "w", newline="") as handle:
+        pd.DataFrame(rows).to_csv(handle, index=False)
     click.echo(f"side-by-side comparison -> {path}", err=True)
     return path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -11,6 +12,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .errors import XaiError
+from .files import atomic_open
 
 FORMAT_VERSION = 1
 AXES = ("sample", "time", "feature")
@@ -158,11 +160,8 @@ class Explanation:
                     "options": _jsonable(self.options), "extras": json_extras,
                     "class_names": self.class_names, "feature_names": self.feature_names,
                     "model_name": self.model_name, "dataset": self.dataset}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
-        with open(tmp, "wb") as fh:
+        with atomic_open(path, "wb") as fh:
             np.savez_compressed(fh, metadata=np.array(json.dumps(metadata)), **arrays)
-        tmp.replace(path)
         return path
 
     @classmethod
@@ -181,9 +180,13 @@ class Explanation:
                 arrays = {k: data[k] for k in data.files if k != "metadata"}
         except XaiError:
             raise
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, json.JSONDecodeError,
+                zlib.error, KeyError) as exc:
             raise XaiError(f"{path} is corrupt or not an xai explanation file "
-                           f"({type(exc).__name__}: {exc})") from exc
+                           f"({type(exc).__name__}: {exc}); write it again with xai explain "
+                           f"--method {path.stem.partition('@')[0]} --force") from None
+        if not isinstance(metadata, dict) or not isinstance(metadata.get("method"), str):
+            raise XaiError(f"{path} is not an xai explanation: its metadata names no method")
         if metadata.get("format_version") != FORMAT_VERSION:
             raise XaiError(f"{path} has explanation format {metadata.get('format_version')!r}; "
                            f"this xai reads format {FORMAT_VERSION}")

@@ -15,13 +15,29 @@ from torch import nn
 from . import registry
 from .data import as_series
 from .errors import XaiError
+from .runs import CHECKPOINT
 
-CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch device that exists here (None or "auto": cuda when available)."""
+    if device is None or device == "auto":
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise XaiError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise XaiError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or auto")
+    if dev.type == "cuda" and (not torch.cuda.is_available()
+                               or (dev.index or 0) >= torch.cuda.device_count()):
+        raise XaiError(f"device {device!r} requested but that CUDA device is not available here")
+    return dev
 
 
 class Standardize(nn.Module):
@@ -155,32 +171,101 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
         raise XaiError(f"{path} is corrupt or not a torch checkpoint "
                        f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    required = ("format", "model", "hyperparameters", "state_dict", "class_names",
-                "feature_names", "seq_len")
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in required):
-        raise XaiError(f"{path} is not an xai checkpoint (expected keys: {', '.join(required)})")
+    if not isinstance(ckpt, dict):
+        raise XaiError(f"{path} is not an xai checkpoint (it holds a {type(ckpt).__name__}, not a "
+                       f"dict)")
+    missing = [k for k in CHECKPOINT_FIELDS if k not in ckpt]
+    if missing:
+        raise XaiError(f"{path} is not an xai checkpoint: it lacks {', '.join(missing)}")
     if ckpt["format"] != CHECKPOINT_FORMAT:
         raise XaiError(f"{path} has checkpoint format {ckpt['format']!r}; this xai reads "
                        f"format {CHECKPOINT_FORMAT}")
+    for key, (check, expected) in CHECKPOINT_FIELDS.items():
+        if not check(ckpt[key]):
+            raise XaiError(f"{path}: field {key!r} must be {expected}, not "
+                           f"{_describe(ckpt[key])}")
+    norm = ckpt.get("normalisation")
+    if norm is not None and not _normalisation_ok(norm, len(ckpt["feature_names"])):
+        raise XaiError(f"{path}: field 'normalisation' must hold finite 'mean' and positive 'std' "
+                       f"lists of {len(ckpt['feature_names'])} numbers")
+    if "dataset" in ckpt and not (isinstance(ckpt["dataset"], dict)
+                                  and isinstance(ckpt["dataset"].get("name"), str)):
+        raise XaiError(f"{path}: field 'dataset' must be a dict with a 'name', not "
+                       f"{_describe(ckpt['dataset'])}")
+    bad = [k for k, v in ckpt["state_dict"].items() if v.is_floating_point() and not
+           bool(torch.isfinite(v).all())]
+    if bad:
+        raise XaiError(f"{path}: weights {', '.join(bad[:3])} hold NaN or infinite values; such a "
+                       f"model gives no usable predictions or attributions")
     return ckpt
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+
+
+CHECKPOINT_FIELDS = {
+    "format": (lambda v: True, "an int"),
+    "model": (lambda v: isinstance(v, str) and bool(v), "a model name"),
+    "hyperparameters": (lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v),
+                        "a dict of named parameters"),
+    "state_dict": (lambda v: isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in v.items()),
+        "a dict of named tensors"),
+    "class_names": (lambda v: _names(v) and len(v) >= 2, "a list of at least 2 class names"),
+    "feature_names": (_names, "a non-empty list of feature names"),
+    "seq_len": (lambda v: v is None or (type(v) is int and v > 0), "a positive int or None"),
+}
+
+
+def _normalisation_ok(norm: Any, n_features: int) -> bool:
+    if not isinstance(norm, dict):
+        return False
+    try:
+        mean, std = (np.asarray(norm.get(k), dtype=np.float64) for k in ("mean", "std"))
+    except (TypeError, ValueError):
+        return False
+    return (mean.shape == std.shape == (n_features,) and bool(np.isfinite(mean).all())
+            and bool(np.isfinite(std).all()) and bool((std >= 0).all()))
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
 def model_from_checkpoint(ckpt: dict, device: Any = None) -> LoadedModel:
     """Rebuild the network named in the checkpoint and load its weights."""
     cls = registry.get_model(ckpt["model"])
-    network = cls(len(ckpt["feature_names"]), ckpt["seq_len"], len(ckpt["class_names"]),
-                  **ckpt["hyperparameters"])
+    try:
+        network = cls(len(ckpt["feature_names"]), ckpt["seq_len"], len(ckpt["class_names"]),
+                      **ckpt["hyperparameters"])
+    except (TypeError, ValueError) as exc:
+        raise XaiError(f"the checkpoint's hyperparameters do not fit model {ckpt['model']!r}: "
+                       f"{exc}") from None
     norm = ckpt.get("normalisation") or {}
     model = LoadedModel(network, name=ckpt["model"], class_names=ckpt["class_names"],
                         feature_names=ckpt["feature_names"], seq_len=ckpt["seq_len"],
                         mean=norm.get("mean"), std=norm.get("std"),
-                        hyperparameters=ckpt["hyperparameters"], dataset=ckpt.get("dataset", ""))
-    try:
-        model.module.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise XaiError(f"checkpoint weights do not fit model {ckpt['model']!r}: "
-                       f"{str(exc).splitlines()[0]}") from None
-    return model.to(device or default_device())
+                        hyperparameters=ckpt["hyperparameters"],
+                        dataset=(ckpt.get("dataset") or {}).get("name", ""))
+    load_weights(model.module, ckpt["state_dict"], ckpt["model"])
+    return model.to(resolve_device(device))
+
+
+def load_weights(module: nn.Module, state: dict, name: str) -> None:
+    """Load ``state`` into ``module``; a mismatch names the missing, unexpected or misshapen keys."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    misshapen = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+                 if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or misshapen:
+        parts = [f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+                 for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                     ("shape differs", misshapen)) if keys]
+        raise XaiError(f"checkpoint weights do not fit model {name!r}: {'; '.join(parts)}")
+    module.load_state_dict(state)
 
 
 def load_run(run_dir: str | Path, device: Any = None) -> LoadedModel:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 
-from .datasets import csv_columns, read_csv
+from .datasets import csv_columns, label_texts, read_csv
 from .errors import XaiError
+from .files import atomic_open
 from .model import LoadedModel, load_run
+
+MAX_CLASS_COLUMNS = 50  # above this many classes, write the top TOP_K classes of each sample
+TOP_K = 5
 
 
 def read_inputs(path: str | Path, model: LoadedModel) -> tuple[np.ndarray, list[str] | None]:
@@ -34,7 +37,7 @@ def read_inputs(path: str | Path, model: LoadedModel) -> tuple[np.ndarray, list[
                            f"of length {model.seq_len} ({model.seq_len} value columns, plus an "
                            f"optional label column)")
         X, labels, _, _ = read_csv(path, has_label=n == (model.seq_len or 0) + 1)
-        return X, None if labels is None else [str(v) for v in labels]
+        return X, None if labels is None else list(label_texts(labels))
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as npz:
@@ -50,7 +53,7 @@ def read_inputs(path: str | Path, model: LoadedModel) -> tuple[np.ndarray, list[
                     and y.max() < model.n_classes:
                 labels = [model.class_names[i] for i in y]
             else:
-                labels = [str(v) for v in y]
+                labels = list(label_texts(y))
         return arrays["X"], labels
     raise XaiError(f"{path}: inputs must be a .csv or .npz file")
 
@@ -70,19 +73,27 @@ def predict(run_dir: str | Path, input_path: str | Path, out_path: str | Path,
     probs = model.predict_proba(X)
     names = model.class_names
     fields = ["sample", "predicted"] + (["true", "correct"] if labels is not None else []) + \
-        [f"prob_{c}" for c in names]
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.partial-{os.getpid()}")
-    try:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(fields)
-            for i, p in enumerate(probs):
-                predicted = names[int(p.argmax())]
-                truth = [labels[i], int(labels[i] == predicted)] if labels is not None else []
-                writer.writerow([i, predicted, *truth, *(f"{v:.6f}" for v in p)])
-        tmp.replace(out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        probability_columns(names)
+    with atomic_open(out_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        for i, p in enumerate(probs):
+            predicted = names[int(p.argmax())]
+            truth = [labels[i], int(labels[i] == predicted)] if labels is not None else []
+            writer.writerow([i, predicted, *truth, *probability_cells(p, names)])
     return out_path
+
+
+def probability_columns(names: list[str]) -> list[str]:
+    """Column names of the class probabilities: one per class, or the top ``TOP_K`` when there
+    are more than ``MAX_CLASS_COLUMNS`` classes (so a file stays proportional to its samples)."""
+    if len(names) <= MAX_CLASS_COLUMNS:
+        return [f"prob_{c}" for c in names]
+    return [f"{kind}_{k + 1}" for k in range(TOP_K) for kind in ("class", "prob")]
+
+
+def probability_cells(p: np.ndarray, names: list[str]) -> list[str]:
+    if len(names) <= MAX_CLASS_COLUMNS:
+        return [f"{v:.6f}" for v in p]
+    top = np.argsort(-p, kind="stable")[:TOP_K]
+    return [cell for i in top for cell in (names[int(i)], f"{p[i]:.6f}")]

@@ -2,15 +2,15 @@
 
 The recipe is the seed's (Adam, StepLR dividing the rate by 10 every third of the epochs,
 cross-entropy) unless the network class overrides parts of it in ``training_defaults``; explicit
-arguments override both. Everything is written into a temporary directory beside ``out`` and
-renamed at the end, so a failed or interrupted run leaves nothing behind.
+arguments override both. Everything is written into a temporary folder inside ``out`` and moved
+into place file by file at the end (``runs.install_training``), so a failed or interrupted run
+leaves the previous files as they were; files xai did not write are never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import registry
+from . import registry, runs
 from .data import Dataset
 from .datasets import load_dataset
 from .errors import PluginError, UnknownNameError, XaiError
-from .model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, default_device, load_checkpoint
+from .files import temp_sibling
+from .model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, load_checkpoint, resolve_device
 
 # The seed script's recipe; a network class may override keys in its ``training_defaults``.
 SEED_RECIPE: dict[str, Any] = {"epochs": 50, "batch_size": 32, "lr": 0.005, "scheduler": "step",
@@ -67,18 +68,6 @@ def deterministic(seed: int, threads: int | None = None) -> Iterator[None]:
         torch.use_deterministic_algorithms(was, warn_only=was_warn)
         torch.set_num_threads(was_threads)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or device == "auto":
-        return default_device()
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise XaiError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise XaiError(f"device {device!r} requested but CUDA is not available here")
-    return dev
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, recipe: dict, steps_per_epoch: int):
@@ -140,8 +129,6 @@ def train(dataset_spec: dict | None, model: str | None, out: str | Path, *, epoc
     thread, several times faster on a shared machine; None keeps torch's setting).
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise XaiError(f"{out} exists and is not a directory")
     previous = None
     if resume:
         previous = load_checkpoint(out / CHECKPOINT)
@@ -154,8 +141,7 @@ def train(dataset_spec: dict | None, model: str | None, out: str | Path, *, epoc
         recipe_overrides = {**{k: v for k, v in previous["training"].items() if k in SEED_RECIPE},
                             "epochs": epochs}
     else:
-        if out.exists() and any(out.iterdir()) and not force:
-            raise XaiError(f"run directory {out} already exists; pass --force to replace it")
+        runs.check_replaceable(out, force)
         recipe_overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
     if not model or not dataset_spec:
         raise XaiError("train needs a model name and a dataset spec (or resume=True)")
@@ -169,24 +155,23 @@ def train(dataset_spec: dict | None, model: str | None, out: str | Path, *, epoc
         raise XaiError(f"{out} already trained {previous['epoch']} epochs; resume needs --epochs "
                        f"above that")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        with deterministic(seed, threads):
-            metrics = _fit(dataset, dataset_spec, model, cls, params or {}, recipe, seed, dev,
-                           tmp, progress, previous)
-        _render(tmp, metrics, progress)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    created = not out.exists()
+    with runs.run_lock(out, "xai train"):
+        tmp = temp_sibling(out / "training", "partial")
+        tmp.mkdir()
+        try:
+            with deterministic(seed, threads):
+                metrics = _fit(dataset, dataset_spec, model, cls, params or {}, recipe, seed, dev,
+                               tmp, progress, previous)
+            _render(tmp, metrics, progress)
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            runs.install_training(tmp, out, keep_results=resume)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if created:
+                runs.remove_if_empty(out)
+            raise
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     _log(progress, f"{model} on {dataset.name}: test accuracy {metrics['test_accuracy']:.4f}, "
                    f"train accuracy {metrics['train_accuracy']:.4f}, {metrics['seconds']:.1f} s "
                    f"-> {out}")
@@ -356,9 +341,12 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def _write_predictions(path: Path, dataset: Dataset, predicted: np.ndarray,
                        probs: np.ndarray) -> None:
+    from .predicting import probability_cells, probability_columns
+
     names = dataset.class_names
+    columns = probability_columns(names)
     rows = [{"sample": i, "true": names[t], "predicted": names[p], "correct": int(t == p),
-             **{f"prob_{c}": round(float(v), 6) for c, v in zip(names, pr)}}
+             **dict(zip(columns, probability_cells(pr, names)))}
             for i, (t, p, pr) in enumerate(zip(dataset.test.y, predicted, probs))]
     _write_csv(path, rows)
 

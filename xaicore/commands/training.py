@@ -10,6 +10,7 @@ import click
 from ..errors import XaiError
 
 COMMANDS: list = []
+SEED = click.IntRange(0, 2**32 - 1)
 
 
 def parse_params(items: tuple[str, ...]) -> dict:
@@ -31,22 +32,25 @@ def parse_params(items: tuple[str, ...]) -> dict:
               help="A registered dataset name (GunPoint, ...; see `xai list`) or a .csv/.npz file.")
 @click.option("--test", type=click.Path(path_type=Path),
               help="Test file for a .csv/.npz dataset (default: a seeded stratified split).")
-@click.option("--test-size", default=0.25, show_default=True, type=float,
+@click.option("--test-size", default=0.25, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Share of each class held out for test when there is no test file.")
 @click.option("--model", help="A registered model name (see `xai list`); default "
               "cnn-lstm-attention (with --resume: the run's model).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
-@click.option("--epochs", type=int, help="Epochs (default: the model's recipe).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of weights, shuffling, splits.")
-@click.option("--batch-size", type=int, help="Batch size (default: the model's recipe).")
-@click.option("--lr", type=float, help="Learning rate (default: the model's recipe).")
+@click.option("--epochs", type=click.IntRange(1, 100_000), help="Epochs (default: the model's recipe).")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of weights, shuffling, splits.")
+@click.option("--batch-size", type=click.IntRange(1, 1_000_000),
+              help="Batch size (default: the model's recipe).")
+@click.option("--lr", type=click.FloatRange(0, 10, min_open=True),
+              help="Learning rate (default: the model's recipe).")
 @click.option("--param", "param_items", multiple=True,
               help="Model hyperparameter KEY=VALUE (repeatable; JSON values), e.g. num_heads=8.")
 @click.option("--force", is_flag=True, help="Replace an existing run directory.")
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its optimizer state up to --epochs in total.")
 @click.option("--device", default=None, help="torch device: cpu, cuda, cuda:N (default: cuda if available).")
-@click.option("--threads", default=1, show_default=True, type=int,
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(0, 1024),
               help="CPU threads (0: torch's default). One is fastest for these small networks.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr, param_items, force,

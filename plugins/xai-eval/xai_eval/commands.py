@@ -19,7 +19,7 @@ import click
               help="Metric (repeatable). Default: every installed metric the run's data allows.")
 @click.option("--samples", default=32, show_default=True, type=int,
               help="How many test samples to evaluate (drawn with --seed).")
-@click.option("--seed", default=0, show_default=True, type=int,
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
               help="Seed of the sample draw, the random baseline and the randomisation.")
 @click.option("--device", default=None, help="torch device (default: cuda when available).")
 @click.option("--force", is_flag=True, help="Overwrite an existing RUN/evaluation.csv.")

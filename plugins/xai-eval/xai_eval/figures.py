@@ -6,13 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+from xaicore.files import atomic_path
+
 FORMATS = ("png", "svg")
 
 
 def _save(fig, path: Path) -> list[Path]:
     paths = []
     for fmt in FORMATS:
-        fig.savefig(path.with_suffix(f".{fmt}"), dpi=130, bbox_inches="tight")
+        with atomic_path(path.with_suffix(f".{fmt}")) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=130, bbox_inches="tight")
         paths.append(path.with_suffix(f".{fmt}"))
     return paths
 

@@ -18,6 +18,7 @@ from xaicore import registry
 from xaicore.api import get_explainer
 from xaicore.errors import XaiError
 from xaicore.explanation import Explanation
+from xaicore.files import atomic_open, write_text
 from xaicore.explaining import load_run_data, method_names
 from xaicore.model import LoadedModel
 
@@ -144,12 +145,13 @@ def write_results(rows: list[dict], curves: dict, out_csv: Path, out_dir: Path,
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(out_csv, index=False, float_format="%.6g")
+    with atomic_open(out_csv, "w", newline="") as handle:
+        pd.DataFrame(rows).to_csv(handle, index=False, float_format="%.6g")
     jsonable = {metric: {method: {k: np.asarray(v).tolist() if not isinstance(v, list) else v
                                   for k, v in curve.items()}
                          for method, curve in by_method.items()}
                 for metric, by_method in curves.items()}
-    (out_dir / "curves.json").write_text(json.dumps(jsonable, indent=1))
+    write_text(out_dir / "curves.json", json.dumps(jsonable, indent=1))
     if figures:
         from .figures import render_all
 

@@ -18,6 +18,7 @@ from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 
 from xaicore.errors import XaiError  # noqa: E402
 from xaicore.explanation import Explanation  # noqa: E402
+from xaicore.files import atomic_path, write_text  # noqa: E402
 
 FORMATS = ("png", "svg", "eps", "pdf")
 DEFAULT_FORMATS = ("png", "svg")
@@ -141,7 +142,8 @@ def save(fig, base: Path, formats: Sequence[str]) -> list[Path]:
     try:
         for fmt in formats:
             path = base.with_name(f"{base.name}.{fmt}")
-            fig.savefig(path, format=fmt, dpi=PNG_DPI, bbox_inches="tight")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=PNG_DPI, bbox_inches="tight")
             paths.append(path)
     finally:
         plt.close(fig)
@@ -170,7 +172,4 @@ class Manifest:
         return paths
 
     def write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(MANIFEST + ".part")
-        tmp.write_text(json.dumps({"figures": self.entries}, indent=1, sort_keys=True))
-        tmp.replace(self.path)
+        write_text(self.path, json.dumps({"figures": self.entries}, indent=1, sort_keys=True))

@@ -49,6 +49,9 @@ def _run_dir(out_dir: Path, run_dir: Any) -> Path:
     return run_dir
 
 
+MAX_MATRIX_CLASSES = 40
+
+
 class TrainingCurves:
     """Loss and accuracy per epoch, train and test, side by side (PNG, SVG, EPS)."""
 
@@ -80,6 +83,14 @@ class TrainingCurves:
         return save(fig, Path(out_dir) / "training_curves", check_formats(formats))
 
 
+def most_confused(matrix: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` classes with the most misclassified samples (as true or predicted
+    class), in class order; ties go to the larger class."""
+    errors = matrix.sum(0) + matrix.sum(1) - 2 * np.diag(matrix)
+    order = np.lexsort((-matrix.sum(1), -errors))
+    return np.sort(order[:k])
+
+
 class ConfusionMatrix:
     """Counts of true (rows) against predicted (columns) test classes, with class names."""
 
@@ -104,6 +115,12 @@ class ConfusionMatrix:
         matrix = np.zeros((len(names), len(names)), dtype=int)
         for t, p in zip(true, pred):
             matrix[index[t], index[p]] += 1
+        accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+        title = f"Confusion matrix, test split (accuracy {accuracy:.3f}, n={matrix.sum()})"
+        if len(names) > MAX_MATRIX_CLASSES:  # thousands of cells cannot be read: the most confused
+            keep = most_confused(matrix, MAX_MATRIX_CLASSES)
+            title += f"\n{len(keep)} most confused of {len(names)} classes"
+            matrix, names = matrix[np.ix_(keep, keep)], [names[i] for i in keep]
         size = min(4 + 0.6 * len(names), 16)
         fig, ax = plt.subplots(figsize=(size + 1.5, size))
         labels = [text(n) for n in names]
@@ -111,7 +128,6 @@ class ConfusionMatrix:
                     xticklabels=labels, yticklabels=labels, square=True)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
-        accuracy = np.trace(matrix) / max(matrix.sum(), 1)
-        ax.set_title(f"Confusion matrix, test split (accuracy {accuracy:.3f}, n={matrix.sum()})")
+        ax.set_title(title)
         fig.tight_layout()
         return save(fig, Path(out_dir) / "confusion_matrix", check_formats(formats))

@@ -22,6 +22,8 @@ def report_cmd(run: Path, out: Path | None, force: bool) -> None:
     if not run.is_dir():
         raise XaiError(f"no run directory at {run}")
     out = out if out is not None else run / "report.html"
+    if out.is_dir():
+        raise XaiError(f"{out} is a directory; give --out the report file's path")
     if out.exists() and not force:
         raise XaiError(f"{out} already exists; pass --force to overwrite it (or --out another file)")
     paths = registry.get_renderer("html-report").render([], out_dir=run, run_dir=run, out=out)

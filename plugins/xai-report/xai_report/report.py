@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from xaicore.errors import XaiError
+from xaicore.files import write_text
 
 from .page import document, esc, image, table
 from .run_files import RunFiles, ensure_figures, read_run
@@ -41,10 +42,7 @@ class HtmlReport:
         ckpt = run.checkpoint
         title = f"xai report: {ckpt['model']} on {dataset_name(ckpt)}"
         html = document(title, f"run directory {run.run_dir.resolve()}", sections)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_text(html, encoding="utf-8")
-        tmp.replace(path)
+        write_text(path, html)
         return [path]
 
 
