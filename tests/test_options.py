@@ -61,3 +61,17 @@ def test_builtin_explainers_declare_ranges_and_refuse_bad_values():
     saliency = registry.get_explainer("saliency")
     assert saliency.resolve_options({"abs": json.loads('"no"')}) == {"abs": False}
     assert "n_steps (int, default 50 in [1, 10000]): integration steps" in n_steps.describe()
+
+
+def test_xai_list_options_prints_declarations():
+    from click.testing import CliRunner
+
+    from xaicore.cli import cli
+
+    result = CliRunner().invoke(cli, ["list", "--options", "integrated-gradients"])
+    assert result.exit_code == 0, result.output
+    assert "  n_steps (int, default 50 in [1, 10000]): integration steps along the path" in result.output
+    assert "seed (int, default 0 in [0, 4294967295])" in result.output
+    result = CliRunner().invoke(cli, ["list", "--options", "gradcamm"])
+    assert result.exit_code == 1
+    assert "no installed component is called 'gradcamm'. Did you mean gradcam" in result.output

@@ -247,3 +247,14 @@ def test_core_names_no_plugin_package():
     for path in (ROOT / "xaicore").rglob("*.py"):
         text = path.read_text()
         assert "import xai_" not in text and "from xai_" not in text, path
+
+
+def test_example_plugin_options_are_declared_and_checked(site, gunpoint_run, tmp_path):
+    result = run(XAI + ["list", "--options", "occlusion"], site)
+    assert result.returncode == 0, result.stderr
+    assert "window (int, default 1 in [1, 100000]): time steps occluded together" in result.stdout
+    result = run(XAI + ["explain", "--run", str(gunpoint_run), "--method", "occlusion",
+                        "--option", "occlusion.window=2.7", "--samples", "0:2",
+                        "--out", str(tmp_path / "o"), "--no-figures"], site)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "occlusion: option 'window' must be an integer, not 2.7" in result.stderr

@@ -69,9 +69,17 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--check", is_flag=True,
               help="Import every registered target (slow: loads torch) and fail if any cannot load.")
-def list_cmd(as_json: bool, check: bool) -> None:
+@click.option("--options", "options_of", metavar="NAME",
+              help="Print the options of one component: type, default, allowed values, help.")
+def list_cmd(as_json: bool, check: bool, options_of: str | None) -> None:
     """List installed models, explainers, renderers, datasets, metrics and plugins."""
     from . import registry
+
+    if options_of:
+        for kind, spec in registry.options_of(options_of):
+            click.echo(f"{registry.SINGULAR[kind]} {options_of}:")
+            click.echo("\n".join(f"  {o.describe()}" for o in spec) or "  (no options)")
+        return
 
     broken = registry.check() if check else []
     data = registry.as_json()

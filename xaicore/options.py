@@ -70,7 +70,9 @@ class Option:
 
 
 def _fmt(bound: float | None, missing: str) -> str:
-    return missing if bound is None else f"{bound:g}"
+    if bound is None:
+        return missing
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def _as_type(kind: type, value: Any, error: str) -> Any:

@@ -206,6 +206,28 @@ def get_metric(name: str) -> Any:
     return get("metrics", name)
 
 
+def options_of(name: str) -> list[tuple[str, list]]:
+    """``(kind, options)`` of every working component called ``name`` (declared or inferred)."""
+    from .options import infer
+
+    found = []
+    for kind in KINDS:
+        if name not in names(kind):
+            continue
+        obj = get(kind, name)
+        if hasattr(obj, "option_spec"):
+            spec = obj.option_spec()
+        else:
+            spec = infer(getattr(obj, "default_params", None) or getattr(obj, "defaults", {}))
+        found.append((kind, spec))
+    if not found:
+        every = sorted({n for kind in KINDS for n in names(kind)})
+        close = difflib.get_close_matches(name, every, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownNameError(f"no installed component is called {name!r}.{hint}")
+    return found
+
+
 def check() -> list[Entry]:
     """Import every lazy ``"module:attr"`` target; the entries that fail (each then shows failed)."""
     failed = []
