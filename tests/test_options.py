@@ -75,3 +75,10 @@ def test_xai_list_options_prints_declarations():
     result = CliRunner().invoke(cli, ["list", "--options", "gradcamm"])
     assert result.exit_code == 1
     assert "no installed component is called 'gradcamm'. Did you mean gradcam" in result.output
+
+
+def test_background_is_declared_not_sniffed():
+    needing = {name for name in registry.names("explainers")
+               if "background" in getattr(registry.get_explainer(name), "requires", ())}
+    assert {"integrated-gradients", "deeplift", "gradient-shap", "shap"} <= needing
+    assert "saliency" not in needing and "gradcam" not in needing

@@ -29,6 +29,8 @@ class BaseExplainer:
     description: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     options: ClassVar[tuple[Option, ...]] = ()
+    #: Data the explainer takes from the run when it explains it: "background" = the train inputs.
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -103,6 +103,7 @@ class IntegratedGradientsExplainer(BaseExplainer):
         Option("integration_method", str, "gausslegendre", choices=INTEGRATION_METHODS,
                help="captum's integration rule"),
         BATCH, *BASELINE_OPTIONS)
+    requires = ("background",)
 
     def attribute(self, model, inputs, target, **opts):
         baselines = baselines_for(self.name, inputs, opts)
@@ -174,6 +175,7 @@ class DeepLiftExplainer(BaseExplainer):
 
     name = "deeplift"
     options = BASELINE_OPTIONS
+    requires = ("background",)
 
     def check(self, model: LoadedModel) -> str | None:
         layers = [f"{n} ({type(m).__name__})" for n, m in model.network.named_modules()
@@ -206,6 +208,7 @@ class GradientShapExplainer(BaseExplainer):
         Option("n_samples", int, 25, min=1, max=10_000, help="random baselines per sample"),
         Option("stdevs", float, 0.0, min=0.0, max=10.0, help="Gaussian noise added to each input"),
         SEED)
+    requires = ("background",)
 
     def attribute(self, model, inputs, target, **opts):
         bg = as_background(opts["background"], inputs, self.name)
