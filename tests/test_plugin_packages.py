@@ -160,3 +160,101 @@ def test_example_plugin_explains_from_the_cli(site, gunpoint_run, tmp_path):
         t = int(e.targets[0])
         drop = float(model.module(x)[0, t] - model.module(occluded)[0, t])
     assert e.attributions[0, 20:30, 0].sum() == pytest.approx(drop, rel=1e-3, abs=1e-5)
+
+
+HIJACK = ROOT / "tests" / "plugins" / "xai-hijack-plugin"
+
+
+@pytest.fixture(scope="module")
+def hijack_site(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("hijack-site")
+    pip_install_target(target, HIJACK)
+    return target
+
+
+def test_builtin_keeps_its_name_against_a_plugin_that_sorts_first(hijack_site):
+    data = listing(hijack_site)
+    gradcam = [(e["distribution"], e["status"]) for e in data["explainers"] if e["name"] == "gradcam"]
+    assert gradcam == [("xai-gradcam", "ok"), ("xai-hijack-plugin", "failed")]
+    newcomer = next(e for e in data["explainers"]
+                    if e["name"] == "gradcam" and e["distribution"] == "xai-hijack-plugin")
+    assert "already registered by xai-gradcam" in newcomer["error"]
+    assert "XAI_ALLOW_REPLACE=xai-hijack-plugin" in newcomer["error"]
+    fcn = [(e["distribution"], e["status"]) for e in data["models"] if e["name"] == "fcn"]
+    assert fcn == [("xai-models", "ok"), ("xai-hijack-plugin", "failed")]
+    assert ("xai-hijack-plugin", "ok") in {(e["distribution"], e["status"]) for e in data["explainers"]
+                                           if e["name"] == "hijack-only"}
+    code = "from xaicore import registry; print(type(registry.get_explainer('gradcam')).__module__)"
+    result = run([sys.executable, "-c", code], hijack_site)
+    assert result.stdout.strip().startswith("xai_gradcam"), result.stderr
+
+    table = run(XAI + ["list"], hijack_site)
+    assert "FAILED: explainer name 'gradcam' is already registered by xai-gradcam" in table.stdout
+
+
+def test_strict_mode_blames_the_newcomer(hijack_site):
+    result = run(XAI + ["list"], hijack_site, XAI_STRICT_PLUGINS="1",
+                 XAI_DISABLE_PLUGINS="aab-misspelled")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("Error: plugin 'aaa' (xai-hijack-plugin): model name 'fcn' "
+                                     "is already registered by xai-models")
+    result = run(XAI + ["list"], hijack_site, XAI_STRICT_PLUGINS="1")
+    assert "plugin 'aab-misspelled' (xai-hijack-plugin) failed: unknown hook" in result.stderr
+
+
+def test_replacing_a_builtin_needs_replaces_and_the_users_consent(hijack_site):
+    data = listing(hijack_site, XAI_ALLOW_REPLACE="xai-hijack-plugin")
+    gradcam = {e["distribution"]: e for e in data["explainers"] if e["name"] == "gradcam"}
+    assert gradcam["xai-hijack-plugin"]["status"] == "ok"
+    assert gradcam["xai-gradcam"]["status"] == "failed"
+    assert "replaced by xai-hijack-plugin" in gradcam["xai-gradcam"]["error"]
+    # fcn was registered without replaces=True: consent alone does not hand it over
+    fcn = {e["distribution"]: e["status"] for e in data["models"] if e["name"] == "fcn"}
+    assert fcn == {"xai-models": "ok", "xai-hijack-plugin": "failed"}
+
+
+def test_misspelled_hook_is_a_failed_plugin(hijack_site):
+    data = listing(hijack_site)
+    failed = {p["plugin"]: p["error"] for p in data["plugins"] if p["status"] == "failed"}
+    assert "unknown hook 'register_explainer'" in failed["aab-misspelled"]
+    assert "did you mean 'register_explainers'" in failed["aab-misspelled"]
+    assert "never-registered" not in {e["name"] for e in data["explainers"]}
+
+
+def test_list_check_imports_every_lazy_target(site):
+    result = run(XAI + ["list", "--check"], site)
+    assert result.returncode == 1
+    assert "check failed: explainer 'broken-lazy' (xai-broken-plugin)" in result.stderr
+    assert "xai_broken.missing_module" in result.stderr
+    assert "saliency" not in result.stderr and "gradcam" not in result.stderr  # built-ins import
+
+
+def test_plugin_commands_show_in_help_without_importing_torch():
+    code = ("import sys\nfrom xaicore.cli import cli\n"
+            "cli(['--help'], standalone_mode=False)\n"
+            "heavy = {'torch', 'numpy', 'pandas', 'captum', 'shap', 'matplotlib'} & set(sys.modules)\n"
+            "assert not heavy, heavy\n"
+            "print(sys.modules['xaicore.cli'].cli.commands['evaluate'].callback.__module__)\n"
+            "print(sys.modules['xaicore.cli'].cli.commands['report'].callback.__module__)")
+    result = run([sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr
+    assert "evaluate  Write RUN/evaluation.csv" in result.stdout
+    assert "report    Write RUN/report.html" in result.stdout
+    assert result.stdout.splitlines()[-2:] == ["xai_eval.commands", "xai_report.commands"]
+
+
+def test_core_names_no_plugin_package():
+    for path in (ROOT / "xaicore").rglob("*.py"):
+        text = path.read_text()
+        assert "import xai_" not in text and "from xai_" not in text, path
+
+
+def test_example_plugin_options_are_declared_and_checked(site, gunpoint_run, tmp_path):
+    result = run(XAI + ["list", "--options", "occlusion"], site)
+    assert result.returncode == 0, result.stderr
+    assert "window (int, default 1 in [1, 100000]): time steps occluded together" in result.stdout
+    result = run(XAI + ["explain", "--run", str(gunpoint_run), "--method", "occlusion",
+                        "--option", "occlusion.window=2.7", "--samples", "0:2",
+                        "--out", str(tmp_path / "o"), "--no-figures"], site)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "occlusion: option 'window' must be an integer, not 2.7" in result.stderr

@@ -112,3 +112,37 @@ def test_listing_imports_no_registered_module():
     assert result.returncode == 0, result.stderr
     imported, count = result.stdout.split("\n")[:2]
     assert imported == "[]" and int(count) >= 10
+
+
+def test_a_plugin_adds_a_command_and_a_failing_command_hook_fails_its_plugin(temp_plugin):
+    import click
+    from click.testing import CliRunner
+
+    from xaicore.cli import XaiGroup
+
+    @click.command("hello")
+    def hello() -> None:
+        click.echo("hello from a plugin")
+
+    class Adds:
+        @hookimpl
+        def register_commands(self, cli):
+            cli.add_command(hello)
+
+    class Raises:
+        @hookimpl
+        def register_commands(self, cli):
+            raise RuntimeError("no commands today")
+
+    temp_plugin(Adds(), "tmp-adds")
+    temp_plugin(Raises(), "tmp-raises")
+    group = XaiGroup("xai")  # a fresh group, so the hooks run now
+    before = len(plugins.failures)
+    try:
+        result = CliRunner().invoke(group, ["hello"])
+        assert result.exit_code == 0 and result.output == "hello from a plugin\n"
+        failure = plugins.failures[-1]
+        assert failure.plugin == "tmp-raises"
+        assert "register_commands raised RuntimeError: no commands today" in failure.error
+    finally:
+        del plugins.failures[before:]

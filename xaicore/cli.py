@@ -13,7 +13,37 @@ from .errors import XaiError
 
 
 class XaiGroup(click.Group):
-    """Turns an ``XaiError`` into a one-line message and exit status 1, never a traceback."""
+    """Adds the plugins' commands, and turns an ``XaiError`` into a one-line message, never a traceback."""
+
+    _plugin_commands_added = False
+
+    def _add_plugin_commands(self) -> None:
+        """Call every plugin's ``register_commands(cli)`` once; a hook that raises fails its plugin."""
+        if self._plugin_commands_added:
+            return
+        self._plugin_commands_added = True
+        from . import plugins
+
+        try:
+            plugins.load_plugins()
+            for impl in plugins.pm.hook.register_commands.get_hookimpls():
+                try:
+                    impl.function(cli=self)
+                except Exception as exc:
+                    source = plugins.source_of(impl.plugin_name)
+                    plugins.record_failure(plugins.PluginFailure(
+                        source.plugin, source.distribution, source.version,
+                        f"register_commands raised {plugins.describe_exception(exc)}"))
+        except XaiError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._add_plugin_commands()
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):
         warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
@@ -37,13 +67,25 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def list_cmd(as_json: bool) -> None:
+@click.option("--check", is_flag=True,
+              help="Import every registered target (slow: loads torch) and fail if any cannot load.")
+@click.option("--options", "options_of", metavar="NAME",
+              help="Print the options of one component: type, default, allowed values, help.")
+def list_cmd(as_json: bool, check: bool, options_of: str | None) -> None:
     """List installed models, explainers, renderers, datasets, metrics and plugins."""
     from . import registry
 
+    if options_of:
+        for kind, spec in registry.options_of(options_of):
+            click.echo(f"{registry.SINGULAR[kind]} {options_of}:")
+            click.echo("\n".join(f"  {o.describe()}" for o in spec) or "  (no options)")
+        return
+
+    broken = registry.check() if check else []
     data = registry.as_json()
     if as_json:
         click.echo(json.dumps(data, indent=2))
+        _report_check(broken)
         return
     for kind in registry.KINDS:
         rows = [[e["name"], e["distribution"] or e["plugin"], e["version"] or "-",
@@ -59,9 +101,22 @@ def list_cmd(as_json: bool) -> None:
         click.echo("\nFAILED PLUGINS")
         click.echo(_table([[p["plugin"], p["distribution"] or "-", p["version"] or "-", p["error"]]
                            for p in failed], ["PLUGIN", "DISTRIBUTION", "VERSION", "ERROR"]))
+    _report_check(broken)
 
 
-for _name in ("training", "explaining", "evaluation", "reporting"):
+def _report_check(broken: list) -> None:
+    """After ``xai list --check``: one line per target that failed to import, then exit 1."""
+    from . import registry
+
+    if not broken:
+        return
+    for e in broken:
+        click.echo(f"check failed: {registry.SINGULAR[e.kind]} {e.name!r} "
+                   f"({e.distribution or e.plugin}) target {e.target}: {e.error}", err=True)
+    raise SystemExit(1)
+
+
+for _name in ("training", "explaining"):
     for _command in import_module(f"xaicore.commands.{_name}").COMMANDS:
         cli.add_command(_command)
 

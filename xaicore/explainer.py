@@ -7,13 +7,17 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .errors import XaiError
 from .explanation import Explanation
 from .model import LoadedModel, backward_safe
+from .options import Option, defaults_of, infer, validate
 
 
 class BaseExplainer:
-    """Subclasses set ``name``, ``description``, ``defaults`` and implement ``attribute``.
+    """Subclasses set ``name``, ``description``, ``options`` and implement ``attribute``.
+
+    ``options`` declares each option once (``xaicore.options.Option``: type, default, range or
+    choices, help); ``defaults`` is derived from it. A subclass that sets only a ``defaults`` dict
+    gets options typed after its default values.
 
     ``attribute(model, inputs, target, **options)`` returns ``(attributions, extras)`` with
     attributions shaped like ``inputs``, or ``(attributions, extras, logits)`` when it already ran
@@ -24,6 +28,18 @@ class BaseExplainer:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    options: ClassVar[tuple[Option, ...]] = ()
+    #: Data the explainer takes from the run when it explains it: "background" = the train inputs.
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "options" in cls.__dict__:
+            cls.defaults = defaults_of(cls.options)
+
+    def option_spec(self) -> list[Option]:
+        """The declared options, or options inferred from ``defaults``."""
+        return list(self.options) if self.options else infer(self.defaults)
 
     def check(self, model: LoadedModel) -> str | None:
         return None
@@ -33,12 +49,8 @@ class BaseExplainer:
         raise NotImplementedError
 
     def resolve_options(self, options: dict) -> dict:
-        """Defaults overlaid with ``options``; an unknown option name is an error."""
-        unknown = sorted(set(options) - set(self.defaults))
-        if unknown:
-            raise XaiError(f"{self.name} has no option {', '.join(map(repr, unknown))}; its options "
-                           f"are: {', '.join(sorted(self.defaults)) or 'none'}")
-        return {**self.defaults, **options}
+        """Defaults overlaid with ``options``, each checked against its declaration."""
+        return validate(self.name, self.option_spec(), options)
 
     def explain(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
                 **options: Any) -> Explanation:

@@ -128,7 +128,7 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
         for name in names:
             explainer = get_explainer(name)
             opts = dict(options.get(name, {}))
-            if "background" in getattr(explainer, "defaults", {}):
+            if "background" in getattr(explainer, "requires", ()):
                 opts.setdefault("background", dataset.train.X)
             start = time.perf_counter()
             explanation = explain(model, X, method=name, target=target, labels=y,

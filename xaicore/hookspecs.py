@@ -34,3 +34,17 @@ def register_datasets(register):
 @hookspec
 def register_metrics(register):
     """Register explanation-quality metrics (classes following ``protocols.Metric``)."""
+
+
+@hookspec
+def register_engines(register):
+    """Register execution engines (classes following ``protocols.Engine``)."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add ``click`` commands to ``cli`` (the ``xai`` group) with ``cli.add_command(command)``.
+
+    The module defining the command is imported by ``xai --help``: import torch and other heavy
+    modules inside the command function.
+    """

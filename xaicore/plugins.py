@@ -2,11 +2,15 @@
 
 A plugin that fails to import is recorded as failed with its error and the others still load.
 ``XAI_STRICT_PLUGINS=1`` turns such a failure into an error; ``XAI_DISABLE_PLUGINS`` (comma-separated
-entry-point or distribution names) skips chosen plugins.
+entry-point or distribution names) skips chosen plugins; ``XAI_ALLOW_REPLACE`` (comma-separated
+distribution names) lets those distributions replace built-in names they register with
+``replaces=True``. A plugin that implements a hook the core does not define (a misspelling such as
+``register_explainer``) is unregistered and shown failed.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import traceback
 from dataclasses import dataclass
@@ -19,6 +23,13 @@ from .errors import PluginError
 
 GROUP = "xai"
 
+#: The distributions shipped from this repository's ``plugins/`` folder. They own their names
+#: against any third-party plugin, whatever order the entry points load in.
+BUILTIN_DISTRIBUTIONS = frozenset({
+    "xai-aeon", "xai-attention", "xai-captum", "xai-eval", "xai-gradcam", "xai-models",
+    "xai-plots", "xai-report", "xai-shap",
+})
+
 pm = pluggy.PluginManager("xai")
 pm.add_hookspecs(hookspecs)
 
@@ -30,6 +41,10 @@ class PluginSource:
     plugin: str
     distribution: str | None
     version: str | None
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution in BUILTIN_DISTRIBUTIONS
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,23 @@ def strict() -> bool:
 
 def disabled() -> set[str]:
     return {n.strip() for n in os.environ.get("XAI_DISABLE_PLUGINS", "").split(",") if n.strip()}
+
+
+def allowed_replacements() -> set[str]:
+    """Distributions the user lets replace built-in names (``XAI_ALLOW_REPLACE``)."""
+    return {n.strip() for n in os.environ.get("XAI_ALLOW_REPLACE", "").split(",") if n.strip()}
+
+
+def unknown_hooks(plugin: object) -> list[str]:
+    """Hook implementations of ``plugin`` that match no hook the core defines, each with a hint."""
+    known = {name for name in dir(hookspecs) if name.startswith("register_")}
+    problems = []
+    for attr in dir(plugin):
+        if pm.parse_hookimpl_opts(plugin, attr) is None or attr in known:
+            continue
+        close = difflib.get_close_matches(attr, sorted(known), n=1)
+        problems.append(f"unknown hook {attr!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return problems
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -86,10 +118,14 @@ def load_plugins() -> None:
             continue
         try:
             module = ep.load()
-            pm.register(module, name=ep.name)
         except Exception as exc:  # a broken third-party plugin must not break the others
             record_failure(PluginFailure(ep.name, dist, version, describe_exception(exc)))
             continue
+        problems = unknown_hooks(module)
+        if problems:
+            record_failure(PluginFailure(ep.name, dist, version, "; ".join(problems)))
+            continue
+        pm.register(module, name=ep.name)
         sources[ep.name] = PluginSource(ep.name, dist, version)
 
 

@@ -14,9 +14,9 @@ from typing import Any
 from . import plugins
 from .errors import PluginError, UnknownNameError
 
-KINDS = ("models", "explainers", "renderers", "datasets", "metrics")
+KINDS = ("models", "explainers", "renderers", "datasets", "metrics", "engines")
 SINGULAR = {"models": "model", "explainers": "explainer", "renderers": "renderer",
-            "datasets": "dataset", "metrics": "metric"}
+            "datasets": "dataset", "metrics": "metric", "engines": "engine"}
 
 
 @dataclass
@@ -78,23 +78,36 @@ class Registry:
         self.failures: list[plugins.PluginFailure] = []
         for kind in KINDS:
             hook = getattr(pm.hook, f"register_{kind}")
-            for impl in hook.get_hookimpls():  # in registration order: first come, first served
+            impls = hook.get_hookimpls()  # in registration order: first come, first served ...
+            # ... except that built-ins come first, so they own their names against any third party
+            impls.sort(key=lambda impl: not plugins.source_of(impl.plugin_name).builtin)
+            for impl in impls:
                 self._collect(kind, impl)
 
     def _collect(self, kind: str, impl) -> None:
         source = plugins.source_of(impl.plugin_name)
 
-        def register(name: str, target: Any, **info: Any) -> None:
+        def register(name: str, target: Any, replaces: bool = False, **info: Any) -> None:
             entry = Entry(kind, name, target, source.plugin, source.distribution, source.version, info)
             taken = self.entries[kind].get(name)
-            if taken is not None:
-                entry.error = (f"{SINGULAR[kind]} name {name!r} is already registered by "
-                               f"{taken.distribution or taken.plugin}")
-                if plugins.strict():
-                    raise PluginError(f"plugin {source.plugin!r}: {entry.error}")
-                self.rejected.append(entry)
-            else:
+            if taken is None:
                 self.entries[kind][name] = entry
+                return
+            owner = taken.distribution or taken.plugin
+            if replaces and self._may_replace(source, taken):
+                taken.error = (f"replaced by {source.distribution} (replaces=True, allowed by "
+                               f"XAI_ALLOW_REPLACE)")
+                self.rejected.append(taken)
+                self.entries[kind][name] = entry
+                return
+            entry.error = f"{SINGULAR[kind]} name {name!r} is already registered by {owner}"
+            if replaces and taken.distribution in plugins.BUILTIN_DISTRIBUTIONS:
+                entry.error += (f"; to let {source.distribution or source.plugin} replace it, set "
+                                f"XAI_ALLOW_REPLACE={source.distribution or source.plugin}")
+            if plugins.strict():
+                raise PluginError(f"plugin {source.plugin!r} "
+                                  f"({source.distribution or 'no distribution'}): {entry.error}")
+            self.rejected.append(entry)
 
         try:
             impl.function(register=register)
@@ -104,6 +117,13 @@ class Registry:
             failure = plugins.PluginFailure(source.plugin, source.distribution, source.version,
                                             f"register_{kind} raised {plugins.describe_exception(exc)}")
             plugins.record_failure(failure, into=self.failures)
+
+    @staticmethod
+    def _may_replace(source: plugins.PluginSource, taken: Entry) -> bool:
+        """A plugin replaces a name only if it asked to and the user allowed its distribution."""
+        allowed = plugins.allowed_replacements()
+        return bool(source.distribution and source.distribution in allowed
+                    or source.plugin in allowed) and taken.plugin != source.plugin
 
     def all_entries(self) -> list[Entry]:
         return [e for kind in KINDS for e in self.entries[kind].values()] + self.rejected
@@ -184,6 +204,40 @@ def get_dataset(name: str) -> Any:
 
 def get_metric(name: str) -> Any:
     return get("metrics", name)
+
+
+def options_of(name: str) -> list[tuple[str, list]]:
+    """``(kind, options)`` of every working component called ``name`` (declared or inferred)."""
+    from .options import infer
+
+    found = []
+    for kind in KINDS:
+        if name not in names(kind):
+            continue
+        obj = get(kind, name)
+        if hasattr(obj, "option_spec"):
+            spec = obj.option_spec()
+        else:
+            spec = infer(getattr(obj, "default_params", None) or getattr(obj, "defaults", {}))
+        found.append((kind, spec))
+    if not found:
+        every = sorted({n for kind in KINDS for n in names(kind)})
+        close = difflib.get_close_matches(name, every, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownNameError(f"no installed component is called {name!r}.{hint}")
+    return found
+
+
+def check() -> list[Entry]:
+    """Import every lazy ``"module:attr"`` target; the entries that fail (each then shows failed)."""
+    failed = []
+    for entry in entries():
+        if entry.error is None and isinstance(entry.target, str):
+            try:
+                entry.load()
+            except PluginError:
+                failed.append(entry)
+    return failed
 
 
 def as_json() -> dict:

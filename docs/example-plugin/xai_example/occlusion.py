@@ -5,12 +5,16 @@ from __future__ import annotations
 import torch
 
 from xaicore.explainer import BaseExplainer
+from xaicore.options import Option
 
 
 class Occlusion(BaseExplainer):
     name = "occlusion"
     description = "Drop in the target logit when a time window is replaced by a baseline"
-    defaults = {"window": 1, "baseline": 0.0}
+    options = (
+        Option("window", int, 1, min=1, max=100_000, help="time steps occluded together"),
+        Option("baseline", float, 0.0, help="value the window is replaced by"),
+    )
 
     def attribute(self, model, inputs, target, *, window, baseline):
         n, t, f = inputs.shape

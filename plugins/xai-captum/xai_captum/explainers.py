@@ -14,8 +14,11 @@ from torch import nn
 from xaicore.errors import XaiError
 from xaicore.explainer import BaseExplainer
 from xaicore.model import LoadedModel
+from xaicore.options import Option
 
 from .baselines import as_background, make_baseline
+from .baselines import KINDS as BASELINE_KINDS
+from .integrated import METHODS as INTEGRATION_METHODS
 from .integrated import integrated_gradients
 from .passes import copies_per_pass, target_gradient
 
@@ -26,7 +29,16 @@ DEEPLIFT_UNSUPPORTED = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoder
 DELTA_TOLERANCE = 0.01  # |delta| above this fraction of |F(x) - F(baseline)| triggers a warning
 FLOAT_EPS = 1e-6  # float32 rounding floor, relative to |F(x)| + |F(baseline)|
 
-BASELINE_OPTIONS = {"baseline": "zero", "background": None, "blur_sigma": None, "seed": 0}
+BASELINE_OPTIONS = (
+    Option("baseline", str, "zero", choices=BASELINE_KINDS, help="reference input the path starts from"),
+    Option("background", object, None, help="train inputs [n, time, feature] for the mean baseline"),
+    Option("blur_sigma", float, None, min=0.0, max=1e6,
+           help="Gaussian blur width in time steps for the blurred baseline (default: length/10)"),
+    Option("seed", int, 0, min=0, max=2**32 - 1, help="seed of the random baseline"),
+)
+SEED = Option("seed", int, 0, min=0, max=2**32 - 1, help="seed of the random draws")
+BATCH = Option("internal_batch_size", int, None, min=1, max=10_000_000,
+               help="rows per forward/backward pass (default: chosen by device)")
 
 
 @torch.no_grad()
@@ -86,8 +98,12 @@ class IntegratedGradientsExplainer(BaseExplainer):
     """
 
     name = "integrated-gradients"
-    defaults = {"n_steps": 50, "integration_method": "gausslegendre", "internal_batch_size": None,
-                **BASELINE_OPTIONS}
+    options = (
+        Option("n_steps", int, 50, min=1, max=10_000, help="integration steps along the path"),
+        Option("integration_method", str, "gausslegendre", choices=INTEGRATION_METHODS,
+               help="captum's integration rule"),
+        BATCH, *BASELINE_OPTIONS)
+    requires = ("background",)
 
     def attribute(self, model, inputs, target, **opts):
         baselines = baselines_for(self.name, inputs, opts)
@@ -100,7 +116,7 @@ class SaliencyExplainer(BaseExplainer):
     """Gradient of the target logit with respect to each input value (absolute by default)."""
 
     name = "saliency"
-    defaults = {"abs": True}
+    options = (Option("abs", bool, True, help="absolute gradient"),)
 
     def attribute(self, model, inputs, target, **opts):
         grads, logits = target_gradient(model.module, inputs, target)  # what captum's Saliency does
@@ -126,8 +142,12 @@ class SmoothGradExplainer(BaseExplainer):
     """
 
     name = "smoothgrad"
-    defaults = {"noise_level": 0.15, "n_samples": 25, "abs": True, "seed": 0,
-                "internal_batch_size": None}
+    options = (
+        Option("noise_level", float, 0.15, min=0.0, max=10.0,
+               help="noise std as a multiple of each sample's per-feature std"),
+        Option("n_samples", int, 25, min=1, max=10_000, help="noisy copies averaged per sample"),
+        Option("abs", bool, True, help="absolute gradients"),
+        SEED, BATCH)
 
     def attribute(self, model, inputs, target, **opts):
         n = int(opts["n_samples"])
@@ -154,7 +174,8 @@ class DeepLiftExplainer(BaseExplainer):
     """DeepLIFT with the rescale rule (Shrikumar et al. 2017) against a baseline."""
 
     name = "deeplift"
-    defaults = dict(BASELINE_OPTIONS)
+    options = BASELINE_OPTIONS
+    requires = ("background",)
 
     def check(self, model: LoadedModel) -> str | None:
         layers = [f"{n} ({type(m).__name__})" for n, m in model.network.named_modules()
@@ -181,8 +202,13 @@ class GradientShapExplainer(BaseExplainer):
     """GradientSHAP (expected gradients): baselines drawn from the train split (``background``)."""
 
     name = "gradient-shap"
-    defaults = {"background": None, "background_size": 100, "n_samples": 25, "stdevs": 0.0,
-                "seed": 0}
+    options = (
+        Option("background", object, None, help="train inputs [n, time, feature] to draw baselines from"),
+        Option("background_size", int, 100, min=1, max=100_000, help="baselines drawn from background"),
+        Option("n_samples", int, 25, min=1, max=10_000, help="random baselines per sample"),
+        Option("stdevs", float, 0.0, min=0.0, max=10.0, help="Gaussian noise added to each input"),
+        SEED)
+    requires = ("background",)
 
     def attribute(self, model, inputs, target, **opts):
         bg = as_background(opts["background"], inputs, self.name)

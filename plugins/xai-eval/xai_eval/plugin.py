@@ -43,3 +43,10 @@ def register_datasets(register):
 def register_explainers(register):
     register("tsr", "xai_eval.tsr:TemporalSaliencyRescaling",
              description="Temporal Saliency Rescaling around another explainer: tsr:<method>")
+
+
+@hookimpl
+def register_commands(cli):
+    from xai_eval.commands import evaluate_cmd
+
+    cli.add_command(evaluate_cmd)

@@ -92,7 +92,7 @@ class RandomisationMetric:
         explainer = opts["explainer"] or get_explainer(explanation.method)
         explain_opts = {k: v for k, v in explanation.options.items()
                         if k in getattr(explainer, "defaults", explanation.options)}
-        if opts["background"] is not None and "background" in getattr(explainer, "defaults", {}):
+        if opts["background"] is not None and "background" in getattr(explainer, "requires", ()):
             explain_opts["background"] = opts["background"]
         randomised = copy.deepcopy(model)
         x = torch.as_tensor(explanation.inputs, device=model.device)

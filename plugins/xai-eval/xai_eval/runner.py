@@ -70,8 +70,8 @@ def explain_with(name: str, model: LoadedModel, X: np.ndarray, y: np.ndarray,
                  positions: np.ndarray, background: np.ndarray, seed: int) -> tuple[Any, Explanation]:
     """The explainer of ``name`` and its explanation of the predicted class of every sample."""
     explainer = RandomExplainer() if name == RANDOM else get_explainer(name)
-    defaults = getattr(explainer, "defaults", {})
-    options = {"background": background} if "background" in defaults else {}
+    needs_background = "background" in getattr(explainer, "requires", ())
+    options = {"background": background} if needs_background else {}
     if name == RANDOM:
         options["seed"] = seed
     x = torch.as_tensor(X, device=model.device)

@@ -58,6 +58,7 @@ class TSRExplainer:
         self.name = f"tsr:{inner.name}"
         self.description = f"Temporal Saliency Rescaling of {inner.name}"
         self.defaults = dict(getattr(inner, "defaults", {}))
+        self.requires = tuple(getattr(inner, "requires", ()))
 
     def check(self, model: LoadedModel) -> str | None:
         return self.inner.check(model)

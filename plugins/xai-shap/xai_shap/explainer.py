@@ -42,6 +42,7 @@ class ShapExplainer(BaseExplainer):
 
     name = "shap"
     description = "SHAP values over time segments with additivity error reported"
+    requires = ("background",)
     defaults: dict[str, Any] = {
         "background": None,         # raw train inputs [n, time, feature]
         "background_size": 100,     # background samples drawn (seeded) from `background`

@@ -1,15 +1,13 @@
-"""``xai evaluate``: score the explanation methods on a trained run (faithfulness, sanity checks)."""
+"""``xai evaluate``: score the explanation methods on a trained run (faithfulness, sanity checks).
+
+Added to ``xai`` by the ``register_commands`` hook; heavy imports happen inside the command.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
-
-from ..errors import XaiError
-
-COMMANDS: list = []
-
 
 @click.command("evaluate")
 @click.option("--run", required=True, type=click.Path(path_type=Path),
@@ -27,17 +25,12 @@ COMMANDS: list = []
 @click.option("--force", is_flag=True, help="Overwrite an existing RUN/evaluation.csv.")
 def evaluate_cmd(run, methods, metrics, samples, seed, device, force):
     """Write RUN/evaluation.csv (one row per method, one column per score) and RUN/evaluation/ figures."""
-    try:
-        from xai_eval.runner import evaluate_run
-    except ImportError as exc:
-        raise XaiError(f"xai evaluate needs the xai-eval plugin ({exc}); install plugins/xai-eval") from None
     import pandas as pd
+
+    from xai_eval.runner import evaluate_run
 
     rows = evaluate_run(run, methods, metrics, samples=samples, seed=seed, force=force,
                         device=device)
     click.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     click.echo(f"-> {Path(run) / 'evaluation.csv'} and figures in {Path(run) / 'evaluation'}",
                err=True)
-
-
-COMMANDS.append(evaluate_cmd)

@@ -1,4 +1,7 @@
-"""``xai report``: one self-contained HTML file of a run. Heavy imports happen inside the command."""
+"""``xai report``: one self-contained HTML file of a run, added to ``xai`` by ``register_commands``.
+
+Heavy imports happen inside the command.
+"""
 
 from pathlib import Path
 
@@ -25,6 +28,3 @@ def report_cmd(run: Path, out: Path | None, force: bool) -> None:
         raise XaiError(f"{out} already exists; pass --force to overwrite it (or --out another file)")
     paths = registry.get_renderer("html-report").render([], out_dir=run, run_dir=run, out=out)
     click.echo(f"report -> {paths[0]}")
-
-
-COMMANDS: list = [report_cmd]

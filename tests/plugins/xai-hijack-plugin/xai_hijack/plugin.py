@@ -1,0 +1,21 @@
+"""Registers the built-in names ``gradcam`` and ``fcn``; ``gradcam`` asks to replace the built-in."""
+
+from xaicore.hookspecs import hookimpl
+
+
+class Hijacker:
+    """Would answer ``--method gradcam`` with its own numbers if it won the name."""
+
+    name = "gradcam"
+    description = "hijacker"
+
+
+@hookimpl
+def register_explainers(register):
+    register("gradcam", Hijacker, replaces=True, description="tries to replace the built-in")
+    register("hijack-only", Hijacker, description="a name of its own")
+
+
+@hookimpl
+def register_models(register):
+    register("fcn", "xai_hijack.plugin:Hijacker", description="tries to take a built-in model name")

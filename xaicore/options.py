@@ -1,0 +1,135 @@
+"""Options declared once per component (name, type, default, range or choices, help), checked by one function.
+
+``validate(owner, spec, values)`` overlays ``values`` on the defaults, refuses unknown names (with
+close matches), converts CLI strings to the declared type and refuses wrong types and values out of
+range, each with a one-line ``XaiError``. Light: no torch, numpy or pandas.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import XaiError
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: ``type`` is bool, int, float, str, or object (any value, passed through)."""
+
+    name: str
+    type: type
+    default: Any
+    help: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: tuple | None = None
+    nullable: bool = False
+
+    def describe(self) -> str:
+        """One line for ``xai list --options``: name, type, default, allowed values, help."""
+        allowed = ""
+        if self.choices is not None:
+            allowed = f" one of {', '.join(map(str, self.choices))}"
+        elif self.min is not None or self.max is not None:
+            allowed = f" in [{_fmt(self.min, '-inf')}, {_fmt(self.max, 'inf')}]"
+        kind = getattr(self.type, "__name__", str(self.type))
+        none = " or null" if self.accepts_none else ""
+        return f"{self.name} ({kind}{none}, default {self.default!r}{allowed}): {self.help}".rstrip(": ")
+
+    @property
+    def accepts_none(self) -> bool:
+        return self.nullable or self.default is None
+
+    def convert(self, owner: str, value: Any) -> Any:
+        """``value`` as this option's type, or a one-line XaiError naming ``owner`` and the option."""
+        where = f"{owner}: option {self.name!r}"
+        if value is None or (isinstance(value, str) and value == "null" and self.type is not str):
+            if self.accepts_none:
+                return None
+            raise XaiError(f"{where} must be {self._expected()}, not null")
+        if self.type is not object:
+            value = _as_type(self.type, value, f"{where} must be {self._expected()}, not {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise XaiError(f"{owner}: unknown {self.name} {value!r}; it must be one of "
+                           f"{', '.join(map(str, self.choices))}")
+        if self.min is not None and value < self.min or self.max is not None and value > self.max:
+            raise XaiError(f"{where} must be in [{_fmt(self.min, '-inf')}, {_fmt(self.max, 'inf')}], "
+                           f"not {value!r}")
+        return value
+
+    def _expected(self) -> str:
+        return _TYPE_NAMES.get(self.type, getattr(self.type, "__name__", str(self.type)))
+
+
+def _fmt(bound: float | None, missing: str) -> str:
+    if bound is None:
+        return missing
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
+def _as_type(kind: type, value: Any, error: str) -> Any:
+    """Convert a Python value or a CLI string to ``kind`` without truncating or guessing."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise XaiError(error)
+    if kind is int:
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise XaiError(error) from None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise XaiError(error)
+    if kind is float:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise XaiError(error) from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise XaiError(error)
+        return float(value)
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise XaiError(error)
+    if isinstance(value, kind):
+        return value
+    raise XaiError(error)
+
+
+def infer(defaults: Mapping[str, Any]) -> list[Option]:
+    """Options for a component that declares only a ``defaults`` dict: the type of each default."""
+    return [Option(name, type(default) if type(default) in _TYPE_NAMES else object, default)
+            for name, default in defaults.items()]
+
+
+def defaults_of(spec: Iterable[Option]) -> dict[str, Any]:
+    return {option.name: option.default for option in spec}
+
+
+def validate(owner: str, spec: Iterable[Option], values: Mapping[str, Any]) -> dict[str, Any]:
+    """The defaults of ``spec`` overlaid with ``values``, each converted and checked."""
+    by_name = {option.name: option for option in spec}
+    unknown = sorted(set(values) - set(by_name))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(by_name), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise XaiError(f"{owner} has no option {', '.join(map(repr, unknown))}{hint}; its options "
+                       f"are: {', '.join(sorted(by_name)) or 'none'}")
+    out = {name: option.default for name, option in by_name.items()}
+    for name, value in values.items():
+        out[name] = by_name[name].convert(owner, value)
+    return out
