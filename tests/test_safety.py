@@ -347,6 +347,7 @@ def _checkpoint_with(gunpoint_run: Path, tmp_path: Path, **fields) -> Path:
     ("seq_len", "150", "field 'seq_len' must be a positive int or None"),
     ("seq_len", True, "field 'seq_len' must be a positive int or None"),
     ("class_names", [1, 2], "field 'class_names'"),
+    ("class_names", ["1", "1"], "at least 2 distinct class names"),
     ("feature_names", "value", "field 'feature_names'"),
     ("model", 3, "field 'model'"),
     ("state_dict", {"w": [1.0]}, "field 'state_dict'"),
@@ -449,3 +450,10 @@ def test_a_confusion_matrix_of_many_classes_is_summarised(tmp_path):
     matrix = np.eye(5, dtype=int)
     matrix[3, 1] = 4
     assert most_confused(matrix, 2).tolist() == [1, 3]
+
+
+def test_gauss_legendre_steps_are_bounded_before_any_work():
+    from xai_captum.integrated import path_points
+
+    with pytest.raises(XaiError, match="gausslegendre takes at most 1024 steps"):
+        path_points("gausslegendre", 20000)

@@ -16,6 +16,7 @@ from xaicore.errors import XaiError
 
 from .passes import copies_per_pass, rows_that_fit, target_gradient
 
+MAX_GAUSS_LEGENDRE = 1024
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
@@ -30,6 +31,10 @@ def path_points(method: str, n_steps: int) -> tuple[tuple[float, ...], tuple[flo
         raise XaiError(f"integrated-gradients: {method} needs n_steps >= 2, got {n_steps}")
     if n_steps < 1:
         raise XaiError(f"integrated-gradients: n_steps must be at least 1, got {n_steps}")
+    if method == "gausslegendre" and n_steps > MAX_GAUSS_LEGENDRE:
+        raise XaiError(f"integrated-gradients: gausslegendre takes at most {MAX_GAUSS_LEGENDRE} "
+                       f"steps (its set-up grows with the cube of the steps: 2048 took 16 s "
+                       f"here), got {n_steps}; riemann_trapezoid takes more")
     step_sizes, alphas = approximation_parameters(method)
     return tuple(alphas(n_steps)), tuple(step_sizes(n_steps))
 
