@@ -457,3 +457,42 @@ def test_gauss_legendre_steps_are_bounded_before_any_work():
 
     with pytest.raises(XaiError, match="gausslegendre takes at most 1024 steps"):
         path_points("gausslegendre", 20000)
+
+
+def test_an_explainer_that_runs_out_of_memory_is_retried_on_halves_of_the_batch():
+    from xaicore.explainer import BaseExplainer
+    from xaicore.model import wrap_model
+
+    calls: list[int] = []
+
+    class Hungry(BaseExplainer):
+        name = "hungry"
+
+        def attribute(self, model, inputs, target, **opts):
+            calls.append(len(inputs))
+            if len(inputs) > 2:
+                raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to "
+                                   "allocate 12800000000 bytes")
+            return inputs * 2, {"row": inputs[:, 0, 0], "whole": [1, 2]}, model.module(inputs)
+
+    model = wrap_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(5, 3)),
+                       n_classes=3, n_features=1)
+    x = torch.randn(7, 5, 1)
+    e = Hungry().explain(model, x, torch.zeros(7, dtype=torch.long))
+    np.testing.assert_allclose(e.attributions, 2 * x.numpy())
+    np.testing.assert_allclose(e.extras["row"], x[:, 0, 0].numpy())
+    assert e.extras["whole"] == [1, 2] and calls == [7, 3, 1, 2, 4, 2, 2]  # halves until they fit
+
+    class Hopeless(Hungry):
+        def attribute(self, model, inputs, target, **opts):
+            raise RuntimeError("can't allocate memory")
+
+    with pytest.raises(XaiError, match="one series of 5 time steps x 1 features needs more memory"):
+        Hopeless().explain(model, x, torch.zeros(7, dtype=torch.long))
+
+    class Buggy(Hungry):
+        def attribute(self, model, inputs, target, **opts):
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):  # not retried
+        Buggy().explain(model, x, torch.zeros(7, dtype=torch.long))
