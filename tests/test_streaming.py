@@ -150,6 +150,9 @@ def test_bad_requests_are_one_line_errors(setup):
     result = xai("explain", "--run", run, "--input", root / "big.npy", "--engine", "warp")
     assert result.exit_code == 1 and "unknown engine 'warp'" in result.output \
         and "local" in result.output
+    result = xai("explain", "--run", run, "--input", root / "big.npy", "--engine", "ray")
+    if "ray" not in __import__("xaicore").registry.names("engines"):
+        assert result.exit_code == 1 and "needs the plugin xai-ray" in result.output
     result = xai("explain", "--run", run, "--resume", "--method", "saliency")
     assert result.exit_code == 1 and "go with --input or --samples all" in result.output
     result = xai("explain", "--run", run, "--input", root / "missing.npy")
