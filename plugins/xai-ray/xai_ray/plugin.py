@@ -1,0 +1,9 @@
+"""Registers the ``ray`` engine (ray is imported only when it runs)."""
+
+from xaicore.hookspecs import hookimpl
+
+
+@hookimpl
+def register_engines(register):
+    register("ray", "xai_ray.engine:RayEngine",
+             description="Ray Data actor pool: one model per worker, local Ray or a cluster")

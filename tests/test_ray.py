@@ -1,0 +1,48 @@
+"""The ray engine on a real local Ray (2 CPUs): the same numbers as the local engine."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from xaicore.cli import cli
+from xaicore.datasets import load_dataset
+from xaicore.explanation import Explanation
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_ray_engine_equals_the_local_engine(gunpoint_run, tmp_path, local_ray):
+    run = tmp_path / "run"
+    shutil.copytree(gunpoint_run, run)
+    X = np.concatenate([load_dataset({"name": "GunPoint"}).test.X] * 2)[:300]
+    np.save(tmp_path / "input.npy", X)
+    outs = {}
+    for engine, extra in (("local", []), ("ray", ["--workers", "2"])):
+        outs[engine] = tmp_path / engine
+        result = CliRunner().invoke(cli, [
+            "explain", "--run", str(run), "--input", str(tmp_path / "input.npy"), "--method",
+            "gradcam", "--method", "integrated-gradients", "--option",
+            "integrated-gradients.n_steps=8", "--batch-size", "64", "--engine", engine,
+            "--out", str(outs[engine]), *extra])
+        assert result.exit_code == 0, result.output
+    for method in ("gradcam", "integrated-gradients"):
+        a = Explanation.load(outs["local"] / f"{method}.zarr").load()
+        b = Explanation.load(outs["ray"] / f"{method}.zarr").load()
+        np.testing.assert_array_equal(b.sample_ids, np.arange(300))  # in input order
+        np.testing.assert_allclose(b.attributions, a.attributions, atol=1e-6)
+        np.testing.assert_array_equal(b.predictions, a.predictions)
+    a = Explanation.load(outs["local"] / "integrated-gradients.zarr").load()
+    b = Explanation.load(outs["ray"] / "integrated-gradients.zarr").load()
+    np.testing.assert_allclose(b.extras["convergence_delta"], a.extras["convergence_delta"],
+                               atol=1e-6)
