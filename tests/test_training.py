@@ -309,3 +309,17 @@ def test_run_figures_refuse_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(XaiError, match="zzz"):
         ConfusionMatrix().render([], tmp_path, run_dir=tmp_path)
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_param_values_go_through_the_models_declared_options(tmp_path):
+    toy_npz(tmp_path / "toy.npz")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--dataset", str(tmp_path / "toy.npz"), "--out",
+                                 str(tmp_path / "r"), "--param", "dropout=2"])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == ("Error: model cnn-lstm-attention: option 'dropout' must be "
+                                     "in [0, 1], not 2.0")
+    assert not (tmp_path / "r").exists()
+    listed = runner.invoke(cli, ["list", "--options", "cnn-lstm-attention"])
+    assert listed.exit_code == 0, listed.output
+    assert "dropout (float, default 0.0 in [0, 1]): dropout between LSTM layers" in listed.output

@@ -27,6 +27,7 @@ from .datasets import load_dataset
 from .errors import PluginError, UnknownNameError, XaiError
 from .files import temp_sibling
 from .model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, load_checkpoint, resolve_device
+from .options import validate
 
 # The seed script's recipe; a network class may override keys in its ``training_defaults``.
 SEED_RECIPE: dict[str, Any] = {"epochs": 50, "batch_size": 32, "lr": 0.005, "scheduler": "step",
@@ -148,6 +149,8 @@ def train(dataset_spec: dict | None, model: str | None, out: str | Path, *, epoc
     if params is not None and not isinstance(params, dict):
         raise XaiError(f"params must be a dict of network parameters, not {type(params).__name__}")
     cls = registry.get_model(model)
+    if getattr(cls, "param_options", None):  # declared: refuse bad --param values before loading data
+        params = validate(f"model {model}", cls.param_options, params or {}, noun="parameter")
     recipe = recipe_for(cls, **recipe_overrides)
     dev = resolve_device(device)
     dataset = load_dataset(dataset_spec)
