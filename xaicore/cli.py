@@ -79,6 +79,12 @@ def list_cmd(as_json: bool, check: bool, options_of: str | None) -> None:
         for kind, spec in registry.options_of(options_of):
             click.echo(f"{registry.SINGULAR[kind]} {options_of}:")
             click.echo("\n".join(f"  {o.describe()}" for o in spec) or "  (no options)")
+            if kind == "models":
+                from .training import recipe_options
+
+                click.echo(f"training recipe of {options_of}:")
+                click.echo("\n".join(f"  {o.describe()}"
+                                      for o in recipe_options(registry.get_model(options_of))))
         return
 
     broken = registry.check() if check else []
