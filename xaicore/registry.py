@@ -217,8 +217,8 @@ def options_of(name: str) -> list[tuple[str, list]]:
         obj = get(kind, name)
         if hasattr(obj, "option_spec"):
             spec = obj.option_spec()
-        elif getattr(obj, "param_options", None):
-            spec = list(obj.param_options)
+        elif getattr(obj, "param_options", None) or getattr(obj, "options", None):
+            spec = list(getattr(obj, "param_options", None) or obj.options)
         else:
             spec = infer(getattr(obj, "default_params", None) or getattr(obj, "defaults", {}))
         found.append((kind, spec))
