@@ -98,3 +98,12 @@ def test_list_options_check_each_item_and_copy_the_default():
 def test_unknown_names_use_the_callers_noun():
     with pytest.raises(XaiError, match="m has no parameter 'x'; its parameters are: a"):
         validate("m", [Option("a", int, 1)], {"x": 1}, noun="parameter")
+
+
+@pytest.mark.parametrize("name", ["gradcam", "gradcam++", "cam", "attention", "shap", "synthetic-small", "fcn",
+                                  "deletion", "insertion", "randomisation", "aup", "infidelity"])
+def test_built_in_components_declare_their_options_with_help(name):
+    spec = [o for _, options in registry.options_of(name) for o in options]
+    assert all(isinstance(o, Option) and o.help for o in spec), spec
+    assert all(o.min is not None or o.choices or o.type in (bool, str, object)
+               for o in spec if o.name not in ("additivity_tolerance",)), spec

@@ -39,7 +39,7 @@ class AttentionExplainer(BaseExplainer):
     """
 
     name = "attention"
-    defaults: dict = {}
+    options = ()  # attention takes no options
 
     def check(self, model: LoadedModel) -> str | None:
         if not model.has_attention():
