@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from xaicore.errors import XaiError
-from xaicore.explainer import BaseExplainer
-from xaicore.model import LoadedModel
+from xaicore.plugin import BaseExplainer, LoadedModel, XaiError
 
 
 def rollout(head_means: list[torch.Tensor]) -> torch.Tensor:

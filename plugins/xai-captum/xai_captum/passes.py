@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from xaicore.errors import XaiError
+from xaicore.plugin import XaiError
 
 AUTO_ROWS = {"cpu": 128, "cuda": 8192}  # rows per pass when the caller gives no batch size
 

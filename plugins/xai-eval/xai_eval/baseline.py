@@ -6,9 +6,7 @@ from typing import Any
 
 import torch
 
-from xaicore.explainer import BaseExplainer
-from xaicore.model import LoadedModel
-from xaicore.options import Option
+from xaicore.plugin import BaseExplainer, LoadedModel, Option
 
 
 class RandomExplainer(BaseExplainer):

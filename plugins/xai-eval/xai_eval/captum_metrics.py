@@ -7,9 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from xaicore.explanation import Explanation
-from xaicore.model import LoadedModel
-from xaicore.options import Option, defaults_of, validate
+from xaicore.plugin import Explanation, LoadedModel, Option, defaults_of, validate
 
 
 class InfidelityMetric:

@@ -13,10 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
-from xaicore.model import LoadedModel
-from xaicore.options import Option, defaults_of, validate
+from xaicore.plugin import Explanation, LoadedModel, Option, XaiError, defaults_of, validate
 
 
 LEVELS = np.round(np.arange(0.1, 0.91, 0.1), 2)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.errors import XaiError
+from xaicore.plugin import XaiError
 
 
 def background_array(background: Any, n_features: int, what: str) -> np.ndarray:

@@ -14,10 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
-from xaicore.model import LoadedModel
-from xaicore.options import Option, defaults_of, validate
+from xaicore.plugin import Explanation, LoadedModel, Option, XaiError, defaults_of, validate
 
 from .options import background_array
 

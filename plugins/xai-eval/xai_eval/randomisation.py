@@ -17,11 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from xaicore.api import get_explainer
-from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
-from xaicore.model import LoadedModel
-from xaicore.options import Option, defaults_of, validate
+from xaicore.plugin import (
+    Explanation, LoadedModel, Option, XaiError, defaults_of, get_explainer, validate,
+)
 
 
 

@@ -13,9 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.data import Dataset, DataSplit
-from xaicore.errors import XaiError
-from xaicore.options import Option, validate
+from xaicore.plugin import DataSplit, Dataset, Option, XaiError, validate
 
 #: (time start, time length, feature start, feature length) as fractions of each axis.
 BOXES = {

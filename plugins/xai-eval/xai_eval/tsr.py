@@ -20,11 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.errors import XaiError
-from xaicore.explainer import build_explanation
-from xaicore.explanation import Explanation
-from xaicore.model import LoadedModel
-from xaicore.options import Option
+from xaicore.plugin import Explanation, LoadedModel, Option, XaiError, build_explanation
 
 BATCH_SIZE = 64
 ALONE = ("tsr wraps another explainer; use it as tsr:<method>, for example "

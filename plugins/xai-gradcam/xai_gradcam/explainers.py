@@ -12,10 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xaicore.errors import XaiError
-from xaicore.explainer import BaseExplainer
-from xaicore.model import LoadedModel
-from xaicore.options import Option
+from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError
 
 NORMALIZE = ("none", "max", "minmax")
 REDUCTIONS = ("mean", "median", "max", "mean_max")

@@ -7,8 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from xaicore.errors import XaiError
-from xaicore.options import Option, defaults_of
+from xaicore.plugin import Option, XaiError, defaults_of
 
 from .blocks import ConvBlock
 from .params import check_shape, resolve_params

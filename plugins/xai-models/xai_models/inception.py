@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from xaicore.options import Option, defaults_of
+from xaicore.plugin import Option, defaults_of
 
 from .params import check_shape, resolve_params
 

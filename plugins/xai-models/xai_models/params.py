@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xaicore.errors import XaiError
-from xaicore.options import validate
+from xaicore.plugin import XaiError, validate
 
 
 def resolve_params(cls: type, params: dict[str, Any]) -> dict[str, Any]:

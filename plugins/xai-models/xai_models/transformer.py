@@ -8,8 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from xaicore.errors import XaiError
-from xaicore.options import Option, defaults_of
+from xaicore.plugin import Option, XaiError, defaults_of
 
 from .params import check_shape, resolve_params
 

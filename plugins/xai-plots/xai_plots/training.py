@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xaicore.errors import XaiError
+from xaicore.plugin import XaiError
 
 from .figures import check_formats, plt, save, text
 
@@ -36,7 +36,7 @@ def run_class_names(run_dir: Path, seen: Sequence[str]) -> list[str]:
         if names:
             return [str(n) for n in names]
     if (run_dir / "checkpoint.pt").is_file():
-        from xaicore.model import load_checkpoint
+        from xaicore.plugin import load_checkpoint
 
         return [str(n) for n in load_checkpoint(run_dir / "checkpoint.pt")["class_names"]]
     return sorted(set(seen))

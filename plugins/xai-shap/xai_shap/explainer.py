@@ -16,11 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.data import as_series
-from xaicore.errors import XaiError
-from xaicore.explainer import BaseExplainer
-from xaicore.model import LoadedModel
-from xaicore.options import Option
+from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, as_series
 
 from .deep import deep_shap
 from .segments import make_segments
