@@ -160,6 +160,14 @@ def test_example_plugin_explains_from_the_cli(site, gunpoint_run, tmp_path):
         t = int(e.targets[0])
         drop = float(model.module(x)[0, t] - model.module(occluded)[0, t])
     assert e.attributions[0, 20:30, 0].sum() == pytest.approx(drop, rel=1e-3, abs=1e-5)
+    # with figures, every renderer of stage "explanations" runs: the example csv one too
+    drawn = tmp_path / "drawn"
+    result = run(XAI + ["explain", "--run", str(gunpoint_run), "--method", "occlusion",
+                        "--samples", "0:2", "--out", str(drawn)], site)
+    assert result.returncode == 0, result.stderr
+    assert "csv: 1 files in" in result.stderr and "warning" not in result.stderr
+    table = (drawn / "figures" / "occlusion.csv").read_text().splitlines()
+    assert len(table) == 1 + 2 * 150
 
 
 HIJACK = ROOT / "tests" / "plugins" / "xai-hijack-plugin"

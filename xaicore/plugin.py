@@ -37,6 +37,8 @@ _LAZY: dict[str, str] = {
     "names": "xaicore.registry",
     "get_metric": "xaicore.registry",
     "get_renderer": "xaicore.registry",
+    "render_stage": "xaicore.stages",
+    "renderers_for": "xaicore.stages",
     # files
     "atomic_open": "xaicore.files",
     "atomic_path": "xaicore.files",

@@ -25,10 +25,11 @@ from torch import nn
 from . import registry, runs
 from .data import Dataset
 from .datasets import load_dataset
-from .errors import PluginError, UnknownNameError, XaiError
+from .errors import XaiError
 from .files import temp_sibling
 from .model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, load_checkpoint, resolve_device
 from .options import Option, defaults_of, validate
+from .stages import render_stage
 
 SCHEDULERS = ("step", "cosine", "onecycle", "constant")
 # The seed script's recipe; a network class overrides defaults in its ``training_defaults`` dict.
@@ -365,14 +366,7 @@ def _write_predictions(path: Path, dataset: Dataset, predicted: np.ndarray,
 
 
 def _render(run_dir: Path, metrics: dict, progress: bool) -> None:
-    """Draw the run-level figures with the installed renderers; a missing one is noted, not fatal."""
-    for name in ("training-curves", "confusion-matrix"):
-        try:
-            renderer = registry.get_renderer(name)
-            renderer.render([], out_dir=run_dir, run_dir=run_dir)
-        except (UnknownNameError, PluginError) as exc:
-            metrics["notes"].append(f"{name} not drawn: {exc}")
-        except Exception as exc:  # a figure must not cost the trained model
-            metrics["notes"].append(f"{name} failed: {type(exc).__name__}: {exc}")
+    """Run every installed renderer of stage "run"; a failure is noted, never fatal."""
+    metrics["notes"] += render_stage("run", [], run_dir, run_dir=run_dir)[1]
     for note in metrics["notes"]:
         _log(progress, f"note: {note}")

@@ -27,6 +27,7 @@ class GlobalPlots:
     """
 
     name = "global-plots"
+    stage = "explanations"
     description = "Feature and time-step importance, SHAP summaries, attention maps"
 
     def render(self, explanations: Sequence[Explanation], out_dir: Path, *, samples: Any = None,

@@ -26,6 +26,7 @@ class SamplePlots:
     """
 
     name = "sample-plots"
+    stage = "explanations"
     description = "Each sample with its attribution (series band or feature x time heatmap)"
 
     def render(self, explanations: Sequence[Explanation], out_dir: Path, *, samples: Any = None,

@@ -56,6 +56,7 @@ class TrainingCurves:
     """Loss and accuracy per epoch, train and test, side by side (PNG, SVG, EPS)."""
 
     name = "training-curves"
+    stage = "run"
     description = "Loss and accuracy per epoch (PNG, SVG, EPS)"
 
     def render(self, explanations: Sequence[Any], out_dir: Path, run_dir: Any = None,
@@ -95,6 +96,7 @@ class ConfusionMatrix:
     """Counts of true (rows) against predicted (columns) test classes, with class names."""
 
     name = "confusion-matrix"
+    stage = "run"
     description = "Confusion matrix of the test split (PNG, SVG)"
 
     def render(self, explanations: Sequence[Any], out_dir: Path, run_dir: Any = None,

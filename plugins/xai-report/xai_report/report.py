@@ -27,6 +27,7 @@ class HtmlReport:
     """
 
     name = "html-report"
+    stage = None  # on demand: xai report
     description = "One self-contained HTML file: model card, explanations, evaluation"
 
     def render(self, explanations: Sequence[Any], out_dir: Path, *, run_dir: Path | None = None,
