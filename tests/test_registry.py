@@ -197,5 +197,5 @@ def test_renderers_run_by_declared_stage_and_failures_are_warnings(temp_plugin, 
     written, warnings = render_stage("explanations", [1, 2], tmp_path)
     assert written == {"stage-writer": [tmp_path / "written.txt"]}
     assert (tmp_path / "written.txt").read_text() == "2"
-    assert warnings == ["renderer stage-failer (plugin stage-test-plugin, distribution unknown) "
+    assert warnings == ["renderer stage-failer: plugin stage-test-plugin (distribution unknown) "
                         "failed in render: ValueError: no ink"]

@@ -174,6 +174,12 @@ def get_entry(kind: str, name: str) -> Entry:
     return entry
 
 
+def owner(kind: str, name: str) -> str:
+    """``plugin X (distribution Y)`` of a registered name, for one-line error messages."""
+    entry = get_entry(kind, name)
+    return f"plugin {entry.plugin} (distribution {entry.distribution or 'unknown'})"
+
+
 def get(kind: str, name: str) -> Any:
     """The registered object; classes of explainers, renderers and metrics are instantiated."""
     obj = get_entry(kind, name).load()

@@ -14,11 +14,6 @@ from . import registry
 STAGES = ("run", "explanations")
 
 
-def _owner(name: str) -> str:
-    entry = registry.get_entry("renderers", name)
-    return f"renderer {name} (plugin {entry.plugin}, distribution {entry.distribution or 'unknown'})"
-
-
 def renderers_for(stage: str) -> list[str]:
     """Names of the working renderers that declare ``stage``, sorted."""
     found = []
@@ -41,5 +36,6 @@ def render_stage(stage: str, explanations: Sequence[Any], out_dir: Path,
         try:
             written[name] = list(registry.get_renderer(name).render(explanations, out_dir, **options))
         except Exception as exc:  # noqa: BLE001 - a figure must not cost the result it shows
-            warnings.append(f"{_owner(name)} failed in render: {type(exc).__name__}: {exc}")
+            warnings.append(f"renderer {name}: {registry.owner('renderers', name)} failed in "
+                            f"render: {type(exc).__name__}: {exc}")
     return written, warnings
