@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from .errors import XaiError
 from .explanation import Explanation
 from .model import LoadedModel, backward_safe
 from .options import Option, defaults_of, infer, validate
@@ -57,10 +58,49 @@ class BaseExplainer:
         opts = self.resolve_options(options)
         model.module.eval()
         with torch.enable_grad(), backward_safe(model):
-            attributions, extras, *logits = self.attribute(model, inputs, target, **opts)
+            attributions, extras, logits = self.attribute_in_halves(model, inputs, target, opts)
         public = {k: v for k, v in opts.items() if not isinstance(v, (torch.Tensor, np.ndarray))}
         return build_explanation(model, inputs, target, attributions, self.name, public, extras,
-                                 logits[0] if logits else None)
+                                 logits)
+
+    def attribute_in_halves(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
+                            opts: dict) -> tuple[Any, dict, torch.Tensor | None]:
+        """``attribute`` on the batch; when it runs out of memory, on each half of the batch in
+        turn (down to single samples, then a one-line error)."""
+        try:
+            attributions, extras, *logits = self.attribute(model, inputs, target, **opts)
+            return attributions, extras, (logits[0] if logits else None)
+        except (MemoryError, RuntimeError) as exc:
+            if not out_of_memory(exc):
+                raise
+        if len(inputs) == 1:
+            raise XaiError(f"{self.name}: explaining one series of {inputs.shape[1]} time steps "
+                           f"x {inputs.shape[2]} features needs more memory than is available "
+                           f"here; shorten or downsample the series") from None
+        half = len(inputs) // 2
+        parts = [self.attribute_in_halves(model, inputs[s], target[s], opts)
+                 for s in (slice(None, half), slice(half, None))]
+        return join_parts(parts)
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (CPU allocator, CUDA, or numpy)."""
+    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or \
+        "can't allocate memory" in str(exc) or "out of memory" in str(exc).lower()
+
+
+def join_parts(parts: list[tuple[Any, dict, Any]]) -> tuple[Any, dict, Any]:
+    """Attributions, per-sample extras and logits of consecutive sample ranges, joined."""
+    def join(values: list[Any]) -> Any:
+        if isinstance(values[0], torch.Tensor):
+            return torch.cat(values)
+        if isinstance(values[0], np.ndarray) and values[0].ndim:
+            return np.concatenate(values)
+        return values[0]  # a whole-batch value (JSON), the same for every part
+
+    extras = {key: join([p[1][key] for p in parts]) for key in parts[0][1]}
+    logits = None if parts[0][2] is None else torch.cat([p[2] for p in parts])
+    return join([p[0] for p in parts]), extras, logits
 
 
 def build_explanation(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,

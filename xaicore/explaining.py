@@ -208,3 +208,75 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     if ra.std() == 0 or rb.std() == 0:
         return float("nan")
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+STREAM_ABOVE = 4096  # --samples all streams to stores above this many test samples
+ENGINE_PLUGINS = {"ray": "xai-ray (pip install -e plugins/xai-ray)"}
+
+
+def explain_streamed(runs: list[Path], methods, samples: str, target, options: dict[str, dict],
+                     out: Path | None, device, force: bool, input_path: Path | None, engine: str,
+                     batch_size: int, resume: bool, engine_options: dict) -> list[Path] | None:
+    """Stream ``--input`` (or a large test split with ``--samples all``) through ``engine`` into
+    one store per method; None when the request is a small in-memory one."""
+    from .streaming import ExplainJob, InputSource, open_input, stream_explanations
+
+    asked = resume or engine != "local" or bool(engine_options)
+    streaming = input_path is not None or (samples.strip() == "all" and (
+        asked or _test_size(runs[0]) > STREAM_ABOVE))
+    if not streaming:
+        if asked:
+            raise XaiError("--resume, --engine, --workers and --address go with --input or "
+                           "--samples all")
+        return None
+    if len(runs) > 1:
+        raise XaiError("streaming explains one --run at a time")
+    run = runs[0]
+    runner = get_engine(engine)
+    model, dataset = load_run_data(run, device) if input_path is None else (None, None)
+    if input_path is None:
+        source = InputSource.from_array(dataset.test.X, dataset.test.y, f"{run} test split")
+        out_dir = out or run / "explanations"
+    else:
+        source = open_input(input_path)
+        out_dir = out or run / "explanations" / safe_name(Path(input_path).stem, "input")
+    from .model import load_run
+
+    model = model or load_run(run, device)
+    shape = tuple(source.row_shape) if len(source.row_shape) == 2 else (*source.row_shape, 1)
+    if len(shape) != 2 or shape[1] != model.n_features or (
+            model.seq_len is not None and shape[0] != model.seq_len):
+        raise XaiError(f"{source.path} holds samples of shape {source.row_shape} (time, feature) "
+                       f"but model {model.name!r} takes ({model.seq_len}, {model.n_features})")
+    names = method_names(methods, model)
+    for name in names:
+        reason = get_explainer(name).check(model)
+        if reason:
+            raise XaiError(f"{name} cannot explain model {model.name!r} of run {run}: {reason}")
+    if target == "true" and source.labels is None:
+        raise XaiError("--target true needs labels; --input data carries none")
+    job = ExplainJob(str(run), source, names, options, target, batch_size, device=device)
+    paths = stream_explanations(job, runner, out_dir, force=force, resume=resume,
+                                **engine_options)
+    for path in paths:
+        click.echo(f"{model.name} {source.n_rows} samples -> {path}", err=True)
+    return paths
+
+
+def get_engine(name: str):
+    """The engine registered as ``name``; an uninstalled known engine names its plugin."""
+    from .errors import UnknownNameError
+
+    try:
+        return registry.get("engines", name)
+    except UnknownNameError as exc:
+        if name in ENGINE_PLUGINS:
+            raise XaiError(f"engine {name!r} needs the plugin {ENGINE_PLUGINS[name]}") from None
+        raise exc
+
+
+def _test_size(run: Path) -> int:
+    from .datasets import load_dataset
+
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    return len(load_dataset(ckpt["dataset"]).test) if "dataset" in ckpt else 0

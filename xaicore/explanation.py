@@ -166,8 +166,15 @@ class Explanation:
 
     @classmethod
     def load(cls, path: str | Path) -> "Explanation":
-        """Read a file written by ``save``; anything else gives an ``XaiError`` naming the file."""
+        """Read a file written by ``save``; anything else gives an ``XaiError`` naming the file.
+
+        A result store (a ``.zarr`` folder written by streaming ``xai explain``) opens lazily as a
+        ``store.StoredExplanation``: its arrays are read chunk by chunk when sliced."""
         path = Path(path)
+        if path.is_dir():
+            from .store import StoredExplanation
+
+            return StoredExplanation(path)  # type: ignore[return-value]
         if not path.is_file():
             raise XaiError(f"no explanation file at {path}")
         try:

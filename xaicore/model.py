@@ -212,7 +212,8 @@ CHECKPOINT_FIELDS = {
     "state_dict": (lambda v: isinstance(v, dict) and all(
         isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in v.items()),
         "a dict of named tensors"),
-    "class_names": (lambda v: _names(v) and len(v) >= 2, "a list of at least 2 class names"),
+    "class_names": (lambda v: _names(v) and len(v) >= 2 and len(set(v)) == len(v),
+                    "a list of at least 2 distinct class names"),
     "feature_names": (_names, "a non-empty list of feature names"),
     "seq_len": (lambda v: v is None or (type(v) is int and v > 0), "a positive int or None"),
 }

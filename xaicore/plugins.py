@@ -26,7 +26,7 @@ GROUP = "xai"
 #: The distributions shipped from this repository's ``plugins/`` folder. They own their names
 #: against any third-party plugin, whatever order the entry points load in.
 BUILTIN_DISTRIBUTIONS = frozenset({
-    "xai-aeon", "xai-attention", "xai-captum", "xai-eval", "xai-gradcam", "xai-models",
+    "xaicore", "xai-ray", "xai-aeon", "xai-attention", "xai-captum", "xai-eval", "xai-gradcam", "xai-models",
     "xai-plots", "xai-report", "xai-shap",
 })
 

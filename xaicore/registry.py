@@ -183,7 +183,7 @@ def owner(kind: str, name: str) -> str:
 def get(kind: str, name: str) -> Any:
     """The registered object; classes of explainers, renderers and metrics are instantiated."""
     obj = get_entry(kind, name).load()
-    if kind in ("explainers", "renderers", "metrics") and isinstance(obj, type):
+    if kind in ("explainers", "renderers", "metrics", "engines") and isinstance(obj, type):
         obj = obj()
         if getattr(obj, "name", None) in (None, ""):
             obj.name = name

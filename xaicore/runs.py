@@ -33,6 +33,8 @@ def check_replaceable(out: Path, force: bool) -> None:
     """Refuse to train into ``out`` unless it is new, empty, or a run that ``force`` replaces."""
     if out.exists() and not out.is_dir():
         raise XaiError(f"{out} exists and is not a directory")
+    if out.is_dir():
+        clean_stale(out)  # a killed run's temporaries do not make the folder a user's
     if not out.is_dir() or not any(p.name != ".xai.lock" for p in out.iterdir()):
         return
     if not is_run(out):

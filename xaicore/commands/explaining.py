@@ -46,14 +46,40 @@ def parse_options(items: tuple[str, ...]) -> dict[str, dict]:
               help="Render figures with the installed renderers.")
 @click.option("--device", default=None, help="torch device (default: cuda when available).")
 @click.option("--force", is_flag=True, help="Overwrite existing explanation files.")
-def explain_cmd(runs, methods, samples, target, option_items, out, figures, device, force):
-    """Explain test samples of trained runs and write one .npz per method (and figures)."""
-    from ..explaining import explain_runs
+@click.option("--input", "input_path", type=click.Path(path_type=Path),
+              help="Explain this data instead of the test split (.npy, .npz with X, .csv, .zarr), "
+                   "streamed in batches into one chunked store per method.")
+@click.option("--engine", default="local", show_default=True,
+              help="Execution engine for streamed results (see `xai list`): local, ray, ...")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="Samples per batch (and per store chunk) when streaming.")
+@click.option("--resume", is_flag=True,
+              help="Continue incomplete stores from the rows already written.")
+@click.option("--workers", type=click.IntRange(1, 100_000),
+              help="Workers of a distributed engine (ray: actors, one model each).")
+@click.option("--gpus-per-worker", type=click.FloatRange(0, 64),
+              help="GPUs per worker of a distributed engine.")
+@click.option("--address", help="Cluster to join (ray: ray://HOST:PORT or auto; default "
+              "RAY_ADDRESS, else a local Ray).")
+def explain_cmd(runs, methods, samples, target, option_items, out, figures, device, force,
+                input_path, engine, batch_size, resume, workers, gpus_per_worker, address):
+    """Explain test samples of trained runs and write one .npz per method (and figures).
+
+    With --input, or --samples all on a large test split, results stream into one chunked
+    store per method (METHOD.zarr), in constant memory, on the chosen --engine.
+    """
+    from ..explaining import explain_runs, explain_streamed
 
     if len(runs) > 1 and out is None:
         raise XaiError("with several --run, give --out for the side-by-side result")
-    explain_runs(list(runs), methods, samples, target, parse_options(option_items), out, figures,
-                 device, force)
+    engine_options = {k: v for k, v in (("workers", workers), ("gpus_per_worker", gpus_per_worker),
+                                        ("address", address)) if v is not None}
+    streamed = explain_streamed(list(runs), methods, samples, target, parse_options(option_items),
+                                out, device, force, input_path, engine, batch_size, resume,
+                                engine_options)
+    if streamed is None:
+        explain_runs(list(runs), methods, samples, target, parse_options(option_items), out,
+                     figures, device, force)
 
 
 COMMANDS.append(explain_cmd)

@@ -14,8 +14,9 @@ from torch import nn
 
 from xaicore.plugin import XaiError
 
-from .passes import copies_per_pass, target_gradient
+from .passes import copies_per_pass, rows_that_fit, target_gradient
 
+MAX_GAUSS_LEGENDRE = 1024
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
@@ -30,6 +31,10 @@ def path_points(method: str, n_steps: int) -> tuple[tuple[float, ...], tuple[flo
         raise XaiError(f"integrated-gradients: {method} needs n_steps >= 2, got {n_steps}")
     if n_steps < 1:
         raise XaiError(f"integrated-gradients: n_steps must be at least 1, got {n_steps}")
+    if method == "gausslegendre" and n_steps > MAX_GAUSS_LEGENDRE:
+        raise XaiError(f"integrated-gradients: gausslegendre takes at most {MAX_GAUSS_LEGENDRE} "
+                       f"steps (its set-up grows with the cube of the steps: 2048 took 16 s "
+                       f"here), got {n_steps}; riemann_trapezoid takes more")
     step_sizes, alphas = approximation_parameters(method)
     return tuple(alphas(n_steps)), tuple(step_sizes(n_steps))
 
@@ -44,8 +49,15 @@ def integrated_gradients(module: nn.Module, inputs: torch.Tensor, baselines: tor
     """
     alphas, weights = path_points(method, n_steps)
     batch = inputs.shape[0]
-    steps_per_pass = copies_per_pass(batch, internal_batch_size, inputs.device,
-                                     "integrated-gradients")
+    fit = rows_that_fit(inputs[0], inputs.device, "integrated-gradients")
+    if batch > fit:  # memory bound: explain fewer samples per pass
+        per_sample = baselines.shape[0] == batch
+        return torch.cat([integrated_gradients(
+            module, inputs[i:i + fit], baselines[i:i + fit] if per_sample else baselines,
+            target[i:i + fit], n_steps, method, internal_batch_size)
+            for i in range(0, batch, fit)])
+    steps_per_pass = min(copies_per_pass(batch, internal_batch_size, inputs.device,
+                                         "integrated-gradients"), max(1, fit // batch))
     diff = (inputs - baselines).detach()
     total = torch.zeros_like(inputs, dtype=torch.float32)
     for start in range(0, n_steps, steps_per_pass):

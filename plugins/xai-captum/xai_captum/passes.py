@@ -7,12 +7,41 @@ the same per-row gradients (rows are independent in eval mode) at the cost of a 
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
 from xaicore.plugin import XaiError
 
 AUTO_ROWS = {"cpu": 128, "cuda": 8192}  # rows per pass when the caller gives no batch size
+BYTES_FACTOR = 256  # activation and gradient bytes per input value of a row, a generous estimate
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for a pass: free device memory on CUDA, available RAM otherwise."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def rows_that_fit(row: torch.Tensor, device: torch.device, method: str) -> int:
+    """How many rows like ``row`` one pass may hold within half the available memory (estimate
+    ``time x feature x 4 bytes x BYTES_FACTOR`` per row); an XaiError when not even one fits."""
+    row_bytes = row.numel() * 4 * BYTES_FACTOR
+    budget = available_memory(device) // 2
+    if row_bytes > budget:
+        raise XaiError(f"{method}: one series of shape {tuple(row.shape)} needs about "
+                       f"{row_bytes / 2**30:.1f} GiB per pass but only {budget / 2**30:.1f} GiB "
+                       f"is available; shorten or downsample the series")
+    return budget // row_bytes
 
 
 def copies_per_pass(batch: int, internal_batch_size: int | None, device: torch.device,

@@ -1,0 +1,128 @@
+"""Streaming at dataset scale: peak memory per N, and throughput against plain passes.
+
+For each N, a synthetic ``[N, 150, 3]`` ``.npy`` is explained by ``xai explain --input`` in a
+child process (``--engine local``, one torch thread), and the child's peak RSS is read from
+``resource.getrusage(RUSAGE_CHILDREN)``; flat memory means the peak does not grow with N. The
+rows per second of each method are compared, in the same run, with plain forward+backward passes
+of the same batches (the gradient of the summed target logits with respect to the input), so the
+ratio does not depend on how loaded the machine is. Start-up (imports, loading the model, the
+first batch) is timed on a one-batch input and left out of the rate.
+
+Usage: .venv/bin/python benchmarks/dataset_scale.py [--sizes 10000 50000] [--methods gradcam
+integrated-gradients] [--batch 256] [--workdir /tmp/xai-scale]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+IG_STEPS = 32
+
+
+def make_run(workdir: Path) -> Path:
+    """A hybrid trained for one epoch on a small synthetic [n, 150, 3] set (speed does not
+    depend on training)."""
+    from xaicore.training import train
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 150, 3)).astype(np.float32)
+    np.savez(workdir / "train.npz", X=X, y=np.arange(64) % 2)
+    run = workdir / "run"
+    if not (run / "checkpoint.pt").is_file():
+        from xaicore.datasets import dataset_spec
+
+        train(dataset_spec(workdir / "train.npz"), "cnn-lstm-attention", run, epochs=1,
+              progress=False, force=True)
+    return run
+
+
+def make_input(workdir: Path, n: int) -> Path:
+    """``[n, 150, 3]`` float32 written in blocks (never whole in memory)."""
+    path = workdir / f"input-{n}.npy"
+    if not path.is_file():
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, 150, 3))
+        rng = np.random.default_rng(n)
+        for start in range(0, n, 10_000):
+            stop = min(start + 10_000, n)
+            out[start:stop] = rng.normal(size=(stop - start, 150, 3))
+        out.flush()
+        del out
+    return path
+
+
+def explain_child(run: Path, data: Path, method: str, batch: int, out: Path) -> dict:
+    """Run ``xai explain --input`` in a child; its wall time and peak RSS."""
+    option = ["--option", f"integrated-gradients.n_steps={IG_STEPS}"] \
+        if method == "integrated-gradients" else []
+    command = [sys.executable, "-m", "xaicore.cli", "explain", "--run", str(run), "--input",
+               str(data), "--method", method, "--batch-size", str(batch), "--out", str(out),
+               "--force", "--device", "cpu", *option]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+            "r = subprocess.run(sys.argv[1:], stderr=subprocess.DEVNULL); "
+            "print(r.returncode, time.perf_counter() - t, "
+            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    line = subprocess.run([sys.executable, "-c", code, *command], env=env, check=True,
+                          capture_output=True, text=True).stdout.split()
+    if line[0] != "0":
+        raise SystemExit(f"xai explain failed for {method} on {data}")
+    return {"seconds": float(line[1]), "peak_rss_mb": int(line[2]) / 1024}
+
+
+def plain_rows_per_second(run: Path, batch: int, n_batches: int = 20) -> float:
+    """Rows per second of plain forward+backward passes of the same model and batch size."""
+    import torch
+
+    from xaicore.model import backward_safe, load_run
+
+    torch.set_num_threads(1)
+    model = load_run(run, "cpu")
+    x = torch.randn(batch, 150, 3)
+    start = time.perf_counter()
+    for _ in range(n_batches):
+        with torch.enable_grad(), backward_safe(model):
+            points = x.detach().requires_grad_(True)
+            logits = model.module(points)
+            torch.autograd.grad(logits.gather(1, logits.argmax(1, keepdim=True)).sum(), points)
+    return n_batches * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
+    parser.add_argument("--methods", nargs="+", default=["gradcam", "integrated-gradients"])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/xai-scale"))
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    run = make_run(args.workdir)
+    rows = []
+    one_batch = make_input(args.workdir, args.batch)
+    for n in args.sizes:
+        data = make_input(args.workdir, n)
+        for method in args.methods:
+            plain = plain_rows_per_second(run, args.batch)
+            # start-up (imports, loading the model, the first batch) timed on a one-batch input
+            fixed = explain_child(run, one_batch, method, args.batch, args.workdir / "out-one")
+            result = explain_child(run, data, method, args.batch, args.workdir / f"out-{n}")
+            passes = IG_STEPS if method == "integrated-gradients" else 1
+            rate = (n - args.batch) / (result["seconds"] - fixed["seconds"])
+            rows.append({"n": n, "method": method, **result, "rows_per_s": round(rate, 1),
+                         "plain_rows_per_s": round(plain, 1),
+                         "ratio_to_plain": round(rate * passes / plain, 3)})
+            print(json.dumps(rows[-1]), flush=True)
+    print(f"peak RSS of this driver: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
+          f" MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Property-based fuzzing (hypothesis) of CLI values, file names, class names and checkpoints.
+
+Every case asserts: exit 0, or exit 1 (2 for click usage errors) with a one-line message and no
+traceback; nothing written outside the sandbox's output folder; no file that existed lost or
+changed; no temporary left. ``CASES`` counts the cases run (printed by the last test).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xaicore import files
+from xaicore.cli import cli
+from xaicore.datasets import dataset_spec, load_dataset
+from xaicore.errors import XaiError
+from xaicore.explaining import result_name
+from xaicore.model import load_checkpoint, model_from_checkpoint
+
+CASES: Counter = Counter()
+TEMP = re.compile(r"^\..+\.(?:tmp|partial|old)-\d+")
+FUZZ = settings(max_examples=40, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+HOSTILE_TEXT = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["../../../../outside/PWNED", "/etc/passwd", "a/b", "..", ".", "",
+                     "x" * 300, "名前", "cpu", "cuda", "cuda:0", "meta", "auto", "0:2", "all",
+                     "misclassified", "1", "-1", "predicted", "true", "0:999999"]))
+
+
+@pytest.fixture(scope="module")
+def sandbox(gunpoint_run, tmp_path_factory) -> Path:
+    """``ROOT/box/run`` (a copy of the shared run) and ``ROOT/box/out``; ROOT is watched."""
+    root = tmp_path_factory.mktemp("fuzz")
+    shutil.copytree(gunpoint_run, root / "box" / "run")
+    (root / "box" / "run" / "notes.md").write_text("a file the user wrote")
+    (root / "box" / "out").mkdir()
+    return root
+
+
+def snapshot(folder: Path, skip: Path | None = None) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and (skip is None or skip not in p.parents)}
+
+
+def check_outcome(result, root: Path) -> None:
+    """Exit 0, 1 or 2; on failure one line and no traceback; no temporary anywhere."""
+    assert result.exit_code in (0, 1, 2), (result.exit_code, result.output, result.exception)
+    if result.exit_code:
+        assert isinstance(result.exception, SystemExit), result.exception
+        lines = [line for line in result.output.strip().splitlines() if line.startswith("Error")]
+        assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    leftovers = [p for p in root.rglob("*") if TEMP.match(p.name) or p.name == files.LOCK]
+    assert leftovers == [], leftovers
+
+
+def invoke(*args) -> object:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@FUZZ
+@given(device=HOSTILE_TEXT, seed=st.integers(-2**40, 2**40), threads=st.integers(-10**6, 10**6))
+def test_fuzz_train_values_never_touch_an_existing_run(sandbox, device, seed, threads):
+    CASES["train"] += 1
+    before = snapshot(sandbox)
+    result = invoke("train", "--dataset", "GunPoint", "--model", "fcn", "--out",
+                    sandbox / "box" / "run", "--device", device, "--seed", seed, "--threads",
+                    threads, "--epochs", "1")
+    check_outcome(result, sandbox)
+    assert result.exit_code in (1, 2)  # a bad value, or the run exists without --force
+    assert snapshot(sandbox) == before
+
+
+@FUZZ
+@given(samples=HOSTILE_TEXT, target=HOSTILE_TEXT, device=st.sampled_from(["cpu", "auto", "foo", ""]),
+       force=st.booleans())
+def test_fuzz_explain_values_write_only_into_out(sandbox, samples, target, device, force):
+    CASES["explain"] += 1
+    out = sandbox / "box" / "out"
+    before_out = snapshot(out)
+    before = snapshot(sandbox, skip=out)
+    result = invoke("explain", "--run", sandbox / "box" / "run", "--method", "saliency",
+                    "--samples", samples, "--target", target, "--device", device, "--out", out,
+                    "--no-figures", *(["--force"] if force else []))
+    check_outcome(result, sandbox)
+    assert snapshot(sandbox, skip=out) == before  # nothing written outside --out
+    after_out = snapshot(out)
+    assert set(before_out) <= set(after_out)  # nothing lost
+    if not force:
+        assert all(after_out[k] == v for k, v in before_out.items())  # nothing overwritten
+    for name in after_out:
+        assert "/" not in name and name.endswith(".npz")
+
+
+@FUZZ
+@given(out_name=HOSTILE_TEXT, force=st.booleans())
+def test_fuzz_report_out_and_predict_out(sandbox, out_name, force):
+    CASES["report/predict"] += 1
+    out = sandbox / "box" / "out"
+    before = snapshot(sandbox, skip=out)
+    before_out = snapshot(out)
+    target = out / files.safe_name(out_name) if out_name else out
+    result = invoke("report", "--run", sandbox / "box" / "run", "--out", target,
+                    *(["--force"] if force else []))
+    check_outcome(result, sandbox)
+    if target == out:
+        assert result.exit_code == 1
+    assert snapshot(sandbox, skip=out) == before
+    assert set(before_out) <= set(snapshot(out))
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(text=st.text(max_size=400))
+def test_fuzz_safe_names_stay_inside(tmp_path_factory, text):
+    CASES["names"] += 1
+    name = files.safe_name(text)
+    assert name not in ("", ".", "..") and "/" not in name and "\x00" not in name
+    assert len(name.encode()) <= 4 * files.MAX_NAME
+    stem = result_name("gradcam", text)
+    folder = Path("/sandbox/explanations")
+    assert files.inside(folder, f"{stem}.npz").parent == folder
+
+
+@FUZZ
+@given(names=st.lists(st.one_of(st.text(min_size=1, max_size=30),
+                                st.sampled_from(["1", "1.0", "2", "2.00", "../x", "/abs", "a\x00"])),
+                      min_size=2, max_size=5))
+def test_fuzz_class_names_load_or_fail_in_one_line(tmp_path, names):
+    CASES["class names"] += 1
+    X = np.random.default_rng(0).normal(size=(4 * len(names), 6))
+    y = np.array(names * 4)
+    path = tmp_path / "d.npz"
+    np.savez(path, X=X, y=y)
+    try:
+        dataset = load_dataset(dataset_spec(path))
+    except XaiError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert len(set(dataset.class_names)) == len(dataset.class_names)
+    for name in dataset.class_names:
+        assert files.inside(tmp_path, f"{result_name('saliency', name)}.npz").parent == tmp_path
+
+
+FIELD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(),
+                         st.text(max_size=10), st.lists(st.integers(0, 3), max_size=3),
+                         st.lists(st.text(max_size=5), max_size=3),
+                         st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+
+
+@FUZZ
+@given(field=st.sampled_from(["format", "model", "hyperparameters", "state_dict", "class_names",
+                              "feature_names", "seq_len", "normalisation", "dataset"]),
+       value=FIELD_VALUES)
+def test_fuzz_checkpoint_fields_load_or_fail_in_one_line(gunpoint_run, tmp_path, field, value):
+    CASES["checkpoints"] += 1
+    ckpt = torch.load(gunpoint_run / "checkpoint.pt", weights_only=True)
+    ckpt[field] = value
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    try:
+        model = model_from_checkpoint(load_checkpoint(tmp_path / "checkpoint.pt"), "cpu")
+    except XaiError as exc:
+        assert "\n" not in str(exc)
+        return
+    inputs = np.zeros((1, model.seq_len or 150, len(model.feature_names)), dtype=np.float32)
+    assert model.logits(inputs).shape == (1, len(model.class_names))
+
+
+def test_fuzz_case_count():
+    """Reports how many cases ran (run with -s to see it)."""
+    print(f"\nfuzz cases: {sum(CASES.values())} {dict(CASES)}")
+    assert sum(CASES.values()) > 0 or not CASES

@@ -1,0 +1,498 @@
+"""Issue 14: xai deletes only what it wrote, writes atomically, keeps names inside their folder,
+bounds its work and turns bad values into one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from xaicore import files, runs
+from xaicore.cli import cli
+from xaicore.data import DataSplit, as_series
+from xaicore.datasets import dataset_spec, load_dataset
+from xaicore.errors import XaiError
+from xaicore.explaining import result_name, run_folders
+from xaicore.explanation import Explanation
+from xaicore.model import load_checkpoint
+from xaicore.training import train
+
+SMALL = {"cnn_channels": 4, "lstm_hidden_size": 4, "lstm_num_layers": 1, "num_heads": 2}
+HOSTILE = ["../../../../outside/PWNED", "/etc/passwd", "a/b", "..", ".", "", "a\x00b",
+           "é" * 300, "x" * 1000, "CON", "名前", ".hidden", "a\\b"]
+
+
+def xai(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def toy_npz(path: Path, names=("early", "late"), n: int = 24, length: int = 16) -> Path:
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % len(names)
+    X = rng.normal(scale=0.3, size=(n, length))
+    for i, c in enumerate(y):
+        X[i, 2 + c * length // 2: 6 + c * length // 2] += 2
+    np.savez(path, X=X, y=np.array(names)[y])
+    return path
+
+
+def small_train(tmp_path: Path, out: Path, **kwargs) -> dict:
+    spec = dataset_spec(toy_npz(tmp_path / "toy.npz"))
+    options = {"epochs": 1, "params": SMALL, "progress": False, **kwargs}
+    return train(spec, "cnn-lstm-attention", out, **options)
+
+
+TEMP = re.compile(r"^\..+\.(?:tmp|partial|old)-\d+")
+
+
+def temporaries(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if TEMP.match(p.name) or p.name == files.LOCK]
+
+
+# --- xaicore.files ---------------------------------------------------------------------------
+
+def test_atomic_write_replaces_whole_or_keeps_the_old_file(tmp_path):
+    target = tmp_path / "result.txt"
+    files.write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with files.atomic_open(target, "w") as fh:
+            fh.write("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old" and temporaries(tmp_path) == []
+    files.write_text(target, "new")
+    assert target.read_text() == "new" and temporaries(tmp_path) == []
+
+
+def test_stale_temporaries_of_dead_processes_are_cleaned_live_ones_kept(tmp_path):
+    dead = tmp_path / f".x.npz.tmp-{dead_pid()}-abcd"
+    dead.write_text("half")
+    dead_dir = tmp_path / f".run.partial-{dead_pid()}"
+    dead_dir.mkdir()
+    live = tmp_path / f".y.npz.tmp-{os.getppid()}-abcd"
+    live.write_text("being written")
+    user = tmp_path / "notes.partial.txt"
+    user.write_text("mine")
+    files.clean_stale(tmp_path)
+    assert not dead.exists() and not dead_dir.exists()
+    assert live.exists() and user.exists()
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_safe_name_stays_inside_its_folder(tmp_path, text):
+    name = files.safe_name(text)
+    assert "/" not in name and "\\" not in name and "\x00" not in name
+    assert name not in ("", ".", "..") and len(name) <= files.MAX_NAME
+    path = files.inside(tmp_path, name)
+    path.write_text("ok")  # a real, writable file name directly in the folder
+    assert path.parent == tmp_path
+
+
+def test_safe_names_of_different_texts_differ():
+    names = [files.safe_name(t) for t in HOSTILE + ["a_b", "a:b", "gradcam"]]
+    assert len(set(names)) == len(names)
+    assert files.safe_name("gradcam") == "gradcam"
+
+
+def test_inside_refuses_a_name_that_leaves(tmp_path):
+    for bad in ("../x", "a/../../x", "/abs"):
+        with pytest.raises(XaiError, match="not a plain file name"):
+            files.inside(tmp_path, bad)
+
+
+def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
+    (tmp_path / files.LOCK).write_text(json.dumps({"pid": os.getppid()}))
+    with pytest.raises(XaiError, match=f"in use by another xai process \\(pid {os.getppid()}\\)"):
+        with files.locked(tmp_path, "test"):
+            pass
+    (tmp_path / files.LOCK).write_text(json.dumps({"pid": dead_pid()}))
+    with files.locked(tmp_path, "test"):
+        assert json.loads((tmp_path / files.LOCK).read_text())["pid"] == os.getpid()
+    assert not (tmp_path / files.LOCK).exists()
+
+
+# --- training: --force, --resume, interrupted runs -------------------------------------------
+
+def test_force_refuses_a_folder_that_is_not_a_run(tmp_path):
+    precious = tmp_path / "precious"
+    (precious / "sub").mkdir(parents=True)
+    (precious / "thesis.tex").write_text("thesis")
+    result = xai("train", "--dataset", toy_npz(tmp_path / "toy.npz"), "--model", "fcn",
+                 "--out", precious, "--epochs", "1", "--force")
+    assert result.exit_code == 1 and "not an xai run" in result.output
+    assert (precious / "thesis.tex").read_text() == "thesis" and (precious / "sub").is_dir()
+    assert temporaries(precious) == []
+
+
+def test_out_dot_force_in_a_user_folder_is_refused_and_in_an_empty_one_trains(tmp_path,
+                                                                              monkeypatch):
+    data = toy_npz(tmp_path / "toy.npz")
+    monkeypatch.chdir(tmp_path)  # holds toy.npz: not a run
+    result = xai("train", "--dataset", data, "--model", "fcn", "--out", ".", "--epochs", "1",
+                 "--force", "--quiet")
+    assert result.exit_code == 1 and "not an xai run" in result.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    result = xai("train", "--dataset", data, "--model", "fcn", "--out", ".", "--epochs", "1",
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (empty / "checkpoint.pt").is_file() and (empty / runs.MARKER).is_file()
+    assert temporaries(empty) == []
+
+
+def test_force_replaces_a_run_but_keeps_files_xai_did_not_write(tmp_path):
+    run = tmp_path / "run"
+    small_train(tmp_path, run)
+    (run / "notes.md").write_text("mine")
+    (run / "explanations").mkdir()
+    (run / "explanations" / "gradcam.npz").write_bytes(b"old result")
+    (run / "explanations" / "reading.md").write_text("mine too")
+    (run / "report.html").write_text("<old>")
+    before = (run / "checkpoint.pt").read_bytes()
+    small_train(tmp_path, run, force=True, seed=1)
+    assert (run / "checkpoint.pt").read_bytes() != before
+    assert (run / "notes.md").read_text() == "mine"
+    assert (run / "explanations" / "reading.md").read_text() == "mine too"
+    assert not (run / "explanations" / "gradcam.npz").exists()  # results of the old model go
+    assert not (run / "report.html").exists()
+    assert "checkpoint.pt" in runs.written_files(run) and "notes.md" not in runs.written_files(run)
+
+
+def test_resume_touches_only_training_files(tmp_path):
+    run = tmp_path / "run"
+    small_train(tmp_path, run)
+    kept = {"explanations/gradcam.npz": b"result", "evaluation.csv": b"a,b\n",
+            "evaluation/x.png": b"png", "report.html": b"<html>", "predictions/p.csv": b"p\n"}
+    for rel, data in kept.items():
+        (run / rel).parent.mkdir(exist_ok=True)
+        (run / rel).write_bytes(data)
+    train(None, None, run, epochs=2, resume=True, progress=False)
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 2
+    for rel, data in kept.items():
+        assert (run / rel).read_bytes() == data, rel
+    assert temporaries(run) == []
+
+
+def test_interrupted_training_leaves_the_old_run_and_no_temporary(tmp_path, monkeypatch):
+    import xaicore.training as training
+
+    run = tmp_path / "run"
+    small_train(tmp_path, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_render", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        small_train(tmp_path, run, force=True, seed=3)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert temporaries(tmp_path) == []
+
+
+def test_leftovers_of_a_killed_run_are_cleaned_by_the_next_command(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    pid = dead_pid()
+    (tmp_path / f".run.partial-{pid}").mkdir()
+    (run / f".train.tmp-{pid}-0000").mkdir()
+    (run / files.LOCK).write_text(json.dumps({"pid": pid}))
+    small_train(tmp_path, run)
+    assert temporaries(tmp_path) == []
+    assert (run / "checkpoint.pt").is_file()
+
+
+def test_training_into_a_run_held_by_a_live_process_is_refused(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / files.LOCK).write_text(json.dumps({"pid": os.getppid()}))
+    with pytest.raises(XaiError, match="in use by another xai process"):
+        small_train(tmp_path, run)
+    assert not (run / "checkpoint.pt").exists()
+
+
+# --- explain: names, folders, corrupt results, locks -----------------------------------------
+
+@pytest.mark.parametrize("target", HOSTILE)
+def test_result_names_never_leave_the_folder(tmp_path, target):
+    stem = result_name("gradcam", target)
+    assert files.inside(tmp_path, f"{stem}.npz").parent == tmp_path
+
+
+def test_runs_with_the_same_folder_name_get_distinct_folders(tmp_path):
+    runs = [tmp_path / "a" / "gp", tmp_path / "b" / "gp", tmp_path / "c" / "other",
+            tmp_path / "d" / "x" / ".."]
+    names = run_folders(runs)
+    assert len(set(names)) == 4 and names[2] == "other" and names[3] == "d"
+    for name in names:
+        assert files.inside(tmp_path, name).parent == tmp_path
+
+
+def test_class_names_with_path_text_stay_inside_the_run(tmp_path):
+    data = toy_npz(tmp_path / "toy.npz", names=("../../../../outside/PWNED", "a/b"))
+    run = tmp_path / "runs" / "run"
+    train(dataset_spec(data), "fcn", run, epochs=1, progress=False)
+    result = xai("explain", "--run", run, "--method", "saliency", "--samples", "0:2",
+                 "--target", "../../../../outside/PWNED", "--no-figures")
+    assert result.exit_code == 0, result.output
+    written = list((run / "explanations").iterdir())
+    assert len(written) == 1 and written[0].name.startswith("saliency@")
+    assert not (tmp_path / "outside").exists() and not (run / "explanations" / "saliency@a").exists()
+
+
+def test_two_runs_with_one_name_do_not_overwrite_each_other(gunpoint_run, tmp_path):
+    a, b = tmp_path / "a" / "gp", tmp_path / "b" / "gp"
+    shutil.copytree(gunpoint_run, a)
+    shutil.copytree(gunpoint_run, b)
+    out = tmp_path / "out"
+    result = xai("explain", "--run", a, "--run", b, "--method", "saliency", "--samples", "0:2",
+                 "--out", out, "--no-figures")
+    assert result.exit_code == 0, result.output
+    assert len(list(out.glob("*/saliency.npz"))) == 2
+
+
+def test_a_corrupt_result_is_named_with_the_command_that_regenerates_it(gunpoint_run, tmp_path):
+    run = tmp_path / "gp"
+    shutil.copytree(gunpoint_run, run)
+    result = xai("explain", "--run", run, "--method", "saliency", "--samples", "0:2",
+                 "--no-figures")
+    assert result.exit_code == 0, result.output
+    good = (run / "explanations" / "saliency.npz").read_bytes()
+    (run / "explanations" / "saliency.npz").write_bytes(good[: len(good) // 2])
+    with pytest.raises(XaiError, match="saliency.npz is corrupt.*xai explain --method saliency"):
+        Explanation.load(run / "explanations" / "saliency.npz")
+    (run / "explanations" / "saliency@true.npz").write_bytes(good[:200] + b"\0" * 500)
+    result = xai("explain", "--run", run, "--method", "saliency", "--samples", "0:2",
+                 "--no-figures", "--force")
+    assert result.exit_code == 0, result.output
+    result = xai("report", "--run", run)
+    assert result.exit_code == 0, result.output
+    assert "saliency@true.npz" in (run / "report.html").read_text()
+
+
+def test_two_explain_processes_on_one_run_never_leave_a_corrupt_file(gunpoint_run, tmp_path):
+    run = tmp_path / "gp"
+    shutil.copytree(gunpoint_run, run)
+    xai_bin = Path(sys.executable).with_name("xai")
+    args = [str(xai_bin), "explain", "--run", str(run), "--method", "saliency", "--samples",
+            "0:4", "--no-figures", "--force"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outcomes = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert any(code == 0 for code, _ in outcomes), outcomes
+    for code, err in outcomes:
+        assert code == 0 or (code == 1 and "in use by another xai process" in err
+                             and "Traceback" not in err), err
+    assert Explanation.load(run / "explanations" / "saliency.npz").attributions.shape[0] == 4
+    assert temporaries(run) == []
+
+
+def test_report_out_an_existing_directory_is_one_line(gunpoint_run, tmp_path):
+    run = tmp_path / "gp"
+    shutil.copytree(gunpoint_run, run)
+    (tmp_path / "dir").mkdir()
+    result = xai("report", "--run", run, "--out", tmp_path / "dir", "--force")
+    assert result.exit_code == 1 and "is a directory" in result.output
+    assert "Traceback" not in result.output
+
+
+# --- validation ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--device", "foo"], 1, "unknown device 'foo'"),
+    (["--device", "meta"], 1, "device 'meta' is not supported"),
+    (["--seed", "-1"], 2, "Invalid value for '--seed'"),
+    (["--seed", str(2**32)], 2, "Invalid value for '--seed'"),
+    (["--threads", "-1"], 2, "Invalid value for '--threads'"),
+])
+def test_bad_train_values_are_one_line_errors(tmp_path, args, code, message):
+    result = xai("train", "--dataset", toy_npz(tmp_path / "toy.npz"), "--model", "fcn",
+                 "--out", tmp_path / "run", "--epochs", "1", *args)
+    assert result.exit_code == code and message in result.output, result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("Error")]) == 1
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_explain_with_an_unknown_device_is_one_line(gunpoint_run):
+    result = xai("explain", "--run", gunpoint_run, "--method", "saliency", "--device", "foo")
+    assert result.exit_code == 1 and "unknown device 'foo'" in result.output
+
+
+def _checkpoint_with(gunpoint_run: Path, tmp_path: Path, **fields) -> Path:
+    ckpt = torch.load(gunpoint_run / "checkpoint.pt", weights_only=True)
+    ckpt.update(fields)
+    path = tmp_path / "checkpoint.pt"
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("hyperparameters", [1, 2], "field 'hyperparameters'"),
+    ("seq_len", "150", "field 'seq_len' must be a positive int or None"),
+    ("seq_len", True, "field 'seq_len' must be a positive int or None"),
+    ("class_names", [1, 2], "field 'class_names'"),
+    ("class_names", ["1", "1"], "at least 2 distinct class names"),
+    ("feature_names", "value", "field 'feature_names'"),
+    ("model", 3, "field 'model'"),
+    ("state_dict", {"w": [1.0]}, "field 'state_dict'"),
+    ("normalisation", {"mean": ["a"], "std": [1.0]}, "'normalisation'"),
+])
+def test_checkpoint_fields_of_the_wrong_type_are_named(gunpoint_run, tmp_path, field, value,
+                                                       message):
+    path = _checkpoint_with(gunpoint_run, tmp_path, **{field: value})
+    with pytest.raises(XaiError, match=message):
+        load_checkpoint(path)
+
+
+def test_nan_weights_are_refused_on_load(gunpoint_run, tmp_path):
+    ckpt = torch.load(gunpoint_run / "checkpoint.pt", weights_only=True)
+    key = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point() and v.numel())
+    ckpt["state_dict"][key] = torch.full_like(ckpt["state_dict"][key], float("nan"))
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    with pytest.raises(XaiError, match=f"weights {key} hold NaN or infinite"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
+
+
+def test_integer_like_float_labels_are_one_class(tmp_path):
+    X = np.random.default_rng(0).normal(size=(12, 8))
+    np.savez(tmp_path / "d.npz", X=X, y=np.array(["1", "1.0", "2", "2.00"] * 3))
+    dataset = load_dataset(dataset_spec(tmp_path / "d.npz"))
+    assert dataset.class_names == ["1", "2"]
+    np.savez(tmp_path / "f.npz", X=X, y=np.array([1.0, 2.0] * 6))
+    assert load_dataset(dataset_spec(tmp_path / "f.npz")).class_names == ["1", "2"]
+    (tmp_path / "d.csv").write_text("t0,t1,label\n1,2,1\n3,4,1.0\n5,6,2\n7,8,2.0\n1,1,1\n2,2,2\n"
+                                    "3,3,1\n4,4,2\n")
+    assert load_dataset(dataset_spec(tmp_path / "d.csv")).class_names == ["1", "2"]
+
+
+def test_complex_inputs_are_refused(tmp_path):
+    X = np.ones((4, 8, 1)) + 1j
+    with pytest.raises(XaiError, match="complex"):
+        as_series(X, "inputs", 1)
+    with pytest.raises(XaiError, match="complex"):
+        DataSplit(X, np.zeros(4))
+    np.savez(tmp_path / "c.npz", X=X[:, :, 0], y=np.array(["a", "b"] * 2))
+    with pytest.raises(XaiError, match="complex"):
+        load_dataset(dataset_spec(tmp_path / "c.npz"))
+
+
+def test_a_dataset_file_changed_since_training_is_detected(tmp_path):
+    run = tmp_path / "run"
+    small_train(tmp_path, run)
+    spec = load_checkpoint(run / "checkpoint.pt")["dataset"]
+    assert len(spec["sha256"]) == 64
+    load_dataset(spec)  # unchanged: fine
+    data = np.load(tmp_path / "toy.npz")
+    np.savez(tmp_path / "toy.npz", X=data["X"] * 2, y=data["y"])
+    with pytest.raises(XaiError, match="has changed since the run was trained"):
+        load_dataset(spec)
+    result = xai("explain", "--run", run, "--method", "saliency", "--samples", "0:2")
+    assert result.exit_code == 1 and "has changed since the run was trained" in result.output
+    old = {k: v for k, v in spec.items() if k not in ("sha256", "test_sha256")}
+    assert len(load_dataset(old).train) > 0  # a checkpoint from before hashes still loads
+
+
+# --- bounded work ----------------------------------------------------------------------------
+
+def test_integrated_gradients_is_chunked_to_fit_memory_and_refuses_what_cannot_fit(monkeypatch):
+    from xai_captum import passes
+    from xai_captum.integrated import integrated_gradients
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(20 * 2, 3))
+    inputs, baselines = torch.randn(6, 20, 2), torch.zeros(6, 20, 2)
+    target = torch.tensor([0, 1, 2, 0, 1, 2])
+    whole = integrated_gradients(module, inputs, baselines, target, 16, "gausslegendre", None)
+    row = 20 * 2 * 4 * passes.BYTES_FACTOR
+    calls = []
+    forward = module.forward
+    monkeypatch.setattr(module, "forward", lambda x: calls.append(len(x)) or forward(x))
+    monkeypatch.setattr(passes, "available_memory", lambda device: 2 * row * 2)  # two rows fit
+    chunked = integrated_gradients(module, inputs, baselines, target, 16, "gausslegendre", None)
+    torch.testing.assert_close(chunked, whole)
+    assert max(calls) <= 2
+    monkeypatch.setattr(passes, "available_memory", lambda device: row)  # not one row
+    with pytest.raises(XaiError, match="needs about .* GiB per pass"):
+        integrated_gradients(module, inputs, baselines, target, 16, "gausslegendre", None)
+
+
+def test_a_confusion_matrix_of_many_classes_is_summarised(tmp_path):
+    from xai_plots.training import MAX_MATRIX_CLASSES, ConfusionMatrix, most_confused
+
+    n_classes = 400
+    names = [f"c{i}" for i in range(n_classes)]
+    rows = ["sample,true,predicted,correct"]
+    for i in range(2 * n_classes):
+        t = i % n_classes
+        p = (t + 1) % n_classes if t < 10 else t  # classes 0..10 are the confused ones
+        rows.append(f"{i},{names[t]},{names[p]},{int(t == p)}")
+    (tmp_path / "test_predictions.csv").write_text("\n".join(rows) + "\n")
+    paths = ConfusionMatrix().render([], tmp_path, run_dir=tmp_path, formats=("svg",))
+    svg = paths[0].read_text()
+    assert f"{MAX_MATRIX_CLASSES} most confused of {n_classes} classes" in svg
+    assert paths[0].stat().st_size < 3_000_000
+    matrix = np.eye(5, dtype=int)
+    matrix[3, 1] = 4
+    assert most_confused(matrix, 2).tolist() == [1, 3]
+
+
+def test_gauss_legendre_steps_are_bounded_before_any_work():
+    from xai_captum.integrated import path_points
+
+    with pytest.raises(XaiError, match="gausslegendre takes at most 1024 steps"):
+        path_points("gausslegendre", 20000)
+
+
+def test_an_explainer_that_runs_out_of_memory_is_retried_on_halves_of_the_batch():
+    from xaicore.explainer import BaseExplainer
+    from xaicore.model import wrap_model
+
+    calls: list[int] = []
+
+    class Hungry(BaseExplainer):
+        name = "hungry"
+
+        def attribute(self, model, inputs, target, **opts):
+            calls.append(len(inputs))
+            if len(inputs) > 2:
+                raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to "
+                                   "allocate 12800000000 bytes")
+            return inputs * 2, {"row": inputs[:, 0, 0], "whole": [1, 2]}, model.module(inputs)
+
+    model = wrap_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(5, 3)),
+                       n_classes=3, n_features=1)
+    x = torch.randn(7, 5, 1)
+    e = Hungry().explain(model, x, torch.zeros(7, dtype=torch.long))
+    np.testing.assert_allclose(e.attributions, 2 * x.numpy())
+    np.testing.assert_allclose(e.extras["row"], x[:, 0, 0].numpy())
+    assert e.extras["whole"] == [1, 2] and calls == [7, 3, 1, 2, 4, 2, 2]  # halves until they fit
+
+    class Hopeless(Hungry):
+        def attribute(self, model, inputs, target, **opts):
+            raise RuntimeError("can't allocate memory")
+
+    with pytest.raises(XaiError, match="one series of 5 time steps x 1 features needs more memory"):
+        Hopeless().explain(model, x, torch.zeros(7, dtype=torch.long))
+
+    class Buggy(Hungry):
+        def attribute(self, model, inputs, target, **opts):
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):  # not retried
+        Buggy().explain(model, x, torch.zeros(7, dtype=torch.long))

@@ -1,0 +1,159 @@
+"""Streaming explanations into chunked stores: equal to in-memory results, lazy, resumable."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import xaicore
+from xaicore.cli import cli
+from xaicore.datasets import load_dataset
+from xaicore.errors import XaiError
+from xaicore.explanation import Explanation
+from xaicore.store import StoredExplanation, store_attrs
+
+
+def xai(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def setup(gunpoint_run, tmp_path_factory):
+    """A copy of the shared run and 600 GunPoint-shaped series in every input format."""
+    root = tmp_path_factory.mktemp("stream")
+    run = root / "run"
+    shutil.copytree(gunpoint_run, run)
+    test = load_dataset({"name": "GunPoint"}).test.X
+    rng = np.random.default_rng(0)
+    X = (np.concatenate([test] * 4)[:600] + rng.normal(0, 0.05, (600, 150, 1))).astype(np.float32)
+    np.save(root / "big.npy", X)
+    np.savez_compressed(root / "big.npz", X=X)
+    import pandas as pd
+    import zarr
+
+    pd.DataFrame(X[:200, :, 0]).to_csv(root / "big.csv", index=False)
+    zarr.create_array(str(root / "big.zarr"), data=X, chunks=(64, 150, 1))
+    return run, root, X
+
+
+def reference(run: Path, X: np.ndarray, method: str) -> Explanation:
+    return xaicore.explain(xaicore.load_run(run, "cpu"), X, method=method)
+
+
+@pytest.mark.parametrize("name, rows", [("big.npy", 600), ("big.npz", 600), ("big.csv", 200),
+                                        ("big.zarr", 600)])
+def test_every_input_format_streams_to_a_store_equal_to_the_in_memory_result(setup, name, rows):
+    run, root, X = setup
+    out = root / f"out-{name}"
+    result = xai("explain", "--run", run, "--input", root / name, "--method", "gradcam",
+                 "--method", "saliency", "--batch-size", "128", "--out", out)
+    assert result.exit_code == 0, result.output
+    for method in ("gradcam", "saliency"):
+        stored = Explanation.load(out / f"{method}.zarr")
+        assert isinstance(stored, StoredExplanation) and stored.n_samples == rows
+        assert store_attrs(out / f"{method}.zarr")["complete"]
+        picked = [0, 127, 128, rows - 1]  # both sides of a chunk boundary
+        expected = reference(run, X[picked], method)
+        got = stored.select(picked)
+        np.testing.assert_allclose(got.attributions, expected.attributions, atol=1e-6)
+        np.testing.assert_array_equal(got.predictions, expected.predictions)
+        np.testing.assert_array_equal(got.sample_ids, picked)
+        np.testing.assert_allclose(got.inputs, X[picked], atol=1e-6)
+
+
+def test_a_store_opens_lazily_and_reads_only_the_chunks_asked_for(setup, monkeypatch):
+    import zarr
+    from zarr.storage import LocalStore, WrapperStore
+
+    run, root, X = setup
+    out = root / "lazy"
+    assert xai("explain", "--run", run, "--input", root / "big.npy", "--method", "saliency",
+               "--batch-size", "50", "--out", out).exit_code == 0
+    read: list[str] = []
+
+    class Counting(WrapperStore):
+        async def get(self, key, prototype, byte_range=None):
+            read.append(key)
+            return await super().get(key, prototype, byte_range)
+
+    real_open = zarr.open_group
+    monkeypatch.setattr(zarr, "open_group", lambda path, mode: real_open(
+        Counting(LocalStore(path, read_only=True)), mode=mode))
+    stored = Explanation.load(out / "saliency.zarr")
+    chunk_reads = lambda: [k for k in read if "/c/" in k]  # noqa: E731
+    assert chunk_reads() == []  # opening reads metadata only
+    e = stored.select([5, 7])
+    assert e.n_samples == 2
+    chunks = chunk_reads()
+    assert chunks and all(k.split("/c/")[1].split("/")[0] == "0" for k in chunks), chunks
+    assert len({k.split("/c/")[0] for k in chunks}) == len(chunks)  # one chunk per array of 12
+
+
+def test_a_killed_run_resumes_from_the_rows_written(setup):
+    run, root, X = setup
+    whole, cut = root / "whole", root / "cut"
+    assert xai("explain", "--run", run, "--input", root / "big.npy", "--method", "saliency",
+               "--batch-size", "32", "--out", whole).exit_code == 0
+    command = [sys.executable, "-m", "xaicore.cli", "explain", "--run", str(run), "--input",
+               str(root / "big.npy"), "--method", "saliency", "--batch-size", "32", "--out",
+               str(cut)]
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    store = cut / "saliency.zarr"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (store / "zarr.json").exists() and store_attrs(store)["rows_written"] >= 64:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = store_attrs(store)["rows_written"]
+    assert 64 <= written < 600 and not store_attrs(store)["complete"]
+    with pytest.raises(XaiError, match="incomplete"):
+        Explanation.load(store)
+    result = xai(*command[3:])
+    assert result.exit_code == 1 and "--resume" in result.output  # never silently restarted
+    result = xai(*command[3:], "--resume")
+    assert result.exit_code == 0, result.output
+    a, b = Explanation.load(store).load(), Explanation.load(whole / "saliency.zarr").load()
+    np.testing.assert_allclose(a.attributions, b.attributions, atol=1e-6)
+    np.testing.assert_array_equal(a.sample_ids, np.arange(600))
+    result = xai(*command[3:])
+    assert result.exit_code == 1 and "--force" in result.output  # complete: needs --force
+    assert not [p for p in cut.rglob(".*") if "tmp-" in p.name or p.name == ".xai.lock"]
+
+
+def test_a_chunk_with_nan_names_the_sample_and_keeps_the_chunks_before(setup):
+    run, root, X = setup
+    bad = X[:300].copy()
+    bad[200, 17, 0] = np.nan
+    np.save(root / "nan.npy", bad)
+    result = xai("explain", "--run", run, "--input", root / "nan.npy", "--method", "saliency",
+                 "--batch-size", "64", "--out", root / "nan")
+    assert result.exit_code == 1 and "sample 200 has NaN" in result.output
+    assert "Traceback" not in result.output
+    assert store_attrs(root / "nan" / "saliency.zarr")["rows_written"] == 192
+
+
+def test_bad_requests_are_one_line_errors(setup):
+    run, root, X = setup
+    np.save(root / "short.npy", X[:10, :140])
+    result = xai("explain", "--run", run, "--input", root / "short.npy", "--method", "saliency")
+    assert result.exit_code == 1 and "(140, 1)" in result.output and "(150, 1)" in result.output
+    result = xai("explain", "--run", run, "--input", root / "big.npy", "--engine", "warp")
+    assert result.exit_code == 1 and "unknown engine 'warp'" in result.output \
+        and "local" in result.output
+    result = xai("explain", "--run", run, "--input", root / "big.npy", "--engine", "ray")
+    if "ray" not in __import__("xaicore").registry.names("engines"):
+        assert result.exit_code == 1 and "needs the plugin xai-ray" in result.output
+    result = xai("explain", "--run", run, "--resume", "--method", "saliency")
+    assert result.exit_code == 1 and "go with --input or --samples all" in result.output
+    result = xai("explain", "--run", run, "--input", root / "missing.npy")
+    assert result.exit_code == 1 and "no input at" in result.output

@@ -1,0 +1,9 @@
+"""The core's own plugin: the in-process ``local`` engine, registered like any other engine."""
+
+from .hookspecs import hookimpl
+
+
+@hookimpl
+def register_engines(register):
+    register("local", "xaicore.streaming:LocalEngine",
+             description="In-process streaming: constant memory, one batch at a time")

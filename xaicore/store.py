@@ -1,0 +1,220 @@
+"""Chunked result stores: one Zarr v3 group per method, written batch by batch, read lazily.
+
+A store holds what an ``.npz`` explanation holds, chunked along samples: ``attributions`` and
+``inputs`` ``[sample, time, feature]``, ``targets``, ``predictions``, ``labels``, ``sample_ids``,
+``probabilities [sample, class]``, per-sample array extras under ``extras/``, and the metadata in
+the group's attributes. Rows are written in order; ``rows_written`` counts those on disk and
+``complete`` turns true only after the last one, so a store cut short (kill -9, Ctrl-C) is never
+read as complete and ``--resume`` continues it from ``rows_written``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import XaiError
+from .explanation import FORMAT_VERSION, Explanation, _jsonable
+from .files import atomic_path
+
+SUFFIX = ".zarr"
+ROW_ARRAYS = ("attributions", "inputs", "targets", "predictions", "probabilities", "labels",
+              "sample_ids")
+
+
+def _zarr():
+    import zarr
+
+    return zarr
+
+
+def is_store(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_dir() and (path / "zarr.json").is_file()
+
+
+class StoreWriter:
+    """Creates (or reopens, to resume) a store of ``n_rows`` samples and appends batches to it."""
+
+    def __init__(self, path: Path, n_rows: int, chunk_rows: int, metadata: dict) -> None:
+        self.path, self.n_rows, self.chunk_rows = Path(path), int(n_rows), int(chunk_rows)
+        self.metadata = metadata
+        self.group = None
+
+    @classmethod
+    def create(cls, path: Path, n_rows: int, chunk_rows: int, metadata: dict,
+               force: bool) -> "StoreWriter":
+        """A new empty store at ``path``; an existing one is replaced only with ``force``."""
+        path = Path(path)
+        if path.exists():
+            if not force:
+                state = "complete" if is_complete(path) else "incomplete"
+                raise XaiError(f"{path} exists ({state}); use --force to overwrite it"
+                               + ("" if state == "complete" else " or --resume to continue it"))
+            if not is_store(path):
+                raise XaiError(f"{path} exists and is not an xai result store; not replacing it")
+            shutil.rmtree(path)
+        writer = cls(path, n_rows, chunk_rows, metadata)
+        with atomic_path(path) as tmp:  # the store appears with its attributes, or not at all
+            _zarr().open_group(str(tmp), mode="w", attributes={
+                "xai_store": 1, "format_version": FORMAT_VERSION, "metadata": _jsonable(metadata),
+                "n_rows": writer.n_rows, "chunk_rows": writer.chunk_rows, "rows_written": 0,
+                "complete": False})
+        writer.group = _zarr().open_group(str(path), mode="r+")
+        return writer
+
+    @classmethod
+    def resume(cls, path: Path, n_rows: int, metadata: dict) -> "StoreWriter":
+        """Reopen an incomplete store made for the same input and method."""
+        attrs = store_attrs(path)
+        if attrs["complete"]:
+            raise XaiError(f"{path} is already complete; use --force to compute it again")
+        if attrs["n_rows"] != n_rows or attrs["metadata"].get("method") != metadata.get("method"):
+            raise XaiError(f"{path} was started for {attrs['n_rows']} samples of "
+                           f"{attrs['metadata'].get('method')!r}, not {n_rows} of "
+                           f"{metadata.get('method')!r}; use --force to start it again")
+        writer = cls(path, n_rows, attrs["chunk_rows"], metadata)
+        writer.group = _zarr().open_group(str(path), mode="r+")
+        return writer
+
+    @property
+    def rows_written(self) -> int:
+        return int(self.group.attrs["rows_written"])
+
+    def append_from(self, start: int, explanation: Explanation) -> None:
+        """Write the rows of ``explanation`` (rows ``start...`` of the input) not yet on disk."""
+        written = self.rows_written
+        if start > written:
+            raise XaiError(f"{self.path}: rows {written}..{start} are missing")
+        if start + explanation.n_samples <= written:
+            return
+        if start < written:
+            explanation = explanation.select(np.arange(written - start, explanation.n_samples))
+        self.append(explanation)
+
+    def append(self, explanation: Explanation) -> None:
+        """Write the next rows; ``rows_written`` moves only after every array holds them."""
+        start = self.rows_written
+        stop = start + explanation.n_samples
+        if stop > self.n_rows:
+            raise XaiError(f"{self.path}: {stop} rows for a store of {self.n_rows}")
+        arrays = {name: getattr(explanation, name) for name in ROW_ARRAYS}
+        arrays.update({f"extras/{k}": v for k, v in explanation.extras.items()
+                       if isinstance(v, np.ndarray)})
+        for name, values in arrays.items():
+            self._array(name, values)[start:stop] = values
+        if start == 0:
+            json_extras = {k: _jsonable(v) for k, v in explanation.extras.items()
+                           if not isinstance(v, np.ndarray)}
+            self.group.attrs["json_extras"] = json_extras
+        self.group.attrs["rows_written"] = stop
+
+    def finish(self) -> None:
+        if self.rows_written != self.n_rows:
+            raise XaiError(f"{self.path}: {self.rows_written} of {self.n_rows} rows written")
+        self.group.attrs["complete"] = True
+
+    def _array(self, name: str, values: np.ndarray):
+        if name in self.group:
+            return self.group[name]
+        shape = (self.n_rows, *values.shape[1:])
+        chunks = (self.chunk_rows, *values.shape[1:])
+        return self.group.create_array(name, shape=shape, chunks=chunks, dtype=values.dtype,
+                                       fill_value=0)
+
+
+def store_attrs(path: str | Path) -> dict:
+    """The attributes of the store at ``path``; an XaiError when it is none."""
+    path = Path(path)
+    if not is_store(path):
+        raise XaiError(f"no xai result store at {path}")
+    try:
+        attrs = dict(_zarr().open_group(str(path), mode="r").attrs)
+    except Exception as exc:  # zarr raises many kinds on a damaged store
+        raise XaiError(f"{path} is a damaged result store ({type(exc).__name__}: {exc})") from None
+    if attrs.get("xai_store") != 1 or not isinstance(attrs.get("metadata"), dict) or any(
+            key not in attrs for key in ("n_rows", "chunk_rows", "rows_written", "complete")):
+        raise XaiError(f"{path} is not an xai result store")
+    return attrs
+
+
+def is_complete(path: str | Path) -> bool:
+    try:
+        return bool(store_attrs(path)["complete"])
+    except XaiError:
+        return False
+
+
+class StoredExplanation:
+    """A complete store, opened lazily: arrays are Zarr arrays read chunk by chunk on access.
+
+    ``attributions[i:j]`` reads only the chunks holding rows ``i..j``; ``select`` and ``load``
+    return an in-memory ``Explanation``; ``to_xarray`` (with xarray installed) a lazy dataset.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        attrs = store_attrs(self.path)
+        if not attrs["complete"]:
+            raise XaiError(f"{self.path} is incomplete ({attrs['rows_written']} of "
+                           f"{attrs['n_rows']} samples written); finish it with xai explain "
+                           f"--resume, or start it again with --force")
+        self.group = _zarr().open_group(str(self.path), mode="r")
+        meta = attrs["metadata"]
+        self.method = str(meta.get("method", ""))
+        self.options = dict(meta.get("options", {}))
+        self.class_names = list(meta.get("class_names", []))
+        self.feature_names = list(meta.get("feature_names", []))
+        self.model_name = str(meta.get("model_name", ""))
+        self.dataset = str(meta.get("dataset", ""))
+        self.json_extras = dict(attrs.get("json_extras", {}))
+
+    def __getattr__(self, name: str):
+        if name in ROW_ARRAYS:
+            return self.group[name]
+        raise AttributeError(name)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.group["attributions"].shape[0])
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        arrays = dict(self.group["extras"].arrays()) if "extras" in self.group else {}
+        return {**self.json_extras, **arrays}
+
+    def select(self, indices) -> Explanation:
+        """The samples at ``indices`` (positions) as an in-memory ``Explanation``."""
+        idx = np.asarray(indices, dtype=np.int64).ravel()
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_samples):
+            raise XaiError(f"{self.path} holds {self.n_samples} samples; position "
+                           f"{int(idx.max())} is out of range")
+
+        def rows(array):  # reads only the chunks holding the selected rows
+            return array.get_orthogonal_selection((idx,) + (slice(None),) * (array.ndim - 1))
+
+        extras = {**self.json_extras,
+                  **{k: rows(v) for k, v in self.extras.items() if hasattr(v, "shape")}}
+        return Explanation(rows(self.attributions), rows(self.inputs), rows(self.targets),
+                           rows(self.predictions), rows(self.probabilities), self.method,
+                           dict(self.options), extras, rows(self.labels), rows(self.sample_ids),
+                           list(self.class_names), list(self.feature_names), self.model_name,
+                           self.dataset)
+
+    def load(self) -> Explanation:
+        """Every sample in memory."""
+        return self.select(np.arange(self.n_samples))
+
+    def to_xarray(self):
+        """An ``xarray.Dataset`` over the store's arrays (lazy with dask installed)."""
+        import xarray as xr
+
+        return xr.open_zarr(str(self.path), consolidated=False)
+
+    def __repr__(self) -> str:
+        return (f"<StoredExplanation {self.method!r}: {self.n_samples} samples at {self.path}, "
+                f"{json.dumps(self.class_names)[:60]}>")

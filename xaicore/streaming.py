@@ -1,0 +1,305 @@
+"""Explaining datasets larger than memory: inputs read in chunks, batches explained by an engine,
+each batch written at once to one chunked store per method (``store.py``).
+
+The engines (``local`` here, ``ray`` in the xai-ray plugin) differ only in where ``explain_batch``
+runs; the driver (``stream_explanations``) writes what they yield, in order, and shows progress.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import XaiError
+from .explanation import Explanation
+
+INPUT_SUFFIXES = (".npy", ".npz", ".csv", ".zarr")
+
+
+# --- inputs -------------------------------------------------------------------------------------
+
+@dataclass
+class InputSource:
+    """Series read in row ranges without loading the whole file: ``read(start, stop)`` gives
+    ``X [rows, time, feature]`` float32 and the labels (class indices) or None."""
+
+    path: str
+    n_rows: int
+    row_shape: tuple[int, ...]
+    kind: str
+    array_name: str = "X"
+    labels: np.ndarray | None = None
+    memory: np.ndarray | None = field(default=None, repr=False)
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.kind == "npy":
+            X = np.load(self.path, mmap_mode="r")[start:stop]
+        elif self.kind == "zarr":
+            import zarr
+
+            X = zarr.open_array(str(Path(self.path) / self.array_name), mode="r")[start:stop]
+        elif self.kind == "npz":
+            X = _npz_rows(Path(self.path), self.array_name, start, stop)
+        elif self.kind == "csv":
+            X = _csv_rows(Path(self.path), start, stop, self.row_shape[0])
+        else:  # "memory": an array already loaded (the test split)
+            X = self.memory[start:stop]
+        X = np.asarray(X)
+        if np.iscomplexobj(X) or not np.issubdtype(X.dtype, np.number):
+            raise XaiError(f"{self.path} must hold real numbers, not {X.dtype}")
+        X = np.array(X, dtype=np.float32)  # a writable copy of the rows (memory maps are read-only)
+        if X.ndim == 2:
+            X = X[:, :, None]
+        labels = None if self.labels is None else self.labels[start:stop]
+        return X, labels
+
+    @classmethod
+    def from_array(cls, X: np.ndarray, labels: np.ndarray | None, name: str) -> "InputSource":
+        return cls(name, len(X), tuple(X.shape[1:]), "memory", labels=labels, memory=X)
+
+
+def open_input(path: str | Path) -> InputSource:
+    """An ``InputSource`` over a ``.npy`` (memory-mapped), ``.npz`` (array ``X``, read row by
+    row from the archive), ``.csv`` (one univariate series per row, read in chunks) or a Zarr
+    store (an array, or a group with array ``X``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in INPUT_SUFFIXES:
+        raise XaiError(f"--input must be a {', '.join(INPUT_SUFFIXES)} file, not {path.name!r}")
+    if not path.exists():
+        raise XaiError(f"no input at {path}")
+    try:
+        if suffix == ".npy":
+            X = np.load(path, mmap_mode="r", allow_pickle=False)
+            return InputSource(str(path), len(X), tuple(X.shape[1:]), "npy")
+        if suffix == ".npz":
+            shape, _ = _npz_header(path, "X")
+            return InputSource(str(path), shape[0], tuple(shape[1:]), "npz")
+        if suffix == ".zarr":
+            import zarr
+
+            node = zarr.open(str(path), mode="r")
+            name = "X" if hasattr(node, "members") else ""
+            array = node["X"] if name else node
+            return InputSource(str(path), array.shape[0], tuple(array.shape[1:]), "zarr", name)
+        return _open_csv(path)
+    except XaiError:
+        raise
+    except Exception as exc:  # numpy, zipfile and zarr raise many kinds on a bad file
+        raise XaiError(f"cannot read {path} ({type(exc).__name__}: {exc})") from None
+
+
+def _npz_header(path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
+    with zipfile.ZipFile(path) as archive:
+        if f"{name}.npy" not in archive.namelist():
+            raise XaiError(f"{path} holds no array {name} (it holds "
+                           f"{', '.join(n[:-4] for n in archive.namelist()) or 'nothing'})")
+        with archive.open(f"{name}.npy") as handle:
+            shape, fortran, dtype = _array_header(handle)
+    if fortran:
+        raise XaiError(f"{path}: array {name} is stored in Fortran order; save it C-ordered "
+                       f"(np.ascontiguousarray) to stream it")
+    return shape, dtype
+
+
+def _array_header(handle) -> tuple[tuple[int, ...], bool, np.dtype]:
+    fmt = np.lib.format
+    version = fmt.read_magic(handle)
+    read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, fortran, dtype = read(handle)
+    if dtype.hasobject:
+        raise XaiError("object arrays are refused (they would need pickle)")
+    return shape, fortran, dtype
+
+
+def _npz_rows(path: Path, name: str, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of array ``name``, decompressed from the archive without the rest."""
+    with zipfile.ZipFile(path) as archive, archive.open(f"{name}.npy") as handle:
+        shape, _, dtype = _array_header(handle)
+        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        handle.seek(handle.tell() + start * row_bytes)
+        data = handle.read((stop - start) * row_bytes)
+    return np.frombuffer(data, dtype=dtype).reshape(stop - start, *shape[1:])
+
+
+def _open_csv(path: Path) -> InputSource:
+    import pandas as pd
+
+    head = pd.read_csv(path, nrows=1)
+    with open(path, "rb") as handle:
+        n_rows = sum(1 for line in handle if line.strip()) - 1
+    numeric = [c for c in head.columns if pd.api.types.is_numeric_dtype(head[c])]
+    if not numeric:
+        raise XaiError(f"{path} has no numeric columns")
+    return InputSource(str(path), n_rows, (len(numeric),), "csv")
+
+
+def _csv_rows(path: Path, start: int, stop: int, n_values: int) -> np.ndarray:
+    import pandas as pd
+
+    frame = pd.read_csv(path, skiprows=range(1, start + 1), nrows=stop - start)
+    return frame.iloc[:, :n_values].to_numpy(dtype=np.float64)
+
+
+# --- the job and one batch ----------------------------------------------------------------------
+
+@dataclass
+class ExplainJob:
+    """What to explain: a run's model on the rows of a source, with methods and their options."""
+
+    run: str
+    source: InputSource
+    methods: list[str]
+    options: dict[str, dict] = field(default_factory=dict)
+    target: Any = "predicted"
+    batch_size: int = 256
+    start: int = 0
+    device: str | None = None
+
+    def batches(self) -> Iterator[tuple[int, int]]:
+        for start in range(self.start, self.source.n_rows, self.batch_size):
+            yield start, min(start + self.batch_size, self.source.n_rows)
+
+    def needs_background(self) -> bool:
+        return any("background" in _requires(m) for m in self.methods)
+
+
+def load_job_model(job: ExplainJob):
+    """The run's model and the options of each method, background data included where declared."""
+    from .explaining import load_run_data
+    from .model import load_run
+
+    try:
+        model, dataset = load_run_data(Path(job.run), job.device)
+    except XaiError:
+        if not job.needs_background():
+            model, dataset = load_run(job.run, job.device), None
+        else:
+            raise
+    options = {}
+    for method in job.methods:
+        opts = dict(job.options.get(method, {}))
+        if "background" in _requires(method) and dataset is not None:
+            opts.setdefault("background", dataset.train.X)
+        options[method] = opts
+    return model, options
+
+
+def _requires(method: str) -> tuple[str, ...]:
+    from .api import get_explainer
+
+    return tuple(getattr(get_explainer(method), "requires", ()))
+
+
+def explain_batch(model, options: dict[str, dict], job: ExplainJob, start: int,
+                  stop: int) -> dict[str, Explanation]:
+    """Read rows ``start:stop`` and explain them with every method of the job (the one function
+    every engine runs)."""
+    from .api import explain
+
+    X, labels = job.source.read(start, stop)
+    expected = (model.seq_len, model.n_features)
+    if X.shape[1:] != tuple(d if d is not None else X.shape[1] for d in expected):
+        raise XaiError(f"{job.source.path}: samples are {X.shape[1:]} (time, feature) but model "
+                       f"{model.name!r} takes ({model.seq_len}, {model.n_features})")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        s, t, f = (int(i) for i in np.argwhere(bad)[0])
+        raise XaiError(f"{job.source.path}: sample {start + s} has NaN or infinite values (time "
+                       f"step {t}, feature {f}); the {start} samples before it are written")
+    ids = np.arange(start, stop, dtype=np.int64)
+    return {m: explain(model, X, method=m, target=job.target, labels=labels, sample_ids=ids,
+                       **options[m]) for m in job.methods}
+
+
+class LocalEngine:
+    """In this process: read a batch, explain it, hand it to the writer, repeat (the default)."""
+
+    name = "local"
+    description = "In-process streaming: constant memory, one batch at a time"
+
+    def run(self, job: ExplainJob, workers: int | None = None,
+            **options: Any) -> Iterator[tuple[int, dict[str, Explanation]]]:
+        model, method_options = load_job_model(job)
+        for start, stop in job.batches():
+            yield start, explain_batch(model, method_options, job, start, stop)
+
+
+# --- the driver ---------------------------------------------------------------------------------
+
+class Progress:
+    """``rows/s`` and ETA on stderr, at most a few times a second."""
+
+    def __init__(self, total: int, done: int, enabled: bool) -> None:
+        self.total, self.done, self.enabled = total, done, enabled
+        self.began, self.first, self.shown = None, done, 0.0
+
+    def update(self, rows: int) -> None:
+        """Count ``rows`` more; the rate is measured from the first batch on (model loading and
+        the first batch's warm-up are not in it)."""
+        self.done += rows
+        now = time.perf_counter()
+        if self.began is None:
+            self.began, self.first = now, self.done
+            return
+        if not self.enabled or (now - self.shown < 0.5 and self.done < self.total):
+            return
+        self.shown = now
+        rate = (self.done - self.first) / max(now - self.began, 1e-9) if self.done > self.first \
+            else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        sys.stderr.write(f"\rexplained {self.done}/{self.total} rows  {rate:,.0f} rows/s  "
+                         f"ETA {eta:,.0f} s ")
+        if self.done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: bool,
+                        resume: bool, progress: bool = True, **engine_options: Any) -> list[Path]:
+    """Explain every row of ``job`` with ``engine`` into one store per method in ``out_dir``."""
+    from .explaining import result_name
+    from .files import clean_stale, locked
+    from .store import StoreWriter, is_store
+
+    n = job.source.n_rows
+    paths = {m: out_dir / f"{result_name(m, job.target)}.zarr" for m in job.methods}
+    for path in paths.values():  # refuse before any work
+        if path.exists() and not (force or (resume and is_store(path))):
+            raise XaiError(f"{path} exists; use --force to overwrite it or --resume to continue "
+                           f"it")
+    with locked(out_dir, "xai explain"):
+        clean_stale(out_dir)
+        writers: dict[str, StoreWriter] = {}
+        if resume:
+            writers = {m: StoreWriter.resume(p, n, {"method": m}) for m, p in paths.items()
+                       if p.exists()}
+        job.start = min([w.rows_written for w in writers.values()], default=0) \
+            if len(writers) == len(paths) else 0
+        bar = Progress(n, job.start, progress)
+        try:
+            for start, results in engine.run(job, **engine_options):
+                for method, explanation in results.items():
+                    if method not in writers:
+                        writers[method] = StoreWriter.create(
+                            paths[method], n, job.batch_size, store_metadata(explanation), force)
+                    writers[method].append_from(start, explanation)
+                bar.update(next(iter(results.values())).n_samples)
+        except KeyboardInterrupt:
+            raise XaiError(f"interrupted; the stores in {out_dir} keep the rows written so far: "
+                           f"continue with the same command and --resume") from None
+        for writer in writers.values():
+            writer.finish()
+    return list(paths.values())
+
+
+def store_metadata(explanation: Explanation) -> dict:
+    return {"method": explanation.method, "options": explanation.options,
+            "class_names": explanation.class_names, "feature_names": explanation.feature_names,
+            "model_name": explanation.model_name, "dataset": explanation.dataset}
