@@ -114,3 +114,40 @@ def test_true_class_run_draws_the_misclassification_view(run):
     figures = run / "explanations" / "figures"
     manifest = (figures / "manifest.json").read_text()
     assert "misclassified" in manifest, manifest[:500]
+
+
+class RaisingExplainer:
+    name = "raiser"
+    description = "attribute raises ValueError"
+
+    def check(self, model):
+        return None
+
+    def explain(self, model, inputs, target, **options):
+        raise ValueError("bad shape in my code")
+
+
+class RaisingPlugin:
+    from xaicore.plugin import hookimpl
+
+    @hookimpl
+    def register_explainers(self, register):
+        register("raiser", RaisingExplainer)
+
+
+def test_plugin_exceptions_are_one_line_naming_the_plugin(run, monkeypatch):
+    from xaicore import plugins
+
+    plugins.pm.register(RaisingPlugin(), name="raising-test-plugin")
+    try:
+        result = xai("explain", "--run", run, "--method", "raiser", "--samples", "0:2")
+        assert result.exit_code == 1, result.output
+        assert result.output.strip() == ("Error: plugin raising-test-plugin (distribution unknown) "
+                                         "failed in raiser.explain: ValueError: bad shape in my code")
+        monkeypatch.setenv("XAI_DEBUG", "1")
+        debug = CliRunner().invoke(cli, ["explain", "--run", str(run), "--method", "raiser",
+                                         "--samples", "0:2", "--force"])
+        assert debug.exit_code == 1 and "Traceback" in debug.output
+        assert 'raise ValueError("bad shape in my code")' in debug.output
+    finally:
+        plugins.pm.unregister(name="raising-test-plugin")

@@ -311,3 +311,26 @@ def test_evaluate_command_names_bad_input(synthetic_run):
     assert result.exit_code == 1 and "--samples must be at least 1" in result.output
     result = CliRunner().invoke(cli, ["evaluate", "--run", str(synthetic_run / "nope")])
     assert result.exit_code == 1 and "nope" in result.output
+
+
+def test_metric_and_synthetic_options_are_declared_and_validated():
+    model, X = window_model(), window_inputs(2)
+    e = oracle_explanation(model, X, np.ones_like(X))
+    with pytest.raises(XaiError, match=r"metric deletion: option 'step_fraction' must be in "
+                                       r"\[1e-09, 1\], not 2.0"):
+        DeletionMetric().evaluate(model, e, substrate="smooth", step_fraction=2)
+    with pytest.raises(XaiError, match="metric insertion: unknown order 'up'; it must be one of "
+                                       "signed, abs"):
+        InsertionMetric().evaluate(model, e, substrate="smooth", order="up")
+    with pytest.raises(XaiError, match="metric randomisation: option 'max_steps' must be in"):
+        RandomisationMetric().evaluate(model, e, max_steps=0)
+    with pytest.raises(XaiError, match=r"synthetic dataset: option 'n_train' must be in \[4, "):
+        load_synthetic("synthetic-small", n_train=3)
+    with pytest.raises(XaiError, match="synthetic dataset: option 'seq_len' must be an integer"):
+        load_synthetic("synthetic-small", seq_len=2.5)
+    runner = CliRunner()
+    for name, line in (("deletion", "order (str, default 'signed' one of signed, abs)"),
+                       ("infidelity", "n_perturb_samples (int, default 10 in [1, 10000])"),
+                       ("synthetic-middle", "signal (float, default 1.0 in [0, 1000])")):
+        listed = runner.invoke(cli, ["list", "--options", name])
+        assert listed.exit_code == 0 and line in listed.output, listed.output

@@ -159,3 +159,19 @@ def test_a_few_steps_fit_a_separable_toy_problem(name):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_loaded_models_satisfy_the_complete_model_protocol():
+    from xaicore.model import wrap_model
+    from xaicore.protocols import Model
+
+    members = set(Model.__annotations__) | {name for name, value in vars(Model).items()
+                                            if not name.startswith("_")
+                                            and (callable(value) or isinstance(value, property))}
+    used_by_plugins = {"normalisation", "layer", "logits", "predict_proba", "has_attention",
+                       "check_inputs", "hyperparameters", "dataset", "to"}
+    assert used_by_plugins <= members
+    model = wrap_model(build("fcn", 2, 16, filters=[4, 4, 4]), class_names=["a", "b", "c"],
+                       n_features=2, seq_len=16)
+    assert isinstance(model, Model)
+    assert [name for name in sorted(members) if not hasattr(model, name)] == []

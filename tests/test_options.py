@@ -82,3 +82,28 @@ def test_background_is_declared_not_sniffed():
                if "background" in getattr(registry.get_explainer(name), "requires", ())}
     assert {"integrated-gradients", "deeplift", "gradient-shap", "shap"} <= needing
     assert "saliency" not in needing and "gradcam" not in needing
+
+
+def test_list_options_check_each_item_and_copy_the_default():
+    spec = [Option("sizes", list, [8, 5], "kernel sizes", min=1, max=9)]
+    assert validate("m", spec, {"sizes": (3, 4)}) == {"sizes": [3, 4]}
+    with pytest.raises(XaiError, match=r"option 'sizes' must be in \[1, 9\], not \[3, 0\]"):
+        validate("m", spec, {"sizes": [3, 0]})
+    with pytest.raises(XaiError, match="must be a list of integers"):
+        validate("m", spec, {"sizes": [3, True]})
+    validate("m", spec, {})["sizes"].append(1)
+    assert spec[0].default == [8, 5]
+
+
+def test_unknown_names_use_the_callers_noun():
+    with pytest.raises(XaiError, match="m has no parameter 'x'; its parameters are: a"):
+        validate("m", [Option("a", int, 1)], {"x": 1}, noun="parameter")
+
+
+@pytest.mark.parametrize("name", ["gradcam", "gradcam++", "cam", "attention", "shap", "synthetic-small", "fcn",
+                                  "deletion", "insertion", "randomisation", "aup", "infidelity"])
+def test_built_in_components_declare_their_options_with_help(name):
+    spec = [o for _, options in registry.options_of(name) for o in options]
+    assert all(isinstance(o, Option) and o.help for o in spec), spec
+    assert all(o.min is not None or o.choices or o.type in (bool, str, object)
+               for o in spec if o.name not in ("additivity_tolerance",)), spec

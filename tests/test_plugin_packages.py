@@ -160,6 +160,14 @@ def test_example_plugin_explains_from_the_cli(site, gunpoint_run, tmp_path):
         t = int(e.targets[0])
         drop = float(model.module(x)[0, t] - model.module(occluded)[0, t])
     assert e.attributions[0, 20:30, 0].sum() == pytest.approx(drop, rel=1e-3, abs=1e-5)
+    # with figures, every renderer of stage "explanations" runs: the example csv one too
+    drawn = tmp_path / "drawn"
+    result = run(XAI + ["explain", "--run", str(gunpoint_run), "--method", "occlusion",
+                        "--samples", "0:2", "--out", str(drawn)], site)
+    assert result.returncode == 0, result.stderr
+    assert "csv: 1 files in" in result.stderr and "warning" not in result.stderr
+    table = (drawn / "figures" / "occlusion.csv").read_text().splitlines()
+    assert len(table) == 1 + 2 * 150
 
 
 HIJACK = ROOT / "tests" / "plugins" / "xai-hijack-plugin"
@@ -258,3 +266,43 @@ def test_example_plugin_options_are_declared_and_checked(site, gunpoint_run, tmp
                         "--out", str(tmp_path / "o"), "--no-figures"], site)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "occlusion: option 'window' must be an integer, not 2.7" in result.stderr
+
+
+def core_imports(path: Path) -> list[str]:
+    """The xaicore modules a source file imports (``from xaicore.x import ...``, ``import xaicore.x``)."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules = [node.module] if node.module != "xaicore" else [
+                f"xaicore.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        else:
+            continue
+        found += [m for m in modules if m == "xaicore" or m.startswith("xaicore.")]
+    return found
+
+
+def test_plugins_import_only_the_public_plugin_api(tmp_path):
+    sources = sorted([*(ROOT / "plugins").rglob("*.py"), *EXAMPLE.rglob("*.py")])
+    assert len(sources) > 20
+    offending = {f"{path.relative_to(ROOT)}: {module}" for path in sources
+                 for module in core_imports(path) if module != "xaicore.plugin"}
+    assert not offending, sorted(offending)
+    probe = tmp_path / "probe.py"  # the check sees every form of core import
+    probe.write_text("import xaicore.model\nfrom xaicore import registry\n"
+                     "def f():\n    from xaicore.errors import XaiError\n")
+    assert core_imports(probe) == ["xaicore.model", "xaicore.registry", "xaicore.errors"]
+
+
+def test_the_plugin_api_is_lazy_and_complete():
+    code = ("import sys, xaicore.plugin as p; heavy = {'torch', 'numpy', 'pandas'} & set(sys.modules);"
+            " [getattr(p, n) for n in p.__all__]; print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    import xaicore.plugin as api
+
+    with pytest.raises(AttributeError, match="no attribute 'registry'"):
+        getattr(api, "registry")

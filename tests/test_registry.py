@@ -146,3 +146,56 @@ def test_a_plugin_adds_a_command_and_a_failing_command_hook_fails_its_plugin(tem
         assert "register_commands raised RuntimeError: no commands today" in failure.error
     finally:
         del plugins.failures[before:]
+
+
+class WritingRenderer:
+    name = "stage-writer"
+    description = "writes one file"
+    stage = "explanations"
+
+    def render(self, explanations, out_dir, **options):
+        path = out_dir / "written.txt"
+        path.write_text(str(len(explanations)))
+        return [path]
+
+
+class FailingRenderer:
+    name = "stage-failer"
+    description = "always raises"
+    stage = "explanations"
+
+    def render(self, explanations, out_dir, **options):
+        raise ValueError("no ink")
+
+
+class OnDemandRenderer(WritingRenderer):
+    name = "stage-on-demand"
+    stage = None
+
+
+class StagePlugin:
+    @hookimpl
+    def register_renderers(self, register):
+        for cls in (WritingRenderer, FailingRenderer, OnDemandRenderer):
+            register(cls.name, cls, description=cls.description)
+
+
+def test_renderers_run_by_declared_stage_and_failures_are_warnings(temp_plugin, tmp_path,
+                                                                   monkeypatch):
+    from xaicore.stages import render_stage, renderers_for
+
+    temp_plugin(StagePlugin(), "stage-test-plugin")
+    names = renderers_for("explanations")
+    assert {"stage-writer", "stage-failer"} <= set(names) and "stage-on-demand" not in names
+    assert {"sample-plots", "global-plots"} <= set(names)
+    assert set(renderers_for("run")) >= {"training-curves", "confusion-matrix"}
+    assert "html-report" not in renderers_for("run") + names
+    from xaicore import stages
+
+    ours = [n for n in names if n.startswith("stage-")]  # run only the temporary renderers here
+    monkeypatch.setattr(stages, "renderers_for", lambda stage: ours)
+    written, warnings = render_stage("explanations", [1, 2], tmp_path)
+    assert written == {"stage-writer": [tmp_path / "written.txt"]}
+    assert (tmp_path / "written.txt").read_text() == "2"
+    assert warnings == ["renderer stage-failer: plugin stage-test-plugin (distribution unknown) "
+                        "failed in render: ValueError: no ink"]

@@ -19,7 +19,7 @@ from xaicore.datasets import dataset_spec, load_dataset
 from xaicore.errors import XaiError
 from xaicore.model import load_checkpoint, load_run
 from xaicore.predicting import predict
-from xaicore.training import train
+from xaicore.training import SEED_RECIPE, recipe_for, train
 
 SMALL = {"cnn_channels": 4, "lstm_hidden_size": 4, "lstm_num_layers": 1, "num_heads": 2}
 RUN_FILES = ["checkpoint.pt", "history.csv", "metrics.json", "classification_report.txt",
@@ -309,3 +309,41 @@ def test_run_figures_refuse_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(XaiError, match="zzz"):
         ConfusionMatrix().render([], tmp_path, run_dir=tmp_path)
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_param_values_go_through_the_models_declared_options(tmp_path):
+    toy_npz(tmp_path / "toy.npz")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--dataset", str(tmp_path / "toy.npz"), "--out",
+                                 str(tmp_path / "r"), "--param", "dropout=2"])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == ("Error: model cnn-lstm-attention: option 'dropout' must be "
+                                     "in [0, 1], not 2.0")
+    assert not (tmp_path / "r").exists()
+    listed = runner.invoke(cli, ["list", "--options", "cnn-lstm-attention"])
+    assert listed.exit_code == 0, listed.output
+    assert "dropout (float, default 0.0 in [0, 1]): dropout between LSTM layers" in listed.output
+
+
+def test_the_training_recipe_is_declared_options_a_model_overrides():
+    class Net:
+        training_defaults = {"epochs": 7, "scheduler": "cosine"}
+
+    assert recipe_for(Net) == {**SEED_RECIPE, "epochs": 7, "scheduler": "cosine"}
+    assert recipe_for(Net, epochs=3, lr=None)["epochs"] == 3
+    with pytest.raises(XaiError, match="training: unknown scheduler 'warm'; it must be one of step"):
+        recipe_for(Net, scheduler="warm")
+    with pytest.raises(XaiError, match=r"option 'batch_size' must be in \[1, 1000000\], not 0"):
+        recipe_for(Net, batch_size=0)
+
+    class Bad:
+        training_defaults = {"epoch": 7}
+
+    with pytest.raises(XaiError, match="training recipe of Bad has no option 'epoch' "
+                                       r"\(did you mean epochs\?\)"):
+        recipe_for(Bad)
+    listed = CliRunner().invoke(cli, ["list", "--options", "transformer"])
+    assert listed.exit_code == 0, listed.output
+    assert "training recipe of transformer:" in listed.output
+    assert "  epochs (int, default 200 in [1, 100000]): training epochs" in listed.output
+    assert "weight_decay (float, default 0.01" in listed.output

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import registry
-from .errors import XaiError
+from .errors import PluginCodeError, XaiError
 from .explanation import Explanation
 from .model import LoadedModel
 
@@ -63,7 +63,7 @@ def explain(model: LoadedModel, inputs: Any, method: str = "integrated-gradients
     """
     X = model.check_inputs(inputs)
     explainer = get_explainer(method)
-    reason = explainer.check(model)
+    reason = _plugin_call(method, "check", explainer.check, model)
     if reason:
         raise XaiError(f"{method} cannot explain model {model.name!r}: {reason}")
     if labels is not None:
@@ -73,10 +73,22 @@ def explain(model: LoadedModel, inputs: Any, method: str = "integrated-gradients
     targets = resolve_targets(model, X, target, labels)
     x = torch.from_numpy(X).to(model.device)
     t = torch.from_numpy(targets).to(model.device)
-    explanation = explainer.explain(model, x, t, **options)
+    explanation = _plugin_call(method, "explain", explainer.explain, model, x, t, **options)
     explanation.method = method
     if labels is not None:
         explanation.labels = labels
     if sample_ids is not None:
         explanation.sample_ids = np.asarray(sample_ids, dtype=np.int64)
     return explanation
+
+
+def _plugin_call(method: str, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)`` of an explainer; anything but a XaiError becomes one line."""
+    try:
+        return function(*args, **kwargs)
+    except XaiError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - plugin code: report it in one line
+        name = method.partition(":")[0]
+        raise PluginCodeError(f"{registry.owner('explainers', name)} failed in {name}.{what}: "
+                              f"{type(exc).__name__}: {exc}") from exc

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 import warnings
 from importlib import import_module
 
@@ -50,12 +52,15 @@ class XaiGroup(click.Group):
         try:
             return super().invoke(ctx)
         except XaiError as exc:
+            if ctx.params.get("debug") or os.environ.get("XAI_DEBUG") == "1":
+                traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
             raise click.ClickException(str(exc)) from None
 
 
 @click.group(cls=XaiGroup)
+@click.option("--debug", is_flag=True, help="Show the traceback of an error (also XAI_DEBUG=1).")
 @click.version_option(package_name="xaicore", prog_name="xai")
-def cli() -> None:
+def cli(debug: bool) -> None:
     """Explain PyTorch time-series classifiers: train, explain, evaluate, report."""
 
 
@@ -79,6 +84,12 @@ def list_cmd(as_json: bool, check: bool, options_of: str | None) -> None:
         for kind, spec in registry.options_of(options_of):
             click.echo(f"{registry.SINGULAR[kind]} {options_of}:")
             click.echo("\n".join(f"  {o.describe()}" for o in spec) or "  (no options)")
+            if kind == "models":
+                from .training import recipe_options
+
+                click.echo(f"training recipe of {options_of}:")
+                click.echo("\n".join(f"  {o.describe()}"
+                                      for o in recipe_options(registry.get_model(options_of))))
         return
 
     broken = registry.check() if check else []

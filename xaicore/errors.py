@@ -11,3 +11,8 @@ class PluginError(XaiError):
 
 class UnknownNameError(XaiError, LookupError):
     """A model, explainer, renderer or dataset name that no installed plugin provides."""
+
+
+class PluginCodeError(XaiError):
+    """Plugin code raised: one line naming the plugin, its distribution and the hook or method;
+    the original exception is the ``__cause__`` (shown with ``--debug`` or ``XAI_DEBUG=1``)."""

@@ -16,6 +16,7 @@ from .errors import PluginError, XaiError
 from .explanation import Explanation
 from .files import atomic_open, clean_stale, safe_name
 from .model import load_checkpoint, model_from_checkpoint
+from .stages import render_stage
 
 
 def parse_samples(spec: str, n: int, misclassified: list[int] | None = None) -> list[int]:
@@ -168,16 +169,12 @@ def glob_escape(text: str) -> str:
 
 
 def render_figures(explanations: list[Explanation], out_dir: Path) -> None:
-    """Figures from every installed explanation renderer; a renderer's failure is reported, not fatal."""
-    for name in ("sample-plots", "global-plots"):
-        if name not in registry.names("renderers"):
-            continue
-        try:
-            paths = registry.get_renderer(name).render(explanations, out_dir)
-        except XaiError as exc:
-            click.echo(f"warning: renderer {name} failed: {exc}", err=True)
-            continue
+    """Files from every installed renderer of stage "explanations"; a failure is a warning."""
+    written, warnings = render_stage("explanations", explanations, out_dir)
+    for name, paths in written.items():
         click.echo(f"{name}: {len(paths)} files in {out_dir}", err=True)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def write_comparison(explanations: list[Explanation], out: Path) -> Path:

@@ -17,12 +17,14 @@ from .errors import XaiError
 
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
-_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string",
+               list: "a list of integers"}
 
 
 @dataclass(frozen=True)
 class Option:
-    """One option: ``type`` is bool, int, float, str, or object (any value, passed through)."""
+    """One option: ``type`` is bool, int, float, str, list (of integers; ``min``/``max`` bound each
+    item) or object (any value, passed through)."""
 
     name: str
     type: type
@@ -60,7 +62,9 @@ class Option:
         if self.choices is not None and value not in self.choices:
             raise XaiError(f"{owner}: unknown {self.name} {value!r}; it must be one of "
                            f"{', '.join(map(str, self.choices))}")
-        if self.min is not None and value < self.min or self.max is not None and value > self.max:
+        items = value if self.type is list else [value]
+        if any(self.min is not None and v < self.min or self.max is not None and v > self.max
+               for v in items):
             raise XaiError(f"{where} must be in [{_fmt(self.min, '-inf')}, {_fmt(self.max, 'inf')}], "
                            f"not {value!r}")
         return value
@@ -101,6 +105,11 @@ def _as_type(kind: type, value: Any, error: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise XaiError(error)
         return float(value)
+    if kind is list:
+        if isinstance(value, (list, tuple)) and value and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return list(value)
+        raise XaiError(error)
     if kind is str:
         if isinstance(value, str):
             return value
@@ -112,7 +121,7 @@ def _as_type(kind: type, value: Any, error: str) -> Any:
 
 def infer(defaults: Mapping[str, Any]) -> list[Option]:
     """Options for a component that declares only a ``defaults`` dict: the type of each default."""
-    return [Option(name, type(default) if type(default) in _TYPE_NAMES else object, default)
+    return [Option(name, type(default) if type(default) in (bool, int, float, str) else object, default)
             for name, default in defaults.items()]
 
 
@@ -120,16 +129,18 @@ def defaults_of(spec: Iterable[Option]) -> dict[str, Any]:
     return {option.name: option.default for option in spec}
 
 
-def validate(owner: str, spec: Iterable[Option], values: Mapping[str, Any]) -> dict[str, Any]:
+def validate(owner: str, spec: Iterable[Option], values: Mapping[str, Any],
+             noun: str = "option") -> dict[str, Any]:
     """The defaults of ``spec`` overlaid with ``values``, each converted and checked."""
     by_name = {option.name: option for option in spec}
     unknown = sorted(set(values) - set(by_name))
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(by_name), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise XaiError(f"{owner} has no option {', '.join(map(repr, unknown))}{hint}; its options "
+        raise XaiError(f"{owner} has no {noun} {', '.join(map(repr, unknown))}{hint}; its {noun}s "
                        f"are: {', '.join(sorted(by_name)) or 'none'}")
-    out = {name: option.default for name, option in by_name.items()}
+    out = {name: list(option.default) if option.type is list else option.default
+           for name, option in by_name.items()}
     for name, value in values.items():
         out[name] = by_name[name].convert(owner, value)
     return out

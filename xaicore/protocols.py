@@ -43,6 +43,10 @@ class Model(Protocol):
     feature_names: list[str]
     seq_len: int | None
     input_layout: str  # always "NTF": [batch, time, feature]
+    #: Train-set standardisation (``.mean``, ``.std`` tensors ``[feature]``) or None.
+    normalisation: "torch.nn.Module | None"
+    hyperparameters: dict[str, Any]
+    dataset: str | None  # name of the dataset the network was trained on
 
     @property
     def n_classes(self) -> int: ...
@@ -58,6 +62,24 @@ class Model(Protocol):
 
     def attention_weights(self) -> "list[torch.Tensor] | None":
         """Attention weights of the last forward pass, or None when the model has no attention."""
+
+    def has_attention(self) -> bool:
+        """Whether the network exposes attention weights."""
+
+    def layer(self, path: str) -> "torch.nn.Module":
+        """The network's submodule at dotted ``path`` (e.g. ``cnn.3``), or a one-line XaiError."""
+
+    def check_inputs(self, inputs: Any) -> "np.ndarray":
+        """``inputs`` as float32 ``[batch, time, feature]`` matching the model, or a XaiError."""
+
+    def logits(self, inputs: Any, batch_size: int = 512) -> "np.ndarray":
+        """Logits ``[batch, class]`` for raw inputs, in batches without gradients."""
+
+    def predict_proba(self, inputs: Any, batch_size: int = 512) -> "np.ndarray":
+        """Class probabilities ``[batch, class]`` for raw inputs."""
+
+    def to(self, device: "str | torch.device") -> "Model":
+        """The model moved to ``device`` (returns itself)."""
 
 
 @runtime_checkable

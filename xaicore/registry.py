@@ -174,6 +174,12 @@ def get_entry(kind: str, name: str) -> Entry:
     return entry
 
 
+def owner(kind: str, name: str) -> str:
+    """``plugin X (distribution Y)`` of a registered name, for one-line error messages."""
+    entry = get_entry(kind, name)
+    return f"plugin {entry.plugin} (distribution {entry.distribution or 'unknown'})"
+
+
 def get(kind: str, name: str) -> Any:
     """The registered object; classes of explainers, renderers and metrics are instantiated."""
     obj = get_entry(kind, name).load()
@@ -217,6 +223,8 @@ def options_of(name: str) -> list[tuple[str, list]]:
         obj = get(kind, name)
         if hasattr(obj, "option_spec"):
             spec = obj.option_spec()
+        elif getattr(obj, "param_options", None) or getattr(obj, "options", None):
+            spec = list(getattr(obj, "param_options", None) or obj.options)
         else:
             spec = infer(getattr(obj, "default_params", None) or getattr(obj, "defaults", {}))
         found.append((kind, spec))

@@ -1,8 +1,8 @@
 """``train()``: fit a registered network on a dataset spec and write a complete run directory.
 
 The recipe is the seed's (Adam, StepLR dividing the rate by 10 every third of the epochs,
-cross-entropy) unless the network class overrides parts of it in ``training_defaults``; explicit
-arguments override both. Everything is written into a temporary folder inside ``out`` and moved
+cross-entropy) unless the network class overrides defaults in ``training_defaults`` (each field is
+an ``Option`` of ``RECIPE_OPTIONS``); explicit arguments override both. Everything is written into a temporary folder inside ``out`` and moved
 into place file by file at the end (``runs.install_training``), so a failed or interrupted run
 leaves the previous files as they were; files xai did not write are never touched.
 """
@@ -10,6 +10,7 @@ leaves the previous files as they were; files xai did not write are never touche
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import sys
@@ -24,28 +25,39 @@ from torch import nn
 from . import registry, runs
 from .data import Dataset
 from .datasets import load_dataset
-from .errors import PluginError, UnknownNameError, XaiError
+from .errors import XaiError
 from .files import temp_sibling
 from .model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, load_checkpoint, resolve_device
+from .options import Option, defaults_of, validate
+from .stages import render_stage
 
-# The seed script's recipe; a network class may override keys in its ``training_defaults``.
-SEED_RECIPE: dict[str, Any] = {"epochs": 50, "batch_size": 32, "lr": 0.005, "scheduler": "step",
-                               "weight_decay": 0.0, "label_smoothing": 0.0, "augment": 0.0}
 SCHEDULERS = ("step", "cosine", "onecycle", "constant")
+# The seed script's recipe; a network class overrides defaults in its ``training_defaults`` dict.
+RECIPE_OPTIONS: tuple[Option, ...] = (
+    Option("epochs", int, 50, "training epochs", min=1, max=100_000),
+    Option("batch_size", int, 32, "mini-batch size", min=1, max=1_000_000),
+    Option("lr", float, 0.005, "learning rate", min=1e-12, max=10.0),
+    Option("scheduler", str, "step", "learning-rate schedule", choices=SCHEDULERS),
+    Option("weight_decay", float, 0.0, "decoupled weight decay (AdamW when above 0)", min=0.0,
+           max=1.0),
+    Option("label_smoothing", float, 0.0, "cross-entropy label smoothing", min=0.0, max=1.0),
+    Option("augment", float, 0.0, "amplitude scaling and jitter strength (0: none)", min=0.0,
+           max=1.0),
+)
+SEED_RECIPE: dict[str, Any] = defaults_of(RECIPE_OPTIONS)
+
+
+def recipe_options(cls: type) -> list[Option]:
+    """The recipe options with ``cls.training_defaults`` as their defaults (each checked)."""
+    owner = f"training recipe of {getattr(cls, '__name__', cls)}"
+    defaults = validate(owner, RECIPE_OPTIONS, getattr(cls, "training_defaults", None) or {})
+    return [dataclasses.replace(option, default=defaults[option.name]) for option in RECIPE_OPTIONS]
 
 
 def recipe_for(cls: type, **overrides: Any) -> dict[str, Any]:
     """The training recipe for a network class: the seed's, the class's defaults, then overrides."""
-    recipe = {**SEED_RECIPE, **getattr(cls, "training_defaults", {})}
-    recipe.update({k: v for k, v in overrides.items() if v is not None})
-    for key in ("epochs", "batch_size"):
-        if isinstance(recipe[key], bool) or not isinstance(recipe[key], int) or recipe[key] < 1:
-            raise XaiError(f"{key} must be a positive integer, not {recipe[key]!r}")
-    if not isinstance(recipe["lr"], (int, float)) or not 0 < recipe["lr"] < 10:
-        raise XaiError(f"the learning rate must be a number between 0 and 10, not {recipe['lr']!r}")
-    if recipe["scheduler"] not in SCHEDULERS:
-        raise XaiError(f"unknown scheduler {recipe['scheduler']!r}; use one of {', '.join(SCHEDULERS)}")
-    return recipe
+    return validate("training", recipe_options(cls),
+                    {k: v for k, v in overrides.items() if v is not None})
 
 
 @contextlib.contextmanager
@@ -148,6 +160,8 @@ def train(dataset_spec: dict | None, model: str | None, out: str | Path, *, epoc
     if params is not None and not isinstance(params, dict):
         raise XaiError(f"params must be a dict of network parameters, not {type(params).__name__}")
     cls = registry.get_model(model)
+    if getattr(cls, "param_options", None):  # declared: refuse bad --param values before loading data
+        params = validate(f"model {model}", cls.param_options, params or {}, noun="parameter")
     recipe = recipe_for(cls, **recipe_overrides)
     dev = resolve_device(device)
     dataset = load_dataset(dataset_spec)
@@ -352,14 +366,7 @@ def _write_predictions(path: Path, dataset: Dataset, predicted: np.ndarray,
 
 
 def _render(run_dir: Path, metrics: dict, progress: bool) -> None:
-    """Draw the run-level figures with the installed renderers; a missing one is noted, not fatal."""
-    for name in ("training-curves", "confusion-matrix"):
-        try:
-            renderer = registry.get_renderer(name)
-            renderer.render([], out_dir=run_dir, run_dir=run_dir)
-        except (UnknownNameError, PluginError) as exc:
-            metrics["notes"].append(f"{name} not drawn: {exc}")
-        except Exception as exc:  # a figure must not cost the trained model
-            metrics["notes"].append(f"{name} failed: {type(exc).__name__}: {exc}")
+    """Run every installed renderer of stage "run"; a failure is noted, never fatal."""
+    metrics["notes"] += render_stage("run", [], run_dir, run_dir=run_dir)[1]
     for note in metrics["notes"]:
         _log(progress, f"note: {note}")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from xaicore.explainer import BaseExplainer
-from xaicore.options import Option
+from xaicore.plugin import BaseExplainer, Option
 
 
 class Occlusion(BaseExplainer):

@@ -1,6 +1,6 @@
 """Registers the example explainer and renderer. Names only: nothing heavy is imported here."""
 
-from xaicore.hookspecs import hookimpl
+from xaicore.plugin import hookimpl
 
 
 @hookimpl

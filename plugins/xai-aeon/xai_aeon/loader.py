@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.data import Dataset, DataSplit
-from xaicore.errors import XaiError
+from xaicore.plugin import DataSplit, Dataset, XaiError
 
 from .plugin import shipped_datasets
 

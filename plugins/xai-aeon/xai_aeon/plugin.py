@@ -3,7 +3,7 @@
 from importlib.util import find_spec
 from pathlib import Path
 
-from xaicore.hookspecs import hookimpl
+from xaicore.plugin import hookimpl
 
 
 def shipped_datasets() -> list[str]:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from xaicore.errors import XaiError
-from xaicore.explainer import BaseExplainer
-from xaicore.model import LoadedModel
+from xaicore.plugin import BaseExplainer, LoadedModel, XaiError
 
 
 def rollout(head_means: list[torch.Tensor]) -> torch.Tensor:
@@ -39,7 +37,7 @@ class AttentionExplainer(BaseExplainer):
     """
 
     name = "attention"
-    defaults: dict = {}
+    options = ()  # attention takes no options
 
     def check(self, model: LoadedModel) -> str | None:
         if not model.has_attention():

@@ -1,6 +1,6 @@
 """Registers the attention-weights explainer."""
 
-from xaicore.hookspecs import hookimpl
+from xaicore.plugin import hookimpl
 
 
 @hookimpl

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xaicore.errors import XaiError
+from xaicore.plugin import XaiError
 
 KINDS = ("zero", "mean", "blurred", "random")
 

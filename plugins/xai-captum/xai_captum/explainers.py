@@ -11,10 +11,7 @@ import torch
 from captum.attr import DeepLift, GradientShap
 from torch import nn
 
-from xaicore.errors import XaiError
-from xaicore.explainer import BaseExplainer
-from xaicore.model import LoadedModel
-from xaicore.options import Option
+from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError
 
 from .baselines import as_background, make_baseline
 from .baselines import KINDS as BASELINE_KINDS

@@ -12,7 +12,7 @@ import torch
 from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
-from xaicore.errors import XaiError
+from xaicore.plugin import XaiError
 
 from .passes import copies_per_pass, rows_that_fit, target_gradient
 

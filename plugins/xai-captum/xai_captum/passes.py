@@ -12,7 +12,7 @@ import os
 import torch
 from torch import nn
 
-from xaicore.errors import XaiError
+from xaicore.plugin import XaiError
 
 AUTO_ROWS = {"cpu": 128, "cuda": 8192}  # rows per pass when the caller gives no batch size
 BYTES_FACTOR = 256  # activation and gradient bytes per input value of a row, a generous estimate

@@ -1,6 +1,6 @@
 """Registers captum's gradient-based attribution methods (captum is imported on first use)."""
 
-from xaicore.hookspecs import hookimpl
+from xaicore.plugin import hookimpl
 
 METHODS = {
     "integrated-gradients": ("IntegratedGradientsExplainer", "Integrated Gradients with convergence delta"),

@@ -6,8 +6,7 @@ from typing import Any
 
 import torch
 
-from xaicore.explainer import BaseExplainer
-from xaicore.model import LoadedModel
+from xaicore.plugin import BaseExplainer, LoadedModel, Option
 
 
 class RandomExplainer(BaseExplainer):
@@ -15,9 +14,9 @@ class RandomExplainer(BaseExplainer):
 
     name = "random"
     description = "Random attributions (seeded): the baseline of the evaluation"
-    defaults = {"seed": 0}
+    options = (Option("seed", int, 0, "seed of the generator", min=0, max=2**63 - 1),)
 
     def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
                   **opts: Any) -> tuple[torch.Tensor, dict]:
-        generator = torch.Generator().manual_seed(int(opts["seed"]))
+        generator = torch.Generator().manual_seed(opts["seed"])
         return torch.randn(inputs.shape, generator=generator), {}

@@ -7,11 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
-from xaicore.model import LoadedModel
-
-from .options import resolve
+from xaicore.plugin import Explanation, LoadedModel, Option, defaults_of, validate
 
 
 class InfidelityMetric:
@@ -20,16 +16,20 @@ class InfidelityMetric:
     name: ClassVar[str] = "infidelity"
     description: ClassVar[str] = "captum infidelity under Gaussian perturbations; lower is better"
     higher_is_better: ClassVar[bool] = False
-    defaults: ClassVar[dict[str, Any]] = {"noise": 0.1, "n_perturb_samples": 10, "seed": 0,
-                                          "batch_size": 256}
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("noise", float, 0.1, "perturbation std relative to each feature's spread", min=1e-9,
+               max=100.0),
+        Option("n_perturb_samples", int, 10, "perturbations per sample", min=1, max=10_000),
+        Option("seed", int, 0, "seed of the perturbations", min=0, max=2**63 - 1),
+        Option("batch_size", int, 256, "perturbed inputs per forward pass", min=1, max=1_000_000),
+    )
+    defaults: ClassVar[dict[str, Any]] = defaults_of(options)
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
         """``noise`` is the perturbation's standard deviation relative to each feature's spread."""
         from captum.metrics import infidelity
 
-        opts = resolve(self.name, self.defaults, options)
-        if float(opts["noise"]) <= 0 or int(opts["n_perturb_samples"]) < 1:
-            raise XaiError("infidelity needs noise > 0 and n_perturb_samples >= 1")
+        opts = validate(f"metric {self.name}", self.options, options)
         device = model.device
         x = torch.as_tensor(explanation.inputs, device=device)
         scale = (model.normalisation.std.to(device).reshape(1, 1, -1)

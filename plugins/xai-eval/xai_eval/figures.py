@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xaicore.files import atomic_path
+from xaicore.plugin import atomic_path
 
 FORMATS = ("png", "svg")
 

@@ -13,11 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
-from xaicore.model import LoadedModel
+from xaicore.plugin import Explanation, LoadedModel, Option, XaiError, defaults_of, validate
 
-from .options import resolve
 
 LEVELS = np.round(np.arange(0.1, 0.91, 0.1), 2)
 
@@ -61,7 +58,10 @@ class LocalisationMetric:
     description: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
     requires: ClassVar[tuple[str, ...]] = ("mask",)
-    defaults: ClassVar[dict[str, Any]] = {"mask": None}
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("mask", object, None, "boolean ground truth [sample, time, feature] of the explained "
+               "samples"),)
+    defaults: ClassVar[dict[str, Any]] = defaults_of(options)
     score: ClassVar[int] = 0  # 0 precision, 1 recall
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
@@ -69,7 +69,7 @@ class LocalisationMetric:
 
     def evaluate_curves(self, model: LoadedModel, explanation: Explanation,
                         **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
-        opts = resolve(self.name, self.defaults, options)
+        opts = validate(f"metric {self.name}", self.options, options)
         if opts["mask"] is None:
             raise XaiError(f"metric {self.name} needs the ground-truth mask of the explained "
                            f"samples (mask=, e.g. dataset.info['mask_test'] of a synthetic dataset)")

@@ -1,4 +1,4 @@
-"""Option handling shared by the metrics: defaults overlaid with what the caller passed."""
+"""Background data shared by the metrics (their options go through ``xaicore.options.validate``)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.errors import XaiError
-
-
-def resolve(name: str, defaults: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """``defaults`` overlaid with ``options``; an unknown option name is an error naming the metric."""
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        raise XaiError(f"metric {name} has no option {', '.join(map(repr, unknown))}; its options "
-                       f"are: {', '.join(sorted(defaults))}")
-    return {**defaults, **options}
+from xaicore.plugin import XaiError
 
 
 def background_array(background: Any, n_features: int, what: str) -> np.ndarray:

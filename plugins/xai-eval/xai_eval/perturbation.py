@@ -14,11 +14,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
-from xaicore.model import LoadedModel
+from xaicore.plugin import Explanation, LoadedModel, Option, XaiError, defaults_of, validate
 
-from .options import background_array, resolve
+from .options import background_array
 
 SUBSTRATES = ("mean", "smooth")
 ORDERS = ("signed", "abs")
@@ -101,9 +99,21 @@ class PerturbationMetric:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = False
-    defaults: ClassVar[dict[str, Any]] = {
-        "substrate": "mean", "background": None, "sigma": None, "step_fraction": 0.01,
-        "order": "signed", "seed": 0, "batch_size": 512}
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("substrate", str, "mean", "what removed cells become: mean (train mean) or smooth "
+               "(the input smoothed along time)"),
+        Option("background", object, None, "train inputs [n, time, feature] for substrate mean "
+               "when the model stores no normalisation"),
+        Option("sigma", float, None, "smoothing width in time steps for substrate smooth (default "
+               "length / 20)", min=1e-9, max=1e6),
+        Option("step_fraction", float, 0.01, "share of the cells changed per curve point",
+               min=1e-9, max=1.0),
+        Option("order", str, "signed", "rank cells by signed or absolute attribution",
+               choices=ORDERS),
+        Option("seed", int, 0, "seed of the random-order baseline", min=0, max=2**63 - 1),
+        Option("batch_size", int, 512, "inputs per forward pass", min=1, max=1_000_000),
+    )
+    defaults: ClassVar[dict[str, Any]] = defaults_of(options)
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
         return self.evaluate_curves(model, explanation, **options)[0]
@@ -111,9 +121,7 @@ class PerturbationMetric:
     def evaluate_curves(self, model: LoadedModel, explanation: Explanation,
                         **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
         """Scores plus the mean curves (``fraction``, ``curve``, ``random_curve``) for figures."""
-        opts = resolve(self.name, self.defaults, options)
-        if opts["order"] not in ORDERS:
-            raise XaiError(f"order must be one of {', '.join(ORDERS)}, not {opts['order']!r}")
+        opts = validate(f"metric {self.name}", self.options, options)
         X = explanation.inputs
         substrate = substrate_for(model, X, opts["substrate"], opts["background"], opts["sigma"])
         scores = explanation.attributions

@@ -1,6 +1,6 @@
 """Registers the evaluation metrics, the synthetic datasets and the TSR wrapper (nothing heavy imported)."""
 
-from xaicore.hookspecs import hookimpl
+from xaicore.plugin import hookimpl
 
 SYNTHETIC = {
     "synthetic-middle": "a large box in the middle of time and features",

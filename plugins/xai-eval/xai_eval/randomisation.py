@@ -17,12 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from xaicore.api import get_explainer
-from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
-from xaicore.model import LoadedModel
+from xaicore.plugin import (
+    Explanation, LoadedModel, Option, XaiError, defaults_of, get_explainer, validate,
+)
 
-from .options import resolve
 
 
 def layers_in_forward_order(model: LoadedModel, inputs: torch.Tensor) -> list[tuple[str, nn.Module]]:
@@ -76,8 +74,15 @@ class RandomisationMetric:
     description: ClassVar[str] = ("Cascading parameter randomisation (Adebayo 2018): mean Spearman "
                                   "correlation with the trained model's maps; lower is better")
     higher_is_better: ClassVar[bool] = False
-    defaults: ClassVar[dict[str, Any]] = {"background": None, "seed": 0, "max_steps": 8,
-                                          "explainer": None}
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("background", object, None, "train inputs for explainers that require them"),
+        Option("seed", int, 0, "seed of the re-initialised weights", min=0, max=2**63 - 1),
+        Option("max_steps", int, 8, "layers randomised, from the output backwards", min=1,
+               max=10_000),
+        Option("explainer", object, None, "the explainer to re-run (default: the explanation's "
+               "method)"),
+    )
+    defaults: ClassVar[dict[str, Any]] = defaults_of(options)
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
         return self.evaluate_curves(model, explanation, **options)[0]
@@ -85,10 +90,8 @@ class RandomisationMetric:
     def evaluate_curves(self, model: LoadedModel, explanation: Explanation,
                         **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
         """Scores plus the per-step curve (``layers``: last layer randomised, ``correlation``)."""
-        opts = resolve(self.name, self.defaults, options)
-        max_steps = int(opts["max_steps"])
-        if max_steps < 1:
-            raise XaiError(f"max_steps must be at least 1, got {max_steps}")
+        opts = validate(f"metric {self.name}", self.options, options)
+        max_steps = opts["max_steps"]
         explainer = opts["explainer"] or get_explainer(explanation.method)
         explain_opts = {k: v for k, v in explanation.options.items()
                         if k in getattr(explainer, "defaults", explanation.options)}

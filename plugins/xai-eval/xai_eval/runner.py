@@ -14,13 +14,11 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from xaicore import registry
-from xaicore.api import get_explainer
-from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
-from xaicore.files import atomic_open, write_text
-from xaicore.explaining import load_run_data, method_names
-from xaicore.model import LoadedModel
+from xaicore.plugin import (
+    Explanation, LoadedModel, XaiError, atomic_open, get_explainer, get_metric, load_run_data,
+    method_names, write_text,
+)
+from xaicore.plugin import names as installed_names
 
 from .baseline import RandomExplainer
 
@@ -52,10 +50,10 @@ def choose_methods(requested: Iterable[str], model: LoadedModel) -> list[str]:
 def choose_metrics(requested: Iterable[str], context: dict) -> list[str]:
     """The requested metrics, or every installed metric whose required inputs are available."""
     requested = list(dict.fromkeys(requested))
-    names = requested or registry.names("metrics")
+    names = requested or installed_names("metrics")
     chosen = []
     for name in names:
-        missing = [k for k in getattr(registry.get_metric(name), "requires", ()) if k not in context]
+        missing = [k for k in getattr(get_metric(name), "requires", ()) if k not in context]
         if not missing:
             chosen.append(name)
         elif requested:
@@ -124,7 +122,7 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
             row: dict[str, Any] = {"method": name}
             for metric_name in metric_list:
                 bar.label = f"{name}: {metric_name}"
-                metric = registry.get_metric(metric_name)
+                metric = get_metric(metric_name)
                 try:
                     scores, curve = score(metric, model, explanation, explainer, context)
                 except XaiError as exc:

@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.data import Dataset, DataSplit
-from xaicore.errors import XaiError
+from xaicore.plugin import DataSplit, Dataset, Option, XaiError, validate
 
 #: (time start, time length, feature start, feature length) as fractions of each axis.
 BOXES = {
@@ -24,8 +23,14 @@ BOXES = {
     "synthetic-rare-feature": (0.1, 0.8, 0.44, 0.12),
     "synthetic-moving": (None, 0.6, None, 0.6),
 }
-DEFAULTS = {"n_train": 800, "n_test": 200, "seq_len": 50, "n_features": 10, "signal": 1.0,
-            "seed": 0}
+OPTIONS: tuple[Option, ...] = (
+    Option("n_train", int, 800, "train samples", min=4, max=10_000_000),
+    Option("n_test", int, 200, "test samples", min=4, max=10_000_000),
+    Option("seq_len", int, 50, "time steps per sample", min=1, max=1_000_000),
+    Option("n_features", int, 10, "features per time step", min=1, max=100_000),
+    Option("signal", float, 1.0, "mean shift inside the informative box", min=0.0, max=1000.0),
+    Option("seed", int, 0, "seed of the generator", min=0, max=2**32 - 1),
+)
 
 
 def span(start: float | None, length: float, size: int) -> tuple[float | None, int]:
@@ -53,22 +58,23 @@ def generate(name: str, n: int, seq_len: int, n_features: int, signal: float,
 
 def load(name: str, **options: Any) -> Dataset:
     """One synthetic variant; options ``n_train``, ``n_test``, ``seq_len``, ``n_features``, ``signal``,
-    ``seed`` (defaults in ``DEFAULTS``)."""
+    ``seed`` (declared in ``OPTIONS``)."""
     if name not in BOXES:
         raise XaiError(f"unknown synthetic dataset {name!r}; variants: {', '.join(BOXES)}")
-    unknown = sorted(set(options) - set(DEFAULTS))
-    if unknown:
-        raise XaiError(f"synthetic dataset has no option {', '.join(map(repr, unknown))}; its "
-                       f"options are: {', '.join(DEFAULTS)}")
-    opts = {**DEFAULTS, **options}
-    for key in ("n_train", "n_test", "seq_len", "n_features"):
-        if int(opts[key]) < (4 if key.startswith("n_t") else 1):
-            raise XaiError(f"synthetic dataset: {key} is too small ({opts[key]})")
-    rng = np.random.default_rng(int(opts["seed"]))
-    shape = (int(opts["seq_len"]), int(opts["n_features"]), float(opts["signal"]))
-    X_train, y_train, mask_train = generate(name, int(opts["n_train"]), *shape, rng)
-    X_test, y_test, mask_test = generate(name, int(opts["n_test"]), *shape, rng)
+    opts = validate("synthetic dataset", OPTIONS, options)
+    rng = np.random.default_rng(opts["seed"])
+    shape = (opts["seq_len"], opts["n_features"], opts["signal"])
+    X_train, y_train, mask_train = generate(name, opts["n_train"], *shape, rng)
+    X_test, y_test, mask_test = generate(name, opts["n_test"], *shape, rng)
     return Dataset(name, DataSplit(X_train, y_train), DataSplit(X_test, y_test),
                    ["negative", "positive"], [f"f{i}" for i in range(shape[1])],
                    info={"source": "synthetic", "options": opts, "mask_train": mask_train,
                          "mask_test": mask_test})
+
+
+def option_spec() -> list[Option]:
+    """The options of every synthetic variant (for ``xai list --options``)."""
+    return list(OPTIONS)
+
+
+load.option_spec = option_spec  # type: ignore[attr-defined]

@@ -20,10 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.errors import XaiError
-from xaicore.explainer import build_explanation
-from xaicore.explanation import Explanation
-from xaicore.model import LoadedModel
+from xaicore.plugin import Explanation, LoadedModel, Option, XaiError, build_explanation
 
 BATCH_SIZE = 64
 ALONE = ("tsr wraps another explainer; use it as tsr:<method>, for example "
@@ -39,6 +36,10 @@ class TemporalSaliencyRescaling:
 
     def check(self, model: LoadedModel) -> str | None:
         return ALONE
+
+    def option_spec(self) -> list[Option]:
+        """None of its own: ``tsr:<method>`` takes the options of ``<method>``."""
+        return []
 
     def explain(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
                 **options: Any) -> Explanation:
@@ -62,6 +63,10 @@ class TSRExplainer:
 
     def check(self, model: LoadedModel) -> str | None:
         return self.inner.check(model)
+
+    def option_spec(self) -> list[Option]:
+        """The wrapped explainer's options."""
+        return self.inner.option_spec() if hasattr(self.inner, "option_spec") else []
 
     def _explain(self, model: LoadedModel, x: torch.Tensor, t: torch.Tensor,
                  options: dict) -> torch.Tensor:

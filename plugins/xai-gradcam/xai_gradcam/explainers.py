@@ -12,9 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xaicore.errors import XaiError
-from xaicore.explainer import BaseExplainer
-from xaicore.model import LoadedModel
+from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError
 
 NORMALIZE = ("none", "max", "minmax")
 REDUCTIONS = ("mean", "median", "max", "mean_max")
@@ -89,7 +87,12 @@ def to_input_space(heatmap: torch.Tensor, inputs: torch.Tensor, relu: bool,
 class _LayerCAM(BaseExplainer):
     """Shared option checks and layer lookup of the three CAM methods."""
 
-    defaults = {"layer": None, "relu": True, "normalize": "none"}
+    options = (
+        Option("layer", str, None, "dotted path of the Conv1d layer (default: the model's declared "
+               "Grad-CAM layer)"),
+        Option("relu", bool, True, "keep only positive evidence (ReLU on the map)"),
+        Option("normalize", str, "none", "scale each map: none, max or minmax"),
+    )
 
     def check(self, model: LoadedModel) -> str | None:
         if not conv1d_names(model):
@@ -145,7 +148,9 @@ class CAM(_LayerCAM):
     """The layer's activations reduced over channels (the tutorial's CAM; class-independent)."""
 
     name = "cam"
-    defaults = {**_LayerCAM.defaults, "reduction": "mean"}
+    options = (*_LayerCAM.options,
+               Option("reduction", str, "mean", "reduce over channels: mean, median, max or "
+                      "mean_max"))
 
     def heatmap(self, model, layer, name, inputs, target, opts):
         reduction = opts["reduction"]

@@ -1,6 +1,6 @@
 """Registers Grad-CAM, Grad-CAM++ and CAM for Conv1d layers."""
 
-from xaicore.hookspecs import hookimpl
+from xaicore.plugin import hookimpl
 
 
 @hookimpl

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from xaicore.errors import XaiError
+from xaicore.plugin import Option, XaiError, defaults_of
 
 from .params import check_shape, resolve_params
 
@@ -16,10 +16,16 @@ class CNNLSTMAttention(nn.Module):
     """Two Conv1d blocks (Conv, ReLU, BatchNorm, MaxPool /2), a BiLSTM, multi-head self-attention,
     mean pooling over time and a linear head. Defaults are the seed script's hyperparameters."""
 
-    default_params: ClassVar[dict[str, Any]] = {
-        "cnn_channels": 16, "kernel_size": 3, "lstm_hidden_size": 32, "lstm_num_layers": 2,
-        "num_heads": 4, "dropout": 0.0,
-    }
+    param_options: ClassVar[tuple[Option, ...]] = (
+        Option("cnn_channels", int, 16, "channels of each Conv1d block", min=1, max=4096),
+        Option("kernel_size", int, 3, "Conv1d kernel size", min=1, max=1024),
+        Option("lstm_hidden_size", int, 32, "hidden units per LSTM direction", min=1, max=4096),
+        Option("lstm_num_layers", int, 2, "stacked BiLSTM layers", min=1, max=16),
+        Option("num_heads", int, 4, "attention heads (must divide 2 * lstm_hidden_size)", min=1,
+               max=64),
+        Option("dropout", float, 0.0, "dropout between LSTM layers", min=0.0, max=1.0),
+    )
+    default_params: ClassVar[dict[str, Any]] = defaults_of(param_options)
     gradcam_layer: ClassVar[str | None] = "cnn.4"  # the second (last) Conv1d
     # The seed's recipe (50 epochs, batch 32, lr 0.005, StepLR) reaches 0.967 on GunPoint; smaller
     # batches, a cosine schedule and light augmentation reach 0.98-0.987 (seeds 0-2), ~20 s here.

@@ -7,6 +7,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from xaicore.plugin import Option, defaults_of
+
 from .params import check_shape, resolve_params
 
 
@@ -60,8 +62,15 @@ class InceptionTime(nn.Module):
     are 39, 19, 9 here (odd sizes centre the "same" padding, as in common PyTorch ports).
     """
 
-    default_params: ClassVar[dict[str, Any]] = {
-        "filters": 32, "depth": 6, "kernel_sizes": [39, 19, 9], "bottleneck": 32, "residual": True}
+    param_options: ClassVar[tuple[Option, ...]] = (
+        Option("filters", int, 32, "filters per convolution branch", min=1, max=4096),
+        Option("depth", int, 6, "Inception modules", min=1, max=64),
+        Option("kernel_sizes", list, [39, 19, 9], "kernel sizes of the parallel convolutions",
+               min=1, max=1024),
+        Option("bottleneck", int, 32, "bottleneck channels", min=1, max=4096),
+        Option("residual", bool, True, "residual shortcut every 3 modules"),
+    )
+    default_params: ClassVar[dict[str, Any]] = defaults_of(param_options)
     gradcam_layer: ClassVar[str | None] = "blocks.1"  # last block: the maps global pooling averages
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 100, "batch_size": 16, "lr": 0.001, "scheduler": "cosine"}

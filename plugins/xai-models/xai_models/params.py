@@ -1,39 +1,15 @@
-"""Hyperparameter handling shared by the built-in networks."""
+"""Hyperparameter handling shared by the built-in networks (declared as ``param_options``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from xaicore.errors import XaiError
+from xaicore.plugin import XaiError, validate
 
 
 def resolve_params(cls: type, params: dict[str, Any]) -> dict[str, Any]:
-    """``cls.default_params`` overlaid with ``params``; unknown names and bad types are XaiErrors."""
-    unknown = sorted(set(params) - set(cls.default_params))
-    if unknown:
-        raise XaiError(f"model {cls.__name__} has no parameter {', '.join(map(repr, unknown))}; "
-                       f"its parameters are: {', '.join(sorted(cls.default_params))}")
-    out = dict(cls.default_params)
-    for key, value in params.items():
-        default = cls.default_params[key]
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise XaiError(f"parameter {key!r} of {cls.__name__} must be true or false, not {value!r}")
-        if isinstance(default, int) and not isinstance(default, bool):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise XaiError(f"parameter {key!r} of {cls.__name__} must be a positive integer, "
-                               f"not {value!r}")
-        if isinstance(default, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise XaiError(f"parameter {key!r} of {cls.__name__} must be a number, not {value!r}")
-            value = float(value)
-        if isinstance(default, (list, tuple)):
-            if not isinstance(value, (list, tuple)) or not all(
-                    isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-                raise XaiError(f"parameter {key!r} of {cls.__name__} must be a list of positive "
-                               f"integers, not {value!r}")
-            value = list(value)
-        out[key] = value
-    return out
+    """``cls.param_options`` defaults overlaid with ``params``, checked by ``xaicore.options.validate``."""
+    return validate(f"model {cls.__name__}", cls.param_options, params, noun="parameter")
 
 
 def check_shape(cls: type, n_features: int, seq_len: int, n_classes: int, min_len: int = 1) -> None:

@@ -1,6 +1,6 @@
 """Registers the built-in model architectures (imported only when a model is built)."""
 
-from xaicore.hookspecs import hookimpl
+from xaicore.plugin import hookimpl
 
 
 @hookimpl

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from xaicore.errors import XaiError
+from xaicore.plugin import Option, XaiError, defaults_of
 
 from .params import check_shape, resolve_params
 
@@ -55,8 +55,15 @@ class TransformerClassifier(nn.Module):
     half of it; 1 = one token per time step), learned positions, pre-norm encoder layers, mean
     pooling and a linear head. Attention weights are over patches, in time order."""
 
-    default_params: ClassVar[dict[str, Any]] = {
-        "d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 128, "dropout": 0.1, "patch_size": 8}
+    param_options: ClassVar[tuple[Option, ...]] = (
+        Option("d_model", int, 64, "embedding width", min=1, max=4096),
+        Option("n_heads", int, 4, "attention heads (must divide d_model)", min=1, max=64),
+        Option("n_layers", int, 2, "encoder layers", min=1, max=64),
+        Option("d_ff", int, 128, "feed-forward width", min=1, max=16384),
+        Option("dropout", float, 0.1, "dropout in the encoder", min=0.0, max=1.0),
+        Option("patch_size", int, 8, "time steps per patch token", min=1, max=4096),
+    )
+    default_params: ClassVar[dict[str, Any]] = defaults_of(param_options)
     gradcam_layer: ClassVar[str | None] = None
     # GunPoint seed 0: 0.987 with this recipe; 0.81 with 100 epochs at batch 16
     training_defaults: ClassVar[dict[str, Any]] = {

@@ -16,9 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 
-from xaicore.errors import XaiError  # noqa: E402
-from xaicore.explanation import Explanation  # noqa: E402
-from xaicore.files import atomic_path, write_text  # noqa: E402
+from xaicore.plugin import Explanation, XaiError, atomic_path, write_text  # noqa: E402
 
 FORMATS = ("png", "svg", "eps", "pdf")
 DEFAULT_FORMATS = ("png", "svg")

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xaicore.explanation import Explanation
+from xaicore.plugin import Explanation
 
 from .attention import attention_figures
 from .figures import (DEFAULT_MAX_SAMPLES, Manifest, check_explanations, check_formats,
@@ -27,6 +27,7 @@ class GlobalPlots:
     """
 
     name = "global-plots"
+    stage = "explanations"
     description = "Feature and time-step importance, SHAP summaries, attention maps"
 
     def render(self, explanations: Sequence[Explanation], out_dir: Path, *, samples: Any = None,

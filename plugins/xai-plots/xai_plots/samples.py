@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xaicore.explanation import Explanation
+from xaicore.plugin import Explanation
 
 from .drawing import attribution_panel, feature_heatmap, series_lines
 from .figures import (DEFAULT_MAX_SAMPLES, Manifest, check_explanations, check_formats,
@@ -26,6 +26,7 @@ class SamplePlots:
     """
 
     name = "sample-plots"
+    stage = "explanations"
     description = "Each sample with its attribution (series band or feature x time heatmap)"
 
     def render(self, explanations: Sequence[Explanation], out_dir: Path, *, samples: Any = None,

@@ -11,8 +11,7 @@ from typing import Iterator
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
+from xaicore.plugin import Explanation, XaiError
 
 from .figures import text
 

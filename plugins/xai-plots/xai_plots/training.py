@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xaicore.errors import XaiError
+from xaicore.plugin import XaiError
 
 from .figures import check_formats, plt, save, text
 
@@ -36,7 +36,7 @@ def run_class_names(run_dir: Path, seen: Sequence[str]) -> list[str]:
         if names:
             return [str(n) for n in names]
     if (run_dir / "checkpoint.pt").is_file():
-        from xaicore.model import load_checkpoint
+        from xaicore.plugin import load_checkpoint
 
         return [str(n) for n in load_checkpoint(run_dir / "checkpoint.pt")["class_names"]]
     return sorted(set(seen))
@@ -56,6 +56,7 @@ class TrainingCurves:
     """Loss and accuracy per epoch, train and test, side by side (PNG, SVG, EPS)."""
 
     name = "training-curves"
+    stage = "run"
     description = "Loss and accuracy per epoch (PNG, SVG, EPS)"
 
     def render(self, explanations: Sequence[Any], out_dir: Path, run_dir: Any = None,
@@ -95,6 +96,7 @@ class ConfusionMatrix:
     """Counts of true (rows) against predicted (columns) test classes, with class names."""
 
     name = "confusion-matrix"
+    stage = "run"
     description = "Confusion matrix of the test split (PNG, SVG)"
 
     def render(self, explanations: Sequence[Any], out_dir: Path, run_dir: Any = None,

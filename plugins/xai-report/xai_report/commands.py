@@ -16,8 +16,8 @@ import click
 @click.option("--force", is_flag=True, help="Overwrite an existing report file.")
 def report_cmd(run: Path, out: Path | None, force: bool) -> None:
     """Write RUN/report.html: model card, every explanation, evaluation, offline navigation."""
-    from xaicore import registry
-    from xaicore.errors import XaiError
+    from xaicore.plugin import get_renderer
+    from xaicore.plugin import XaiError
 
     if not run.is_dir():
         raise XaiError(f"no run directory at {run}")
@@ -26,5 +26,5 @@ def report_cmd(run: Path, out: Path | None, force: bool) -> None:
         raise XaiError(f"{out} is a directory; give --out the report file's path")
     if out.exists() and not force:
         raise XaiError(f"{out} already exists; pass --force to overwrite it (or --out another file)")
-    paths = registry.get_renderer("html-report").render([], out_dir=run, run_dir=run, out=out)
+    paths = get_renderer("html-report").render([], out_dir=run, run_dir=run, out=out)
     click.echo(f"report -> {paths[0]}")

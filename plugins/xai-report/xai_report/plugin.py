@@ -1,6 +1,6 @@
 """Registers the self-contained HTML report."""
 
-from xaicore.hookspecs import hookimpl
+from xaicore.plugin import hookimpl
 
 
 @hookimpl

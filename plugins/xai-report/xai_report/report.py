@@ -7,8 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from xaicore.errors import XaiError
-from xaicore.files import write_text
+from xaicore.plugin import XaiError, write_text
 
 from .page import document, esc, image, table
 from .run_files import RunFiles, ensure_figures, read_run
@@ -28,6 +27,7 @@ class HtmlReport:
     """
 
     name = "html-report"
+    stage = None  # on demand: xai report
     description = "One self-contained HTML file: model card, explanations, evaluation"
 
     def render(self, explanations: Sequence[Any], out_dir: Path, *, run_dir: Path | None = None,

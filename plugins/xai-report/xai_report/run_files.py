@@ -6,13 +6,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
-from xaicore.model import CHECKPOINT, load_checkpoint
+from xaicore.plugin import CHECKPOINT, Explanation, XaiError, load_checkpoint
 
 FIGURES = Path("explanations") / "figures"
 MANIFEST = "manifest.json"
-EXPLANATION_RENDERERS = ("sample-plots", "global-plots")
 
 
 @dataclass
@@ -63,10 +60,13 @@ def ensure_figures(run: RunFiles, formats) -> None:
     stale = (not manifest.is_file() or any(t > manifest.stat().st_mtime for t in npz_times)
              or any(e.method not in covered for e in run.explanations))
     if run.explanations and stale:
-        from xaicore import registry
+        import click
 
-        for name in EXPLANATION_RENDERERS:
-            registry.get_renderer(name).render(run.explanations, run.figures_dir, formats=formats)
+        from xaicore.plugin import render_stage
+
+        for warning in render_stage("explanations", run.explanations, run.figures_dir,
+                                    formats=formats)[1]:
+            click.echo(f"warning: {warning}", err=True)
         figures = _read_manifest(manifest)
     methods = {e.method for e in run.explanations} | {"all"}
     run.figures = {stem: entry for stem, entry in figures.items()

@@ -7,7 +7,7 @@ import warnings
 import torch
 from torch import nn
 
-from xaicore.errors import XaiError
+from xaicore.plugin import XaiError
 
 # leaves with no DeepExplainer handler that are affine, so plain gradients are already exact
 AFFINE = {"Standardize", "ConstantPad1d", "ZeroPad1d"}

@@ -16,10 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.data import as_series
-from xaicore.errors import XaiError
-from xaicore.explainer import BaseExplainer
-from xaicore.model import LoadedModel
+from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, as_series
 
 from .deep import deep_shap
 from .segments import make_segments
@@ -43,34 +40,37 @@ class ShapExplainer(BaseExplainer):
     name = "shap"
     description = "SHAP values over time segments with additivity error reported"
     requires = ("background",)
-    defaults: dict[str, Any] = {
-        "background": None,         # raw train inputs [n, time, feature]
-        "background_size": 100,     # background samples drawn (seeded) from `background`
-        "n_segments": None,         # contiguous time segments per feature; None: min(8, length)
-        "n_permutations": 8,        # permutation chains per sample (antithetic pairs, even)
-        "algorithm": "auto",        # auto (exact when cheaper, else permutation), exact,
-                                    # permutation, or deep (DeepExplainer where it covers every layer)
-        "seed": 0,
-        "batch_size": None,         # rows per forward pass; None: about 2^17 input values
-        "additivity_tolerance": 0.01,
-    }
+    options = (
+        Option("background", object, None, "raw train inputs [n, time, feature]"),
+        Option("background_size", int, 100, "background samples drawn (seeded) from background",
+               min=1, max=1_000_000),
+        Option("n_segments", int, None, "contiguous time segments per feature (default: min(8, "
+               "length))", min=1, max=1_000_000),
+        Option("n_permutations", int, 8, "permutation chains per sample (antithetic pairs: even)",
+               min=2, max=1_000_000),
+        Option("algorithm", str, "auto", "auto (exact when cheaper, else permutation), exact, "
+               "permutation, or deep (DeepExplainer where it covers every layer)",
+               choices=ALGORITHMS),
+        Option("seed", int, 0, "seed of the background draw and the permutations", min=0,
+               max=2**63 - 1),
+        Option("batch_size", int, None, "rows per forward pass (default: about 2^17 input values)",
+               min=1, max=1_000_000_000),
+        Option("additivity_tolerance", float, 0.01, "largest additivity error (share of "
+               "|f(x) - E f(background)|) before a warning"),
+    )
 
     def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
                   **options: Any) -> tuple[torch.Tensor, dict]:
-        algorithm = options["algorithm"]
-        if algorithm not in ALGORITHMS:
-            raise XaiError(f"shap option algorithm must be one of {', '.join(ALGORITHMS)}, "
-                           f"got {algorithm!r}")
-        seed = _integer(options["seed"], "seed", minimum=None)
-        n_permutations = _integer(options["n_permutations"], "n_permutations", minimum=2)
+        algorithm, seed, n_permutations = (options["algorithm"], options["seed"],
+                                           options["n_permutations"])
         if n_permutations % 2:
             raise XaiError(f"shap option n_permutations must be even (chains come in antithetic "
                            f"pairs), got {n_permutations}")
         n, seq_len, n_features = inputs.shape
         batch_size = (min(1024, max(16, 2 ** 17 // (seq_len * n_features)))
                       if options["batch_size"] is None
-                      else _integer(options["batch_size"], "batch_size", minimum=1))
-        tolerance = float(options["additivity_tolerance"])
+                      else options["batch_size"])
+        tolerance = options["additivity_tolerance"]
         n_segments = options["n_segments"]
         segments = make_segments(seq_len, n_features,
                                  min(8, seq_len) if n_segments is None else n_segments,
@@ -154,9 +154,9 @@ def _logits(model: LoadedModel, X: torch.Tensor, batch_size: int) -> torch.Tenso
                       for i in range(0, len(X), batch_size)])
 
 
-def _integer(value: Any, name: str, minimum: int | None) -> int:
+def _integer(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise XaiError(f"shap option {name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
+    if value < minimum:
         raise XaiError(f"shap option {name} must be at least {minimum}, got {value}")
     return int(value)

@@ -1,6 +1,6 @@
 """Registers the SHAP explainer (shap is imported on first use)."""
 
-from xaicore.hookspecs import hookimpl
+from xaicore.plugin import hookimpl
 
 
 @hookimpl

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from xaicore.errors import XaiError
+from xaicore.plugin import XaiError
 
 
 @dataclass

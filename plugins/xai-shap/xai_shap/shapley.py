@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from xaicore.errors import XaiError
+from xaicore.plugin import XaiError
 
 from .segments import Segments
 
