@@ -39,6 +39,10 @@ _LAZY: dict[str, str] = {
     "get_renderer": "xaicore.registry",
     "render_stage": "xaicore.stages",
     "renderers_for": "xaicore.stages",
+    # engines (streaming)
+    "ExplainJob": "xaicore.streaming",
+    "explain_batch": "xaicore.streaming",
+    "load_job_model": "xaicore.streaming",
     # files
     "atomic_open": "xaicore.files",
     "atomic_path": "xaicore.files",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -125,3 +125,20 @@ class DatasetLoader(Protocol):
     """Loads a dataset by name into train and test splits."""
 
     def __call__(self, name: str, **options: Any) -> "Dataset": ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Where streamed batches are explained (``xai explain --engine NAME``).
+
+    ``run`` explains every batch of ``job`` (``job.batches()`` gives the row ranges from
+    ``job.start`` on) by calling ``xaicore.streaming.explain_batch`` wherever it likes (in this
+    process, on a pool of workers, on a cluster) and yields ``(start_row, {method: Explanation})``
+    in input order; the core writes what it yields to the stores. ``workers``, ``gpus_per_worker``
+    and ``address`` come from the command line when given.
+    """
+
+    name: str
+    description: str
+
+    def run(self, job: Any, **options: Any) -> Iterator[tuple[int, dict[str, "Explanation"]]]: ...

@@ -17,9 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
-from xaicore.streaming import ExplainJob, explain_batch, load_job_model
+from xaicore.plugin import Explanation, ExplainJob, XaiError, explain_batch, load_job_model
 
 
 class BatchExplainer:

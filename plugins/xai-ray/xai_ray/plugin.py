@@ -1,6 +1,6 @@
 """Registers the ``ray`` engine (ray is imported only when it runs)."""
 
-from xaicore.hookspecs import hookimpl
+from xaicore.plugin import hookimpl
 
 
 @hookimpl
