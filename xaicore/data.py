@@ -98,10 +98,11 @@ def as_series(values: Any, what: str, n_features: int) -> np.ndarray:
     return X
 
 
-def check_finite(X: np.ndarray, what: str) -> None:
-    """Refuse NaN or infinite values, naming the first bad sample, time step and feature."""
+def check_finite(X: np.ndarray, what: str, first_sample: int = 0, note: str = "") -> None:
+    """Refuse NaN or infinite values, naming the first bad sample (counted from
+    ``first_sample``), time step and feature."""
     bad = ~np.isfinite(X)
     if bad.any():
         s, t, f = (int(i) for i in np.argwhere(bad)[0])
-        raise XaiError(f"{what} has {int(bad.sum())} NaN or infinite values (first at sample {s}, "
-                       f"time step {t}, feature {f})")
+        raise XaiError(f"{what} has {int(bad.sum())} NaN or infinite values (first at sample "
+                       f"{first_sample + s}, time step {t}, feature {f}){note}")

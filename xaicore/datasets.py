@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import registry
-from .data import Dataset, DataSplit
+from .data import Dataset, DataSplit, check_finite
 from .errors import XaiError
 from .files import file_digest
 
@@ -263,11 +263,7 @@ def _npz_X(X: np.ndarray, path: Path, key: str) -> np.ndarray:
     if X.ndim != 3 or X.shape[0] == 0:
         raise XaiError(f"{path}: {key} must be [sample, time, feature] or [sample, time] with at "
                        f"least one sample; got shape {X.shape}")
-    bad = ~np.isfinite(X)
-    if bad.any():
-        s, t, f = (int(i) for i in np.argwhere(bad)[0])
-        raise XaiError(f"{path}: {key} has {int(bad.sum())} NaN or infinite values (first at "
-                       f"sample {s}, time step {t}, feature {f})")
+    check_finite(X, f"{path}: {key}")
     return X
 
 

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .data import check_finite
 from .errors import XaiError
 from .explanation import Explanation
 
@@ -208,11 +209,8 @@ def explain_batch(model, options: dict[str, dict], job: ExplainJob, start: int,
     if X.shape[1:] != tuple(d if d is not None else X.shape[1] for d in expected):
         raise XaiError(f"{job.source.path}: samples are {X.shape[1:]} (time, feature) but model "
                        f"{model.name!r} takes ({model.seq_len}, {model.n_features})")
-    bad = ~np.isfinite(X)
-    if bad.any():
-        s, t, f = (int(i) for i in np.argwhere(bad)[0])
-        raise XaiError(f"{job.source.path}: sample {start + s} has NaN or infinite values (time "
-                       f"step {t}, feature {f}); the {start} samples before it are written")
+    check_finite(X, f"{job.source.path}: rows {start}..{stop - 1}", start,
+                 f"; the {start} samples before them are written")
     ids = np.arange(start, stop, dtype=np.int64)
     return {m: explain(model, X, method=m, target=job.target, labels=labels, sample_ids=ids,
                        **options[m]) for m in job.methods}
