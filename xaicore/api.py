@@ -9,6 +9,7 @@ import torch
 
 from . import registry
 from .errors import PluginCodeError, XaiError
+from .explainer import BaseExplainer
 from .explanation import Explanation
 from .model import LoadedModel
 
@@ -25,11 +26,15 @@ def get_explainer(method: str) -> Any:
     return explainer
 
 
+def predicted(target: Any) -> bool:
+    return target is None or (isinstance(target, str) and target == "predicted")
+
+
 def resolve_targets(model: LoadedModel, X: np.ndarray, target: Any,
                     labels: np.ndarray | None) -> np.ndarray:
     """Class indices to explain: the predicted class, the true class, or given classes."""
     n = len(X)
-    if target is None or (isinstance(target, str) and target == "predicted"):
+    if predicted(target):
         return model.logits(X).argmax(1)
     if isinstance(target, str) and target == "true":
         if labels is None:
@@ -70,9 +75,11 @@ def explain(model: LoadedModel, inputs: Any, method: str = "integrated-gradients
         labels = np.asarray(labels, dtype=np.int64)
         if labels.shape != (len(X),):
             raise XaiError(f"{len(X)} samples but {labels.shape} labels")
-    targets = resolve_targets(model, X, target, labels)
     x = torch.from_numpy(X).to(model.device)
-    t = torch.from_numpy(targets).to(model.device)
+    if predicted(target) and isinstance(explainer, BaseExplainer):
+        t = None  # the explainer finds the predicted class in its own forward pass
+    else:
+        t = torch.from_numpy(resolve_targets(model, X, target, labels)).to(model.device)
     explanation = _plugin_call(method, "explain", explainer.explain, model, x, t, **options)
     explanation.method = method
     if labels is not None:

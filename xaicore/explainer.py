@@ -30,6 +30,9 @@ class BaseExplainer:
     description: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     options: ClassVar[tuple[Option, ...]] = ()
+    #: True when ``attribute`` accepts ``target=None`` and explains, for each sample, the class its
+    #: own forward pass predicts (returning those logits), so no extra forward is needed.
+    resolves_predicted: ClassVar[bool] = False
     #: Data the explainer takes from the run when it explains it: "background" = the train inputs.
     requires: ClassVar[tuple[str, ...]] = ()
 
@@ -53,12 +56,24 @@ class BaseExplainer:
         """Defaults overlaid with ``options``, each checked against its declaration."""
         return validate(self.name, self.option_spec(), options)
 
-    def explain(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
+    def explain(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor | None,
                 **options: Any) -> Explanation:
+        """Explain ``inputs`` for ``target`` class indices, or (None) for the class the model
+        predicts for each sample, found in the explainer's own forward pass where it can."""
         opts = self.resolve_options(options)
         model.module.eval()
+        first = None
+        if target is None and not self.resolves_predicted:  # the predicted class, found first
+            with torch.no_grad():
+                first = model.module(inputs)
+            target = first.argmax(1)
         with torch.enable_grad(), backward_safe(model):
             attributions, extras, logits = self.attribute_in_halves(model, inputs, target, opts)
+        logits = first if logits is None else logits
+        if target is None:
+            if logits is None:
+                raise XaiError(f"{self.name} resolves the predicted class but returned no logits")
+            target = logits.detach().argmax(1)
         public = {k: v for k, v in opts.items() if not isinstance(v, (torch.Tensor, np.ndarray))}
         return build_explanation(model, inputs, target, attributions, self.name, public, extras,
                                  logits)
@@ -78,7 +93,8 @@ class BaseExplainer:
                            f"x {inputs.shape[2]} features needs more memory than is available "
                            f"here; shorten or downsample the series") from None
         half = len(inputs) // 2
-        parts = [self.attribute_in_halves(model, inputs[s], target[s], opts)
+        parts = [self.attribute_in_halves(model, inputs[s], None if target is None else target[s],
+                                          opts)
                  for s in (slice(None, half), slice(half, None))]
         return join_parts(parts)
 

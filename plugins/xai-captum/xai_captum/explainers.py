@@ -112,6 +112,8 @@ class IntegratedGradientsExplainer(BaseExplainer):
 class SaliencyExplainer(BaseExplainer):
     """Gradient of the target logit with respect to each input value (absolute by default)."""
 
+    resolves_predicted = True  # one forward+backward finds the class and its gradient
+
     name = "saliency"
     options = (Option("abs", bool, True, help="absolute gradient"),)
 
@@ -122,6 +124,8 @@ class SaliencyExplainer(BaseExplainer):
 
 class InputXGradientExplainer(BaseExplainer):
     """Input times the gradient of the target logit."""
+
+    resolves_predicted = True  # one forward+backward finds the class and its gradient
 
     name = "input-x-gradient"
 

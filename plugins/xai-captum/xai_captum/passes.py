@@ -59,10 +59,12 @@ def copies_per_pass(batch: int, internal_batch_size: int | None, device: torch.d
 
 
 def target_gradient(module: nn.Module, points: torch.Tensor,
-                    target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                    target: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of each row's target logit with respect to that row, and the logits, from one
     forward/backward."""
     points = points.detach().requires_grad_(True)
     logits = module(points)
+    if target is None:  # the predicted class, from this very forward pass
+        target = logits.detach().argmax(1)
     (grads,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), points)
     return grads, logits.detach()

@@ -55,7 +55,7 @@ def layer_forward(model: LoadedModel, layer: nn.Module, name: str,
 
 def activations_and_gradients(model: LoadedModel, layer: nn.Module, name: str,
                               inputs: torch.Tensor,
-                              target: torch.Tensor
+                              target: torch.Tensor | None
                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Layer activations, the gradient of each sample's target logit with respect to them, and
     the logits.
@@ -65,6 +65,8 @@ def activations_and_gradients(model: LoadedModel, layer: nn.Module, name: str,
     """
     x = inputs.detach().requires_grad_(True)  # so the layer output is in the graph even if frozen
     logits, acts = layer_forward(model, layer, name, x)
+    if target is None:  # the predicted class, from this very forward pass
+        target = logits.detach().argmax(1)
     score = logits.gather(1, target[:, None]).sum()
     (grads,) = torch.autograd.grad(score, acts)
     return acts.detach(), grads.detach(), logits.detach()
@@ -93,6 +95,8 @@ class _LayerCAM(BaseExplainer):
         Option("relu", bool, True, "keep only positive evidence (ReLU on the map)"),
         Option("normalize", str, "none", "scale each map: none, max or minmax"),
     )
+
+    resolves_predicted = True  # every heatmap hands back the logits of its own forward pass
 
     def check(self, model: LoadedModel) -> str | None:
         if not conv1d_names(model):
