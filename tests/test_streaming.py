@@ -125,9 +125,67 @@ def test_a_killed_run_resumes_from_the_rows_written(setup):
     a, b = Explanation.load(store).load(), Explanation.load(whole / "saliency.zarr").load()
     np.testing.assert_allclose(a.attributions, b.attributions, atol=1e-6)
     np.testing.assert_array_equal(a.sample_ids, np.arange(600))
+    # the summaries built while streaming count every row once across the kill and the resume
+    cut_sum, whole_sum = Explanation.load(store).class_summary(), \
+        Explanation.load(whole / "saliency.zarr").class_summary()
+    for name, values in whole_sum.items():
+        np.testing.assert_allclose(cut_sum[name], values, rtol=1e-5, atol=1e-7, err_msg=name)
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(Explanation.load(store).samples_table(),
+                                  Explanation.load(whole / "saliency.zarr").samples_table())
     result = xai(*command[3:])
     assert result.exit_code == 1 and "--force" in result.output  # complete: needs --force
     assert not [p for p in cut.rglob(".*") if "tmp-" in p.name or p.name == ".xai.lock"]
+
+
+def test_dataset_summaries_built_while_streaming_match_the_stored_attributions(setup):
+    """The per-class means and the per-sample table, accumulated batch by batch, equal what a
+    second pass over the complete store gives (computed here independently with numpy)."""
+    import pandas as pd
+
+    run, root, X = setup
+    labels = np.arange(600) % 2
+    np.savez(root / "labelled.npz", X=X, y=np.array([1.0, 2.0])[labels])  # GunPoint's "1", "2"
+    out = root / "summaries"
+    result = xai("explain", "--run", run, "--input", root / "labelled.npz", "--method", "gradcam",
+                 "--batch-size", "96", "--out", out)
+    assert result.exit_code == 0, result.output
+    stored = Explanation.load(out / "gradcam.zarr")
+    e = stored.load()
+    a = e.attributions.astype(np.float64)
+    summary = stored.class_summary()
+    for c in range(2):
+        rows = e.targets == c
+        assert summary["count"][c] == rows.sum()
+        if rows.any():
+            np.testing.assert_allclose(summary["attribution_mean"][c], a[rows].mean(0), rtol=1e-5,
+                                       atol=1e-7)
+            np.testing.assert_allclose(summary["attribution_abs_mean"][c], np.abs(a[rows]).mean(0),
+                                       rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(summary["input_mean"][c], X[rows].mean(0), rtol=1e-5,
+                                       atol=1e-6)
+        else:
+            assert np.isnan(summary["attribution_mean"][c]).all()
+    table = stored.samples_table()
+    csv = pd.read_csv(out / "gradcam.samples.csv")
+    assert len(table) == len(csv) == 600
+    np.testing.assert_array_equal(table["sample_id"], np.arange(600))
+    np.testing.assert_array_equal(table["label"], labels)
+    np.testing.assert_array_equal(table["prediction"], e.predictions)
+    np.testing.assert_array_equal(table["correct"], labels == e.predictions)
+    assert set(table["prediction_name"]) <= set(e.class_names)
+    np.testing.assert_allclose(table["probability"],
+                               e.probabilities[np.arange(600), e.predictions], rtol=1e-6)
+    magnitude = np.abs(a).sum(axis=2)  # [sample, time]
+    steps = np.arange(150)
+    center = (magnitude * steps).sum(1) / magnitude.sum(1)
+    np.testing.assert_allclose(table["center_t"], center, rtol=1e-4)
+    np.testing.assert_array_equal(table["peak_t"], magnitude.argmax(1))
+    np.testing.assert_allclose(table["share_" + e.feature_names[0]], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(table["attribution_l1"], np.abs(a).sum((1, 2)), rtol=1e-4)
+    np.testing.assert_allclose(csv["center_t"], table["center_t"], rtol=1e-6)
+    assert list(csv.columns) == list(table.columns)
 
 
 def test_a_chunk_with_nan_names_the_sample_and_keeps_the_chunks_before(setup):

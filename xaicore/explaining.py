@@ -237,12 +237,12 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
     if input_path is None:
         source = InputSource.from_array(dataset.test.X, dataset.test.y, f"{run} test split")
         out_dir = out or run / "explanations"
-    else:
-        source = open_input(input_path)
-        out_dir = out or run / "explanations" / safe_name(Path(input_path).stem, "input")
     from .model import load_run
 
     model = model or load_run(run, device)
+    if input_path is not None:
+        source = open_input(input_path, model.class_names)
+        out_dir = out or run / "explanations" / safe_name(Path(input_path).stem, "input")
     shape = tuple(source.row_shape) if len(source.row_shape) == 2 else (*source.row_shape, 1)
     if len(shape) != 2 or shape[1] != model.n_features or (
             model.seq_len is not None and shape[0] != model.seq_len):

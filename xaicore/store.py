@@ -6,12 +6,19 @@ A store holds what an ``.npz`` explanation holds, chunked along samples: ``attri
 the group's attributes. Rows are written in order; ``rows_written`` counts those on disk and
 ``complete`` turns true only after the last one, so a store cut short (kill -9, Ctrl-C) is never
 read as complete and ``--resume`` continues it from ``rows_written``.
+
+While rows are written, the dataset summaries of ``summaries.py`` are built: the per-sample
+columns under ``summary/``, the per-class running sums checkpointed to ``class_totals.npz``
+(resuming continues from that checkpoint's row count), and at the end the class means under
+``summary/class/`` and the per-sample table beside the store (``NAME.samples.parquet`` and
+``.csv``).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +27,28 @@ import numpy as np
 from .errors import XaiError
 from .explanation import FORMAT_VERSION, Explanation, _jsonable
 from .files import atomic_path
+from .summaries import SAMPLE_COLUMNS, ClassTotals, export_table, sample_columns, table_blocks
 
 SUFFIX = ".zarr"
 ROW_ARRAYS = ("attributions", "inputs", "targets", "predictions", "probabilities", "labels",
               "sample_ids")
+TOTALS = "class_totals.npz"
+#: Class totals up to this size are checkpointed after every batch, larger ones every few seconds.
+SMALL_TOTALS = 4 << 20
+CHECKPOINT_SECONDS = 10.0
 
 
 def _zarr():
     import zarr
 
     return zarr
+
+
+def table_paths(path: str | Path) -> tuple[Path, Path]:
+    """The per-sample summary table written beside the store: ``NAME.samples.parquet``/``.csv``."""
+    path = Path(path)
+    stem = path.name[:-len(SUFFIX)] if path.name.endswith(SUFFIX) else path.name
+    return (path.with_name(f"{stem}.samples.parquet"), path.with_name(f"{stem}.samples.csv"))
 
 
 def is_store(path: str | Path) -> bool:
@@ -44,6 +63,8 @@ class StoreWriter:
         self.path, self.n_rows, self.chunk_rows = Path(path), int(n_rows), int(chunk_rows)
         self.metadata = metadata
         self.group = None
+        self.totals: ClassTotals | None = None
+        self.saved = time.monotonic()
 
     @classmethod
     def create(cls, path: Path, n_rows: int, chunk_rows: int, metadata: dict,
@@ -58,6 +79,8 @@ class StoreWriter:
             if not is_store(path):
                 raise XaiError(f"{path} exists and is not an xai result store; not replacing it")
             shutil.rmtree(path)
+        for table in table_paths(path):  # the old store's table must not outlive it
+            table.unlink(missing_ok=True)
         writer = cls(path, n_rows, chunk_rows, metadata)
         with atomic_path(path) as tmp:  # the store appears with its attributes, or not at all
             _zarr().open_group(str(tmp), mode="w", attributes={
@@ -77,8 +100,13 @@ class StoreWriter:
             raise XaiError(f"{path} was started for {attrs['n_rows']} samples of "
                            f"{attrs['metadata'].get('method')!r}, not {n_rows} of "
                            f"{metadata.get('method')!r}; use --force to start it again")
-        writer = cls(path, n_rows, attrs["chunk_rows"], metadata)
+        writer = cls(path, n_rows, attrs["chunk_rows"], attrs["metadata"])
         writer.group = _zarr().open_group(str(path), mode="r+")
+        # the rows the class totals cover are the ones kept; later rows are explained again
+        totals = path / TOTALS
+        writer.totals = ClassTotals.load(totals) if totals.is_file() else None
+        kept = writer.totals.rows if writer.totals is not None else 0
+        writer.group.attrs["rows_written"] = min(kept, writer.rows_written)
         return writer
 
     @property
@@ -105,18 +133,40 @@ class StoreWriter:
         arrays = {name: getattr(explanation, name) for name in ROW_ARRAYS}
         arrays.update({f"extras/{k}": v for k, v in explanation.extras.items()
                        if isinstance(v, np.ndarray)})
+        arrays.update({f"summary/{k}": v for k, v in sample_columns(explanation).items()})
         for name, values in arrays.items():
             self._array(name, values)[start:stop] = values
         if start == 0:
             json_extras = {k: _jsonable(v) for k, v in explanation.extras.items()
                            if not isinstance(v, np.ndarray)}
             self.group.attrs["json_extras"] = json_extras
+            self.totals = None
+        if self.totals is None:
+            self.totals = ClassTotals(explanation.probabilities.shape[1],
+                                      explanation.attributions.shape[1:], start)
+        self.totals.add(explanation)
         self.group.attrs["rows_written"] = stop
+        if (self.totals.attribution_sum.nbytes * 3 <= SMALL_TOTALS
+                or time.monotonic() - self.saved >= CHECKPOINT_SECONDS):
+            self.totals.save(self.path / TOTALS)
+            self.saved = time.monotonic()
 
     def finish(self) -> None:
-        if self.rows_written != self.n_rows:
+        """Write the class means and the per-sample table, then mark the store complete."""
+        if self.rows_written != self.n_rows or self.totals is None:
             raise XaiError(f"{self.path}: {self.rows_written} of {self.n_rows} rows written")
+        self.totals.save(self.path / TOTALS)
+        for name, values in self.totals.means().items():
+            self.group.create_array(f"summary/class/{name}", data=values, overwrite=True)
+        meta = self.metadata
+        names = [str(c) for c in meta.get("class_names", [])]
+        export_table(table_blocks(self.n_rows, self.summary_rows, names,
+                                  [str(f) for f in meta.get("feature_names", [])]),
+                     *table_paths(self.path))
         self.group.attrs["complete"] = True
+
+    def summary_rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        return {k: self.group[f"summary/{k}"][start:stop] for k in SAMPLE_COLUMNS}
 
     def _array(self, name: str, values: np.ndarray):
         if name in self.group:
@@ -186,6 +236,22 @@ class StoredExplanation:
     def extras(self) -> dict[str, Any]:
         arrays = dict(self.group["extras"].arrays()) if "extras" in self.group else {}
         return {**self.json_extras, **arrays}
+
+    def class_summary(self) -> dict[str, np.ndarray]:
+        """Per explained class: ``count`` and the means over its samples of the attributions, their
+        absolute values and the inputs, ``[class, time, feature]`` (NaN where count is 0)."""
+        group = self.group["summary/class"]
+        return {name: group[name][...] for name in ("count", "attribution_mean",
+                                                     "attribution_abs_mean", "input_mean")}
+
+    def samples_table(self, columns: list[str] | None = None):
+        """The per-sample summary table (a pandas DataFrame), read from ``NAME.samples.parquet``."""
+        import pandas as pd
+
+        parquet = table_paths(self.path)[0]
+        if not parquet.is_file():
+            raise XaiError(f"{parquet} is missing; write it again with xai explain --force")
+        return pd.read_parquet(parquet, columns=columns)
 
     def select(self, indices) -> Explanation:
         """The samples at ``indices`` (positions) as an in-memory ``Explanation``."""

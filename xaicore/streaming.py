@@ -65,11 +65,38 @@ class InputSource:
         return cls(name, len(X), tuple(X.shape[1:]), "memory", labels=labels, memory=X)
 
 
-def open_input(path: str | Path) -> InputSource:
+def open_input(path: str | Path, class_names: list[str] | None = None) -> InputSource:
     """An ``InputSource`` over a ``.npy`` (memory-mapped), ``.npz`` (array ``X``, read row by
     row from the archive), ``.csv`` (one univariate series per row, read in chunks) or a Zarr
-    store (an array, or a group with array ``X``)."""
-    path = Path(path)
+    store (an array, or a group with array ``X``). Labels ``y`` beside ``X`` in an ``.npz`` or a
+    Zarr group are read as the model's ``class_names`` (and refused when one is not a class)."""
+    source = _open_input(Path(path))
+    if source.labels is not None:
+        if len(source.labels) != source.n_rows:
+            raise XaiError(f"{source.path}: {source.n_rows} samples X but {len(source.labels)} "
+                           f"labels y")
+        source.labels = class_indices(source.labels, class_names, source.path)
+    return source
+
+
+def class_indices(labels: np.ndarray, class_names: list[str] | None, where: str) -> np.ndarray:
+    """Labels as indices into ``class_names`` (1 and 1.0 are one label)."""
+    from .datasets import label_texts
+
+    if labels.ndim != 1:
+        raise XaiError(f"{where}: labels y must be one per sample, got shape {labels.shape}")
+    if class_names is None:
+        raise XaiError(f"{where}: labels need the model's class names")
+    index = {name: i for i, name in enumerate(label_texts(class_names))}
+    texts = label_texts(labels)
+    unknown = sorted({str(t) for t in texts if t not in index})
+    if unknown:
+        raise XaiError(f"{where}: label {unknown[0]!r} is not a class of the model (classes: "
+                       f"{', '.join(map(str, class_names[:20]))})")
+    return np.array([index[t] for t in texts], dtype=np.int64)
+
+
+def _open_input(path: Path) -> InputSource:
     suffix = path.suffix.lower()
     if suffix not in INPUT_SUFFIXES:
         raise XaiError(f"--input must be a {', '.join(INPUT_SUFFIXES)} file, not {path.name!r}")
@@ -81,14 +108,18 @@ def open_input(path: str | Path) -> InputSource:
             return InputSource(str(path), len(X), tuple(X.shape[1:]), "npy")
         if suffix == ".npz":
             shape, _ = _npz_header(path, "X")
-            return InputSource(str(path), shape[0], tuple(shape[1:]), "npz")
+            with np.load(path, allow_pickle=False) as archive:
+                labels = archive["y"] if "y" in archive.files else None
+            return InputSource(str(path), shape[0], tuple(shape[1:]), "npz", labels=labels)
         if suffix == ".zarr":
             import zarr
 
             node = zarr.open(str(path), mode="r")
             name = "X" if hasattr(node, "members") else ""
             array = node["X"] if name else node
-            return InputSource(str(path), array.shape[0], tuple(array.shape[1:]), "zarr", name)
+            labels = node["y"][...] if name and "y" in node else None
+            return InputSource(str(path), array.shape[0], tuple(array.shape[1:]), "zarr", name,
+                               labels=labels)
         return _open_csv(path)
     except XaiError:
         raise
@@ -264,7 +295,7 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
     """Explain every row of ``job`` with ``engine`` into one store per method in ``out_dir``."""
     from .explaining import result_name
     from .files import clean_stale, locked
-    from .store import StoreWriter, is_store
+    from .store import StoreWriter, is_store, table_paths
 
     n = job.source.n_rows
     paths = {m: out_dir / f"{result_name(m, job.target)}.zarr" for m in job.methods}
@@ -272,6 +303,9 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
         if path.exists() and not (force or (resume and is_store(path))):
             raise XaiError(f"{path} exists; use --force to overwrite it or --resume to continue "
                            f"it")
+        for table in table_paths(path):
+            if table.exists() and not path.exists() and not force:
+                raise XaiError(f"{table} exists; use --force to overwrite it")
     with locked(out_dir, "xai explain"):
         clean_stale(out_dir)
         writers: dict[str, StoreWriter] = {}
