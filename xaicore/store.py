@@ -64,6 +64,7 @@ class StoreWriter:
         self.metadata = metadata
         self.group = None
         self.totals: ClassTotals | None = None
+        self.arrays: dict[str, Any] = {}
         self.saved = time.monotonic()
 
     @classmethod
@@ -169,12 +170,16 @@ class StoreWriter:
         return {k: self.group[f"summary/{k}"][start:stop] for k in SAMPLE_COLUMNS}
 
     def _array(self, name: str, values: np.ndarray):
-        if name in self.group:
-            return self.group[name]
-        shape = (self.n_rows, *values.shape[1:])
-        chunks = (self.chunk_rows, *values.shape[1:])
-        return self.group.create_array(name, shape=shape, chunks=chunks, dtype=values.dtype,
-                                       fill_value=0)
+        """The store's array ``name``, opened (or created) once per writer."""
+        if name not in self.arrays:
+            if name in self.group:
+                self.arrays[name] = self.group[name]
+            else:
+                shape = (self.n_rows, *values.shape[1:])
+                chunks = (self.chunk_rows, *values.shape[1:])
+                self.arrays[name] = self.group.create_array(name, shape=shape, chunks=chunks,
+                                                            dtype=values.dtype, fill_value=0)
+        return self.arrays[name]
 
 
 def store_attrs(path: str | Path) -> dict:

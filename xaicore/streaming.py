@@ -290,6 +290,37 @@ class Progress:
         sys.stderr.flush()
 
 
+class WriteBehind:
+    """Writes one batch in a thread while the engine explains the next (store compression and
+    I/O overlap the model's compute); at most one batch waits, so memory stays bounded."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="xai-store")
+        self.pending = None
+
+    def submit(self, fn, *args) -> None:
+        self.wait()
+        self.pending = self.pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self, quiet: bool = False) -> None:
+        """Finish the batch in flight; with ``quiet``, an error writing it is not raised (another
+        error is on its way)."""
+        try:
+            self.wait()
+        except Exception:
+            if not quiet:
+                raise
+        finally:
+            self.pool.shutdown()
+
+
 def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: bool,
                         resume: bool, progress: bool = True, **engine_options: Any) -> list[Path]:
     """Explain every row of ``job`` with ``engine`` into one store per method in ``out_dir``."""
@@ -315,17 +346,27 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
         job.start = min([w.rows_written for w in writers.values()], default=0) \
             if len(writers) == len(paths) else 0
         bar = Progress(n, job.start, progress)
+
+        def write(start: int, results: dict[str, Explanation]) -> None:
+            for method, explanation in results.items():
+                if method not in writers:
+                    writers[method] = StoreWriter.create(
+                        paths[method], n, job.batch_size, store_metadata(explanation), force)
+                writers[method].append_from(start, explanation)
+
+        behind = WriteBehind()
         try:
             for start, results in engine.run(job, **engine_options):
-                for method, explanation in results.items():
-                    if method not in writers:
-                        writers[method] = StoreWriter.create(
-                            paths[method], n, job.batch_size, store_metadata(explanation), force)
-                    writers[method].append_from(start, explanation)
+                behind.submit(write, start, results)
                 bar.update(next(iter(results.values())).n_samples)
         except KeyboardInterrupt:
+            behind.close(quiet=True)
             raise XaiError(f"interrupted; the stores in {out_dir} keep the rows written so far: "
                            f"continue with the same command and --resume") from None
+        except BaseException:
+            behind.close(quiet=True)  # the batches explained before the error are kept
+            raise
+        behind.close()
         for writer in writers.values():
             writer.finish()
     return list(paths.values())

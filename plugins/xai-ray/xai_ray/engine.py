@@ -52,7 +52,16 @@ class RayEngine:
         import ray
 
         workers = workers or max(1, (os.cpu_count() or 1))
-        connect(ray, address or os.environ.get("RAY_ADDRESS"), workers)
+        started = connect(ray, address or os.environ.get("RAY_ADDRESS"), workers)
+        try:
+            yield from self._explained(ray, job, workers, gpus_per_worker)
+        finally:
+            if started:  # a Ray this run started ends with it; one the caller started stays
+                ray.shutdown()
+
+    @staticmethod
+    def _explained(ray, job: ExplainJob, workers: int,
+                   gpus_per_worker: float | None) -> Iterator[tuple[int, dict[str, Explanation]]]:
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
@@ -69,16 +78,18 @@ class RayEngine:
             yield int(row["start"]), pickle.loads(row["results"])
 
 
-def connect(ray, address: str | None, workers: int) -> None:
-    """Join the cluster at ``address``, or start a local Ray with ``workers`` CPUs."""
+def connect(ray, address: str | None, workers: int) -> bool:
+    """Join the cluster at ``address``, or start a local Ray with ``workers`` CPUs; False when
+    Ray was already running in this process (it is used as it is)."""
     if ray.is_initialized():
-        return
+        return False
     try:
         quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
         if address:
             ray.init(address=address, **quiet)
         else:
             ray.init(num_cpus=workers, include_dashboard=False, **quiet)
+        return True
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise XaiError(f"cannot start or join Ray{f' at {address}' if address else ''}: "
                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
