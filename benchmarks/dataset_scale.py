@@ -8,8 +8,12 @@ of the same batches (the gradient of the summed target logits with respect to th
 ratio does not depend on how loaded the machine is. Start-up (imports, loading the model, the
 first batch) is timed on a one-batch input and left out of the rate.
 
-Usage: .venv/bin/python benchmarks/dataset_scale.py [--sizes 10000 50000] [--methods gradcam
-integrated-gradients] [--batch 256] [--workdir /tmp/xai-scale]
+The engines are compared on one input (``--ray-n`` rows, gradcam): ``local`` and ``ray`` with 1
+and 2 workers, each worker one torch thread, start-up (for ray: starting a local Ray and its
+actors) again timed on a one-batch input and left out.
+
+Usage: .venv/bin/python benchmarks/dataset_scale.py [--sizes 10000 50000 200000]
+[--ig-sizes 10000 50000] [--ray-n 20000] [--batch 256] [--workdir /tmp/xai-scale]
 """
 
 from __future__ import annotations
@@ -59,10 +63,13 @@ def make_input(workdir: Path, n: int) -> Path:
     return path
 
 
-def explain_child(run: Path, data: Path, method: str, batch: int, out: Path) -> dict:
-    """Run ``xai explain --input`` in a child; its wall time and peak RSS."""
+def explain_child(run: Path, data: Path, method: str, batch: int, out: Path,
+                  engine: tuple[str, ...] = ()) -> dict:
+    """Run ``xai explain --input`` in a child; its wall time and peak RSS (of the child itself:
+    Ray's worker processes are not counted)."""
     option = ["--option", f"integrated-gradients.n_steps={IG_STEPS}"] \
         if method == "integrated-gradients" else []
+    option += list(engine)
     command = [sys.executable, "-m", "xaicore.cli", "explain", "--run", str(run), "--input",
                str(data), "--method", method, "--batch-size", str(batch), "--out", str(out),
                "--force", "--device", "cpu", *option]
@@ -98,28 +105,47 @@ def plain_rows_per_second(run: Path, batch: int, n_batches: int = 20) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
-    parser.add_argument("--methods", nargs="+", default=["gradcam", "integrated-gradients"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000],
+                        help="N for gradcam")
+    parser.add_argument("--ig-sizes", type=int, nargs="*", default=[10_000, 50_000],
+                        help="N for integrated-gradients (32 steps: about 30 rows/s here)")
+    parser.add_argument("--ray-n", type=int, default=20_000, help="N for local against ray (0: "
+                        "skip)")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/xai-scale"))
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     run = make_run(args.workdir)
-    rows = []
     one_batch = make_input(args.workdir, args.batch)
-    for n in args.sizes:
+    jobs = [(n, "gradcam") for n in args.sizes] + \
+        [(n, "integrated-gradients") for n in args.ig_sizes]
+    for n, method in jobs:
         data = make_input(args.workdir, n)
-        for method in args.methods:
-            plain = plain_rows_per_second(run, args.batch)
-            # start-up (imports, loading the model, the first batch) timed on a one-batch input
-            fixed = explain_child(run, one_batch, method, args.batch, args.workdir / "out-one")
-            result = explain_child(run, data, method, args.batch, args.workdir / f"out-{n}")
-            passes = IG_STEPS if method == "integrated-gradients" else 1
-            rate = (n - args.batch) / (result["seconds"] - fixed["seconds"])
-            rows.append({"n": n, "method": method, **result, "rows_per_s": round(rate, 1),
-                         "plain_rows_per_s": round(plain, 1),
-                         "ratio_to_plain": round(rate * passes / plain, 3)})
-            print(json.dumps(rows[-1]), flush=True)
+        plain = plain_rows_per_second(run, args.batch)
+        # start-up (imports, loading the model, the first batch) timed on a one-batch input
+        fixed = explain_child(run, one_batch, method, args.batch, args.workdir / "out-one")
+        result = explain_child(run, data, method, args.batch, args.workdir / f"out-{n}")
+        passes = IG_STEPS if method == "integrated-gradients" else 1
+        rate = (n - args.batch) / (result["seconds"] - fixed["seconds"])
+        print(json.dumps({"n": n, "method": method, **result, "rows_per_s": round(rate, 1),
+                          "plain_rows_per_s": round(plain, 1),
+                          "ratio_to_plain": round(rate * passes / plain, 3)}), flush=True)
+    if args.ray_n:
+        data = make_input(args.workdir, args.ray_n)
+        rates = {}
+        for label, engine in (("local", ("--engine", "local")),
+                              ("ray-1", ("--engine", "ray", "--workers", "1")),
+                              ("ray-2", ("--engine", "ray", "--workers", "2"))):
+            fixed = explain_child(run, one_batch, "gradcam", args.batch,
+                                  args.workdir / "out-one", engine)
+            result = explain_child(run, data, "gradcam", args.batch, args.workdir / "out-ray",
+                                   engine)
+            rates[label] = (args.ray_n - args.batch) / (result["seconds"] - fixed["seconds"])
+            print(json.dumps({"n": args.ray_n, "engine": label, **result,
+                              "startup_s": round(fixed["seconds"], 1),
+                              "rows_per_s": round(rates[label], 1)}), flush=True)
+        print(json.dumps({"ray_1_worker_to_local": round(rates["ray-1"] / rates["local"], 3),
+                          "ray_2_workers_to_1": round(rates["ray-2"] / rates["ray-1"], 3)}))
     print(f"peak RSS of this driver: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
           f" MB")
 

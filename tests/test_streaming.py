@@ -215,3 +215,42 @@ def test_bad_requests_are_one_line_errors(setup):
     assert result.exit_code == 1 and "go with --input or --samples all" in result.output
     result = xai("explain", "--run", run, "--input", root / "missing.npy")
     assert result.exit_code == 1 and "no input at" in result.output
+
+
+def test_the_report_shows_a_dataset_view_and_draws_only_the_chosen_samples(setup):
+    """`xai report` summarises a streamed result from its summaries, and `--samples` draws
+    those samples of it one by one; an incomplete store is named, not read."""
+    run, root, X = setup
+    run = Path(shutil.copytree(run, root / "report-run"))
+    labels = np.arange(300) % 2
+    np.savez(root / "fleet.npz", X=X[:300], y=np.array(["1", "2"])[labels])
+    assert xai("explain", "--run", run, "--input", root / "fleet.npz", "--method", "gradcam",
+               "--batch-size", "128").exit_code == 0
+    store = run / "explanations" / "fleet" / "gradcam.zarr"
+    e = Explanation.load(store).load()
+    result = xai("report", "--run", run)
+    assert result.exit_code == 0, result.output
+    html = (run / "report.html").read_text()
+    assert 'id="dataset"' in html and "gradcam on explanations/fleet: 300 samples" in html
+    assert f"{np.mean(e.predictions == labels):.4f} (300 labelled)" in html
+    assert "Drill-down" not in html
+    wrong = int((e.predictions != labels).sum())
+    assert (f"Misclassified: {wrong} samples" in html) == (wrong > 0)
+    result = xai("report", "--run", run, "--samples", "0:3,7", "--force")
+    assert result.exit_code == 0, result.output
+    html = (run / "report.html").read_text()
+    drill = html[html.index("Drill-down: 4 chosen samples"):]
+    for sid in (0, 1, 2, 7):
+        assert f"attribution of sample {sid}<" in drill
+    assert "attribution of sample 3<" not in drill
+    result = xai("report", "--run", run, "--samples", "0:65", "--force")
+    assert result.exit_code == 1 and "at most 64" in result.output
+    # a store cut short is named in the report, which still renders
+    from xaicore.store import StoreWriter
+
+    StoreWriter.create(run / "explanations" / "fleet" / "saliency.zarr", 300, 128,
+                       {"method": "saliency"}, force=False)
+    result = xai("report", "--run", run, "--force")
+    assert result.exit_code == 0, result.output
+    html = (run / "report.html").read_text()
+    assert "saliency.zarr" in html and "incomplete (0 of 300 samples written)" in html

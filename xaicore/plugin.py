@@ -33,6 +33,9 @@ _LAZY: dict[str, str] = {
     # runs
     "load_run_data": "xaicore.explaining",
     "method_names": "xaicore.explaining",
+    "parse_samples": "xaicore.explaining",
+    "StoredExplanation": "xaicore.store",
+    "is_store": "xaicore.store",
     # installed components
     "names": "xaicore.registry",
     "get_metric": "xaicore.registry",

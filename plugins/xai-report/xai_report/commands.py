@@ -14,7 +14,10 @@ import click
 @click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Report file [default: RUN/report.html].")
 @click.option("--force", is_flag=True, help="Overwrite an existing report file.")
-def report_cmd(run: Path, out: Path | None, force: bool) -> None:
+@click.option("--samples", default=None,
+              help="Streamed results: samples to draw one by one (START:STOP, indices, "
+                   "'misclassified', comma-separated); the dataset view covers all of them.")
+def report_cmd(run: Path, out: Path | None, force: bool, samples: str | None) -> None:
     """Write RUN/report.html: model card, every explanation, evaluation, offline navigation."""
     from xaicore.plugin import get_renderer
     from xaicore.plugin import XaiError
@@ -26,5 +29,6 @@ def report_cmd(run: Path, out: Path | None, force: bool) -> None:
         raise XaiError(f"{out} is a directory; give --out the report file's path")
     if out.exists() and not force:
         raise XaiError(f"{out} already exists; pass --force to overwrite it (or --out another file)")
-    paths = get_renderer("html-report").render([], out_dir=run, run_dir=run, out=out)
+    paths = get_renderer("html-report").render([], out_dir=run, run_dir=run, out=out,
+                                               samples=samples)
     click.echo(f"report -> {paths[0]}")

@@ -100,8 +100,13 @@ def esc(value: Any) -> str:
 
 
 def image(path: Path, caption: str = "", alt: str = "") -> str:
-    """A figure with the PNG inline as a base64 data URI."""
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    """A figure with the PNG file inline as a base64 data URI."""
+    return image_data(path.read_bytes(), caption, alt)
+
+
+def image_data(png: bytes, caption: str = "", alt: str = "") -> str:
+    """A figure with PNG bytes inline as a base64 data URI."""
+    data = base64.b64encode(png).decode("ascii")
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
     return (f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt or caption)}" '
             f'loading="eager">{cap}</figure>')

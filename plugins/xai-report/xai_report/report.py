@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from xaicore.plugin import XaiError, write_text
 
+from .dataset_view import dataset_section
 from .page import document, esc, image, table
 from .run_files import RunFiles, ensure_figures, read_run
 
@@ -23,7 +24,9 @@ class HtmlReport:
     """``render([], out_dir=RUN, run_dir=RUN)`` writes ``RUN/report.html`` (or ``out=FILE``).
 
     Explanation figures missing from ``RUN/explanations/figures`` are drawn first by the
-    sample-plots and global-plots renderers (option ``formats``, default png and svg).
+    sample-plots and global-plots renderers (option ``formats``, default png and svg). Streamed
+    results (``.zarr`` stores) get a dataset view from their summaries; option ``samples``
+    ("0:8,misclassified") draws those samples of each store one by one.
     """
 
     name = "html-report"
@@ -31,14 +34,18 @@ class HtmlReport:
     description = "One self-contained HTML file: model card, explanations, evaluation"
 
     def render(self, explanations: Sequence[Any], out_dir: Path, *, run_dir: Path | None = None,
-               out: Path | None = None, formats: Any = ("png", "svg"), **options: Any) -> list[Path]:
+               out: Path | None = None, formats: Any = ("png", "svg"), samples: str | None = None,
+               **options: Any) -> list[Path]:
         run = read_run(Path(run_dir if run_dir is not None else out_dir))
         formats = [formats] if isinstance(formats, str) else list(formats)
         ensure_figures(run, formats if "png" in formats else ["png", *formats])
         path = Path(out) if out is not None else Path(out_dir) / REPORT
         sections = [("model", "Model card", model_card(run)),
-                    ("explanations", "Explanations", explanations_section(run)),
-                    ("evaluation", "Evaluation", evaluation_section(run.run_dir))]
+                    ("explanations", "Explanations", explanations_section(run))]
+        if run.stores:
+            sections.append(("dataset", "Dataset view",
+                             dataset_section(run.stores, run.run_dir, samples)))
+        sections.append(("evaluation", "Evaluation", evaluation_section(run.run_dir)))
         ckpt = run.checkpoint
         title = f"xai report: {ckpt['model']} on {dataset_name(ckpt)}"
         html = document(title, f"run directory {run.run_dir.resolve()}", sections)
@@ -94,6 +101,9 @@ def explanations_section(run: RunFiles) -> str:
     notes = "".join(f'<p class="note">{esc(name)} could not be read: {esc(msg)}</p>'
                     for name, msg in run.unreadable.items())
     if not run.figures:
+        if run.stores:
+            return notes + ('<p class="note">Only streamed results in this run: see the dataset '
+                            "view.</p>")
         return notes + ('<p class="note">No explanations in this run yet: write them with '
                         "<code>xai explain --run DIR --method all</code>.</p>")
     per_sample: dict[tuple[str, int], list[tuple[str, dict]]] = defaultdict(list)

@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xaicore.plugin import CHECKPOINT, Explanation, XaiError, load_checkpoint
+from xaicore.plugin import (CHECKPOINT, Explanation, StoredExplanation, XaiError, is_store,
+                            load_checkpoint)
 
 FIGURES = Path("explanations") / "figures"
 MANIFEST = "manifest.json"
@@ -20,6 +21,7 @@ class RunFiles:
     checkpoint: dict
     metrics: dict = field(default_factory=dict)
     explanations: list[Explanation] = field(default_factory=list)
+    stores: list[StoredExplanation] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
     figures: dict[str, dict] = field(default_factory=dict)
 
@@ -48,6 +50,14 @@ def read_run(run_dir: Path) -> RunFiles:
             run.explanations.append(Explanation.load(path))
         except XaiError as exc:
             run.unreadable[path.name] = str(exc)
+    explanations = run_dir / "explanations"
+    for path in sorted([*explanations.glob("*.zarr"), *explanations.glob("*/*.zarr")]):
+        if not is_store(path):
+            continue
+        try:
+            run.stores.append(StoredExplanation(path))
+        except XaiError as exc:
+            run.unreadable[str(path.relative_to(run_dir))] = str(exc)
     return run
 
 
