@@ -209,3 +209,32 @@ def test_deeplift_reports_broken_completeness_instead_of_hiding_it():
     with pytest.warns(RuntimeWarning, match="deeplift: convergence delta exceeds 1%"):
         e = explain(model, inputs(3, T), method="deeplift", target=0)
     assert e.extras["warnings"]
+
+
+def test_integrated_gradients_auto_steps_close_the_completeness_gap(gunpoint_run):
+    """The default n_steps="auto" raises each sample's steps until sum(attr) is within 1% of
+    F(x) - F(0), checked here with the model's own outputs; samples that converge at 32 steps
+    keep the 32-step attributions."""
+    import xaicore
+    from xaicore.datasets import load_dataset
+
+    model = xaicore.load_run(gunpoint_run, "cpu")
+    X = load_dataset({"name": "GunPoint"}).test.X[:48]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no sample is left above 1%
+        e = explain(model, X, method="integrated-gradients")
+    with torch.no_grad():
+        x = torch.from_numpy(X)
+        fx = model.module(x).gather(1, torch.from_numpy(e.targets)[:, None])[:, 0].numpy()
+        f0 = model.module(torch.zeros_like(x)).gather(1, torch.from_numpy(e.targets)[:, None])[
+            :, 0].numpy()
+    gap = np.abs(e.attributions.astype(np.float64).sum((1, 2)) - (fx - f0))
+    assert (gap <= 0.01 * np.abs(fx - f0) + 1e-5).all(), gap / np.abs(fx - f0)
+    steps = e.extras["n_steps"]
+    assert set(np.unique(steps)) <= {32, 64, 128, 256, 512, 1024}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fixed = explain(model, X, method="integrated-gradients", n_steps=32)
+    at_32 = steps == 32
+    assert at_32.any()
+    np.testing.assert_allclose(e.attributions[at_32], fixed.attributions[at_32], atol=1e-6)

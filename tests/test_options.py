@@ -54,13 +54,19 @@ def test_options_inferred_from_a_defaults_dict_are_typed():
 def test_builtin_explainers_declare_ranges_and_refuse_bad_values():
     ig = registry.get_explainer("integrated-gradients")
     n_steps = next(o for o in ig.option_spec() if o.name == "n_steps")
-    assert (n_steps.type, n_steps.default, n_steps.min, n_steps.max) == (int, 50, 1, 10_000)
-    assert ig.defaults["n_steps"] == 50 and ig.defaults["baseline"] == "zero"
-    with pytest.raises(XaiError, match="integrated-gradients: option 'n_steps' must be an integer"):
+    assert (n_steps.type, n_steps.default, n_steps.min, n_steps.max) == (int, "auto", 1, 10_000)
+    assert ig.defaults["n_steps"] == "auto" and ig.defaults["baseline"] == "zero"
+    with pytest.raises(XaiError, match="integrated-gradients: option 'n_steps' must be an integer"
+                                       " or 'auto', not 2.7"):
         ig.resolve_options({"n_steps": 2.7})
+    with pytest.raises(XaiError, match="must be an integer or 'auto', not 'fast'"):
+        ig.resolve_options({"n_steps": "fast"})
+    assert ig.resolve_options({"n_steps": "auto"})["n_steps"] == "auto"
+    assert ig.resolve_options({"n_steps": "64"})["n_steps"] == 64
     saliency = registry.get_explainer("saliency")
     assert saliency.resolve_options({"abs": json.loads('"no"')}) == {"abs": False}
-    assert "n_steps (int, default 50 in [1, 10000]): integration steps" in n_steps.describe()
+    assert "n_steps (int or auto, default 'auto' in [1, 10000]): integration steps" \
+        in n_steps.describe()
 
 
 def test_xai_list_options_prints_declarations():
@@ -70,7 +76,8 @@ def test_xai_list_options_prints_declarations():
 
     result = CliRunner().invoke(cli, ["list", "--options", "integrated-gradients"])
     assert result.exit_code == 0, result.output
-    assert "  n_steps (int, default 50 in [1, 10000]): integration steps along the path" in result.output
+    assert "  n_steps (int or auto, default 'auto' in [1, 10000]): integration steps along the " \
+        "path, or auto" in result.output
     assert "seed (int, default 0 in [0, 4294967295])" in result.output
     result = CliRunner().invoke(cli, ["list", "--options", "gradcamm"])
     assert result.exit_code == 1

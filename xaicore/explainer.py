@@ -130,8 +130,9 @@ def build_explanation(model: LoadedModel, inputs: torch.Tensor, target: torch.Te
         probs = torch.softmax(logits.detach().float(), dim=1).cpu().numpy()
     if isinstance(attributions, torch.Tensor):
         attributions = attributions.detach().float().cpu().numpy()
-    extras = {k: (v.detach().float().cpu().numpy() if isinstance(v, torch.Tensor) else v)
-              for k, v in (extras or {}).items()}
+    extras = {k: (v.detach().cpu().numpy() if not isinstance(v, torch.Tensor)
+                  or not v.is_floating_point() else v.detach().float().cpu().numpy())
+              if isinstance(v, torch.Tensor) else v for k, v in (extras or {}).items()}
     return Explanation(attributions, inputs.detach().cpu().numpy(), target.cpu().numpy(),
                        probs.argmax(1), probs, method, options, extras,
                        class_names=model.class_names, feature_names=model.feature_names,

@@ -24,7 +24,8 @@ _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a finite number
 @dataclass(frozen=True)
 class Option:
     """One option: ``type`` is bool, int, float, str, list (of integers; ``min``/``max`` bound each
-    item) or object (any value, passed through)."""
+    item) or object (any value, passed through); ``keywords`` are words accepted instead of a value
+    of the type (``n_steps`` = an integer or ``"auto"``)."""
 
     name: str
     type: type
@@ -34,6 +35,7 @@ class Option:
     max: float | None = None
     choices: tuple | None = None
     nullable: bool = False
+    keywords: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """One line for ``xai list --options``: name, type, default, allowed values, help."""
@@ -42,7 +44,7 @@ class Option:
             allowed = f" one of {', '.join(map(str, self.choices))}"
         elif self.min is not None or self.max is not None:
             allowed = f" in [{_fmt(self.min, '-inf')}, {_fmt(self.max, 'inf')}]"
-        kind = getattr(self.type, "__name__", str(self.type))
+        kind = " or ".join([getattr(self.type, "__name__", str(self.type)), *self.keywords])
         none = " or null" if self.accepts_none else ""
         return f"{self.name} ({kind}{none}, default {self.default!r}{allowed}): {self.help}".rstrip(": ")
 
@@ -57,6 +59,8 @@ class Option:
             if self.accepts_none:
                 return None
             raise XaiError(f"{where} must be {self._expected()}, not null")
+        if isinstance(value, str) and value.strip() in self.keywords:
+            return value.strip()
         if self.type is not object:
             value = _as_type(self.type, value, f"{where} must be {self._expected()}, not {value!r}")
         if self.choices is not None and value not in self.choices:
@@ -70,7 +74,8 @@ class Option:
         return value
 
     def _expected(self) -> str:
-        return _TYPE_NAMES.get(self.type, getattr(self.type, "__name__", str(self.type)))
+        kind = _TYPE_NAMES.get(self.type, getattr(self.type, "__name__", str(self.type)))
+        return " or ".join([kind, *map(repr, self.keywords)])
 
 
 def _fmt(bound: float | None, missing: str) -> str:
