@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -306,3 +307,82 @@ def test_the_plugin_api_is_lazy_and_complete():
 
     with pytest.raises(AttributeError, match="no attribute 'registry'"):
         getattr(api, "registry")
+
+
+FAULTY = ROOT / "tests" / "plugins" / "xai-faulty-plugin"
+
+
+@pytest.fixture(scope="module")
+def faulty_site(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("faulty-site")
+    pip_install_target(target, FAULTY)
+    return target
+
+
+def test_plugin_code_that_raises_is_one_line_naming_the_plugin(faulty_site, gunpoint_run,
+                                                              tmp_path):
+    """Each kind of plugin code that raises (a model's constructor and forward, a model that
+    returns a tuple, an explainer, an engine, a dataset loader, a command) gives one line naming
+    the plugin, its distribution and where it failed; --debug shows the traceback; nothing is
+    left half-written."""
+    blame = "plugin faulty (distribution xai-faulty-plugin) failed in"
+    cases = [
+        (["train", "--dataset", "GunPoint", "--model", "faulty-init", "--out", tmp_path / "a",
+          "--epochs", "1", "--quiet"], f"{blame} faulty-init.__init__: KeyError: 'hidden'"),
+        (["train", "--dataset", "GunPoint", "--model", "faulty-forward", "--out", tmp_path / "b",
+          "--epochs", "1", "--quiet"], f"{blame} faulty-forward.forward: ValueError: faulty forward"),
+        (["train", "--dataset", "GunPoint", "--model", "tuple-output", "--out", tmp_path / "c",
+          "--epochs", "1", "--quiet"], "plugin faulty (distribution xai-faulty-plugin): model "
+         "'tuple-output' must return logits [batch, classes] = [2, 2] from forward, not a tuple"),
+        (["explain", "--run", gunpoint_run, "--method", "faulty-explainer", "--samples", "0:2",
+          "--out", tmp_path / "d"], f"{blame} faulty-explainer.explain: ValueError: faulty "
+                                    "attribute"),
+        (["explain", "--run", gunpoint_run, "--samples", "all", "--engine", "faulty-engine",
+          "--method", "saliency", "--out", tmp_path / "e"],
+         f"{blame} engine faulty-engine.run: RuntimeError: faulty engine"),
+        (["train", "--dataset", "FaultyData", "--model", "fcn", "--out", tmp_path / "f",
+          "--epochs", "1"], f"{blame} the loader of dataset 'FaultyData': OSError: faulty data "
+                            "source"),
+        (["faulty"], f"{blame} command faulty: RuntimeError: the faulty command broke"),
+    ]
+    for args, message in cases:
+        result = run(XAI + [str(a) for a in args], faulty_site)
+        assert result.returncode == 1, (args, result.stderr)
+        assert result.stderr.strip() == f"Error: {message}", (args, result.stderr)
+    for name in "abcf":
+        assert not (tmp_path / name).exists()  # training wrote nothing
+    assert not list((tmp_path / "e").glob("*.zarr"))  # the engine wrote no store
+    result = run(XAI + ["--debug", "faulty"], faulty_site)
+    assert "Traceback" in result.stderr and "the faulty command broke" in result.stderr
+
+
+def test_a_failing_model_is_blamed_not_the_explainer_that_called_it():
+    import torch
+
+    import xaicore
+    from xaicore.errors import PluginCodeError
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(1, 2, 3)
+
+        def forward(self, x):
+            if x.shape[0] > 1:
+                raise ValueError("no batches above one")
+            return self.conv(x.transpose(1, 2)).mean(2)
+
+    model = xaicore.wrap_model(Broken(), class_names=["a", "b"], n_features=1, name="broken")
+    with pytest.raises(PluginCodeError, match=r"^model 'broken' failed in broken.forward: "
+                                              r"ValueError: no batches above one$"):
+        xaicore.explain(model, np.zeros((3, 20, 1), np.float32), method="saliency")
+    import copy
+
+    twin = copy.deepcopy(model.network)  # a copy calls its own weights, still guarded
+    torch.nn.init.zeros_(twin.conv.weight)
+    torch.nn.init.zeros_(twin.conv.bias)
+    x = torch.ones(1, 20, 1)
+    with torch.no_grad():
+        assert float(twin(x).abs().sum()) == 0 and float(model.network(x).abs().sum()) > 0
+    with pytest.raises(PluginCodeError):
+        twin(torch.ones(2, 20, 1))

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from . import registry
-from .errors import PluginCodeError, XaiError
+from .boundary import call
+from .errors import XaiError
 from .explainer import BaseExplainer
 from .explanation import Explanation
 from .model import LoadedModel
@@ -91,11 +92,5 @@ def explain(model: LoadedModel, inputs: Any, method: str = "integrated-gradients
 
 def _plugin_call(method: str, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
     """``function(*args, **kwargs)`` of an explainer; anything but a XaiError becomes one line."""
-    try:
-        return function(*args, **kwargs)
-    except XaiError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - plugin code: report it in one line
-        name = method.partition(":")[0]
-        raise PluginCodeError(f"{registry.owner('explainers', name)} failed in {name}.{what}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+    name = method.partition(":")[0]
+    return call("explainers", name, f"{name}.{what}", function, *args, **kwargs)

@@ -18,6 +18,8 @@ class XaiGroup(click.Group):
     """Adds the plugins' commands, and turns an ``XaiError`` into a one-line message, never a traceback."""
 
     _plugin_commands_added = False
+    #: command name -> "plugin X (distribution Y)" for the commands plugins added
+    command_owners: dict[str, str] = {}
 
     def _add_plugin_commands(self) -> None:
         """Call every plugin's ``register_commands(cli)`` once; a hook that raises fails its plugin."""
@@ -29,8 +31,13 @@ class XaiGroup(click.Group):
         try:
             plugins.load_plugins()
             for impl in plugins.pm.hook.register_commands.get_hookimpls():
+                before = set(self.commands)
                 try:
                     impl.function(cli=self)
+                    source = plugins.source_of(impl.plugin_name)
+                    for name in set(self.commands) - before:
+                        self.command_owners[name] = (f"plugin {source.plugin} (distribution "
+                                                     f"{source.distribution or 'unknown'})")
                 except Exception as exc:
                     source = plugins.source_of(impl.plugin_name)
                     plugins.record_failure(plugins.PluginFailure(
@@ -49,12 +56,21 @@ class XaiGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
+        debug = ctx.params.get("debug") or os.environ.get("XAI_DEBUG") == "1"
         try:
             return super().invoke(ctx)
         except XaiError as exc:
-            if ctx.params.get("debug") or os.environ.get("XAI_DEBUG") == "1":
+            if debug:
                 traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
             raise click.ClickException(str(exc)) from None
+        except Exception as exc:  # a plugin's command failed: one line, like any plugin code
+            owner = self.command_owners.get(ctx.invoked_subcommand or "")
+            if owner is None:
+                raise
+            if debug:
+                traceback.print_exception(exc, file=sys.stderr)
+            raise click.ClickException(f"{owner} failed in command {ctx.invoked_subcommand}: "
+                                       f"{type(exc).__name__}: {exc}") from None
 
 
 @click.group(cls=XaiGroup)

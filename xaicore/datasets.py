@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import registry
+from .boundary import call
 from .data import Dataset, DataSplit, check_finite
 from .errors import XaiError
 from .files import file_digest
@@ -82,7 +83,7 @@ def load_dataset(spec: dict) -> Dataset:
     path = Path(name)
     if path.suffix.lower() not in FILE_SUFFIXES:
         loader = registry.get_dataset(name)
-        dataset = loader(name)
+        dataset = call("datasets", name, f"the loader of dataset {name!r}", loader, name)
         if not isinstance(dataset, Dataset):
             raise XaiError(f"the loader of dataset {name!r} returned {type(dataset).__name__}, "
                            f"not an xaicore.data.Dataset")

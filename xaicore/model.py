@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from . import registry
+from .boundary import failure, guard_forward, owner
 from .data import as_series
 from .errors import XaiError
 from .runs import CHECKPOINT
@@ -66,6 +67,7 @@ class LoadedModel:
                  hyperparameters: dict | None = None, dataset: str = "",
                  gradcam_layer: str | None = None) -> None:
         self.network = network
+        guard_forward(network, name)
         self.name = name
         self.class_names = list(class_names)
         self.feature_names = list(feature_names)
@@ -102,6 +104,21 @@ class LoadedModel:
             layers = [n for n, m in self.network.named_modules() if isinstance(m, nn.Conv1d)]
             raise XaiError(f"model {self.name!r} has no layer {path!r}; its Conv1d layers are: "
                            f"{', '.join(layers) or 'none'}") from None
+
+    def check_forward(self, x: torch.Tensor) -> None:
+        """Run ``x`` (a few samples) through the model and refuse an output that is not logits
+        ``[batch, classes]``, naming what came back."""
+        was_training = self.module.training
+        self.module.eval()
+        with torch.no_grad():
+            out = self.module(x)
+        self.module.train(was_training)
+        expected = (len(x), self.n_classes)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+            got = (f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
+                   else f"a {type(out).__name__}")
+            raise XaiError(f"{owner('models', self.name)}: model {self.name!r} must return logits "
+                           f"[batch, classes] = {list(expected)} from forward, not {got}")
 
     def gradcam_layer(self) -> nn.Module | None:
         return self.layer(self._gradcam_layer) if self._gradcam_layer else None
@@ -244,6 +261,10 @@ def model_from_checkpoint(ckpt: dict, device: Any = None) -> LoadedModel:
     except (TypeError, ValueError) as exc:
         raise XaiError(f"the checkpoint's hyperparameters do not fit model {ckpt['model']!r}: "
                        f"{exc}") from None
+    except XaiError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the plugin's constructor
+        raise failure("models", ckpt["model"], f"{ckpt['model']}.__init__", exc) from exc
     norm = ckpt.get("normalisation") or {}
     model = LoadedModel(network, name=ckpt["model"], class_names=ckpt["class_names"],
                         feature_names=ckpt["feature_names"], seq_len=ckpt["seq_len"],

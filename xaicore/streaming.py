@@ -324,6 +324,7 @@ class WriteBehind:
 def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: bool,
                         resume: bool, progress: bool = True, **engine_options: Any) -> list[Path]:
     """Explain every row of ``job`` with ``engine`` into one store per method in ``out_dir``."""
+    from .boundary import call, iterate
     from .explaining import result_name
     from .files import clean_stale, locked
     from .store import StoreWriter, is_store, table_paths
@@ -356,7 +357,10 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
 
         behind = WriteBehind()
         try:
-            for start, results in engine.run(job, **engine_options):
+            name = getattr(engine, "name", type(engine).__name__)
+            where = f"engine {name}.run"
+            for start, results in iterate("engines", name, where, call(
+                    "engines", name, where, engine.run, job, **engine_options)):
                 behind.submit(write, start, results)
                 bar.update(next(iter(results.values())).n_samples)
         except KeyboardInterrupt:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from . import registry, runs
+from .boundary import call
 from .data import Dataset
 from .datasets import load_dataset
 from .errors import XaiError
@@ -194,7 +195,8 @@ def train(dataset_spec: dict | None, model: str | None, out: str | Path, *, epoc
 
 def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict, recipe: dict,
          seed: int, dev: torch.device, run_dir: Path, progress: bool, previous: dict | None) -> dict:
-    network = cls(dataset.n_features, dataset.seq_len, dataset.n_classes, **params)
+    network = call("models", model_name, f"{model_name}.__init__", cls, dataset.n_features,
+                   dataset.seq_len, dataset.n_classes, **params)
     hyperparameters = dict(getattr(network, "params", None) or {**cls.default_params, **params})
     X = dataset.train.X
     mean, std = X.mean(axis=(0, 1)), X.std(axis=(0, 1))
@@ -203,6 +205,7 @@ def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict,
                         std=std, hyperparameters=hyperparameters, dataset=dataset.name).to(dev)
     module = model.module
     Xtr, ytr = (torch.from_numpy(a).to(dev) for a in (dataset.train.X, dataset.train.y))
+    model.check_forward(Xtr[:2])
     Xte, yte = (torch.from_numpy(a).to(dev) for a in (dataset.test.X, dataset.test.y))
     generator = torch.Generator().manual_seed(seed)
     mean_t, std_t = model.normalisation.mean, model.normalisation.std
