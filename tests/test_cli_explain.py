@@ -107,7 +107,8 @@ def test_true_class_results_sit_beside_predicted_ones_for_misclassified_samples(
 
 
 def test_true_class_run_draws_the_misclassification_view(run):
-    base = ["explain", "--run", run, "--method", "saliency", "--samples", "misclassified"]
+    base = ["explain", "--run", run, "--method", "saliency", "--samples", "misclassified",
+            "--figures"]
     assert xai(*base).exit_code == 0
     result = xai(*base, "--target", "true")
     assert result.exit_code == 0, result.output
@@ -151,3 +152,23 @@ def test_plugin_exceptions_are_one_line_naming_the_plugin(run, monkeypatch):
         assert 'raise ValueError("bad shape in my code")' in debug.output
     finally:
         plugins.pm.unregister(name="raising-test-plugin")
+
+
+def test_explain_draws_nothing_unless_asked_and_xai_figures_draws_what_is_chosen(run):
+    assert xai("explain", "--run", run, "--method", "saliency", "--method", "gradcam",
+               "--samples", "0:6").exit_code == 0
+    figures = run / "explanations" / "figures"
+    assert not figures.exists()  # results only: figures are on demand
+    result = xai("figures", "--run", run, "--method", "saliency", "--samples", "1,4",
+                 "--format", "pdf", "--format", "eps", "--training")
+    assert result.exit_code == 0, result.output
+    drawn = sorted(p.relative_to(figures).as_posix() for p in figures.rglob("sample_*.*"))
+    assert drawn == ["saliency/sample_1.eps", "saliency/sample_1.pdf", "saliency/sample_4.eps",
+                     "saliency/sample_4.pdf"]
+    assert (figures / "saliency" / "sample_1.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (figures / "saliency" / "sample_4.eps").read_bytes()[:4] == b"%!PS"
+    assert (run / "training_curves.pdf").read_bytes()[:5] == b"%PDF-"
+    result = xai("figures", "--run", run, "--method", "shap")
+    assert result.exit_code == 1 and "no saved explanations of shap" in result.output
+    result = xai("figures", "--run", run, "--samples", "40:45")
+    assert result.exit_code == 1 and "explained none of the samples" in result.output

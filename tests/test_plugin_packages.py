@@ -164,7 +164,7 @@ def test_example_plugin_explains_from_the_cli(site, gunpoint_run, tmp_path):
     # with figures, every renderer of stage "explanations" runs: the example csv one too
     drawn = tmp_path / "drawn"
     result = run(XAI + ["explain", "--run", str(gunpoint_run), "--method", "occlusion",
-                        "--samples", "0:2", "--out", str(drawn)], site)
+                        "--samples", "0:2", "--out", str(drawn), "--figures"], site)
     assert result.returncode == 0, result.stderr
     assert "csv: 1 files in" in result.stderr and "warning" not in result.stderr
     table = (drawn / "figures" / "occlusion.csv").read_text().splitlines()

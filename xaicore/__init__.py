@@ -1,6 +1,7 @@
 """xai core: protocols, the Explanation result type and the plugin registry.
 
-Heavy names (``explain``, ``Explanation``, ``load_run``, ``wrap_model``) are imported on first use so
+Heavy names (``explain``, ``Explanation``, ``load_run``, ``wrap_model``, ``train``,
+``load_dataset``) are imported on first use so
 that ``import xaicore`` and the ``xai`` command start without torch.
 """
 
@@ -16,6 +17,8 @@ _LAZY = {
     "wrap_model": "xaicore.model",
     "LoadedModel": "xaicore.model",
     "XaiError": "xaicore.errors",
+    "train": "xaicore.training",
+    "load_dataset": "xaicore.datasets",
 }
 
 

@@ -75,8 +75,11 @@ def check_unchanged(spec: dict) -> None:
                            f"differs); restore the original file or train a new run on this one")
 
 
-def load_dataset(spec: dict) -> Dataset:
-    """The dataset a spec names, with its train and test splits."""
+def load_dataset(spec: dict | str | Path) -> Dataset:
+    """The dataset a spec (or a registered name such as ``"GunPoint"``, or a CSV/npz path) names,
+    with its train and test splits."""
+    if isinstance(spec, (str, Path)):
+        spec = dataset_spec(spec)
     name = spec.get("name") if isinstance(spec, dict) else None
     if not name:
         raise XaiError(f"a dataset spec needs a 'name' (got {spec!r})")

@@ -134,6 +134,51 @@ class Explanation:
             "method": self.method,
         })
 
+    def plot(self, sample: int = 0, kind: str = "auto", compare: Iterable["Explanation"] = ()):
+        """A matplotlib figure of the sample at position ``sample``: ``"overlay"`` (the series
+        coloured by its attribution), ``"heatmap"`` (feature x time), ``"auto"`` (overlay for one
+        feature, series above a heatmap for several), or with ``compare`` (other explanations of
+        the same samples) every method one below the other. Drawn by an installed renderer
+        (xai-plots)."""
+        from .stages import figure
+
+        others = list(compare)
+        if not -self.n_samples <= sample < self.n_samples:
+            raise XaiError(f"sample position {sample} is out of range: this explanation holds "
+                           f"{self.n_samples} samples")
+        return figure([self, *others], sample % self.n_samples, "compare" if others else kind)
+
+    def _repr_html_(self) -> str:
+        """A compact summary for notebooks: what was explained, and where the attribution is."""
+        from html import escape
+
+        magnitude = np.abs(self.attributions).mean(axis=(0, 2)) if self.n_samples else np.zeros(1)
+        top = float(magnitude.max()) or 1.0
+        points = " ".join(f"{i * 240 / max(len(magnitude) - 1, 1):.1f},"
+                          f"{38 - 34 * v / top:.1f}" for i, v in enumerate(magnitude))
+        labelled = self.labels >= 0
+        facts = [("method", self.method), ("model", self.model_name or "?"),
+                 ("samples", f"{self.n_samples} x {self.attributions.shape[1]} time steps x "
+                             f"{self.attributions.shape[2]} features"),
+                 ("classes", ", ".join(map(str, self.class_names[:10]))
+                  + (" ..." if len(self.class_names) > 10 else ""))]
+        if labelled.any():
+            accuracy = float(np.mean(self.predictions[labelled] == self.labels[labelled]))
+            facts.append(("accuracy", f"{accuracy:.3f} on {int(labelled.sum())} labelled"))
+        if self.attributions.shape[2] > 1:
+            share = np.abs(self.attributions).sum(axis=(0, 1))
+            order = np.argsort(-share)[:3]
+            facts.append(("top features", ", ".join(
+                f"{self.feature_names[f]} ({share[f] / max(share.sum(), 1e-30):.0%})"
+                for f in order)))
+        rows = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:"
+                       f"left'>{escape(str(v))}</td></tr>" for k, v in facts)
+        spark = (f"<svg width='250' height='42' role='img' aria-label='mean absolute attribution "
+                 f"over time'><polyline fill='none' stroke='#c0392b' stroke-width='1.5' "
+                 f"points='{points}'/></svg>")
+        return (f"<div><b>Explanation</b><table>{rows}<tr><th style='text-align:left'>mean "
+                f"|attribution| over time</th><td>{spark}</td></tr></table></div>")
+
     def select(self, indices) -> "Explanation":
         """The explanation of a subset of samples (positions, not sample ids)."""
         idx = np.asarray(indices)

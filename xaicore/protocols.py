@@ -108,6 +108,12 @@ class Renderer(Protocol):
                **options: Any) -> list[Path]:
         """Write files under ``out_dir`` and return their paths."""
 
+    # Optional, for ``Explanation.plot``: the figure kinds this renderer draws in memory, and
+    # ``figure(explanations, sample, kind)`` returning a matplotlib Figure of sample position
+    # ``sample`` (several explanations: one panel per method).
+    # kinds: tuple[str, ...]
+    # def figure(self, explanations, sample: int, kind: str) -> "matplotlib.figure.Figure": ...
+
 
 @runtime_checkable
 class Metric(Protocol):

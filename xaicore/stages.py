@@ -39,3 +39,25 @@ def render_stage(stage: str, explanations: Sequence[Any], out_dir: Path,
             warnings.append(f"renderer {name}: {registry.owner('renderers', name)} failed in "
                             f"render: {type(exc).__name__}: {exc}")
     return written, warnings
+
+
+def figure(explanations: Sequence[Any], sample: int, kind: str) -> Any:
+    """A matplotlib figure of ``kind`` from the first installed renderer that draws it."""
+    from .errors import XaiError
+
+    offered: list[str] = []
+    for name in registry.names("renderers"):
+        try:
+            renderer = registry.get_renderer(name)
+        except Exception:  # noqa: BLE001 - shown failed by xai list
+            continue
+        kinds = tuple(getattr(renderer, "kinds", ()))
+        if kind in kinds and callable(getattr(renderer, "figure", None)):
+            from .boundary import call
+
+            return call("renderers", name, f"{name}.figure", renderer.figure,
+                        list(explanations), sample, kind)
+        offered += kinds
+    raise XaiError(f"no installed renderer draws {kind!r} figures" + (
+        f"; kinds available: {', '.join(sorted(set(offered)))}" if offered
+        else " (install xai-plots: pip install -e plugins/xai-plots)"))

@@ -129,11 +129,13 @@ def _log(progress: bool, message: str) -> None:
         click.echo(message, err=True)
 
 
-def train(dataset_spec: dict | None, model: str | None, out: str | Path, *, epochs: int | None = None,
+def train(dataset_spec: dict | str | Path | None, model: str | None, out: str | Path, *,
+          epochs: int | None = None,
           seed: int = 0, batch_size: int | None = None, lr: float | None = None,
           params: dict | None = None, force: bool = False, device: str | None = None,
           progress: bool = True, resume: bool = False, threads: int | None = 1) -> dict:
-    """Train ``model`` on the dataset of ``dataset_spec`` into run directory ``out``; the metrics.
+    """Train ``model`` on the dataset of ``dataset_spec`` (a spec, or a registered dataset name or
+    a CSV/npz path) into run directory ``out``; the metrics.
 
     ``resume`` continues the run already in ``out`` from its optimizer and scheduler state up to
     ``epochs`` in total (its model, recipe, dataset and seed are reused; the result replaces the
@@ -142,6 +144,10 @@ def train(dataset_spec: dict | None, model: str | None, out: str | Path, *, epoc
     thread, several times faster on a shared machine; None keeps torch's setting).
     """
     out = Path(out)
+    if isinstance(dataset_spec, (str, Path)):
+        from .datasets import dataset_spec as spec_of
+
+        dataset_spec = spec_of(dataset_spec)
     previous = None
     if resume:
         previous = load_checkpoint(out / CHECKPOINT)
@@ -226,11 +232,14 @@ def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict,
         history = list(previous["training"]["history"])
         start = previous["epoch"]
 
-    import click
+    from tqdm.auto import tqdm
 
     began = time.perf_counter()
-    bar = click.progressbar(length=recipe["epochs"] - start, label="training", file=sys.stderr,
-                            show_pos=True) if progress else contextlib.nullcontext()
+    # one bar (epoch, loss, accuracy, ETA); redrawn at most every 0.5 s on a terminal, and every
+    # 30 s into a log file, so a log gets a few lines instead of one per epoch
+    bar = tqdm(total=recipe["epochs"], initial=start, desc="training", unit="epoch",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True,
+               mininterval=0.5 if sys.stderr.isatty() else 30.0)
     with bar:
         for epoch in range(start, recipe["epochs"]):
             module.train()
@@ -258,11 +267,10 @@ def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict,
                    "test_accuracy": test_acc, "lr": lr_now,
                    "seconds": round(time.perf_counter() - began, 3)}
             history.append(row)
-            if progress:
-                bar.update(1)
-                click.echo(f"\repoch {epoch + 1:>4}/{recipe['epochs']}  train loss "
-                           f"{row['train_loss']:.4f} acc {row['train_accuracy']:.4f}  test loss "
-                           f"{test_loss:.4f} acc {test_acc:.4f}  lr {lr_now:.2g}", err=True)
+            bar.set_postfix({"loss": f"{row['train_loss']:.4f}",
+                             "acc": f"{row['train_accuracy']:.3f}",
+                             "test acc": f"{test_acc:.3f}"}, refresh=False)
+            bar.update(1)
     seconds = time.perf_counter() - began + (previous["training"]["seconds"] if previous else 0.0)
 
     train_loss, train_acc, _ = evaluate(module, Xtr, ytr)

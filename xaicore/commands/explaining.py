@@ -42,8 +42,9 @@ def parse_options(items: tuple[str, ...]) -> dict[str, dict]:
               help="Method option METHOD.NAME=VALUE, e.g. integrated-gradients.n_steps=32.")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Output directory (default RUN/explanations; with several runs, required).")
-@click.option("--figures/--no-figures", default=True, show_default=True,
-              help="Render figures with the installed renderers.")
+@click.option("--figures/--no-figures", default=False, show_default=True,
+              help="Also draw figures with the installed renderers (or later: xai figures, "
+                   "xai report).")
 @click.option("--device", default=None, help="torch device (default: cuda when available).")
 @click.option("--force", is_flag=True, help="Overwrite existing explanation files.")
 @click.option("--input", "input_path", type=click.Path(path_type=Path),
@@ -63,7 +64,7 @@ def parse_options(items: tuple[str, ...]) -> dict[str, dict]:
               "RAY_ADDRESS, else a local Ray).")
 def explain_cmd(runs, methods, samples, target, option_items, out, figures, device, force,
                 input_path, engine, batch_size, resume, workers, gpus_per_worker, address):
-    """Explain test samples of trained runs and write one .npz per method (and figures).
+    """Explain test samples of trained runs and write one .npz per method (figures on request).
 
     With --input, or --samples all on a large test split, results stream into one chunked
     store per method (METHOD.zarr), in constant memory, on the chosen --engine.

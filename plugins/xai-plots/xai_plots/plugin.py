@@ -13,3 +13,10 @@ def register_renderers(register):
              description="Each sample with its attribution (series band or feature x time heatmap)")
     register("global-plots", "xai_plots.global_plots:GlobalPlots",
              description="Feature and time-step importance, SHAP summaries, attention maps")
+
+
+@hookimpl
+def register_commands(cli):
+    from .commands import figures_cmd
+
+    cli.add_command(figures_cmd)

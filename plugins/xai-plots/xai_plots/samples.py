@@ -9,9 +9,9 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xaicore.plugin import Explanation
+from xaicore.plugin import Explanation, XaiError
 
-from .drawing import attribution_panel, feature_heatmap, series_lines
+from .drawing import attribution_panel, colored_series, feature_heatmap, series_lines
 from .figures import (DEFAULT_MAX_SAMPLES, Manifest, check_explanations, check_formats,
                       color_scale, figure_key, pick_samples, sample_title, save, target_kind, text)
 
@@ -28,6 +28,26 @@ class SamplePlots:
     name = "sample-plots"
     stage = "explanations"
     description = "Each sample with its attribution (series band or feature x time heatmap)"
+    kinds = ("auto", "overlay", "heatmap", "compare")  # for Explanation.plot
+
+    def figure(self, explanations: Sequence[Explanation], sample: int, kind: str):
+        """One figure in memory of sample position ``sample`` (``Explanation.plot``)."""
+        items = check_explanations(explanations)
+        if kind == "compare":
+            first = items[0]
+            sid = int(first.sample_ids[sample])
+            rows = [(first, sample)]
+            for e in items[1:]:
+                if not (e.sample_ids == sid).any():
+                    raise XaiError(f"{e.method} did not explain sample {sid}")
+                rows.append((e, _position(e, sid)))
+            return comparison_figure(rows)
+        e = items[0]
+        if kind == "heatmap":
+            return heatmap_figure(e, sample)
+        if kind == "overlay" and e.inputs.shape[2] > 1:
+            return overlay_figure(e, sample)
+        return sample_figure(e, sample)
 
     def render(self, explanations: Sequence[Explanation], out_dir: Path, *, samples: Any = None,
                formats: Any = None, max_samples: int = DEFAULT_MAX_SAMPLES,
@@ -95,6 +115,38 @@ def sample_figure(e: Explanation, i: int):
         mappable = feature_heatmap(ax, attribution, e.feature_names, cmap, norm)
         ax.set_xlabel("time step")
         fig.colorbar(mappable, ax=[top, ax], label="attribution", fraction=0.04)
+    fig.suptitle(sample_title(e, i), fontsize=11)
+    return fig
+
+
+def heatmap_figure(e: Explanation, i: int):
+    """The series above its attribution as a feature x time heatmap (any number of features)."""
+    series, attribution = e.inputs[i], e.attributions[i]
+    cmap, norm = color_scale(attribution)
+    n_features = series.shape[1]
+    fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=(10, 3.2 + 0.3 * n_features),
+                                  height_ratios=[1.0, max(0.6, 0.25 * n_features)],
+                                  layout="constrained")
+    series_lines(top, series, e.feature_names)
+    mappable = feature_heatmap(ax, attribution, e.feature_names, cmap, norm)
+    ax.set_xlabel("time step")
+    fig.colorbar(mappable, ax=[top, ax], label="attribution", fraction=0.04)
+    fig.suptitle(sample_title(e, i), fontsize=11)
+    return fig
+
+
+def overlay_figure(e: Explanation, i: int):
+    """Each feature's series over a band coloured by its own attribution, one row per feature."""
+    series, attribution = e.inputs[i], e.attributions[i]
+    cmap, norm = color_scale(attribution)
+    n_features = series.shape[1]
+    fig, axes = plt.subplots(n_features, 1, sharex=True, squeeze=False,
+                             figsize=(9, 0.6 + 1.6 * n_features), layout="constrained")
+    for f, ax in enumerate(axes[:, 0]):
+        mappable = colored_series(ax, series[:, f], attribution[:, f], cmap, norm)
+        ax.set_ylabel(text(e.feature_names[f]), fontsize=9)
+    axes[-1, 0].set_xlabel("time step")
+    fig.colorbar(mappable, ax=axes[:, 0].tolist(), label="attribution", fraction=0.04)
     fig.suptitle(sample_title(e, i), fontsize=11)
     return fig
 

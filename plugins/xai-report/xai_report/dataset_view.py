@@ -199,9 +199,12 @@ def _drill_down(store: StoredExplanation, frame, samples: str | None) -> str:
 
 
 def _pyplot():
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

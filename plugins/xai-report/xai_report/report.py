@@ -24,7 +24,8 @@ class HtmlReport:
     """``render([], out_dir=RUN, run_dir=RUN)`` writes ``RUN/report.html`` (or ``out=FILE``).
 
     Explanation figures missing from ``RUN/explanations/figures`` are drawn first by the
-    sample-plots and global-plots renderers (option ``formats``, default png and svg). Streamed
+    sample-plots and global-plots renderers (option ``formats``, default png: what the page
+    embeds; `xai figures` draws other formats). Streamed
     results (``.zarr`` stores) get a dataset view from their summaries; option ``samples``
     ("0:8,misclassified") draws those samples of each store one by one.
     """
@@ -34,7 +35,7 @@ class HtmlReport:
     description = "One self-contained HTML file: model card, explanations, evaluation"
 
     def render(self, explanations: Sequence[Any], out_dir: Path, *, run_dir: Path | None = None,
-               out: Path | None = None, formats: Any = ("png", "svg"), samples: str | None = None,
+               out: Path | None = None, formats: Any = ("png",), samples: str | None = None,
                **options: Any) -> list[Path]:
         run = read_run(Path(run_dir if run_dir is not None else out_dir))
         formats = [formats] if isinstance(formats, str) else list(formats)
