@@ -62,11 +62,14 @@ def report(tmp_path_factory) -> Path:
 
 def test_report_is_one_self_contained_file(report):
     html = report.read_text()
-    # every image is inline and nothing points outside the file
-    assert re.findall(r'<img [^>]*src="(?!data:image/png;base64,)', html) == []
-    assert not re.search(r'(src|href)="(https?:|//|file:)', html)
-    assert "<link" not in html and "@import" not in html and "url(" not in html
-    assert html.count("<script>") == 1  # only our own inline script
+    # every image is inline and nothing points outside the file (the bundled charting library's
+    # own strings aside: the browser test checks that no request leaves the page)
+    page = re.sub(r"<script[^>]*>.*?</script>", "", html, flags=re.S)
+    assert re.findall(r'<img [^>]*src="(?!data:image/png;base64,)', page) == []
+    assert not re.search(r'(src|href)="(https?:|//|file:)', page)
+    assert "<link" not in page and "@import" not in page and "url(" not in page
+    assert not re.search(r"<script[^>]*\ssrc=", html)  # every script is inline
+    assert "plotly.js v" in html  # the charting library, bundled
     # model card, every explanation, evaluation
     for text in ("cnn-lstm-attention", "GunPoint", "0.93", "integrated-gradients", "attention",
                  "deletion_auc", "hidden"):
@@ -80,11 +83,57 @@ def test_user_names_are_escaped_everywhere(report):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
-def test_report_draws_the_missing_figures(report):
-    figures = report.parent / "explanations" / "figures"
-    for name in ("integrated-gradients/sample_10.png", "compare/sample_12.png",
-                 "attention/attention_sample_11.png", "integrated-gradients/time_importance.png"):
-        assert (figures / name).is_file(), name
+def embedded(html: str) -> dict:
+    start = html.index('<script type="application/json" id="xai-data">')
+    start = html.index(">", start) + 1
+    return json.loads(html[start:html.index("</script>", start)])
+
+
+def unpack(b64: str, scale: float) -> np.ndarray:
+    import base64
+
+    return np.frombuffer(base64.b64decode(b64), dtype="<f2").astype(np.float64) * scale
+
+
+def test_report_embeds_every_explanation_once_and_compactly(report):
+    """The page draws from the arrays themselves: each explanation's attributions and each
+    sample's series embedded once, within float16 precision of the saved values; no figure is
+    drawn on disk."""
+    data = embedded(report.read_text())
+    run = report.parent
+    for view in data["views"]:
+        e = Explanation.load(run / "explanations" / f"{view['method']}.npz")
+        assert view["samples"] == e.sample_ids.tolist()
+        for i, (b64, scale) in enumerate(zip(view["attr"], view["scale"])):
+            got = unpack(b64, scale).reshape(e.attributions.shape[1:])
+            np.testing.assert_allclose(got, e.attributions[i], rtol=0,
+                                       atol=1e-3 * np.abs(e.attributions[i]).max())
+    assert sorted(map(int, data["series"])) == [10, 11, 12]  # one copy per sample
+    x = unpack(data["series"]["11"]["data"], data["series"]["11"]["scale"])
+    e = Explanation.load(run / "explanations" / "attention.npz")
+    np.testing.assert_allclose(x, e.inputs[1].ravel(), atol=1e-3 * np.abs(e.inputs[1]).max())
+    assert not (run / "explanations" / "figures").exists()
+
+
+def test_each_extra_sample_and_method_adds_little(tmp_path):
+    sizes = {}
+    for n in (4, 12):
+        run = tmp_path / f"run{n}"
+        (run / "explanations").mkdir(parents=True)
+        shutil.copy(base_checkpoint(tmp_path), run / "checkpoint.pt")
+        for m, method in enumerate(("saliency", "gradcam", "integrated-gradients")):
+            explanation(method, n=n, seed=m).save(run / "explanations" / f"{method}.npz")
+        registry.get_renderer("html-report").render([], out_dir=run, run_dir=run)
+        sizes[n] = (run / "report.html").stat().st_size
+    per_pair = (sizes[12] - sizes[4]) / (8 * 3)
+    assert per_pair < 30_000, per_pair
+
+
+def base_checkpoint(tmp_path: Path) -> Path:
+    base = tmp_path / "base"
+    if not (base / "checkpoint.pt").is_file():
+        make_run(base, with_evaluation=False)
+    return base / "checkpoint.pt"
 
 
 def test_report_names_what_it_cannot_show(tmp_path):
@@ -117,10 +166,14 @@ def test_report_command_refuses_to_overwrite_without_force(report):
 
 @pytest.mark.browser
 def test_report_in_headless_chromium(report):
+    """Chromium drives the interactive report: switching method and sample redraws the series
+    and attribution from the embedded arrays, hovering shows a value, nothing is fetched and the
+    console stays clean."""
     if not shutil.which("chromium") and not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (make browser)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    requests = []
+    run = report.parent
+    requests, errors = [], []
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -128,34 +181,69 @@ def test_report_in_headless_chromium(report):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
             dialogs = []
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(report.as_uri())
             page.wait_for_load_state("load")
             sizes = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
-            assert sizes and all(w > 0 for w in sizes)
+            assert all(w > 0 for w in sizes)
+            page.wait_for_selector("#plot .main-svg")
 
-            def visible_panel():
-                return page.eval_on_selector_all(
-                    ".panel", "ps => ps.filter(p => !p.hidden).map(p => "
-                    "p.dataset.key + '/' + p.dataset.sample)")
+            def drawn():
+                """The plotted series and the first attribution strip, as the page holds them."""
+                return page.evaluate("""() => { const d = document.getElementById('plot').data;
+                    const strip = d.find(t => t.type === 'heatmap');
+                    return {series: d[0].y, strip: strip ? strip.z[0] : null,
+                            name: strip ? strip.name : null}; }""")
 
-            assert visible_panel() == ["compare/10"]
+            def expected(method, sid):
+                e = Explanation.load(run / "explanations" / f"{method}.npz")
+                i = int(np.flatnonzero(e.sample_ids == sid)[0])
+                return e.inputs[i, :, 0], e.attributions[i, :, 0]
+
+            first = drawn()  # the first method (attention) and the first sample (10)
+            x, a = expected("attention", 10)
+            assert first["name"] == "attention"
+            np.testing.assert_allclose(first["series"], x, atol=2e-3 * np.abs(x).max())
+            np.testing.assert_allclose(first["strip"], a, atol=2e-3 * np.abs(a).max())
             page.click('button[data-key="integrated-gradients"]')
-            assert visible_panel() == ["integrated-gradients/10"]
-            assert page.is_visible('.global[data-key="integrated-gradients"]')
-            assert not page.is_visible('.global[data-key="attention"]')
-            page.click('button[data-sample="11"]')
-            assert visible_panel() == ["integrated-gradients/11"]
-            page.click("#next")
-            assert visible_panel() == ["integrated-gradients/12"]
-            page.click('button[data-key="attention"]')
-            assert visible_panel() == ["attention/12"]
-            assert "attention" in page.inner_text("#view-status")
+            now = drawn()
+            x, a = expected("integrated-gradients", 10)
+            assert now["name"] == "integrated-gradients"
+            np.testing.assert_allclose(now["strip"], a, atol=2e-3 * np.abs(a).max())
+            page.click('button[data-sample="12"]')
+            now = drawn()
+            x, a = expected("integrated-gradients", 12)
+            np.testing.assert_allclose(now["series"], x, atol=2e-3 * np.abs(x).max())
+            np.testing.assert_allclose(now["strip"], a, atol=2e-3 * np.abs(a).max())
+            assert "integrated-gradients" in page.inner_text("#view-status")
+            assert "sample 12" in page.inner_text("#view-status")
             page.click("#prev")
+            assert "sample 11" in page.inner_text("#view-status")
+            # hover the series at time step 40: a label with that point's value appears
+            point = page.evaluate("""() => { const gd = document.getElementById('plot');
+                gd.scrollIntoView({block: 'center'});
+                const L = gd._fullLayout, box = gd.getBoundingClientRect();
+                return {x: box.left + L.xaxis._offset + L.xaxis.l2p(40),
+                        y: box.top + L.yaxis._offset + L.yaxis.l2p(gd.data[0].y[40])}; }""")
+            page.mouse.move(point["x"] - 5, point["y"])  # enter the plot, then reach the point
+            page.mouse.move(point["x"], point["y"], steps=3)
+            page.wait_for_selector(".hoverlayer .hovertext", timeout=5000)
+            label = page.evaluate(
+                "() => document.querySelector('.hoverlayer .hovertext').textContent")
+            x, _ = expected("integrated-gradients", 11)
+            t, value = re.search(r"t=(\d+): (\S+)", label).groups()
+            assert abs(int(t) - 40) <= 1, label  # the point under the mouse (or its neighbour)
+            assert float(value) == pytest.approx(x[int(t)], rel=2e-3, abs=1e-3), label
+            page.click('button[data-key="compare"]')
+            names = page.evaluate("""() => document.getElementById('plot').data
+                .filter(t => t.type === 'heatmap').map(t => t.name)""")
+            assert names == ["attention", "integrated-gradients"]
             (ROOT / "test-artifacts").mkdir(exist_ok=True)
             page.screenshot(path=str(ROOT / "test-artifacts" / "report.png"), full_page=True)
         finally:
             browser.close()
-    assert dialogs == []
+    assert dialogs == [] and errors == []
     assert [u for u in requests if not u.startswith(("data:", "file:"))] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from html import escape
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 GENERATOR = "xai-report"
 
@@ -51,48 +51,8 @@ button.wrong { border-color:#c0392b; }
 #view-status { margin:8px 0 0; font-weight:600; }
 .note { color:var(--muted); }
 pre { background:#f3f5f9; padding:10px; overflow:auto; font-size:13px; }
-.js .panel[hidden], .js .global[hidden], .js #empty[hidden] { display:none; }
+.plot { width:100%; min-height:200px; }
 """
-
-SCRIPT = """
-(function () {
-  document.documentElement.classList.add('js');
-  var tabs = Array.prototype.slice.call(document.querySelectorAll('button[data-key]'));
-  var samples = Array.prototype.slice.call(document.querySelectorAll('button[data-sample]'));
-  if (!tabs.length || !samples.length) { return; }
-  var state = {key: tabs[0].getAttribute('data-key'), sample: samples[0].getAttribute('data-sample')};
-  function show() {
-    var found = false;
-    document.querySelectorAll('.panel').forEach(function (p) {
-      var on = p.getAttribute('data-key') === state.key && p.getAttribute('data-sample') === state.sample;
-      p.hidden = !on; found = found || on;
-    });
-    document.querySelectorAll('.global').forEach(function (g) {
-      g.hidden = g.getAttribute('data-key') !== state.key;
-    });
-    document.getElementById('empty').hidden = found;
-    tabs.forEach(function (b) { b.setAttribute('aria-pressed', String(b.getAttribute('data-key') === state.key)); });
-    samples.forEach(function (b) { b.setAttribute('aria-pressed', String(b.getAttribute('data-sample') === state.sample)); });
-    var tab = tabs.filter(function (b) { return b.getAttribute('data-key') === state.key; })[0];
-    document.getElementById('view-status').textContent =
-      'Method: ' + tab.textContent + ' \\u00b7 sample ' + state.sample;
-  }
-  function step(delta) {
-    var ids = samples.map(function (b) { return b.getAttribute('data-sample'); });
-    var i = (ids.indexOf(state.sample) + delta + ids.length) % ids.length;
-    state.sample = ids[i]; show();
-  }
-  tabs.forEach(function (b) { b.addEventListener('click', function () { state.key = b.getAttribute('data-key'); show(); }); });
-  samples.forEach(function (b) { b.addEventListener('click', function () { state.sample = b.getAttribute('data-sample'); show(); }); });
-  document.getElementById('prev').addEventListener('click', function () { step(-1); });
-  document.getElementById('next').addEventListener('click', function () { step(1); });
-  document.addEventListener('keydown', function (ev) {
-    if (ev.key === 'ArrowLeft') { step(-1); } else if (ev.key === 'ArrowRight') { step(1); }
-  });
-  show();
-})();
-"""
-
 
 def esc(value: Any) -> str:
     """User text for element content and attribute values (quotes escaped too)."""
@@ -128,11 +88,14 @@ def _cell(value: Any) -> str:
     return f"<td>{esc(value)}</td>"
 
 
-def document(title: str, subtitle: str, sections: list[tuple[str, str, str]]) -> str:
-    """The whole page: ``sections`` are (anchor id, heading, inner HTML already escaped)."""
+def document(title: str, subtitle: str, sections: list[tuple[str, str, str]],
+             scripts: Sequence[str] = ()) -> str:
+    """The whole page: ``sections`` are (anchor id, heading, inner HTML already escaped);
+    ``scripts`` are JavaScript sources inlined at the end (nothing is fetched)."""
     nav = "".join(f'<a href="#{esc(anchor)}">{esc(heading)}</a>' for anchor, heading, _ in sections)
     body = "".join(f'<section id="{esc(anchor)}"><h2>{esc(heading)}</h2>{inner}</section>'
                    for anchor, heading, inner in sections)
+    code = "".join(f"<script>{source}</script>" for source in scripts)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta name="generator" content="{GENERATOR}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -140,4 +103,4 @@ def document(title: str, subtitle: str, sections: list[tuple[str, str, str]]) ->
             "img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
             f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p><nav>{nav}</nav></header>"
-            f"<main>{body}</main><script>{SCRIPT}</script></body></html>\n")
+            f"<main>{body}</main>{code}</body></html>\n")

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import csv
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
 from xaicore.plugin import XaiError, write_text
 
 from .dataset_view import dataset_section
+from .explorer import SCRIPT, explorer_section
 from .page import document, esc, image, table
-from .run_files import RunFiles, ensure_figures, read_run
+from .run_files import RunFiles, read_run
 
 REPORT = "report.html"
-WRONG = ' class="wrong"'
-KIND_ORDER = {"sample": 0, "misclassified": 1, "compare": 2, "sample-extra": 3}
 RUN_FIGURES = (("training_curves.png", "Training curves: loss and accuracy per epoch"),
                ("confusion_matrix.png", "Confusion matrix of the test split"))
 
@@ -23,23 +21,21 @@ RUN_FIGURES = (("training_curves.png", "Training curves: loss and accuracy per e
 class HtmlReport:
     """``render([], out_dir=RUN, run_dir=RUN)`` writes ``RUN/report.html`` (or ``out=FILE``).
 
-    Explanation figures missing from ``RUN/explanations/figures`` are drawn first by the
-    sample-plots and global-plots renderers (option ``formats``, default png: what the page
-    embeds; `xai figures` draws other formats). Streamed
+    Saved explanations are drawn in the browser from their arrays (``explorer.py``); streamed
     results (``.zarr`` stores) get a dataset view from their summaries; option ``samples``
     ("0:8,misclassified") draws those samples of each store one by one.
     """
 
     name = "html-report"
     stage = None  # on demand: xai report
-    description = "One self-contained HTML file: model card, explanations, evaluation"
+    description = "One self-contained HTML file: model card, interactive explanations, evaluation"
 
     def render(self, explanations: Sequence[Any], out_dir: Path, *, run_dir: Path | None = None,
-               out: Path | None = None, formats: Any = ("png",), samples: str | None = None,
+               out: Path | None = None, samples: str | None = None,
                **options: Any) -> list[Path]:
+        from plotly.offline import get_plotlyjs
+
         run = read_run(Path(run_dir if run_dir is not None else out_dir))
-        formats = [formats] if isinstance(formats, str) else list(formats)
-        ensure_figures(run, formats if "png" in formats else ["png", *formats])
         path = Path(out) if out is not None else Path(out_dir) / REPORT
         sections = [("model", "Model card", model_card(run)),
                     ("explanations", "Explanations", explanations_section(run))]
@@ -49,7 +45,8 @@ class HtmlReport:
         sections.append(("evaluation", "Evaluation", evaluation_section(run.run_dir)))
         ckpt = run.checkpoint
         title = f"xai report: {ckpt['model']} on {dataset_name(ckpt)}"
-        html = document(title, f"run directory {run.run_dir.resolve()}", sections)
+        scripts = [get_plotlyjs(), SCRIPT] if run.explanations else []
+        html = document(title, f"run directory {run.run_dir.resolve()}", sections, scripts)
         write_text(path, html)
         return [path]
 
@@ -101,49 +98,13 @@ def model_card(run: RunFiles) -> str:
 def explanations_section(run: RunFiles) -> str:
     notes = "".join(f'<p class="note">{esc(name)} could not be read: {esc(msg)}</p>'
                     for name, msg in run.unreadable.items())
-    if not run.figures:
+    if not run.explanations:
         if run.stores:
             return notes + ('<p class="note">Only streamed results in this run: see the dataset '
                             "view.</p>")
         return notes + ('<p class="note">No explanations in this run yet: write them with '
                         "<code>xai explain --run DIR --method all</code>.</p>")
-    per_sample: dict[tuple[str, int], list[tuple[str, dict]]] = defaultdict(list)
-    global_figs: dict[str, list[tuple[str, dict]]] = defaultdict(list)
-    for stem, entry in sorted(run.figures.items()):
-        if entry.get("sample_id") is None:
-            global_figs[entry["key"]].append((stem, entry))
-        else:
-            per_sample[(entry["key"], int(entry["sample_id"]))].append((stem, entry))
-    keys = sorted({k for k, _ in per_sample} | set(global_figs),
-                  key=lambda k: (not k.startswith("compare"), k))
-    sample_ids = sorted({s for _, s in per_sample})
-    info = _sample_info(run)
-    tabs = "".join(f'<button type="button" data-key="{esc(k)}">{esc(_tab_label(k, run))}</button>'
-                   for k in keys)
-    buttons = "".join(
-        f'<button type="button" data-sample="{s}" title="{esc(info.get(s, ("", False))[0])}"'
-        f'{WRONG if info.get(s, ("", False))[1] else ""}>{s}</button>' for s in sample_ids)
-    toolbar = (f'<div class="toolbars"><div class="toolbar"><span class="label">Method</span>{tabs}'
-               f'</div><div class="toolbar"><span class="label">Sample</span>'
-               f'<button type="button" id="prev" title="previous sample (left arrow)">&larr;</button>'
-               f'{buttons}<button type="button" id="next" title="next sample (right arrow)">&rarr;'
-               f'</button></div><p id="view-status"></p></div>')
-    panels = []
-    for (key, sid), figs in sorted(per_sample.items()):
-        figs.sort(key=lambda item: (KIND_ORDER.get(item[1]["kind"], 9), item[0]))
-        body = "".join(image(run.figures_dir / f"{stem}.png", entry.get("caption", ""))
-                       for stem, entry in figs)
-        panels.append(f'<div class="panel" data-key="{esc(key)}" data-sample="{sid}">'
-                      f'<p>{esc(info.get(sid, ("", False))[0])}</p>{body}</div>')
-    empty = ('<p id="empty" class="note" hidden>This method has no figure for this sample '
-             "(it explained other samples).</p>")
-    globals_html = "".join(
-        f'<div class="global" data-key="{esc(key)}"><h3>{esc(_tab_label(key, run))}: over all '
-        f'samples</h3><div class="grid">'
-        + "".join(image(run.figures_dir / f"{stem}.png", entry.get("caption", ""))
-                  for stem, entry in figs) + "</div></div>"
-        for key, figs in sorted(global_figs.items()))
-    return notes + toolbar + empty + "".join(panels) + globals_html
+    return notes + explorer_section(run.explanations)
 
 
 def evaluation_section(run_dir: Path) -> str:
@@ -164,31 +125,6 @@ def evaluation_section(run_dir: Path) -> str:
     if figures:
         parts.append(f'<div class="grid half">{"".join(figures)}</div>')
     return "".join(parts)
-
-
-def _sample_info(run: RunFiles) -> dict[int, tuple[str, bool]]:
-    """Per sample id: "predicted X (0.97), true Y" and whether it is misclassified."""
-    info: dict[int, tuple[str, bool]] = {}
-    for e in run.explanations:
-        for i, sid in enumerate(e.sample_ids.tolist()):
-            if sid in info:
-                continue
-            pred, label = int(e.predictions[i]), int(e.labels[i])
-            text = f"sample {sid}: predicted {e.class_names[pred]} ({e.probabilities[i, pred]:.2f})"
-            if label >= 0:
-                text += f", true {e.class_names[label]}" + ("" if label == pred else
-                                                            " (misclassified)")
-            info[sid] = (text, label >= 0 and label != pred)
-    return info
-
-
-def _tab_label(key: str, run: RunFiles) -> str:
-    """The method name of a figure folder, with the explained class kind when not "predicted"."""
-    if key.startswith("compare"):
-        return "all methods" + (" (true class)" if key.endswith("-true") else "")
-    method = next(e["method"] for e in run.figures.values() if e["key"] == key)
-    kind = next((k for k in ("true", "chosen") if key.endswith(f"-{k}")), None)
-    return f"{method} ({kind} class)" if kind else method
 
 
 def _fmt(value: float) -> str:

@@ -1,4 +1,4 @@
-"""What a run directory holds, read for the report: model card, explanations, figures, evaluation."""
+"""What a run directory holds, read for the report: model card, explanations, stores."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ from pathlib import Path
 
 from xaicore.plugin import (CHECKPOINT, Explanation, StoredExplanation, XaiError, is_store,
                             load_checkpoint)
-
-FIGURES = Path("explanations") / "figures"
-MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -23,11 +20,6 @@ class RunFiles:
     explanations: list[Explanation] = field(default_factory=list)
     stores: list[StoredExplanation] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
-    figures: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def figures_dir(self) -> Path:
-        return self.run_dir / FIGURES
 
 
 def read_run(run_dir: Path) -> RunFiles:
@@ -59,35 +51,3 @@ def read_run(run_dir: Path) -> RunFiles:
         except XaiError as exc:
             run.unreadable[str(path.relative_to(run_dir))] = str(exc)
     return run
-
-
-def ensure_figures(run: RunFiles, formats) -> None:
-    """Render explanation figures that are missing or older than their explanation files."""
-    manifest = run.figures_dir / MANIFEST
-    npz_times = [p.stat().st_mtime for p in (run.run_dir / "explanations").glob("*.npz")]
-    figures = _read_manifest(manifest)
-    covered = {entry["method"] for entry in figures.values()}
-    stale = (not manifest.is_file() or any(t > manifest.stat().st_mtime for t in npz_times)
-             or any(e.method not in covered for e in run.explanations))
-    if run.explanations and stale:
-        import click
-
-        from xaicore.plugin import render_stage
-
-        for warning in render_stage("explanations", run.explanations, run.figures_dir,
-                                    formats=formats)[1]:
-            click.echo(f"warning: {warning}", err=True)
-        figures = _read_manifest(manifest)
-    methods = {e.method for e in run.explanations} | {"all"}
-    run.figures = {stem: entry for stem, entry in figures.items()
-                   if entry.get("method") in methods
-                   and (run.figures_dir / f"{stem}.png").is_file()}
-
-
-def _read_manifest(path: Path) -> dict[str, dict]:
-    if not path.is_file():
-        return {}
-    try:
-        return dict(json.loads(path.read_text()).get("figures", {}))
-    except (json.JSONDecodeError, AttributeError, TypeError):
-        return {}

@@ -1,0 +1,219 @@
+"""The report's explanation explorer: every saved explanation's arrays embedded once, compactly
+(float16 after scaling each sample to its largest magnitude: about 3 significant digits, which the
+eye cannot tell from the original), and drawn in the browser by Plotly's JavaScript bundled
+inline from the ``plotly`` Python package: zoom, hover values, method / sample switching, all
+methods side by side, and each method's importance over time and features."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import numpy as np
+
+from xaicore.plugin import Explanation
+
+from .page import esc
+
+#: The figure folder key of an explanation: its method, plus the explained class kind.
+KIND_SUFFIX = {"predicted": "", "true": "-true", "chosen": "-chosen"}
+
+
+def packed(values: np.ndarray) -> tuple[str, float]:
+    """``values`` as base64 of little-endian float16 after dividing by their largest magnitude,
+    and that scale (0 for all zeros)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    scale = float(np.abs(finite).max()) if finite.size else 0.0
+    scaled = values / scale if scale > 0 else np.zeros_like(values)
+    return base64.b64encode(scaled.astype("<f2").tobytes()).decode("ascii"), scale
+
+
+def target_kind(e: Explanation) -> str:
+    if np.array_equal(e.targets, e.predictions):
+        return "predicted"
+    if (e.labels >= 0).all() and np.array_equal(e.targets, e.labels):
+        return "true"
+    return "chosen"
+
+
+def explorer_data(explanations: list[Explanation]) -> dict[str, Any]:
+    """What the page draws: the series of every explained sample once, and per explanation its
+    attributions and predictions."""
+    first = explanations[0]
+    series: dict[str, Any] = {}
+    views = []
+    for e in sorted(explanations, key=lambda e: (target_kind(e) != "predicted", e.method)):
+        kind = target_kind(e)
+        view = {"key": e.method + KIND_SUFFIX[kind], "method": e.method, "kind": kind,
+                "samples": [int(s) for s in e.sample_ids], "attr": [], "scale": [],
+                "prediction": e.predictions.tolist(), "target": e.targets.tolist(),
+                "label": e.labels.tolist(),
+                "probability": [float(e.probabilities[i, p]) for i, p in
+                                enumerate(e.predictions)]}
+        for i, sid in enumerate(view["samples"]):
+            data, scale = packed(e.attributions[i])
+            view["attr"].append(data)
+            view["scale"].append(scale)
+            if str(sid) not in series:
+                x, x_scale = packed(e.inputs[i])
+                series[str(sid)] = {"data": x, "scale": x_scale}
+        views.append(view)
+    return {"classes": [str(c) for c in first.class_names],
+            "features": [str(f) for f in first.feature_names],
+            "length": int(first.attributions.shape[1]), "series": series, "views": views}
+
+
+def explorer_section(explanations: list[Explanation]) -> str:
+    """The toolbar, the two plot areas and the embedded data."""
+    data = explorer_data(explanations)
+    keys = [(v["key"], v["method"] + ("" if v["kind"] == "predicted" else f" ({v['kind']} class)"))
+            for v in data["views"]]
+    samples = sorted({s for v in data["views"] for s in v["samples"]})
+    wrong = {s for v in data["views"] for s, p, t in zip(v["samples"], v["prediction"],
+                                                           v["label"]) if t >= 0 and p != t}
+    tabs = "".join(f'<button type="button" data-key="{esc(k)}">{esc(label)}</button>'
+                   for k, label in keys)
+    if len(keys) > 1:
+        tabs += '<button type="button" data-key="compare">all methods</button>'
+    marked = ' class="wrong" title="misclassified"'
+    buttons = "".join(f'<button type="button" data-sample="{s}"{marked if s in wrong else ""}>'
+                      f"{s}</button>" for s in samples)
+    payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
+    return (f'<div class="toolbars"><div class="toolbar"><span class="label">Method</span>{tabs}'
+            f'</div><div class="toolbar"><span class="label">Sample</span>'
+            f'<button type="button" id="prev" title="previous sample (left arrow)">&larr;</button>'
+            f'{buttons}<button type="button" id="next" title="next sample (right arrow)">&rarr;'
+            f'</button></div><p id="view-status"></p></div>'
+            '<div id="plot" class="plot"></div>'
+            '<p class="note">Drag to zoom, double-click to reset, hover for values. '
+            "Misclassified samples have a red outline.</p>"
+            '<h3 id="global-title">Over all explained samples</h3><div id="global" class="plot">'
+            f'</div><script type="application/json" id="xai-data">{payload}</script>')
+
+
+SCRIPT = r"""
+(function () {
+  var holder = document.getElementById('xai-data');
+  if (!holder || !window.Plotly) { return; }
+  var D = JSON.parse(holder.textContent);
+  var F = D.features.length, T = D.length;
+  function unpack(b64, scale) {
+    var bin = atob(b64), n = bin.length / 2, out = new Float64Array(n);
+    for (var i = 0; i < n; i++) {
+      var h = bin.charCodeAt(2 * i) | (bin.charCodeAt(2 * i + 1) << 8);
+      var s = (h & 0x8000) ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
+      var v = e === 0 ? s * Math.pow(2, -14) * (f / 1024)
+            : e === 31 ? (f ? NaN : s * Infinity) : s * Math.pow(2, e - 15) * (1 + f / 1024);
+      out[i] = v * scale;
+    }
+    return out;
+  }
+  function column(flat, f) { var c = []; for (var t = 0; t < T; t++) { c.push(flat[t * F + f]); } return c; }
+  function rows(flat) { var z = []; for (var f = 0; f < F; f++) { z.push(column(flat, f)); } return z; }
+  var views = {}; D.views.forEach(function (v) { views[v.key] = v; });
+  function attr(v, sid) { var i = v.samples.indexOf(Number(sid)); return i < 0 ? null : unpack(v.attr[i], v.scale[i]); }
+  function series(sid) { var s = D.series[sid]; return unpack(s.data, s.scale); }
+  function colors(a) {
+    var lo = Infinity, hi = -Infinity;
+    a.forEach(function (x) { if (x < lo) { lo = x; } if (x > hi) { hi = x; } });
+    if (lo < 0) { var m = Math.max(-lo, hi, 1e-30); return {colorscale: 'RdBu', reversescale: true, zmin: -m, zmax: m}; }
+    return {colorscale: 'Reds', zmin: lo, zmax: Math.max(hi, lo + 1e-30)};
+  }
+  var steps = []; for (var t = 0; t < T; t++) { steps.push(t); }
+  function seriesTraces(x) {
+    var traces = [];
+    for (var f = 0; f < F; f++) {
+      traces.push({x: steps, y: column(x, f), type: 'scatter', mode: 'lines', name: D.features[f],
+                   xaxis: 'x', yaxis: 'y', line: {width: 1.6},
+                   hovertemplate: D.features[f] + ' t=%{x}: %{y:.4g}<extra></extra>'});
+    }
+    return traces;
+  }
+  function strip(a, axis, name, single) {
+    var c = colors(a);
+    return {z: rows(a), x: steps, y: D.features, type: 'heatmap', xaxis: 'x', yaxis: axis,
+            colorscale: c.colorscale, reversescale: !!c.reversescale, zmin: c.zmin, zmax: c.zmax,
+            showscale: axis === 'y2' && single, colorbar: {title: {text: 'attribution'}, len: 0.45, y: 0.2},
+            name: name, hovertemplate: name + ' %{y} t=%{x}: %{z:.4g}<extra></extra>'};
+  }
+  function caption(v, i) {
+    var p = v.prediction[i], t = v.label[i], text = 'sample ' + v.samples[i] + ': predicted ' +
+      D.classes[p] + ' (' + v.probability[i].toFixed(2) + ')';
+    if (t >= 0) { text += ', true ' + D.classes[t] + (t === p ? '' : ' (misclassified)'); }
+    if (v.target[i] !== p) { text += ', explaining ' + D.classes[v.target[i]]; }
+    return text;
+  }
+  var tabs = Array.prototype.slice.call(document.querySelectorAll('button[data-key]'));
+  var buttons = Array.prototype.slice.call(document.querySelectorAll('button[data-sample]'));
+  if (!tabs.length || !buttons.length) { return; }
+  var state = {key: tabs[0].getAttribute('data-key'), sample: buttons[0].getAttribute('data-sample')};
+  var config = {responsive: true, displaylogo: false, scrollZoom: false};
+  function drawSample() {
+    var x = series(state.sample), traces = seriesTraces(x), status = '';
+    var shown = state.key === 'compare' ? D.views.filter(function (v) { return v.kind === 'predicted'; })
+                                        : [views[state.key]];
+    var drawn = shown.filter(function (v) { return v.samples.indexOf(Number(state.sample)) >= 0; });
+    var n = drawn.length, layout = {height: 260 + 90 * Math.max(n, 1) * Math.max(1, F / 3),
+      margin: {l: 70, r: 30, t: 30, b: 40}, showlegend: F > 1 && F <= 8, hovermode: 'closest',
+      xaxis: {title: {text: 'time step'}, anchor: 'y' + (n ? n + 1 : '')}};
+    var top = n ? 0.55 : 0;
+    layout.yaxis = {domain: [top + 0.02, 1], title: {text: 'value'}};
+    drawn.forEach(function (v, k) {
+      var a = attr(v, state.sample), axis = 'y' + (k + 2), height = top / n;
+      traces.push(strip(a, axis, v.method, n === 1));
+      layout['yaxis' + (k + 2)] = {domain: [top - (k + 1) * height + 0.01, top - k * height - 0.01],
+                                   title: {text: v.method, font: {size: 11}}, showticklabels: F > 1};
+    });
+    if (drawn.length) { status = caption(drawn[0], drawn[0].samples.indexOf(Number(state.sample))); }
+    else { status = 'this method did not explain sample ' + state.sample; }
+    if (n > 1) { status += ' \u00b7 each method coloured on its own scale (hover for values)'; }
+    Plotly.react('plot', traces, layout, config);
+    var label = state.key === 'compare' ? 'all methods' : tabs.filter(function (b) { return b.getAttribute('data-key') === state.key; })[0].textContent;
+    document.getElementById('view-status').textContent = 'Method: ' + label + ' \u00b7 ' + status;
+  }
+  function drawGlobal() {
+    var shown = state.key === 'compare' ? D.views.filter(function (v) { return v.kind === 'predicted'; }) : [views[state.key]];
+    var traces = [];
+    shown.forEach(function (v) {
+      var time = new Float64Array(T), feat = new Float64Array(F);
+      v.samples.forEach(function (sid, i) {
+        var a = unpack(v.attr[i], v.scale[i]), total = 0;
+        for (var j = 0; j < a.length; j++) { total += Math.abs(a[j]); }
+        total = total || 1;
+        for (var t = 0; t < T; t++) { for (var f = 0; f < F; f++) {
+          var m = Math.abs(a[t * F + f]) / total / v.samples.length; time[t] += m; feat[f] += m; } }
+      });
+      traces.push({x: steps, y: Array.from(time), type: 'scatter', mode: 'lines', name: v.method,
+                   hovertemplate: v.method + ' t=%{x}: %{y:.3g}<extra></extra>'});
+      if (F > 1) { traces.push({x: D.features, y: Array.from(feat), type: 'bar', name: v.method + ' (features)',
+                                xaxis: 'x2', yaxis: 'y2', hovertemplate: v.method + ' %{x}: %{y:.3g}<extra></extra>'}); }
+    });
+    var layout = {height: 300, margin: {l: 70, r: 30, t: 20, b: 40}, hovermode: 'closest',
+                  xaxis: {title: {text: 'time step'}, domain: F > 1 ? [0, 0.68] : [0, 1]},
+                  yaxis: {title: {text: 'share of |attribution|'}}};
+    if (F > 1) { layout.xaxis2 = {domain: [0.75, 1], anchor: 'y2'}; layout.yaxis2 = {anchor: 'x2'}; }
+    Plotly.react('global', traces, layout, config);
+  }
+  function show() {
+    tabs.forEach(function (b) { b.setAttribute('aria-pressed', String(b.getAttribute('data-key') === state.key)); });
+    buttons.forEach(function (b) { b.setAttribute('aria-pressed', String(b.getAttribute('data-sample') === state.sample)); });
+    drawSample(); drawGlobal();
+  }
+  function step(delta) {
+    var ids = buttons.map(function (b) { return b.getAttribute('data-sample'); });
+    state.sample = ids[(ids.indexOf(state.sample) + delta + ids.length) % ids.length]; show();
+  }
+  tabs.forEach(function (b) { b.addEventListener('click', function () { state.key = b.getAttribute('data-key'); show(); }); });
+  buttons.forEach(function (b) { b.addEventListener('click', function () { state.sample = b.getAttribute('data-sample'); show(); }); });
+  document.getElementById('prev').addEventListener('click', function () { step(-1); });
+  document.getElementById('next').addEventListener('click', function () { step(1); });
+  document.addEventListener('keydown', function (ev) {
+    if (ev.target && ev.target.tagName === 'INPUT') { return; }
+    if (ev.key === 'ArrowLeft') { step(-1); } else if (ev.key === 'ArrowRight') { step(1); }
+  });
+  window.xaiReport = {state: state, show: show, unpack: unpack, data: D};
+  show();
+})();
+"""
