@@ -254,6 +254,23 @@ def _describe(value: Any) -> str:
 
 def model_from_checkpoint(ckpt: dict, device: Any = None) -> LoadedModel:
     """Rebuild the network named in the checkpoint and load its weights."""
+    if ckpt["model"] == "imported":  # a model brought in with xai import
+        from .importing import build
+
+        spec = ckpt.get("import")
+        if not (isinstance(spec, dict) and all(isinstance(spec.get(k), str)
+                                               for k in ("file", "attr", "sha256", "layout"))
+                and (spec.get("output") is None or type(spec.get("output")) is int)):
+            raise XaiError("the checkpoint of an imported model lacks its 'import' entry (file, "
+                           "attr, sha256, layout)")
+        network = build(spec, ckpt["hyperparameters"])
+        model = LoadedModel(network, name="imported", class_names=ckpt["class_names"],
+                            feature_names=ckpt["feature_names"], seq_len=ckpt["seq_len"],
+                            hyperparameters=ckpt["hyperparameters"],
+                            gradcam_layer=spec.get("gradcam_layer"),
+                            dataset=(ckpt.get("dataset") or {}).get("name", ""))
+        load_weights(model.module, ckpt["state_dict"], spec["attr"])
+        return model.to(resolve_device(device))
     cls = registry.get_model(ckpt["model"])
     try:
         network = cls(len(ckpt["feature_names"]), ckpt["seq_len"], len(ckpt["class_names"]),

@@ -289,7 +289,7 @@ def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict,
     }
     torch.save(checkpoint, run_dir / CHECKPOINT)
     _write_csv(run_dir / "history.csv", history)
-    _write_predictions(run_dir / "test_predictions.csv", dataset, predicted, probs)
+    write_predictions(run_dir / "test_predictions.csv", dataset, predicted, probs)
     report = classification_report(dataset.test.y, predicted, dataset.class_names)
     (run_dir / "classification_report.json").write_text(json.dumps(report, indent=2) + "\n")
     (run_dir / "classification_report.txt").write_text(report_text(report))
@@ -364,7 +364,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def _write_predictions(path: Path, dataset: Dataset, predicted: np.ndarray,
+def write_predictions(path: Path, dataset: Dataset, predicted: np.ndarray,
                        probs: np.ndarray) -> None:
     from .predicting import probability_cells, probability_columns
 

@@ -92,4 +92,43 @@ def predict_cmd(run, input_path, out, force):
     click.echo(f"predictions -> {predict(run, input_path, out, force=force)}")
 
 
-COMMANDS.extend([train_cmd, predict_cmd])
+@click.command("import")
+@click.option("--module", "target", required=True,
+              help="Your network class: MODULE:CLASS (importable from here) or FILE.py:CLASS.")
+@click.option("--weights", required=True, type=click.Path(path_type=Path),
+              help="Its trained weights: a file torch.save(net.state_dict(), ...) wrote "
+                   "(read with weights_only=True).")
+@click.option("--params", default=None,
+              help="Keyword arguments the class is built with, as JSON (default: the "
+                   "'hyperparameters' saved with the weights, else none).")
+@click.option("--output", type=click.IntRange(0, 100),
+              help="When forward returns a tuple (logits, attention, ...): the logits' position.")
+@click.option("--data", "dataset", required=True,
+              help="The data it classifies: a registered dataset (GunPoint, ...) or a .csv/.npz "
+                   "file, its class order being the model's output order.")
+@click.option("--test", type=click.Path(path_type=Path), help="Test file for a .csv/.npz dataset.")
+@click.option("--layout", default="NTF", show_default=True,
+              type=click.Choice(["NTF", "NCT", "NT"]),
+              help="The model's input layout: [batch, time, feature], [batch, channel, time] or "
+                   "[batch, time] (one feature).")
+@click.option("--gradcam-layer", help="Name of the convolution layer Grad-CAM reads, as in "
+              "net.named_modules() (e.g. conv3).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
+@click.option("--force", is_flag=True, help="Replace a run directory xai wrote before.")
+def import_cmd(target, weights, params, output, dataset, test, layout, gradcam_layer, out, force):
+    """Make a model you trained yourself a run that explain, evaluate and report accept."""
+    from ..datasets import dataset_spec
+    from ..importing import import_model
+
+    try:
+        kwargs = None if params is None else json.loads(params)
+    except json.JSONDecodeError as exc:
+        raise XaiError(f"--params is not valid JSON: {exc}") from None
+    metrics = import_model(target, weights, kwargs, dataset_spec(dataset, test=test), out,
+                           layout=layout, gradcam_layer=gradcam_layer, output=output,
+                           force=force)
+    click.echo(f"imported {target}: test accuracy {metrics['test_accuracy']:.4f} on "
+               f"{metrics['dataset']} -> {out}")
+
+
+COMMANDS.extend([train_cmd, predict_cmd, import_cmd])

@@ -1,0 +1,148 @@
+"""`xai import`: a model trained outside xai becomes a run that explain and report accept."""
+
+import shutil
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import xaicore
+from xaicore.cli import cli
+from xaicore.explanation import Explanation
+
+NET = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        """The CAM tutorial's Conv1d network: input [batch, channel, time]."""
+
+        def __init__(self, channels=8, n_classes=2):
+            super().__init__()
+            self.conv1 = nn.Conv1d(1, channels, 7, padding=3)
+            self.conv2 = nn.Conv1d(channels, channels, 5, padding=2)
+            self.fc = nn.Linear(channels, n_classes)
+
+        def forward(self, x):
+            h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+            return self.fc(h.mean(2))
+
+
+    class TupleNet(Net):
+        """Returns (logits, feature maps), as the seed script's hybrid returns (logits, attention)."""
+
+        def forward(self, x):
+            h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+            return self.fc(h.mean(2)), h
+
+
+    class NotANetwork:
+        pass
+''')
+
+
+def xai(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def own_model(tmp_path_factory):
+    """A Conv1d net trained by hand on GunPoint in its own [batch, channel, time] layout."""
+    root = tmp_path_factory.mktemp("own")
+    (root / "mynet.py").write_text(NET)
+    namespace: dict = {}
+    exec(compile(NET, str(root / "mynet.py"), "exec"), namespace)
+    data = xaicore.load_dataset("GunPoint")
+    torch.manual_seed(0)
+    net = namespace["Net"]()
+    optimizer = torch.optim.Adam(net.parameters(), 0.01)
+    X, y = torch.from_numpy(data.train.X).transpose(1, 2), torch.from_numpy(data.train.y)
+    for _ in range(60):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(X), y).backward()
+        optimizer.step()
+    torch.save(net.state_dict(), root / "net.pt")
+    with torch.no_grad():
+        own = net(torch.from_numpy(data.test.X).transpose(1, 2)).argmax(1).numpy()
+    return root, net, float(np.mean(own == data.test.y))
+
+
+def imported(root, out, *extra):
+    return xai("import", "--module", root / "mynet.py:Net", "--weights", root / "net.pt",
+               "--params", '{"channels": 8}', "--data", "GunPoint", "--layout", "NCT",
+               "--gradcam-layer", "conv2", "--out", out, *extra)
+
+
+def test_an_imported_model_explains_like_the_original(own_model, tmp_path):
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    root, net, accuracy = own_model
+    result = imported(root, tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert f"test accuracy {accuracy:.4f}" in result.output  # the same predictions as the net's
+    run = tmp_path / "run"
+    assert xai("explain", "--run", run, "--method", "gradcam", "--samples", "0:6").exit_code == 0
+    e = Explanation.load(run / "explanations" / "gradcam.npz")
+    # Grad-CAM of the imported run equals captum's LayerGradCam on the same layer of the net
+    x = torch.from_numpy(e.inputs).transpose(1, 2)
+    cam = LayerGradCam(net, net.conv2).attribute(x, target=torch.from_numpy(e.targets),
+                                                 relu_attributions=True)
+    cam = LayerAttribution.interpolate(cam, (x.shape[2],), "linear")[:, 0].detach().numpy()
+    np.testing.assert_allclose(e.attributions[:, :, 0], cam, rtol=1e-4, atol=1e-6)
+    assert xai("report", "--run", run).exit_code == 0
+    result = imported(root, tmp_path / "run")
+    assert result.exit_code == 1 and "--force" in result.output  # never replaced silently
+
+
+def test_imported_code_that_changed_is_not_run(own_model, tmp_path):
+    root, _, _ = own_model
+    code = tmp_path / "code"
+    shutil.copytree(root, code)
+    assert imported(code, tmp_path / "run").exit_code == 0
+    (code / "mynet.py").write_text(NET + "\nprint('changed')\n")
+    result = xai("explain", "--run", tmp_path / "run", "--method", "saliency", "--samples", "0:2")
+    assert result.exit_code == 1 and "changed since the model was imported" in result.output
+
+
+def test_bad_imports_are_one_line_errors(own_model, tmp_path):
+    root, net, _ = own_model
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "whole.pt")  # a pickled module, not weights
+    torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "wrong.pt")
+    cases = [
+        (["--weights", tmp_path / "whole.pt"], "weights_only=True refuses pickled code"),
+        (["--weights", tmp_path / "wrong.pt"], "conv2.weight"),
+        (["--module", root / "mynet.py:NotANetwork"], "has no torch.nn.Module class"),
+        (["--module", "nowhere_at_all:Net"], "cannot find module 'nowhere_at_all'"),
+        (["--gradcam-layer", "conv9"], "has no layer 'net.conv9'"),
+        (["--params", "{channels: 8}"], "--params is not valid JSON"),
+    ]
+    base = {"--module": root / "mynet.py:Net", "--weights": root / "net.pt",
+            "--params": '{"channels": 8}', "--gradcam-layer": "conv2"}
+    for override, message in cases:
+        options = {**base, override[0]: override[1]}
+        args = [a for pair in options.items() for a in pair]
+        result = xai("import", *args, "--data", "GunPoint", "--layout", "NCT", "--out",
+                     tmp_path / "bad")
+        assert result.exit_code == 1 and message in result.output, (override, result.output)
+        assert "Traceback" not in result.output and not (tmp_path / "bad").exists()
+
+
+def test_a_seed_style_checkpoint_and_tuple_output(own_model, tmp_path):
+    """The seed script saves {'hyperparameters': ..., 'model_state_dict': ...} and its network
+    returns (logits, attention): the hyperparameters the class takes are read from the file and
+    --output names the logits."""
+    root, net, accuracy = own_model
+    torch.save({"hyperparameters": {"channels": 8, "feature_names": ["value"]},
+                "model_state_dict": net.state_dict(), "epoch": 60}, tmp_path / "ckpt.pth")
+    base = ["import", "--module", root / "mynet.py:TupleNet", "--weights", tmp_path / "ckpt.pth",
+            "--data", "GunPoint", "--layout", "NCT"]
+    result = xai(*base, "--out", tmp_path / "a")
+    assert result.exit_code == 1 and "name the logits' position with --output" in result.output
+    result = xai(*base, "--output", "0", "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    assert f"test accuracy {accuracy:.4f}" in result.output
+    assert xai("explain", "--run", tmp_path / "b", "--method", "integrated-gradients",
+               "--samples", "0:3").exit_code == 0

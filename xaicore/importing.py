@@ -1,0 +1,210 @@
+"""A model the user trained elsewhere, made into a run directory (``xai import``).
+
+The user names their own code (``mypkg.models:Net`` or ``path/to/models.py:Net``), the keyword
+arguments it is built with and a weights file (read with ``weights_only=True``); xai builds it,
+loads the weights, adapts its input layout once (``NTF`` = ``[batch, time, feature]``, ``NCT`` =
+``[batch, channel, time]``, ``NT`` = ``[batch, time]``), checks it on the test split and writes a
+run that ``xai explain``, ``evaluate`` and ``report`` accept. Loading the run later imports the
+same code again, and only while its file is byte for byte the one imported (its sha256 is in the
+checkpoint): a run directory cannot make xai run code the user did not choose.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import XaiError
+from .files import file_digest, temp_sibling
+
+IMPORTED = "imported"
+LAYOUTS = ("NTF", "NCT", "NT")
+
+
+class LayoutAdapter(nn.Module):
+    """xai's ``[batch, time, feature]`` in, the user's network in its own layout."""
+
+    def __init__(self, net: nn.Module, layout: str, output: int | None = None) -> None:
+        super().__init__()
+        if layout not in LAYOUTS:
+            raise XaiError(f"--layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+        self.net, self.layout, self.output = net, layout, output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layout == "NCT":
+            x = x.transpose(1, 2)
+        elif self.layout == "NT":
+            x = x[..., 0]
+        out = self.net(x)
+        if self.output is not None:  # a network returning (logits, attention, ...)
+            if not isinstance(out, (tuple, list)):
+                raise XaiError(f"--output {self.output} picks from a tuple, but the network "
+                               f"returns a {type(out).__name__}")
+            out = out[self.output]
+        elif isinstance(out, (tuple, list)):
+            raise XaiError(f"the network returns a {type(out).__name__} of {len(out)}; name the "
+                           f"logits' position with --output (e.g. --output 0)")
+        return out
+
+
+def code_file(target: str) -> tuple[Path, str]:
+    """The Python file and attribute of ``module.path:Name`` or ``file.py:Name``."""
+    where, sep, attr = target.rpartition(":")
+    if not sep or not where or not attr.isidentifier():
+        raise XaiError(f"--module takes MODULE:CLASS or FILE.py:CLASS, not {target!r}")
+    if where.endswith(".py"):
+        path = Path(where).expanduser().resolve()
+        if not path.is_file():
+            raise XaiError(f"no Python file at {path}")
+        return path, attr
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        spec = importlib.util.find_spec(where)
+    except (ImportError, ValueError) as exc:
+        raise XaiError(f"cannot find module {where!r}: {exc}") from None
+    finally:
+        sys.path.remove(str(Path.cwd()))
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise XaiError(f"cannot find module {where!r} (run from the folder that holds it, or "
+                       f"name its file: path/to/{where.split('.')[-1]}.py:{attr})")
+    return Path(spec.origin).resolve(), attr
+
+
+def network_class(path: Path, attr: str) -> type:
+    """Import the user's file and return its ``nn.Module`` subclass ``attr``."""
+    name = f"xai_imported_{file_digest(path)[:12]}"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.parent))  # the file's own imports of its neighbours
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - the user's code
+            raise XaiError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+        finally:
+            sys.path.remove(str(path.parent))
+        sys.modules[name] = module
+    cls = getattr(module, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise XaiError(f"{path} has no torch.nn.Module class {attr!r}")
+    return cls
+
+
+def build(spec: dict, params: dict) -> LayoutAdapter:
+    """The network a checkpoint's ``import`` entry names, refused when its file changed."""
+    path = Path(spec["file"])
+    if not path.is_file():
+        raise XaiError(f"the model code of this run, {path}, is gone; import the model again")
+    if file_digest(path) != spec["sha256"]:
+        raise XaiError(f"{path} changed since the model was imported (its sha256 differs); "
+                       f"xai only runs the code you imported: run xai import again")
+    cls = network_class(path, spec["attr"])
+    try:
+        net = cls(**params)
+    except Exception as exc:  # noqa: BLE001 - the user's constructor
+        raise XaiError(f"{spec['attr']}(**params) failed: {type(exc).__name__}: {exc}") from None
+    return LayoutAdapter(net, spec["layout"], spec.get("output"))
+
+
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """A state dict from ``path`` (``weights_only=True``), also when saved inside a checkpoint
+    dict, and the checkpoint's ``hyperparameters`` when it holds them."""
+    if not path.is_file():
+        raise XaiError(f"no weights file at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds on a bad file
+        raise XaiError(f"{path} cannot be read as weights (weights_only=True refuses pickled "
+                       f"code): {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    hyper = state.get("hyperparameters") if isinstance(state, dict) else None
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor)
+                                                      for v in state.values())):
+        raise XaiError(f"{path} holds no state dict (a dict of tensors, as "
+                       f"torch.save(net.state_dict(), path) writes)")
+    return state, hyper if isinstance(hyper, dict) else {}
+
+
+def constructor_params(cls: type, hyper: dict) -> dict:
+    """The entries of a saved ``hyperparameters`` dict that ``cls(...)`` takes by name."""
+    import inspect
+
+    names = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    return {k: v for k, v in hyper.items() if k in names}
+
+
+def import_model(target: str, weights: Path, params: dict | None, dataset_spec: dict, out: Path,
+                 *, layout: str = "NTF", gradcam_layer: str | None = None,
+                 output: int | None = None, force: bool = False) -> dict:
+    """Write run directory ``out`` for the user's model; its metrics on the test split.
+
+    ``params`` None: the ``hyperparameters`` saved beside the weights that the class takes."""
+    from . import runs
+    from .datasets import load_dataset
+    from .model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, load_weights
+    from .training import classification_report, report_text, write_predictions
+
+    runs.check_replaceable(out, force)
+    path, attr = code_file(target)
+    state, hyper = read_weights(Path(weights))
+    if params is None:
+        params = constructor_params(network_class(path, attr), hyper)
+    if not isinstance(params, dict):
+        raise XaiError(f"--params must be a JSON object of keyword arguments, not {params!r}")
+    spec = {"file": str(path), "attr": attr, "sha256": file_digest(path), "layout": layout,
+            "output": output}
+    adapter = build(spec, params)
+    load_weights(adapter.net, state, attr)
+    dataset = load_dataset(dataset_spec)
+    layer = f"net.{gradcam_layer}" if gradcam_layer else None
+    model = LoadedModel(adapter, name=IMPORTED, class_names=dataset.class_names,
+                        feature_names=dataset.feature_names, seq_len=dataset.seq_len,
+                        gradcam_layer=layer, dataset=dataset.name)
+    if layer:
+        model.layer(layer)  # an unknown layer is named now, not at explain time
+    if layout == "NT" and dataset.n_features != 1:
+        raise XaiError(f"layout NT takes one feature per time step; {dataset.name} has "
+                       f"{dataset.n_features}")
+    model.check_forward(torch.from_numpy(dataset.test.X[:2]))
+    probs = torch.softmax(torch.from_numpy(model.logits(dataset.test.X)), 1).numpy()
+    predicted = probs.argmax(1)
+    report = classification_report(dataset.test.y, predicted, dataset.class_names)
+    metrics = {"model": IMPORTED, "module": target, "dataset": dataset.name,
+               "test_accuracy": float(np.mean(predicted == dataset.test.y)),
+               "macro_f1": report["macro avg"]["f1-score"], "layout": layout}
+    checkpoint = {"format": CHECKPOINT_FORMAT, "model": IMPORTED, "hyperparameters": params,
+                  "state_dict": {k: v.detach().cpu() for k, v in adapter.state_dict().items()},
+                  "class_names": list(dataset.class_names),
+                  "feature_names": list(dataset.feature_names), "seq_len": int(dataset.seq_len),
+                  "dataset": dict(dataset_spec), "import": {**spec, "gradcam_layer": layer},
+                  "epoch": 0, "seed": 0}
+    created = not out.exists()
+    with runs.run_lock(out, "xai import"):
+        tmp = temp_sibling(out / "import", "partial")
+        tmp.mkdir()
+        try:
+            torch.save(checkpoint, tmp / CHECKPOINT)
+            write_predictions(tmp / "test_predictions.csv", dataset, predicted, probs)
+            (tmp / "classification_report.json").write_text(json.dumps(report, indent=2) + "\n")
+            (tmp / "classification_report.txt").write_text(report_text(report))
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            runs.install_training(tmp, out, keep_results=False)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if created:
+                runs.remove_if_empty(out)
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return metrics
