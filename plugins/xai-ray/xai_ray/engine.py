@@ -52,16 +52,7 @@ class RayEngine:
         import ray
 
         workers = workers or max(1, (os.cpu_count() or 1))
-        started = connect(ray, address or os.environ.get("RAY_ADDRESS"), workers)
-        try:
-            yield from self._explained(ray, job, workers, gpus_per_worker)
-        finally:
-            if started:  # a Ray this run started ends with it; one the caller started stays
-                ray.shutdown()
-
-    @staticmethod
-    def _explained(ray, job: ExplainJob, workers: int,
-                   gpus_per_worker: float | None) -> Iterator[tuple[int, dict[str, Explanation]]]:
+        connect(ray, address or os.environ.get("RAY_ADDRESS"), workers)
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
@@ -78,18 +69,17 @@ class RayEngine:
             yield int(row["start"]), pickle.loads(row["results"])
 
 
-def connect(ray, address: str | None, workers: int) -> bool:
-    """Join the cluster at ``address``, or start a local Ray with ``workers`` CPUs; False when
-    Ray was already running in this process (it is used as it is)."""
+def connect(ray, address: str | None, workers: int) -> None:
+    """Join the cluster at ``address``, or start a local Ray with ``workers`` CPUs; a Ray already
+    running in this process is used as it is (Ray itself shuts down at exit)."""
     if ray.is_initialized():
-        return False
+        return
     try:
         quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
         if address:
             ray.init(address=address, **quiet)
         else:
             ray.init(num_cpus=workers, include_dashboard=False, **quiet)
-        return True
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise XaiError(f"cannot start or join Ray{f' at {address}' if address else ''}: "
                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
