@@ -199,3 +199,12 @@ def test_renderers_run_by_declared_stage_and_failures_are_warnings(temp_plugin, 
     assert (tmp_path / "written.txt").read_text() == "2"
     assert warnings == ["renderer stage-failer: plugin stage-test-plugin (distribution unknown) "
                         "failed in render: ValueError: no ink"]
+
+
+def test_get_explainer_takes_wrapped_names_like_explain_does():
+    from xaicore.errors import XaiError
+
+    wrapped = registry.get_explainer("tsr:saliency")
+    assert wrapped.name == "tsr:saliency"
+    with pytest.raises(XaiError, match="does not wrap other explainers"):
+        registry.get_explainer("saliency:gradcam")
