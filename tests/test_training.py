@@ -228,7 +228,7 @@ def test_a_failure_part_way_leaves_nothing(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(training, "_write_predictions", broken)
+    monkeypatch.setattr(training, "write_predictions", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         small_train(tmp_path)
     assert not (tmp_path / "run").exists() and leftovers(tmp_path) == []
