@@ -119,3 +119,25 @@ def test_builtin_models_without_a_declared_layer_are_refused():
         with pytest.raises(XaiError, match=f"{re.escape(method)} cannot explain model 'transformer'.*declares "
                                            "no Grad-CAM layer"):
             explain(transformer, inputs(2, T), method=method)
+
+
+def test_a_layer_that_leaves_one_time_step_is_named_not_returned_as_a_constant():
+    """A layer with one time step left (the seed script's 16-value rows read as [n, 1, 16] with a
+    convolution over the 16 values, or a kernel as long as the series) would give one constant
+    per sample: Grad-CAM says so and suggests the layout."""
+    import xaicore
+
+    class Collapsing(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(1, 4, 16)  # 16 steps in, 1 step out
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x):  # [batch, time, feature]
+            return self.fc(torch.relu(self.conv(x.transpose(1, 2))).mean(2))
+
+    model = xaicore.wrap_model(Collapsing(), n_classes=2, n_features=1, gradcam_layer="conv")
+    X = np.random.default_rng(0).normal(size=(3, 16, 1)).astype(np.float32)
+    with pytest.raises(XaiError, match=r"one time step for these 16-step series.*\[n, 16, 1\]"):
+        xaicore.explain(model, X, method="gradcam")
+    assert xaicore.explain(model, X, method="saliency").attributions.shape == (3, 16, 1)

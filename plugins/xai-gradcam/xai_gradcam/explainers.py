@@ -114,6 +114,13 @@ class _LayerCAM(BaseExplainer):
                            f"not {opts['normalize']!r}")
         name, layer = resolve_layer(model, opts["layer"])
         heatmap, extras, logits = self.heatmap(model, layer, name, inputs, target, opts)
+        if heatmap.shape[1] == 1 and inputs.shape[1] > 1:
+            raise XaiError(
+                f"{self.name}: layer {name!r} has one time step for these {inputs.shape[1]}-step "
+                f"series, so its map would be one constant over time; is the layout right (a "
+                f"vector of {inputs.shape[1]} values is one feature over {inputs.shape[1]} time "
+                f"steps, [n, {inputs.shape[1]}, 1], not [n, 1, {inputs.shape[1]}])? Otherwise "
+                f"choose an earlier layer or a gradient method")
         attributions = to_input_space(heatmap, inputs, bool(opts["relu"]), opts["normalize"])
         return attributions, {"layer": name, "layer_heatmap": heatmap, **extras}, logits
 
