@@ -232,7 +232,7 @@ def test_trained_hybrid_on_gunpoint_is_additive_and_cli_passes_the_train_split(g
                                       "--no-figures"])
     assert result.exit_code == 0, result.output
     e = Explanation.load(tmp_path / "out" / "shap.npz")
-    assert e.attributions.shape == (8, 150, 1) and e.extras["algorithm"] == "permutation"
+    assert e.attributions.shape == (8, 150, 1) and e.extras["algorithm"] == "exact"  # 8 players
     assert e.extras["background_size"] == 50  # GunPoint's whole train split (50 < 100)
     model = load_run(run)
     train = load_dataset(load_checkpoint(run / "checkpoint.pt")["dataset"]).train.X

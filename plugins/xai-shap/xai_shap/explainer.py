@@ -6,6 +6,10 @@ MultiheadAttention (the seed's hybrid) and its additivity check fails there; Gra
 game is model-agnostic, so the same algorithms are correct for every model, and both (exact values,
 permutation sampling) sum exactly to f(x) - E f(background). DeepExplainer is offered on request
 (``algorithm="deep"``) for models whose every layer it handles, with its additivity checked.
+
+Default: exact values (every coalition with every background sample, no estimation error) up to
+``max_exact_players`` players; sampled permutations beyond. Each value carries a standard error
+(``standard_error`` extra: 0 when exact). See docs/shap.md for the game and the evidence.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ DETAILS = {
                    "feature (each pair of chains starts from a background sample stratified by its "
                    "output), efficiency projection weighted by the estimated variances",
     "exact": "exact Shapley values over time segments per feature: every coalition with every "
-             "background sample",
+             "background sample (standard error 0)",
     "deep": "shap's DeepExplainer (DeepLIFT multipliers averaged over the background), per time "
             "step; only for models whose every layer has a DeepExplainer handler",
 }
