@@ -63,7 +63,7 @@ class ShapExplainer(BaseExplainer):
                "background) up to this many players", min=0, max=MAX_EXACT_PLAYERS),
         Option("seed", int, 0, "seed of the background draw and the permutations", min=0,
                max=2**63 - 1),
-        Option("batch_size", int, None, "rows per forward pass (default: about 2^17 input values)",
+        Option("batch_size", int, None, "rows per forward pass (default: about 2^19 input values, at most 4096 rows)",
                min=1, max=1_000_000_000),
         Option("additivity_tolerance", float, 0.01, "largest additivity error (share of "
                "|f(x) - E f(background)|) before a warning"),
@@ -80,7 +80,7 @@ class ShapExplainer(BaseExplainer):
             raise XaiError(f"shap option n_permutations must be even (chains come in antithetic "
                            f"pairs), got {n_permutations}")
         n, seq_len, n_features = inputs.shape
-        batch_size = (min(1024, max(16, 2 ** 17 // (seq_len * n_features)))
+        batch_size = (min(4096, max(16, 2 ** 19 // (seq_len * n_features)))
                       if options["batch_size"] is None
                       else options["batch_size"])
         tolerance = options["additivity_tolerance"]
