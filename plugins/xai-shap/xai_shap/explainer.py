@@ -63,7 +63,8 @@ class ShapExplainer(BaseExplainer):
                "background) up to this many players", min=0, max=MAX_EXACT_PLAYERS),
         Option("seed", int, 0, "seed of the background draw and the permutations", min=0,
                max=2**63 - 1),
-        Option("batch_size", int, None, "rows per forward pass (default: about 2^19 input values, at most 4096 rows)",
+        Option("batch_size", int, None, "rows per forward pass (default: about 2^19 input "
+               "values, at most 4096 rows)",
                min=1, max=1_000_000_000),
         Option("additivity_tolerance", float, 0.01, "largest additivity error (share of "
                "|f(x) - E f(background)|) before a warning"),
