@@ -1,26 +1,29 @@
-"""xai's ``shap`` beside shap's GradientExplainer on the hybrid, GunPoint: time and additivity.
+"""xai's ``shap`` beside shap's KernelExplainer and PermutationExplainer on the identical game.
 
-Both explain the same test samples for the same class (the predicted one) with the same background
-(GunPoint's train split: 50 samples, below the default size of 100) in the model's logit space.
-GradientExplainer runs with its default nsamples=200 and ranked_outputs=1 (the top class, which is
-the predicted class). Additivity error per sample: |sum of attributions - (f(x) - E f(background))|
-relative to |f(x) - E f(background)|. Runs are interleaved and medians taken, so machine noise
-hits both alike.
+The game (player space): the series is cut into ``--segments`` contiguous time segments (players);
+``v(S) = mean_b f_c(x_S, b_rest)`` over the whole background (GunPoint's train split, 50 samples),
+``f_c`` the logit of the predicted class. shap's explainers get this game as a function of 0/1
+player masks (background: the all-zeros mask, explained point: the all-ones mask), and every mask
+they ask for is evaluated with the real model on all background samples, batched, exactly as xai
+does; so errors and times are comparable.
 
-With --accuracy N, xai's sampled values over 8 segments are also compared with exact Shapley values
-of the same segment game (every coalition with every background sample) on the first N samples.
+Reference: exact Shapley values of the game (``algorithm='exact'``: every coalition with every
+background sample), cross-checked against KernelExplainer with every coalition enumerated.
+Error per sample: ||phi - phi_exact||_2 / ||phi_exact||_2; the table shows the median over samples.
+For each method the table prints the time, model rows evaluated, and, for xai's default, the ratio
+of its time to the time of the cheapest Kernel budget reaching an error no larger than its own.
 
-Usage: .venv/bin/python benchmarks/shap_speed.py [--run RUN_DIR] [--samples 64] [--repeats 3]
-       [--accuracy 8]
+Usage: .venv/bin/python benchmarks/shap_speed.py [--run RUN_DIR] [--samples 8] [--segments 8]
+       [--kernel 32,64,128,254] [--permutation 2,4,8,16]
 Without --run, the hybrid is trained on GunPoint first (--epochs, seed 0) in a temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,37 +35,71 @@ from xaicore.model import load_checkpoint, load_run
 from xaicore.training import train
 
 
-def gradient_explainer(model, X: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """shap.GradientExplainer values for the top class, [sample, time, feature]."""
+class PlayerGame:
+    """``v(S)`` of one sample for 0/1 masks ``Z [k, players]``: all masks x background, batched."""
+
+    def __init__(self, model, x: np.ndarray, background: np.ndarray, target: int,
+                 bounds: list[int], batch_size: int = 4096) -> None:
+        self.module, self.target, self.batch_size = model.module, target, batch_size
+        self.x = torch.from_numpy(x).to(model.device)
+        self.background = torch.from_numpy(background).to(model.device)
+        steps = np.zeros(x.shape[0], dtype=np.int64)
+        for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            steps[a:b] = s
+        self.steps = torch.from_numpy(steps).to(model.device)
+        self.rows = 0
+
+    @torch.no_grad()
+    def __call__(self, Z: np.ndarray) -> np.ndarray:
+        keep = torch.from_numpy(np.asarray(Z) > 0.5).to(self.x.device)[:, self.steps]  # [k, time]
+        rows = torch.where(keep[:, None, :, None], self.x[None, None], self.background[None])
+        flat = rows.reshape(-1, *self.x.shape)
+        out = torch.cat([self.module(flat[i:i + self.batch_size])[:, self.target]
+                         for i in range(0, len(flat), self.batch_size)])
+        self.rows += len(flat)
+        return out.double().reshape(len(Z), len(self.background)).mean(1).cpu().numpy()
+
+
+def run_shap(kind: str, budget: int, games: list[PlayerGame], m: int, seed: int) -> np.ndarray:
     import shap
 
-    explainer = shap.GradientExplainer(model.module, torch.from_numpy(background).to(model.device))
-    values, _ = explainer.shap_values(torch.from_numpy(X).to(model.device), ranked_outputs=1,
-                                      rseed=0)
-    return np.asarray(values)[..., 0]
+    phi = []
+    for game in games:
+        if kind == "kernel":
+            explainer = shap.KernelExplainer(game, np.zeros((1, m)))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                np.random.seed(seed)
+                phi.append(explainer.shap_values(np.ones((1, m)), nsamples=budget, silent=True,
+                                                 l1_reg=False)[0])
+        else:
+            explainer = shap.PermutationExplainer(game, shap.maskers.Independent(np.zeros((1, m))),
+                                                  seed=seed)
+            phi.append(explainer(np.ones((1, m)), max_evals=budget * (2 * m + 1) - 1,
+                                 silent=True).values[0])
+    return np.asarray(phi, dtype=np.float64)
 
 
-def additivity_error(model, X: np.ndarray, background: np.ndarray, target: np.ndarray,
-                     attributions: np.ndarray) -> np.ndarray:
-    fx = model.logits(X).astype(np.float64)[np.arange(len(X)), target]
-    expected = model.logits(background).astype(np.float64).mean(0)[target]
-    delta = fx - expected
-    return np.abs(attributions.astype(np.float64).sum((1, 2)) - delta) / np.abs(delta)
+def rel_error(phi: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.median(np.linalg.norm(phi - exact, axis=1) / np.linalg.norm(exact, axis=1)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="a trained cnn-lstm-attention GunPoint run")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--samples", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--segments", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--permutations", default="8,16", help="n_permutations settings of shap")
-    parser.add_argument("--accuracy", type=int, default=0, metavar="N",
-                        help="compare with exact Shapley values over 8 segments on N samples")
+    parser.add_argument("--kernel", default="32,64,128,254", help="KernelExplainer nsamples")
+    parser.add_argument("--permutation", default="2,4,8,16",
+                        help="PermutationExplainer permutations (max_evals = p (2m + 1) - 1)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import shap  # noqa: F401  (import time kept out of the timings)
 
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run
@@ -75,63 +112,74 @@ def main() -> None:
         model = load_run(run)
         dataset = load_dataset(load_checkpoint(run / "checkpoint.pt")["dataset"])
     X = dataset.test.X[:args.samples]
-    background = dataset.train.X[:100]
+    background = dataset.train.X[:50]
     target = model.logits(X).argmax(1)
-    settings = [int(p) for p in args.permutations.split(",")]
-    print(f"model {model.name} on {model.device}, {len(X)} samples {X.shape[1:]}, background "
+    m = args.segments
+    print(f"model {model.name}, {len(X)} samples {X.shape[1:]}, {m} players, background "
           f"{len(background)}, torch threads {torch.get_num_threads()}")
 
-    times: dict[str, list[float]] = {}
-    errors: dict[str, np.ndarray] = {}
-    extras: dict[str, dict] = {}
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        values = gradient_explainer(model, X, background)
-        times.setdefault("GradientExplainer", []).append(time.perf_counter() - start)
-        errors["GradientExplainer"] = additivity_error(model, X, background, target, values)
-        for n_permutations in settings:
-            name = f"xai shap n_permutations={n_permutations}"
-            start = time.perf_counter()
-            explanation = xaicore.explain(model, X, method="shap", target=target,
-                                          background=background, n_permutations=n_permutations)
-            times.setdefault(name, []).append(time.perf_counter() - start)
-            errors[name] = additivity_error(model, X, background, target,
-                                            explanation.attributions)
-            extras[name] = explanation.extras
+    def per_player(e) -> np.ndarray:
+        bounds = e.extras["segment_bounds"]
+        return np.stack([e.attributions[:, a:b, 0].astype(np.float64).sum(1)
+                         for a, b in zip(bounds[:-1], bounds[1:])], 1)
 
-    reference = statistics.median(times["GradientExplainer"])
-    print(f"{'method':<32} {'median s':>9} {'speed-up':>9} {'additivity err median':>22} "
-          f"{'max':>9}")
-    for name, runs in times.items():
-        t = statistics.median(runs)
-        print(f"{name:<32} {t:9.3f} {reference / t:8.1f}x {np.median(errors[name]):22.2e} "
-              f"{errors[name].max():9.2e}")
-    for name, ex in extras.items():
-        print(f"{name}: algorithm {ex['algorithm']}, {ex['n_model_evaluations']} model "
-              f"evaluations, efficiency adjustment median "
-              f"{np.median(ex['efficiency_adjustment']):.3f} of |f(x) - E f|")
-    if args.accuracy:
-        accuracy(model, X[:args.accuracy], background, target[:args.accuracy], settings)
-
-
-def accuracy(model, X: np.ndarray, background: np.ndarray, target: np.ndarray,
-             settings: list[int]) -> None:
-    """Relative L2 error of sampled segment values against exact ones, over 5 seeds."""
+    rows: list[tuple[str, float, float, int, str]] = []
     start = time.perf_counter()
-    exact = xaicore.explain(model, X, method="shap", target=target, background=background,
-                            n_segments=8, algorithm="exact").attributions.reshape(len(X), -1)
-    print(f"exact Shapley values over 8 segments, {len(X)} samples: "
-          f"{time.perf_counter() - start:.1f} s")
-    for n_permutations in settings:
-        errors = []
-        for seed in range(5):
-            sampled = xaicore.explain(model, X, method="shap", target=target,
-                                      background=background, n_segments=8,
-                                      n_permutations=n_permutations, algorithm="permutation",
-                                      seed=seed).attributions.reshape(len(X), -1)
-            errors.append(np.linalg.norm(sampled - exact, axis=1) / np.linalg.norm(exact, axis=1))
-        print(f"n_permutations={n_permutations}: relative L2 error vs exact, median "
-              f"{np.median(errors):.3f}, mean {np.mean(errors):.3f}")
+    default = xaicore.explain(model, X, method="shap", target=target, background=background,
+                              n_segments=m)
+    t_default = time.perf_counter() - start
+    phi_default = per_player(default)
+    bounds = default.extras["segment_bounds"]
+    exact_e, t_exact = default, t_default  # the default is exact up to max_exact_players
+    if default.extras["algorithm"] != "exact":
+        start = time.perf_counter()
+        exact_e = xaicore.explain(model, X, method="shap", target=target, background=background,
+                                  n_segments=m, algorithm="exact")
+        t_exact = time.perf_counter() - start
+    exact = per_player(exact_e)
+    se = default.extras["standard_error"].reshape(len(X), -1)
+    rows.append((f"xai default ({default.extras['algorithm']})", rel_error(phi_default, exact),
+                 t_default, default.extras["n_model_evaluations"],
+                 f"max rel. standard error {float(np.max(default.extras['relative_standard_error'])):.3f}"
+                 f", sum se {se.sum():.2e}"))
+    rows.append(("xai exact", 0.0, t_exact, exact_e.extras["n_model_evaluations"],
+                 "reference" + (" (the default run)" if exact_e is default else "")))
+    for p in [int(v) for v in args.permutation.split(",") if v]:
+        start = time.perf_counter()
+        e = xaicore.explain(model, X, method="shap", target=target, background=background,
+                            n_segments=m, algorithm="permutation", n_permutations=2 * p)
+        rows.append((f"xai permutation n_permutations={2 * p}", rel_error(per_player(e), exact),
+                     time.perf_counter() - start, e.extras["n_model_evaluations"], ""))
+
+    kernel_points = []
+    for kind, budgets in (("kernel", args.kernel), ("permutation", args.permutation)):
+        for budget in [int(v) for v in budgets.split(",") if v]:
+            games = [PlayerGame(model, X[i], background, int(target[i]), bounds)
+                     for i in range(len(X))]
+            start = time.perf_counter()
+            phi = run_shap(kind, budget, games, m, seed=0)
+            elapsed = time.perf_counter() - start
+            error = rel_error(phi, exact)
+            name = (f"shap Kernel nsamples={budget}" if kind == "kernel"
+                    else f"shap Permutation {budget} perms")
+            rows.append((name, error, elapsed, sum(g.rows for g in games), ""))
+            if kind == "kernel":
+                kernel_points.append((error, elapsed))
+                if budget >= 2 ** m - 2:
+                    rows[-1] = rows[-1][:4] + (f"all coalitions: vs xai default "
+                                               f"{rel_error(phi_default, phi):.1e}",)
+
+    print(f"{'method':<40} {'median rel err':>14} {'time s':>8} {'model rows':>11}  note")
+    for name, error, elapsed, evaluations, note in rows:
+        print(f"{name:<40} {error:14.4f} {elapsed:8.2f} {evaluations:11d}  {note}")
+    err_default = rows[0][1]
+    matching = [t for e, t in kernel_points if e <= max(err_default, 1e-9) + 1e-6]
+    if matching:
+        print(f"xai default / cheapest Kernel with error <= {err_default:.4f}: "
+              f"{t_default / min(matching):.2f}")
+    at5 = [t for e, t in kernel_points if e <= 0.05]
+    if at5 and err_default <= 0.05:
+        print(f"xai default / cheapest Kernel with error <= 0.05: {t_default / min(at5):.2f}")
 
 
 if __name__ == "__main__":

@@ -181,7 +181,7 @@ def test_same_seed_same_result_and_seeded_background():
 def test_extras_describe_the_expected_value_and_the_game():
     model, X, background = wrap(HybridNet), data(5), data(20, seed=1)
     e = xaicore.explain(model, X, method="shap", background=background, n_segments=6,
-                        n_permutations=4, target="c1")
+                        n_permutations=4, target="c1", algorithm="permutation")
     expected = model.logits(background).astype(np.float64).mean(0)
     assert isinstance(e.extras["expected_value"], list) and len(e.extras["expected_value"]) == 3
     np.testing.assert_allclose(e.extras["expected_value"], expected, rtol=1e-5)
@@ -232,7 +232,7 @@ def test_trained_hybrid_on_gunpoint_is_additive_and_cli_passes_the_train_split(g
                                       "--no-figures"])
     assert result.exit_code == 0, result.output
     e = Explanation.load(tmp_path / "out" / "shap.npz")
-    assert e.attributions.shape == (8, 150, 1) and e.extras["algorithm"] == "permutation"
+    assert e.attributions.shape == (8, 150, 1) and e.extras["algorithm"] == "exact"  # 8 players
     assert e.extras["background_size"] == 50  # GunPoint's whole train split (50 < 100)
     model = load_run(run)
     train = load_dataset(load_checkpoint(run / "checkpoint.pt")["dataset"]).train.X
@@ -271,3 +271,78 @@ def test_deep_explainer_is_refused_on_lstm_and_attention_naming_them():
     with pytest.raises(XaiError, match="no handler for the LSTM, MultiheadAttention layers"):
         xaicore.explain(wrap(HybridNet), data(2), method="shap", background=data(4, seed=1),
                         algorithm="deep")
+
+
+def brute_force_shapley(model: LoadedModel, x: np.ndarray, background: np.ndarray, target: int,
+                        bounds: list[int]) -> np.ndarray:
+    """Shapley values of v(S) = mean_b f_target(x on the segments in S, b elsewhere), univariate
+    series, by the textbook formula over every coalition (independent of the plugin's code)."""
+    from itertools import combinations
+    from math import factorial
+
+    m = len(bounds) - 1
+    coalitions = [frozenset(c) for k in range(m + 1) for c in combinations(range(m), k)]
+    rows = []
+    for S in coalitions:
+        keep = np.zeros(x.shape[0], dtype=bool)
+        for s in S:
+            keep[bounds[s]:bounds[s + 1]] = True
+        rows.append(np.where(keep[None, :, None], x[None], background))
+    logits = model.logits(np.concatenate(rows).astype(np.float32)).astype(np.float64)[:, target]
+    v = dict(zip(coalitions, logits.reshape(len(coalitions), len(background)).mean(1)))
+    phi = np.zeros(m)
+    for j in range(m):
+        for S in coalitions:
+            if j not in S:
+                weight = factorial(len(S)) * factorial(m - len(S) - 1) / factorial(m)
+                phi[j] += weight * (v[S | {j}] - v[S])
+    return phi
+
+
+def relative_errors(e: Explanation, exact: np.ndarray) -> np.ndarray:
+    est = segment_sums(e.attributions.astype(np.float64), e.extras["segment_bounds"])[..., 0]
+    return np.linalg.norm(est - exact, axis=1) / np.linalg.norm(exact, axis=1)
+
+
+def test_default_on_trained_gunpoint_matches_brute_force_shapley_values(gunpoint_run):
+    model = load_run(gunpoint_run)
+    dataset = load_dataset(load_checkpoint(gunpoint_run / "checkpoint.pt")["dataset"])
+    X, background = dataset.test.X[:3], dataset.train.X[:12]
+    e = xaicore.explain(model, X, method="shap", background=background)  # all defaults
+    bounds = e.extras["segment_bounds"]
+    assert len(bounds) == 9  # 8 segments of the 150 steps
+    exact = np.stack([brute_force_shapley(model, X[i], background, int(e.targets[i]), bounds)
+                      for i in range(len(X))])
+    assert np.median(relative_errors(e, exact)) < 0.05
+    assert additivity(model, e, background).max() < 1e-3
+    se = e.extras["standard_error"]
+    assert se.shape == X.shape and np.all(np.isfinite(se)) and np.all(se >= 0)
+
+
+def test_short_series_default_one_player_per_step_matches_brute_force():
+    model, X, background = wrap(FirstHalf, n_features=1, seq_len=10), data(3, 10, 1), \
+        data(7, 10, 1, seed=1)
+    e = xaicore.explain(model, X, method="shap", background=background, target=1)
+    assert e.extras["segment_bounds"] == list(range(11))  # one player per time step
+    exact = np.stack([brute_force_shapley(model, X[i], background, 1, list(range(11)))
+                      for i in range(3)])
+    assert np.median(relative_errors(e, exact)) < 0.05
+    assert additivity(model, e, background).max() < 1e-3
+    assert np.all(e.extras["standard_error"] >= 0)
+
+
+def test_sampled_values_report_a_standard_error_that_covers_the_error():
+    # 16 players: beyond max_exact_players, so the default samples permutations
+    model, X, background = wrap(HybridNet, n_features=1, seq_len=16), data(4, 16, 1), \
+        data(6, 16, 1, seed=1)
+    with pytest.warns(RuntimeWarning, match="standard error"):
+        e = xaicore.explain(model, X, method="shap", background=background, target=0,
+                            n_permutations=8, standard_error_tolerance=0.0)
+    assert e.extras["algorithm"] == "permutation"
+    se = e.extras["standard_error"]
+    assert np.all(se >= 0) and np.all(se.reshape(4, -1).max(1) > 0)
+    exact = xaicore.explain(model, X, method="shap", background=background, target=0,
+                            algorithm="exact").attributions
+    # the error lies within a few standard errors (loose: an estimated standard error, 4 pairs)
+    err = np.linalg.norm((e.attributions - exact).reshape(4, -1), axis=1)
+    assert np.all(err < 6 * np.linalg.norm(se.reshape(4, -1), axis=1))

@@ -6,6 +6,10 @@ MultiheadAttention (the seed's hybrid) and its additivity check fails there; Gra
 game is model-agnostic, so the same algorithms are correct for every model, and both (exact values,
 permutation sampling) sum exactly to f(x) - E f(background). DeepExplainer is offered on request
 (``algorithm="deep"``) for models whose every layer it handles, with its additivity checked.
+
+Default: exact values (every coalition with every background sample, no estimation error) up to
+``max_exact_players`` players; sampled permutations beyond. Each value carries a standard error
+(``standard_error`` extra: 0 when exact). See docs/shap.md for the game and the evidence.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, as_seri
 
 from .deep import deep_shap
 from .segments import make_segments
-from .shapley import SegmentGame, exact_cost, exact_shapley, permutation_shapley, project_efficiency
+from .shapley import (MAX_EXACT_PLAYERS, SegmentGame, exact_cost, exact_shapley,
+                      permutation_shapley, project_efficiency)
+
+SHORT_SERIES = 32  # univariate series up to this length: one player per time step by default
 
 ALGORITHMS = ("auto", "permutation", "exact", "deep")
 DETAILS = {
@@ -28,7 +35,7 @@ DETAILS = {
                    "feature (each pair of chains starts from a background sample stratified by its "
                    "output), efficiency projection weighted by the estimated variances",
     "exact": "exact Shapley values over time segments per feature: every coalition with every "
-             "background sample",
+             "background sample (standard error 0)",
     "deep": "shap's DeepExplainer (DeepLIFT multipliers averaged over the background), per time "
             "step; only for models whose every layer has a DeepExplainer handler",
 }
@@ -44,19 +51,26 @@ class ShapExplainer(BaseExplainer):
         Option("background", object, None, "raw train inputs [n, time, feature]"),
         Option("background_size", int, 100, "background samples drawn (seeded) from background",
                min=1, max=1_000_000),
-        Option("n_segments", int, None, "contiguous time segments per feature (default: min(8, "
-               "length))", min=1, max=1_000_000),
+        Option("n_segments", int, None, "contiguous time segments per feature (default: one per "
+               "step for univariate series of at most 32 steps, else min(8, length))", min=1,
+               max=1_000_000),
         Option("n_permutations", int, 8, "permutation chains per sample (antithetic pairs: even)",
                min=2, max=1_000_000),
-        Option("algorithm", str, "auto", "auto (exact when cheaper, else permutation), exact, "
-               "permutation, or deep (DeepExplainer where it covers every layer)",
-               choices=ALGORITHMS),
+        Option("algorithm", str, "auto", "auto (exact when at most max_exact_players players or "
+               "when cheaper, else permutation), exact, permutation, or deep (DeepExplainer where "
+               "it covers every layer)", choices=ALGORITHMS),
+        Option("max_exact_players", int, 12, "auto computes exact values (2^players coalitions x "
+               "background) up to this many players", min=0, max=MAX_EXACT_PLAYERS),
         Option("seed", int, 0, "seed of the background draw and the permutations", min=0,
                max=2**63 - 1),
-        Option("batch_size", int, None, "rows per forward pass (default: about 2^17 input values)",
+        Option("batch_size", int, None, "rows per forward pass (default: about 2^19 input "
+               "values, at most 4096 rows)",
                min=1, max=1_000_000_000),
         Option("additivity_tolerance", float, 0.01, "largest additivity error (share of "
                "|f(x) - E f(background)|) before a warning"),
+        Option("standard_error_tolerance", float, 0.1, "largest ||standard error|| / ||values|| "
+               "of a sample before a warning (sampled estimates only; exact ones have none)",
+               min=0.0),
     )
 
     def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
@@ -67,20 +81,20 @@ class ShapExplainer(BaseExplainer):
             raise XaiError(f"shap option n_permutations must be even (chains come in antithetic "
                            f"pairs), got {n_permutations}")
         n, seq_len, n_features = inputs.shape
-        batch_size = (min(1024, max(16, 2 ** 17 // (seq_len * n_features)))
+        batch_size = (min(4096, max(16, 2 ** 19 // (seq_len * n_features)))
                       if options["batch_size"] is None
                       else options["batch_size"])
         tolerance = options["additivity_tolerance"]
         n_segments = options["n_segments"]
-        segments = make_segments(seq_len, n_features,
-                                 min(8, seq_len) if n_segments is None else n_segments,
-                                 inputs.device)
+        if n_segments is None:
+            n_segments = seq_len if n_features == 1 and seq_len <= SHORT_SERIES else min(8, seq_len)
+        segments = make_segments(seq_len, n_features, n_segments, inputs.device)
         background, chosen = select_background(options["background"], inputs,
                                                 options["background_size"], seed)
         m, n_background = segments.n_players, len(background)
         if algorithm == "auto":
             cheaper = exact_cost(n, m, n_background) <= n * n_permutations * max(m - 1, 1)
-            algorithm = "exact" if cheaper else "permutation"
+            algorithm = "exact" if m <= options["max_exact_players"] or cheaper else "permutation"
 
         fx_all, fb_all = _logits(model, inputs, batch_size), _logits(model, background, batch_size)
         expected = fb_all.mean(0)
@@ -91,17 +105,20 @@ class ShapExplainer(BaseExplainer):
         if algorithm == "deep":
             attributions = deep_shap(model.module, inputs, background, target, model.name)
             evaluations = 2 * n * n_background  # forward and backward passes
+            standard_error = None
             game_extras = {}
         else:
             game = SegmentGame(model.module, inputs, background, target, segments, batch_size)
             if algorithm == "exact" or m == 1:
-                phi = delta[:, None] if m == 1 else exact_shapley(game, n, n_background)
+                phi = delta[:, None] if m == 1 else exact_shapley(game, n, n_background)[0]
+                variance = torch.zeros_like(phi)
             else:
                 generator = torch.Generator().manual_seed(seed)
                 phi, variance = permutation_shapley(game, fx, fb_all[:, target].T, n_permutations,
                                                     generator)
                 phi, adjustment = project_efficiency(phi, variance, delta)
             attributions = segments.spread(phi)
+            standard_error = segments.spread(variance.sqrt())
             evaluations = game.evaluations
             game_extras = {"n_segments": segments.n_segments, "segment_bounds": segments.bounds}
         attributions = attributions.float()
@@ -112,6 +129,19 @@ class ShapExplainer(BaseExplainer):
             warnings.warn(f"shap: attributions miss additivity by up to {worst:.2%} of "
                           f"|f(x) - E f(background)| (tolerance {tolerance:.2%}); see the "
                           f"additivity_error extra", RuntimeWarning, stacklevel=2)
+        se_extras = {}
+        if standard_error is not None:
+            se_norm = standard_error.norm(dim=(1, 2))
+            relative_se = se_norm / attributions.double().norm(dim=(1, 2)).clamp_min(1e-12)
+            worst_se = float(relative_se.max())
+            if worst_se > options["standard_error_tolerance"]:
+                warnings.warn(f"shap: sampled values are uncertain: standard error up to "
+                              f"{worst_se:.0%} of the values (L2 norm per sample, tolerance "
+                              f"{options['standard_error_tolerance']:.0%}); raise n_permutations "
+                              f"or use algorithm='exact' (see the standard_error extra)",
+                              RuntimeWarning, stacklevel=2)
+            se_extras = {"standard_error": standard_error.float(),
+                         "relative_standard_error": relative_se}
         extras = {
             "algorithm": algorithm,
             "algorithm_detail": DETAILS[algorithm],
@@ -123,6 +153,7 @@ class ShapExplainer(BaseExplainer):
             "additivity_error_max": worst,
             "additivity_ok": worst <= tolerance,
             "efficiency_adjustment": adjustment.abs() / scale,
+            **se_extras,
             **game_extras,
             "background_size": n_background,
             "background_indices": chosen.tolist(),

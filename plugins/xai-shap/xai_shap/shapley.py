@@ -109,26 +109,38 @@ def exact_cost(n: int, n_players: int, n_background: int) -> float:
     return n * (2 ** n_players) * n_background if n_players <= MAX_EXACT_PLAYERS else math.inf
 
 
-def exact_shapley(game: SegmentGame, n: int, n_background: int) -> torch.Tensor:
-    """Exact Shapley values ``[n, players]`` (float64): every coalition with every background sample."""
+def shapley_matrix(m: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """All coalitions ``[2^m, m]`` (bit ``j`` of row ``S`` is player ``j``) and the matrix ``W [2^m, m]``
+    with ``phi = v @ W``: ``W[S, j] = (|S|-1)! (m-|S|)! / m!`` if ``j`` is in ``S``, else
+    ``-|S|! (m-|S|-1)! / m!`` (the Shapley formula summed coalition by coalition)."""
+    codes = torch.arange(2 ** m, device=device)
+    coalitions = (codes[:, None] >> torch.arange(m, device=device)) & 1 == 1
+    sizes = coalitions.sum(1)
+    f = [math.factorial(k) for k in range(m + 1)]
+    with_j = torch.tensor([f[max(s - 1, 0)] * f[m - s] / f[m] for s in range(m + 1)],
+                          dtype=torch.float64, device=device)
+    without_j = torch.tensor([f[s] * f[max(m - s - 1, 0)] / f[m] for s in range(m + 1)],
+                             dtype=torch.float64, device=device)
+    W = torch.where(coalitions, with_j[sizes][:, None], -without_j[sizes][:, None])
+    return coalitions, W
+
+
+def exact_shapley(game: SegmentGame, n: int, n_background: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact Shapley values ``[n, players]`` (float64): every coalition with every background sample.
+
+    Also returns the values of each background sample's own game ``v_b(S) = f(x_S, b_rest)``,
+    ``[n, n_background, players]``, whose mean over the background is ``phi``.
+    """
     m = game.segments.n_players
     if m > MAX_EXACT_PLAYERS:
         raise XaiError(f"exact SHAP values over {m} segments need 2^{m} coalitions per sample; use at "
                        f"most {MAX_EXACT_PLAYERS} segments in all (n_segments x features) or "
                        f"algorithm='permutation'")
     device = game.inputs.device
-    codes = torch.arange(2 ** m, device=device)
-    coalitions = (codes[:, None] >> torch.arange(m, device=device)) & 1 == 1  # [2^m, m]
+    coalitions, W = shapley_matrix(m, device)
     sample = torch.arange(n, device=device)[:, None, None].expand(n, 2 ** m, n_background)
     base = torch.arange(n_background, device=device).expand(n, 2 ** m, n_background)
     rows = coalitions[None, :, None, :].expand(n, 2 ** m, n_background, m)
     v = game(sample.reshape(-1), rows.reshape(-1, m), base.reshape(-1))
-    v = v.reshape(n, 2 ** m, n_background).mean(-1)
-    sizes = coalitions.sum(1)
-    weight = torch.tensor([math.factorial(s) * math.factorial(m - s - 1) / math.factorial(m)
-                           for s in range(m)], dtype=torch.float64, device=device)
-    phi = torch.empty(n, m, dtype=torch.float64, device=device)
-    for j in range(m):
-        without = codes[~coalitions[:, j]]
-        phi[:, j] = ((v[:, without | (1 << j)] - v[:, without]) * weight[sizes[without]]).sum(1)
-    return phi
+    per_background = torch.einsum("nsb,sm->nbm", v.reshape(n, 2 ** m, n_background), W)
+    return per_background.mean(1), per_background
