@@ -26,6 +26,10 @@ class InfidelityMetric:
     defaults: ClassVar[dict[str, Any]] = defaults_of(options)
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
+        return self.evaluate_curves(model, explanation, **options)[0]
+
+    def evaluate_curves(self, model: LoadedModel, explanation: Explanation,
+                        **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
         """``noise`` is the perturbation's standard deviation relative to each feature's spread."""
         from captum.metrics import infidelity
 
@@ -51,4 +55,5 @@ class InfidelityMetric:
                                 max_examples_per_batch=min(max(int(opts["batch_size"]), len(x)),
                                                            len(x) * int(opts["n_perturb_samples"])),
                                 normalize=True)
-        return {"infidelity": float(np.mean(values.float().cpu().numpy()))}
+        per_sample = values.float().cpu().numpy().astype(np.float64)
+        return {"infidelity": float(np.mean(per_sample))}, {"per_sample": {"infidelity": per_sample}}
