@@ -432,3 +432,22 @@ def test_same_seed_same_numbers_other_seed_inside_the_intervals(synthetic_run, t
         for key in ("deletion_auc", "road_morf_auc"):
             assert first.loc[method, f"{key}_low"] <= first.loc[method, key] <= first.loc[method, f"{key}_high"]
             assert first.loc[method, f"{key}_low"] <= other.loc[method, key] <= first.loc[method, f"{key}_high"]
+
+
+def test_sensitivity_max_is_zero_for_input_independent_maps_and_grows_with_the_radius(test_plugin):
+    from xai_eval.captum_metrics import SensitivityMaxMetric
+
+    model, X = window_model(), window_inputs(6)
+    e = oracle_explanation(model, X, np.ones_like(X), method="test-grad")
+    class Ones(BaseExplainer):
+        name = "ones"
+        defaults: dict = {}
+
+        def attribute(self, model, inputs, target, **opts):
+            return torch.ones_like(inputs), {}
+
+    constant = SensitivityMaxMetric().evaluate(model, e, explainer=Ones())
+    assert constant["sensitivity_max"] == pytest.approx(0.0, abs=1e-6)
+    small = SensitivityMaxMetric().evaluate(model, e, radius=0.01)["sensitivity_max"]
+    large = SensitivityMaxMetric().evaluate(model, e, radius=0.2)["sensitivity_max"]
+    assert 0 < small < large

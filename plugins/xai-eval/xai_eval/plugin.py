@@ -25,6 +25,9 @@ METRICS = {
             "Area under saliency-weighted precision vs ground-truth mask (synthetic data)"),
     "aur": ("xai_eval.localisation:AURMetric",
             "Area under saliency-weighted recall vs ground-truth mask (synthetic data)"),
+    "sensitivity-max": ("xai_eval.captum_metrics:SensitivityMaxMetric",
+                        "captum sensitivity_max: explanation change under small perturbations; "
+                        "lower is better (not in the default set: re-runs the explainer)"),
     "infidelity": ("xai_eval.captum_metrics:InfidelityMetric",
                    "captum infidelity under Gaussian perturbations; lower is better"),
 }

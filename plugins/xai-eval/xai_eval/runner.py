@@ -51,7 +51,8 @@ def choose_methods(requested: Iterable[str], model: LoadedModel) -> list[str]:
 def choose_metrics(requested: Iterable[str], context: dict) -> list[str]:
     """The requested metrics, or every installed metric whose required inputs are available."""
     requested = list(dict.fromkeys(requested))
-    names = requested or installed_names("metrics")
+    names = requested or [n for n in installed_names("metrics")
+                          if getattr(get_metric(n), "default", True)]
     chosen = []
     for name in names:
         missing = [k for k in getattr(get_metric(name), "requires", ()) if k not in context]
