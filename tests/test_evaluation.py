@@ -281,17 +281,21 @@ def synthetic_run(tmp_path_factory, test_plugin):
 
 def test_evaluate_command_writes_table_and_figures(synthetic_run):
     args = ["evaluate", "--run", str(synthetic_run), "--method", "test-grad", "--method", "random",
-            "--samples", "8"]
+            "--samples", "8", "--figures"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    table = pd.read_csv(synthetic_run / "evaluation.csv").set_index("method")
+    raw = pd.read_csv(synthetic_run / "evaluation.csv")
+    assert list(raw.columns[:2]) == ["verdict", "method"]
+    table = raw.set_index("method")
     assert list(table.index) == ["test-grad", "random"]
-    for column in ("deletion_auc", "deletion_auc_random", "insertion_auc", "randomisation_spearman",
-                   "aup", "aur", "infidelity"):
+    for column in ("deletion_auc", "deletion_auc_low", "deletion_auc_high", "insertion_auc",
+                   "road_morf_auc", "road_lerf_auc", "randomisation_spearman", "aup", "aur",
+                   "infidelity", "infidelity_low"):
         assert table[column].notna().all(), column
     grad, rnd = table.loc["test-grad"], table.loc["random"]
-    assert grad["deletion_auc"] < grad["deletion_auc_random"]
-    assert grad["insertion_auc"] > grad["insertion_auc_random"]
+    assert grad["deletion_auc"] < rnd["deletion_auc"]
+    assert grad["insertion_auc"] > rnd["insertion_auc"]
+    assert grad["verdict"] == "better than random" and rnd["verdict"] == "baseline"
     assert grad["aup"] > 1.5 * rnd["aup"]
     assert rnd["randomisation_spearman"] == pytest.approx(1.0)
     figures = synthetic_run / "evaluation"
@@ -300,7 +304,7 @@ def test_evaluate_command_writes_table_and_figures(synthetic_run):
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 1 and "use --force" in again.output
     assert CliRunner().invoke(cli, args + ["--force", "--metric", "aup"]).exit_code == 0
-    assert list(pd.read_csv(synthetic_run / "evaluation.csv").columns) == ["method", "aup"]
+    assert list(pd.read_csv(synthetic_run / "evaluation.csv").columns) == ["verdict", "method", "aup"]
 
 
 def test_evaluate_command_names_bad_input(synthetic_run):
@@ -334,3 +338,116 @@ def test_metric_and_synthetic_options_are_declared_and_validated():
                        ("synthetic-middle", "signal (float, default 1.0 in [0, 1000])")):
         listed = runner.invoke(cli, ["list", "--options", name])
         assert listed.exit_code == 0 and line in listed.output, listed.output
+
+
+# ---------- intervals, verdicts, stability, ROAD ----------
+
+def test_verdict_rewards_the_oracle_and_condemns_its_reverse():
+    from xai_eval.stats import BETTER, WORSE, bootstrap_indices, paired_verdict
+
+    model, X = window_model(), window_inputs(40)
+    truth = np.zeros_like(X)
+    truth[:, 8:16, 0] = X[:, 8:16, 0] ** 2
+    rng = np.random.default_rng(3)
+    explanations = [oracle_explanation(model, X, a) for a in (truth, -truth, rng.random(X.shape))]
+    indices = bootstrap_indices(len(X), 1000, 0)
+    for metric in (DeletionMetric(), InsertionMetric()):
+        results = metric.evaluate_many(model, explanations, background=np.zeros((4, 32, 2)),
+                                       random_baseline=False)
+        name = metric.score_name()
+        oracle, reverse, rand = (r[1]["per_sample"][name] for r in results)
+        assert paired_verdict(oracle, rand, metric.higher_is_better, indices)["verdict"] == BETTER
+        assert paired_verdict(reverse, rand, metric.higher_is_better, indices)["verdict"] == WORSE
+
+
+def test_interval_contains_the_estimate_and_shrinks_with_more_samples():
+    from xai_eval.stats import bootstrap_indices, mean_interval
+
+    values = np.random.default_rng(0).normal(0.5, 0.2, 2000)
+    widths = []
+    for n in (20, 200, 2000):
+        mean, low, high = mean_interval(values[:n], bootstrap_indices(n, 1000, 0))
+        assert low <= mean <= high and mean == pytest.approx(values[:n].mean())
+        widths.append(high - low)
+    assert widths[0] > 2 * widths[1] > 4 * widths[2]
+    # about 95% coverage: the true mean 0.5 lies inside nearly every interval of 50 draws
+    rng = np.random.default_rng(1)
+    hits = sum(low <= 0.5 <= high for _, low, high in
+               (mean_interval(rng.normal(0.5, 0.2, 50), bootstrap_indices(50, 500, k))
+                for k in range(100)))
+    assert 85 <= hits <= 100
+
+
+def test_road_imputation_reproduces_a_ramp_and_solves_the_linear_system():
+    from xai_eval.perturbation import linear_impute, linear_impute_sparse
+
+    T = 40
+    ramp = np.tile(np.linspace(-1, 3, T, dtype=np.float32)[None, :, None], (3, 1, 2))
+    removed = np.zeros_like(ramp, dtype=bool)
+    removed[0, 5:30, 0] = True                 # a long gap
+    removed[1, 2:-2:2, 1] = True               # every other step, and some runs of two
+    removed[1, 3:-2:6, 1] = True
+    removed[2, 10:12, :] = True
+    removed[2, :3, 1] = True                   # the start: copies its first kept neighbour
+    fallback = torch.zeros(1, 1, 2)
+    filled = linear_impute(torch.from_numpy(ramp), torch.from_numpy(removed), fallback).numpy()
+    interior = removed.copy()
+    interior[2, :3, 1] = False
+    assert np.allclose(filled[interior], ramp[interior], atol=1e-5)
+    assert np.allclose(filled[2, :3, 1], ramp[2, 3, 1])
+    assert np.array_equal(filled[~removed], ramp[~removed])
+    noisy = np.random.default_rng(0).standard_normal((4, T, 2)).astype(np.float32)
+    gone = np.random.default_rng(1).random(noisy.shape) < 0.6
+    gone[3, :, 1] = True                       # nothing kept: the fallback
+    fast = linear_impute(torch.from_numpy(noisy), torch.from_numpy(gone), fallback).numpy()
+    assert np.allclose(fast, linear_impute_sparse(noisy, gone, np.zeros(2)), atol=1e-4)
+
+
+def test_road_ranks_the_oracle_above_random_both_ways():
+    from xai_eval.perturbation import RoadLerfMetric, RoadMorfMetric
+
+    model, X = window_model(), window_inputs(20)
+    truth = np.zeros_like(X)
+    truth[:, 8:16, 0] = X[:, 8:16, 0] ** 2
+    e = oracle_explanation(model, X, truth)
+    morf = RoadMorfMetric().evaluate(model, e, background=np.zeros((4, 32, 2)))
+    lerf = RoadLerfMetric().evaluate(model, e, background=np.zeros((4, 32, 2)))
+    assert morf["road_morf_auc"] < morf["road_morf_auc_random"]
+    assert lerf["road_lerf_auc"] > lerf["road_lerf_auc_random"]
+
+
+def test_same_seed_same_numbers_other_seed_inside_the_intervals(synthetic_run, test_plugin):
+    base = ["evaluate", "--run", str(synthetic_run), "--method", "test-grad", "--force",
+            "--metric", "deletion", "--metric", "road-morf"]  # the whole test split
+    tables = []
+    for seed in ("0", "0", "1"):
+        result = CliRunner().invoke(cli, base + ["--seed", seed])
+        assert result.exit_code == 0, result.output
+        header = next(line.split() for line in result.output.splitlines() if "method" in line.split())
+        assert header[0] == "verdict"
+        tables.append(pd.read_csv(synthetic_run / "evaluation.csv").set_index("method"))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    first, other = tables[0], tables[2]
+    for method in first.index:
+        for key in ("deletion_auc", "road_morf_auc"):
+            assert first.loc[method, f"{key}_low"] <= first.loc[method, key] <= first.loc[method, f"{key}_high"]
+            assert first.loc[method, f"{key}_low"] <= other.loc[method, key] <= first.loc[method, f"{key}_high"]
+
+
+def test_sensitivity_max_is_zero_for_input_independent_maps_and_grows_with_the_radius(test_plugin):
+    from xai_eval.captum_metrics import SensitivityMaxMetric
+
+    model, X = window_model(), window_inputs(6)
+    e = oracle_explanation(model, X, np.ones_like(X), method="test-grad")
+    class Ones(BaseExplainer):
+        name = "ones"
+        defaults: dict = {}
+
+        def attribute(self, model, inputs, target, **opts):
+            return torch.ones_like(inputs), {}
+
+    constant = SensitivityMaxMetric().evaluate(model, e, explainer=Ones())
+    assert constant["sensitivity_max"] == pytest.approx(0.0, abs=1e-6)
+    small = SensitivityMaxMetric().evaluate(model, e, radius=0.01)["sensitivity_max"]
+    large = SensitivityMaxMetric().evaluate(model, e, radius=0.2)["sensitivity_max"]
+    assert 0 < small < large

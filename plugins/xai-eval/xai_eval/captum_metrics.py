@@ -26,6 +26,10 @@ class InfidelityMetric:
     defaults: ClassVar[dict[str, Any]] = defaults_of(options)
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
+        return self.evaluate_curves(model, explanation, **options)[0]
+
+    def evaluate_curves(self, model: LoadedModel, explanation: Explanation,
+                        **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
         """``noise`` is the perturbation's standard deviation relative to each feature's spread."""
         from captum.metrics import infidelity
 
@@ -51,4 +55,74 @@ class InfidelityMetric:
                                 max_examples_per_batch=min(max(int(opts["batch_size"]), len(x)),
                                                            len(x) * int(opts["n_perturb_samples"])),
                                 normalize=True)
-        return {"infidelity": float(np.mean(values.float().cpu().numpy()))}
+        per_sample = values.float().cpu().numpy().astype(np.float64)
+        return {"infidelity": float(np.mean(per_sample))}, {"per_sample": {"infidelity": per_sample}}
+
+
+class SensitivityMaxMetric:
+    """captum's sensitivity_max (Yeh et al. 2019): the largest change of the explanation under
+    small uniform input perturbations, relative to its norm. Re-runs the explainer
+    ``n_perturb_samples`` times, so it is left out of the default metrics (ask for it by name)."""
+
+    name: ClassVar[str] = "sensitivity-max"
+    description: ClassVar[str] = "captum sensitivity_max of the explanation; lower is better"
+    higher_is_better: ClassVar[bool] = False
+    default: ClassVar[bool] = False
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("radius", float, 0.02, "perturbation radius relative to each feature's spread",
+               min=1e-9, max=100.0),
+        Option("n_perturb_samples", int, 10, "perturbations per sample", min=1, max=10_000),
+        Option("seed", int, 0, "seed of the perturbations", min=0, max=2**63 - 1),
+        Option("background", object, None, "train inputs for explainers that require them"),
+        Option("explainer", object, None, "the explainer to re-run (default: the explanation's "
+               "method)"),
+    )
+    defaults: ClassVar[dict[str, Any]] = defaults_of(options)
+
+    def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
+        return self.evaluate_curves(model, explanation, **options)[0]
+
+    def evaluate_curves(self, model: LoadedModel, explanation: Explanation,
+                        **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
+        from captum.metrics import sensitivity_max
+
+        from xaicore.plugin import get_explainer
+
+        opts = validate(f"metric {self.name}", self.options, options)
+        explainer = opts["explainer"] or get_explainer(explanation.method)
+        explain_opts = {k: v for k, v in explanation.options.items()
+                        if k in getattr(explainer, "defaults", explanation.options)}
+        if opts["background"] is not None and "background" in getattr(explainer, "requires", ()):
+            explain_opts["background"] = opts["background"]
+        device = model.device
+        x = torch.as_tensor(explanation.inputs, device=device)
+        t = torch.as_tensor(explanation.targets, device=device)
+        scale = (model.normalisation.std.to(device).reshape(1, 1, -1)
+                 if model.normalisation is not None
+                 else x.std(dim=(0, 1), keepdim=True).clamp_min(1e-6))
+        radius = float(opts["radius"])
+        generator = torch.Generator(device=device).manual_seed(int(opts["seed"]))
+
+        def perturb(inputs):
+            if isinstance(inputs, tuple):
+                return tuple(perturb(i) for i in inputs)
+            u = torch.rand(inputs.shape, generator=generator, device=device) * 2 - 1
+            return inputs + u * radius * scale
+
+        def explain(inputs, target: torch.Tensor) -> tuple[torch.Tensor]:
+            if isinstance(inputs, tuple):
+                (inputs,) = inputs
+            again = explainer.explain(model, inputs, target, **explain_opts)
+            return (torch.as_tensor(again.attributions, device=device),)  # captum iterates it
+
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values = sensitivity_max(explain, x, perturb_func=perturb,
+                                     n_perturb_samples=int(opts["n_perturb_samples"]),
+                                     max_examples_per_batch=len(x) * int(opts["n_perturb_samples"]),
+                                     target=t)
+        per_sample = values.float().cpu().numpy().astype(np.float64)
+        return ({"sensitivity_max": float(per_sample.mean())},
+                {"per_sample": {"sensitivity_max": per_sample}})

@@ -61,7 +61,8 @@ def auc_summary_figure(rows: list[dict], out: Path) -> list[Path]:
     idx = np.arange(len(rows))
     for ax, key in zip(axes[:, 0], keys):
         values = [r.get(f"{key}_auc", np.nan) for r in rows]
-        randoms = [r.get(f"{key}_auc_random", np.nan) for r in rows]
+        baseline = next((r.get(f"{key}_auc", np.nan) for r in rows if r["method"] == "random"), np.nan)
+        randoms = [r.get(f"{key}_auc_random", baseline) for r in rows]
         ax.bar(idx - 0.2, values, 0.4, label="method order", color="tab:blue")
         ax.bar(idx + 0.2, randoms, 0.4, label="random order", color="tab:gray")
         ax.set_xticks(idx)
@@ -135,6 +136,10 @@ def render_all(rows: list[dict], curves: dict, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = auc_summary_figure(rows, out_dir / "auc_summary")
     deletion, insertion = curves.get("deletion", {}), curves.get("insertion", {})
+    for by_method in (deletion, insertion):  # the evaluation scores random as a method of its own
+        if "random" in by_method:
+            for curve in by_method.values():
+                curve.setdefault("random_curve", by_method["random"]["curve"])
     for method in dict.fromkeys([*deletion, *insertion]):
         paths += perturbation_figure(method, deletion.get(method), insertion.get(method),
                                      out_dir / f"perturbation_{safe(method)}")

@@ -63,14 +63,73 @@ def step_counts(n_cells: int, step_fraction: float) -> np.ndarray:
     return np.minimum(np.arange(n_steps + 1) * per_step, n_cells)
 
 
+def linear_impute(x: torch.Tensor, removed: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """Removed cells of ``x`` ``[n, time, feature]`` imputed from their kept neighbours in time.
+
+    This is the solution of ROAD's linear system (Rong et al. 2022) on the time axis: every removed
+    cell equals the average of its two neighbours in time (one at the ends), kept cells fixed. In
+    one dimension that system is solved exactly by linear interpolation between the nearest kept
+    cells before and after a gap, and by the nearest kept cell beyond the ends; a feature with no
+    kept cell at all takes ``fallback`` (the train mean). Kept cells are returned unchanged.
+    """
+    n, T, F = x.shape
+    t = torch.arange(T, device=x.device).view(1, T, 1).expand(n, T, F)
+    kept = ~removed
+    prev = torch.where(kept, t, torch.full_like(t, -1)).cummax(dim=1).values
+    nxt = torch.where(kept, t, torch.full_like(t, T)).flip(1).cummin(dim=1).values.flip(1)
+    has_prev, has_next = prev >= 0, nxt < T
+    x_prev = x.gather(1, prev.clamp(0, T - 1))
+    x_next = x.gather(1, nxt.clamp(0, T - 1))
+    span = (nxt - prev).clamp_min(1).to(x.dtype)
+    w = (t - prev).to(x.dtype) / span
+    inner = x_prev + (x_next - x_prev) * w
+    value = torch.where(has_prev & has_next, inner,
+                        torch.where(has_prev, x_prev, torch.where(has_next, x_next,
+                                                                  fallback.expand_as(x))))
+    return torch.where(removed, value, x)
+
+
+def linear_impute_sparse(x: np.ndarray, removed: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """The same imputation written as ROAD's sparse linear system, one series at a time (reference
+    for the tests; ``linear_impute`` is the fast path)."""
+    from scipy.sparse import lil_matrix
+    from scipy.sparse.linalg import spsolve
+
+    out = np.array(x, dtype=np.float64)
+    n, T, F = x.shape
+    for i in range(n):
+        for f in range(F):
+            gone = np.flatnonzero(removed[i, :, f])
+            if gone.size == 0:
+                continue
+            if gone.size == T:
+                out[i, :, f] = fallback[f]
+                continue
+            where = {t: k for k, t in enumerate(gone)}
+            A = lil_matrix((gone.size, gone.size))
+            b = np.zeros(gone.size)
+            for k, t in enumerate(gone):
+                neighbours = [u for u in (t - 1, t + 1) if 0 <= u < T]
+                A[k, k] = 1.0
+                for u in neighbours:
+                    if u in where:
+                        A[k, where[u]] -= 1.0 / len(neighbours)
+                    else:
+                        b[k] += x[i, u, f] / len(neighbours)
+            out[i, gone, f] = spsolve(A.tocsr(), b)
+    return out
+
+
 @torch.no_grad()
 def probability_curves(model: LoadedModel, inputs: np.ndarray, substrate: np.ndarray,
                        ranks: np.ndarray, targets: np.ndarray, counts: np.ndarray, mode: str,
-                       batch_size: int = 512) -> np.ndarray:
+                       batch_size: int = 512, impute_noise: np.ndarray | None = None,
+                       seed: int = 0) -> np.ndarray:
     """Target-class probability ``[sample, point]`` as cells are deleted or inserted by rank.
 
     All points of several samples go through the model in one forward pass of about
-    ``batch_size`` series.
+    ``batch_size`` series. With ``impute_noise`` (per-feature noise std) removed cells are not
+    replaced by ``substrate`` but imputed from their kept neighbours plus Gaussian noise (ROAD).
     """
     n, T, F = inputs.shape
     device = model.device
@@ -78,15 +137,29 @@ def probability_curves(model: LoadedModel, inputs: np.ndarray, substrate: np.nda
     limits = torch.as_tensor(counts, device=device).view(1, points, 1, 1)
     per_batch = max(1, batch_size // points)
     out = np.empty((n, points), dtype=np.float64)
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    if impute_noise is not None:
+        noise_std = torch.as_tensor(np.asarray(impute_noise, np.float32), device=device).view(1, 1, F)
+        fallback = torch.as_tensor(np.asarray(substrate[0, 0], np.float32), device=device).view(1, 1, F)
     model.module.eval()
     for start in range(0, n, per_batch):
         sl = slice(start, start + per_batch)
         x = torch.as_tensor(inputs[sl], device=device)[:, None]
-        s = torch.as_tensor(substrate[sl], device=device)[:, None]
         changed = torch.as_tensor(ranks[sl], device=device)[:, None] < limits
-        batch = torch.where(changed, s, x) if mode == "deletion" else torch.where(changed, x, s)
-        b = batch.shape[0]
-        probs = torch.softmax(model.module(batch.reshape(b * points, T, F)).float(), dim=1)
+        b = x.shape[0]
+        if impute_noise is not None:
+            xs = x.expand(b, points, T, F).reshape(b * points, T, F)
+            gone = changed.reshape(b * points, T, F)
+            filled = linear_impute(xs, gone, fallback)
+            noise = torch.randn(filled.shape, generator=generator, device=device) * noise_std
+            batch = torch.where(gone, filled + noise, xs) if mode == "deletion" else None
+            if batch is None:
+                raise XaiError("imputation is a removal strategy: use it with deletion (ROAD)")
+        else:
+            s = torch.as_tensor(substrate[sl], device=device)[:, None]
+            batch = torch.where(changed, s, x) if mode == "deletion" else torch.where(changed, x, s)
+            batch = batch.reshape(b * points, T, F)
+        probs = torch.softmax(model.module(batch).float(), dim=1)
         target = torch.as_tensor(targets[sl], device=device).repeat_interleave(points)
         out[sl] = probs.gather(1, target[:, None])[:, 0].view(b, points).cpu().numpy()
     return out
@@ -99,6 +172,7 @@ class PerturbationMetric:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = False
+    versus_random: ClassVar[bool] = True  # the evaluation compares every method with random on it
     options: ClassVar[tuple[Option, ...]] = (
         Option("substrate", str, "mean", "what removed cells become: mean (train mean) or smooth "
                "(the input smoothed along time)"),
@@ -111,7 +185,9 @@ class PerturbationMetric:
         Option("order", str, "signed", "rank cells by signed or absolute attribution",
                choices=ORDERS),
         Option("seed", int, 0, "seed of the random-order baseline", min=0, max=2**63 - 1),
-        Option("batch_size", int, 512, "inputs per forward pass", min=1, max=1_000_000),
+        Option("batch_size", int, 4096, "inputs per forward pass", min=1, max=1_000_000),
+        Option("random_baseline", bool, True, "also score a seeded random order (the evaluation "
+               "command scores the random method instead)"),
     )
     defaults: ClassVar[dict[str, Any]] = defaults_of(options)
 
@@ -120,26 +196,60 @@ class PerturbationMetric:
 
     def evaluate_curves(self, model: LoadedModel, explanation: Explanation,
                         **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
-        """Scores plus the mean curves (``fraction``, ``curve``, ``random_curve``) for figures."""
+        """Scores plus the mean curves (``fraction``, ``curve``, ``random_curve``) for figures and
+        the per-sample scores (``per_sample``) for intervals."""
+        return self.evaluate_many(model, [explanation], **options)[0]
+
+    def score_name(self) -> str:
+        return f"{self.mode}_auc"
+
+    def removal(self, opts: dict) -> tuple[str, bool]:
+        """The curve's mode (deletion/insertion) and whether the cells are ranked least relevant first."""
+        return self.mode, False
+
+    def evaluate_many(self, model: LoadedModel, explanations: list[Explanation],
+                      **options: Any) -> list[tuple[dict[str, float], dict[str, Any]]]:
+        """Several explanations of the same inputs and targets (e.g. one per method), their perturbed
+        copies sent through the model together in batches of ``batch_size``."""
         opts = validate(f"metric {self.name}", self.options, options)
-        X = explanation.inputs
-        substrate = substrate_for(model, X, opts["substrate"], opts["background"], opts["sigma"])
-        scores = explanation.attributions
-        if opts["order"] == "abs":
-            scores = np.abs(scores)
+        X = explanations[0].inputs
+        for e in explanations[1:]:
+            if e.inputs.shape != X.shape or not np.array_equal(e.targets, explanations[0].targets):
+                raise XaiError("evaluate_many needs explanations of the same inputs and targets")
+        substrate = substrate_for(model, X, opts.get("substrate", "mean"), opts["background"],
+                                  opts.get("sigma"))
+        mode, least_first = self.removal(opts)
+        noise = self.imputation_noise(model, X, opts)
         counts = step_counts(X.shape[1] * X.shape[2], float(opts["step_fraction"]))
         fraction = counts / counts[-1]
-        random_scores = np.random.default_rng(int(opts["seed"])).random(X.shape)
-        curves = {}
-        for key, ordering in (("curve", scores), ("random_curve", random_scores)):
-            per_sample = probability_curves(model, X, substrate, cell_ranks(ordering),
-                                            explanation.targets, counts, self.mode,
-                                            int(opts["batch_size"]))
-            curves[key] = per_sample.mean(axis=0)
-        auc = float(np.trapezoid(curves["curve"], fraction))
-        random_auc = float(np.trapezoid(curves["random_curve"], fraction))
-        return ({f"{self.mode}_auc": auc, f"{self.mode}_auc_random": random_auc},
-                {"fraction": fraction, **curves})
+        orderings = []
+        for e in explanations:
+            scores = np.abs(e.attributions) if opts["order"] == "abs" else e.attributions
+            orderings.append(-scores if least_first else scores)
+        with_random = bool(opts.get("random_baseline", True))
+        if with_random:
+            orderings.append(np.random.default_rng(int(opts["seed"])).random(X.shape))
+        m, n = len(orderings), len(X)
+        ranks = np.concatenate([cell_ranks(o) for o in orderings])
+        per_sample = probability_curves(model, np.tile(X, (m, 1, 1)), np.tile(substrate, (m, 1, 1)),
+                                        ranks, np.tile(explanations[0].targets, m), counts, mode,
+                                        int(opts["batch_size"]), noise, int(opts["seed"]))
+        per_sample = per_sample.reshape(m, n, -1)
+        aucs = np.trapezoid(per_sample, fraction, axis=2)
+        name = self.score_name()
+        results = []
+        for i in range(len(explanations)):
+            scores = {name: float(aucs[i].mean())}
+            curve: dict[str, Any] = {"fraction": fraction, "curve": per_sample[i].mean(axis=0),
+                                     "per_sample": {name: aucs[i]}}
+            if with_random:
+                scores[f"{name}_random"] = float(aucs[-1].mean())
+                curve["random_curve"] = per_sample[-1].mean(axis=0)
+            results.append((scores, curve))
+        return results
+
+    def imputation_noise(self, model: LoadedModel, X: np.ndarray, opts: dict) -> np.ndarray | None:
+        return None
 
 
 class DeletionMetric(PerturbationMetric):
@@ -158,3 +268,65 @@ class InsertionMetric(PerturbationMetric):
     name = "insertion"
     description = "Insertion AUC (RISE) of the target probability; higher is better"
     higher_is_better = True
+
+
+def feature_spread(model: LoadedModel, X: np.ndarray) -> np.ndarray:
+    """Per-feature standard deviation: the model's train normalisation, else the inputs'."""
+    if model.normalisation is not None:
+        return model.normalisation.std.detach().cpu().numpy().reshape(-1).astype(np.float32)
+    return np.maximum(X.std(axis=(0, 1)), 1e-6).astype(np.float32)
+
+
+class RoadMetric(PerturbationMetric):
+    """ROAD (Rong et al., ICML 2022): removal by noisy linear imputation from neighbours in time.
+
+    MoRF removes the most relevant cells first (the probability should fall: lower AUC is better);
+    LeRF the least relevant first (it should stay: higher is better). Imputing from the kept
+    neighbours instead of pasting a constant keeps the removal itself from leaking the removed
+    cells' positions (the class-information leakage ROAD was designed against).
+    """
+
+    mode = "deletion"
+    least_first: ClassVar[bool] = False
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("imputation", str, "linear", "linear (noisy linear imputation from neighbours in "
+               "time, ROAD) or mean (the train-mean substrate)", choices=("linear", "mean")),
+        Option("noise", float, 0.01, "std of the noise added to imputed cells, relative to each "
+               "feature's spread", min=0.0, max=100.0),
+        Option("background", object, None, "train inputs [n, time, feature] for the mean when the "
+               "model stores no normalisation"),
+        Option("step_fraction", float, 0.1, "share of the cells removed per curve point (ROAD: "
+               "10%)", min=1e-9, max=1.0),
+        Option("order", str, "signed", "rank cells by signed or absolute attribution",
+               choices=ORDERS),
+        Option("seed", int, 0, "seed of the imputation noise and the random order", min=0,
+               max=2**63 - 1),
+        Option("batch_size", int, 4096, "inputs per forward pass", min=1, max=1_000_000),
+        Option("random_baseline", bool, True, "also score a seeded random order"),
+    )
+    defaults: ClassVar[dict[str, Any]] = defaults_of(options)
+
+    def score_name(self) -> str:
+        return self.name.replace("-", "_") + "_auc"
+
+    def removal(self, opts: dict) -> tuple[str, bool]:
+        return "deletion", self.least_first
+
+    def imputation_noise(self, model: LoadedModel, X: np.ndarray, opts: dict) -> np.ndarray | None:
+        if opts["imputation"] != "linear":
+            return None
+        return feature_spread(model, X) * float(opts["noise"])
+
+
+class RoadMorfMetric(RoadMetric):
+    name = "road-morf"
+    description = "ROAD MoRF: noisy linear imputation of the most relevant cells first; lower is better"
+    higher_is_better = False
+    least_first = False
+
+
+class RoadLerfMetric(RoadMetric):
+    name = "road-lerf"
+    description = "ROAD LeRF: noisy linear imputation of the least relevant cells first; higher is better"
+    higher_is_better = True
+    least_first = True

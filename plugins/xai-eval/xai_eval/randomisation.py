@@ -79,6 +79,8 @@ class RandomisationMetric:
         Option("seed", int, 0, "seed of the re-initialised weights", min=0, max=2**63 - 1),
         Option("max_steps", int, 8, "layers randomised, from the output backwards", min=1,
                max=10_000),
+        Option("pass_below", float, 0.5, "a method passes when the Spearman correlation with the "
+               "fully randomised model's maps (last step) is below this", min=-1.0, max=1.0),
         Option("explainer", object, None, "the explainer to re-run (default: the explanation's "
                "method)"),
     )
@@ -104,7 +106,7 @@ class RandomisationMetric:
         if not layers:
             raise XaiError(f"model {model.name!r} has no parameters to randomise")
         reference = np.abs(explanation.attributions).reshape(len(x), -1)
-        names, correlations = [], []
+        names, correlations, rows = [], [], []
         for step, group in enumerate(np.array_split(np.arange(len(layers)), min(max_steps, len(layers)))):
             for i in group:
                 randomise(layers[i][1], int(opts["seed"]) + int(i))
@@ -112,8 +114,17 @@ class RandomisationMetric:
                 warnings.simplefilter("ignore", RuntimeWarning)
                 again = explainer.explain(randomised, x, t, **explain_opts)
             rho = spearman_rows(reference, np.abs(again.attributions).reshape(len(x), -1))
+            rows.append(rho)
             names.append(layers[group[-1]][0])
             correlations.append(float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"))
-        scores = {"randomisation_spearman": float(np.nanmean(correlations)),
-                  "randomisation_spearman_final": correlations[-1]}
-        return scores, {"layers": names, "correlation": np.asarray(correlations)}
+        final = correlations[-1]
+        scores = {"randomisation": ("pass" if np.isfinite(final) and final < float(opts["pass_below"])
+                                    else "fail"),
+                  "randomisation_spearman": float(np.nanmean(correlations)),
+                  "randomisation_spearman_final": final}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            per_sample = {"randomisation_spearman": np.nanmean(np.stack(rows), axis=0),
+                          "randomisation_spearman_final": rows[-1]}
+        return scores, {"layers": names, "correlation": np.asarray(correlations),
+                        "per_sample": per_sample}

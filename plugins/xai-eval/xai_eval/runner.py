@@ -23,6 +23,7 @@ from xaicore.plugin import names as installed_names
 from .baseline import RandomExplainer
 
 RANDOM = "random"
+RANDOM_DRAWS = 4  # random orders averaged per sample on the batched metrics: a steadier baseline
 
 
 def pick_samples(n_test: int, samples: int, seed: int) -> np.ndarray:
@@ -50,7 +51,8 @@ def choose_methods(requested: Iterable[str], model: LoadedModel) -> list[str]:
 def choose_metrics(requested: Iterable[str], context: dict) -> list[str]:
     """The requested metrics, or every installed metric whose required inputs are available."""
     requested = list(dict.fromkeys(requested))
-    names = requested or installed_names("metrics")
+    names = requested or [n for n in installed_names("metrics")
+                          if getattr(get_metric(n), "default", True)]
     chosen = []
     for name in names:
         missing = [k for k in getattr(get_metric(name), "requires", ()) if k not in context]
@@ -93,52 +95,150 @@ def score(metric: Any, model: LoadedModel, explanation: Explanation, explainer: 
     return metric.evaluate(model, explanation, **options), None
 
 
+MAX_SAMPLES = 500
+N_BOOT = 2000
+
+
 def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable[str] = (),
-                 samples: int = 32, seed: int = 0, force: bool = False, device: Any = None,
-                 figures: bool = True, progress: bool = True) -> list[dict]:
-    """Evaluate a run's explanations; returns the rows written to ``RUN/evaluation.csv``."""
+                 samples: int | None = None, seed: int = 0, force: bool = False, device: Any = None,
+                 figures: bool = False, progress: bool = True, n_boot: int = N_BOOT) -> list[dict]:
+    """Evaluate a run's explanation methods; returns the rows written to ``RUN/evaluation.csv``.
+
+    ``samples`` defaults to the whole test split (at most 500, drawn with ``seed``). The random
+    baseline is always evaluated: every method gets a verdict against it on the same samples.
+    """
     import click
+
+    from .stats import BASELINE, VERDICT_ORDER, bootstrap_indices, mean_interval, overall_verdict, \
+        paired_verdict
 
     run = Path(run)
     out_csv, out_dir = run / "evaluation.csv", run / "evaluation"
     if out_csv.exists() and not force:
         raise XaiError(f"{out_csv} exists; use --force to overwrite")
     model, dataset = load_run_data(run, device)
-    positions = pick_samples(len(dataset.test), samples, seed)
+    n_test = len(dataset.test)
+    positions = pick_samples(n_test, min(n_test, MAX_SAMPLES) if samples is None else samples, seed)
     X, y = dataset.test.X[positions], dataset.test.y[positions]
-    context: dict[str, Any] = {"background": dataset.train.X, "seed": seed}
+    context: dict[str, Any] = {"background": dataset.train.X, "seed": seed,
+                               "random_baseline": False}
     if "mask_test" in dataset.info:
         context["mask"] = np.asarray(dataset.info["mask_test"])[positions]
     method_list = choose_methods(methods, model)
+    if RANDOM not in method_list:
+        method_list.append(RANDOM)
     metric_list = choose_metrics(metrics, context)
-    rows, curves = [], {}
-    bar = click.progressbar(length=len(method_list) * (1 + len(metric_list)), label="evaluating",
+    curves: dict = {}
+    per_sample: dict[str, dict[str, np.ndarray]] = {m: {} for m in method_list}
+    directions: dict[str, bool] = {}
+    versus_random: list[str] = []
+    rows: dict[str, dict[str, Any]] = {m: {"method": m} for m in method_list}
+    bar = click.progressbar(length=len(method_list) + len(metric_list), label="evaluating",
                             file=sys.stderr, hidden=not progress)
     with bar:
+        explained: dict[str, tuple[Any, Explanation]] = {}
         for name in method_list:
             bar.label = f"{name}: explaining"
-            explainer, explanation = explain_with(name, model, X, y, positions, dataset.train.X, seed)
+            explained[name] = explain_with(name, model, X, y, positions, dataset.train.X, seed)
             bar.update(1)
-            row: dict[str, Any] = {"method": name}
-            for metric_name in metric_list:
-                bar.label = f"{name}: {metric_name}"
-                metric = get_metric(metric_name)
-                try:
-                    scores, curve = score(metric, model, explanation, explainer, context)
-                except XaiError as exc:
-                    click.echo(f"\nwarning: {metric_name} of {name} failed: {exc}", err=True)
-                    scores, curve = {}, None
-                row.update(scores)
-                if curve is not None:
+        draws = [explain_with(RANDOM, model, X, y, positions, dataset.train.X,
+                              seed * RANDOM_DRAWS + k)[1] for k in range(1, RANDOM_DRAWS)]
+        for metric_name in metric_list:
+            bar.label = metric_name
+            metric = get_metric(metric_name)
+            for name, (scores, curve) in score_all(metric, metric_name, model, explained, context,
+                                                   draws):
+                rows[name].update(scores)
+                if curve is None:
+                    continue
+                for key, values in curve.pop("per_sample", {}).items():
+                    per_sample[name][key] = np.asarray(values, dtype=np.float64)
+                    directions[key] = bool(getattr(metric, "higher_is_better", False))
+                    if getattr(metric, "versus_random", False) and key not in versus_random:
+                        versus_random.append(key)
+                if curve:
                     curves.setdefault(metric_name, {})[name] = curve
-                bar.update(1)
-            rows.append(row)
-    write_results(rows, curves, out_csv, out_dir, figures)
-    return rows
+            bar.update(1)
+    indices = bootstrap_indices(len(positions), n_boot, seed)
+    for name in method_list:
+        row = rows[name]
+        for key, values in per_sample[name].items():
+            row[key], row[f"{key}_low"], row[f"{key}_high"] = mean_interval(values, indices)
+        if name == RANDOM:
+            row["verdict"] = BASELINE
+            continue
+        verdicts = []
+        for key in versus_random:
+            if key in per_sample[name] and key in per_sample[RANDOM]:
+                test = paired_verdict(per_sample[name][key], per_sample[RANDOM][key],
+                                      directions[key], indices)
+                row[f"{key}_vs_random"] = test["verdict"]
+                row[f"{key}_p"] = test["p"]
+                verdicts.append(test["verdict"])
+        row["verdict"] = overall_verdict(verdicts) if verdicts else "not tested"
+    ordered = sorted(rows.values(), key=lambda r: (VERDICT_ORDER.get(r["verdict"], 1.5),
+                                                   -sum(r.get(f"{k}_vs_random") == "better than random"
+                                                        for k in versus_random),
+                                                   rank_key(r, versus_random, directions)))
+    table = [{"verdict": r["verdict"], **{k: v for k, v in r.items() if k != "verdict"}}
+             for r in ordered]
+    meta = {"samples": len(positions), "test_samples": n_test, "seed": seed, "bootstrap": n_boot,
+            "interval": "95% percentile bootstrap over samples",
+            "verdict": "paired bootstrap of the per-sample difference with the random baseline "
+                       "(same samples); p: Wilcoxon signed-rank"}
+    write_results(table, curves, out_csv, out_dir, figures, meta)
+    return table
+
+
+def rank_key(row: dict, keys: list[str], directions: dict[str, bool]) -> float:
+    """Within a verdict: the first verdict score, best first (in the metric's direction)."""
+    for key in keys:
+        value = row.get(key)
+        if value is not None and np.isfinite(value):
+            return -value if directions[key] else value
+    return float("inf")
+
+
+def score_all(metric: Any, metric_name: str, model: LoadedModel,
+              explained: dict[str, tuple[Any, Explanation]], context: dict,
+              random_draws: list[Explanation] = ()):
+    """``(method, (scores, curve))`` for every method: in one batch when the metric offers
+    ``evaluate_many`` (the random baseline then averaged with ``random_draws``, further seeded
+    random explanations), else method by method; a metric failing for a method is warned about."""
+    import click
+
+    names = list(explained)
+    if hasattr(metric, "evaluate_many"):
+        defaults = getattr(metric, "defaults", {})
+        options = {k: v for k, v in context.items() if k in defaults}
+        extra = list(random_draws) if RANDOM in explained else []
+        try:
+            results = metric.evaluate_many(model, [explained[n][1] for n in names] + extra,
+                                           **options)
+        except XaiError as exc:
+            click.echo(f"\nwarning: {metric_name} failed: {exc}", err=True)
+            results = [({}, None)] * (len(names) + len(extra))
+        if extra and results[0][1] is not None:
+            i = names.index(RANDOM)
+            group = [results[i]] + results[len(names):]
+            scores = {k: float(np.mean([g[0][k] for g in group])) for k in group[0][0]}
+            curve = {k: (np.mean([g[1][k] for g in group], axis=0) if k != "per_sample" else
+                         {s: np.mean([g[1]["per_sample"][s] for g in group], axis=0) for s in v})
+                     for k, v in group[0][1].items()}
+            results[i] = (scores, curve)
+        yield from zip(names, results[:len(names)])
+        return
+    for name in names:
+        explainer, explanation = explained[name]
+        try:
+            yield name, score(metric, model, explanation, explainer, context)
+        except XaiError as exc:
+            click.echo(f"\nwarning: {metric_name} of {name} failed: {exc}", err=True)
+            yield name, ({}, None)
 
 
 def write_results(rows: list[dict], curves: dict, out_csv: Path, out_dir: Path,
-                  figures: bool) -> None:
+                  figures: bool, meta: dict | None = None) -> None:
     """The CSV, the curves as JSON and (optionally) the figures."""
     import pandas as pd
 
@@ -150,6 +250,8 @@ def write_results(rows: list[dict], curves: dict, out_csv: Path, out_dir: Path,
                          for method, curve in by_method.items()}
                 for metric, by_method in curves.items()}
     write_text(out_dir / "curves.json", json.dumps(jsonable, indent=1))
+    if meta is not None:
+        write_text(out_dir / "settings.json", json.dumps(meta, indent=1))
     if figures:
         from .figures import render_all
 
