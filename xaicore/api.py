@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import registry
-from .boundary import call
-from .errors import XaiError
-from .explainer import BaseExplainer
-from .explanation import Explanation
-from .model import LoadedModel
+from xaicore import registry
+from xaicore.boundary import call
+from xaicore.errors import XaiError
+from xaicore.explainer import BaseExplainer
+from xaicore.explanation import Explanation
+from xaicore.model import LoadedModel
 
 
 def get_explainer(method: str) -> Any:

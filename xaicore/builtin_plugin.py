@@ -1,6 +1,6 @@
 """The core's own plugin: the in-process ``local`` engine, registered like any other engine."""
 
-from .hookspecs import hookimpl
+from xaicore.hookspecs import hookimpl
 
 
 @hookimpl

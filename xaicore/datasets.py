@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from . import registry
-from .boundary import call
-from .data import Dataset, DataSplit, check_finite
-from .errors import XaiError
-from .files import file_digest
+from xaicore import registry
+from xaicore.boundary import call
+from xaicore.data import Dataset, DataSplit, check_finite
+from xaicore.errors import XaiError
+from xaicore.files import file_digest
 
 FILE_SUFFIXES = (".csv", ".npz")
 

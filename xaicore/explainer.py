@@ -7,10 +7,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .errors import XaiError
-from .explanation import Explanation
-from .model import LoadedModel, backward_safe
-from .options import Option, defaults_of, infer, validate
+from xaicore.errors import XaiError
+from xaicore.explanation import Explanation
+from xaicore.model import LoadedModel, backward_safe
+from xaicore.options import Option, defaults_of, infer, validate
 
 
 class BaseExplainer:

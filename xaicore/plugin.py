@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .hookspecs import hookimpl
+from xaicore.hookspecs import hookimpl
 
 _LAZY: dict[str, str] = {
     # explainers and results

@@ -9,8 +9,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from .data import Dataset
-    from .explanation import Explanation
+    from xaicore.data import Dataset
+    from xaicore.explanation import Explanation
 
 
 @runtime_checkable
