@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterator
 
-from xaicore import registry
+from xaicore.plugins import registry
 from xaicore.errors import PluginCodeError, UnknownNameError, XaiError
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from xaicore.explanation import Explanation
+from xaicore.explaining.explanation import Explanation
 from xaicore.files import atomic_path
 
 #: Per-sample columns kept in the store under ``summary/`` (``share`` is ``[sample, feature]``).

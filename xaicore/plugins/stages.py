@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from xaicore import registry
+from xaicore.plugins import registry
 
 STAGES = ("run", "explanations")
 
@@ -53,7 +53,7 @@ def figure(explanations: Sequence[Any], sample: int, kind: str) -> Any:
             continue
         kinds = tuple(getattr(renderer, "kinds", ()))
         if kind in kinds and callable(getattr(renderer, "figure", None)):
-            from xaicore.boundary import call
+            from xaicore.plugins.boundary import call
 
             return call("renderers", name, f"{name}.figure", renderer.figure,
                         list(explanations), sample, kind)

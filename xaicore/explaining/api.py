@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore import registry
-from xaicore.boundary import call
+from xaicore.plugins import registry
+from xaicore.plugins.boundary import call
 from xaicore.errors import XaiError
-from xaicore.explainer import BaseExplainer
-from xaicore.explanation import Explanation
-from xaicore.model import LoadedModel
+from xaicore.explaining.base import BaseExplainer
+from xaicore.explaining.explanation import Explanation
+from xaicore.runs.model import LoadedModel
 
 
 def get_explainer(method: str) -> Any:

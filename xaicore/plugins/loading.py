@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 
 import pluggy
 
-from xaicore import hookspecs
+from xaicore.plugins import hookspecs
 from xaicore.errors import PluginError
 
 GROUP = "xai"

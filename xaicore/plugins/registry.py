@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
-from xaicore import plugins
+from xaicore.plugins import loading as plugins
 from xaicore.errors import PluginError, UnknownNameError
 
 KINDS = ("models", "explainers", "renderers", "datasets", "metrics", "engines")
@@ -214,7 +214,7 @@ def get_metric(name: str) -> Any:
 
 def options_of(name: str) -> list[tuple[str, list]]:
     """``(kind, options)`` of every working component called ``name`` (declared or inferred)."""
-    from xaicore.options import infer
+    from xaicore.plugins.options import infer
 
     found = []
     for kind in KINDS:
