@@ -209,7 +209,7 @@ def test_bad_requests_are_one_line_errors(setup):
     assert result.exit_code == 1 and "unknown engine 'warp'" in result.output \
         and "local" in result.output
     result = xai("explain", "--run", run, "--input", root / "big.npy", "--engine", "ray")
-    if "ray" not in __import__("xaicore").registry.names("engines"):
+    if "ray" not in __import__("xaicore").plugins.registry.names("engines"):
         assert result.exit_code == 1 and "needs the plugin xai-ray" in result.output
     result = xai("explain", "--run", run, "--resume", "--method", "saliency")
     assert result.exit_code == 1 and "go with --input or --samples all" in result.output
