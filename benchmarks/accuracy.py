@@ -15,8 +15,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from xaicore.datasets import dataset_spec
-from xaicore.training import train
+from xaicore.data.loading import dataset_spec
+from xaicore.runs.training import train
 
 # (model, dataset, target test accuracy, time limit in seconds or None)
 TARGETS = [

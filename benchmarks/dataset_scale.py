@@ -35,14 +35,14 @@ IG_STEPS = 32
 def make_run(workdir: Path) -> Path:
     """A hybrid trained for one epoch on a small synthetic [n, 150, 3] set (speed does not
     depend on training)."""
-    from xaicore.training import train
+    from xaicore.runs.training import train
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(64, 150, 3)).astype(np.float32)
     np.savez(workdir / "train.npz", X=X, y=np.arange(64) % 2)
     run = workdir / "run"
     if not (run / "checkpoint.pt").is_file():
-        from xaicore.datasets import dataset_spec
+        from xaicore.data.loading import dataset_spec
 
         train(dataset_spec(workdir / "train.npz"), "cnn-lstm-attention", run, epochs=1,
               progress=False, force=True)
@@ -89,7 +89,7 @@ def plain_rows_per_second(run: Path, batch: int, n_batches: int = 20) -> float:
     """Rows per second of plain forward+backward passes of the same model and batch size."""
     import torch
 
-    from xaicore.model import backward_safe, load_run
+    from xaicore.runs.model import backward_safe, load_run
 
     torch.set_num_threads(1)
     model = load_run(run, "cpu")

@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from xai_eval.runner import evaluate_run
-from xaicore.datasets import dataset_spec
-from xaicore.training import train
+from xaicore.data.loading import dataset_spec
+from xaicore.runs.training import train
 
 MODEL = "cnn-lstm-attention"
 LOCALISATION_METHODS = ("saliency", "integrated-gradients", "tsr:saliency",

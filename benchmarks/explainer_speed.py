@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 import xaicore
-from xaicore import registry
-from xaicore.model import LoadedModel, backward_safe
+from xaicore.plugins import registry
+from xaicore.runs.model import LoadedModel, backward_safe
 
 N_STEPS = 50
 IG_BATCHES = (None, 512, 1024)  # captum's internal_batch_size settings (None: all 3200 rows)

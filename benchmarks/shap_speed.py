@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 import xaicore
-from xaicore.datasets import dataset_spec, load_dataset
-from xaicore.model import load_checkpoint, load_run
-from xaicore.training import train
+from xaicore.data.loading import dataset_spec, load_dataset
+from xaicore.runs.model import load_checkpoint, load_run
+from xaicore.runs.training import train
 
 
 class PlayerGame:

@@ -25,8 +25,8 @@ def gunpoint_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Read-only for tests: copy it (shutil.copytree) before writing into it.
     """
-    from xaicore.datasets import dataset_spec
-    from xaicore.training import train
+    from xaicore.data.loading import dataset_spec
+    from xaicore.runs.training import train
 
     run = tmp_path_factory.mktemp("runs") / "gunpoint"
     metrics = train(dataset_spec("GunPoint"), "cnn-lstm-attention", run, epochs=30, seed=0,

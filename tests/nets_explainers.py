@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xaicore.model import LoadedModel
+from xaicore.runs.model import LoadedModel
 
 
 class TinyHybrid(nn.Module):
@@ -93,7 +93,7 @@ def inputs(n: int = 6, seq_len: int = 32, n_features: int = 2, seed: int = 1) ->
 
 def small_hybrid(seq_len: int, **loaded_options) -> LoadedModel:
     """The built-in cnn-lstm-attention hybrid, small and untrained (seed 0), on 2 features, 3 classes."""
-    from xaicore import registry
+    from xaicore.plugins import registry
 
     torch.manual_seed(0)
     net = registry.get_model("cnn-lstm-attention")(2, seq_len, 3, cnn_channels=4,

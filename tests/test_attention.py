@@ -6,10 +6,10 @@ import torch
 
 from nets_explainers import small_hybrid, TinyCNN, TinyHybrid, inputs, loaded
 from xai_attention.explainer import rollout, to_input_steps
-from xaicore import registry
-from xaicore.api import explain
+from xaicore.plugins import registry
+from xaicore.explaining.api import explain
 from xaicore.errors import XaiError
-from xaicore.model import LoadedModel
+from xaicore.runs.model import LoadedModel
 
 T = 40
 
@@ -84,7 +84,7 @@ def test_models_without_attention_are_refused_by_name():
 
 
 def test_explanation_with_attention_extras_round_trips(hybrid, tmp_path):
-    from xaicore.explanation import Explanation
+    from xaicore.explaining.explanation import Explanation
 
     e = explain(hybrid, inputs(2, T), method="attention")
     back = Explanation.load(e.save(tmp_path / "attention.npz"))

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from xaicore.cli import cli
-from xaicore.datasets import load_dataset
-from xaicore.explanation import Explanation
-from xaicore.model import load_checkpoint
+from xaicore.data.loading import load_dataset
+from xaicore.explaining.explanation import Explanation
+from xaicore.runs.model import load_checkpoint
 
 
 def xai(*args):
@@ -137,7 +137,7 @@ class RaisingPlugin:
 
 
 def test_plugin_exceptions_are_one_line_naming_the_plugin(run, monkeypatch):
-    from xaicore import plugins
+    from xaicore.plugins import loading as plugins
 
     plugins.pm.register(RaisingPlugin(), name="raising-test-plugin")
     try:

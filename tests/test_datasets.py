@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xaicore.datasets import class_order, dataset_spec, load_dataset
+from xaicore.data.loading import class_order, dataset_spec, load_dataset
 from xaicore.errors import UnknownNameError, XaiError
 
 

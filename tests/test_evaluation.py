@@ -14,13 +14,13 @@ from xai_eval.localisation import AUPMetric, AURMetric, precision_recall
 from xai_eval.perturbation import DeletionMetric, InsertionMetric, step_counts
 from xai_eval.randomisation import RandomisationMetric, layers_in_forward_order
 from xai_eval.synthetic import load as load_synthetic
-from xaicore import plugins, registry
-from xaicore.api import explain, get_explainer
+from xaicore.plugins import loading as plugins, registry
+from xaicore.explaining.api import explain, get_explainer
 from xaicore.cli import cli
 from xaicore.errors import XaiError
-from xaicore.explainer import BaseExplainer, build_explanation
-from xaicore.hookspecs import hookimpl
-from xaicore.model import LoadedModel, wrap_model
+from xaicore.explaining.base import BaseExplainer, build_explanation
+from xaicore.plugins.hookspecs import hookimpl
+from xaicore.runs.model import LoadedModel, wrap_model
 
 
 class WindowNet(nn.Module):

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from nets_explainers import small_hybrid, TinyCNN, TinyHybrid, TinyMLP, inputs, loaded
-from xaicore import registry
-from xaicore.api import explain
+from xaicore.plugins import registry
+from xaicore.explaining.api import explain
 from xaicore.errors import XaiError
-from xaicore.model import LoadedModel
+from xaicore.runs.model import LoadedModel
 
 T = 32
 
@@ -216,7 +216,7 @@ def test_integrated_gradients_auto_steps_close_the_completeness_gap(gunpoint_run
     F(x) - F(0), checked here with the model's own outputs; samples that converge at 32 steps
     keep the 32-step attributions."""
     import xaicore
-    from xaicore.datasets import load_dataset
+    from xaicore.data.loading import load_dataset
 
     model = xaicore.load_run(gunpoint_run, "cpu")
     X = load_dataset({"name": "GunPoint"}).test.X[:48]

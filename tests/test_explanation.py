@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
+from xaicore.explaining.explanation import Explanation
 
 
 def make(n=4, t=10, f=3, c=2, seed=0, **kw):

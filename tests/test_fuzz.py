@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 
 from xaicore import files
 from xaicore.cli import cli
-from xaicore.datasets import dataset_spec, load_dataset
+from xaicore.data.loading import dataset_spec, load_dataset
 from xaicore.errors import XaiError
-from xaicore.explaining import result_name
-from xaicore.model import load_checkpoint, model_from_checkpoint
+from xaicore.explaining.runs import result_name
+from xaicore.runs.model import load_checkpoint, model_from_checkpoint
 
 CASES: Counter = Counter()
 TEMP = re.compile(r"^\..+\.(?:tmp|partial|old)-\d+")

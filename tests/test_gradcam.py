@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from nets_explainers import small_hybrid, TinyCNN, TinyMLP, inputs, loaded
-from xaicore import registry
-from xaicore.api import explain
+from xaicore.plugins import registry
+from xaicore.explaining.api import explain
 from xaicore.errors import XaiError
-from xaicore.model import LoadedModel
+from xaicore.runs.model import LoadedModel
 
 T = 40
 

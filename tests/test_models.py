@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from xaicore import registry
+from xaicore.plugins import registry
 from xaicore.errors import XaiError
 
 MODELS = ["cnn-lstm-attention", "inception-time", "fcn", "resnet", "transformer"]
@@ -162,7 +162,7 @@ def test_a_few_steps_fit_a_separable_toy_problem(name):
 
 
 def test_loaded_models_satisfy_the_complete_model_protocol():
-    from xaicore.model import wrap_model
+    from xaicore.runs.model import wrap_model
     from xaicore.protocols import Model
 
     members = set(Model.__annotations__) | {name for name, value in vars(Model).items()

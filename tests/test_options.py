@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from xaicore import registry
+from xaicore.plugins import registry
 from xaicore.errors import XaiError
-from xaicore.options import Option, infer, validate
+from xaicore.plugins.options import Option, infer, validate
 
 SPEC = [Option("n_steps", int, 50, min=1, max=10_000, help="steps"),
         Option("abs", bool, True),

@@ -79,7 +79,7 @@ def test_broken_plugin_is_shown_failed_and_the_rest_works(site):
 
 def test_broken_lazy_entry_fails_when_used_with_a_clear_error(site):
     code = textwrap.dedent("""
-        from xaicore import registry
+        from xaicore.plugins import registry
         from xaicore.errors import PluginError
         try:
             registry.get_explainer("broken-lazy")
@@ -110,7 +110,7 @@ def test_example_plugin_explains_from_python(site, tmp_path):
     code = textwrap.dedent(f"""
         import numpy as np, torch
         import xaicore
-        from xaicore import registry
+        from xaicore.plugins import registry
         torch.manual_seed(0)
         linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12 * 2, 3))
         model = xaicore.wrap_model(linear, class_names=["a", "b", "c"], feature_names=["x", "y"])
@@ -147,8 +147,8 @@ def test_example_plugin_explains_from_the_cli(site, gunpoint_run, tmp_path):
     assert result.returncode == 0, result.stderr
     import torch
 
-    from xaicore.explanation import Explanation
-    from xaicore.model import load_run
+    from xaicore.explaining.explanation import Explanation
+    from xaicore.runs.model import load_run
 
     e = Explanation.load(out / "occlusion.npz")
     assert e.attributions.shape == (3, 150, 1) and e.options == {"window": 10, "baseline": 0.0}
@@ -193,7 +193,7 @@ def test_builtin_keeps_its_name_against_a_plugin_that_sorts_first(hijack_site):
     assert fcn == [("xai-models", "ok"), ("xai-hijack-plugin", "failed")]
     assert ("xai-hijack-plugin", "ok") in {(e["distribution"], e["status"]) for e in data["explainers"]
                                            if e["name"] == "hijack-only"}
-    code = "from xaicore import registry; print(type(registry.get_explainer('gradcam')).__module__)"
+    code = "from xaicore.plugins import registry; print(type(registry.get_explainer('gradcam')).__module__)"
     result = run([sys.executable, "-c", code], hijack_site)
     assert result.stdout.strip().startswith("xai_gradcam"), result.stderr
 
@@ -293,9 +293,9 @@ def test_plugins_import_only_the_public_plugin_api(tmp_path):
                  for module in core_imports(path) if module != "xaicore.plugin"}
     assert not offending, sorted(offending)
     probe = tmp_path / "probe.py"  # the check sees every form of core import
-    probe.write_text("import xaicore.model\nfrom xaicore import registry\n"
+    probe.write_text("import xaicore.runs.model\nfrom xaicore import files\n"
                      "def f():\n    from xaicore.errors import XaiError\n")
-    assert core_imports(probe) == ["xaicore.model", "xaicore.registry", "xaicore.errors"]
+    assert core_imports(probe) == ["xaicore.runs.model", "xaicore.files", "xaicore.errors"]
 
 
 def test_the_plugin_api_is_lazy_and_complete():

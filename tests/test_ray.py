@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from xaicore.cli import cli
-from xaicore.datasets import load_dataset
-from xaicore.explanation import Explanation
+from xaicore.data.loading import load_dataset
+from xaicore.explaining.explanation import Explanation
 
 ray = pytest.importorskip("ray")
 

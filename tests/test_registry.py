@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
-from xaicore import plugins, registry
+from xaicore.plugins import loading as plugins, registry
 from xaicore.errors import PluginError, UnknownNameError
-from xaicore.hookspecs import hookimpl
+from xaicore.plugins.hookspecs import hookimpl
 
 
 class TinyExplainer:
@@ -102,7 +102,7 @@ def test_listing_imports_no_registered_module():
     """Listing (in a fresh interpreter) imports none of the modules the entries point to."""
     code = textwrap.dedent("""
         import sys
-        from xaicore import registry
+        from xaicore.plugins import registry
         registry.as_json()
         lazy = {e.target.partition(":")[0] for e in registry.entries() if isinstance(e.target, str)}
         print(sorted(lazy & set(sys.modules)))
@@ -182,7 +182,7 @@ class StagePlugin:
 
 def test_renderers_run_by_declared_stage_and_failures_are_warnings(temp_plugin, tmp_path,
                                                                    monkeypatch):
-    from xaicore.stages import render_stage, renderers_for
+    from xaicore.plugins.stages import render_stage, renderers_for
 
     temp_plugin(StagePlugin(), "stage-test-plugin")
     names = renderers_for("explanations")
@@ -190,7 +190,7 @@ def test_renderers_run_by_declared_stage_and_failures_are_warnings(temp_plugin, 
     assert {"sample-plots", "global-plots"} <= set(names)
     assert set(renderers_for("run")) >= {"training-curves", "confusion-matrix"}
     assert "html-report" not in renderers_for("run") + names
-    from xaicore import stages
+    from xaicore.plugins import stages
 
     ours = [n for n in names if n.startswith("stage-")]  # run only the temporary renderers here
     monkeypatch.setattr(stages, "renderers_for", lambda stage: ours)

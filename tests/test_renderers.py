@@ -7,9 +7,9 @@ import matplotlib
 import numpy as np
 import pytest
 
-from xaicore import registry
+from xaicore.plugins import registry
 from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
+from xaicore.explaining.explanation import Explanation
 
 EVIL = "<script>alert(1)</script>"
 MOTION = ["acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z"]

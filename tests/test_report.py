@@ -10,10 +10,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from xaicore import registry
+from xaicore.plugins import registry
 from xaicore.cli import cli
 from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
+from xaicore.explaining.explanation import Explanation
 
 EVIL = "<script>alert(1)</script>"
 ROOT = Path(__file__).resolve().parents[1]

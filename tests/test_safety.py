@@ -16,15 +16,16 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from xaicore import files, runs
+from xaicore import files
+from xaicore.runs import directory as runs
 from xaicore.cli import cli
-from xaicore.data import DataSplit, as_series
-from xaicore.datasets import dataset_spec, load_dataset
+from xaicore.data.dataset import DataSplit, as_series
+from xaicore.data.loading import dataset_spec, load_dataset
 from xaicore.errors import XaiError
-from xaicore.explaining import result_name, run_folders
-from xaicore.explanation import Explanation
-from xaicore.model import load_checkpoint
-from xaicore.training import train
+from xaicore.explaining.runs import result_name, run_folders
+from xaicore.explaining.explanation import Explanation
+from xaicore.runs.model import load_checkpoint
+from xaicore.runs.training import train
 
 SMALL = {"cnn_channels": 4, "lstm_hidden_size": 4, "lstm_num_layers": 1, "num_heads": 2}
 HOSTILE = ["../../../../outside/PWNED", "/etc/passwd", "a/b", "..", ".", "", "a\x00b",
@@ -189,7 +190,7 @@ def test_resume_touches_only_training_files(tmp_path):
 
 
 def test_interrupted_training_leaves_the_old_run_and_no_temporary(tmp_path, monkeypatch):
-    import xaicore.training as training
+    import xaicore.runs.training as training
 
     run = tmp_path / "run"
     small_train(tmp_path, run)
@@ -460,8 +461,8 @@ def test_gauss_legendre_steps_are_bounded_before_any_work():
 
 
 def test_an_explainer_that_runs_out_of_memory_is_retried_on_halves_of_the_batch():
-    from xaicore.explainer import BaseExplainer
-    from xaicore.model import wrap_model
+    from xaicore.explaining.base import BaseExplainer
+    from xaicore.runs.model import wrap_model
 
     calls: list[int] = []
 

@@ -11,12 +11,12 @@ from click.testing import CliRunner
 from torch import nn
 
 import xaicore
-from xaicore import registry
+from xaicore.plugins import registry
 from xaicore.cli import cli
-from xaicore.datasets import load_dataset
+from xaicore.data.loading import load_dataset
 from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
-from xaicore.model import LoadedModel, load_checkpoint, load_run
+from xaicore.explaining.explanation import Explanation
+from xaicore.runs.model import LoadedModel, load_checkpoint, load_run
 
 
 class HybridNet(nn.Module):

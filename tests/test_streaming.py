@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 import xaicore
 from xaicore.cli import cli
-from xaicore.datasets import load_dataset
+from xaicore.data.loading import load_dataset
 from xaicore.errors import XaiError
-from xaicore.explanation import Explanation
-from xaicore.store import StoredExplanation, store_attrs
+from xaicore.explaining.explanation import Explanation
+from xaicore.explaining.store import StoredExplanation, store_attrs
 
 
 def xai(*args):
@@ -209,7 +209,7 @@ def test_bad_requests_are_one_line_errors(setup):
     assert result.exit_code == 1 and "unknown engine 'warp'" in result.output \
         and "local" in result.output
     result = xai("explain", "--run", run, "--input", root / "big.npy", "--engine", "ray")
-    if "ray" not in __import__("xaicore").registry.names("engines"):
+    if "ray" not in __import__("xaicore").plugins.registry.names("engines"):
         assert result.exit_code == 1 and "needs the plugin xai-ray" in result.output
     result = xai("explain", "--run", run, "--resume", "--method", "saliency")
     assert result.exit_code == 1 and "go with --input or --samples all" in result.output
@@ -246,7 +246,7 @@ def test_the_report_shows_a_dataset_view_and_draws_only_the_chosen_samples(setup
     result = xai("report", "--run", run, "--samples", "0:65", "--force")
     assert result.exit_code == 1 and "at most 64" in result.output
     # a store cut short is named in the report, which still renders
-    from xaicore.store import StoreWriter
+    from xaicore.explaining.store import StoreWriter
 
     StoreWriter.create(run / "explanations" / "fleet" / "saliency.zarr", 300, 128,
                        {"method": "saliency"}, force=False)

@@ -15,11 +15,11 @@ import torch
 from click.testing import CliRunner
 
 from xaicore.cli import cli
-from xaicore.datasets import dataset_spec, load_dataset
+from xaicore.data.loading import dataset_spec, load_dataset
 from xaicore.errors import XaiError
-from xaicore.model import load_checkpoint, load_run
-from xaicore.predicting import predict
-from xaicore.training import SEED_RECIPE, recipe_for, train
+from xaicore.runs.model import load_checkpoint, load_run
+from xaicore.runs.predicting import predict
+from xaicore.runs.training import SEED_RECIPE, recipe_for, train
 
 SMALL = {"cnn_channels": 4, "lstm_hidden_size": 4, "lstm_num_layers": 1, "num_heads": 2}
 RUN_FILES = ["checkpoint.pt", "history.csv", "metrics.json", "classification_report.txt",
@@ -223,7 +223,7 @@ def test_force_into_the_current_directory(tmp_path, monkeypatch):
 
 
 def test_a_failure_part_way_leaves_nothing(tmp_path, monkeypatch):
-    import xaicore.training as training
+    import xaicore.runs.training as training
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")

@@ -11,14 +11,14 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "explain": "xaicore.api",
-    "Explanation": "xaicore.explanation",
-    "load_run": "xaicore.model",
-    "wrap_model": "xaicore.model",
-    "LoadedModel": "xaicore.model",
+    "explain": "xaicore.explaining.api",
+    "Explanation": "xaicore.explaining.explanation",
+    "load_run": "xaicore.runs.model",
+    "wrap_model": "xaicore.runs.model",
+    "LoadedModel": "xaicore.runs.model",
     "XaiError": "xaicore.errors",
-    "train": "xaicore.training",
-    "load_dataset": "xaicore.datasets",
+    "train": "xaicore.runs.training",
+    "load_dataset": "xaicore.data.loading",
 }
 
 

@@ -11,7 +11,7 @@ from importlib import import_module
 
 import click
 
-from .errors import XaiError
+from xaicore.errors import XaiError
 
 
 class XaiGroup(click.Group):
@@ -26,7 +26,7 @@ class XaiGroup(click.Group):
         if self._plugin_commands_added:
             return
         self._plugin_commands_added = True
-        from . import plugins
+        from xaicore.plugins import loading as plugins
 
         try:
             plugins.load_plugins()
@@ -94,14 +94,14 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
               help="Print the options of one component: type, default, allowed values, help.")
 def list_cmd(as_json: bool, check: bool, options_of: str | None) -> None:
     """List installed models, explainers, renderers, datasets, metrics and plugins."""
-    from . import registry
+    from xaicore.plugins import registry
 
     if options_of:
         for kind, spec in registry.options_of(options_of):
             click.echo(f"{registry.SINGULAR[kind]} {options_of}:")
             click.echo("\n".join(f"  {o.describe()}" for o in spec) or "  (no options)")
             if kind == "models":
-                from .training import recipe_options
+                from xaicore.runs.training import recipe_options
 
                 click.echo(f"training recipe of {options_of}:")
                 click.echo("\n".join(f"  {o.describe()}"
@@ -133,7 +133,7 @@ def list_cmd(as_json: bool, check: bool, options_of: str | None) -> None:
 
 def _report_check(broken: list) -> None:
     """After ``xai list --check``: one line per target that failed to import, then exit 1."""
-    from . import registry
+    from xaicore.plugins import registry
 
     if not broken:
         return

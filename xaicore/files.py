@@ -19,7 +19,7 @@ import unicodedata
 from pathlib import Path
 from typing import IO, Iterator
 
-from .errors import XaiError
+from xaicore.errors import XaiError
 
 _TEMP = re.compile(r"^\..+\.(?:tmp|partial|old)-(\d+)(?:-[0-9a-f]+)?$")
 LOCK = ".xai.lock"

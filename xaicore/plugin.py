@@ -10,42 +10,42 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .hookspecs import hookimpl
+from xaicore.plugins.hookspecs import hookimpl
 
 _LAZY: dict[str, str] = {
     # explainers and results
-    "BaseExplainer": "xaicore.explainer",
-    "build_explanation": "xaicore.explainer",
-    "Explanation": "xaicore.explanation",
-    "get_explainer": "xaicore.api",
+    "BaseExplainer": "xaicore.explaining.base",
+    "build_explanation": "xaicore.explaining.base",
+    "Explanation": "xaicore.explaining.explanation",
+    "get_explainer": "xaicore.explaining.api",
     # errors and options
     "XaiError": "xaicore.errors",
-    "Option": "xaicore.options",
-    "defaults_of": "xaicore.options",
-    "validate": "xaicore.options",
+    "Option": "xaicore.plugins.options",
+    "defaults_of": "xaicore.plugins.options",
+    "validate": "xaicore.plugins.options",
     # data and models
-    "Dataset": "xaicore.data",
-    "DataSplit": "xaicore.data",
-    "as_series": "xaicore.data",
-    "LoadedModel": "xaicore.model",
-    "load_checkpoint": "xaicore.model",
-    "CHECKPOINT": "xaicore.model",
+    "Dataset": "xaicore.data.dataset",
+    "DataSplit": "xaicore.data.dataset",
+    "as_series": "xaicore.data.dataset",
+    "LoadedModel": "xaicore.runs.model",
+    "load_checkpoint": "xaicore.runs.model",
+    "CHECKPOINT": "xaicore.runs.model",
     # runs
-    "load_run_data": "xaicore.explaining",
-    "method_names": "xaicore.explaining",
-    "parse_samples": "xaicore.explaining",
-    "StoredExplanation": "xaicore.store",
-    "is_store": "xaicore.store",
+    "load_run_data": "xaicore.explaining.runs",
+    "method_names": "xaicore.explaining.runs",
+    "parse_samples": "xaicore.explaining.runs",
+    "StoredExplanation": "xaicore.explaining.store",
+    "is_store": "xaicore.explaining.store",
     # installed components
-    "names": "xaicore.registry",
-    "get_metric": "xaicore.registry",
-    "get_renderer": "xaicore.registry",
-    "render_stage": "xaicore.stages",
-    "renderers_for": "xaicore.stages",
+    "names": "xaicore.plugins.registry",
+    "get_metric": "xaicore.plugins.registry",
+    "get_renderer": "xaicore.plugins.registry",
+    "render_stage": "xaicore.plugins.stages",
+    "renderers_for": "xaicore.plugins.stages",
     # engines (streaming)
-    "ExplainJob": "xaicore.streaming",
-    "explain_batch": "xaicore.streaming",
-    "load_job_model": "xaicore.streaming",
+    "ExplainJob": "xaicore.explaining.streaming",
+    "explain_batch": "xaicore.explaining.streaming",
+    "load_job_model": "xaicore.explaining.streaming",
     # files
     "atomic_open": "xaicore.files",
     "atomic_path": "xaicore.files",

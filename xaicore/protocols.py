@@ -9,8 +9,8 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from .data import Dataset
-    from .explanation import Explanation
+    from xaicore.data.dataset import Dataset
+    from xaicore.explaining.explanation import Explanation
 
 
 @runtime_checkable
@@ -138,7 +138,7 @@ class Engine(Protocol):
     """Where streamed batches are explained (``xai explain --engine NAME``).
 
     ``run`` explains every batch of ``job`` (``job.batches()`` gives the row ranges from
-    ``job.start`` on) by calling ``xaicore.streaming.explain_batch`` wherever it likes (in this
+    ``job.start`` on) by calling ``xaicore.explaining.streaming.explain_batch`` wherever it likes (in this
     process, on a pool of workers, on a cluster) and yields ``(start_row, {method: Explanation})``
     in input order; the core writes what it yields to the stores. ``workers``, ``gpus_per_worker``
     and ``address`` come from the command line when given.

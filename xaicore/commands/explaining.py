@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import XaiError
+from xaicore.errors import XaiError
 
 COMMANDS: list = []
 
@@ -69,7 +69,7 @@ def explain_cmd(runs, methods, samples, target, option_items, out, figures, devi
     With --input, or --samples all on a large test split, results stream into one chunked
     store per method (METHOD.zarr), in constant memory, on the chosen --engine.
     """
-    from ..explaining import explain_runs, explain_streamed
+    from xaicore.explaining.runs import explain_runs, explain_streamed
 
     if len(runs) > 1 and out is None:
         raise XaiError("with several --run, give --out for the side-by-side result")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import XaiError
+from xaicore.errors import XaiError
 
 COMMANDS: list = []
 SEED = click.IntRange(0, 2**32 - 1)
@@ -56,8 +56,8 @@ def parse_params(items: tuple[str, ...]) -> dict:
 def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr, param_items, force,
               resume, device, threads, quiet):
     """Train a model and write a run directory (checkpoint, history, metrics, figures, report)."""
-    from ..datasets import dataset_spec
-    from ..training import train
+    from xaicore.data.loading import dataset_spec
+    from xaicore.runs.training import train
 
     params = parse_params(param_items)
     if resume and (params or test or batch_size or lr):
@@ -86,7 +86,7 @@ def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr
 @click.option("--force", is_flag=True, help="Replace an existing predictions file.")
 def predict_cmd(run, input_path, out, force):
     """Predict classes and class probabilities for new series with a trained run."""
-    from ..predicting import predict
+    from xaicore.runs.predicting import predict
 
     out = out or run / "predictions" / f"{input_path.stem}.csv"
     click.echo(f"predictions -> {predict(run, input_path, out, force=force)}")

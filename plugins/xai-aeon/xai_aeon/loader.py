@@ -1,4 +1,4 @@
-"""Loads the classification datasets aeon ships as ``xaicore.data.Dataset`` (nothing is downloaded)."""
+"""Loads the classification datasets aeon ships as ``xaicore.plugin.Dataset`` (nothing is downloaded)."""
 
 from __future__ import annotations
 

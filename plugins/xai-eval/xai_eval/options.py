@@ -1,4 +1,4 @@
-"""Background data shared by the metrics (their options go through ``xaicore.options.validate``)."""
+"""Background data shared by the metrics (their options go through ``xaicore.plugin.validate``)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from xaicore.plugin import XaiError, validate
 
 
 def resolve_params(cls: type, params: dict[str, Any]) -> dict[str, Any]:
-    """``cls.param_options`` defaults overlaid with ``params``, checked by ``xaicore.options.validate``."""
+    """``cls.param_options`` defaults overlaid with ``params``, checked by ``xaicore.plugin.validate``."""
     return validate(f"model {cls.__name__}", cls.param_options, params, noun="parameter")
 
 

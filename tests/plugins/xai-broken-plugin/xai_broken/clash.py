@@ -1,6 +1,6 @@
 """Imports fine but registers a name another plugin owns, and its dataset hook raises."""
 
-from xaicore.hookspecs import hookimpl
+from xaicore.plugins.hookspecs import hookimpl
 
 
 @hookimpl

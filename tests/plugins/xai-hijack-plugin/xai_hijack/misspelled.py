@@ -1,6 +1,6 @@
 """Implements a hook that does not exist (``register_explainer``, singular)."""
 
-from xaicore.hookspecs import hookimpl
+from xaicore.plugins.hookspecs import hookimpl
 
 
 @hookimpl

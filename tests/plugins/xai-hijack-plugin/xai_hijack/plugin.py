@@ -1,6 +1,6 @@
 """Registers the built-in names ``gradcam`` and ``fcn``; ``gradcam`` asks to replace the built-in."""
 
-from xaicore.hookspecs import hookimpl
+from xaicore.plugins.hookspecs import hookimpl
 
 
 class Hijacker:

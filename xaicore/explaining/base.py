@@ -7,16 +7,16 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .errors import XaiError
-from .explanation import Explanation
-from .model import LoadedModel, backward_safe
-from .options import Option, defaults_of, infer, validate
+from xaicore.errors import XaiError
+from xaicore.explaining.explanation import Explanation
+from xaicore.runs.model import LoadedModel, backward_safe
+from xaicore.plugins.options import Option, defaults_of, infer, validate
 
 
 class BaseExplainer:
     """Subclasses set ``name``, ``description``, ``options`` and implement ``attribute``.
 
-    ``options`` declares each option once (``xaicore.options.Option``: type, default, range or
+    ``options`` declares each option once (``xaicore.plugins.options.Option``: type, default, range or
     choices, help); ``defaults`` is derived from it. A subclass that sets only a ``defaults`` dict
     gets options typed after its default values.
 

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from . import registry
-from .boundary import call
-from .data import Dataset, DataSplit, check_finite
-from .errors import XaiError
-from .files import file_digest
+from xaicore.plugins import registry
+from xaicore.plugins.boundary import call
+from xaicore.data.dataset import Dataset, DataSplit, check_finite
+from xaicore.errors import XaiError
+from xaicore.files import file_digest
 
 FILE_SUFFIXES = (".csv", ".npz")
 
@@ -89,7 +89,7 @@ def load_dataset(spec: dict | str | Path) -> Dataset:
         dataset = call("datasets", name, f"the loader of dataset {name!r}", loader, name)
         if not isinstance(dataset, Dataset):
             raise XaiError(f"the loader of dataset {name!r} returned {type(dataset).__name__}, "
-                           f"not an xaicore.data.Dataset")
+                           f"not an xaicore.data.dataset.Dataset")
         return dataset
     if not path.is_file():
         raise XaiError(f"no dataset file at {path}")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterator
 
-from . import registry
-from .errors import PluginCodeError, UnknownNameError, XaiError
+from xaicore.plugins import registry
+from xaicore.errors import PluginCodeError, UnknownNameError, XaiError
 
 
 def owner(kind: str, name: str) -> str:

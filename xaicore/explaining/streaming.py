@@ -16,9 +16,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .data import check_finite
-from .errors import XaiError
-from .explanation import Explanation
+from xaicore.data.dataset import check_finite
+from xaicore.errors import XaiError
+from xaicore.explaining.explanation import Explanation
 
 INPUT_SUFFIXES = (".npy", ".npz", ".csv", ".zarr")
 
@@ -81,7 +81,7 @@ def open_input(path: str | Path, class_names: list[str] | None = None) -> InputS
 
 def class_indices(labels: np.ndarray, class_names: list[str] | None, where: str) -> np.ndarray:
     """Labels as indices into ``class_names`` (1 and 1.0 are one label)."""
-    from .datasets import label_texts
+    from xaicore.data.loading import label_texts
 
     if labels.ndim != 1:
         raise XaiError(f"{where}: labels y must be one per sample, got shape {labels.shape}")
@@ -204,8 +204,8 @@ class ExplainJob:
 
 def load_job_model(job: ExplainJob):
     """The run's model and the options of each method, background data included where declared."""
-    from .explaining import load_run_data
-    from .model import load_run
+    from xaicore.explaining.runs import load_run_data
+    from xaicore.runs.model import load_run
 
     try:
         model, dataset = load_run_data(Path(job.run), job.device)
@@ -224,7 +224,7 @@ def load_job_model(job: ExplainJob):
 
 
 def _requires(method: str) -> tuple[str, ...]:
-    from .api import get_explainer
+    from xaicore.explaining.api import get_explainer
 
     return tuple(getattr(get_explainer(method), "requires", ()))
 
@@ -233,7 +233,7 @@ def explain_batch(model, options: dict[str, dict], job: ExplainJob, start: int,
                   stop: int) -> dict[str, Explanation]:
     """Read rows ``start:stop`` and explain them with every method of the job (the one function
     every engine runs)."""
-    from .api import explain
+    from xaicore.explaining.api import explain
 
     X, labels = job.source.read(start, stop)
     expected = (model.seq_len, model.n_features)
@@ -324,10 +324,10 @@ class WriteBehind:
 def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: bool,
                         resume: bool, progress: bool = True, **engine_options: Any) -> list[Path]:
     """Explain every row of ``job`` with ``engine`` into one store per method in ``out_dir``."""
-    from .boundary import call, iterate
-    from .explaining import result_name
-    from .files import clean_stale, locked
-    from .store import StoreWriter, is_store, table_paths
+    from xaicore.plugins.boundary import call, iterate
+    from xaicore.explaining.runs import result_name
+    from xaicore.files import clean_stale, locked
+    from xaicore.explaining.store import StoreWriter, is_store, table_paths
 
     n = job.source.n_rows
     paths = {m: out_dir / f"{result_name(m, job.target)}.zarr" for m in job.methods}

@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .explanation import Explanation
-from .files import atomic_path
+from xaicore.explaining.explanation import Explanation
+from xaicore.files import atomic_path
 
 #: Per-sample columns kept in the store under ``summary/`` (``share`` is ``[sample, feature]``).
 SAMPLE_COLUMNS = ("sample_ids", "labels", "targets", "predictions", "probability",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import registry
+from xaicore.plugins import registry
 
 STAGES = ("run", "explanations")
 
@@ -43,7 +43,7 @@ def render_stage(stage: str, explanations: Sequence[Any], out_dir: Path,
 
 def figure(explanations: Sequence[Any], sample: int, kind: str) -> Any:
     """A matplotlib figure of ``kind`` from the first installed renderer that draws it."""
-    from .errors import XaiError
+    from xaicore.errors import XaiError
 
     offered: list[str] = []
     for name in registry.names("renderers"):
@@ -53,7 +53,7 @@ def figure(explanations: Sequence[Any], sample: int, kind: str) -> Any:
             continue
         kinds = tuple(getattr(renderer, "kinds", ()))
         if kind in kinds and callable(getattr(renderer, "figure", None)):
-            from .boundary import call
+            from xaicore.plugins.boundary import call
 
             return call("renderers", name, f"{name}.figure", renderer.figure,
                         list(explanations), sample, kind)

@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import registry
-from .boundary import call
-from .errors import XaiError
-from .explainer import BaseExplainer
-from .explanation import Explanation
-from .model import LoadedModel
+from xaicore.plugins import registry
+from xaicore.plugins.boundary import call
+from xaicore.errors import XaiError
+from xaicore.explaining.base import BaseExplainer
+from xaicore.explaining.explanation import Explanation
+from xaicore.runs.model import LoadedModel
 
 
 def get_explainer(method: str) -> Any:

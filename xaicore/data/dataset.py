@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import XaiError
+from xaicore.errors import XaiError
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """The core's own plugin: the in-process ``local`` engine, registered like any other engine."""
 
-from .hookspecs import hookimpl
+from xaicore.plugins.hookspecs import hookimpl
 
 
 @hookimpl
 def register_engines(register):
-    register("local", "xaicore.streaming:LocalEngine",
+    register("local", "xaicore.explaining.streaming:LocalEngine",
              description="In-process streaming: constant memory, one batch at a time")

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
-from . import plugins
-from .errors import PluginError, UnknownNameError
+from xaicore.plugins import loading as plugins
+from xaicore.errors import PluginError, UnknownNameError
 
 KINDS = ("models", "explainers", "renderers", "datasets", "metrics", "engines")
 SINGULAR = {"models": "model", "explainers": "explainer", "renderers": "renderer",
@@ -219,7 +219,7 @@ def get_metric(name: str) -> Any:
 
 def options_of(name: str) -> list[tuple[str, list]]:
     """``(kind, options)`` of every working component called ``name`` (declared or inferred)."""
-    from .options import infer
+    from xaicore.plugins.options import infer
 
     found = []
     for kind in KINDS:

@@ -11,8 +11,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .errors import XaiError
-from .files import atomic_open
+from xaicore.errors import XaiError
+from xaicore.files import atomic_open
 
 FORMAT_VERSION = 1
 AXES = ("sample", "time", "feature")
@@ -140,7 +140,7 @@ class Explanation:
         feature, series above a heatmap for several), or with ``compare`` (other explanations of
         the same samples) every method one below the other. Drawn by an installed renderer
         (xai-plots)."""
-        from .stages import figure
+        from xaicore.plugins.stages import figure
 
         others = list(compare)
         if not -self.n_samples <= sample < self.n_samples:
@@ -217,7 +217,7 @@ class Explanation:
         ``store.StoredExplanation``: its arrays are read chunk by chunk when sliced."""
         path = Path(path)
         if path.is_dir():
-            from .store import StoredExplanation
+            from xaicore.explaining.store import StoredExplanation
 
             return StoredExplanation(path)  # type: ignore[return-value]
         if not path.is_file():

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import XaiError
-from .explanation import FORMAT_VERSION, Explanation, _jsonable
-from .files import atomic_path
-from .summaries import SAMPLE_COLUMNS, ClassTotals, export_table, sample_columns, table_blocks
+from xaicore.errors import XaiError
+from xaicore.explaining.explanation import FORMAT_VERSION, Explanation, _jsonable
+from xaicore.files import atomic_path
+from xaicore.explaining.summaries import SAMPLE_COLUMNS, ClassTotals, export_table, sample_columns, table_blocks
 
 SUFFIX = ".zarr"
 ROW_ARRAYS = ("attributions", "inputs", "targets", "predictions", "probabilities", "labels",

@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from .errors import XaiError
-from .files import atomic_path, clean_stale, locked
+from xaicore.errors import XaiError
+from xaicore.files import atomic_path, clean_stale, locked
 
 MARKER = "xai-run.json"
 CHECKPOINT = "checkpoint.pt"

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import registry
-from .boundary import failure, guard_forward, owner
-from .data import as_series
-from .errors import XaiError
-from .runs import CHECKPOINT
+from xaicore.plugins import registry
+from xaicore.plugins.boundary import failure, guard_forward, owner
+from xaicore.data.dataset import as_series
+from xaicore.errors import XaiError
+from xaicore.runs.directory import CHECKPOINT
 
 CHECKPOINT_FORMAT = 1
 

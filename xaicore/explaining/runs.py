@@ -10,13 +10,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import registry
-from .api import explain, get_explainer
-from .errors import PluginError, XaiError
-from .explanation import Explanation
-from .files import atomic_open, clean_stale, safe_name
-from .model import load_checkpoint, model_from_checkpoint
-from .stages import render_stage
+from xaicore.plugins import registry
+from xaicore.explaining.api import explain, get_explainer
+from xaicore.errors import PluginError, XaiError
+from xaicore.explaining.explanation import Explanation
+from xaicore.files import atomic_open, clean_stale, safe_name
+from xaicore.runs.model import load_checkpoint, model_from_checkpoint
+from xaicore.plugins.stages import render_stage
 
 
 def parse_samples(spec: str, n: int, misclassified: list[int] | None = None) -> list[int]:
@@ -85,7 +85,7 @@ def method_names(requested: tuple[str, ...], model) -> list[str]:
 
 def load_run_data(run: Path, device=None):
     """The model of a run and the dataset it was trained on (splits as in training)."""
-    from .datasets import load_dataset
+    from xaicore.data.loading import load_dataset
 
     ckpt = load_checkpoint(run / "checkpoint.pt")
     if "dataset" not in ckpt:
@@ -219,7 +219,7 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
                      batch_size: int, resume: bool, engine_options: dict) -> list[Path] | None:
     """Stream ``--input`` (or a large test split with ``--samples all``) through ``engine`` into
     one store per method; None when the request is a small in-memory one."""
-    from .streaming import ExplainJob, InputSource, open_input, stream_explanations
+    from xaicore.explaining.streaming import ExplainJob, InputSource, open_input, stream_explanations
 
     asked = resume or engine != "local" or bool(engine_options)
     streaming = input_path is not None or (samples.strip() == "all" and (
@@ -237,7 +237,7 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
     if input_path is None:
         source = InputSource.from_array(dataset.test.X, dataset.test.y, f"{run} test split")
         out_dir = out or run / "explanations"
-    from .model import load_run
+    from xaicore.runs.model import load_run
 
     model = model or load_run(run, device)
     if input_path is not None:
@@ -265,7 +265,7 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
 
 def get_engine(name: str):
     """The engine registered as ``name``; an uninstalled known engine names its plugin."""
-    from .errors import UnknownNameError
+    from xaicore.errors import UnknownNameError
 
     try:
         return registry.get("engines", name)
@@ -276,7 +276,7 @@ def get_engine(name: str):
 
 
 def _test_size(run: Path) -> int:
-    from .datasets import load_dataset
+    from xaicore.data.loading import load_dataset
 
     ckpt = load_checkpoint(run / "checkpoint.pt")
     return len(load_dataset(ckpt["dataset"]).test) if "dataset" in ckpt else 0

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import csv_columns, label_texts, read_csv
-from .errors import XaiError
-from .files import atomic_open
-from .model import LoadedModel, load_run
+from xaicore.data.loading import csv_columns, label_texts, read_csv
+from xaicore.errors import XaiError
+from xaicore.files import atomic_open
+from xaicore.runs.model import LoadedModel, load_run
 
 MAX_CLASS_COLUMNS = 50  # above this many classes, write the top TOP_K classes of each sample
 TOP_K = 5

@@ -22,15 +22,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import registry, runs
-from .boundary import call
-from .data import Dataset
-from .datasets import load_dataset
-from .errors import XaiError
-from .files import temp_sibling
-from .model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, load_checkpoint, resolve_device
-from .options import Option, defaults_of, validate
-from .stages import render_stage
+from xaicore.plugins import registry
+from xaicore.runs import directory as runs
+from xaicore.plugins.boundary import call
+from xaicore.data.dataset import Dataset
+from xaicore.data.loading import load_dataset
+from xaicore.errors import XaiError
+from xaicore.files import temp_sibling
+from xaicore.runs.model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, load_checkpoint, resolve_device
+from xaicore.plugins.options import Option, defaults_of, validate
+from xaicore.plugins.stages import render_stage
 
 SCHEDULERS = ("step", "cosine", "onecycle", "constant")
 # The seed script's recipe; a network class overrides defaults in its ``training_defaults`` dict.
@@ -145,7 +146,7 @@ def train(dataset_spec: dict | str | Path | None, model: str | None, out: str | 
     """
     out = Path(out)
     if isinstance(dataset_spec, (str, Path)):
-        from .datasets import dataset_spec as spec_of
+        from xaicore.data.loading import dataset_spec as spec_of
 
         dataset_spec = spec_of(dataset_spec)
     previous = None
@@ -366,7 +367,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def write_predictions(path: Path, dataset: Dataset, predicted: np.ndarray,
                        probs: np.ndarray) -> None:
-    from .predicting import probability_cells, probability_columns
+    from xaicore.runs.predicting import probability_cells, probability_columns
 
     names = dataset.class_names
     columns = probability_columns(names)
