@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import xaicore
 from xaicore.cli import cli
-from xaicore.explanation import Explanation
+from xaicore.explaining.explanation import Explanation
 
 NET = textwrap.dedent('''
     import torch

@@ -117,8 +117,8 @@ def predict_cmd(run, input_path, out, force):
 @click.option("--force", is_flag=True, help="Replace a run directory xai wrote before.")
 def import_cmd(target, weights, params, output, dataset, test, layout, gradcam_layer, out, force):
     """Make a model you trained yourself a run that explain, evaluate and report accept."""
-    from ..datasets import dataset_spec
-    from ..importing import import_model
+    from xaicore.data.loading import dataset_spec
+    from xaicore.runs.importing import import_model
 
     try:
         kwargs = None if params is None else json.loads(params)

@@ -198,7 +198,7 @@ def get_model(name: str) -> Any:
 def get_explainer(name: str) -> Any:
     """The explainer ``name``; ``wrapper:inner`` (``tsr:saliency``) wraps another explainer."""
     if ":" in name:
-        from .api import get_explainer as wrapped
+        from xaicore.explaining.api import get_explainer as wrapped
 
         return wrapped(name)
     return get("explainers", name)

@@ -255,7 +255,7 @@ def _describe(value: Any) -> str:
 def model_from_checkpoint(ckpt: dict, device: Any = None) -> LoadedModel:
     """Rebuild the network named in the checkpoint and load its weights."""
     if ckpt["model"] == "imported":  # a model brought in with xai import
-        from .importing import build
+        from xaicore.runs.importing import build
 
         spec = ckpt.get("import")
         if not (isinstance(spec, dict) and all(isinstance(spec.get(k), str)

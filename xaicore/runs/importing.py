@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import XaiError
-from .files import file_digest, temp_sibling
+from xaicore.errors import XaiError
+from xaicore.files import file_digest, temp_sibling
 
 IMPORTED = "imported"
 LAYOUTS = ("NTF", "NCT", "NT")
@@ -151,10 +151,10 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
     """Write run directory ``out`` for the user's model; its metrics on the test split.
 
     ``params`` None: the ``hyperparameters`` saved beside the weights that the class takes."""
-    from . import runs
-    from .datasets import load_dataset
-    from .model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, load_weights
-    from .training import classification_report, report_text, write_predictions
+    from xaicore.runs import directory as runs
+    from xaicore.data.loading import load_dataset
+    from xaicore.runs.model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, load_weights
+    from xaicore.runs.training import classification_report, report_text, write_predictions
 
     runs.check_replaceable(out, force)
     path, attr = code_file(target)
