@@ -354,6 +354,9 @@ def test_plugin_code_that_raises_is_one_line_naming_the_plugin(faulty_site, gunp
     assert not list((tmp_path / "e").glob("*.zarr"))  # the engine wrote no store
     result = run(XAI + ["--debug", "faulty"], faulty_site)
     assert "Traceback" in result.stderr and "the faulty command broke" in result.stderr
+    for args in (["evaluate", "--help"], ["report", "--help"]):  # click's own exits pass through
+        result = run(XAI + args, faulty_site)
+        assert result.returncode == 0 and "Usage:" in result.stdout, result.stderr
 
 
 def test_a_failing_model_is_blamed_not_the_explainer_that_called_it():

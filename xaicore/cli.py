@@ -63,6 +63,8 @@ class XaiGroup(click.Group):
             if debug:
                 traceback.print_exception(exc.__cause__ or exc, file=sys.stderr)
             raise click.ClickException(str(exc)) from None
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own ways out (--help, usage errors, Ctrl-C)
         except Exception as exc:  # a plugin's command failed: one line, like any plugin code
             owner = self.command_owners.get(ctx.invoked_subcommand or "")
             if owner is None:
