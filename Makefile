@@ -29,7 +29,10 @@ demo: setup
 	.venv/bin/xai explain --run $(RUN) --method all --samples 0:16,misclassified --force
 	.venv/bin/xai explain --run $(RUN) --method gradcam --method integrated-gradients --method shap \
 	  --target true --samples 0:16,misclassified --force
-	.venv/bin/xai evaluate --run $(RUN) --force
+	# the faithfulness metrics on 64 samples; the full evaluation (randomisation, infidelity, the
+	# whole test split) is `xai evaluate --run $(RUN)`
+	.venv/bin/xai evaluate --run $(RUN) --samples 64 --metric deletion --metric insertion \
+	  --metric road-morf --metric road-lerf --force
 	.venv/bin/xai report --run $(RUN) --force
 
 test: setup browser
