@@ -208,7 +208,8 @@ def test_bad_requests_are_one_line_errors(setup):
     result = xai("explain", "--run", run, "--input", root / "big.npy", "--engine", "warp")
     assert result.exit_code == 1 and "unknown engine 'warp'" in result.output \
         and "local" in result.output
-    result = xai("explain", "--run", run, "--input", root / "big.npy", "--engine", "ray")
+    result = xai("explain", "--run", run, "--input", root / "big.npy", "--engine", "ray",
+                 "--method", "saliency", "--out", root / "ray-check")
     if "ray" not in __import__("xaicore").plugins.registry.names("engines"):
         assert result.exit_code == 1 and "needs the plugin xai-ray" in result.output
     result = xai("explain", "--run", run, "--resume", "--method", "saliency")
