@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from xaicore.errors import XaiError
-from xaicore.files import atomic_path, clean_stale, locked
+from xaicore.files import atomic_path, clean_stale, locked, temp_sibling
 
 MARKER = "xai-run.json"
 CHECKPOINT = "checkpoint.pt"
@@ -52,6 +52,26 @@ def run_lock(out: Path, what: str) -> Iterator[None]:
         clean_stale(out)
         clean_stale(out.parent)
         yield
+
+
+@contextlib.contextmanager
+def staged(out: Path, what: str, keep_results: bool = False) -> Iterator[Path]:
+    """A temporary folder to write a run's training files into, under the run's lock: on
+    success they replace the run's (``install_training``); on failure the folder is removed, and
+    ``out`` too when this created it and it is empty."""
+    created = not out.exists()
+    with run_lock(out, what):
+        tmp = temp_sibling(out / "training", "partial")
+        tmp.mkdir()
+        try:
+            yield tmp
+            install_training(tmp, out, keep_results=keep_results)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if created:
+                remove_if_empty(out)
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def written_files(out: Path) -> list[str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import torch
 from torch import nn
 
 from xaicore.errors import XaiError
-from xaicore.files import file_digest, temp_sibling
+from xaicore.files import file_digest
 
 IMPORTED = "imported"
 LAYOUTS = ("NTF", "NCT", "NT")
@@ -190,21 +189,10 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
                   "feature_names": list(dataset.feature_names), "seq_len": int(dataset.seq_len),
                   "dataset": dict(dataset_spec), "import": {**spec, "gradcam_layer": layer},
                   "epoch": 0, "seed": 0}
-    created = not out.exists()
-    with runs.run_lock(out, "xai import"):
-        tmp = temp_sibling(out / "import", "partial")
-        tmp.mkdir()
-        try:
-            torch.save(checkpoint, tmp / CHECKPOINT)
-            write_predictions(tmp / "test_predictions.csv", dataset, predicted, probs)
-            (tmp / "classification_report.json").write_text(json.dumps(report, indent=2) + "\n")
-            (tmp / "classification_report.txt").write_text(report_text(report))
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-            runs.install_training(tmp, out, keep_results=False)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if created:
-                runs.remove_if_empty(out)
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
+    with runs.staged(out, "xai import") as tmp:
+        torch.save(checkpoint, tmp / CHECKPOINT)
+        write_predictions(tmp / "test_predictions.csv", dataset, predicted, probs)
+        (tmp / "classification_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "classification_report.txt").write_text(report_text(report))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

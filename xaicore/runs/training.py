@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,6 @@ from xaicore.plugins.boundary import call
 from xaicore.data.dataset import Dataset
 from xaicore.data.loading import load_dataset
 from xaicore.errors import XaiError
-from xaicore.files import temp_sibling
 from xaicore.runs.model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, load_checkpoint, resolve_device
 from xaicore.plugins.options import Option, defaults_of, validate
 from xaicore.plugins.stages import render_stage
@@ -177,23 +175,12 @@ def train(dataset_spec: dict | str | Path | None, model: str | None, out: str | 
         raise XaiError(f"{out} already trained {previous['epoch']} epochs; resume needs --epochs "
                        f"above that")
 
-    created = not out.exists()
-    with runs.run_lock(out, "xai train"):
-        tmp = temp_sibling(out / "training", "partial")
-        tmp.mkdir()
-        try:
-            with deterministic(seed, threads):
-                metrics = _fit(dataset, dataset_spec, model, cls, params or {}, recipe, seed, dev,
-                               tmp, progress, previous)
-            _render(tmp, metrics, progress)
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-            runs.install_training(tmp, out, keep_results=resume)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if created:
-                runs.remove_if_empty(out)
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
+    with runs.staged(out, "xai train", keep_results=resume) as tmp:
+        with deterministic(seed, threads):
+            metrics = _fit(dataset, dataset_spec, model, cls, params or {}, recipe, seed, dev, tmp,
+                           progress, previous)
+        _render(tmp, metrics, progress)
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _log(progress, f"{model} on {dataset.name}: test accuracy {metrics['test_accuracy']:.4f}, "
                    f"train accuracy {metrics['train_accuracy']:.4f}, {metrics['seconds']:.1f} s "
                    f"-> {out}")

@@ -100,21 +100,13 @@ class SamplePlots:
 def sample_figure(e: Explanation, i: int):
     """One sample: coloured series (one feature) or series above a feature x time heatmap."""
     series, attribution = e.inputs[i], e.attributions[i]
+    if series.shape[1] > 1:
+        return heatmap_figure(e, i)
     cmap, norm = color_scale(attribution)
-    n_features = series.shape[1]
-    if n_features == 1:
-        fig, ax = plt.subplots(figsize=(9, 3.4), layout="constrained")
-        mappable = attribution_panel(ax, series, attribution, e.feature_names, cmap, norm)
-        ax.set_xlabel("time step")
-        fig.colorbar(mappable, ax=ax, label="attribution", pad=0.015)
-    else:
-        fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=(10, 3.2 + 0.3 * n_features),
-                                      height_ratios=[1.0, max(1.0, 0.25 * n_features)],
-                                      layout="constrained")
-        series_lines(top, series, e.feature_names)
-        mappable = feature_heatmap(ax, attribution, e.feature_names, cmap, norm)
-        ax.set_xlabel("time step")
-        fig.colorbar(mappable, ax=[top, ax], label="attribution", fraction=0.04)
+    fig, ax = plt.subplots(figsize=(9, 3.4), layout="constrained")
+    mappable = attribution_panel(ax, series, attribution, e.feature_names, cmap, norm)
+    ax.set_xlabel("time step")
+    fig.colorbar(mappable, ax=ax, label="attribution", pad=0.015)
     fig.suptitle(sample_title(e, i), fontsize=11)
     return fig
 
@@ -125,7 +117,7 @@ def heatmap_figure(e: Explanation, i: int):
     cmap, norm = color_scale(attribution)
     n_features = series.shape[1]
     fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=(10, 3.2 + 0.3 * n_features),
-                                  height_ratios=[1.0, max(0.6, 0.25 * n_features)],
+                                  height_ratios=[1.0, max(1.0, 0.25 * n_features)],
                                   layout="constrained")
     series_lines(top, series, e.feature_names)
     mappable = feature_heatmap(ax, attribution, e.feature_names, cmap, norm)
