@@ -120,11 +120,13 @@ def test_curves_start_at_the_input_and_end_at_the_substrate():
     model, X = window_model(), window_inputs(3)
     e = oracle_explanation(model, X, np.random.default_rng(1).random(X.shape))
     background = np.zeros((2, 32, 2), dtype=np.float32)
-    _, deletion = DeletionMetric().evaluate_curves(model, e, background=background)
-    _, insertion = InsertionMetric().evaluate_curves(model, e, background=background)
+    _, deletion = DeletionMetric().evaluate_curves(model, e, background=background,
+                                                   step_fraction=1 / 64)
+    _, insertion = InsertionMetric().evaluate_curves(model, e, background=background,
+                                                     step_fraction=1 / 64)
     p_input = model.predict_proba(X)[:, 1].mean()
     p_substrate = model.predict_proba(np.zeros_like(X))[:, 1].mean()
-    n_points = len(step_counts(64, 0.01))
+    n_points = len(step_counts(64, 1 / 64))
     assert len(deletion["curve"]) == n_points == 65  # 1 cell (of 64) per step, plus the start
     assert deletion["curve"][0] == pytest.approx(p_input, abs=1e-5)
     assert deletion["curve"][-1] == pytest.approx(p_substrate, abs=1e-5)
@@ -164,6 +166,23 @@ def test_randomisation_leaves_the_model_alone_and_separates_dependent_maps():
     independent = RandomisationMetric().evaluate(model, rnd.explain(model, x, t, seed=3),
                                                  explainer=rnd)
     assert independent["randomisation_spearman"] == pytest.approx(1.0)
+
+
+def test_randomisation_re_explains_a_seeded_subset_of_the_samples():
+    torch.manual_seed(0)
+    model = wrap_model(SmallCNN(2, 32, 2), n_classes=2, n_features=2, seq_len=32)
+    X = window_inputs(6)
+    x, t = torch.from_numpy(X), torch.zeros(6, dtype=torch.long)
+    grad = GradExplainer()
+    e = grad.explain(model, x, t)
+    _, curves = RandomisationMetric().evaluate_curves(model, e, explainer=grad, samples=3)
+    _, again = RandomisationMetric().evaluate_curves(model, e, explainer=grad, samples=3)
+    _, whole = RandomisationMetric().evaluate_curves(model, e, explainer=grad, samples=6)
+    rho = curves["per_sample"]["randomisation_spearman_final"]
+    assert rho.shape == (3,) and whole["per_sample"]["randomisation_spearman_final"].shape == (6,)
+    np.testing.assert_array_equal(rho, again["per_sample"]["randomisation_spearman_final"])
+    # the subset's values are those of the same samples in the whole run
+    assert np.isin(rho, whole["per_sample"]["randomisation_spearman_final"]).all()
 
 
 def test_layers_follow_the_forward_pass():

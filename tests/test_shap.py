@@ -94,10 +94,10 @@ def segment_sums(attributions: np.ndarray, bounds: list[int]) -> np.ndarray:
 
 def test_hybrid_attributions_are_additive_in_logit_space():
     model, X, background = wrap(HybridNet), data(6), data(30, seed=1)
-    e = xaicore.explain(model, X, method="shap", background=background, n_permutations=6)
+    e = xaicore.explain(model, X, method="shap", background=background)
     assert e.attributions.shape == X.shape
-    assert additivity(model, e, background).max() < 1e-4
-    assert e.extras["algorithm"] == "permutation" and e.extras["additivity_ok"] is True
+    assert additivity(model, e, background).max() < 1e-4  # by construction: no projection
+    assert e.extras["algorithm"] == "sampled" and e.extras["additivity_ok"] is True
     np.testing.assert_allclose(e.extras["additivity_error"], additivity(model, e, background),
                                atol=1e-4)
     np.testing.assert_allclose(e.extras["model_output"],
@@ -114,16 +114,16 @@ def test_every_builtin_model_is_explained_additively(name):
     model = LoadedModel(network, name=name, class_names=["a", "b", "c"], feature_names=["x", "y"],
                         seq_len=32)
     X, background = data(3, 32), data(8, 32, seed=1)
-    e = xaicore.explain(model, X, method="shap", background=background, n_permutations=4, target=1)
+    e = xaicore.explain(model, X, method="shap", background=background, n_pairs=2, target=1)
     assert e.attributions.shape == (3, 32, 2)
     assert additivity(model, e, background).max() < 0.01
 
 
-@pytest.mark.parametrize("algorithm", ["permutation", "exact"])
+@pytest.mark.parametrize("algorithm", ["sampled", "exact"])
 def test_linear_model_matches_the_closed_form(algorithm):
     model, X, background = wrap(Linear, n_features=2, seq_len=12), data(4, 12), data(5, 12, seed=1)
     e = xaicore.explain(model, X, method="shap", background=background, n_segments=3,
-                        algorithm=algorithm, n_permutations=10, target=2)  # 5 pairs: each b once
+                        algorithm=algorithm, target=2)
     w = model.network.fc.weight[2].detach().numpy().reshape(12, 2) / 2.0  # normalisation std 2
     per_step = w * (X - background.mean(0))
     bounds = e.extras["segment_bounds"]
@@ -132,35 +132,43 @@ def test_linear_model_matches_the_closed_form(algorithm):
                                segment_sums(per_step, bounds), rtol=1e-4, atol=1e-5)
     # spread evenly: every step of a segment carries the same share
     np.testing.assert_allclose(e.attributions[:, 0], e.attributions[:, 3], rtol=1e-6)
-    assert np.abs(e.extras["efficiency_adjustment"]).max() < 1e-6
+    # an additive game has no interactions: the sampled correction is zero and so is its error
+    assert np.abs(e.extras["standard_error"]).max() < 1e-6
 
 
 def test_segments_the_model_ignores_get_nothing():
     model, X, background = wrap(FirstHalf, seq_len=20), data(5, 20), data(12, 20, seed=1)
     e = xaicore.explain(model, X, method="shap", background=background, n_segments=4,
-                        n_permutations=6, target=0)
+                        target=0, algorithm="exact")
     scale = np.abs(e.attributions).max()
     assert scale > 0
     assert np.abs(e.attributions[:, 10:]).max() <= 1e-5 * scale  # segments 2 and 3: steps 10..19
     assert additivity(model, e, background).max() < 1e-4
+    # the sampled estimate gives them zero up to its own standard error
+    sampled = xaicore.explain(model, X, method="shap", background=background, n_segments=4,
+                              target=0, algorithm="sampled")
+    assert sampled.extras["algorithm"] == "sampled"
+    ignored = np.abs(sampled.attributions[:, 10:])
+    assert np.all(ignored <= 4 * sampled.extras["standard_error"][:, 10:] + 1e-6 * scale)
+    assert additivity(model, sampled, background).max() < 1e-4
 
 
-def test_permutation_sampling_converges_to_exact_shapley_values():
+def test_sampled_values_converge_to_exact_shapley_values():
     model, X, background = wrap(HybridNet, n_features=1), data(3, n_features=1), \
         data(6, n_features=1, seed=1)
     exact = xaicore.explain(model, X, method="shap", background=background, n_segments=4,
                             target=0, algorithm="exact")
     assert additivity(model, exact, background).max() < 1e-4
     sampled = xaicore.explain(model, X, method="shap", background=background, n_segments=4,
-                              n_permutations=240, target=0, algorithm="permutation")
-    assert sampled.extras["algorithm"] == "permutation"
+                              n_pairs=200, target=0, algorithm="sampled")
+    assert sampled.extras["algorithm"] == "sampled"
     ex = segment_sums(exact.attributions, exact.extras["segment_bounds"])
     est = segment_sums(sampled.attributions, sampled.extras["segment_bounds"])
     rel = np.linalg.norm((est - ex).reshape(3, -1), axis=1) / np.linalg.norm(ex.reshape(3, -1), axis=1)
     assert rel.max() < 0.1, rel
-    # auto picks exact values when they cost fewer evaluations: 2^4 x 6 < 40 x 3 per sample
+    # auto picks exact values when they cost at most twice the estimate: 2^4 <= 2 (2 x 4 + 2 x 50)
     auto = xaicore.explain(model, X, method="shap", background=background, n_segments=4,
-                           n_permutations=40, target=0)
+                           target=0)
     assert auto.extras["algorithm"] == "exact"
     np.testing.assert_allclose(auto.attributions, exact.attributions)
 
@@ -168,7 +176,7 @@ def test_permutation_sampling_converges_to_exact_shapley_values():
 def test_same_seed_same_result_and_seeded_background():
     model, X, background = wrap(HybridNet), data(4), data(40, seed=1)
     run = lambda seed: xaicore.explain(model, X, method="shap", background=background,  # noqa: E731
-                                       background_size=10, n_permutations=4, seed=seed)
+                                       background_size=10, n_pairs=2, seed=seed)
     a, b, c = run(3), run(3), run(4)
     np.testing.assert_array_equal(a.attributions, b.attributions)
     assert a.extras["background_indices"] == b.extras["background_indices"]
@@ -181,16 +189,17 @@ def test_same_seed_same_result_and_seeded_background():
 def test_extras_describe_the_expected_value_and_the_game():
     model, X, background = wrap(HybridNet), data(5), data(20, seed=1)
     e = xaicore.explain(model, X, method="shap", background=background, n_segments=6,
-                        n_permutations=4, target="c1", algorithm="permutation")
+                        n_pairs=2, target="c1", algorithm="sampled")
     expected = model.logits(background).astype(np.float64).mean(0)
     assert isinstance(e.extras["expected_value"], list) and len(e.extras["expected_value"]) == 3
     np.testing.assert_allclose(e.extras["expected_value"], expected, rtol=1e-5)
     np.testing.assert_allclose(e.extras["base_value"], np.full(5, expected[1]), rtol=1e-5)
     assert e.extras["segment_bounds"] == [0, 4, 8, 12, 16, 20, 24]
     assert e.extras["output_space"] == "logit" and e.extras["background_size"] == 20
-    # 5 samples x 4 chains x (12 players - 1) states, plus f(x) and f(background)
-    assert e.extras["n_model_evaluations"] == 5 * 4 * 11 + 5 + 20
-    assert e.options["n_permutations"] == 4 and "background" not in e.options
+    # 5 samples x 20 background samples x (2 x 12 first-order + 2 x 2 paired coalitions), plus
+    # f(x) and f(background)
+    assert e.extras["n_model_evaluations"] == 5 * 20 * (24 + 4) + 5 + 20
+    assert e.options["n_pairs"] == 2 and "background" not in e.options
     per_sample = [k for k, v in e.extras.items() if isinstance(v, np.ndarray)]
     assert all(e.extras[k].shape[0] == 5 for k in per_sample)
 
@@ -198,7 +207,7 @@ def test_extras_describe_the_expected_value_and_the_game():
 def test_failed_additivity_is_flagged_and_warned():
     model, X, background = wrap(HybridNet), data(2), data(8, seed=1)
     with pytest.warns(RuntimeWarning, match="additivity"):
-        e = xaicore.explain(model, X, method="shap", background=background, n_permutations=2,
+        e = xaicore.explain(model, X, method="shap", background=background,
                             additivity_tolerance=-1.0)
     assert e.extras["additivity_ok"] is False
 
@@ -210,7 +219,7 @@ def test_failed_additivity_is_flagged_and_warned():
     ({"background": np.full((3, 24, 2), np.nan)}, "NaN"),
     ({"n_segments": 0}, "n_segments"),
     ({"n_segments": 25}, "n_segments"),
-    ({"n_permutations": 3}, "even"),
+    ({"n_pairs": 1}, "n_pairs"),
     ({"background_size": 0}, "background_size"),
     ({"algorithm": "deep"}, "algorithm"),
     ({"algorithm": "exact", "n_segments": 9}, "2\\^18"),
@@ -232,7 +241,7 @@ def test_trained_hybrid_on_gunpoint_is_additive_and_cli_passes_the_train_split(g
                                       "--no-figures"])
     assert result.exit_code == 0, result.output
     e = Explanation.load(tmp_path / "out" / "shap.npz")
-    assert e.attributions.shape == (8, 150, 1) and e.extras["algorithm"] == "exact"  # 8 players
+    assert e.attributions.shape == (8, 150, 1) and e.extras["algorithm"] == "sampled"  # 8 players
     assert e.extras["background_size"] == 50  # GunPoint's whole train split (50 < 100)
     model = load_run(run)
     train = load_dataset(load_checkpoint(run / "checkpoint.pt")["dataset"]).train.X
@@ -332,17 +341,47 @@ def test_short_series_default_one_player_per_step_matches_brute_force():
 
 
 def test_sampled_values_report_a_standard_error_that_covers_the_error():
-    # 16 players: beyond max_exact_players, so the default samples permutations
+    # 16 players: the default samples
     model, X, background = wrap(HybridNet, n_features=1, seq_len=16), data(4, 16, 1), \
         data(6, 16, 1, seed=1)
     with pytest.warns(RuntimeWarning, match="standard error"):
         e = xaicore.explain(model, X, method="shap", background=background, target=0,
-                            n_permutations=8, standard_error_tolerance=0.0)
-    assert e.extras["algorithm"] == "permutation"
+                            n_pairs=24, standard_error_tolerance=0.0)
+    assert e.extras["algorithm"] == "sampled"
     se = e.extras["standard_error"]
     assert np.all(se >= 0) and np.all(se.reshape(4, -1).max(1) > 0)
     exact = xaicore.explain(model, X, method="shap", background=background, target=0,
                             algorithm="exact").attributions
-    # the error lies within a few standard errors (loose: an estimated standard error, 4 pairs)
+    # the error lies within a few standard errors (estimated from 4 pairs per background sample)
     err = np.linalg.norm((e.attributions - exact).reshape(4, -1), axis=1)
-    assert np.all(err < 6 * np.linalg.norm(se.reshape(4, -1), axis=1))
+    assert np.all(err < 4 * np.linalg.norm(se.reshape(4, -1), axis=1))
+
+
+class PairwiseInteractions(nn.Module):
+    """Logit quadratic in the segment means: a game with interactions of at most two players."""
+
+    def __init__(self, n_features: int, seq_len: int, n_classes: int) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.segments = 8
+        self.a = nn.Parameter(torch.randn(n_classes, self.segments))
+        self.b = nn.Parameter(torch.randn(n_classes, self.segments, self.segments))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x[..., 0].reshape(len(x), self.segments, -1).mean(-1)  # [n, 8]
+        return s @ self.a.T + torch.einsum("ns,cst,nt->nc", s, self.b, s)
+
+
+def test_sampled_values_are_exact_for_games_without_higher_interactions():
+    # first-order paired values are exact when no three players interact, so the sampled
+    # correction must vanish: values equal the exact ones and their standard error is zero
+    model, X, background = wrap(PairwiseInteractions, n_features=1, seq_len=24), \
+        data(3, 24, 1), data(9, 24, 1, seed=1)
+    sampled = xaicore.explain(model, X, method="shap", background=background, target=0,
+                              algorithm="sampled", n_segments=8)
+    exact = np.stack([brute_force_shapley(model, X[i], background, 0, list(range(0, 25, 3)))
+                      for i in range(3)])
+    np.testing.assert_allclose(segment_sums(sampled.attributions.astype(np.float64),
+                                            sampled.extras["segment_bounds"])[..., 0], exact,
+                               rtol=1e-4, atol=1e-5)
+    assert np.abs(sampled.extras["standard_error"]).max() < 1e-5

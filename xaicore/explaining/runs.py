@@ -6,6 +6,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -83,10 +84,11 @@ def method_names(requested: tuple[str, ...], model) -> list[str]:
     return list(dict.fromkeys(requested))
 
 
-def load_run_data(run: Path, device=None):
+def load_run_data(run: str | Path, device: Any = None):
     """The model of a run and the dataset it was trained on (splits as in training)."""
     from xaicore.data.loading import load_dataset
 
+    run = Path(run)
     ckpt = load_checkpoint(run / "checkpoint.pt")
     if "dataset" not in ckpt:
         raise XaiError(f"the checkpoint of {run} names no dataset, so it has no test split to "

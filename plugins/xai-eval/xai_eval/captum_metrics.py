@@ -21,7 +21,7 @@ class InfidelityMetric:
                max=100.0),
         Option("n_perturb_samples", int, 10, "perturbations per sample", min=1, max=10_000),
         Option("seed", int, 0, "seed of the perturbations", min=0, max=2**63 - 1),
-        Option("batch_size", int, 256, "perturbed inputs per forward pass", min=1, max=1_000_000),
+        Option("batch_size", int, 4096, "perturbed inputs per forward pass", min=1, max=1_000_000),
     )
     defaults: ClassVar[dict[str, Any]] = defaults_of(options)
 

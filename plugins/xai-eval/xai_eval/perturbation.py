@@ -180,8 +180,8 @@ class PerturbationMetric:
                "when the model stores no normalisation"),
         Option("sigma", float, None, "smoothing width in time steps for substrate smooth (default "
                "length / 20)", min=1e-9, max=1e6),
-        Option("step_fraction", float, 0.01, "share of the cells changed per curve point",
-               min=1e-9, max=1.0),
+        Option("step_fraction", float, 0.05, "share of the cells changed per curve point (21 "
+               "points; on the demo run the AUCs of 0.01 differ by about 0.001)", min=1e-9, max=1.0),
         Option("order", str, "signed", "rank cells by signed or absolute attribution",
                choices=ORDERS),
         Option("seed", int, 0, "seed of the random-order baseline", min=0, max=2**63 - 1),

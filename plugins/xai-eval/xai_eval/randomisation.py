@@ -79,6 +79,9 @@ class RandomisationMetric:
         Option("seed", int, 0, "seed of the re-initialised weights", min=0, max=2**63 - 1),
         Option("max_steps", int, 8, "layers randomised, from the output backwards", min=1,
                max=10_000),
+        Option("samples", int, 32, "samples re-explained after each step (a seeded subset of the "
+               "explained ones; the check is structural and every step re-runs the explainer)",
+               min=2, max=1_000_000),
         Option("pass_below", float, 0.5, "a method passes when the Spearman correlation with the "
                "fully randomised model's maps (last step) is below this", min=-1.0, max=1.0),
         Option("explainer", object, None, "the explainer to re-run (default: the explanation's "
@@ -100,12 +103,16 @@ class RandomisationMetric:
         if opts["background"] is not None and "background" in getattr(explainer, "requires", ()):
             explain_opts["background"] = opts["background"]
         randomised = copy.deepcopy(model)
-        x = torch.as_tensor(explanation.inputs, device=model.device)
-        t = torch.as_tensor(explanation.targets, device=model.device)
+        rows_used = np.arange(len(explanation.inputs))
+        if len(rows_used) > opts["samples"]:
+            rows_used = np.sort(np.random.default_rng(int(opts["seed"])).choice(
+                rows_used, opts["samples"], replace=False))
+        x = torch.as_tensor(explanation.inputs[rows_used], device=model.device)
+        t = torch.as_tensor(explanation.targets[rows_used], device=model.device)
         layers = layers_in_forward_order(randomised, x)[::-1]
         if not layers:
             raise XaiError(f"model {model.name!r} has no parameters to randomise")
-        reference = np.abs(explanation.attributions).reshape(len(x), -1)
+        reference = np.abs(explanation.attributions[rows_used]).reshape(len(x), -1)
         names, correlations, rows = [], [], []
         for step, group in enumerate(np.array_split(np.arange(len(layers)), min(max_steps, len(layers)))):
             for i in group:

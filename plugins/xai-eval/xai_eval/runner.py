@@ -162,8 +162,10 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
     indices = bootstrap_indices(len(positions), n_boot, seed)
     for name in method_list:
         row = rows[name]
-        for key, values in per_sample[name].items():
-            row[key], row[f"{key}_low"], row[f"{key}_high"] = mean_interval(values, indices)
+        for key, values in per_sample[name].items():  # a metric may score a subset (randomisation)
+            resample = (indices if len(values) == len(positions)
+                        else bootstrap_indices(len(values), n_boot, seed))
+            row[key], row[f"{key}_low"], row[f"{key}_high"] = mean_interval(values, resample)
         if name == RANDOM:
             row["verdict"] = BASELINE
             continue

@@ -63,7 +63,7 @@ def deep_shap(module: nn.Module, inputs: torch.Tensor, background: torch.Tensor,
     missing = uncovered_layers(module)
     if missing:
         raise XaiError(f"shap's DeepExplainer has no handler for the {', '.join(missing)} layers "
-                       f"of model {model_name!r}; use algorithm='permutation' (or 'auto')")
+                       f"of model {model_name!r}; use algorithm='sampled' (or 'auto')")
     phi = torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device)
     for index in target.unique().tolist():
         rows = target == index
@@ -74,6 +74,6 @@ def deep_shap(module: nn.Module, inputs: torch.Tensor, background: torch.Tensor,
                 values = explainer.shap_values(inputs[rows], check_additivity=False)
         except Exception as exc:  # shap's own failures, reported with the model's name
             raise XaiError(f"shap's DeepExplainer failed on model {model_name!r} "
-                           f"({type(exc).__name__}: {exc}); use algorithm='permutation'") from exc
+                           f"({type(exc).__name__}: {exc}); use algorithm='sampled'") from exc
         phi[rows] = torch.as_tensor(values, dtype=torch.float64, device=inputs.device)[..., 0]
     return phi

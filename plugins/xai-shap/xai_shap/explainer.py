@@ -4,12 +4,13 @@ Why not shap's own explainers by default: DeepExplainer has no handlers for LSTM
 MultiheadAttention (the seed's hybrid) and its additivity check fails there; GradientExplainer
 (expected gradients) is not additive and needs hundreds of backward passes per sample. The segment
 game is model-agnostic, so the same algorithms are correct for every model, and both (exact values,
-permutation sampling) sum exactly to f(x) - E f(background). DeepExplainer is offered on request
+the sampled estimate) sum exactly to f(x) - E f(background). DeepExplainer is offered on request
 (``algorithm="deep"``) for models whose every layer it handles, with its additivity checked.
 
-Default: exact values (every coalition with every background sample, no estimation error) up to
-``max_exact_players`` players; sampled permutations beyond. Each value carries a standard error
-(``standard_error`` extra: 0 when exact). See docs/shap.md for the game and the evidence.
+Default: exact values (every coalition with every background sample) when they cost at most twice
+the sampled estimate (up to 5 players), else the unbiased sampled estimate of ``sampled_shapley``.
+Each value carries a standard error (``standard_error`` extra: 0 when exact). See docs/shap.md for
+the game and the evidence.
 """
 
 from __future__ import annotations
@@ -24,16 +25,17 @@ from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, as_seri
 
 from .deep import deep_shap
 from .segments import make_segments
-from .shapley import (MAX_EXACT_PLAYERS, SegmentGame, exact_cost, exact_shapley,
-                      permutation_shapley, project_efficiency)
+from .shapley import (MAX_EXACT_PLAYERS, SegmentGame, exact_cost, exact_shapley, sampled_cost,
+                      sampled_shapley)
 
 SHORT_SERIES = 32  # univariate series up to this length: one player per time step by default
 
-ALGORITHMS = ("auto", "permutation", "exact", "deep")
+ALGORITHMS = ("auto", "sampled", "exact", "deep")
 DETAILS = {
-    "permutation": "antithetic permutation sampling of Shapley values over time segments per "
-                   "feature (each pair of chains starts from a background sample stratified by its "
-                   "output), efficiency projection weighted by the estimated variances",
+    "sampled": "Shapley values over time segments per feature, per background sample: paired "
+               "first-order values (single players and their complements) plus an unbiased "
+               "sampled correction (n_pairs coalitions with their complements, the additive "
+               "first-order game as control variate); sums exactly to f(x) - E f(background)",
     "exact": "exact Shapley values over time segments per feature: every coalition with every "
              "background sample (standard error 0)",
     "deep": "shap's DeepExplainer (DeepLIFT multipliers averaged over the background), per time "
@@ -54,14 +56,13 @@ class ShapExplainer(BaseExplainer):
         Option("n_segments", int, None, "contiguous time segments per feature (default: one per "
                "step for univariate series of at most 32 steps, else min(8, length))", min=1,
                max=1_000_000),
-        Option("n_permutations", int, 8, "permutation chains per sample (antithetic pairs: even)",
-               min=2, max=1_000_000),
-        Option("algorithm", str, "auto", "auto (exact when at most max_exact_players players or "
-               "when cheaper, else permutation), exact, permutation, or deep (DeepExplainer where "
-               "it covers every layer)", choices=ALGORITHMS),
-        Option("max_exact_players", int, 12, "auto computes exact values (2^players coalitions x "
-               "background) up to this many players", min=0, max=MAX_EXACT_PLAYERS),
-        Option("seed", int, 0, "seed of the background draw and the permutations", min=0,
+        Option("n_pairs", int, 300, "sampled: coalitions (each with its complement) drawn per "
+               "sample beyond the first-order ones, spread over the background samples (at least 2 "
+               "each); the error falls as 1 / sqrt(n_pairs)", min=2, max=1_000_000),
+        Option("algorithm", str, "auto", "auto (exact when it costs at most twice the sampled "
+               "estimate, else sampled), sampled, exact, or deep (DeepExplainer where it covers "
+               "every layer)", choices=ALGORITHMS),
+        Option("seed", int, 0, "seed of the background draw and the sampled coalitions", min=0,
                max=2**63 - 1),
         Option("batch_size", int, None, "rows per forward pass (default: about 2^19 input "
                "values, at most 4096 rows)",
@@ -75,11 +76,7 @@ class ShapExplainer(BaseExplainer):
 
     def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
                   **options: Any) -> tuple[torch.Tensor, dict]:
-        algorithm, seed, n_permutations = (options["algorithm"], options["seed"],
-                                           options["n_permutations"])
-        if n_permutations % 2:
-            raise XaiError(f"shap option n_permutations must be even (chains come in antithetic "
-                           f"pairs), got {n_permutations}")
+        algorithm, seed, n_pairs = options["algorithm"], options["seed"], options["n_pairs"]
         n, seq_len, n_features = inputs.shape
         batch_size = (min(4096, max(16, 2 ** 19 // (seq_len * n_features)))
                       if options["batch_size"] is None
@@ -92,16 +89,17 @@ class ShapExplainer(BaseExplainer):
         background, chosen = select_background(options["background"], inputs,
                                                 options["background_size"], seed)
         m, n_background = segments.n_players, len(background)
+        pairs_per_background = max(2, -(-n_pairs // n_background))
         if algorithm == "auto":
-            cheaper = exact_cost(n, m, n_background) <= n * n_permutations * max(m - 1, 1)
-            algorithm = "exact" if m <= options["max_exact_players"] or cheaper else "permutation"
+            cheap = exact_cost(n, m, n_background) <= 2 * sampled_cost(n, m, n_background,
+                                                                        pairs_per_background)
+            algorithm = "exact" if cheap else "sampled"
 
         fx_all, fb_all = _logits(model, inputs, batch_size), _logits(model, background, batch_size)
         expected = fb_all.mean(0)
         fx = fx_all.gather(1, target[:, None])[:, 0]
         base_value = expected[target]
         delta = fx - base_value
-        adjustment = torch.zeros(n, dtype=torch.float64, device=inputs.device)
         if algorithm == "deep":
             attributions = deep_shap(model.module, inputs, background, target, model.name)
             evaluations = 2 * n * n_background  # forward and backward passes
@@ -114,9 +112,8 @@ class ShapExplainer(BaseExplainer):
                 variance = torch.zeros_like(phi)
             else:
                 generator = torch.Generator().manual_seed(seed)
-                phi, variance = permutation_shapley(game, fx, fb_all[:, target].T, n_permutations,
-                                                    generator)
-                phi, adjustment = project_efficiency(phi, variance, delta)
+                phi, variance = sampled_shapley(game, fx, fb_all[:, target].T, pairs_per_background,
+                                                generator)
             attributions = segments.spread(phi)
             standard_error = segments.spread(variance.sqrt())
             evaluations = game.evaluations
@@ -137,7 +134,7 @@ class ShapExplainer(BaseExplainer):
             if worst_se > options["standard_error_tolerance"]:
                 warnings.warn(f"shap: sampled values are uncertain: standard error up to "
                               f"{worst_se:.0%} of the values (L2 norm per sample, tolerance "
-                              f"{options['standard_error_tolerance']:.0%}); raise n_permutations "
+                              f"{options['standard_error_tolerance']:.0%}); raise n_pairs "
                               f"or use algorithm='exact' (see the standard_error extra)",
                               RuntimeWarning, stacklevel=2)
             se_extras = {"standard_error": standard_error.float(),
@@ -152,7 +149,6 @@ class ShapExplainer(BaseExplainer):
             "additivity_error": error,
             "additivity_error_max": worst,
             "additivity_ok": worst <= tolerance,
-            "efficiency_adjustment": adjustment.abs() / scale,
             **se_extras,
             **game_extras,
             "background_size": n_background,
