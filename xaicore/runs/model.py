@@ -17,6 +17,7 @@ from xaicore.plugins.boundary import failure, guard_forward, owner
 from xaicore.data.dataset import as_series
 from xaicore.errors import XaiError
 from xaicore.runs.directory import CHECKPOINT
+from xaicore.runs.layouts import LayoutAdapter, check_layout
 
 CHECKPOINT_FORMAT = 1
 
@@ -58,6 +59,10 @@ class LoadedModel:
     """A network with its metadata; ``module`` maps raw ``[batch, time, feature]`` inputs to logits.
 
     Normalisation is part of ``module``, so attributions are in the units of the data as loaded.
+    ``layout`` None: the network takes ``[batch, time, feature]`` itself (a registered network);
+    otherwise ``module`` calls it through a ``LayoutAdapter`` in that layout (``NTF``, ``NCT`` or
+    ``NT``), with ``output`` picking the logits of a network that returns a tuple. ``network``
+    stays the user's own module, so layers and attention are found under their own names.
     """
 
     input_layout = "NTF"
@@ -65,7 +70,8 @@ class LoadedModel:
     def __init__(self, network: nn.Module, *, name: str, class_names: list[str],
                  feature_names: list[str], seq_len: int | None, mean: Any = None, std: Any = None,
                  hyperparameters: dict | None = None, dataset: str = "",
-                 gradcam_layer: str | None = None) -> None:
+                 gradcam_layer: str | None = None, layout: str | None = None,
+                 output: int | None = None) -> None:
         self.network = network
         guard_forward(network, name)
         self.name = name
@@ -74,8 +80,11 @@ class LoadedModel:
         self.seq_len = seq_len
         self.hyperparameters = dict(hyperparameters or {})
         self.dataset = dataset
+        if layout is not None:
+            check_layout(layout, len(self.feature_names))
+        forward = network if layout is None else LayoutAdapter(network, layout, output)
         self.normalisation = None if mean is None else Standardize(mean, std)
-        self.module = network if mean is None else nn.Sequential(self.normalisation, network)
+        self.module = forward if mean is None else nn.Sequential(self.normalisation, forward)
         self._gradcam_layer = gradcam_layer or getattr(network, "gradcam_layer", None)
         self.module.eval()
 
@@ -157,8 +166,14 @@ class LoadedModel:
 def wrap_model(module: nn.Module, *, class_names: list[str] | None = None,
                n_classes: int | None = None, feature_names: list[str] | None = None,
                n_features: int | None = None, seq_len: int | None = None,
-               gradcam_layer: str | None = None, name: str = "custom") -> LoadedModel:
-    """Make any ``[batch, time, feature] -> logits`` torch module explainable by xai."""
+               gradcam_layer: str | None = None, name: str = "custom", layout: str = "NTF",
+               output: int | None = None) -> LoadedModel:
+    """Make a torch classifier explainable by xai: inputs and attributions stay
+    ``[batch, time, feature]``, and the module is given them in its own ``layout``: ``NTF``
+    ``[batch, time, feature]``, ``NCT`` ``[batch, channel, time]`` (Conv1d) or ``NT``
+    ``[batch, time]`` (a vector of T values is one feature over T steps). ``output`` picks the
+    logits when ``forward`` returns a tuple; ``gradcam_layer`` is a name in
+    ``module.named_modules()``."""
     if class_names is None:
         if n_classes is None:
             raise XaiError("wrap_model needs class_names or n_classes")
@@ -168,7 +183,7 @@ def wrap_model(module: nn.Module, *, class_names: list[str] | None = None,
             raise XaiError("wrap_model needs feature_names or n_features")
         feature_names = [f"feature_{i}" for i in range(n_features)]
     return LoadedModel(module, name=name, class_names=class_names, feature_names=feature_names,
-                       seq_len=seq_len, gradcam_layer=gradcam_layer)
+                       seq_len=seq_len, gradcam_layer=gradcam_layer, layout=layout, output=output)
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
@@ -255,19 +270,21 @@ def _describe(value: Any) -> str:
 def model_from_checkpoint(ckpt: dict, device: Any = None) -> LoadedModel:
     """Rebuild the network named in the checkpoint and load its weights."""
     if ckpt["model"] == "imported":  # a model brought in with xai import
-        from xaicore.runs.importing import build
+        from xaicore.runs.importing import IMPORTED, build, own_layer
 
         spec = ckpt.get("import")
         if not (isinstance(spec, dict) and all(isinstance(spec.get(k), str)
                                                for k in ("file", "attr", "sha256", "layout"))
-                and (spec.get("output") is None or type(spec.get("output")) is int)):
+                and (spec.get("output") is None or type(spec.get("output")) is int)
+                and (spec.get("gradcam_layer") is None or isinstance(spec["gradcam_layer"], str))):
             raise XaiError("the checkpoint of an imported model lacks its 'import' entry (file, "
-                           "attr, sha256, layout)")
-        network = build(spec, ckpt["hyperparameters"])
-        model = LoadedModel(network, name="imported", class_names=ckpt["class_names"],
-                            feature_names=ckpt["feature_names"], seq_len=ckpt["seq_len"],
-                            hyperparameters=ckpt["hyperparameters"],
-                            gradcam_layer=spec.get("gradcam_layer"),
+                           "attr, sha256, layout; output and gradcam_layer an int and a string "
+                           "or none)")
+        model = LoadedModel(build(spec, ckpt["hyperparameters"]), name=IMPORTED,
+                            class_names=ckpt["class_names"], feature_names=ckpt["feature_names"],
+                            seq_len=ckpt["seq_len"], hyperparameters=ckpt["hyperparameters"],
+                            gradcam_layer=own_layer(spec.get("gradcam_layer")),
+                            layout=spec["layout"], output=spec.get("output"),
                             dataset=(ckpt.get("dataset") or {}).get("name", ""))
         load_weights(model.module, ckpt["state_dict"], spec["attr"])
         return model.to(resolve_device(device))
