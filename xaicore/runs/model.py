@@ -209,14 +209,17 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     missing = [k for k in CHECKPOINT_FIELDS if k not in ckpt]
     if missing:
         raise XaiError(f"{path} is not an xai checkpoint: it lacks {', '.join(missing)}")
-    if ckpt["format"] != CHECKPOINT_FORMAT:
-        raise XaiError(f"{path} has checkpoint format {ckpt['format']!r}; this xai reads "
+    if type(ckpt["format"]) is not int or ckpt["format"] != CHECKPOINT_FORMAT:
+        raise XaiError(f"{path} has checkpoint format {_describe(ckpt['format'])}; this xai reads "
                        f"format {CHECKPOINT_FORMAT}")
     for key, (check, expected) in CHECKPOINT_FIELDS.items():
         if not check(ckpt[key]):
             raise XaiError(f"{path}: field {key!r} must be {expected}, not "
                            f"{_describe(ckpt[key])}")
     norm = ckpt.get("normalisation")
+    if norm is None and ckpt["model"] != "imported":  # xai train always stores it
+        raise XaiError(f"{path} lacks 'normalisation' (the train split's per-feature mean and "
+                       f"std that model {ckpt['model']!r} was trained with)")
     if norm is not None and not _normalisation_ok(norm, len(ckpt["feature_names"])):
         raise XaiError(f"{path}: field 'normalisation' must hold finite 'mean' and positive 'std' "
                        f"lists of {len(ckpt['feature_names'])} numbers")
@@ -252,7 +255,9 @@ CHECKPOINT_FIELDS = {
 
 
 def _normalisation_ok(norm: Any, n_features: int) -> bool:
-    if not isinstance(norm, dict):
+    if not (isinstance(norm, dict) and all(
+            isinstance(norm.get(k), list) and all(type(v) in (int, float) for v in norm[k])
+            for k in ("mean", "std"))):
         return False
     try:
         mean, std = (np.asarray(norm.get(k), dtype=np.float64) for k in ("mean", "std"))
@@ -310,16 +315,20 @@ def model_from_checkpoint(ckpt: dict, device: Any = None) -> LoadedModel:
 
 
 def load_weights(module: nn.Module, state: dict, name: str) -> None:
-    """Load ``state`` into ``module``; a mismatch names the missing, unexpected or misshapen keys."""
+    """Load ``state`` into ``module``; a mismatch names the missing, unexpected, misshapen or
+    mistyped (integer for floating point or back) keys."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     misshapen = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
                  if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or misshapen:
+    mistyped = [f"{k} {state[k].dtype} vs {own[k].dtype}" for k in own  # e.g. int weights
+                if k in state and state[k].is_floating_point() != own[k].is_floating_point()]
+    if missing or unexpected or misshapen or mistyped:
         parts = [f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
                  for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                     ("shape differs", misshapen)) if keys]
+                                     ("shape differs", misshapen), ("dtype differs", mistyped))
+                 if keys]
         raise XaiError(f"checkpoint weights do not fit model {name!r}: {'; '.join(parts)}")
     module.load_state_dict(state)
 
