@@ -260,8 +260,8 @@ def _normalisation_ok(norm: Any, n_features: int) -> bool:
             for k in ("mean", "std"))):
         return False
     try:
-        mean, std = (np.asarray(norm.get(k), dtype=np.float64) for k in ("mean", "std"))
-    except (TypeError, ValueError):
+        mean, std = (np.asarray(norm[k], dtype=np.float64) for k in ("mean", "std"))
+    except OverflowError:  # an int beyond float range
         return False
     return (mean.shape == std.shape == (n_features,) and bool(np.isfinite(mean).all())
             and bool(np.isfinite(std).all()) and bool((std >= 0).all()))

@@ -10,7 +10,7 @@ SHAP-like methods) are cut into ``shap_segments`` equal segments per feature ins
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Iterator
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -31,17 +31,16 @@ def segment_bounds(e: Explanation, segments: int) -> list[int]:
     """Time bounds of the players: the explanation's own ``segment_bounds``, else ``segments``
     (nearly) equal segments."""
     steps = e.attributions.shape[1]
-    own: Any = e.extras.get("segment_bounds")
-    if own is None:
+    bounds = e.extras.get("segment_bounds")
+    if bounds is None:
         if segments < 1:
             raise XaiError(f"shap_segments must be at least 1, got {segments}")
         parts = np.array_split(np.arange(steps), min(segments, steps))
         return [int(idx[0]) for idx in parts] + [steps]
-    bounds = np.asarray(own).tolist() if isinstance(own, np.ndarray) else own
     if not (isinstance(bounds, list) and len(bounds) >= 2
             and all(type(b) is int for b in bounds) and bounds[0] == 0 and bounds[-1] == steps
             and all(a < b for a, b in zip(bounds, bounds[1:]))):
-        raise XaiError(f"{e.method}: segment_bounds {str(own)[:60]} are not increasing time "
+        raise XaiError(f"{e.method}: segment_bounds {str(bounds)[:60]} are not increasing time "
                        f"bounds from 0 to the series length {steps}")
     return bounds
 
