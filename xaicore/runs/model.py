@@ -217,9 +217,6 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
             raise XaiError(f"{path}: field {key!r} must be {expected}, not "
                            f"{_describe(ckpt[key])}")
     norm = ckpt.get("normalisation")
-    if norm is None and ckpt["model"] != "imported":  # xai train always stores it
-        raise XaiError(f"{path} lacks 'normalisation' (the train split's per-feature mean and "
-                       f"std that model {ckpt['model']!r} was trained with)")
     if norm is not None and not _normalisation_ok(norm, len(ckpt["feature_names"])):
         raise XaiError(f"{path}: field 'normalisation' must hold finite 'mean' and positive 'std' "
                        f"lists of {len(ckpt['feature_names'])} numbers")
@@ -304,7 +301,10 @@ def model_from_checkpoint(ckpt: dict, device: Any = None) -> LoadedModel:
         raise
     except Exception as exc:  # noqa: BLE001 - the plugin's constructor
         raise failure("models", ckpt["model"], f"{ckpt['model']}.__init__", exc) from exc
-    norm = ckpt.get("normalisation") or {}
+    norm = ckpt.get("normalisation")
+    if norm is None:  # xai train always stores it
+        raise XaiError(f"the checkpoint lacks 'normalisation' (the train split's per-feature mean "
+                       f"and std that model {ckpt['model']!r} was trained with)")
     model = LoadedModel(network, name=ckpt["model"], class_names=ckpt["class_names"],
                         feature_names=ckpt["feature_names"], seq_len=ckpt["seq_len"],
                         mean=norm.get("mean"), std=norm.get("std"),
