@@ -178,6 +178,104 @@ def test_fuzz_checkpoint_fields_load_or_fail_in_one_line(gunpoint_run, tmp_path,
     assert logits.shape == (1, len(model.class_names))
 
 
+IMPORTED_NET = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, channels=4, n_classes=2):
+        super().__init__()
+        self.conv1 = nn.Conv1d(1, channels, 5, padding=2)
+        self.bn = nn.BatchNorm1d(channels)
+        self.fc = nn.Linear(channels, n_classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv1(x))).mean(2))
+"""
+REQUIRED = {"format", "model", "hyperparameters", "state_dict", "class_names", "feature_names",
+            "seq_len", "normalisation", "dataset", "import"}
+SWAPPED = st.sampled_from([None, True, -1, 2**40, 1.5, float("nan"), "x", "", [], [1, "a"], {},
+                           {"a": 1}, "cnn.0", torch.zeros(2), torch.tensor(float("nan"))])
+
+
+def key_paths(value, prefix: tuple = ()):
+    """Every key (and the first list items) of a checkpoint, optimizer internals left out."""
+    items = (value.items() if isinstance(value, dict)
+             else enumerate(value[:2]) if isinstance(value, list) else ())
+    for key, item in items:
+        yield (*prefix, key)
+        if not (prefix + (key,))[0] in ("optimizer", "scheduler", "training"):
+            yield from key_paths(item, (*prefix, key))
+
+
+@pytest.fixture(scope="module")
+def damaged(gunpoint_run, tmp_path_factory) -> dict[str, Path]:
+    """Run folders whose checkpoint the cases replace (the intact one kept as ``original.pt``):
+    the trained GunPoint run and a model brought in with xai import."""
+    root = tmp_path_factory.mktemp("damaged")
+    (root / "net.py").write_text(IMPORTED_NET)
+    namespace: dict = {}
+    exec(compile(IMPORTED_NET, "net.py", "exec"), namespace)
+    torch.manual_seed(0)
+    torch.save(namespace["Net"]().state_dict(), root / "net.pt")
+    result = invoke("import", "--module", root / "net.py:Net", "--weights", root / "net.pt",
+                    "--data", "GunPoint", "--layout", "NCT", "--gradcam-layer", "conv1",
+                    "--out", root / "imported")
+    assert result.exit_code == 0, result.output
+    shutil.copytree(gunpoint_run, root / "trained", ignore=shutil.ignore_patterns("explanations"))
+    for name in ("trained", "imported"):
+        shutil.copy(root / name / "checkpoint.pt", root / name / "original.pt")
+    return {"trained": root / "trained", "imported": root / "imported"}
+
+
+def variants(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """A tensor misshapen, emptied, of the other kind of dtype, or NaN."""
+    other = torch.int64 if tensor.is_floating_point() else torch.float32
+    return [tensor.reshape(1, *tensor.shape), tensor.new_zeros(0), tensor.to(other),
+            torch.full(tensor.shape, float("nan"))]
+
+
+@settings(FUZZ, max_examples=60)
+@given(data=st.data(), run=st.sampled_from(["trained", "imported"]),
+       kind=st.sampled_from(["drop", "swap", "tensor", "truncate"]))
+def test_fuzz_damaged_checkpoints_fail_in_one_line_through_explain(damaged, data, run, kind):
+    """Truncated files, dropped keys, swapped types and mismatched tensors in a real run's
+    checkpoint: `xai explain --run` explains or fails in one line, naming a dropped key."""
+    CASES["damaged checkpoints"] += 1
+    folder = damaged[run]
+    raw = (folder / "original.pt").read_bytes()
+    ckpt = torch.load(folder / "original.pt", weights_only=True)
+    paths = list(key_paths(ckpt))
+    refused = named = path = None
+    if kind == "truncate":
+        (folder / "checkpoint.pt").write_bytes(raw[:data.draw(st.integers(0, len(raw) - 1))])
+        refused = True
+    else:
+        if kind == "tensor":
+            paths = [p for p in paths if p[0] == "state_dict" and len(p) == 2]
+        path = data.draw(st.sampled_from(paths))
+        parent = ckpt
+        for key in path[:-1]:
+            parent = parent[key]
+        if kind == "drop":
+            del parent[path[-1]]
+            refused = path[0] == "state_dict" or (len(path) == 1 and path[0] in REQUIRED)
+            named = isinstance(path[-1], str) and path[0] in REQUIRED - {"hyperparameters"}
+        elif kind == "swap":
+            parent[path[-1]] = data.draw(SWAPPED)
+        else:
+            parent[path[-1]] = data.draw(st.sampled_from(variants(parent[path[-1]])))
+            refused = True
+        torch.save(ckpt, folder / "checkpoint.pt")
+    result = invoke("explain", "--run", folder, "--method", "saliency", "--samples", "0:2",
+                    "--out", folder / "out", "--force", "--no-figures")
+    check_outcome(result, folder)
+    assert result.exit_code == 1 or not refused, (kind, path, result.output)
+    if named and result.exit_code:
+        assert str(path[-1]) in result.output, (path, result.output)
+
+
 def test_fuzz_case_count():
     """Reports how many cases ran (run with -s to see it)."""
     print(f"\nfuzz cases: {sum(CASES.values())} {dict(CASES)}")

@@ -138,6 +138,7 @@ def test_a_layer_that_leaves_one_time_step_is_named_not_returned_as_a_constant()
 
     model = xaicore.wrap_model(Collapsing(), n_classes=2, n_features=1, gradcam_layer="conv")
     X = np.random.default_rng(0).normal(size=(3, 16, 1)).astype(np.float32)
-    with pytest.raises(XaiError, match=r"one time step for these 16-step series.*\[n, 16, 1\]"):
-        xaicore.explain(model, X, method="gradcam")
+    for method in ("gradcam", "gradcam++", "cam"):
+        with pytest.raises(XaiError, match=r"one time step for these 16-step series.*\[n, 16, 1\]"):
+            xaicore.explain(model, X, method=method)
     assert xaicore.explain(model, X, method="saliency").attributions.shape == (3, 16, 1)

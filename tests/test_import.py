@@ -116,7 +116,7 @@ def test_bad_imports_are_one_line_errors(own_model, tmp_path):
         (["--weights", tmp_path / "wrong.pt"], "conv2.weight"),
         (["--module", root / "mynet.py:NotANetwork"], "has no torch.nn.Module class"),
         (["--module", "nowhere_at_all:Net"], "cannot find module 'nowhere_at_all'"),
-        (["--gradcam-layer", "conv9"], "has no layer 'net.conv9'"),
+        (["--gradcam-layer", "conv9"], "has no layer 'conv9'; its Conv1d layers are: conv1, conv2"),
         (["--params", "{channels: 8}"], "--params is not valid JSON"),
     ]
     base = {"--module": root / "mynet.py:Net", "--weights": root / "net.pt",

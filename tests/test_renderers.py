@@ -116,7 +116,7 @@ def test_shap_segments_keep_additivity_and_base_values():
     values, data, names = segment_table(e, 10)
     assert values.shape == data.shape == (4, 60) and len(names) == 60
     np.testing.assert_allclose(values.sum(1), e.attributions.sum((1, 2)), rtol=1e-4, atol=1e-4)
-    assert names[0] == "acc_x t0-9" and names[-1] == "gyr_z t90-99"
+    assert names[0] == "acc_x t0\u20139" and names[-1] == "gyr_z t90\u201399"  # no bounds: 10 cuts
     np.testing.assert_allclose(base_values(e), np.array([0.1, 0.2, 0.3, 0.4])[e.targets])
 
 
@@ -169,3 +169,40 @@ def test_method_names_map_to_distinct_safe_folders():
     assert len(set(folders)) == len(names)
     assert all("/" not in f and ":" not in f and not f.startswith(".") for f in folders)
     assert safe_name("integrated-gradients") == "integrated-gradients"
+
+
+def test_shap_bar_plot_draws_the_explanations_own_players():
+    """Bars are the mean |Shapley value| of each player of the game that was solved (segments of
+    6 steps of GunPoint-like series cut at 0/7/14/...), labelled with their real bounds."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    import xaicore
+    from xai_plots.shap_plots import shap_figures
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(40 * 2, 16), torch.nn.Tanh(),
+                              torch.nn.Linear(16, 2))
+    model = xaicore.wrap_model(net, n_classes=2, feature_names=["x", "y"])
+    rng = np.random.default_rng(0)
+    X, background = (rng.normal(size=(n, 40, 2)).astype(np.float32) for n in (12, 30))
+    e = xaicore.explain(model, X, method="shap", background=background, n_segments=6)
+    bounds = [0, 7, 14, 20, 27, 34, 40]
+    assert e.extras["segment_bounds"] == bounds
+    expected = {f"{feature} t{a}\u2013{b - 1}": np.abs(e.attributions[:, a:b, f].sum(1)).mean()
+                for f, feature in enumerate(["x", "y"]) for a, b in zip(bounds, bounds[1:])}
+    figures = shap_figures(e, [0], segments=10, top_k=len(expected))
+    name, fig, _, _ = next(figures)
+    assert name == "shap_bar"
+    ax = fig.axes[0]
+    at = {round(y): t.get_text() for y, t in zip(ax.get_yticks(), ax.get_yticklabels())}
+    drawn = {at[round(p.get_y() + p.get_height() / 2)]: p.get_width() for p in ax.patches}
+    assert drawn.keys() == expected.keys() and len(ax.patches) == len(expected)
+    np.testing.assert_allclose([drawn[k] for k in expected], list(expected.values()), rtol=1e-5)
+    top_down = [at[y] for y in sorted(at, reverse=True)]
+    assert top_down == sorted(expected, key=expected.get, reverse=True)  # ranked by mean |value|
+    plt.close("all")
+    waterfall = [fig for name, fig, _, _ in figures if name.startswith("shap_waterfall")]
+    steps = [t.get_text() for ax in waterfall[0].axes for t in ax.get_yticklabels()]
+    assert len(waterfall) == 1 and any(label.endswith("x t7\u201313") for label in steps)
+    plt.close("all")

@@ -35,6 +35,9 @@ class BaseExplainer:
     resolves_predicted: ClassVar[bool] = False
     #: Data the explainer takes from the run when it explains it: "background" = the train inputs.
     requires: ClassVar[tuple[str, ...]] = ()
+    #: True when the method maps importance over time and gives every feature the same value
+    #: (Grad-CAM, attention): series of one time step are refused, the map would be a constant.
+    maps_time: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -61,6 +64,8 @@ class BaseExplainer:
         """Explain ``inputs`` for ``target`` class indices, or (None) for the class the model
         predicts for each sample, found in the explainer's own forward pass where it can."""
         opts = self.resolve_options(options)
+        if self.maps_time and inputs.shape[1] == 1:
+            raise XaiError(one_step_message(self.name, inputs.shape[2]))
         model.module.eval()
         first = None
         if target is None and not self.resolves_predicted:  # the predicted class, found first
@@ -97,6 +102,15 @@ class BaseExplainer:
                                           opts)
                  for s in (slice(None, half), slice(half, None))]
         return join_parts(parts)
+
+
+def one_step_message(method: str, n_features: int) -> str:
+    """Why a map over time cannot explain series of one time step, and the likely layout mistake."""
+    return (f"{method} maps importance over time, but these series have one time step "
+            f"({n_features} feature(s)), so every feature would get one constant; is the layout "
+            f"right? A vector of {n_features} values read as one series is [n, {n_features}, 1] "
+            f"(wrap_model(layout=...) or xai import --layout gives it to your model as NT or NCT); "
+            f"otherwise use a per-feature method such as saliency or integrated-gradients")
 
 
 def out_of_memory(exc: BaseException) -> bool:

@@ -2,8 +2,8 @@
 
 The user names their own code (``mypkg.models:Net`` or ``path/to/models.py:Net``), the keyword
 arguments it is built with and a weights file (read with ``weights_only=True``); xai builds it,
-loads the weights, adapts its input layout once (``NTF`` = ``[batch, time, feature]``, ``NCT`` =
-``[batch, channel, time]``, ``NT`` = ``[batch, time]``), checks it on the test split and writes a
+loads the weights, adapts its input layout once (``xaicore.runs.layouts``: ``NTF``, ``NCT`` or
+``NT``, as ``wrap_model`` does), checks it on the test split and writes a
 run that ``xai explain``, ``evaluate`` and ``report`` accept. Loading the run later imports the
 same code again, and only while its file is byte for byte the one imported (its sha256 is in the
 checkpoint): a run directory cannot make xai run code the user did not choose.
@@ -26,33 +26,7 @@ from xaicore.errors import XaiError
 from xaicore.files import file_digest
 
 IMPORTED = "imported"
-LAYOUTS = ("NTF", "NCT", "NT")
-
-
-class LayoutAdapter(nn.Module):
-    """xai's ``[batch, time, feature]`` in, the user's network in its own layout."""
-
-    def __init__(self, net: nn.Module, layout: str, output: int | None = None) -> None:
-        super().__init__()
-        if layout not in LAYOUTS:
-            raise XaiError(f"--layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
-        self.net, self.layout, self.output = net, layout, output
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.layout == "NCT":
-            x = x.transpose(1, 2)
-        elif self.layout == "NT":
-            x = x[..., 0]
-        out = self.net(x)
-        if self.output is not None:  # a network returning (logits, attention, ...)
-            if not isinstance(out, (tuple, list)):
-                raise XaiError(f"--output {self.output} picks from a tuple, but the network "
-                               f"returns a {type(out).__name__}")
-            out = out[self.output]
-        elif isinstance(out, (tuple, list)):
-            raise XaiError(f"the network returns a {type(out).__name__} of {len(out)}; name the "
-                           f"logits' position with --output (e.g. --output 0)")
-        return out
+ADAPTED = "net."  # the network inside its LayoutAdapter: weights and layers are named net.*
 
 
 def code_file(target: str) -> tuple[Path, str]:
@@ -99,7 +73,13 @@ def network_class(path: Path, attr: str) -> type:
     return cls
 
 
-def build(spec: dict, params: dict) -> LayoutAdapter:
+def own_layer(stored: str | None) -> str | None:
+    """The Grad-CAM layer's name in the user's network; the checkpoint names it inside the
+    adapted module (``net.conv2``), like the weights in its ``state_dict``."""
+    return stored.removeprefix(ADAPTED) if stored else None
+
+
+def build(spec: dict, params: dict) -> nn.Module:
     """The network a checkpoint's ``import`` entry names, refused when its file changed."""
     path = Path(spec["file"])
     if not path.is_file():
@@ -112,7 +92,7 @@ def build(spec: dict, params: dict) -> LayoutAdapter:
         net = cls(**params)
     except Exception as exc:  # noqa: BLE001 - the user's constructor
         raise XaiError(f"{spec['attr']}(**params) failed: {type(exc).__name__}: {exc}") from None
-    return LayoutAdapter(net, spec["layout"], spec.get("output"))
+    return net
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -164,18 +144,15 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
         raise XaiError(f"--params must be a JSON object of keyword arguments, not {params!r}")
     spec = {"file": str(path), "attr": attr, "sha256": file_digest(path), "layout": layout,
             "output": output}
-    adapter = build(spec, params)
-    load_weights(adapter.net, state, attr)
+    net = build(spec, params)
+    load_weights(net, state, attr)
     dataset = load_dataset(dataset_spec)
-    layer = f"net.{gradcam_layer}" if gradcam_layer else None
-    model = LoadedModel(adapter, name=IMPORTED, class_names=dataset.class_names,
+    model = LoadedModel(net, name=IMPORTED, class_names=dataset.class_names,
                         feature_names=dataset.feature_names, seq_len=dataset.seq_len,
-                        gradcam_layer=layer, dataset=dataset.name)
-    if layer:
-        model.layer(layer)  # an unknown layer is named now, not at explain time
-    if layout == "NT" and dataset.n_features != 1:
-        raise XaiError(f"layout NT takes one feature per time step; {dataset.name} has "
-                       f"{dataset.n_features}")
+                        gradcam_layer=gradcam_layer, dataset=dataset.name, layout=layout,
+                        output=output)
+    if gradcam_layer:
+        model.layer(gradcam_layer)  # an unknown layer is named now, not at explain time
     model.check_forward(torch.from_numpy(dataset.test.X[:2]))
     probs = torch.softmax(torch.from_numpy(model.logits(dataset.test.X)), 1).numpy()
     predicted = probs.argmax(1)
@@ -184,10 +161,11 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
                "test_accuracy": float(np.mean(predicted == dataset.test.y)),
                "macro_f1": report["macro avg"]["f1-score"], "layout": layout}
     checkpoint = {"format": CHECKPOINT_FORMAT, "model": IMPORTED, "hyperparameters": params,
-                  "state_dict": {k: v.detach().cpu() for k, v in adapter.state_dict().items()},
+                  "state_dict": {k: v.detach().cpu() for k, v in model.module.state_dict().items()},
                   "class_names": list(dataset.class_names),
                   "feature_names": list(dataset.feature_names), "seq_len": int(dataset.seq_len),
-                  "dataset": dict(dataset_spec), "import": {**spec, "gradcam_layer": layer},
+                  "dataset": dict(dataset_spec),
+                  "import": {**spec, "gradcam_layer": gradcam_layer and ADAPTED + gradcam_layer},
                   "epoch": 0, "seed": 0}
     with runs.staged(out, "xai import") as tmp:
         torch.save(checkpoint, tmp / CHECKPOINT)

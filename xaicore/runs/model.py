@@ -17,6 +17,7 @@ from xaicore.plugins.boundary import failure, guard_forward, owner
 from xaicore.data.dataset import as_series
 from xaicore.errors import XaiError
 from xaicore.runs.directory import CHECKPOINT
+from xaicore.runs.layouts import LayoutAdapter, check_layout
 
 CHECKPOINT_FORMAT = 1
 
@@ -58,6 +59,10 @@ class LoadedModel:
     """A network with its metadata; ``module`` maps raw ``[batch, time, feature]`` inputs to logits.
 
     Normalisation is part of ``module``, so attributions are in the units of the data as loaded.
+    ``layout`` None: the network takes ``[batch, time, feature]`` itself (a registered network);
+    otherwise ``module`` calls it through a ``LayoutAdapter`` in that layout (``NTF``, ``NCT`` or
+    ``NT``), with ``output`` picking the logits of a network that returns a tuple. ``network``
+    stays the user's own module, so layers and attention are found under their own names.
     """
 
     input_layout = "NTF"
@@ -65,7 +70,8 @@ class LoadedModel:
     def __init__(self, network: nn.Module, *, name: str, class_names: list[str],
                  feature_names: list[str], seq_len: int | None, mean: Any = None, std: Any = None,
                  hyperparameters: dict | None = None, dataset: str = "",
-                 gradcam_layer: str | None = None) -> None:
+                 gradcam_layer: str | None = None, layout: str | None = None,
+                 output: int | None = None) -> None:
         self.network = network
         guard_forward(network, name)
         self.name = name
@@ -74,8 +80,11 @@ class LoadedModel:
         self.seq_len = seq_len
         self.hyperparameters = dict(hyperparameters or {})
         self.dataset = dataset
+        if layout is not None:
+            check_layout(layout, len(self.feature_names))
+        forward = network if layout is None else LayoutAdapter(network, layout, output)
         self.normalisation = None if mean is None else Standardize(mean, std)
-        self.module = network if mean is None else nn.Sequential(self.normalisation, network)
+        self.module = forward if mean is None else nn.Sequential(self.normalisation, forward)
         self._gradcam_layer = gradcam_layer or getattr(network, "gradcam_layer", None)
         self.module.eval()
 
@@ -157,8 +166,14 @@ class LoadedModel:
 def wrap_model(module: nn.Module, *, class_names: list[str] | None = None,
                n_classes: int | None = None, feature_names: list[str] | None = None,
                n_features: int | None = None, seq_len: int | None = None,
-               gradcam_layer: str | None = None, name: str = "custom") -> LoadedModel:
-    """Make any ``[batch, time, feature] -> logits`` torch module explainable by xai."""
+               gradcam_layer: str | None = None, name: str = "custom", layout: str = "NTF",
+               output: int | None = None) -> LoadedModel:
+    """Make a torch classifier explainable by xai: inputs and attributions stay
+    ``[batch, time, feature]``, and the module is given them in its own ``layout``: ``NTF``
+    ``[batch, time, feature]``, ``NCT`` ``[batch, channel, time]`` (Conv1d) or ``NT``
+    ``[batch, time]`` (a vector of T values is one feature over T steps). ``output`` picks the
+    logits when ``forward`` returns a tuple; ``gradcam_layer`` is a name in
+    ``module.named_modules()``."""
     if class_names is None:
         if n_classes is None:
             raise XaiError("wrap_model needs class_names or n_classes")
@@ -168,7 +183,7 @@ def wrap_model(module: nn.Module, *, class_names: list[str] | None = None,
             raise XaiError("wrap_model needs feature_names or n_features")
         feature_names = [f"feature_{i}" for i in range(n_features)]
     return LoadedModel(module, name=name, class_names=class_names, feature_names=feature_names,
-                       seq_len=seq_len, gradcam_layer=gradcam_layer)
+                       seq_len=seq_len, gradcam_layer=gradcam_layer, layout=layout, output=output)
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
@@ -194,8 +209,8 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     missing = [k for k in CHECKPOINT_FIELDS if k not in ckpt]
     if missing:
         raise XaiError(f"{path} is not an xai checkpoint: it lacks {', '.join(missing)}")
-    if ckpt["format"] != CHECKPOINT_FORMAT:
-        raise XaiError(f"{path} has checkpoint format {ckpt['format']!r}; this xai reads "
+    if type(ckpt["format"]) is not int or ckpt["format"] != CHECKPOINT_FORMAT:
+        raise XaiError(f"{path} has checkpoint format {_describe(ckpt['format'])}; this xai reads "
                        f"format {CHECKPOINT_FORMAT}")
     for key, (check, expected) in CHECKPOINT_FIELDS.items():
         if not check(ckpt[key]):
@@ -237,11 +252,13 @@ CHECKPOINT_FIELDS = {
 
 
 def _normalisation_ok(norm: Any, n_features: int) -> bool:
-    if not isinstance(norm, dict):
+    if not (isinstance(norm, dict) and all(
+            isinstance(norm.get(k), list) and all(type(v) in (int, float) for v in norm[k])
+            for k in ("mean", "std"))):
         return False
     try:
-        mean, std = (np.asarray(norm.get(k), dtype=np.float64) for k in ("mean", "std"))
-    except (TypeError, ValueError):
+        mean, std = (np.asarray(norm[k], dtype=np.float64) for k in ("mean", "std"))
+    except OverflowError:  # an int beyond float range
         return False
     return (mean.shape == std.shape == (n_features,) and bool(np.isfinite(mean).all())
             and bool(np.isfinite(std).all()) and bool((std >= 0).all()))
@@ -255,19 +272,21 @@ def _describe(value: Any) -> str:
 def model_from_checkpoint(ckpt: dict, device: Any = None) -> LoadedModel:
     """Rebuild the network named in the checkpoint and load its weights."""
     if ckpt["model"] == "imported":  # a model brought in with xai import
-        from xaicore.runs.importing import build
+        from xaicore.runs.importing import IMPORTED, build, own_layer
 
         spec = ckpt.get("import")
         if not (isinstance(spec, dict) and all(isinstance(spec.get(k), str)
                                                for k in ("file", "attr", "sha256", "layout"))
-                and (spec.get("output") is None or type(spec.get("output")) is int)):
+                and (spec.get("output") is None or type(spec.get("output")) is int)
+                and (spec.get("gradcam_layer") is None or isinstance(spec["gradcam_layer"], str))):
             raise XaiError("the checkpoint of an imported model lacks its 'import' entry (file, "
-                           "attr, sha256, layout)")
-        network = build(spec, ckpt["hyperparameters"])
-        model = LoadedModel(network, name="imported", class_names=ckpt["class_names"],
-                            feature_names=ckpt["feature_names"], seq_len=ckpt["seq_len"],
-                            hyperparameters=ckpt["hyperparameters"],
-                            gradcam_layer=spec.get("gradcam_layer"),
+                           "attr, sha256, layout; output and gradcam_layer an int and a string "
+                           "or none)")
+        model = LoadedModel(build(spec, ckpt["hyperparameters"]), name=IMPORTED,
+                            class_names=ckpt["class_names"], feature_names=ckpt["feature_names"],
+                            seq_len=ckpt["seq_len"], hyperparameters=ckpt["hyperparameters"],
+                            gradcam_layer=own_layer(spec.get("gradcam_layer")),
+                            layout=spec["layout"], output=spec.get("output"),
                             dataset=(ckpt.get("dataset") or {}).get("name", ""))
         load_weights(model.module, ckpt["state_dict"], spec["attr"])
         return model.to(resolve_device(device))
@@ -282,7 +301,10 @@ def model_from_checkpoint(ckpt: dict, device: Any = None) -> LoadedModel:
         raise
     except Exception as exc:  # noqa: BLE001 - the plugin's constructor
         raise failure("models", ckpt["model"], f"{ckpt['model']}.__init__", exc) from exc
-    norm = ckpt.get("normalisation") or {}
+    norm = ckpt.get("normalisation")
+    if norm is None:  # xai train always stores it
+        raise XaiError(f"the checkpoint lacks 'normalisation' (the train split's per-feature mean "
+                       f"and std that model {ckpt['model']!r} was trained with)")
     model = LoadedModel(network, name=ckpt["model"], class_names=ckpt["class_names"],
                         feature_names=ckpt["feature_names"], seq_len=ckpt["seq_len"],
                         mean=norm.get("mean"), std=norm.get("std"),
@@ -293,16 +315,20 @@ def model_from_checkpoint(ckpt: dict, device: Any = None) -> LoadedModel:
 
 
 def load_weights(module: nn.Module, state: dict, name: str) -> None:
-    """Load ``state`` into ``module``; a mismatch names the missing, unexpected or misshapen keys."""
+    """Load ``state`` into ``module``; a mismatch names the missing, unexpected, misshapen or
+    mistyped (integer for floating point or back) keys."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     misshapen = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
                  if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or misshapen:
+    mistyped = [f"{k} {state[k].dtype} vs {own[k].dtype}" for k in own  # e.g. int weights
+                if k in state and state[k].is_floating_point() != own[k].is_floating_point()]
+    if missing or unexpected or misshapen or mistyped:
         parts = [f"{label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
                  for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                     ("shape differs", misshapen)) if keys]
+                                     ("shape differs", misshapen), ("dtype differs", mistyped))
+                 if keys]
         raise XaiError(f"checkpoint weights do not fit model {name!r}: {'; '.join(parts)}")
     module.load_state_dict(state)
 

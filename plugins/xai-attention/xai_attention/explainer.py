@@ -38,6 +38,7 @@ class AttentionExplainer(BaseExplainer):
 
     name = "attention"
     options = ()  # attention takes no options
+    maps_time = True
 
     def check(self, model: LoadedModel) -> str | None:
         if not model.has_attention():
@@ -70,6 +71,12 @@ class AttentionExplainer(BaseExplainer):
             combined = means[-1]
         extras["aggregation"] = "rollout" if stackable else f"head mean of layer {len(means) - 1}"
         received = combined.mean(1)
+        if received.shape[1] == 1 and inputs.shape[1] > 1:
+            raise XaiError(f"attention: model {model.name!r} attends over one position for these "
+                           f"{inputs.shape[1]}-step series, so its map would be one constant "
+                           f"over time; is the layout right (a vector of {inputs.shape[1]} values "
+                           f"is one feature over {inputs.shape[1]} time steps, "
+                           f"[n, {inputs.shape[1]}, 1])? Otherwise use a gradient method")
         extras["key_attention"] = received
         attributions = to_input_steps(received, inputs.shape[1])
         return attributions[:, :, None].expand(-1, -1, inputs.shape[2]).contiguous(), extras, logits

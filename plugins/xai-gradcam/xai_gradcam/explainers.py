@@ -97,6 +97,7 @@ class _LayerCAM(BaseExplainer):
     )
 
     resolves_predicted = True  # every heatmap hands back the logits of its own forward pass
+    maps_time = True
 
     def check(self, model: LoadedModel) -> str | None:
         if not conv1d_names(model):

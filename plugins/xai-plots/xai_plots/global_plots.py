@@ -22,8 +22,9 @@ class GlobalPlots:
     Writes per-feature importance (several features only), per-time-step importance, SHAP bar,
     beeswarm-per-class and waterfall-per-sample plots for SHAP explanations, and attention maps
     (per head and averaged) when the explanation holds ``attention_mean`` / ``attention_heads``.
-    Options: ``samples``, ``formats`` as for sample-plots; ``shap_segments`` (time segments that
-    become SHAP features, default 10) and ``top_k`` (features shown, default 12).
+    Options: ``samples``, ``formats`` as for sample-plots; ``shap_segments`` (time segments per
+    feature for SHAP values without their own ``segment_bounds``, default 10; the ``shap``
+    explainer's players are always drawn as solved) and ``top_k`` (players shown, default 12).
     """
 
     name = "global-plots"

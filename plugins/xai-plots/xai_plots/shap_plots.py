@@ -1,7 +1,11 @@
 """SHAP bar, beeswarm and waterfall plots of ``[sample, time, feature]`` attributions.
 
-shap's plots take ``[sample, feature]``; time is cut into segments and each (feature, segment)
-becomes one SHAP feature holding the summed attribution, so additivity (base + sum = output) holds.
+shap's plots take ``[sample, feature]``: each *player* of the game that was solved (one time
+segment of one feature, ``segment_bounds`` of the ``shap`` explainer) becomes one SHAP feature
+holding the sum of its attributions, which is its Shapley value, so the bars, dots and waterfall
+steps are the values computed and additivity (base + sum = output) holds. Labels carry the real
+bounds (``acc_x t12–13``). Explanations without segments (DeepExplainer's per-step values, other
+SHAP-like methods) are cut into ``shap_segments`` equal segments per feature instead.
 """
 
 from __future__ import annotations
@@ -23,18 +27,35 @@ def is_shap(e: Explanation) -> bool:
     return "expected_value" in e.extras or "shap" in e.method.lower()
 
 
+def segment_bounds(e: Explanation, segments: int) -> list[int]:
+    """Time bounds of the players: the explanation's own ``segment_bounds``, else ``segments``
+    (nearly) equal segments."""
+    steps = e.attributions.shape[1]
+    bounds = e.extras.get("segment_bounds")
+    if bounds is None:
+        if segments < 1:
+            raise XaiError(f"shap_segments must be at least 1, got {segments}")
+        parts = np.array_split(np.arange(steps), min(segments, steps))
+        return [int(idx[0]) for idx in parts] + [steps]
+    if not (isinstance(bounds, list) and len(bounds) >= 2
+            and all(type(b) is int for b in bounds) and bounds[0] == 0 and bounds[-1] == steps
+            and all(a < b for a, b in zip(bounds, bounds[1:]))):
+        raise XaiError(f"{e.method}: segment_bounds {str(bounds)[:60]} are not increasing time "
+                       f"bounds from 0 to the series length {steps}")
+    return bounds
+
+
 def segment_table(e: Explanation, segments: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(summed attributions, mean inputs, names), each with one column per (feature, segment)."""
-    if segments < 1:
-        raise XaiError(f"shap_segments must be at least 1, got {segments}")
-    n, steps, n_features = e.attributions.shape
-    bounds = np.array_split(np.arange(steps), min(segments, steps))
+    """(summed attributions, mean inputs, names), each with one column per player (feature,
+    segment), players in the explainer's order: segment ``s`` of feature ``f`` at ``f * S + s``."""
+    bounds = segment_bounds(e, segments)
+    n_features = e.attributions.shape[2]
     values, data, names = [], [], []
     for f, feature in enumerate(e.feature_names):
-        for idx in bounds:
-            values.append(e.attributions[:, idx, f].sum(axis=1))
-            data.append(e.inputs[:, idx, f].mean(axis=1))
-            span = f"t{idx[0]}-{idx[-1]}"
+        for start, stop in zip(bounds, bounds[1:]):
+            values.append(e.attributions[:, start:stop, f].sum(axis=1))
+            data.append(e.inputs[:, start:stop, f].mean(axis=1))
+            span = f"t{start}" if stop - start == 1 else f"t{start}\u2013{stop - 1}"
             names.append(text(span if n_features == 1 else f"{feature} {span}"))
     return np.column_stack(values), np.column_stack(data), names
 
@@ -78,7 +99,7 @@ def shap_figures(e: Explanation, positions: list[int], segments: int,
     plt.figure()
     shap.plots.bar(full, max_display=top_k, show=False)
     yield ("shap_bar", _titled(f"{e.method} · mean |SHAP| per feature and time segment"), None,
-           "SHAP bar summary: mean |value| of each (feature, time segment)")
+           "SHAP bar summary: mean |value| of each player (a time segment of a feature)")
     for c in np.unique(e.targets):
         rows = np.flatnonzero(e.targets == c)
         if len(rows) < MIN_BEESWARM_SAMPLES:
