@@ -124,8 +124,11 @@ class IntegratedGradientsExplainer(BaseExplainer):
             logits = model.module(inputs)
         target = logits.argmax(1) if target is None else target
         fx = logits.gather(1, target[:, None])[:, 0].float()
-        fb = target_logits(model, baselines if baselines.shape[0] == inputs.shape[0]
-                           else baselines.expand_as(inputs), target)
+        if baselines.shape[0] == inputs.shape[0]:
+            fb = target_logits(model, baselines, target)
+        else:  # one baseline shared by every sample: one forward row
+            with torch.no_grad():
+                fb = model.module(baselines)[0, target].float()
         if opts["n_steps"] != "auto":
             attr = integrated_gradients(model.module, inputs, baselines, target,
                                         int(opts["n_steps"]), opts["integration_method"],
