@@ -6,6 +6,7 @@ becomes one SHAP feature holding the summed attribution, so additivity (base + s
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterator
 
 import matplotlib.pyplot as plt
@@ -32,8 +33,10 @@ def segment_table(e: Explanation, segments: int) -> tuple[np.ndarray, np.ndarray
     values, data, names = [], [], []
     for f, feature in enumerate(e.feature_names):
         for idx in bounds:
-            values.append(e.attributions[:, idx, f].sum(axis=1))
-            data.append(e.inputs[:, idx, f].mean(axis=1))
+            values.append(np.nansum(e.attributions[:, idx, f], axis=1))  # padding left out
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a segment all padding: NaN
+                data.append(np.nanmean(e.inputs[:, idx, f], axis=1))
             span = f"t{idx[0]}-{idx[-1]}"
             names.append(text(span if n_features == 1 else f"{feature} {span}"))
     return np.column_stack(values), np.column_stack(data), names
@@ -47,6 +50,9 @@ def base_values(e: Explanation) -> np.ndarray | None:
     """
     if "expected_value" not in e.extras:
         return None
+    own = e.extras.get("base_value")  # per sample (variable-length series: per length)
+    if isinstance(own, np.ndarray) and own.shape == (e.n_samples,):
+        return own.astype(np.float64)
     raw = e.extras["expected_value"]
     ev = np.asarray(raw, dtype=np.float64)
     n, n_classes = e.probabilities.shape
