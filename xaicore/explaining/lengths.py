@@ -32,7 +32,8 @@ def attribute_by_length(attribute: Attribute, model: Any, inputs: torch.Tensor,
         groups.append((length, rows, attribute(model, inputs[rows, :length],
                                                None if target is None else target[rows], cut)))
     order = torch.cat([rows for _, rows, _ in groups]).argsort().cpu().numpy()
-    attributions = pad_join([as_numpy(part[0]) for _, _, part in groups])[order]
+    attributions = pad_join([as_numpy(part[0]) for _, _, part in groups],
+                            inputs.shape[1:])[order]
     extras = {}
     for key in groups[0][2][1]:
         values = [part[1][key] for _, _, part in groups]
@@ -73,9 +74,11 @@ def as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def pad_join(parts: list[np.ndarray]) -> np.ndarray:
-    """Arrays of one kind, padded on every axis but the first to the largest, concatenated."""
-    shape = np.max([p.shape[1:] for p in parts], axis=0) if parts[0].ndim > 1 else ()
+def pad_join(parts: list[np.ndarray], shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Arrays of one kind, padded on every axis but the first to ``shape`` (default: the
+    largest), concatenated."""
+    if shape is None:
+        shape = tuple(np.max([p.shape[1:] for p in parts], axis=0)) if parts[0].ndim > 1 else ()
     fill = (False if parts[0].dtype == bool else -1 if np.issubdtype(parts[0].dtype, np.integer)
             else np.nan)
     padded = []
