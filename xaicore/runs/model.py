@@ -103,10 +103,9 @@ class LoadedModel:
         self.dataset = dataset
         #: whether the network masks padding, so it takes variable-length series (NaN-padded)
         self.variable_length = bool(getattr(network, "variable_length", False))
-        if mean is None and self.variable_length:
-            mean, std = np.zeros(len(feature_names)), np.ones(len(feature_names))
         self.normalisation = None if mean is None else Standardize(mean, std)
-        self.module = network if mean is None else SeriesModule(self.normalisation, network)
+        self.module = (network if mean is None and not self.variable_length else
+                       SeriesModule(self.normalisation or nn.Identity(), network))
         self._gradcam_layer = gradcam_layer or getattr(network, "gradcam_layer", None)
         self.module.eval()
 

@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from xaicore.plugin import Explanation, LoadedModel, Option, XaiError, defaults_of, validate
+from xaicore.plugin import (Explanation, LoadedModel, Option, XaiError, defaults_of,
+                            series_lengths, validate)
 
 from .options import background_array
 
@@ -45,19 +46,13 @@ def substrate_for(model: LoadedModel, inputs: np.ndarray, kind: str, background:
         if sigma <= 0:
             raise XaiError(f"sigma must be positive, got {sigma}")
         out = np.full_like(inputs, np.nan, dtype=np.float32)
-        lengths = valid_lengths(inputs)
+        lengths = series_lengths(inputs)
         for length in np.unique(lengths):  # each series smoothed within its own length
             rows = lengths == length
             out[rows, :length] = gaussian_filter1d(inputs[rows, :length], sigma, axis=1,
                                                    mode="nearest")
         return out
     raise XaiError(f"substrate must be one of {', '.join(SUBSTRATES)}, not {kind!r}")
-
-
-def valid_lengths(inputs: np.ndarray) -> np.ndarray:
-    """Valid steps of each sample: those before its trailing all-NaN steps (padding)."""
-    padding = np.isnan(inputs).all(axis=2)
-    return inputs.shape[1] - np.logical_and.accumulate(padding[:, ::-1], axis=1).sum(1)
 
 
 def cell_ranks(scores: np.ndarray) -> np.ndarray:
