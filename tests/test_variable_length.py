@@ -68,6 +68,22 @@ def test_a_padded_sample_gives_the_logits_of_the_sample_alone(name, series):
     np.testing.assert_allclose(zero_filled.numpy(), alone.numpy(), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["cnn-lstm-attention", "inception-time", "fcn", "resnet"])
+def test_training_statistics_come_from_valid_steps(name, series):
+    """In train mode a padded batch gives the logits and BatchNorm running statistics of the
+    same batch unpadded (here every sample is 17 steps long, padded to 40)."""
+    outputs, stats = [], []
+    for X in (padded(series, [17] * len(series)), series[:, :17]):
+        model = built(name)
+        model.module.train()
+        outputs.append(model.module(torch.from_numpy(X)).detach().numpy())
+        stats.append([b.detach().numpy().copy() for k, b in model.module.named_buffers()
+                      if k.endswith(("running_mean", "running_var"))])
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-4, rtol=1e-4)
+    for a, b in zip(*stats):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
 def test_gradients_never_reach_the_padding(series):
     model = built("cnn-lstm-attention")
     x = torch.from_numpy(padded(series, LENGTHS)).requires_grad_(True)

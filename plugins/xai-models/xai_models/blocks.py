@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .masking import zero_padding
+from .masking import batch_norm, zero_padding
 
 
 class ConvBlock(nn.Module):
@@ -22,4 +22,4 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x [batch, channel, time]`` zero on padding; the output is zero there too."""
-        return zero_padding(self.act(self.bn(self.conv(self.pad(x)))), mask)
+        return zero_padding(self.act(batch_norm(self.bn, self.conv(self.pad(x)), mask)), mask)

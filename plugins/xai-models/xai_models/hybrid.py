@@ -9,7 +9,7 @@ from torch import nn
 
 from xaicore.plugin import Option, XaiError, defaults_of
 
-from .masking import masked_mean, step_mask, zero_padding
+from .masking import masked, masked_mean, step_mask, zero_padding
 from .params import check_shape, resolve_params
 
 
@@ -56,11 +56,13 @@ class CNNLSTMAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         h = x.transpose(1, 2)
+        mask = step_mask(lengths, h.shape[2], h)
         for layer in self.cnn:  # padding stays zero before each convolution
-            h = layer(h)
+            h = masked(layer, h, mask)
             if isinstance(layer, nn.MaxPool1d) and lengths is not None:
                 lengths = lengths // 2
-                h = zero_padding(h, step_mask(lengths, h.shape[2], h))
+                mask = step_mask(lengths, h.shape[2], h)
+                h = zero_padding(h, mask)
         h = h.transpose(1, 2)  # [B, T/4, 2C]
         if lengths is None:
             h, _ = self.lstm(h)

@@ -9,7 +9,7 @@ from torch import nn
 
 from xaicore.plugin import Option, defaults_of
 
-from .masking import masked_mean, step_mask, zero_padding
+from .masking import batch_norm, masked, masked_mean, step_mask, zero_padding
 from .params import check_shape, resolve_params
 
 
@@ -41,7 +41,7 @@ class InceptionModule(nn.Module):
             pooled = pool(x.masked_fill(mask == 0, float("-inf")))
             pooled = torch.where(mask == 1, pooled, torch.zeros_like(pooled))
         out = torch.cat([conv(z) for conv in self.convs] + [squeeze(pooled)], dim=1)
-        return zero_padding(self.act(self.bn(out)), mask)
+        return zero_padding(self.act(batch_norm(self.bn, out, mask)), mask)
 
 
 class InceptionBlock(nn.Module):
@@ -62,8 +62,9 @@ class InceptionBlock(nn.Module):
         out = x
         for module in self.inception:
             out = module(out, mask)
-        return out if self.shortcut is None else zero_padding(self.act(out + self.shortcut(x)),
-                                                              mask)
+        if self.shortcut is None:
+            return out
+        return zero_padding(self.act(out + masked(self.shortcut, x, mask)), mask)
 
 
 class InceptionTime(nn.Module):

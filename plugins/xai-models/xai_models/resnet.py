@@ -10,7 +10,7 @@ from torch import nn
 from xaicore.plugin import Option, XaiError, defaults_of
 
 from .blocks import ConvBlock
-from .masking import masked_mean, step_mask, zero_padding
+from .masking import masked, masked_mean, step_mask, zero_padding
 from .params import check_shape, resolve_params
 
 
@@ -32,7 +32,7 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x [batch, channel, time]`` zero on padding; the output is zero there too."""
         out = self.conv3(self.conv2(self.conv1(x, mask), mask), mask)
-        return zero_padding(self.act(out + self.shortcut(x)), mask)
+        return zero_padding(self.act(out + masked(self.shortcut, x, mask)), mask)
 
 
 class ResNet(nn.Module):
