@@ -58,9 +58,23 @@ def test_unknown_name_suggests_close_matches():
         dataset_spec("GunPiont")
 
 
-def test_variable_length_and_regression_datasets_are_refused_clearly():
-    with pytest.raises(XaiError, match="different lengths"):
-        load_dataset({"name": "JapaneseVowels"})
+@pytest.mark.parametrize("name", ["JapaneseVowels", "PickupGestureWiimoteZ"])
+def test_variable_length_datasets_load_padded_with_their_lengths(name):
+    from aeon.datasets import load_from_ts_file
+    from xai_aeon.loader import data_dir
+
+    ds = load_dataset({"name": name})
+    assert ds.variable_length and ds.train.X.shape[1] == ds.test.X.shape[1]
+    for split, part in ((ds.train, "TRAIN"), (ds.test, "TEST")):
+        series, _ = load_from_ts_file(str(data_dir() / name / f"{name}_{part}.ts"))
+        assert split.lengths.tolist() == [x.shape[-1] for x in series]
+        for i in (0, len(series) - 1):  # values as aeon reads them, NaN after the end
+            L = series[i].shape[-1]
+            np.testing.assert_allclose(split.X[i, :L], series[i].T, rtol=1e-6)
+            assert np.isnan(split.X[i, L:]).all()
+
+
+def test_regression_datasets_are_refused_clearly():
     with pytest.raises(XaiError, match="regression"):
         load_dataset({"name": "Covid3Month"})
 

@@ -27,6 +27,7 @@ _LAZY: dict[str, str] = {
     "Dataset": "xaicore.data.dataset",
     "DataSplit": "xaicore.data.dataset",
     "as_series": "xaicore.data.dataset",
+    "series_lengths": "xaicore.data.dataset",
     "LoadedModel": "xaicore.runs.model",
     "load_checkpoint": "xaicore.runs.model",
     "CHECKPOINT": "xaicore.runs.model",

@@ -22,6 +22,10 @@ class Network(Protocol):
     targets by default, or is None. A network with attention also defines ``attention_weights()``,
     returning the weights of its last forward pass as a list (one per attention layer, input to
     output) of ``[batch, heads, query, key]`` tensors.
+
+    Optional: ``variable_length = True`` declares that ``forward(x, lengths)`` masks padding (the
+    steps from ``lengths[i]`` on are zeros in ``x``) so that a padded series gives the logits of
+    the series alone; only such networks train on or explain variable-length series.
     """
 
     default_params: ClassVar[dict[str, Any]]

@@ -12,7 +12,11 @@ column's header is kept as ``info["label_column"]``. Multivariate series go in a
 
 **npz layout**: ``X`` ``[n, time, feature]`` (or ``[n, time]`` for univariate), ``y`` (class
 indices into ``class_names``, or labels as text or numbers), optionally ``X_test``/``y_test``,
-``class_names`` and ``feature_names``.
+``class_names`` and ``feature_names``, and for variable-length series ``lengths`` (and
+``lengths_test``): one valid length per sample, the steps after it are padding.
+
+**Variable-length series** are padded with NaN: trailing steps NaN in every feature are padding
+(in a CSV, trailing empty or NaN cells before the label). NaN inside a series is an error.
 
 Without a test file (or ``X_test`` in the npz) the samples are split into train and test with a
 seeded stratified split (``test_size`` of every class goes to test).
@@ -29,7 +33,7 @@ import numpy as np
 
 from xaicore.plugins import registry
 from xaicore.plugins.boundary import call
-from xaicore.data.dataset import Dataset, DataSplit, check_finite
+from xaicore.data.dataset import Dataset, DataSplit, check_finite, with_lengths
 from xaicore.errors import XaiError
 from xaicore.files import file_digest
 
@@ -198,7 +202,12 @@ def read_csv(path: Path, has_label: bool = True) -> tuple[np.ndarray, np.ndarray
         if len(row) != len(header):
             raise XaiError(f"{path}: ragged rows: row {line} has {len(row)} cells but the header "
                            f"has {len(header)} columns")
-        for j, cell in enumerate(row[:n_values]):
+        cells = row[:n_values]
+        length = len(cells)  # trailing empty or NaN cells are padding
+        while length > 1 and cells[length - 1].strip().lower() in ("", "nan"):
+            length -= 1
+        X[i, length:] = np.nan
+        for j, cell in enumerate(cells[:length]):
             try:
                 value = float(cell)
             except ValueError:
@@ -206,7 +215,7 @@ def read_csv(path: Path, has_label: bool = True) -> tuple[np.ndarray, np.ndarray
                 raise XaiError(f"{path}: {what} at row {line}, column {header[j]!r}") from None
             if not math.isfinite(value):
                 raise XaiError(f"{path}: {cell.strip()} (NaN or infinite) at row {line}, column "
-                               f"{header[j]!r}")
+                               f"{header[j]!r} (only trailing cells of a row may be NaN: padding)")
             X[i, j] = value
         if has_label:
             label = row[-1].strip()
@@ -246,12 +255,13 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict, tuple | None]:
     for key in ("class_names", "feature_names"):
         if key in arrays:
             info[key] = [str(v) for v in np.asarray(arrays[key]).ravel()]
-    X = _npz_X(arrays["X"], path, "X")
+    X = _npz_X(arrays["X"], path, "X", arrays.get("lengths"))
     labels = _npz_labels(arrays["y"], len(X), info.get("class_names"), path, "y")
     test = None
     if "X_test" in arrays:
-        X_test = _npz_X(arrays["X_test"], path, "X_test")
-        if X_test.shape[1:] != X.shape[1:]:
+        X_test = _npz_X(arrays["X_test"], path, "X_test", arrays.get("lengths_test"))
+        if X_test.shape[2:] != X.shape[2:] or (X_test.shape[1] != X.shape[1]
+                                               and "lengths" not in arrays):
             raise XaiError(f"{path}: X_test samples are {X_test.shape[1:]} (time, feature) but X "
                            f"samples are {X.shape[1:]}")
         test = (X_test, _npz_labels(arrays["y_test"], len(X_test), info.get("class_names"),
@@ -259,7 +269,8 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict, tuple | None]:
     return X, labels, info, test
 
 
-def _npz_X(X: np.ndarray, path: Path, key: str) -> np.ndarray:
+def _npz_X(X: np.ndarray, path: Path, key: str, lengths: np.ndarray | None = None) -> np.ndarray:
+    """``X`` as ``[sample, time, feature]``, padded with NaN after the ``lengths`` when given."""
     if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
         raise XaiError(f"{path}: {key} must hold real numbers, not {X.dtype}")
     if X.ndim == 2:
@@ -267,6 +278,8 @@ def _npz_X(X: np.ndarray, path: Path, key: str) -> np.ndarray:
     if X.ndim != 3 or X.shape[0] == 0:
         raise XaiError(f"{path}: {key} must be [sample, time, feature] or [sample, time] with at "
                        f"least one sample; got shape {X.shape}")
+    if lengths is not None:
+        X = with_lengths(X, lengths, f"{path}: lengths of {key}")
     check_finite(X, f"{path}: {key}")
     return X
 

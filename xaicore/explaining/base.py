@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 from xaicore.errors import XaiError
+from xaicore.explaining.lengths import attribute_by_length
 from xaicore.explaining.explanation import Explanation
-from xaicore.runs.model import LoadedModel, backward_safe
+from xaicore.runs.model import LoadedModel, backward_safe, padded_lengths
 from xaicore.plugins.options import Option, defaults_of, infer, validate
 
 
@@ -19,6 +20,9 @@ class BaseExplainer:
     ``options`` declares each option once (``xaicore.plugins.options.Option``: type, default, range or
     choices, help); ``defaults`` is derived from it. A subclass that sets only a ``defaults`` dict
     gets options typed after its default values.
+
+    Variable-length inputs (NaN padding) are explained in groups of one length, each cut to that
+    length (``lengths.attribute_by_length``), so ``attribute`` never sees padding.
 
     ``attribute(model, inputs, target, **options)`` returns ``(attributions, extras)`` with
     attributions shaped like ``inputs``, or ``(attributions, extras, logits)`` when it already ran
@@ -72,8 +76,13 @@ class BaseExplainer:
             with torch.no_grad():
                 first = model.module(inputs)
             target = first.argmax(1)
+        lengths = padded_lengths(inputs)
         with torch.enable_grad(), backward_safe(model):
-            attributions, extras, logits = self.attribute_in_halves(model, inputs, target, opts)
+            if lengths is None:
+                attributions, extras, logits = self.attribute_in_halves(model, inputs, target, opts)
+            else:  # each sample at its own length: no padding reaches the explainer
+                attributions, extras, logits = attribute_by_length(
+                    self.attribute_in_halves, model, inputs, target, opts, lengths)
         logits = first if logits is None else logits
         if target is None:
             if logits is None:

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from xaicore.data.dataset import series_lengths
 from xaicore.errors import XaiError
 from xaicore.files import atomic_open
 
@@ -18,7 +19,7 @@ FORMAT_VERSION = 1
 AXES = ("sample", "time", "feature")
 HOWS = ("sum", "abs_sum", "mean", "abs_mean")
 _CORE_ARRAYS = ("attributions", "inputs", "targets", "predictions", "probabilities", "labels",
-                "sample_ids")
+                "sample_ids", "lengths")
 
 
 @dataclass
@@ -26,7 +27,9 @@ class Explanation:
     """Attributions of one method for a batch of samples, with everything needed to read them.
 
     ``attributions`` and ``inputs`` are ``[sample, time, feature]`` and aligned with the inputs as
-    loaded (before the model's own normalisation). ``targets`` are the explained class indices,
+    loaded (before the model's own normalisation). Variable-length series are padded: ``lengths``
+    holds each sample's valid steps, and inputs and attributions are NaN after them (the padding
+    is left out of every aggregate). ``targets`` are the explained class indices,
     ``labels`` the true classes where known (-1 where not). ``extras`` holds method-specific results
     (IG convergence delta, SHAP expected value, attention matrices, ...), arrays or JSON values.
     """
@@ -45,6 +48,7 @@ class Explanation:
     feature_names: list[str] = field(default_factory=list)
     model_name: str = ""
     dataset: str = ""
+    lengths: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.attributions = np.asarray(self.attributions, dtype=np.float32)
@@ -55,7 +59,15 @@ class Explanation:
         if self.inputs.shape != self.attributions.shape:
             raise XaiError(f"inputs {self.inputs.shape} and attributions {self.attributions.shape} "
                            "must have the same shape")
-        n, _, n_features = self.attributions.shape
+        n, steps, n_features = self.attributions.shape
+        self.lengths = (series_lengths(self.inputs) if self.lengths is None
+                        else _vector(self.lengths, n, "lengths", np.int64))
+        padding = np.arange(steps)[None, :] >= self.lengths[:, None]
+        if padding.any():
+            self.attributions = self.attributions.copy()
+            self.inputs = self.inputs.copy()
+            self.attributions[padding] = np.nan
+            self.inputs[padding] = np.nan
         self.targets = _vector(self.targets, n, "targets", np.int64)
         self.predictions = _vector(self.predictions, n, "predictions", np.int64)
         self.probabilities = np.asarray(self.probabilities, dtype=np.float32)
@@ -97,7 +109,9 @@ class Explanation:
         return [self.class_names[p] for p in self.predictions]
 
     def aggregate(self, over: str | Iterable[str] = "time", how: str = "abs_sum") -> np.ndarray:
-        """Reduce attributions over one or more axes ("sample", "time", "feature").
+        """Reduce attributions over one or more axes ("sample", "time", "feature"), over valid
+        steps only (padding of variable-length series is left out; a mean over no valid step
+        is NaN).
 
         ``sum`` and ``mean`` keep the sign (positive and negative evidence cancel); ``abs_sum`` and
         ``abs_mean`` measure magnitude, the usual answer to "how important is each feature"
@@ -111,24 +125,24 @@ class Explanation:
             raise XaiError(f"how must be one of {', '.join(HOWS)}, got {how!r}")
         axes = tuple(sorted(AXES.index(a) for a in set(axes_names)))
         values = np.abs(self.attributions) if how.startswith("abs_") else self.attributions
-        reduce = np.sum if how.endswith("sum") else np.mean
-        return reduce(values.astype(np.float64), axis=axes)
+        return nan_reduce(values, axes, how.endswith("sum"))
 
     def to_dataframe(self):
-        """A long-form pandas frame: one row per sample, time step and feature."""
+        """A long-form pandas frame: one row per sample, valid time step and feature."""
         import pandas as pd
 
         n, t, f = self.attributions.shape
         s_idx, t_idx, f_idx = np.meshgrid(np.arange(n), np.arange(t), np.arange(f), indexing="ij")
-        s_idx, t_idx, f_idx = s_idx.ravel(), t_idx.ravel(), f_idx.ravel()
+        valid = (t_idx < self.lengths[s_idx]).ravel()
+        s_idx, t_idx, f_idx = s_idx.ravel()[valid], t_idx.ravel()[valid], f_idx.ravel()[valid]
         names = np.asarray(self.class_names, dtype=object)
         return pd.DataFrame({
             "sample": s_idx,
             "sample_id": self.sample_ids[s_idx],
             "time": t_idx,
             "feature": np.asarray(self.feature_names, dtype=object)[f_idx],
-            "input": self.inputs.ravel(),
-            "attribution": self.attributions.ravel(),
+            "input": self.inputs.ravel()[valid],
+            "attribution": self.attributions.ravel()[valid],
             "target": names[self.targets[s_idx]],
             "prediction": names[self.predictions[s_idx]],
             "method": self.method,
@@ -152,7 +166,8 @@ class Explanation:
         """A compact summary for notebooks: what was explained, and where the attribution is."""
         from html import escape
 
-        magnitude = np.abs(self.attributions).mean(axis=(0, 2)) if self.n_samples else np.zeros(1)
+        magnitude = (np.nan_to_num(self.aggregate(("sample", "feature"), "abs_mean"))
+                     if self.n_samples else np.zeros(1))
         top = float(magnitude.max()) or 1.0
         points = " ".join(f"{i * 240 / max(len(magnitude) - 1, 1):.1f},"
                           f"{38 - 34 * v / top:.1f}" for i, v in enumerate(magnitude))
@@ -166,7 +181,7 @@ class Explanation:
             accuracy = float(np.mean(self.predictions[labelled] == self.labels[labelled]))
             facts.append(("accuracy", f"{accuracy:.3f} on {int(labelled.sum())} labelled"))
         if self.attributions.shape[2] > 1:
-            share = np.abs(self.attributions).sum(axis=(0, 1))
+            share = self.aggregate(("sample", "time"), "abs_sum")
             order = np.argsort(-share)[:3]
             facts.append(("top features", ", ".join(
                 f"{self.feature_names[f]} ({share[f] / max(share.sum(), 1e-30):.0%})"
@@ -187,7 +202,7 @@ class Explanation:
                            self.predictions[idx], self.probabilities[idx], self.method,
                            dict(self.options), extras, self.labels[idx], self.sample_ids[idx],
                            list(self.class_names), list(self.feature_names), self.model_name,
-                           self.dataset)
+                           self.dataset, self.lengths[idx])
 
     def save(self, path: str | Path) -> Path:
         """Write a ``.npz`` with the core arrays, ``extra__*`` arrays and a JSON ``metadata`` entry."""
@@ -249,7 +264,16 @@ class Explanation:
                    metadata.get("options", {}), extras, arrays.get("labels"),
                    arrays.get("sample_ids"), metadata.get("class_names", []),
                    metadata.get("feature_names", []), metadata.get("model_name", ""),
-                   metadata.get("dataset", ""))
+                   metadata.get("dataset", ""), arrays.get("lengths"))
+
+
+def nan_reduce(values: np.ndarray, axes: tuple[int, ...], total: bool) -> np.ndarray:
+    """Sum (``total``) or mean over ``axes`` in float64, NaN (padding) left out."""
+    values = values.astype(np.float64)
+    if total:
+        return np.nansum(values, axis=axes)
+    count = (~np.isnan(values)).sum(axis=axes)
+    return np.where(count > 0, np.nansum(values, axis=axes) / np.maximum(count, 1), np.nan)
 
 
 def _vector(values: Any, n: int, name: str, dtype) -> np.ndarray:

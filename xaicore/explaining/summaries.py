@@ -30,9 +30,10 @@ def sample_columns(e: Explanation) -> dict[str, np.ndarray]:
     ``share[:, f]`` is feature f's part of the absolute attribution (rows sum to 1, or 0 when a
     sample has no attribution at all); ``center_t`` and ``spread_t`` are the mean and standard
     deviation of the time index weighted by the absolute attribution at each step, ``peak_t`` the
-    step where it is largest.
+    step where it is largest. Padding (NaN, variable-length series) counts as no attribution.
     """
-    magnitude = np.abs(e.attributions.astype(np.float64))
+    attributions = np.nan_to_num(e.attributions.astype(np.float64))
+    magnitude = np.abs(attributions)
     per_feature = magnitude.sum(axis=1)  # [n, F]
     per_step = magnitude.sum(axis=2)  # [n, T]
     l1 = per_feature.sum(axis=1)
@@ -46,7 +47,7 @@ def sample_columns(e: Explanation) -> dict[str, np.ndarray]:
         "predictions": e.predictions,
         "probability": e.probabilities[rows, e.predictions].astype(np.float32),
         "target_probability": e.probabilities[rows, e.targets].astype(np.float32),
-        "attribution_sum": e.attributions.astype(np.float64).sum(axis=(1, 2)).astype(np.float32),
+        "attribution_sum": attributions.sum(axis=(1, 2)).astype(np.float32),
         "attribution_l1": l1.astype(np.float32),
         "peak_t": per_step.argmax(axis=1).astype(np.int32),
         "center_t": np.where(l1 > 0, center, np.nan).astype(np.float32),
@@ -56,9 +57,10 @@ def sample_columns(e: Explanation) -> dict[str, np.ndarray]:
 
 
 class ClassTotals:
-    """Running per-class sums over ``[time, feature]``, keyed by the explained class."""
+    """Running per-class sums over ``[time, feature]``, keyed by the explained class; ``valid``
+    counts the samples with a value (not padding) in every cell, the divisor of the means."""
 
-    FIELDS = ("count", "attribution_sum", "attribution_abs_sum", "input_sum")
+    FIELDS = ("count", "valid", "attribution_sum", "attribution_abs_sum", "input_sum")
 
     def __init__(self, n_classes: int, shape: tuple[int, int], rows: int = 0) -> None:
         self.rows = rows
@@ -66,22 +68,24 @@ class ClassTotals:
         self.attribution_sum = np.zeros((n_classes, *shape), dtype=np.float64)
         self.attribution_abs_sum = np.zeros_like(self.attribution_sum)
         self.input_sum = np.zeros_like(self.attribution_sum)
+        self.valid = np.zeros((n_classes, *shape), dtype=np.int64)
 
     def add(self, e: Explanation) -> None:
         a = e.attributions.astype(np.float64)
         np.add.at(self.count, e.targets, 1)
         for cls in np.unique(e.targets):
             rows = e.targets == cls
-            self.attribution_sum[cls] += a[rows].sum(axis=0)
-            self.attribution_abs_sum[cls] += np.abs(a[rows]).sum(axis=0)
-            self.input_sum[cls] += e.inputs[rows].astype(np.float64).sum(axis=0)
+            self.attribution_sum[cls] += np.nansum(a[rows], axis=0)
+            self.attribution_abs_sum[cls] += np.nansum(np.abs(a[rows]), axis=0)
+            self.input_sum[cls] += np.nansum(e.inputs[rows].astype(np.float64), axis=0)
+            self.valid[cls] += (~np.isnan(a[rows])).sum(axis=0)
         self.rows += e.n_samples
 
     def means(self) -> dict[str, np.ndarray]:
-        """``count [class]`` and the class means ``[class, time, feature]`` (NaN for a class no
-        sample was explained for)."""
-        n = np.where(self.count > 0, self.count, 1)[:, None, None].astype(np.float64)
-        empty = (self.count == 0)[:, None, None]
+        """``count [class]`` and the class means ``[class, time, feature]`` over the samples with a
+        value there (NaN where there is none: no sample of the class, or only padding)."""
+        n = np.where(self.valid > 0, self.valid, 1).astype(np.float64)
+        empty = self.valid == 0
         mean = {name: np.where(empty, np.nan, getattr(self, f"{name}_sum") / n).astype(np.float32)
                 for name in ("attribution", "attribution_abs", "input")}
         return {"count": self.count.copy(), "attribution_mean": mean["attribution"],
@@ -98,7 +102,10 @@ class ClassTotals:
         with np.load(path, allow_pickle=False) as data:
             totals = cls(len(data["count"]), data["attribution_sum"].shape[1:], int(data["rows"]))
             for name in cls.FIELDS:
-                setattr(totals, name, data[name].copy())
+                if name in data:  # stores written before variable-length series lack "valid"
+                    setattr(totals, name, data[name].copy())
+            if "valid" not in data:
+                totals.valid[:] = totals.count[:, None, None]
         return totals
 
 

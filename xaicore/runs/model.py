@@ -14,7 +14,7 @@ from torch import nn
 
 from xaicore.plugins import registry
 from xaicore.plugins.boundary import failure, guard_forward, owner
-from xaicore.data.dataset import as_series
+from xaicore.data.dataset import as_series, pad_to, series_lengths
 from xaicore.errors import XaiError
 from xaicore.runs.directory import CHECKPOINT
 from xaicore.runs.layouts import LayoutAdapter, check_layout
@@ -55,6 +55,33 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
+def padded_lengths(x: torch.Tensor) -> torch.Tensor | None:
+    """The valid length of every row of ``x [batch, time, feature]`` whose trailing steps are NaN
+    in every feature (padding), or None when no row is padded."""
+    pad = torch.isnan(x).all(-1)
+    if not bool(pad[:, -1].any()):
+        return None
+    trailing = pad.flip(1).long().cumprod(1).sum(1)
+    return x.shape[1] - trailing
+
+
+class SeriesModule(nn.Sequential):
+    """Normalisation then the network. A padded batch (trailing NaN steps) reaches the network as
+    zeros with the valid ``lengths`` of its rows: ``network(x, lengths)``; gradients on padding
+    are zero."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normalisation, network = self
+        lengths = padded_lengths(x)
+        x = normalisation(x)
+        if lengths is None:
+            return network(x)
+        if not getattr(network, "variable_length", False):
+            raise XaiError(f"model {type(network).__name__} cannot mask padding (NaN after the "
+                           f"end of a series); it would read padding as data")
+        return network(torch.where(torch.isnan(x), torch.zeros_like(x), x), lengths)
+
+
 class LoadedModel:
     """A network with its metadata; ``module`` maps raw ``[batch, time, feature]`` inputs to logits.
 
@@ -83,8 +110,11 @@ class LoadedModel:
         if layout is not None:
             check_layout(layout, len(self.feature_names))
         forward = network if layout is None else LayoutAdapter(network, layout, output)
+        #: whether the network masks padding, so it takes variable-length series (NaN-padded)
+        self.variable_length = bool(getattr(network, "variable_length", False))
         self.normalisation = None if mean is None else Standardize(mean, std)
-        self.module = forward if mean is None else nn.Sequential(self.normalisation, forward)
+        self.module = (forward if mean is None and not self.variable_length else
+                       SeriesModule(self.normalisation or nn.Identity(), forward))
         self._gradcam_layer = gradcam_layer or getattr(network, "gradcam_layer", None)
         self.module.eval()
 
@@ -146,9 +176,18 @@ class LoadedModel:
             raise XaiError(f"inputs have {X.shape[2]} feature(s) per time step but model "
                            f"{self.name!r} was trained on {self.n_features} "
                            f"({', '.join(self.feature_names)})")
+        if self.variable_length and self.seq_len is not None and X.shape[1] < self.seq_len:
+            X = pad_to(X, self.seq_len)  # shorter series are padded to the trained length
         if self.seq_len is not None and X.shape[1] != self.seq_len:
+            longest = "at most " if self.variable_length else ""
             raise XaiError(f"inputs have {X.shape[1]} time steps but model {self.name!r} was "
-                           f"trained on series of length {self.seq_len}")
+                           f"trained on series of length {longest}{self.seq_len}")
+        lengths = series_lengths(X)
+        if not self.variable_length and (lengths < X.shape[1]).any():
+            i = int(np.argmax(lengths < X.shape[1]))
+            raise XaiError(f"inputs are variable-length (sample {i} ends in NaN padding after "
+                           f"{int(lengths[i])} of {X.shape[1]} steps) but model {self.name!r} "
+                           f"cannot mask padding; use a model that can (the built-in ones do)")
         return X
 
     @torch.no_grad()

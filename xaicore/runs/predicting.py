@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xaicore.data.dataset import with_lengths
 from xaicore.data.loading import csv_columns, label_texts, read_csv
 from xaicore.errors import XaiError
 from xaicore.files import atomic_open
@@ -20,7 +21,8 @@ def read_inputs(path: str | Path, model: LoadedModel) -> tuple[np.ndarray, list[
     """Series ``[n, time, feature]`` and their labels (or None) from a CSV or npz file.
 
     A CSV is the training layout: one univariate series per row, optionally followed by a label
-    column (told apart by the column count). An npz holds ``X`` and optionally ``y``.
+    column (told apart by the column count). An npz holds ``X`` and optionally ``y`` and
+    ``lengths`` (variable-length series).
     """
     path = Path(path)
     if not path.is_file():
@@ -54,7 +56,11 @@ def read_inputs(path: str | Path, model: LoadedModel) -> tuple[np.ndarray, list[
                 labels = [model.class_names[i] for i in y]
             else:
                 labels = list(label_texts(y))
-        return arrays["X"], labels
+        X = arrays["X"]
+        if "lengths" in arrays:  # variable-length series: the steps after each length are padding
+            X = with_lengths(np.asarray(X)[:, :, None] if np.ndim(X) == 2 else X,
+                             arrays["lengths"], f"{path}: lengths")
+        return X, labels
     raise XaiError(f"{path}: inputs must be a .csv or .npz file")
 
 

@@ -192,8 +192,12 @@ def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict,
     network = call("models", model_name, f"{model_name}.__init__", cls, dataset.n_features,
                    dataset.seq_len, dataset.n_classes, **params)
     hyperparameters = dict(getattr(network, "params", None) or {**cls.default_params, **params})
-    X = dataset.train.X
-    mean, std = X.mean(axis=(0, 1)), X.std(axis=(0, 1))
+    if dataset.variable_length and not getattr(network, "variable_length", False):
+        raise XaiError(f"{dataset.name} holds series of different lengths (padded) but model "
+                       f"{model_name!r} cannot mask padding; use one that can (every built-in "
+                       f"model does)")
+    X = dataset.train.X  # statistics of the valid steps (padding is NaN)
+    mean, std = np.nanmean(X, axis=(0, 1)), np.nanstd(X, axis=(0, 1))
     model = LoadedModel(network, name=model_name, class_names=dataset.class_names,
                         feature_names=dataset.feature_names, seq_len=dataset.seq_len, mean=mean,
                         std=std, hyperparameters=hyperparameters, dataset=dataset.name).to(dev)

@@ -38,12 +38,19 @@ def _read(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, dict]:
     if not meta.get("classlabel", True):
         raise XaiError(f"{name} is a regression dataset (numeric targets, no class labels); "
                        f"xai trains classifiers only")
-    if isinstance(X, list) or not meta.get("equallength", True):
-        lengths = sorted({np.asarray(x).shape[-1] for x in X})
-        raise XaiError(f"{name} holds series of different lengths ({lengths[0]}..{lengths[-1]} "
-                       f"time steps); variable-length datasets are not supported: pad or "
-                       f"truncate them to one length and load them as .npz")
+    if isinstance(X, list):  # variable length: [feature, time] per sample, padded with NaN
+        return pad_series(X), np.asarray(y).astype(str), meta
     return np.asarray(X, dtype=np.float32), np.asarray(y).astype(str), meta
+
+
+def pad_series(series: list) -> np.ndarray:
+    """Series of different lengths, each ``[feature, time]``, as one ``[sample, feature, time]``
+    array padded with NaN after each series (``xaicore``'s padding)."""
+    steps = max(np.asarray(x).shape[-1] for x in series)
+    out = np.full((len(series), np.asarray(series[0]).shape[0], steps), np.nan, dtype=np.float32)
+    for i, x in enumerate(series):
+        out[i, :, :np.asarray(x).shape[-1]] = x
+    return out
 
 
 def load(name: str, **options: Any) -> Dataset:
@@ -62,6 +69,7 @@ def load(name: str, **options: Any) -> Dataset:
     if unseen:
         raise XaiError(f"{name}: test labels {unseen} do not occur in the train split")
     index = {c: i for i, c in enumerate(class_names)}
+    # variable-length splits are padded to one length by Dataset (to the longer split's)
     to_split = lambda X, y: DataSplit(X.transpose(0, 2, 1), np.array([index[v] for v in y]))  # noqa: E731
     n_features = X_train.shape[1]
     return Dataset(name, to_split(X_train, y_train), to_split(X_test, y_test), class_names,

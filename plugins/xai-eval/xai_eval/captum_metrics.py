@@ -47,7 +47,9 @@ class InfidelityMetric:
 
         with torch.no_grad():
             values = infidelity(model.module, perturb, x,
-                                torch.as_tensor(explanation.attributions, device=device),
+                                # padding (NaN) holds no attribution: its noise changes nothing
+                                torch.as_tensor(np.nan_to_num(explanation.attributions),
+                                                device=device),
                                 target=torch.as_tensor(explanation.targets, device=device),
                                 n_perturb_samples=int(opts["n_perturb_samples"]),
                                 # captum wants rows per sub-batch between the batch size and
@@ -113,7 +115,7 @@ class SensitivityMaxMetric:
             if isinstance(inputs, tuple):
                 (inputs,) = inputs
             again = explainer.explain(model, inputs, target, **explain_opts)
-            return (torch.as_tensor(again.attributions, device=device),)  # captum iterates it
+            return (torch.as_tensor(np.nan_to_num(again.attributions), device=device),)  # a tuple
 
         import warnings
 

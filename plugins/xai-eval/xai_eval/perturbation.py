@@ -4,6 +4,9 @@ Cells ``(time, feature)`` are removed (replaced by a substrate) or inserted (res
 input, starting from the substrate) in order of attribution, about ``step_fraction`` of the cells per
 step. The curve is the probability of the explained class; its area (trapezoid over the fraction of
 cells changed, 0..1) is the score. The same curve for a seeded random order is reported beside it.
+
+Variable-length series: only valid cells are ranked and changed (the fraction is of each sample's
+own valid cells), the padding stays padding, and smoothing and imputation stay within the series.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from xaicore.plugin import Explanation, LoadedModel, Option, XaiError, defaults_of, validate
+from xaicore.plugin import (Explanation, LoadedModel, Option, XaiError, defaults_of,
+                            series_lengths, validate)
 
 from .options import background_array
 
@@ -27,27 +31,35 @@ def substrate_for(model: LoadedModel, inputs: np.ndarray, kind: str, background:
     """What removed cells become: the per-feature train mean, or the input smoothed along time."""
     if kind == "mean":
         if background is not None:
-            mean = background_array(background, inputs.shape[2], "substrate 'mean'").mean(axis=(0, 1))
+            mean = np.nanmean(background_array(background, inputs.shape[2], "substrate 'mean'"),
+                              axis=(0, 1))
         elif model.normalisation is not None:
             mean = model.normalisation.mean.detach().cpu().numpy().reshape(-1)
         else:
             raise XaiError("substrate 'mean' needs background= (the train inputs) for a model "
                            "without stored train normalisation; or use substrate='smooth'")
-        return np.broadcast_to(mean.astype(np.float32), inputs.shape).copy()
+        return np.where(np.isnan(inputs), np.nan, mean.astype(np.float32)).astype(np.float32)
     if kind == "smooth":
         from scipy.ndimage import gaussian_filter1d
 
         sigma = float(sigma) if sigma is not None else max(1.0, inputs.shape[1] / 20)
         if sigma <= 0:
             raise XaiError(f"sigma must be positive, got {sigma}")
-        return gaussian_filter1d(inputs, sigma, axis=1, mode="nearest").astype(np.float32)
+        out = np.full_like(inputs, np.nan, dtype=np.float32)
+        lengths = series_lengths(inputs)
+        for length in np.unique(lengths):  # each series smoothed within its own length
+            rows = lengths == length
+            out[rows, :length] = gaussian_filter1d(inputs[rows, :length], sigma, axis=1,
+                                                   mode="nearest")
+        return out
     raise XaiError(f"substrate must be one of {', '.join(SUBSTRATES)}, not {kind!r}")
 
 
 def cell_ranks(scores: np.ndarray) -> np.ndarray:
-    """Rank of every cell of every sample, 0 for the highest score (ties in index order)."""
+    """Rank of every cell of every sample, 0 for the highest score (ties in index order); NaN
+    cells (padding) rank last."""
     n = scores.shape[0]
-    flat = scores.reshape(n, -1)
+    flat = np.where(np.isnan(scores), -np.inf, scores).reshape(n, -1)
     order = np.argsort(-flat, axis=1, kind="stable")
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.broadcast_to(np.arange(flat.shape[1]), flat.shape), axis=1)
@@ -74,7 +86,7 @@ def linear_impute(x: torch.Tensor, removed: torch.Tensor, fallback: torch.Tensor
     """
     n, T, F = x.shape
     t = torch.arange(T, device=x.device).view(1, T, 1).expand(n, T, F)
-    kept = ~removed
+    kept = ~removed & ~torch.isnan(x)  # padding is no neighbour
     prev = torch.where(kept, t, torch.full_like(t, -1)).cummax(dim=1).values
     nxt = torch.where(kept, t, torch.full_like(t, T)).flip(1).cummin(dim=1).values.flip(1)
     has_prev, has_next = prev >= 0, nxt < T
@@ -122,19 +134,19 @@ def linear_impute_sparse(x: np.ndarray, removed: np.ndarray, fallback: np.ndarra
 
 @torch.no_grad()
 def probability_curves(model: LoadedModel, inputs: np.ndarray, substrate: np.ndarray,
-                       ranks: np.ndarray, targets: np.ndarray, counts: np.ndarray, mode: str,
+                       ranks: np.ndarray, targets: np.ndarray, limits: np.ndarray, mode: str,
                        batch_size: int = 512, impute_noise: np.ndarray | None = None,
                        seed: int = 0) -> np.ndarray:
     """Target-class probability ``[sample, point]`` as cells are deleted or inserted by rank.
 
+    ``limits [sample, point]``: cells ranked below it are changed at that point of the curve.
     All points of several samples go through the model in one forward pass of about
     ``batch_size`` series. With ``impute_noise`` (per-feature noise std) removed cells are not
     replaced by ``substrate`` but imputed from their kept neighbours plus Gaussian noise (ROAD).
     """
     n, T, F = inputs.shape
     device = model.device
-    points = len(counts)
-    limits = torch.as_tensor(counts, device=device).view(1, points, 1, 1)
+    points = limits.shape[1]
     per_batch = max(1, batch_size // points)
     out = np.empty((n, points), dtype=np.float64)
     generator = torch.Generator(device=device).manual_seed(int(seed))
@@ -145,7 +157,8 @@ def probability_curves(model: LoadedModel, inputs: np.ndarray, substrate: np.nda
     for start in range(0, n, per_batch):
         sl = slice(start, start + per_batch)
         x = torch.as_tensor(inputs[sl], device=device)[:, None]
-        changed = torch.as_tensor(ranks[sl], device=device)[:, None] < limits
+        limit = torch.as_tensor(limits[sl], device=device)[:, :, None, None]
+        changed = torch.as_tensor(ranks[sl], device=device)[:, None] < limit
         b = x.shape[0]
         if impute_noise is not None:
             xs = x.expand(b, points, T, F).reshape(b * points, T, F)
@@ -230,9 +243,14 @@ class PerturbationMetric:
         if with_random:
             orderings.append(np.random.default_rng(int(opts["seed"])).random(X.shape))
         m, n = len(orderings), len(X)
-        ranks = np.concatenate([cell_ranks(o) for o in orderings])
+        padding = np.isnan(X)
+        ranks = np.concatenate([cell_ranks(np.where(padding, np.nan, o)) for o in orderings])
+        # each sample changes the same fraction of its own valid cells at every point
+        valid_cells = (~padding).reshape(n, -1).sum(1)
+        limits = np.round(fraction[None, :] * valid_cells[:, None]).astype(np.int64)
         per_sample = probability_curves(model, np.tile(X, (m, 1, 1)), np.tile(substrate, (m, 1, 1)),
-                                        ranks, np.tile(explanations[0].targets, m), counts, mode,
+                                        ranks, np.tile(explanations[0].targets, m),
+                                        np.tile(limits, (m, 1)), mode,
                                         int(opts["batch_size"]), noise, int(opts["seed"]))
         per_sample = per_sample.reshape(m, n, -1)
         aucs = np.trapezoid(per_sample, fraction, axis=2)
@@ -274,7 +292,7 @@ def feature_spread(model: LoadedModel, X: np.ndarray) -> np.ndarray:
     """Per-feature standard deviation: the model's train normalisation, else the inputs'."""
     if model.normalisation is not None:
         return model.normalisation.std.detach().cpu().numpy().reshape(-1).astype(np.float32)
-    return np.maximum(X.std(axis=(0, 1)), 1e-6).astype(np.float32)
+    return np.maximum(np.nanstd(X, axis=(0, 1)), 1e-6).astype(np.float32)
 
 
 class RoadMetric(PerturbationMetric):

@@ -55,9 +55,14 @@ def randomise(module: nn.Module, seed: int) -> None:
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman correlation of every row of ``a`` with the same row of ``b`` (NaN when constant)."""
+    """Spearman correlation of every row of ``a`` with the same row of ``b`` (NaN when constant),
+    over the cells that are not NaN (padding) in either."""
     from scipy.stats import rankdata
 
+    missing = np.isnan(a) | np.isnan(b)
+    if missing.any():
+        return np.array([spearman_rows(x[None, ~m], y[None, ~m])[0]
+                         for x, y, m in zip(a, b, missing)])
     ra = rankdata(a, axis=1)
     rb = rankdata(b, axis=1)
     ra -= ra.mean(axis=1, keepdims=True)

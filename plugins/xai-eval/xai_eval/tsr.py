@@ -89,7 +89,7 @@ class TSRExplainer:
                 fs = torch.as_tensor(feature[start:start + BATCH_SIZE], device=inputs.device)
                 x[rows, ts, fs] = fill[fs]
             masked = self._explain(model, x, target[s], options)
-            out[start:start + len(s)] = (reference[s] - masked).abs().sum(dim=(1, 2)).cpu().numpy()
+            out[start:start + len(s)] = (reference[s] - masked).abs().nansum(dim=(1, 2)).cpu().numpy()
         return out
 
     def explain(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
@@ -101,9 +101,12 @@ class TSRExplainer:
         with warnings.catch_warnings():  # the masked copies' own warnings (IG deltas...) are noise
             warnings.simplefilter("ignore", RuntimeWarning)
             sample, step = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(T), indexing="ij"))
-            time = self._changes(model, inputs, target, reference, fill, sample, step, None,
-                                 options).reshape(n, T)
-            relevant = time > time.mean(axis=1, keepdims=True)
+            valid = ~torch.isnan(inputs).all(2).cpu().numpy().ravel()  # padding is never masked
+            time = np.full(n * T, np.nan)
+            time[valid] = self._changes(model, inputs, target, reference, fill, sample[valid],
+                                        step[valid], None, options)
+            time = time.reshape(n, T)
+            relevant = time > np.nanmean(time, axis=1, keepdims=True)
             feature = np.ones((n, T, F))
             if F > 1:
                 rel_s, rel_t = np.nonzero(relevant)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .masking import batch_norm, zero_padding
+
 
 class ConvBlock(nn.Module):
     """Conv1d ("same" padding), BatchNorm, ReLU: one block of Wang et al. (2017)."""
@@ -18,5 +20,6 @@ class ConvBlock(nn.Module):
         self.bn = nn.BatchNorm1d(out_channels)
         self.act = nn.ReLU() if activation else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(self.pad(x))))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [batch, channel, time]`` zero on padding; the output is zero there too."""
+        return zero_padding(self.act(batch_norm(self.bn, self.conv(self.pad(x)), mask)), mask)

@@ -10,6 +10,7 @@ from torch import nn
 from xaicore.plugin import Option, XaiError, defaults_of
 
 from .blocks import ConvBlock
+from .masking import masked_mean, step_mask
 from .params import check_shape, resolve_params
 
 
@@ -25,6 +26,7 @@ class FCN(nn.Module):
     gradcam_layer: ClassVar[str | None] = "blocks.2"  # last block: the maps global pooling averages
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200, "batch_size": 16, "lr": 0.001, "scheduler": "cosine"}
+    variable_length: ClassVar[bool] = True  # forward(x, lengths) masks padding
 
     def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
         super().__init__()
@@ -38,5 +40,9 @@ class FCN(nn.Module):
         self.gradcam_layer = f"blocks.{len(p['filters']) - 1}"
         self.fc = nn.Linear(channels[-1], n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.blocks(x.transpose(1, 2)).mean(dim=2))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.transpose(1, 2)
+        mask = step_mask(lengths, h.shape[2], h)
+        for block in self.blocks:
+            h = block(h, mask)
+        return self.fc(masked_mean(h, mask))

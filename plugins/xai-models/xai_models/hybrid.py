@@ -9,6 +9,7 @@ from torch import nn
 
 from xaicore.plugin import Option, XaiError, defaults_of
 
+from .masking import masked, masked_mean, step_mask, zero_padding
 from .params import check_shape, resolve_params
 
 
@@ -31,6 +32,7 @@ class CNNLSTMAttention(nn.Module):
     # batches, a cosine schedule and light augmentation reach 0.98-0.987 (seeds 0-2), ~20 s here.
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200, "batch_size": 8, "lr": 0.002, "scheduler": "cosine", "augment": 0.1}
+    variable_length: ClassVar[bool] = True  # forward(x, lengths): packed LSTM, masked attention
 
     def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
         super().__init__()
@@ -52,12 +54,33 @@ class CNNLSTMAttention(nn.Module):
         self.fc = nn.Linear(width, n_classes)
         self._attention: torch.Tensor | None = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.cnn(x.transpose(1, 2)).transpose(1, 2)  # [B, T/4, 2C]
-        h, _ = self.lstm(h)
-        h, weights = self.attention(h, h, h, need_weights=True, average_attn_weights=False)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.transpose(1, 2)
+        mask = step_mask(lengths, h.shape[2], h)
+        for layer in self.cnn:  # padding stays zero before each convolution
+            h = masked(layer, h, mask)
+            if isinstance(layer, nn.MaxPool1d) and lengths is not None:
+                lengths = lengths // 2
+                mask = step_mask(lengths, h.shape[2], h)
+                h = zero_padding(h, mask)
+        h = h.transpose(1, 2)  # [B, T/4, 2C]
+        if lengths is None:
+            h, _ = self.lstm(h)
+            padding = None
+        else:
+            if bool((lengths < 1).any()):
+                raise XaiError("cnn-lstm-attention needs series of at least 4 valid time steps "
+                               "(its two pooling layers halve the length twice)")
+            packed = nn.utils.rnn.pack_padded_sequence(h, lengths.cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            h, _ = nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0], batch_first=True,
+                                                    total_length=h.shape[1])
+            padding = torch.arange(h.shape[1], device=h.device)[None, :] >= lengths[:, None].to(h.device)
+        h, weights = self.attention(h, h, h, key_padding_mask=padding, need_weights=True,
+                                    average_attn_weights=False)
         self._attention = weights  # [B, heads, T/4, T/4]
-        return self.fc(h.mean(dim=1))
+        mask = step_mask(lengths, h.shape[1], h)
+        return self.fc(masked_mean(h.transpose(1, 2), mask))
 
     def attention_weights(self) -> list[torch.Tensor]:
         """Weights of the last forward pass: one ``[batch, heads, query, key]`` tensor."""

@@ -9,6 +9,7 @@ from torch import nn
 
 from xaicore.plugin import Option, defaults_of
 
+from .masking import batch_norm, masked, masked_mean, step_mask, zero_padding
 from .params import check_shape, resolve_params
 
 
@@ -30,10 +31,17 @@ class InceptionModule(nn.Module):
         self.bn = nn.BatchNorm1d(filters * (len(kernel_sizes) + 1))
         self.act = nn.ReLU()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [batch, channel, time]`` zero on padding; the output is zero there too."""
         z = self.bottleneck(x)
-        out = torch.cat([conv(z) for conv in self.convs] + [self.pool_conv(x)], dim=1)
-        return self.act(self.bn(out))
+        pool, squeeze = self.pool_conv
+        if mask is None:
+            pooled = pool(x)
+        else:  # the max over valid steps only, as the pool's own -inf padding at the end
+            pooled = pool(x.masked_fill(mask == 0, float("-inf")))
+            pooled = torch.where(mask == 1, pooled, torch.zeros_like(pooled))
+        out = torch.cat([conv(z) for conv in self.convs] + [squeeze(pooled)], dim=1)
+        return zero_padding(self.act(batch_norm(self.bn, out, mask)), mask)
 
 
 class InceptionBlock(nn.Module):
@@ -50,9 +58,13 @@ class InceptionBlock(nn.Module):
                                        nn.BatchNorm1d(out_channels)) if residual else None)
         self.act = nn.ReLU()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.inception(x)
-        return out if self.shortcut is None else self.act(out + self.shortcut(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        out = x
+        for module in self.inception:
+            out = module(out, mask)
+        if self.shortcut is None:
+            return out
+        return zero_padding(self.act(out + masked(self.shortcut, x, mask)), mask)
 
 
 class InceptionTime(nn.Module):
@@ -74,6 +86,7 @@ class InceptionTime(nn.Module):
     gradcam_layer: ClassVar[str | None] = "blocks.1"  # last block: the maps global pooling averages
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 100, "batch_size": 16, "lr": 0.001, "scheduler": "cosine"}
+    variable_length: ClassVar[bool] = True  # forward(x, lengths) masks padding
 
     def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
         super().__init__()
@@ -87,5 +100,9 @@ class InceptionTime(nn.Module):
         self.gradcam_layer = f"blocks.{len(sizes) - 1}"
         self.fc = nn.Linear(width, n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.blocks(x.transpose(1, 2)).mean(dim=2))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.transpose(1, 2)
+        mask = step_mask(lengths, h.shape[2], h)
+        for block in self.blocks:
+            h = block(h, mask)
+        return self.fc(masked_mean(h, mask))

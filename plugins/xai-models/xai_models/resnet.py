@@ -10,6 +10,7 @@ from torch import nn
 from xaicore.plugin import Option, XaiError, defaults_of
 
 from .blocks import ConvBlock
+from .masking import masked, masked_mean, step_mask, zero_padding
 from .params import check_shape, resolve_params
 
 
@@ -28,8 +29,10 @@ class ResidualBlock(nn.Module):
                                        nn.BatchNorm1d(out_channels)))
         self.act = nn.ReLU()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv3(self.conv2(self.conv1(x))) + self.shortcut(x))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [batch, channel, time]`` zero on padding; the output is zero there too."""
+        out = self.conv3(self.conv2(self.conv1(x, mask), mask), mask)
+        return zero_padding(self.act(out + masked(self.shortcut, x, mask)), mask)
 
 
 class ResNet(nn.Module):
@@ -44,6 +47,7 @@ class ResNet(nn.Module):
     gradcam_layer: ClassVar[str | None] = "blocks.2"  # last block: the maps global pooling averages
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200, "batch_size": 16, "lr": 0.001, "scheduler": "cosine"}
+    variable_length: ClassVar[bool] = True  # forward(x, lengths) masks padding
 
     def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
         super().__init__()
@@ -57,5 +61,9 @@ class ResNet(nn.Module):
         self.gradcam_layer = f"blocks.{len(p['filters']) - 1}"
         self.fc = nn.Linear(channels[-1], n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.blocks(x.transpose(1, 2)).mean(dim=2))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.transpose(1, 2)
+        mask = step_mask(lengths, h.shape[2], h)
+        for block in self.blocks:
+            h = block(h, mask)
+        return self.fc(masked_mean(h, mask))

@@ -65,6 +65,9 @@ def attention_figures(e: Explanation, positions: list[int]
 def attention_figure(e: Explanation, i: int, mean: np.ndarray, heads: np.ndarray | None,
                      title: str = "attention"):
     """Query x key heatmaps: the head average first, then each head, each with its colour bar."""
+    # a variable-length series: its map is NaN past its own tokens (padding), cut off here
+    queries, keys = (int((~np.isnan(mean).all(axis=a)).sum()) for a in (1, 0))
+    mean, heads = mean[:queries, :keys], None if heads is None else heads[:, :queries, :keys]
     maps = [("mean over heads" if heads is not None else "weights", mean)]
     if heads is not None and heads.shape[0] > 1:
         maps += [(f"head {h}", heads[h]) for h in range(heads.shape[0])]

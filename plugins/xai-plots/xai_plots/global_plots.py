@@ -66,15 +66,21 @@ class GlobalPlots:
 
 
 def _by_class(e: Explanation, values: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """``values`` (first axis = sample) averaged over the samples explained for each class."""
-    return [(e.class_names[c], values[e.targets == c].mean(axis=0))
-            for c in np.unique(e.targets)]
+    """``values`` (first axis = sample) averaged over the samples explained for each class (NaN,
+    the padding of shorter series, left out)."""
+    return [(e.class_names[c], _nanmean(values[e.targets == c])) for c in np.unique(e.targets)]
+
+
+def _nanmean(values: np.ndarray) -> np.ndarray:
+    """Mean over the first axis of the values that are not NaN (NaN where there are none)."""
+    count = (~np.isnan(values)).sum(axis=0)
+    return np.where(count > 0, np.nansum(values, axis=0) / np.maximum(count, 1), np.nan)
 
 
 def feature_importance_figure(e: Explanation):
     """Grouped bars: mean |attribution| per feature (over time and samples), one bar per class."""
     per_sample = e.aggregate(over="time", how="abs_mean")  # [sample, feature]
-    overall = per_sample.mean(axis=0)
+    overall = _nanmean(per_sample)
     order = np.argsort(overall)[::-1]
     groups = _by_class(e, per_sample)
     n_features = len(order)
@@ -97,7 +103,7 @@ def time_importance_figure(e: Explanation):
     fig, ax = plt.subplots(figsize=(9, 3.4))
     for name, values in _by_class(e, per_sample):
         ax.plot(values, linewidth=1.5, label=text(name))
-    ax.plot(per_sample.mean(axis=0), color="black", linewidth=1.0, linestyle="--", label="all")
+    ax.plot(_nanmean(per_sample), color="black", linewidth=1.0, linestyle="--", label="all")
     ax.set_xlim(0, per_sample.shape[1] - 1)
     ax.set_xlabel("time step")
     ax.set_ylabel("mean |attribution|")

@@ -97,9 +97,15 @@ class SamplePlots:
         return written
 
 
+def own_length(e: Explanation, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and attributions of sample ``i`` cut to its own length (no padding drawn)."""
+    length = int(e.lengths[i])
+    return e.inputs[i, :length], e.attributions[i, :length]
+
+
 def sample_figure(e: Explanation, i: int):
     """One sample: coloured series (one feature) or series above a feature x time heatmap."""
-    series, attribution = e.inputs[i], e.attributions[i]
+    series, attribution = own_length(e, i)
     if series.shape[1] > 1:
         return heatmap_figure(e, i)
     cmap, norm = color_scale(attribution)
@@ -113,7 +119,7 @@ def sample_figure(e: Explanation, i: int):
 
 def heatmap_figure(e: Explanation, i: int):
     """The series above its attribution as a feature x time heatmap (any number of features)."""
-    series, attribution = e.inputs[i], e.attributions[i]
+    series, attribution = own_length(e, i)
     cmap, norm = color_scale(attribution)
     n_features = series.shape[1]
     fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=(10, 3.2 + 0.3 * n_features),
@@ -129,7 +135,7 @@ def heatmap_figure(e: Explanation, i: int):
 
 def overlay_figure(e: Explanation, i: int):
     """Each feature's series over a band coloured by its own attribution, one row per feature."""
-    series, attribution = e.inputs[i], e.attributions[i]
+    series, attribution = own_length(e, i)
     cmap, norm = color_scale(attribution)
     n_features = series.shape[1]
     fig, axes = plt.subplots(n_features, 1, sharex=True, squeeze=False,
@@ -155,11 +161,12 @@ def comparison_figure(rows: list[tuple[Explanation, int]]):
     fig, axes = plt.subplots(len(rows) + extra, 1, sharex=True, squeeze=False,
                              figsize=(10, 0.9 + height * (len(rows) + extra)), layout="constrained")
     if extra:
-        series_lines(axes[0, 0], first.inputs[i], first.feature_names)
+        series_lines(axes[0, 0], own_length(first, i)[0], first.feature_names)
         axes[0, 0].set_title("input series", fontsize=10, loc="left")
     for ax, (e, j) in zip(axes[extra:, 0], rows):
-        cmap, norm = color_scale(e.attributions[j])
-        mappable = attribution_panel(ax, e.inputs[j], e.attributions[j], e.feature_names, cmap, norm)
+        series, attribution = own_length(e, j)
+        cmap, norm = color_scale(attribution)
+        mappable = attribution_panel(ax, series, attribution, e.feature_names, cmap, norm)
         ax.set_title(text(e.method), fontsize=10, loc="left")
         fig.colorbar(mappable, ax=ax, pad=0.015, fraction=0.03)
     axes[-1, 0].set_xlabel("time step")
@@ -174,7 +181,7 @@ def misclassification_figure(pred_e: Explanation, i: int, true_e: Explanation, j
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.6), width_ratios=[1.0, 1.0, 0.45],
                              layout="constrained")
     for ax, e, k, role in ((axes[0], pred_e, i, "predicted"), (axes[1], true_e, j, "true")):
-        mappable = attribution_panel(ax, e.inputs[k], e.attributions[k], e.feature_names, cmap, norm)
+        mappable = attribution_panel(ax, *own_length(e, k), e.feature_names, cmap, norm)
         ax.set_title(text(f"why {e.class_names[int(e.targets[k])]} ({role} class)"), fontsize=10)
         ax.set_xlabel("time step")
     fig.colorbar(mappable, ax=axes[:2].tolist(), label="attribution", fraction=0.03)

@@ -10,6 +10,7 @@ SHAP-like methods) are cut into ``shap_segments`` equal segments per feature ins
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterator
 
 import matplotlib.pyplot as plt
@@ -32,7 +33,7 @@ def segment_bounds(e: Explanation, segments: int) -> list[int]:
     (nearly) equal segments."""
     steps = e.attributions.shape[1]
     bounds = e.extras.get("segment_bounds")
-    if bounds is None:
+    if bounds is None or isinstance(bounds, dict):  # a dict: per series length, no common players
         if segments < 1:
             raise XaiError(f"shap_segments must be at least 1, got {segments}")
         parts = np.array_split(np.arange(steps), min(segments, steps))
@@ -53,8 +54,10 @@ def segment_table(e: Explanation, segments: int) -> tuple[np.ndarray, np.ndarray
     values, data, names = [], [], []
     for f, feature in enumerate(e.feature_names):
         for start, stop in zip(bounds, bounds[1:]):
-            values.append(e.attributions[:, start:stop, f].sum(axis=1))
-            data.append(e.inputs[:, start:stop, f].mean(axis=1))
+            values.append(np.nansum(e.attributions[:, start:stop, f], axis=1))  # padding left out
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a segment all padding: NaN
+                data.append(np.nanmean(e.inputs[:, start:stop, f], axis=1))
             span = f"t{start}" if stop - start == 1 else f"t{start}\u2013{stop - 1}"
             names.append(text(span if n_features == 1 else f"{feature} {span}"))
     return np.column_stack(values), np.column_stack(data), names
@@ -68,6 +71,9 @@ def base_values(e: Explanation) -> np.ndarray | None:
     """
     if "expected_value" not in e.extras:
         return None
+    own = e.extras.get("base_value")  # per sample (variable-length series: per length)
+    if isinstance(own, np.ndarray) and own.shape == (e.n_samples,):
+        return own.astype(np.float64)
     raw = e.extras["expected_value"]
     ev = np.asarray(raw, dtype=np.float64)
     n, n_classes = e.probabilities.shape

@@ -40,7 +40,7 @@ def target_kind(e: Explanation) -> str:
 
 def explorer_data(explanations: list[Explanation]) -> dict[str, Any]:
     """What the page draws: the series of every explained sample once, and per explanation its
-    attributions and predictions."""
+    attributions and predictions; each sample at its own length (no padding)."""
     first = explanations[0]
     series: dict[str, Any] = {}
     views = []
@@ -53,11 +53,12 @@ def explorer_data(explanations: list[Explanation]) -> dict[str, Any]:
                 "probability": [float(e.probabilities[i, p]) for i, p in
                                 enumerate(e.predictions)]}
         for i, sid in enumerate(view["samples"]):
-            data, scale = packed(e.attributions[i])
+            length = int(e.lengths[i])
+            data, scale = packed(e.attributions[i, :length])
             view["attr"].append(data)
             view["scale"].append(scale)
             if str(sid) not in series:
-                x, x_scale = packed(e.inputs[i])
+                x, x_scale = packed(e.inputs[i, :length])
                 series[str(sid)] = {"data": x, "scale": x_scale}
         views.append(view)
     return {"classes": [str(c) for c in first.class_names],
@@ -110,7 +111,7 @@ SCRIPT = r"""
     }
     return out;
   }
-  function column(flat, f) { var c = []; for (var t = 0; t < T; t++) { c.push(flat[t * F + f]); } return c; }
+  function column(flat, f) { var c = []; for (var t = 0; t < flat.length / F; t++) { c.push(flat[t * F + f]); } return c; }
   function rows(flat) { var z = []; for (var f = 0; f < F; f++) { z.push(column(flat, f)); } return z; }
   var views = {}; D.views.forEach(function (v) { views[v.key] = v; });
   function attr(v, sid) { var i = v.samples.indexOf(Number(sid)); return i < 0 ? null : unpack(v.attr[i], v.scale[i]); }
@@ -125,7 +126,7 @@ SCRIPT = r"""
   function seriesTraces(x) {
     var traces = [];
     for (var f = 0; f < F; f++) {
-      traces.push({x: steps, y: column(x, f), type: 'scatter', mode: 'lines', name: D.features[f],
+      traces.push({x: steps.slice(0, x.length / F), y: column(x, f), type: 'scatter', mode: 'lines', name: D.features[f],
                    xaxis: 'x', yaxis: 'y', line: {width: 1.6},
                    hovertemplate: D.features[f] + ' t=%{x}: %{y:.4g}<extra></extra>'});
     }
@@ -133,7 +134,7 @@ SCRIPT = r"""
   }
   function strip(a, axis, name, single) {
     var c = colors(a);
-    return {z: rows(a), x: steps, y: D.features, type: 'heatmap', xaxis: 'x', yaxis: axis,
+    return {z: rows(a), x: steps.slice(0, a.length / F), y: D.features, type: 'heatmap', xaxis: 'x', yaxis: axis,
             colorscale: c.colorscale, reversescale: !!c.reversescale, zmin: c.zmin, zmax: c.zmax,
             showscale: axis === 'y2' && single, colorbar: {title: {text: 'attribution'}, len: 0.45, y: 0.2},
             name: name, hovertemplate: name + ' %{y} t=%{x}: %{z:.4g}<extra></extra>'};
@@ -182,7 +183,7 @@ SCRIPT = r"""
         var a = unpack(v.attr[i], v.scale[i]), total = 0;
         for (var j = 0; j < a.length; j++) { total += Math.abs(a[j]); }
         total = total || 1;
-        for (var t = 0; t < T; t++) { for (var f = 0; f < F; f++) {
+        for (var t = 0; t < a.length / F; t++) { for (var f = 0; f < F; f++) {
           var m = Math.abs(a[t * F + f]) / total / v.samples.length; time[t] += m; feat[f] += m; } }
       });
       traces.push({x: steps, y: Array.from(time), type: 'scatter', mode: 'lines', name: v.method,
