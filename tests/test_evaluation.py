@@ -470,3 +470,20 @@ def test_sensitivity_max_is_zero_for_input_independent_maps_and_grows_with_the_r
     small = SensitivityMaxMetric().evaluate(model, e, radius=0.01)["sensitivity_max"]
     large = SensitivityMaxMetric().evaluate(model, e, radius=0.2)["sensitivity_max"]
     assert 0 < small < large
+
+
+def test_spearman_rows_matches_scipy_with_ties_padding_and_constant_rows():
+    from scipy.stats import spearmanr
+
+    from xaicore.plugin import spearman_rows
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 5, (6, 20)).astype(float)  # many ties
+    b = a + rng.normal(0, 2, a.shape)
+    b[2, -5:] = np.nan  # padding on one side only: those cells are left out on both
+    a[3] = 1.0  # constant row
+    rho = spearman_rows(a, b)
+    for i in range(6):
+        keep = ~(np.isnan(a[i]) | np.isnan(b[i]))
+        expected = np.nan if i == 3 else spearmanr(a[i, keep], b[i, keep])[0]
+        np.testing.assert_allclose(rho[i], expected, rtol=1e-12, equal_nan=True)

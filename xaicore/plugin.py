@@ -52,6 +52,8 @@ _LAZY: dict[str, str] = {
     "atomic_path": "xaicore.files",
     "write_text": "xaicore.files",
     "safe_name": "xaicore.files",
+    # statistics
+    "spearman_rows": "xaicore.explaining.ranks",
 }
 
 

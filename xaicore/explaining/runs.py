@@ -15,6 +15,7 @@ from xaicore.plugins import registry
 from xaicore.explaining.api import explain, get_explainer
 from xaicore.errors import PluginError, XaiError
 from xaicore.explaining.explanation import Explanation
+from xaicore.explaining.ranks import spearman_rows
 from xaicore.files import atomic_open, clean_stale, safe_name
 from xaicore.runs.model import load_checkpoint, model_from_checkpoint
 from xaicore.plugins.stages import render_stage
@@ -191,7 +192,7 @@ def write_comparison(explanations: list[Explanation], out: Path) -> Path:
         for i, a in enumerate(group):
             for b in group[i + 1:]:
                 ia, ib = a.aggregate("feature", "abs_sum"), b.aggregate("feature", "abs_sum")
-                rho = [spearman(ra, rb) for ra, rb in zip(ia, ib)]
+                rho = spearman_rows(ia, ib)
                 rows.append({"method": method, "model_a": a.model_name, "model_b": b.model_name,
                              "prediction_agreement": float(np.mean(a.predictions == b.predictions)),
                              "spearman_time_importance": float(np.nanmean(rho))})
@@ -200,16 +201,6 @@ def write_comparison(explanations: list[Explanation], out: Path) -> Path:
         pd.DataFrame(rows).to_csv(handle, index=False)
     click.echo(f"side-by-side comparison -> {path}", err=True)
     return path
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN when either side is constant."""
-    import pandas as pd
-
-    ra, rb = pd.Series(a).rank().to_numpy(), pd.Series(b).rank().to_numpy()
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 STREAM_ABOVE = 4096  # --samples all streams to stores above this many test samples

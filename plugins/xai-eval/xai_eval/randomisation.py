@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from xaicore.plugin import (
-    Explanation, LoadedModel, Option, XaiError, defaults_of, get_explainer, validate,
+    Explanation, LoadedModel, Option, XaiError, defaults_of, get_explainer, spearman_rows,
+    validate,
 )
 
 
@@ -52,24 +53,6 @@ def randomise(module: nn.Module, seed: int) -> None:
             for p in module.parameters(recurse=False):
                 std = float(p.std()) if p.numel() > 1 and float(p.std()) > 0 else 1.0
                 p.normal_(0.0, std)
-
-
-def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman correlation of every row of ``a`` with the same row of ``b`` (NaN when constant),
-    over the cells that are not NaN (padding) in either."""
-    from scipy.stats import rankdata
-
-    missing = np.isnan(a) | np.isnan(b)
-    if missing.any():
-        return np.array([spearman_rows(x[None, ~m], y[None, ~m])[0]
-                         for x, y, m in zip(a, b, missing)])
-    ra = rankdata(a, axis=1)
-    rb = rankdata(b, axis=1)
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
-    denom = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (ra * rb).sum(axis=1) / np.where(denom > 0, denom, 1), np.nan)
 
 
 class RandomisationMetric:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import torch
 from torch import nn
 
 from xaicore.plugin import Option, XaiError, defaults_of
 
 from .blocks import ConvBlock
-from .masking import masked_mean, step_mask
+from .masking import PooledConvNet
 from .params import check_shape, resolve_params
 
 
-class FCN(nn.Module):
+class FCN(PooledConvNet):
     """Three Conv-BN-ReLU blocks (128, 256, 128 filters; kernels 8, 5, 3), global average pooling
     and a linear head, as published."""
 
@@ -26,7 +25,6 @@ class FCN(nn.Module):
     gradcam_layer: ClassVar[str | None] = "blocks.2"  # last block: the maps global pooling averages
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200, "batch_size": 16, "lr": 0.001, "scheduler": "cosine"}
-    variable_length: ClassVar[bool] = True  # forward(x, lengths) masks padding
 
     def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
         super().__init__()
@@ -39,10 +37,3 @@ class FCN(nn.Module):
                                       in zip(channels, channels[1:], p["kernel_sizes"])))
         self.gradcam_layer = f"blocks.{len(p['filters']) - 1}"
         self.fc = nn.Linear(channels[-1], n_classes)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        h = x.transpose(1, 2)
-        mask = step_mask(lengths, h.shape[2], h)
-        for block in self.blocks:
-            h = block(h, mask)
-        return self.fc(masked_mean(h, mask))

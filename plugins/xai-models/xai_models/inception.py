@@ -9,7 +9,7 @@ from torch import nn
 
 from xaicore.plugin import Option, defaults_of
 
-from .masking import batch_norm, masked, masked_mean, step_mask, zero_padding
+from .masking import PooledConvNet, batch_norm, masked, zero_padding
 from .params import check_shape, resolve_params
 
 
@@ -67,7 +67,7 @@ class InceptionBlock(nn.Module):
         return zero_padding(self.act(out + masked(self.shortcut, x, mask)), mask)
 
 
-class InceptionTime(nn.Module):
+class InceptionTime(PooledConvNet):
     """``depth`` inception modules (residual shortcut every third), global average pooling, linear.
 
     Published defaults: 32 filters per branch, bottleneck 32, depth 6; kernels 40, 20, 10 there
@@ -86,7 +86,6 @@ class InceptionTime(nn.Module):
     gradcam_layer: ClassVar[str | None] = "blocks.1"  # last block: the maps global pooling averages
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 100, "batch_size": 16, "lr": 0.001, "scheduler": "cosine"}
-    variable_length: ClassVar[bool] = True  # forward(x, lengths) masks padding
 
     def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
         super().__init__()
@@ -99,10 +98,3 @@ class InceptionTime(nn.Module):
                            p["bottleneck"], p["residual"]) for i, n in enumerate(sizes)))
         self.gradcam_layer = f"blocks.{len(sizes) - 1}"
         self.fc = nn.Linear(width, n_classes)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        h = x.transpose(1, 2)
-        mask = step_mask(lengths, h.shape[2], h)
-        for block in self.blocks:
-            h = block(h, mask)
-        return self.fc(masked_mean(h, mask))

@@ -57,3 +57,17 @@ def masked(layer: nn.Module, h: torch.Tensor, mask: torch.Tensor | None) -> torc
             h = masked(inner, h, mask)
         return h
     return layer(h)
+
+
+class PooledConvNet(nn.Module):
+    """Convolution blocks (``self.blocks``, each taking the mask), the mean over valid steps and a
+    linear classifier (``self.fc``): the shape FCN, ResNet and InceptionTime share."""
+
+    variable_length = True  # forward(x, lengths) masks padding
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        h = x.transpose(1, 2)
+        mask = step_mask(lengths, h.shape[2], h)
+        for block in self.blocks:
+            h = block(h, mask)
+        return self.fc(masked_mean(h, mask))

@@ -10,7 +10,7 @@ from torch import nn
 from xaicore.plugin import Option, XaiError, defaults_of
 
 from .blocks import ConvBlock
-from .masking import masked, masked_mean, step_mask, zero_padding
+from .masking import PooledConvNet, masked, zero_padding
 from .params import check_shape, resolve_params
 
 
@@ -35,7 +35,7 @@ class ResidualBlock(nn.Module):
         return zero_padding(self.act(out + masked(self.shortcut, x, mask)), mask)
 
 
-class ResNet(nn.Module):
+class ResNet(PooledConvNet):
     """Three residual blocks (64, 128, 128 filters), global average pooling, a linear head."""
 
     param_options: ClassVar[tuple[Option, ...]] = (
@@ -47,7 +47,6 @@ class ResNet(nn.Module):
     gradcam_layer: ClassVar[str | None] = "blocks.2"  # last block: the maps global pooling averages
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200, "batch_size": 16, "lr": 0.001, "scheduler": "cosine"}
-    variable_length: ClassVar[bool] = True  # forward(x, lengths) masks padding
 
     def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
         super().__init__()
@@ -60,10 +59,3 @@ class ResNet(nn.Module):
                                       for i, o in zip(channels, channels[1:])))
         self.gradcam_layer = f"blocks.{len(p['filters']) - 1}"
         self.fc = nn.Linear(channels[-1], n_classes)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        h = x.transpose(1, 2)
-        mask = step_mask(lengths, h.shape[2], h)
-        for block in self.blocks:
-            h = block(h, mask)
-        return self.fc(masked_mean(h, mask))

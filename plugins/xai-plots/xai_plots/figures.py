@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
@@ -18,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 
-from xaicore.plugin import Explanation, XaiError, atomic_path, write_text  # noqa: E402
+from xaicore.plugin import Explanation, XaiError, atomic_path, safe_name, write_text  # noqa: E402
 
 FORMATS = ("png", "svg", "eps", "pdf")
 DEFAULT_FORMATS = ("png", "svg")
@@ -79,14 +78,6 @@ def pick_samples(explanation: Explanation, samples: Any = None,
     return [p % n for p in positions]
 
 
-def safe_name(text: str) -> str:
-    """A file-name-safe version of a method name; altered names get a hash so none collide."""
-    safe = re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("._") or "method"
-    if safe != text:
-        safe += "-" + hashlib.sha1(text.encode()).hexdigest()[:6]
-    return safe
-
-
 def text(value: Any) -> str:
     """User text for a matplotlib label: ``$`` would start mathtext, so it is escaped."""
     return str(value).replace("$", r"\$")
@@ -104,7 +95,8 @@ def target_kind(explanation: Explanation) -> str:
 def figure_key(explanation: Explanation) -> str:
     """The figure folder of an explanation: its method, plus the target kind unless "predicted"."""
     kind = target_kind(explanation)
-    return safe_name(explanation.method if kind == "predicted" else f"{explanation.method}-{kind}")
+    return safe_name(explanation.method if kind == "predicted" else f"{explanation.method}-{kind}",
+                     fallback="method")
 
 
 def sample_title(explanation: Explanation, i: int, with_method: bool = True) -> str:
