@@ -189,34 +189,21 @@ def train(dataset_spec: dict | str | Path | None, model: str | None, out: str | 
 
 def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict, recipe: dict,
          seed: int, dev: torch.device, run_dir: Path, progress: bool, previous: dict | None) -> dict:
-    network = call("models", model_name, f"{model_name}.__init__", cls, dataset.n_features,
-                   dataset.seq_len, dataset.n_classes, **params)
-    hyperparameters = dict(getattr(network, "params", None) or {**cls.default_params, **params})
-    if dataset.variable_length and not getattr(network, "variable_length", False):
-        raise XaiError(f"{dataset.name} holds series of different lengths (padded) but model "
-                       f"{model_name!r} cannot mask padding; use one that can (every built-in "
-                       f"model does)")
-    X = dataset.train.X  # statistics of the valid steps (padding is NaN)
-    mean, std = np.nanmean(X, axis=(0, 1)), np.nanstd(X, axis=(0, 1))
-    model = LoadedModel(network, name=model_name, class_names=dataset.class_names,
-                        feature_names=dataset.feature_names, seq_len=dataset.seq_len, mean=mean,
-                        std=std, hyperparameters=hyperparameters, dataset=dataset.name).to(dev)
-    module = model.module
+    model = build_model(dataset, model_name, cls, params).to(dev)
+    network, module, hyperparameters = model.network, model.module, model.hyperparameters
+    mean, std = (model.normalisation.mean.cpu().numpy().reshape(-1),
+                 model.normalisation.std.cpu().numpy().reshape(-1))
     Xtr, ytr = (torch.from_numpy(a).to(dev) for a in (dataset.train.X, dataset.train.y))
     model.check_forward(Xtr[:2])
     Xte, yte = (torch.from_numpy(a).to(dev) for a in (dataset.test.X, dataset.test.y))
     generator = torch.Generator().manual_seed(seed)
     mean_t, std_t = model.normalisation.mean, model.normalisation.std
     steps = len(batches(len(Xtr), recipe["batch_size"], torch.Generator().manual_seed(0)))
-    # Adam as the seed; with weight decay, AdamW's decoupled form (Adam's L2 form hurt here)
-    optimizer = (torch.optim.AdamW(module.parameters(), lr=recipe["lr"],
-                                   weight_decay=recipe["weight_decay"]) if recipe["weight_decay"]
-                 else torch.optim.Adam(module.parameters(), lr=recipe["lr"]))
-    scheduler, per_batch = make_scheduler(optimizer, recipe, steps)
+    optimizer, scheduler, per_batch = optimisation(module, recipe, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe["label_smoothing"])
     history: list[dict] = []
     start = 0
-    if previous:
+    if previous:  # --resume: where the interrupted training stopped
         module.load_state_dict(previous["state_dict"])
         optimizer.load_state_dict(previous["optimizer"])
         scheduler.load_state_dict(previous["scheduler"])
@@ -224,45 +211,10 @@ def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict,
         history = list(previous["training"]["history"])
         start = previous["epoch"]
 
-    from tqdm.auto import tqdm
-
     began = time.perf_counter()
-    # one bar (epoch, loss, accuracy, ETA); redrawn at most every 0.5 s on a terminal, and every
-    # 30 s into a log file, so a log gets a few lines instead of one per epoch
-    bar = tqdm(total=recipe["epochs"], initial=start, desc="training", unit="epoch",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True,
-               mininterval=0.5 if sys.stderr.isatty() else 30.0)
-    with bar:
-        for epoch in range(start, recipe["epochs"]):
-            module.train()
-            total, correct = 0.0, 0
-            lr_now = optimizer.param_groups[0]["lr"]
-            for idx in batches(len(Xtr), recipe["batch_size"], generator):
-                idx = idx.to(dev)
-                xb, yb = Xtr[idx], ytr[idx]
-                if recipe["augment"]:
-                    xb = augment(xb, mean_t, std_t, recipe["augment"])
-                optimizer.zero_grad(set_to_none=True)
-                logits = module(xb)
-                loss = criterion(logits, yb)
-                loss.backward()
-                optimizer.step()
-                if per_batch:
-                    scheduler.step()
-                total += loss.item() * len(idx)
-                correct += int((logits.argmax(1) == yb).sum())
-            if not per_batch:
-                scheduler.step()
-            test_loss, test_acc, _ = evaluate(module, Xte, yte)
-            row = {"epoch": epoch + 1, "train_loss": total / len(Xtr),
-                   "train_accuracy": correct / len(Xtr), "test_loss": test_loss,
-                   "test_accuracy": test_acc, "lr": lr_now,
-                   "seconds": round(time.perf_counter() - began, 3)}
-            history.append(row)
-            bar.set_postfix({"loss": f"{row['train_loss']:.4f}",
-                             "acc": f"{row['train_accuracy']:.3f}",
-                             "test acc": f"{test_acc:.3f}"}, refresh=False)
-            bar.update(1)
+    run_epochs(module, (Xtr, ytr, Xte, yte), recipe, generator,
+               (optimizer, scheduler, per_batch, criterion), (mean_t, std_t), history, start,
+               progress)
     seconds = time.perf_counter() - began + (previous["training"]["seconds"] if previous else 0.0)
 
     train_loss, train_acc, _ = evaluate(module, Xtr, ytr)
@@ -277,29 +229,122 @@ def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict,
         "dataset": dict(spec), "optimizer": _to_cpu(optimizer.state_dict()),
         "scheduler": scheduler.state_dict(), "epoch": recipe["epochs"], "seed": int(seed),
         "training": {**recipe, "generator": generator.get_state(), "history": history,
-                     "seconds": seconds},
-    }
+                     "seconds": seconds}}
+    report = write_training(run_dir, checkpoint, history, dataset, predicted, probs)
+    return {"model": model_name, "dataset": dataset.name, "dataset_spec": dict(spec),
+            "test_accuracy": test_acc, "train_accuracy": train_acc, "test_loss": test_loss,
+            "train_loss": train_loss, "macro_f1": report["macro avg"]["f1-score"],
+            "epochs": recipe["epochs"], "seconds": round(seconds, 3),
+            **{k: recipe[k] for k in ("batch_size", "lr", "scheduler", "weight_decay",
+                                      "label_smoothing", "augment")},
+            "seed": int(seed), "device": str(dev), "hyperparameters": hyperparameters,
+            "parameters": sum(p.numel() for p in network.parameters()),
+            **data_summary(dataset), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "notes": []}
+
+
+def data_summary(dataset: Dataset) -> dict[str, Any]:
+    """The shape of the data a model was trained on, for the training summary."""
+    return {"n_train": len(dataset.train), "n_test": len(dataset.test), "seq_len": dataset.seq_len,
+            "n_features": dataset.n_features, "class_names": list(dataset.class_names),
+            "feature_names": list(dataset.feature_names)}
+
+
+def build_model(dataset: Dataset, model_name: str, cls: type, params: dict) -> LoadedModel:
+    """A new network of the plugin's class for the data, normalised by the train statistics of the
+    valid steps (padding is NaN)."""
+    network = call("models", model_name, f"{model_name}.__init__", cls, dataset.n_features,
+                   dataset.seq_len, dataset.n_classes, **params)
+    hyperparameters = dict(getattr(network, "params", None) or {**cls.default_params, **params})
+    if dataset.variable_length and not getattr(network, "variable_length", False):
+        raise XaiError(f"{dataset.name} holds series of different lengths (padded) but model "
+                       f"{model_name!r} cannot mask padding; use one that can (every built-in "
+                       f"model does)")
+    X = dataset.train.X
+    return LoadedModel(network, name=model_name, class_names=dataset.class_names,
+                       feature_names=dataset.feature_names, seq_len=dataset.seq_len,
+                       mean=np.nanmean(X, axis=(0, 1)), std=np.nanstd(X, axis=(0, 1)),
+                       hyperparameters=hyperparameters, dataset=dataset.name)
+
+
+def run_epochs(module: nn.Module, tensors: tuple, recipe: dict, generator: torch.Generator,
+               optimisation: tuple, normalisation: tuple, history: list[dict], start: int,
+               progress: bool) -> None:
+    """Epochs ``start`` to the recipe's last, each appended to ``history``, under a progress bar.
+
+    ``tensors``: train inputs and labels, test inputs and labels; ``optimisation``: optimizer,
+    scheduler, whether it steps per batch, loss."""
+    from tqdm.auto import tqdm
+
+    Xtr, ytr, Xte, yte = tensors
+    optimizer, scheduler, per_batch, criterion = optimisation
+    began = time.perf_counter()
+    # one bar (epoch, loss, accuracy, ETA); redrawn at most every 0.5 s on a terminal, and every
+    # 30 s into a log file, so a log gets a few lines instead of one per epoch
+    with tqdm(total=recipe["epochs"], initial=start, desc="training", unit="epoch",
+              disable=not progress, file=sys.stderr, dynamic_ncols=True,
+              mininterval=0.5 if sys.stderr.isatty() else 30.0) as bar:
+        for epoch in range(start, recipe["epochs"]):
+            lr_now = optimizer.param_groups[0]["lr"]
+            train_loss, train_acc = train_epoch(module, Xtr, ytr, recipe, generator, optimizer,
+                                                scheduler if per_batch else None, criterion,
+                                                normalisation)
+            if not per_batch:
+                scheduler.step()
+            test_loss, test_acc, _ = evaluate(module, Xte, yte)
+            history.append({"epoch": epoch + 1, "train_loss": train_loss,
+                            "train_accuracy": train_acc, "test_loss": test_loss,
+                            "test_accuracy": test_acc, "lr": lr_now,
+                            "seconds": round(time.perf_counter() - began, 3)})
+            bar.set_postfix({"loss": f"{train_loss:.4f}", "acc": f"{train_acc:.3f}",
+                             "test acc": f"{test_acc:.3f}"}, refresh=False)
+            bar.update(1)
+
+
+def optimisation(module: nn.Module, recipe: dict, steps: int) -> tuple[Any, Any, bool]:
+    """The optimizer, the scheduler and whether it steps per batch (``steps`` batches an epoch)."""
+    # Adam as the seed; with weight decay, AdamW's decoupled form (Adam's L2 form hurt here)
+    optimizer = (torch.optim.AdamW(module.parameters(), lr=recipe["lr"],
+                                   weight_decay=recipe["weight_decay"]) if recipe["weight_decay"]
+                 else torch.optim.Adam(module.parameters(), lr=recipe["lr"]))
+    scheduler, per_batch = make_scheduler(optimizer, recipe, steps)
+    return optimizer, scheduler, per_batch
+
+
+def train_epoch(module: nn.Module, X: torch.Tensor, y: torch.Tensor, recipe: dict,
+                generator: torch.Generator, optimizer: torch.optim.Optimizer, scheduler: Any,
+                criterion: nn.Module, normalisation: tuple) -> tuple[float, float]:
+    """One pass over the shuffled training batches (``scheduler`` stepped per batch when given):
+    the mean loss and the accuracy."""
+    module.train()
+    total, correct = 0.0, 0
+    for idx in batches(len(X), recipe["batch_size"], generator):
+        idx = idx.to(X.device)
+        xb, yb = X[idx], y[idx]
+        if recipe["augment"]:
+            xb = augment(xb, *normalisation, recipe["augment"])
+        optimizer.zero_grad(set_to_none=True)
+        logits = module(xb)
+        loss = criterion(logits, yb)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total += loss.item() * len(idx)
+        correct += int((logits.argmax(1) == yb).sum())
+    return total / len(X), correct / len(X)
+
+
+def write_training(run_dir: Path, checkpoint: dict, history: list[dict], dataset: Dataset,
+                   predicted: np.ndarray, probs: np.ndarray) -> dict:
+    """The checkpoint, the history, the test predictions and the classification report (returned)."""
     torch.save(checkpoint, run_dir / CHECKPOINT)
     _write_csv(run_dir / "history.csv", history)
     write_predictions(run_dir / "test_predictions.csv", dataset, predicted, probs)
     report = classification_report(dataset.test.y, predicted, dataset.class_names)
     (run_dir / "classification_report.json").write_text(json.dumps(report, indent=2) + "\n")
     (run_dir / "classification_report.txt").write_text(report_text(report))
-    return {
-        "model": model_name, "dataset": dataset.name, "dataset_spec": dict(spec),
-        "test_accuracy": test_acc, "train_accuracy": train_acc, "test_loss": test_loss,
-        "train_loss": train_loss, "macro_f1": report["macro avg"]["f1-score"],
-        "epochs": recipe["epochs"], "seconds": round(seconds, 3),
-        "batch_size": recipe["batch_size"], "lr": recipe["lr"], "scheduler": recipe["scheduler"],
-        "weight_decay": recipe["weight_decay"], "label_smoothing": recipe["label_smoothing"],
-        "augment": recipe["augment"],
-        "seed": int(seed), "device": str(dev), "hyperparameters": hyperparameters,
-        "parameters": sum(p.numel() for p in network.parameters()),
-        "n_train": len(dataset.train), "n_test": len(dataset.test), "seq_len": dataset.seq_len,
-        "n_features": dataset.n_features, "class_names": list(dataset.class_names),
-        "feature_names": list(dataset.feature_names), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "notes": [],
-    }
+    return report
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict:

@@ -107,11 +107,6 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
     ``samples`` defaults to the whole test split (at most 500, drawn with ``seed``). The random
     baseline is always evaluated: every method gets a verdict against it on the same samples.
     """
-    import click
-
-    from .stats import BASELINE, VERDICT_ORDER, bootstrap_indices, mean_interval, overall_verdict, \
-        paired_verdict
-
     run = Path(run)
     out_csv, out_dir = run / "evaluation.csv", run / "evaluation"
     if out_csv.exists() and not force:
@@ -127,7 +122,25 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
     method_list = choose_methods(methods, model)
     if RANDOM not in method_list:
         method_list.append(RANDOM)
-    metric_list = choose_metrics(metrics, context)
+    scored = score_methods(model, method_list, choose_metrics(metrics, context), X, y, positions,
+                           dataset.train.X, context, seed, progress)
+    table = verdict_table(scored, len(positions), seed, n_boot)
+    meta = {"samples": len(positions), "test_samples": n_test, "seed": seed, "bootstrap": n_boot,
+            "interval": "95% percentile bootstrap over samples",
+            "verdict": "paired bootstrap of the per-sample difference with the random baseline "
+                       "(same samples); p: Wilcoxon signed-rank"}
+    write_results(table, scored["curves"], out_csv, out_dir, figures, meta)
+    return table
+
+
+def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[str],
+                  X: np.ndarray, y: np.ndarray, positions: np.ndarray, background: np.ndarray,
+                  context: dict, seed: int, progress: bool) -> dict[str, Any]:
+    """Explain the samples with every method, then score them with every metric: the rows, the
+    per-sample scores per method, the curves, each score's direction and the scores compared with
+    the random baseline."""
+    import click
+
     curves: dict = {}
     per_sample: dict[str, dict[str, np.ndarray]] = {m: {} for m in method_list}
     directions: dict[str, bool] = {}
@@ -139,9 +152,9 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
         explained: dict[str, tuple[Any, Explanation]] = {}
         for name in method_list:
             bar.label = f"{name}: explaining"
-            explained[name] = explain_with(name, model, X, y, positions, dataset.train.X, seed)
+            explained[name] = explain_with(name, model, X, y, positions, background, seed)
             bar.update(1)
-        draws = [explain_with(RANDOM, model, X, y, positions, dataset.train.X,
+        draws = [explain_with(RANDOM, model, X, y, positions, background,
                               seed * RANDOM_DRAWS + k)[1] for k in range(1, RANDOM_DRAWS)]
         for metric_name in metric_list:
             bar.label = metric_name
@@ -159,11 +172,22 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
                 if curve:
                     curves.setdefault(metric_name, {})[name] = curve
             bar.update(1)
-    indices = bootstrap_indices(len(positions), n_boot, seed)
-    for name in method_list:
-        row = rows[name]
+    return {"rows": rows, "per_sample": per_sample, "curves": curves, "directions": directions,
+            "versus_random": versus_random}
+
+
+def verdict_table(scored: dict[str, Any], n_samples: int, seed: int, n_boot: int) -> list[dict]:
+    """Every score with its bootstrap interval, every method's verdict against the random
+    baseline, the methods ranked by verdict (verdict column first)."""
+    from .stats import BASELINE, VERDICT_ORDER, bootstrap_indices, mean_interval, overall_verdict, \
+        paired_verdict
+
+    rows, per_sample = scored["rows"], scored["per_sample"]
+    directions, versus_random = scored["directions"], scored["versus_random"]
+    indices = bootstrap_indices(n_samples, n_boot, seed)
+    for name, row in rows.items():
         for key, values in per_sample[name].items():  # a metric may score a subset (randomisation)
-            resample = (indices if len(values) == len(positions)
+            resample = (indices if len(values) == n_samples
                         else bootstrap_indices(len(values), n_boot, seed))
             row[key], row[f"{key}_low"], row[f"{key}_high"] = mean_interval(values, resample)
         if name == RANDOM:
@@ -182,14 +206,8 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
                                                    -sum(r.get(f"{k}_vs_random") == "better than random"
                                                         for k in versus_random),
                                                    rank_key(r, versus_random, directions)))
-    table = [{"verdict": r["verdict"], **{k: v for k, v in r.items() if k != "verdict"}}
-             for r in ordered]
-    meta = {"samples": len(positions), "test_samples": n_test, "seed": seed, "bootstrap": n_boot,
-            "interval": "95% percentile bootstrap over samples",
-            "verdict": "paired bootstrap of the per-sample difference with the random baseline "
-                       "(same samples); p: Wilcoxon signed-rank"}
-    write_results(table, curves, out_csv, out_dir, figures, meta)
-    return table
+    return [{"verdict": r["verdict"], **{k: v for k, v in r.items() if k != "verdict"}}
+            for r in ordered]
 
 
 def rank_key(row: dict, keys: list[str], directions: dict[str, bool]) -> float:

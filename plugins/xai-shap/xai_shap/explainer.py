@@ -76,20 +76,19 @@ class ShapExplainer(BaseExplainer):
 
     def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
                   **options: Any) -> tuple[torch.Tensor, dict]:
-        algorithm, seed, n_pairs = options["algorithm"], options["seed"], options["n_pairs"]
         n, seq_len, n_features = inputs.shape
         batch_size = (min(4096, max(16, 2 ** 19 // (seq_len * n_features)))
                       if options["batch_size"] is None
                       else options["batch_size"])
-        tolerance = options["additivity_tolerance"]
         n_segments = options["n_segments"]
         if n_segments is None:
             n_segments = seq_len if n_features == 1 and seq_len <= SHORT_SERIES else min(8, seq_len)
         segments = make_segments(seq_len, n_features, n_segments, inputs.device)
         background, chosen = select_background(options["background"], inputs,
-                                                options["background_size"], seed)
+                                                options["background_size"], options["seed"])
         m, n_background = segments.n_players, len(background)
-        pairs_per_background = max(2, -(-n_pairs // n_background))
+        pairs_per_background = max(2, -(-options["n_pairs"] // n_background))
+        algorithm = options["algorithm"]
         if algorithm == "auto":
             cheap = exact_cost(n, m, n_background) <= 2 * sampled_cost(n, m, n_background,
                                                                         pairs_per_background)
@@ -98,64 +97,66 @@ class ShapExplainer(BaseExplainer):
         fx_all, fb_all = _logits(model, inputs, batch_size), _logits(model, background, batch_size)
         expected = fb_all.mean(0)
         fx = fx_all.gather(1, target[:, None])[:, 0]
-        base_value = expected[target]
-        delta = fx - base_value
         if algorithm == "deep":
-            attributions = deep_shap(model.module, inputs, background, target, model.name)
+            attributions = deep_shap(model.module, inputs, background, target, model.name).float()
             evaluations = 2 * n * n_background  # forward and backward passes
-            standard_error = None
-            game_extras = {}
+            solved: dict[str, Any] = {}
         else:
             game = SegmentGame(model.module, inputs, background, target, segments, batch_size)
             if algorithm == "exact" or m == 1:
-                phi = delta[:, None] if m == 1 else exact_shapley(game, n, n_background)[0]
+                phi = (fx - expected[target])[:, None] if m == 1 else \
+                    exact_shapley(game, n, n_background)[0]
                 variance = torch.zeros_like(phi)
             else:
-                generator = torch.Generator().manual_seed(seed)
+                generator = torch.Generator().manual_seed(options["seed"])
                 phi, variance = sampled_shapley(game, fx, fb_all[:, target].T, pairs_per_background,
                                                 generator)
-            attributions = segments.spread(phi)
-            standard_error = segments.spread(variance.sqrt())
+            attributions = segments.spread(phi).float()
             evaluations = game.evaluations
-            game_extras = {"n_segments": segments.n_segments, "segment_bounds": segments.bounds}
-        attributions = attributions.float()
-        scale = torch.maximum(delta.abs(), 1e-6 * torch.maximum(fx.abs(), base_value.abs()).clamp_min(1))
-        error = (attributions.double().sum((1, 2)) - delta).abs() / scale
-        worst = float(error.max())
-        if worst > tolerance:
-            warnings.warn(f"shap: attributions miss additivity by up to {worst:.2%} of "
-                          f"|f(x) - E f(background)| (tolerance {tolerance:.2%}); see the "
-                          f"additivity_error extra", RuntimeWarning, stacklevel=2)
-        se_extras = {}
-        if standard_error is not None:
-            se_norm = standard_error.norm(dim=(1, 2))
-            relative_se = se_norm / attributions.double().norm(dim=(1, 2)).clamp_min(1e-12)
-            worst_se = float(relative_se.max())
-            if worst_se > options["standard_error_tolerance"]:
-                warnings.warn(f"shap: sampled values are uncertain: standard error up to "
-                              f"{worst_se:.0%} of the values (L2 norm per sample, tolerance "
-                              f"{options['standard_error_tolerance']:.0%}); raise n_pairs "
-                              f"or use algorithm='exact' (see the standard_error extra)",
-                              RuntimeWarning, stacklevel=2)
-            se_extras = {"standard_error": standard_error.float(),
-                         "relative_standard_error": relative_se}
-        extras = {
+            solved = {**standard_errors(attributions, segments.spread(variance.sqrt()),
+                                        options["standard_error_tolerance"]),
+                      "n_segments": segments.n_segments, "segment_bounds": segments.bounds}
+        return attributions, {
             "algorithm": algorithm,
             "algorithm_detail": DETAILS[algorithm],
             "output_space": "logit",
             "expected_value": expected.tolist(),
-            "base_value": base_value,
-            "model_output": fx,
-            "additivity_error": error,
-            "additivity_error_max": worst,
-            "additivity_ok": worst <= tolerance,
-            **se_extras,
-            **game_extras,
+            **additivity(attributions, fx, expected[target], options["additivity_tolerance"]),
+            **solved,
             "background_size": n_background,
             "background_indices": chosen.tolist(),
             "n_model_evaluations": evaluations + n + n_background,
         }
-        return attributions, extras
+
+
+def additivity(attributions: torch.Tensor, fx: torch.Tensor, base_value: torch.Tensor,
+               tolerance: float) -> dict[str, Any]:
+    """How far the values miss ``f(x) - E f(b)`` per sample (share of it), warned above ``tolerance``."""
+    delta = fx - base_value
+    scale = torch.maximum(delta.abs(), 1e-6 * torch.maximum(fx.abs(), base_value.abs()).clamp_min(1))
+    error = (attributions.double().sum((1, 2)) - delta).abs() / scale
+    worst = float(error.max())
+    if worst > tolerance:
+        warnings.warn(f"shap: attributions miss additivity by up to {worst:.2%} of "
+                      f"|f(x) - E f(background)| (tolerance {tolerance:.2%}); see the "
+                      f"additivity_error extra", RuntimeWarning, stacklevel=4)
+    return {"base_value": base_value, "model_output": fx, "additivity_error": error,
+            "additivity_error_max": worst, "additivity_ok": worst <= tolerance}
+
+
+def standard_errors(attributions: torch.Tensor, standard_error: torch.Tensor,
+                    tolerance: float) -> dict[str, torch.Tensor]:
+    """The standard errors and their size relative to the values per sample, warned above
+    ``tolerance``."""
+    relative = (standard_error.norm(dim=(1, 2))
+                / attributions.double().norm(dim=(1, 2)).clamp_min(1e-12))
+    worst = float(relative.max())
+    if worst > tolerance:
+        warnings.warn(f"shap: sampled values are uncertain: standard error up to {worst:.0%} of "
+                      f"the values (L2 norm per sample, tolerance {tolerance:.0%}); raise n_pairs "
+                      f"or use algorithm='exact' (see the standard_error extra)", RuntimeWarning,
+                      stacklevel=4)
+    return {"standard_error": standard_error.float(), "relative_standard_error": relative}
 
 
 def select_background(background: Any, inputs: torch.Tensor, size: Any,
