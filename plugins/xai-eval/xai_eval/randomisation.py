@@ -67,7 +67,7 @@ class RandomisationMetric:
         Option("seed", int, 0, "seed of the re-initialised weights", min=0, max=2**63 - 1),
         Option("max_steps", int, 8, "layers randomised, from the output backwards", min=1,
                max=10_000),
-        Option("samples", int, 32, "samples re-explained after each step (a seeded subset of the "
+        Option("samples", int, 16, "samples re-explained after each step (a seeded subset of the "
                "explained ones; the check is structural and every step re-runs the explainer)",
                min=2, max=1_000_000),
         Option("pass_below", float, 0.5, "a method passes when the Spearman correlation with the "
