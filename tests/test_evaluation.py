@@ -67,10 +67,18 @@ class GradExplainer(BaseExplainer):
         return grad * opts["scale"], {}
 
 
+class CostlyExplainer(GradExplainer):
+    """The same gradient, declared costly: the default evaluation explains 4 samples with it."""
+
+    name = "test-costly"
+    evaluation_samples = 4
+
+
 class Plugin:
     @hookimpl
     def register_explainers(self, register):
         register("test-grad", GradExplainer, description="test gradient")
+        register("test-costly", CostlyExplainer, description="test gradient, declared costly")
 
     @hookimpl
     def register_models(self, register):
@@ -166,6 +174,19 @@ def test_randomisation_leaves_the_model_alone_and_separates_dependent_maps():
     independent = RandomisationMetric().evaluate(model, rnd.explain(model, x, t, seed=3),
                                                  explainer=rnd)
     assert independent["randomisation_spearman"] == pytest.approx(1.0)
+    assert independent["randomisation"] == "fail" and scores["randomisation"] == "pass"
+    # a sample's random map does not depend on the batch it is explained in
+    np.testing.assert_array_equal(rnd.explain(model, x, t, seed=3).attributions[2:],
+                                  rnd.explain(model, x[2:], t[2:], seed=3).attributions)
+
+
+def test_randomisation_verdict_says_undecided_when_the_interval_straddles_the_threshold():
+    from xai_eval.randomisation import verdict
+
+    assert verdict(np.array([0.1, 0.2, 0.15, 0.05]), 0.5, seed=0) == "pass"
+    assert verdict(np.array([0.9, 0.8, 0.95, 0.7]), 0.5, seed=0) == "fail"
+    assert verdict(np.array([-0.2, 1.0, 0.1, 0.9, 0.4, 0.7]), 0.5, seed=0) == "undecided"
+    assert verdict(np.array([np.nan, np.nan]), 0.5, seed=0) == "fail"
 
 
 def test_randomisation_re_explains_a_seeded_subset_of_the_samples():
@@ -323,7 +344,34 @@ def test_evaluate_command_writes_table_and_figures(synthetic_run):
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 1 and "use --force" in again.output
     assert CliRunner().invoke(cli, args + ["--force", "--metric", "aup"]).exit_code == 0
-    assert list(pd.read_csv(synthetic_run / "evaluation.csv").columns) == ["verdict", "method", "aup"]
+    assert list(pd.read_csv(synthetic_run / "evaluation.csv").columns) == ["verdict", "method",
+                                                                           "samples", "aup"]
+
+
+def test_a_costly_method_is_scored_and_compared_on_its_own_subset(synthetic_run):
+    from xai_eval.runner import score_methods, verdict_table
+    from xaicore.plugin import load_run_data
+
+    model, dataset = load_run_data(synthetic_run)
+    X, y = dataset.test.X[:8], dataset.test.y[:8]
+    context = {"background": dataset.train.X, "seed": 0, "random_baseline": False}
+    methods = ["test-grad", "test-costly", "random"]
+    scored = score_methods(model, methods, ["deletion"], X, y, np.arange(8), dataset.train.X,
+                           context, seed=0, progress=False, full=False)
+    rows = scored["covered"]["test-costly"]
+    assert len(rows) == 4 and len(scored["covered"]["test-grad"]) == 8
+    per_sample = scored["per_sample"]
+    # the same map on its 4 samples scores as test-grad does on those samples
+    np.testing.assert_allclose(per_sample["test-costly"]["deletion_auc"],
+                               per_sample["test-grad"]["deletion_auc"][rows], rtol=1e-12)
+    table = {r["method"]: r for r in verdict_table(scored, 8, seed=0, n_boot=200)}
+    assert [table[m]["samples"] for m in methods] == [8, 4, 8]
+    assert table["test-costly"]["deletion_auc"] == pytest.approx(
+        per_sample["test-grad"]["deletion_auc"][rows].mean())
+    full = score_methods(model, methods, ["deletion"], X, y, np.arange(8), dataset.train.X,
+                         context, seed=0, progress=False, full=True)
+    np.testing.assert_allclose(full["per_sample"]["test-costly"]["deletion_auc"],
+                               full["per_sample"]["test-grad"]["deletion_auc"], rtol=1e-12)
 
 
 def test_evaluate_command_names_bad_input(synthetic_run):

@@ -31,6 +31,7 @@ _LAZY: dict[str, str] = {
     "LoadedModel": "xaicore.runs.model",
     "load_checkpoint": "xaicore.runs.model",
     "CHECKPOINT": "xaicore.runs.model",
+    "pass_rows": "xaicore.runs.model",
     # runs
     "load_run_data": "xaicore.explaining.runs",
     "method_names": "xaicore.explaining.runs",

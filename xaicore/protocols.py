@@ -76,10 +76,10 @@ class Model(Protocol):
     def check_inputs(self, inputs: Any) -> "np.ndarray":
         """``inputs`` as float32 ``[batch, time, feature]`` matching the model, or a XaiError."""
 
-    def logits(self, inputs: Any, batch_size: int = 512) -> "np.ndarray":
+    def logits(self, inputs: Any, batch_size: int | None = None) -> "np.ndarray":
         """Logits ``[batch, class]`` for raw inputs, in batches without gradients."""
 
-    def predict_proba(self, inputs: Any, batch_size: int = 512) -> "np.ndarray":
+    def predict_proba(self, inputs: Any, batch_size: int | None = None) -> "np.ndarray":
         """Class probabilities ``[batch, class]`` for raw inputs."""
 
     def to(self, device: "str | torch.device") -> "Model":

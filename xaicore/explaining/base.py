@@ -42,6 +42,9 @@ class BaseExplainer:
     #: True when the method maps importance over time and gives every feature the same value
     #: (Grad-CAM, attention): series of one time step are refused, the map would be a constant.
     maps_time: ClassVar[bool] = False
+    #: A costly method (many forward passes per sample) sets the most samples the default
+    #: ``xai evaluate`` explains with it (a seeded subset; ``--full`` lifts it); None: all of them.
+    evaluation_samples: ClassVar[int | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

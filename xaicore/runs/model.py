@@ -26,6 +26,18 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def pass_rows(device: torch.device | str, values_per_row: int) -> int:
+    """Rows per no-grad forward pass of series with ``values_per_row`` (time x feature) values.
+
+    On CPU small passes stay in cache and run fastest (GunPoint, 150 steps, rows/s at 128/256/1024/
+    4096 rows: hybrid 5.1k/5.3k/5.1k/3.8k, FCN 850/750/640/510, ResNet 620/710/300/300); on CUDA
+    large passes fill the device.
+    """
+    cpu = torch.device(device).type == "cpu"
+    most, values = (256, 2 ** 16) if cpu else (8192, 2 ** 23)
+    return int(min(most, max(1, values // max(1, values_per_row))))
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``device`` as a torch device that exists here (None or "auto": cuda when available)."""
     if device is None or device == "auto":
@@ -191,14 +203,15 @@ class LoadedModel:
         return X
 
     @torch.no_grad()
-    def logits(self, inputs: Any, batch_size: int = 512) -> np.ndarray:
+    def logits(self, inputs: Any, batch_size: int | None = None) -> np.ndarray:
         X = self.check_inputs(inputs)
         self.module.eval()
+        batch_size = batch_size or pass_rows(self.device, int(np.prod(X.shape[1:])))
         out = [self.module(torch.from_numpy(X[i:i + batch_size]).to(self.device)).float().cpu()
                for i in range(0, len(X), batch_size)]
         return torch.cat(out).numpy()
 
-    def predict_proba(self, inputs: Any, batch_size: int = 512) -> np.ndarray:
+    def predict_proba(self, inputs: Any, batch_size: int | None = None) -> np.ndarray:
         return torch.softmax(torch.from_numpy(self.logits(inputs, batch_size)), dim=1).numpy()
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import numpy as np
 import torch
 
 from xaicore.plugin import BaseExplainer, LoadedModel, Option
 
 
 class RandomExplainer(BaseExplainer):
-    """Standard-normal attributions drawn from a seeded generator, independent of the model."""
+    """Standard-normal attributions, independent of the model: each sample's map is drawn from a
+    generator seeded with ``seed`` and the sample's values, so a sample gets the same map in any
+    batch (the randomisation check re-explains a subset and must see the same maps)."""
 
     name = "random"
     description = "Random attributions (seeded): the baseline of the evaluation"
@@ -18,5 +22,9 @@ class RandomExplainer(BaseExplainer):
 
     def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
                   **opts: Any) -> tuple[torch.Tensor, dict]:
-        generator = torch.Generator().manual_seed(opts["seed"])
-        return torch.randn(inputs.shape, generator=generator), {}
+        rows = inputs.detach().cpu().numpy()
+        maps = [np.random.default_rng([opts["seed"], *np.frombuffer(
+            hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=16).digest(),
+            dtype=np.uint32).tolist()]).standard_normal(row.shape, dtype=np.float32)
+            for row in rows]
+        return torch.from_numpy(np.stack(maps)).to(inputs.device), {}

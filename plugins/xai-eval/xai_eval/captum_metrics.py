@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from xaicore.plugin import Explanation, LoadedModel, Option, defaults_of, validate
+from xaicore.plugin import Explanation, LoadedModel, Option, defaults_of, pass_rows, validate
 
 
 class InfidelityMetric:
@@ -21,7 +21,8 @@ class InfidelityMetric:
                max=100.0),
         Option("n_perturb_samples", int, 10, "perturbations per sample", min=1, max=10_000),
         Option("seed", int, 0, "seed of the perturbations", min=0, max=2**63 - 1),
-        Option("batch_size", int, 4096, "perturbed inputs per forward pass", min=1, max=1_000_000),
+        Option("batch_size", int, None, "perturbed inputs per forward pass (default: the "
+               "device's fastest, xaicore.plugin.pass_rows)", min=1, max=1_000_000),
     )
     defaults: ClassVar[dict[str, Any]] = defaults_of(options)
 
@@ -40,6 +41,7 @@ class InfidelityMetric:
                  if model.normalisation is not None
                  else x.std(dim=(0, 1), keepdim=True).clamp_min(1e-6))
         generator = torch.Generator(device=device).manual_seed(int(opts["seed"]))
+        rows = opts["batch_size"] or pass_rows(device, explanation.inputs[0].size)
 
         def perturb(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             noise = torch.randn(inputs.shape, generator=generator, device=device) * scale * float(opts["noise"])
@@ -54,7 +56,7 @@ class InfidelityMetric:
                                 n_perturb_samples=int(opts["n_perturb_samples"]),
                                 # captum wants rows per sub-batch between the batch size and
                                 # batch size x n_perturb_samples
-                                max_examples_per_batch=min(max(int(opts["batch_size"]), len(x)),
+                                max_examples_per_batch=min(max(rows, len(x)),
                                                            len(x) * int(opts["n_perturb_samples"])),
                                 normalize=True)
         per_sample = values.float().cpu().numpy().astype(np.float64)

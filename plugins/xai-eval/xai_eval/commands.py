@@ -20,6 +20,10 @@ import click
 @click.option("--samples", default=None, type=int,
               help="How many test samples to evaluate (drawn with --seed). Default: the whole test "
                    "split, at most 500.")
+@click.option("--full", is_flag=True,
+              help="Explain every evaluated sample with every method, the costly ones too (by "
+                   "default a method that declares evaluation_samples, such as shap, explains a "
+                   "seeded subset of that size; the table's samples column says how many).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
               help="Seed of the sample draw, the random baseline and the randomisation.")
 @click.option("--device", default=None, help="torch device (default: cuda when available).")
@@ -28,14 +32,14 @@ import click
               help="Also draw the figures under RUN/evaluation/ (curves, AUC summary, randomisation).")
 @click.option("--bootstrap", default=2000, show_default=True, type=click.IntRange(100, 100_000),
               help="Bootstrap resamples of the 95% intervals and of the verdict.")
-def evaluate_cmd(run, methods, metrics, samples, seed, device, force, figures, bootstrap):
+def evaluate_cmd(run, methods, metrics, samples, full, seed, device, force, figures, bootstrap):
     """Write RUN/evaluation.csv (one row per method, one column per score) and RUN/evaluation/ figures."""
     import pandas as pd
 
     from xai_eval.runner import evaluate_run
 
     rows = evaluate_run(run, methods, metrics, samples=samples, seed=seed, force=force,
-                        device=device, figures=figures, n_boot=bootstrap)
+                        device=device, figures=figures, n_boot=bootstrap, full=full)
     click.echo(summary_table(rows))
     where = f"-> {Path(run) / 'evaluation.csv'}"
     click.echo(where + (f" and figures in {Path(run) / 'evaluation'}" if figures else

@@ -67,20 +67,25 @@ def choose_metrics(requested: Iterable[str], context: dict) -> list[str]:
 
 
 def explain_with(name: str, model: LoadedModel, X: np.ndarray, y: np.ndarray,
-                 positions: np.ndarray, background: np.ndarray, seed: int) -> tuple[Any, Explanation]:
-    """The explainer of ``name`` and its explanation of the predicted class of every sample."""
+                 positions: np.ndarray, background: np.ndarray, seed: int,
+                 full: bool = True) -> tuple[Any, Explanation, np.ndarray]:
+    """The explainer of ``name``, its explanation of the predicted class and the rows of ``X`` it
+    explains: all of them, or for a costly explainer (``evaluation_samples``) a seeded subset
+    unless ``full``."""
     explainer = RandomExplainer() if name == RANDOM else get_explainer(name)
+    cap = None if full else getattr(explainer, "evaluation_samples", None)
+    rows = np.arange(len(X)) if cap is None or cap >= len(X) else pick_samples(len(X), cap, seed)
     needs_background = "background" in getattr(explainer, "requires", ())
     options = {"background": background} if needs_background else {}
     if name == RANDOM:
         options["seed"] = seed
-    x = torch.as_tensor(X, device=model.device)
-    target = torch.as_tensor(model.logits(X).argmax(1), device=model.device)
+    x = torch.as_tensor(X[rows], device=model.device)
+    target = torch.as_tensor(model.logits(X[rows]).argmax(1), device=model.device)
     explanation = explainer.explain(model, x, target, **options)
     explanation.method = name
-    explanation.labels = y
-    explanation.sample_ids = positions
-    return explainer, explanation
+    explanation.labels = y[rows]
+    explanation.sample_ids = positions[rows]
+    return explainer, explanation, rows
 
 
 def score(metric: Any, model: LoadedModel, explanation: Explanation, explainer: Any,
@@ -101,11 +106,14 @@ N_BOOT = 2000
 
 def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable[str] = (),
                  samples: int | None = None, seed: int = 0, force: bool = False, device: Any = None,
-                 figures: bool = False, progress: bool = True, n_boot: int = N_BOOT) -> list[dict]:
+                 figures: bool = False, progress: bool = True, n_boot: int = N_BOOT,
+                 full: bool = False) -> list[dict]:
     """Evaluate a run's explanation methods; returns the rows written to ``RUN/evaluation.csv``.
 
-    ``samples`` defaults to the whole test split (at most 500, drawn with ``seed``). The random
-    baseline is always evaluated: every method gets a verdict against it on the same samples.
+    ``samples`` defaults to the whole test split (at most 500, drawn with ``seed``); a costly
+    explainer explains only its ``evaluation_samples`` of them unless ``full``. The random
+    baseline is always evaluated on all of them: every method gets a verdict against it on the
+    samples that method explained.
     """
     run = Path(run)
     out_csv, out_dir = run / "evaluation.csv", run / "evaluation"
@@ -123,7 +131,7 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
     if RANDOM not in method_list:
         method_list.append(RANDOM)
     scored = score_methods(model, method_list, choose_metrics(metrics, context), X, y, positions,
-                           dataset.train.X, context, seed, progress)
+                           dataset.train.X, context, seed, progress, full)
     table = verdict_table(scored, len(positions), seed, n_boot)
     meta = {"samples": len(positions), "test_samples": n_test, "seed": seed, "bootstrap": n_boot,
             "interval": "95% percentile bootstrap over samples",
@@ -135,10 +143,10 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
 
 def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[str],
                   X: np.ndarray, y: np.ndarray, positions: np.ndarray, background: np.ndarray,
-                  context: dict, seed: int, progress: bool) -> dict[str, Any]:
+                  context: dict, seed: int, progress: bool, full: bool = True) -> dict[str, Any]:
     """Explain the samples with every method, then score them with every metric: the rows, the
-    per-sample scores per method, the curves, each score's direction and the scores compared with
-    the random baseline."""
+    per-sample scores per method, the curves, each score's direction, the scores compared with
+    the random baseline and the rows each method explained."""
     import click
 
     curves: dict = {}
@@ -150,9 +158,13 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
                             file=sys.stderr, hidden=not progress)
     with bar:
         explained: dict[str, tuple[Any, Explanation]] = {}
+        covered: dict[str, np.ndarray] = {}
         for name in method_list:
             bar.label = f"{name}: explaining"
-            explained[name] = explain_with(name, model, X, y, positions, background, seed)
+            explainer, explanation, covered[name] = explain_with(name, model, X, y, positions,
+                                                                 background, seed, full)
+            explained[name] = (explainer, explanation)
+            rows[name]["samples"] = len(covered[name])
             bar.update(1)
         draws = [explain_with(RANDOM, model, X, y, positions, background,
                               seed * RANDOM_DRAWS + k)[1] for k in range(1, RANDOM_DRAWS)]
@@ -160,7 +172,7 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
             bar.label = metric_name
             metric = get_metric(metric_name)
             for name, (scores, curve) in score_all(metric, metric_name, model, explained, context,
-                                                   draws):
+                                                   draws, covered):
                 rows[name].update(scores)
                 if curve is None:
                     continue
@@ -173,7 +185,7 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
                     curves.setdefault(metric_name, {})[name] = curve
             bar.update(1)
     return {"rows": rows, "per_sample": per_sample, "curves": curves, "directions": directions,
-            "versus_random": versus_random}
+            "versus_random": versus_random, "covered": covered}
 
 
 def verdict_table(scored: dict[str, Any], n_samples: int, seed: int, n_boot: int) -> list[dict]:
@@ -184,20 +196,26 @@ def verdict_table(scored: dict[str, Any], n_samples: int, seed: int, n_boot: int
 
     rows, per_sample = scored["rows"], scored["per_sample"]
     directions, versus_random = scored["directions"], scored["versus_random"]
+    covered = scored.get("covered", {})
     indices = bootstrap_indices(n_samples, n_boot, seed)
+
+    def resampling(n: int) -> np.ndarray:
+        return indices if n == n_samples else bootstrap_indices(n, n_boot, seed)
+
     for name, row in rows.items():
-        for key, values in per_sample[name].items():  # a metric may score a subset (randomisation)
-            resample = (indices if len(values) == n_samples
-                        else bootstrap_indices(len(values), n_boot, seed))
-            row[key], row[f"{key}_low"], row[f"{key}_high"] = mean_interval(values, resample)
+        mine = covered.get(name, np.arange(n_samples))
+        # a method may explain a subset (a costly one), a metric may score one (randomisation)
+        for key, values in per_sample[name].items():
+            row[key], row[f"{key}_low"], row[f"{key}_high"] = mean_interval(
+                values, resampling(len(values)))
         if name == RANDOM:
             row["verdict"] = BASELINE
             continue
         verdicts = []
         for key in versus_random:
             if key in per_sample[name] and key in per_sample[RANDOM]:
-                test = paired_verdict(per_sample[name][key], per_sample[RANDOM][key],
-                                      directions[key], indices)
+                test = paired_verdict(per_sample[name][key], per_sample[RANDOM][key][mine],
+                                      directions[key], resampling(len(mine)))
                 row[f"{key}_vs_random"] = test["verdict"]
                 row[f"{key}_p"] = test["p"]
                 verdicts.append(test["verdict"])
@@ -221,40 +239,54 @@ def rank_key(row: dict, keys: list[str], directions: dict[str, bool]) -> float:
 
 def score_all(metric: Any, metric_name: str, model: LoadedModel,
               explained: dict[str, tuple[Any, Explanation]], context: dict,
-              random_draws: list[Explanation] = ()):
-    """``(method, (scores, curve))`` for every method: in one batch when the metric offers
-    ``evaluate_many`` (the random baseline then averaged with ``random_draws``, further seeded
-    random explanations), else method by method; a metric failing for a method is warned about."""
+              random_draws: list[Explanation] = (), covered: dict[str, np.ndarray] | None = None):
+    """``(method, (scores, curve))`` for every method: in one batch per set of explained samples
+    when the metric offers ``evaluate_many`` (the random baseline then averaged with
+    ``random_draws``, further seeded random explanations), else method by method; a metric failing
+    for a method is warned about."""
     import click
 
-    names = list(explained)
     if hasattr(metric, "evaluate_many"):
-        defaults = getattr(metric, "defaults", {})
-        options = {k: v for k, v in context.items() if k in defaults}
-        extra = list(random_draws) if RANDOM in explained else []
-        try:
-            results = metric.evaluate_many(model, [explained[n][1] for n in names] + extra,
-                                           **options)
-        except XaiError as exc:
-            click.echo(f"\nwarning: {metric_name} failed: {exc}", err=True)
-            results = [({}, None)] * (len(names) + len(extra))
-        if extra and results[0][1] is not None:
-            i = names.index(RANDOM)
-            group = [results[i]] + results[len(names):]
-            scores = {k: float(np.mean([g[0][k] for g in group])) for k in group[0][0]}
-            curve = {k: (np.mean([g[1][k] for g in group], axis=0) if k != "per_sample" else
-                         {s: np.mean([g[1]["per_sample"][s] for g in group], axis=0) for s in v})
-                     for k, v in group[0][1].items()}
-            results[i] = (scores, curve)
-        yield from zip(names, results[:len(names)])
+        groups: dict[bytes, list[str]] = {}
+        for name in explained:
+            rows = covered.get(name) if covered else None
+            groups.setdefault(b"" if rows is None else rows.tobytes(), []).append(name)
+        for names in groups.values():
+            yield from score_together(metric, metric_name, model, explained, names, context,
+                                      list(random_draws) if RANDOM in names else [])
         return
-    for name in names:
+    for name in explained:
         explainer, explanation = explained[name]
         try:
             yield name, score(metric, model, explanation, explainer, context)
         except XaiError as exc:
             click.echo(f"\nwarning: {metric_name} of {name} failed: {exc}", err=True)
             yield name, ({}, None)
+
+
+def score_together(metric: Any, metric_name: str, model: LoadedModel,
+                   explained: dict[str, tuple[Any, Explanation]], names: list[str], context: dict,
+                   extra: list[Explanation]):
+    """``evaluate_many`` over the explanations of ``names`` (of the same samples) and ``extra``
+    random draws, averaged into the random baseline's scores."""
+    import click
+
+    defaults = getattr(metric, "defaults", {})
+    options = {k: v for k, v in context.items() if k in defaults}
+    try:
+        results = metric.evaluate_many(model, [explained[n][1] for n in names] + extra, **options)
+    except XaiError as exc:
+        click.echo(f"\nwarning: {metric_name} failed: {exc}", err=True)
+        results = [({}, None)] * (len(names) + len(extra))
+    if extra and results[0][1] is not None:
+        i = names.index(RANDOM)
+        group = [results[i]] + results[len(names):]
+        scores = {k: float(np.mean([g[0][k] for g in group])) for k in group[0][0]}
+        curve = {k: (np.mean([g[1][k] for g in group], axis=0) if k != "per_sample" else
+                     {s: np.mean([g[1]["per_sample"][s] for g in group], axis=0) for s in v})
+                 for k, v in group[0][1].items()}
+        results[i] = (scores, curve)
+    yield from zip(names, results[:len(names)])
 
 
 def write_results(rows: list[dict], curves: dict, out_csv: Path, out_dir: Path,

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, as_series
+from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, as_series, pass_rows
 
 from .deep import deep_shap
 from .segments import make_segments
@@ -49,6 +49,9 @@ class ShapExplainer(BaseExplainer):
     name = "shap"
     description = "SHAP values over time segments with additivity error reported"
     requires = ("background",)
+    # about (2 x players + 1) x background + 2 x n_pairs forward rows per sample: 1,500 on the
+    # demo run, 20 to 1,000 times a gradient method; the default evaluation explains 48 samples
+    evaluation_samples = 48
     options = (
         Option("background", object, None, "raw train inputs [n, time, feature]"),
         Option("background_size", int, 100, "background samples drawn (seeded) from background",
@@ -64,8 +67,8 @@ class ShapExplainer(BaseExplainer):
                "every layer)", choices=ALGORITHMS),
         Option("seed", int, 0, "seed of the background draw and the sampled coalitions", min=0,
                max=2**63 - 1),
-        Option("batch_size", int, None, "rows per forward pass (default: about 2^19 input "
-               "values, at most 4096 rows)",
+        Option("batch_size", int, None, "rows per forward pass (default: the device's "
+               "fastest, xaicore.plugin.pass_rows)",
                min=1, max=1_000_000_000),
         Option("additivity_tolerance", float, 0.01, "largest additivity error (share of "
                "|f(x) - E f(background)|) before a warning"),
@@ -77,9 +80,7 @@ class ShapExplainer(BaseExplainer):
     def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
                   **options: Any) -> tuple[torch.Tensor, dict]:
         n, seq_len, n_features = inputs.shape
-        batch_size = (min(4096, max(16, 2 ** 19 // (seq_len * n_features)))
-                      if options["batch_size"] is None
-                      else options["batch_size"])
+        batch_size = options["batch_size"] or pass_rows(inputs.device, seq_len * n_features)
         n_segments = options["n_segments"]
         if n_segments is None:
             n_segments = seq_len if n_features == 1 and seq_len <= SHORT_SERIES else min(8, seq_len)
