@@ -31,7 +31,7 @@ from xaicore.plugins import registry
 from xaicore.runs.model import LoadedModel, backward_safe
 
 N_STEPS = 50
-IG_BATCHES = (None, 512, 1024)  # captum's internal_batch_size settings (None: all 3200 rows)
+IG_BATCHES = (None, 128, 256, 512, 1024)  # captum's internal_batch_size settings (None: all 3200 rows)
 
 
 def hybrid(seq_len: int, device: torch.device) -> LoadedModel:

@@ -31,16 +31,18 @@ import torch
 
 import xaicore
 from xaicore.data.loading import dataset_spec, load_dataset
-from xaicore.runs.model import load_checkpoint, load_run
+from xaicore.runs.model import load_checkpoint, load_run, pass_rows
 from xaicore.runs.training import train
 
 
 class PlayerGame:
-    """``v(S)`` of one sample for 0/1 masks ``Z [k, players]``: all masks x background, batched."""
+    """``v(S)`` of one sample for 0/1 masks ``Z [k, players]``: all masks x background, batched
+    in passes of the size xai's own game uses (``pass_rows``)."""
 
     def __init__(self, model, x: np.ndarray, background: np.ndarray, target: int,
-                 bounds: list[int], batch_size: int = 4096) -> None:
-        self.module, self.target, self.batch_size = model.module, target, batch_size
+                 bounds: list[int]) -> None:
+        self.module, self.target = model.module, target
+        self.batch_size = pass_rows(model.device, x.size)
         self.x = torch.from_numpy(x).to(model.device)
         self.background = torch.from_numpy(background).to(model.device)
         steps = np.zeros(x.shape[0], dtype=np.int64)
@@ -130,6 +132,9 @@ def main() -> None:
         return np.stack([se[:, a:b].sum(1) for a, b in zip(bounds[:-1], bounds[1:])], 1)
 
     rows: list[tuple[str, float, float, int, str]] = []
+    # warm-up (lazy imports, thread pools, first passes) outside every timing
+    xaicore.explain(model, X[:2], method="shap", target=target[:2], background=background,
+                    n_segments=m)
     start = time.perf_counter()
     default = xaicore.explain(model, X, method="shap", target=target, background=background,
                               n_segments=m)
