@@ -34,7 +34,8 @@ def test_ray_engine_equals_the_local_engine(gunpoint_run, tmp_path, local_ray):
         result = CliRunner().invoke(cli, [
             "explain", "--run", str(run), "--input", str(tmp_path / "input.npy"), "--method",
             "gradcam", "--method", "integrated-gradients", "--option",
-            "integrated-gradients.n_steps=8", "--batch-size", "64", "--engine", engine,
+            # 19 batches: Ray tasks of 4 batches each and a last one of 3
+            "integrated-gradients.n_steps=8", "--batch-size", "16", "--engine", engine,
             "--out", str(outs[engine]), *extra])
         assert result.exit_code == 0, result.output
     for method in ("gradcam", "integrated-gradients"):

@@ -135,8 +135,8 @@ class StoreWriter:
         arrays.update({f"extras/{k}": v for k, v in explanation.extras.items()
                        if isinstance(v, np.ndarray)})
         arrays.update({f"summary/{k}": v for k, v in sample_columns(explanation).items()})
-        for name, values in arrays.items():
-            self._array(name, values)[start:stop] = values
+        write_rows([(self._array(name, values), values) for name, values in arrays.items()],
+                   start, stop)
         if start == 0:
             json_extras = {k: _jsonable(v) for k, v in explanation.extras.items()
                            if not isinstance(v, np.ndarray)}
@@ -180,6 +180,21 @@ class StoreWriter:
                 self.arrays[name] = self.group.create_array(name, shape=shape, chunks=chunks,
                                                             dtype=values.dtype, fill_value=0)
         return self.arrays[name]
+
+
+def write_rows(arrays: list[tuple[Any, np.ndarray]], start: int, stop: int) -> None:
+    """``array[start:stop] = values`` for every array at once: one trip through Zarr's event loop
+    for the batch instead of one per array (about 20 arrays: 78 ms a batch of 256 GunPoint-sized
+    rows one by one), so the chunks are encoded and written concurrently."""
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def write_all() -> None:
+        await asyncio.gather(*(array.async_array.setitem(slice(start, stop), values)
+                               for array, values in arrays))
+
+    sync(write_all())
 
 
 def store_attrs(path: str | Path) -> dict:

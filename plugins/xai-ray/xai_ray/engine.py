@@ -20,6 +20,9 @@ import numpy as np
 from xaicore.plugin import Explanation, ExplainJob, XaiError, explain_batch, load_job_model
 
 
+BATCHES_PER_TASK = 4
+
+
 class BatchExplainer:
     """A Ray actor: the model loaded once, then one explained batch per call."""
 
@@ -60,11 +63,15 @@ class RayEngine:
         starts = [start for start, _ in job.batches()]
         if not starts:
             return
+        # a few batches per Ray task: Ray Data's per-task cost is then paid once for them (20k
+        # rows, 2 workers: 2,480 rows/s with 4 batches a task, 1,990 with one), while short
+        # inputs still give every worker work
+        per_task = max(1, min(BATCHES_PER_TASK, len(starts) // (2 * workers)))
         dataset = ray.data.from_items([{"start": s} for s in starts],
-                                      override_num_blocks=len(starts))
+                                      override_num_blocks=-(-len(starts) // per_task))
         explained = dataset.map_batches(
-            BatchExplainer, fn_constructor_args=(job, 1), batch_size=1, concurrency=workers,
-            num_cpus=1, num_gpus=gpus_per_worker or 0, batch_format="numpy")
+            BatchExplainer, fn_constructor_args=(job, 1), batch_size=per_task,
+            concurrency=workers, num_cpus=1, num_gpus=gpus_per_worker or 0, batch_format="numpy")
         for row in explained.iter_rows():
             yield int(row["start"]), pickle.loads(row["results"])
 
