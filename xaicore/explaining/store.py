@@ -135,8 +135,7 @@ class StoreWriter:
         arrays.update({f"extras/{k}": v for k, v in explanation.extras.items()
                        if isinstance(v, np.ndarray)})
         arrays.update({f"summary/{k}": v for k, v in sample_columns(explanation).items()})
-        write_rows([(self._array(name, values), values) for name, values in arrays.items()],
-                   start, stop)
+        write_rows([self._fitted(name, values) for name, values in arrays.items()], start, stop)
         if start == 0:
             json_extras = {k: _jsonable(v) for k, v in explanation.extras.items()
                            if not isinstance(v, np.ndarray)}
@@ -169,6 +168,25 @@ class StoreWriter:
     def summary_rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
         return {k: self.group[f"summary/{k}"][start:stop] for k in SAMPLE_COLUMNS}
 
+    def _fitted(self, name: str, values: np.ndarray) -> tuple[Any, np.ndarray]:
+        """The store's array ``name`` and ``values`` fitted to each other: a per-sample extra on a
+        time axis is as wide as the longest series of its batch (variable-length input), so the
+        array grows to the widest batch so far and a narrower batch is padded with NaN."""
+        array = self._array(name, values)
+        if values.shape[1:] == tuple(array.shape[1:]):
+            return array, values
+        if values.ndim != array.ndim or not name.startswith("extras/"):
+            raise XaiError(f"{self.path}: {name} of shape {values.shape[1:]} per sample does not "
+                           f"fit the store's {tuple(array.shape[1:])}")
+        widest = tuple(max(a, b) for a, b in zip(array.shape[1:], values.shape[1:]))
+        if widest != tuple(array.shape[1:]):
+            array.resize((array.shape[0], *widest))
+        if widest != values.shape[1:]:
+            fill = np.nan if np.issubdtype(values.dtype, np.floating) else 0
+            values = np.pad(values, [(0, 0)] + [(0, w - v) for w, v in zip(widest, values.shape[1:])],
+                            constant_values=fill)
+        return array, values
+
     def _array(self, name: str, values: np.ndarray):
         """The store's array ``name``, opened (or created) once per writer."""
         if name not in self.arrays:
@@ -177,8 +195,11 @@ class StoreWriter:
             else:
                 shape = (self.n_rows, *values.shape[1:])
                 chunks = (self.chunk_rows, *values.shape[1:])
+                # extras on a time axis may widen later (variable length): NaN where never written
+                fill = (np.nan if name.startswith("extras/")
+                        and np.issubdtype(values.dtype, np.floating) else 0)
                 self.arrays[name] = self.group.create_array(name, shape=shape, chunks=chunks,
-                                                            dtype=values.dtype, fill_value=0)
+                                                            dtype=values.dtype, fill_value=fill)
         return self.arrays[name]
 
 
