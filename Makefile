@@ -29,9 +29,9 @@ demo: setup
 	.venv/bin/xai explain --run $(RUN) --method all --samples 0:16,misclassified --force
 	.venv/bin/xai explain --run $(RUN) --method gradcam --method integrated-gradients \
 	  --target true --samples 0:16,misclassified --force
-	# the faithfulness metrics on 48 samples; the full evaluation (randomisation, infidelity, the
+	# the faithfulness metrics on 32 samples; the full evaluation (randomisation, infidelity, the
 	# whole test split) is `xai evaluate --run $(RUN)`
-	.venv/bin/xai evaluate --run $(RUN) --samples 48 --metric deletion --metric insertion \
+	.venv/bin/xai evaluate --run $(RUN) --samples 32 --metric deletion --metric insertion \
 	  --metric road-morf --metric road-lerf --force
 	.venv/bin/xai report --run $(RUN) --force
 
