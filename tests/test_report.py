@@ -46,8 +46,11 @@ def make_run(run: Path, with_evaluation=True) -> Path:
     explanation("attention", signed=False,
                 extras={"attention_heads": heads}).save(run / "explanations" / "attention.npz")
     if with_evaluation:
-        (run / "evaluation.csv").write_text(f"method,deletion_auc\nintegrated-gradients,0.25\n"
-                                            f"\"{EVIL}\",0.5\n")
+        (run / "evaluation.csv").write_text(
+            "verdict,method,samples,deletion_auc,deletion_auc_low,deletion_auc_high,"
+            "deletion_auc_vs_random,deletion_auc_p\n"
+            "better than random,integrated-gradients,8,0.25,0.2,0.3,better than random,0.01\n"
+            f"baseline,\"{EVIL}\",8,0.5,0.4,0.6,,\n")
     return run
 
 
@@ -75,6 +78,9 @@ def test_report_is_one_self_contained_file(report):
                  "deletion_auc", "hidden"):
         assert text in html
     assert 'data-key="compare"' in html
+    # each score with its interval in one cell, as the CLI shows it; p-values stay in the CSV
+    assert "0.250 [0.200, 0.300]" in html and "deletion_auc_low" not in html
+    assert "deletion_auc_p" not in html
 
 
 def test_user_names_are_escaped_everywhere(report):

@@ -119,12 +119,35 @@ def evaluation_section(run_dir: Path) -> str:
         raise XaiError(f"{csv_path} could not be read: {exc}") from None
     parts = []
     if rows:
-        parts.append(table([tuple(_number(c) for c in row) for row in rows[1:]], tuple(rows[0])))
+        header, cells = evaluation_columns(rows[0], rows[1:])
+        parts.append(table(cells, header))
+        parts.append('<p class="note">Each score: mean over the samples [95% bootstrap interval]. '
+                     "The verdict is a paired test against the random baseline on the same "
+                     "samples; p-values and per-metric verdicts are in evaluation.csv.</p>")
     figures = [image(p, p.stem.replace("_", " ")) for p in sorted((run_dir / "evaluation")
                                                                    .glob("*.png"))]
     if figures:
         parts.append(f'<div class="grid half">{"".join(figures)}</div>')
     return "".join(parts)
+
+
+def evaluation_columns(header: list[str], rows: list[list[str]]) -> tuple[tuple, list[tuple]]:
+    """The CSV's columns as the CLI shows them: each score with its interval in one cell
+    (``mean [low, high]``); the p-values and per-metric verdicts stay in the CSV."""
+    where = {name: i for i, name in enumerate(header)}
+    shown = [name for name in header
+             if not name.endswith(("_low", "_high", "_p", "_vs_random"))]
+    out = []
+    for row in rows:
+        cells = []
+        for name in shown:
+            value = _number(row[where[name]])
+            if f"{name}_low" in where and isinstance(value, float):
+                low, high = (_number(row[where[f"{name}_{end}"]]) for end in ("low", "high"))
+                value = f"{value:.3f} [{_fmt(low)}, {_fmt(high)}]"
+            cells.append(value)
+        out.append(tuple(cells))
+    return tuple(shown), out
 
 
 def _fmt(value: float) -> str:
