@@ -48,3 +48,36 @@ def test_ray_engine_equals_the_local_engine(gunpoint_run, tmp_path, local_ray):
     b = Explanation.load(outs["ray"] / "integrated-gradients.zarr").load()
     np.testing.assert_allclose(b.extras["convergence_delta"], a.extras["convergence_delta"],
                                atol=1e-6)
+
+
+def test_ray_engine_on_variable_length_series_equals_the_local_engine(tmp_path, local_ray):
+    rng = np.random.default_rng(4)
+    n, steps = 24, 30
+    lengths = rng.integers(10, steps + 1, size=n)
+    X = rng.normal(0, 0.3, size=(n, steps, 2))
+    X[np.arange(steps)[None, :] >= lengths[:, None]] = 0.0
+    np.savez(tmp_path / "vl.npz", X=X, y=np.arange(n) % 2, lengths=lengths)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--dataset", str(tmp_path / "vl.npz"), "--model",
+                                      "fcn", "--out", str(run), "--epochs", "2", "--param",
+                                      "filters=[8,8,8]", "--quiet"])
+    assert result.exit_code == 0, result.output
+    # NaN-padded, shortest first: later batches carry wider time-shaped extras than the first
+    padded = X.copy()
+    padded[np.arange(steps)[None, :] >= lengths[:, None]] = np.nan
+    np.save(tmp_path / "padded.npy", padded[np.argsort(lengths, kind="stable")])
+    outs = {}
+    for engine, extra in (("local", []), ("ray", ["--workers", "2"])):
+        outs[engine] = tmp_path / engine
+        result = CliRunner().invoke(cli, [
+            "explain", "--run", str(run), "--input", str(tmp_path / "padded.npy"), "--method",
+            "gradcam", "--batch-size", "4", "--engine", engine, "--out", str(outs[engine]),
+            *extra])
+        assert result.exit_code == 0, result.output
+    a = Explanation.load(outs["local"] / "gradcam.zarr").load()
+    b = Explanation.load(outs["ray"] / "gradcam.zarr").load()
+    assert b.lengths.tolist() == sorted(lengths.tolist())
+    np.testing.assert_allclose(b.attributions, a.attributions, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(b.extras["layer_heatmap"], a.extras["layer_heatmap"], atol=1e-6,
+                               equal_nan=True)
+    assert np.isnan(b.attributions).any()
