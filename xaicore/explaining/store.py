@@ -182,9 +182,8 @@ class StoreWriter:
         if widest != tuple(array.shape[1:]):
             array.resize((array.shape[0], *widest))
         if widest != values.shape[1:]:
-            fill = np.nan if np.issubdtype(values.dtype, np.floating) else 0
             values = np.pad(values, [(0, 0)] + [(0, w - v) for w, v in zip(widest, values.shape[1:])],
-                            constant_values=fill)
+                            constant_values=_fill(name, values.dtype))
         return array, values
 
     def _array(self, name: str, values: np.ndarray):
@@ -195,12 +194,16 @@ class StoreWriter:
             else:
                 shape = (self.n_rows, *values.shape[1:])
                 chunks = (self.chunk_rows, *values.shape[1:])
-                # extras on a time axis may widen later (variable length): NaN where never written
-                fill = (np.nan if name.startswith("extras/")
-                        and np.issubdtype(values.dtype, np.floating) else 0)
-                self.arrays[name] = self.group.create_array(name, shape=shape, chunks=chunks,
-                                                            dtype=values.dtype, fill_value=fill)
+                self.arrays[name] = self.group.create_array(
+                    name, shape=shape, chunks=chunks, dtype=values.dtype,
+                    fill_value=_fill(name, values.dtype))
         return self.arrays[name]
+
+
+def _fill(name: str, dtype: np.dtype) -> float:
+    """What a never-written cell holds: NaN in a float extra (which may widen later, for
+    variable-length input), else 0."""
+    return np.nan if name.startswith("extras/") and np.issubdtype(dtype, np.floating) else 0
 
 
 def write_rows(arrays: list[tuple[Any, np.ndarray]], start: int, stop: int) -> None:

@@ -22,6 +22,7 @@ from xaicore.plugin import (
     validate,
 )
 
+from .stats import bootstrap_indices, mean_interval
 
 
 def layers_in_forward_order(model: LoadedModel, inputs: torch.Tensor) -> list[tuple[str, nn.Module]]:
@@ -59,12 +60,9 @@ def verdict(final: np.ndarray, pass_below: float, seed: int, n_boot: int = 2000)
     """``pass`` when the 95% bootstrap interval of the mean final correlation over the re-explained
     samples lies below ``pass_below``, ``fail`` when it lies at or above, else ``undecided`` (more
     samples would tell)."""
-    final = np.asarray(final, np.float64)
-    final = final[np.isfinite(final)]
-    if not final.size:
+    mean, low, high = mean_interval(final, bootstrap_indices(len(final), n_boot, seed))
+    if not np.isfinite(mean):
         return "fail"
-    means = final[np.random.default_rng(seed).integers(0, final.size, (n_boot, final.size))].mean(1)
-    low, high = np.percentile(means, [2.5, 97.5])
     return "pass" if high < pass_below else "fail" if low >= pass_below else "undecided"
 
 

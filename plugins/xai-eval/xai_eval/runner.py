@@ -196,14 +196,14 @@ def verdict_table(scored: dict[str, Any], n_samples: int, seed: int, n_boot: int
 
     rows, per_sample = scored["rows"], scored["per_sample"]
     directions, versus_random = scored["directions"], scored["versus_random"]
-    covered = scored.get("covered", {})
+    covered = scored["covered"]
     indices = bootstrap_indices(n_samples, n_boot, seed)
 
     def resampling(n: int) -> np.ndarray:
         return indices if n == n_samples else bootstrap_indices(n, n_boot, seed)
 
     for name, row in rows.items():
-        mine = covered.get(name, np.arange(n_samples))
+        mine = covered[name]
         # a method may explain a subset (a costly one), a metric may score one (randomisation)
         for key, values in per_sample[name].items():
             row[key], row[f"{key}_low"], row[f"{key}_high"] = mean_interval(
@@ -239,7 +239,7 @@ def rank_key(row: dict, keys: list[str], directions: dict[str, bool]) -> float:
 
 def score_all(metric: Any, metric_name: str, model: LoadedModel,
               explained: dict[str, tuple[Any, Explanation]], context: dict,
-              random_draws: list[Explanation] = (), covered: dict[str, np.ndarray] | None = None):
+              random_draws: list[Explanation], covered: dict[str, np.ndarray]):
     """``(method, (scores, curve))`` for every method: in one batch per set of explained samples
     when the metric offers ``evaluate_many`` (the random baseline then averaged with
     ``random_draws``, further seeded random explanations), else method by method; a metric failing
@@ -247,10 +247,9 @@ def score_all(metric: Any, metric_name: str, model: LoadedModel,
     import click
 
     if hasattr(metric, "evaluate_many"):
-        groups: dict[bytes, list[str]] = {}
+        groups: dict[bytes, list[str]] = {}  # methods that explained the same samples
         for name in explained:
-            rows = covered.get(name) if covered else None
-            groups.setdefault(b"" if rows is None else rows.tobytes(), []).append(name)
+            groups.setdefault(covered[name].tobytes(), []).append(name)
         for names in groups.values():
             yield from score_together(metric, metric_name, model, explained, names, context,
                                       list(random_draws) if RANDOM in names else [])

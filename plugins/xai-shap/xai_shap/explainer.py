@@ -50,7 +50,8 @@ class ShapExplainer(BaseExplainer):
     description = "SHAP values over time segments with additivity error reported"
     requires = ("background",)
     # about (2 x players + 1) x background + 2 x n_pairs forward rows per sample: 1,500 on the
-    # demo run, 20 to 1,000 times a gradient method; the default evaluation explains 48 samples
+    # demo run, where saliency needs one pass and auto-step IG about 100 to 200; the default
+    # evaluation explains 48 samples with it
     evaluation_samples = 48
     options = (
         Option("background", object, None, "raw train inputs [n, time, feature]"),
