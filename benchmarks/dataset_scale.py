@@ -3,14 +3,16 @@
 For each N, a synthetic ``[N, 150, 3]`` ``.npy`` is explained by ``xai explain --input`` in a
 child process (``--engine local``, one torch thread), and the child's peak RSS is read from
 ``resource.getrusage(RUSAGE_CHILDREN)``; flat memory means the peak does not grow with N. The
-rows per second of each method are compared, in the same run, with plain forward+backward passes
-of the same batches (the gradient of the summed target logits with respect to the input), so the
-ratio does not depend on how loaded the machine is. Start-up (imports, loading the model, the
-first batch) is timed on a one-batch input and left out of the rate.
+rate is the one the run reports itself on its progress line: rows per second from its first
+explained batch on, so start-up (imports, loading the model, starting Ray and its actors, the
+first batch's warm-up) is left out without subtracting a separately timed start-up (which varied
+by seconds between runs). Each method's rate is compared, in the same run, with plain
+forward+backward passes of the same batches (the gradient of the summed target logits with
+respect to the input), measured before and after it, the faster counted, so the ratio does not
+depend on how loaded the machine is and load cannot inflate it.
 
 The engines are compared on one input (``--ray-n`` rows, gradcam): ``local`` and ``ray`` with 1
-and 2 workers, each worker one torch thread, start-up (for ray: starting a local Ray and its
-actors) again timed on a one-batch input and left out.
+and 2 workers, each worker one torch thread.
 
 Usage: .venv/bin/python benchmarks/dataset_scale.py [--sizes 10000 50000 200000]
 [--ig-sizes 10000 50000] [--ray-n 20000] [--batch 256] [--workdir /tmp/xai-scale]
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -65,8 +68,8 @@ def make_input(workdir: Path, n: int) -> Path:
 
 def explain_child(run: Path, data: Path, method: str, batch: int, out: Path,
                   engine: tuple[str, ...] = ()) -> dict:
-    """Run ``xai explain --input`` in a child; its wall time and peak RSS (of the child itself:
-    Ray's worker processes are not counted)."""
+    """Run ``xai explain --input`` in a child; its wall time, the rows/s of its last progress line
+    and its peak RSS (of the child itself: Ray's worker processes are not counted)."""
     option = ["--option", f"integrated-gradients.n_steps={IG_STEPS}"] \
         if method == "integrated-gradients" else []
     option += list(engine)
@@ -75,17 +78,21 @@ def explain_child(run: Path, data: Path, method: str, batch: int, out: Path,
                "--force", "--device", "cpu", *option]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-            "r = subprocess.run(sys.argv[1:], stderr=subprocess.DEVNULL); "
+            "r = subprocess.run(sys.argv[1:], stderr=subprocess.PIPE, text=True); "
+            "sys.stderr.write(r.stderr); "
             "print(r.returncode, time.perf_counter() - t, "
             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    line = subprocess.run([sys.executable, "-c", code, *command], env=env, check=True,
-                          capture_output=True, text=True).stdout.split()
-    if line[0] != "0":
-        raise SystemExit(f"xai explain failed for {method} on {data}")
-    return {"seconds": float(line[1]), "peak_rss_mb": int(line[2]) / 1024}
+    done = subprocess.run([sys.executable, "-c", code, *command], env=env, check=True,
+                          capture_output=True, text=True)
+    line = done.stdout.split()
+    rates = re.findall(r"([\d,]+) rows/s", done.stderr)
+    if line[0] != "0" or not rates:
+        raise SystemExit(f"xai explain failed for {method} on {data}:\n{done.stderr[-2000:]}")
+    return {"seconds": float(line[1]), "peak_rss_mb": int(line[2]) / 1024,
+            "rows_per_s": float(rates[-1].replace(",", ""))}
 
 
-def plain_rows_per_second(run: Path, batch: int, n_batches: int = 20) -> float:
+def plain_rows_per_second(run: Path, batch: int, n_batches: int = 40) -> float:
     """Rows per second of plain forward+backward passes of the same model and batch size."""
     import torch
 
@@ -116,37 +123,27 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     run = make_run(args.workdir)
-    one_batch = make_input(args.workdir, args.batch)
     jobs = [(n, "gradcam") for n in args.sizes] + \
         [(n, "integrated-gradients") for n in args.ig_sizes]
     for n, method in jobs:
         data = make_input(args.workdir, n)
         before = plain_rows_per_second(run, args.batch)
-        # start-up (imports, loading the model, the first batch) timed on a one-batch input
-        fixed = explain_child(run, one_batch, method, args.batch, args.workdir / "out-one")
         result = explain_child(run, data, method, args.batch, args.workdir / f"out-{n}")
-        # plain passes before and after, the faster counted: load on the machine cannot inflate
-        # the ratio
         plain = max(before, plain_rows_per_second(run, args.batch))
         passes = IG_STEPS if method == "integrated-gradients" else 1
-        rate = (n - args.batch) / (result["seconds"] - fixed["seconds"])
-        print(json.dumps({"n": n, "method": method, **result, "rows_per_s": round(rate, 1),
-                          "plain_rows_per_s": round(plain, 1),
-                          "ratio_to_plain": round(rate * passes / plain, 3)}), flush=True)
+        print(json.dumps({"n": n, "method": method, **result, "plain_rows_per_s": round(plain, 1),
+                          "ratio_to_plain": round(result["rows_per_s"] * passes / plain, 3)}),
+              flush=True)
     if args.ray_n:
         data = make_input(args.workdir, args.ray_n)
         rates = {}
         for label, engine in (("local", ("--engine", "local")),
                               ("ray-1", ("--engine", "ray", "--workers", "1")),
                               ("ray-2", ("--engine", "ray", "--workers", "2"))):
-            fixed = explain_child(run, one_batch, "gradcam", args.batch,
-                                  args.workdir / "out-one", engine)
             result = explain_child(run, data, "gradcam", args.batch, args.workdir / "out-ray",
                                    engine)
-            rates[label] = (args.ray_n - args.batch) / (result["seconds"] - fixed["seconds"])
-            print(json.dumps({"n": args.ray_n, "engine": label, **result,
-                              "startup_s": round(fixed["seconds"], 1),
-                              "rows_per_s": round(rates[label], 1)}), flush=True)
+            rates[label] = result["rows_per_s"]
+            print(json.dumps({"n": args.ray_n, "engine": label, **result}), flush=True)
         print(json.dumps({"ray_1_worker_to_local": round(rates["ray-1"] / rates["local"], 3),
                           "ray_2_workers_to_1": round(rates["ray-2"] / rates["ray-1"], 3)}))
     print(f"peak RSS of this driver: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"

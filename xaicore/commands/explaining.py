@@ -62,8 +62,13 @@ def parse_options(items: tuple[str, ...]) -> dict[str, dict]:
               help="GPUs per worker of a distributed engine.")
 @click.option("--address", help="Cluster to join (ray: ray://HOST:PORT or auto; default "
               "RAY_ADDRESS, else a local Ray).")
+@click.option("--checkpoint-seconds", type=click.FloatRange(0, 86_400),
+              help="When streaming, write the explained rows to the stores at least this often "
+                   "(default 10; a killed run explains at most this much again on --resume; "
+                   "0: after every batch).")
 def explain_cmd(runs, methods, samples, target, option_items, out, figures, device, force,
-                input_path, engine, batch_size, resume, workers, gpus_per_worker, address):
+                input_path, engine, batch_size, resume, workers, gpus_per_worker, address,
+                checkpoint_seconds):
     """Explain test samples of trained runs and write one .npz per method (figures on request).
 
     With --input, or --samples all on a large test split, results stream into one chunked
@@ -77,7 +82,7 @@ def explain_cmd(runs, methods, samples, target, option_items, out, figures, devi
                                         ("address", address)) if v is not None}
     streamed = explain_streamed(list(runs), methods, samples, target, parse_options(option_items),
                                 out, device, force, input_path, engine, batch_size, resume,
-                                engine_options)
+                                engine_options, checkpoint_seconds)
     if streamed is None:
         explain_runs(list(runs), methods, samples, target, parse_options(option_items), out,
                      figures, device, force)

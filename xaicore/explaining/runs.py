@@ -209,18 +209,19 @@ ENGINE_PLUGINS = {"ray": "xai-ray (pip install -e plugins/xai-ray)"}
 
 def explain_streamed(runs: list[Path], methods, samples: str, target, options: dict[str, dict],
                      out: Path | None, device, force: bool, input_path: Path | None, engine: str,
-                     batch_size: int, resume: bool, engine_options: dict) -> list[Path] | None:
+                     batch_size: int, resume: bool, engine_options: dict,
+                     checkpoint_seconds: float | None = None) -> list[Path] | None:
     """Stream ``--input`` (or a large test split with ``--samples all``) through ``engine`` into
     one store per method; None when the request is a small in-memory one."""
     from xaicore.explaining.streaming import ExplainJob, InputSource, open_input, stream_explanations
 
-    asked = resume or engine != "local" or bool(engine_options)
+    asked = resume or engine != "local" or bool(engine_options) or checkpoint_seconds is not None
     streaming = input_path is not None or (samples.strip() == "all" and (
         asked or _test_size(runs[0]) > STREAM_ABOVE))
     if not streaming:
         if asked:
-            raise XaiError("--resume, --engine, --workers and --address go with --input or "
-                           "--samples all")
+            raise XaiError("--resume, --engine, --workers, --address and --checkpoint-seconds go "
+                           "with --input or --samples all")
         return None
     if len(runs) > 1:
         raise XaiError("streaming explains one --run at a time")
@@ -250,7 +251,7 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
         raise XaiError("--target true needs labels; --input data carries none")
     job = ExplainJob(str(run), source, names, options, target, batch_size, device=device)
     paths = stream_explanations(job, runner, out_dir, force=force, resume=resume,
-                                **engine_options)
+                                checkpoint_seconds=checkpoint_seconds, **engine_options)
     for path in paths:
         click.echo(f"{model.name} {source.n_rows} samples -> {path}", err=True)
     return paths

@@ -3,9 +3,10 @@
 A store holds what an ``.npz`` explanation holds, chunked along samples: ``attributions`` and
 ``inputs`` ``[sample, time, feature]``, ``targets``, ``predictions``, ``labels``, ``sample_ids``,
 ``probabilities [sample, class]``, per-sample array extras under ``extras/``, and the metadata in
-the group's attributes. Rows are written in order; ``rows_written`` counts those on disk and
-``complete`` turns true only after the last one, so a store cut short (kill -9, Ctrl-C) is never
-read as complete and ``--resume`` continues it from ``rows_written``.
+the group's attributes. Rows are written in order, a checkpoint's worth at a time (``flush``);
+``rows_written`` counts those on disk and ``complete`` turns true only after the last one, so a
+store cut short (kill -9, Ctrl-C) is never read as complete and ``--resume`` continues it from
+``rows_written``.
 
 While rows are written, the dataset summaries of ``summaries.py`` are built: the per-sample
 columns under ``summary/``, the per-class running sums checkpointed to ``class_totals.npz``
@@ -33,9 +34,16 @@ SUFFIX = ".zarr"
 ROW_ARRAYS = ("attributions", "inputs", "targets", "predictions", "probabilities", "labels",
               "sample_ids")
 TOTALS = "class_totals.npz"
-#: Class totals up to this size are checkpointed after every batch, larger ones every few seconds.
-SMALL_TOTALS = 4 << 20
+#: Explained rows wait in memory and are written together (a checkpoint) every this many seconds,
+#: or sooner when they reach ``FLUSH_BYTES``: a kill loses at most that much work (``--resume``
+#: explains it again), and the store is written in few large writes instead of many small ones.
 CHECKPOINT_SECONDS = 10.0
+FLUSH_BYTES = 16 << 20
+#: Per-sample arrays of at most ``SMALL_ROW_BYTES`` a row (ids, classes, summary columns) are
+#: chunked ``SMALL_CHUNK_ROWS`` rows at a time: one chunk per batch costs Zarr about 1.3 ms of
+#: Python and a file each, which for about 15 such arrays was most of a batch's writing time.
+SMALL_ROW_BYTES = 64
+SMALL_CHUNK_ROWS = 65_536
 
 
 def _zarr():
@@ -59,17 +67,21 @@ def is_store(path: str | Path) -> bool:
 class StoreWriter:
     """Creates (or reopens, to resume) a store of ``n_rows`` samples and appends batches to it."""
 
-    def __init__(self, path: Path, n_rows: int, chunk_rows: int, metadata: dict) -> None:
+    def __init__(self, path: Path, n_rows: int, chunk_rows: int, metadata: dict,
+                 checkpoint_seconds: float = CHECKPOINT_SECONDS) -> None:
         self.path, self.n_rows, self.chunk_rows = Path(path), int(n_rows), int(chunk_rows)
         self.metadata = metadata
+        self.checkpoint_seconds = checkpoint_seconds
         self.group = None
         self.totals: ClassTotals | None = None
         self.arrays: dict[str, Any] = {}
+        self.pending: list[dict[str, np.ndarray]] = []  # explained batches not yet written
+        self.pending_rows = self.pending_bytes = 0
         self.saved = time.monotonic()
 
     @classmethod
-    def create(cls, path: Path, n_rows: int, chunk_rows: int, metadata: dict,
-               force: bool) -> "StoreWriter":
+    def create(cls, path: Path, n_rows: int, chunk_rows: int, metadata: dict, force: bool,
+               checkpoint_seconds: float = CHECKPOINT_SECONDS) -> "StoreWriter":
         """A new empty store at ``path``; an existing one is replaced only with ``force``."""
         path = Path(path)
         if path.exists():
@@ -82,7 +94,7 @@ class StoreWriter:
             shutil.rmtree(path)
         for table in table_paths(path):  # the old store's table must not outlive it
             table.unlink(missing_ok=True)
-        writer = cls(path, n_rows, chunk_rows, metadata)
+        writer = cls(path, n_rows, chunk_rows, metadata, checkpoint_seconds)
         with atomic_path(path) as tmp:  # the store appears with its attributes, or not at all
             _zarr().open_group(str(tmp), mode="w", attributes={
                 "xai_store": 1, "format_version": FORMAT_VERSION, "metadata": _jsonable(metadata),
@@ -92,7 +104,8 @@ class StoreWriter:
         return writer
 
     @classmethod
-    def resume(cls, path: Path, n_rows: int, metadata: dict) -> "StoreWriter":
+    def resume(cls, path: Path, n_rows: int, metadata: dict,
+               checkpoint_seconds: float = CHECKPOINT_SECONDS) -> "StoreWriter":
         """Reopen an incomplete store made for the same input and method."""
         attrs = store_attrs(path)
         if attrs["complete"]:
@@ -101,7 +114,7 @@ class StoreWriter:
             raise XaiError(f"{path} was started for {attrs['n_rows']} samples of "
                            f"{attrs['metadata'].get('method')!r}, not {n_rows} of "
                            f"{metadata.get('method')!r}; use --force to start it again")
-        writer = cls(path, n_rows, attrs["chunk_rows"], attrs["metadata"])
+        writer = cls(path, n_rows, attrs["chunk_rows"], attrs["metadata"], checkpoint_seconds)
         writer.group = _zarr().open_group(str(path), mode="r+")
         # the rows the class totals cover are the ones kept; later rows are explained again
         totals = path / TOTALS
@@ -112,30 +125,34 @@ class StoreWriter:
 
     @property
     def rows_written(self) -> int:
+        """Rows on disk (explained rows waiting to be written are not counted)."""
         return int(self.group.attrs["rows_written"])
 
+    @property
+    def next_row(self) -> int:
+        return self.rows_written + self.pending_rows
+
     def append_from(self, start: int, explanation: Explanation) -> None:
-        """Write the rows of ``explanation`` (rows ``start...`` of the input) not yet on disk."""
-        written = self.rows_written
-        if start > written:
-            raise XaiError(f"{self.path}: rows {written}..{start} are missing")
-        if start + explanation.n_samples <= written:
+        """Take the rows of ``explanation`` (rows ``start...`` of the input) not yet taken."""
+        taken = self.next_row
+        if start > taken:
+            raise XaiError(f"{self.path}: rows {taken}..{start} are missing")
+        if start + explanation.n_samples <= taken:
             return
-        if start < written:
-            explanation = explanation.select(np.arange(written - start, explanation.n_samples))
+        if start < taken:
+            explanation = explanation.select(np.arange(taken - start, explanation.n_samples))
         self.append(explanation)
 
     def append(self, explanation: Explanation) -> None:
-        """Write the next rows; ``rows_written`` moves only after every array holds them."""
-        start = self.rows_written
-        stop = start + explanation.n_samples
-        if stop > self.n_rows:
-            raise XaiError(f"{self.path}: {stop} rows for a store of {self.n_rows}")
+        """Take the next rows; they are written at the next checkpoint (``flush``)."""
+        start = self.next_row
+        if start + explanation.n_samples > self.n_rows:
+            raise XaiError(f"{self.path}: {start + explanation.n_samples} rows for a store of "
+                           f"{self.n_rows}")
         arrays = {name: getattr(explanation, name) for name in ROW_ARRAYS}
         arrays.update({f"extras/{k}": v for k, v in explanation.extras.items()
                        if isinstance(v, np.ndarray)})
         arrays.update({f"summary/{k}": v for k, v in sample_columns(explanation).items()})
-        write_rows([self._fitted(name, values) for name, values in arrays.items()], start, stop)
         if start == 0:
             json_extras = {k: _jsonable(v) for k, v in explanation.extras.items()
                            if not isinstance(v, np.ndarray)}
@@ -145,17 +162,32 @@ class StoreWriter:
             self.totals = ClassTotals(explanation.probabilities.shape[1],
                                       explanation.attributions.shape[1:], start)
         self.totals.add(explanation)
-        self.group.attrs["rows_written"] = stop
-        if (self.totals.attribution_sum.nbytes * 3 <= SMALL_TOTALS
-                or time.monotonic() - self.saved >= CHECKPOINT_SECONDS):
+        self.pending.append(arrays)
+        self.pending_rows += explanation.n_samples
+        self.pending_bytes += sum(v.nbytes for v in arrays.values())
+        if (self.pending_bytes >= FLUSH_BYTES
+                or time.monotonic() - self.saved >= self.checkpoint_seconds):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the rows taken so far, then move ``rows_written`` and checkpoint the class
+        totals (a kill between the two resumes from the older of them)."""
+        if self.pending:
+            start = self.rows_written
+            stop = start + self.pending_rows
+            write_rows([self._fitted(name, _joined([batch[name] for batch in self.pending], name))
+                        for name in self.pending[0]], start, stop)
+            self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
+            self.group.attrs["rows_written"] = stop
+        if self.totals is not None:
             self.totals.save(self.path / TOTALS)
-            self.saved = time.monotonic()
+        self.saved = time.monotonic()
 
     def finish(self) -> None:
         """Write the class means and the per-sample table, then mark the store complete."""
+        self.flush()
         if self.rows_written != self.n_rows or self.totals is None:
             raise XaiError(f"{self.path}: {self.rows_written} of {self.n_rows} rows written")
-        self.totals.save(self.path / TOTALS)
         for name, values in self.totals.means().items():
             self.group.create_array(f"summary/class/{name}", data=values, overwrite=True)
         meta = self.metadata
@@ -181,10 +213,7 @@ class StoreWriter:
         widest = tuple(max(a, b) for a, b in zip(array.shape[1:], values.shape[1:]))
         if widest != tuple(array.shape[1:]):
             array.resize((array.shape[0], *widest))
-        if widest != values.shape[1:]:
-            values = np.pad(values, [(0, 0)] + [(0, w - v) for w, v in zip(widest, values.shape[1:])],
-                            constant_values=_fill(name, values.dtype))
-        return array, values
+        return array, _padded(values, widest, name)
 
     def _array(self, name: str, values: np.ndarray):
         """The store's array ``name``, opened (or created) once per writer."""
@@ -193,11 +222,29 @@ class StoreWriter:
                 self.arrays[name] = self.group[name]
             else:
                 shape = (self.n_rows, *values.shape[1:])
-                chunks = (self.chunk_rows, *values.shape[1:])
+                small = values[:1].nbytes <= SMALL_ROW_BYTES
+                chunks = (max(self.chunk_rows, SMALL_CHUNK_ROWS) if small else self.chunk_rows,
+                          *values.shape[1:])
                 self.arrays[name] = self.group.create_array(
                     name, shape=shape, chunks=chunks, dtype=values.dtype,
                     fill_value=_fill(name, values.dtype))
         return self.arrays[name]
+
+
+def _joined(parts: list[np.ndarray], name: str) -> np.ndarray:
+    """Batches of one array as one, each padded to the widest (a time-shaped extra of
+    variable-length input)."""
+    if len(parts) == 1:
+        return parts[0]
+    widest = tuple(max(p.shape[d] for p in parts) for d in range(1, parts[0].ndim))
+    return np.concatenate([_padded(p, widest, name) for p in parts])
+
+
+def _padded(values: np.ndarray, widest: tuple[int, ...], name: str) -> np.ndarray:
+    if widest == values.shape[1:]:
+        return values
+    return np.pad(values, [(0, 0)] + [(0, w - v) for w, v in zip(widest, values.shape[1:])],
+                  constant_values=_fill(name, values.dtype))
 
 
 def _fill(name: str, dtype: np.dtype) -> float:
@@ -208,8 +255,7 @@ def _fill(name: str, dtype: np.dtype) -> float:
 
 def write_rows(arrays: list[tuple[Any, np.ndarray]], start: int, stop: int) -> None:
     """``array[start:stop] = values`` for every array at once: one trip through Zarr's event loop
-    for the batch instead of one per array (about 20 arrays: 78 ms a batch of 256 GunPoint-sized
-    rows one by one), so the chunks are encoded and written concurrently."""
+    instead of one per array, so the chunks are encoded and written concurrently."""
     import asyncio
 
     from zarr.core.sync import sync

@@ -322,12 +322,17 @@ class WriteBehind:
 
 
 def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: bool,
-                        resume: bool, progress: bool = True, **engine_options: Any) -> list[Path]:
-    """Explain every row of ``job`` with ``engine`` into one store per method in ``out_dir``."""
+                        resume: bool, progress: bool = True,
+                        checkpoint_seconds: float | None = None,
+                        **engine_options: Any) -> list[Path]:
+    """Explain every row of ``job`` with ``engine`` into one store per method in ``out_dir``,
+    checkpointed every ``checkpoint_seconds`` (default ``store.CHECKPOINT_SECONDS``)."""
     from xaicore.plugins.boundary import call, iterate
     from xaicore.explaining.runs import result_name
     from xaicore.files import clean_stale, locked
-    from xaicore.explaining.store import StoreWriter, is_store, table_paths
+    from xaicore.explaining.store import CHECKPOINT_SECONDS, StoreWriter, is_store, table_paths
+
+    every = CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
 
     n = job.source.n_rows
     paths = {m: out_dir / f"{result_name(m, job.target)}.zarr" for m in job.methods}
@@ -342,8 +347,8 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
         clean_stale(out_dir)
         writers: dict[str, StoreWriter] = {}
         if resume:
-            writers = {m: StoreWriter.resume(p, n, {"method": m}) for m, p in paths.items()
-                       if p.exists()}
+            writers = {m: StoreWriter.resume(p, n, {"method": m}, every)
+                       for m, p in paths.items() if p.exists()}
         job.start = min([w.rows_written for w in writers.values()], default=0) \
             if len(writers) == len(paths) else 0
         bar = Progress(n, job.start, progress)
@@ -352,7 +357,8 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
             for method, explanation in results.items():
                 if method not in writers:
                     writers[method] = StoreWriter.create(
-                        paths[method], n, job.batch_size, store_metadata(explanation), force)
+                        paths[method], n, job.batch_size, store_metadata(explanation), force,
+                        every)
                 writers[method].append_from(start, explanation)
 
         behind = WriteBehind()
@@ -364,16 +370,27 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
                 behind.submit(write, start, results)
                 bar.update(next(iter(results.values())).n_samples)
         except KeyboardInterrupt:
-            behind.close(quiet=True)
+            keep(behind, writers)
             raise XaiError(f"interrupted; the stores in {out_dir} keep the rows written so far: "
                            f"continue with the same command and --resume") from None
         except BaseException:
-            behind.close(quiet=True)  # the batches explained before the error are kept
+            keep(behind, writers)  # the batches explained before the error are kept
             raise
         behind.close()
         for writer in writers.values():
             writer.finish()
     return list(paths.values())
+
+
+def keep(behind: WriteBehind, writers: dict) -> None:
+    """On the way out with an error: write the rows explained so far, as far as possible (the
+    error on its way is the one reported)."""
+    try:
+        behind.close(quiet=True)
+        for writer in writers.values():
+            writer.flush()
+    except Exception:
+        pass
 
 
 def store_metadata(explanation: Explanation) -> dict:
