@@ -32,10 +32,11 @@ SHORT_SERIES = 32  # univariate series up to this length: one player per time st
 
 ALGORITHMS = ("auto", "sampled", "exact", "deep")
 DETAILS = {
-    "sampled": "Shapley values over time segments per feature, per background sample: paired "
-               "first-order values (single players and their complements) plus an unbiased "
-               "sampled correction (n_pairs coalitions with their complements, the additive "
-               "first-order game as control variate); sums exactly to f(x) - E f(background)",
+    "sampled": "Shapley values over time segments per feature, per background sample: single "
+               "players, their complements and n_pairs drawn coalitions with their complements; "
+               "for each drawn pair an additive game fitted to the others (Shapley-kernel least "
+               "squares, leave-one-out) as control variate and the pair's Horvitz-Thompson "
+               "correction, so unbiased; sums exactly to f(x) - E f(background)",
     "exact": "exact Shapley values over time segments per feature: every coalition with every "
              "background sample (standard error 0)",
     "deep": "shap's DeepExplainer (DeepLIFT multipliers averaged over the background), per time "

@@ -52,53 +52,64 @@ def sampled_shapley(game: SegmentGame, fx: torch.Tensor, fb: torch.Tensor, n_pai
 
     For every background sample ``b`` (its own game ``v_b``; ``phi`` is their mean):
 
-    1. the first-order coalitions, every single player ``{i}`` and every complement ``N - {i}``, give
-       the paired first-order values ``p_i = (v({i}) - v({}) + v(N) - v(N - {i})) / 2``, exact for
-       games without interactions of three or more players;
-    2. the additive game ``g(S) = v({}) + sum_{i in S} p_i`` is a control: its Shapley values are
-       ``p``, so ``phi_b = p + W'(v - g)``, where ``W`` is the Shapley formula as a matrix;
-    3. ``W'(v - g)`` is known exactly on the first-order coalitions and estimated on the others by
-       ``n_pairs`` coalitions ``S`` drawn with their complements (Horvitz-Thompson: each pair's term
-       divided by its probability; sizes stratified across the background samples).
+    1. the first-order coalitions, every single player ``{i}`` and every complement ``N - {i}``, are
+       evaluated, and ``n_pairs`` coalitions ``S`` of 2 to m - 2 players are drawn with their
+       complements (sizes stratified across the background samples, uniform within a size);
+    2. for any additive game ``g(S) = v({}) + sum_{i in S} theta_i`` (a control, its Shapley values
+       are ``theta``), ``phi_b = theta + W'(v - g)``, where ``W`` is the Shapley formula as a matrix:
+       ``W'(v - g)`` is summed exactly over the first-order coalitions and estimated over the others
+       from one drawn pair (Horvitz-Thompson: the pair's term divided by its probability);
+    3. each drawn pair ``j`` gets its own control ``theta_j``: the weighted least-squares additive fit
+       of ``v`` (KernelSHAP's regression: Shapley-kernel weights, ``sum theta = v(N) - v({})``) to the
+       first-order coalitions and the *other* pairs. ``theta_j`` does not depend on pair ``j``, so
+       each pair's estimate of ``phi_b`` is unbiased (leave-one-out cross-fitting), and the fit
+       captures more of ``v_b`` than the paired first-order values ``(v({i}) - v({}) + v(N) -
+       v(N - {i})) / 2`` do, which leaves a smaller residual to sample. ``phi_b`` is the mean of the
+       pairs' estimates.
 
-    Each pair's term sums to zero over the players, so the estimate sums exactly to
-    ``f(x) - E f(b)`` without any projection. The variance is that of the sampled correction (the
-    pairs of each background sample are independent draws), so ``sqrt(variance)`` is a standard
-    error of each value against the exact value of the same game.
+    Each estimate sums exactly to ``v(N) - v({})`` (the fit is constrained, each pair's term sums to
+    zero over the players), so ``phi`` sums exactly to ``f(x) - E f(b)`` without any projection. The
+    variance is the spread of the pairs' estimates within each background sample, divided by
+    ``n_pairs`` and averaged over the background, so ``sqrt(variance)`` is a standard error of each
+    value against the exact value of the same game.
     """
     n, n_background = fb.shape
     m = game.segments.n_players
     device = fx.device
     eye = torch.eye(m, dtype=torch.bool, device=device)
-    first = game_values(game, torch.cat([eye, ~eye])[None, None].expand(n, n_background, 2 * m, m))
+    known = torch.cat([eye, ~eye, eye.new_ones(1, m)])  # first-order coalitions and N
     v0 = fb[..., None]  # [n, nb, 1]
-    singles, complements = first[..., :m], first[..., m:]
-    p = (singles - v0 + fx[:, None, None] - complements) / 2  # [n, nb, m]
-    residual_first = torch.cat([singles - v0 - p, complements - v0 - (p.sum(-1, keepdim=True) - p),
-                                fx[:, None, None] - v0 - p.sum(-1, keepdim=True)], -1)
-    known = torch.einsum("nbk,km->nbm", residual_first,
-                         shapley_weights(torch.cat([eye, ~eye, eye.new_ones(1, m)])))
-    estimate, variance = p + known, torch.zeros(n, m, dtype=torch.float64, device=device)
-    if m >= 4 and n_pairs:  # coalitions of 2 to m - 2 players exist
-        terms = pair_terms(game, fx, fb, p, n_pairs, generator)  # [n, nb, k, m]
-        estimate = estimate + terms.mean(2)
-        if n_pairs > 1:
-            variance = terms.var(2).sum(1) / n_pairs / n_background ** 2
-    return estimate.mean(1), variance
+    v_known = torch.cat([game_values(game, known[None, None, :-1].expand(n, n_background, 2 * m, m)),
+                         fx[:, None, None].expand(n, n_background, 1)], -1) - v0  # [n, nb, 2m + 1]
+    if m < 4 or not n_pairs:  # no coalitions of 2 to m - 2 players (or none drawn): paired first order
+        p = (v_known[..., :m] + v_known[..., -1:] - v_known[..., m:2 * m]) / 2
+        residual = v_known - torch.einsum("km,nbm->nbk", known.double(), p)
+        return (p + torch.einsum("nbk,km->nbm", residual, shapley_weights(known))).mean(1), \
+            torch.zeros(n, m, dtype=torch.float64, device=device)
+    coalitions, probability = draw_pairs(n, n_background, n_pairs, m, generator, device)
+    v = game_values(game, coalitions.reshape(n, n_background, 2 * n_pairs, m))
+    v = v.reshape(n, n_background, n_pairs, 2) - v0[..., None]
+    theta = leave_one_out_fits(v_known, coalitions, v)  # [n, nb, k, m]
+    residual_known = v_known[:, :, None] - torch.einsum("km,nbjm->nbjk", known.double(), theta)
+    residual = v - torch.einsum("nbjsm,nbjm->nbjs", coalitions.double(), theta)
+    weights = shapley_weights(coalitions.reshape(-1, m)).reshape(*coalitions.shape)
+    estimates = (theta + torch.einsum("nbjk,km->nbjm", residual_known, shapley_weights(known))
+                 + torch.einsum("nbjs,nbjsm->nbjm", residual, weights) / probability[..., None])
+    variance = torch.zeros(n, m, dtype=torch.float64, device=device)
+    if n_pairs > 1:
+        variance = estimates.var(2).sum(1) / n_pairs / n_background ** 2
+    return estimates.mean((1, 2)), variance
 
 
-def pair_terms(game: SegmentGame, fx: torch.Tensor, fb: torch.Tensor, p: torch.Tensor,
-               n_pairs: int, generator: torch.Generator) -> torch.Tensor:
-    """``[n, nb, n_pairs, m]``: for drawn pairs ``(S, N - S)`` with ``2 <= |S| <= m / 2``,
-    ``(W[S] r(S) + W[N - S] r(N - S)) / q(S)`` with ``r = v - g`` and ``q`` the pair's probability.
+def draw_pairs(n: int, n_background: int, n_pairs: int, m: int, generator: torch.Generator,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n_pairs`` pairs ``(S, N - S)`` with ``2 <= |S| <= m / 2`` per sample and background sample:
+    coalitions ``[n, nb, k, 2, m]`` and each pair's probability ``[n, nb, k]``.
 
     ``sum_i |W[S, i]|`` is ``2 / C(m, |S|)`` for every coalition, so drawing pairs in proportion to
     it gives every size the same probability (the self-complementary size m / 2 half of it) and a
     uniform coalition within the size.
     """
-    n, n_background = fb.shape
-    m = p.shape[-1]
-    device = fx.device
     sizes = torch.arange(2, m // 2 + 1)
     size_weight = torch.where(2 * sizes == m, 0.5, 1.0).double()
     size_weight /= size_weight.sum()
@@ -109,16 +120,50 @@ def pair_terms(game: SegmentGame, fx: torch.Tensor, fb: torch.Tensor, p: torch.T
     size = size.gather(1, torch.rand(n, draws, generator=generator).argsort(1))
     rank = torch.rand(n, draws, m, generator=generator).argsort(-1).argsort(-1)
     members = (rank < size[..., None]).to(device).reshape(n, n_background, n_pairs, m)
-    coalitions = torch.stack([members, ~members], 3)  # [n, nb, k, 2, m]
-    v = game_values(game, coalitions.reshape(n, n_background, 2 * n_pairs, m))
-    v = v.reshape(n, n_background, n_pairs, 2)
-    control = fb[..., None, None] + torch.einsum("nbksm,nbm->nbks", coalitions.double(), p)
-    weights = shapley_weights(coalitions.reshape(-1, m)).reshape(*coalitions.shape)
-    terms = torch.einsum("nbks,nbksm->nbkm", v - control, weights)
     probability = (size_weight[size - 2] / torch.tensor([math.comb(m, int(s)) for s in sizes],
                                                          dtype=torch.float64)[size - 2]
                    * torch.where(2 * size == m, 2.0, 1.0))
-    return terms / probability.to(device).reshape(n, n_background, n_pairs, 1)
+    return (torch.stack([members, ~members], 3),
+            probability.to(device).reshape(n, n_background, n_pairs))
+
+
+def leave_one_out_fits(v_known: torch.Tensor, coalitions: torch.Tensor,
+                       v: torch.Tensor) -> torch.Tensor:
+    """``theta [n, nb, k, m]``: for each drawn pair ``j``, the additive game fitted by weighted least
+    squares to ``v - v({})`` on the first-order coalitions and the pairs other than ``j``, subject to
+    ``sum theta = v(N) - v({})``.
+
+    ``v_known [n, nb, 2m + 1]`` holds ``v - v({})`` of the singles, the complements and ``N``;
+    ``coalitions [n, nb, k, 2, m]`` and ``v [n, nb, k, 2]`` the drawn pairs. The weights are the
+    Shapley kernel's: each first-order coalition its own, the drawn coalitions together the kernel
+    mass of the sizes 2 to m - 2, shared evenly. Under the constraint a pair ``(S, N - S)`` only
+    enters through ``d = v(S) - v(N - S)`` against ``x = 2 z_S - 1``, so the fit is the weighted
+    regression of ``d`` on ``x``; leaving pair ``j`` out is a rank-one downdate of its Gram matrix
+    (Sherman-Morrison), one solve per background sample for all ``j``.
+    """
+    m = v_known.shape[-1] // 2
+    k = v.shape[2]
+    mass = (m - 1) / (torch.arange(1, m) * (m - torch.arange(1, m))).double()  # per size
+    w_known, w_pair = float(mass[0]) / m, float(mass[1:-1].sum()) / (2 * max(k - 1, 1))
+    eye = torch.eye(m, dtype=torch.float64, device=v.device)
+    x_known = 2 * eye - 1  # row i: {i} against N - {i}
+    d_known = v_known[..., :m] - v_known[..., m:2 * m]
+    x = 2 * coalitions[..., 0, :].double() - 1  # [n, nb, k, m]
+    d = v[..., 0] - v[..., 1]  # [n, nb, k]
+    gram = w_known * x_known.T @ x_known + w_pair * torch.einsum("nbja,nbjc->nbac", x, x)
+    moment = w_known * d_known @ x_known + w_pair * torch.einsum("nbj,nbja->nba", d, x)
+    ones = torch.ones_like(moment)
+    solved = torch.linalg.solve(gram, torch.cat([moment[..., None], ones[..., None],
+                                                 x.transpose(-1, -2)], -1))
+    g_moment, g_ones, g_x = solved[..., 0], solved[..., 1], solved[..., 2:].transpose(-1, -2)
+    # without pair j: G_j^-1 a = G^-1 a + w G^-1 x_j (x_j' G^-1 a) / (1 - w x_j' G^-1 x_j)
+    scale = w_pair / (1 - w_pair * (x * g_x).sum(-1, keepdim=True))  # [n, nb, k, 1]
+    fit = (g_moment[:, :, None] + scale * g_x * (x * g_moment[:, :, None]).sum(-1, keepdim=True)
+           - scale * g_x * d[..., None])  # G_j^-1 (moment - w d_j x_j)
+    fit_ones = g_ones[:, :, None] + scale * g_x * (x * g_ones[:, :, None]).sum(-1, keepdim=True)
+    total = v_known[..., -1:, None]  # v(N) - v({}) [n, nb, 1, 1]
+    lagrange = (fit.sum(-1, keepdim=True) - total) / fit_ones.sum(-1, keepdim=True)
+    return fit - lagrange * fit_ones
 
 
 def game_values(game: SegmentGame, coalitions: torch.Tensor) -> torch.Tensor:
