@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -443,6 +445,13 @@ def test_interval_contains_the_estimate_and_shrinks_with_more_samples():
                (mean_interval(rng.normal(0.5, 0.2, 50), bootstrap_indices(50, 500, k))
                 for k in range(100)))
     assert 85 <= hits <= 100
+    # undefined values (the correlation of a constant map) are left out, quietly: a resample of
+    # only those is no resample
+    values = np.array([0.2, np.nan, np.nan, 0.4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mean, low, high = mean_interval(values, bootstrap_indices(4, 500, 0))
+    assert mean == pytest.approx(0.3) and 0.2 - 1e-12 <= low <= mean <= high <= 0.4 + 1e-12
 
 
 def test_road_imputation_reproduces_a_ramp_and_solves_the_linear_system():

@@ -9,6 +9,8 @@ it. The indices come from one seeded generator, so the same run and seed give th
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 BETTER, SAME, WORSE, BASELINE = ("better than random", "not distinguishable", "worse than random",
@@ -22,11 +24,14 @@ def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
 
 
 def mean_interval(values: np.ndarray, indices: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of the finite ``values`` and its percentile bootstrap interval."""
+    """Mean of the finite ``values`` and its percentile bootstrap interval (a resample drawing only
+    undefined values, e.g. the correlation of a constant map, is left out)."""
     values = np.asarray(values, dtype=np.float64)
     if not np.isfinite(values).any():
         return float("nan"), float("nan"), float("nan")
-    means = np.nanmean(values[indices], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "Mean of empty slice": that resample
+        means = np.nanmean(values[indices], axis=1)
     tail = (1 - level) / 2 * 100
     low, high = np.nanpercentile(means, [tail, 100 - tail])
     mean = float(np.nanmean(values))
