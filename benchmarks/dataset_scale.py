@@ -16,7 +16,8 @@ The engines are compared on one input (``--ray-n`` rows, gradcam): ``local`` and
 and 2 workers, each worker one torch thread.
 
 Usage: .venv/bin/python benchmarks/dataset_scale.py [--sizes 10000 50000 200000]
-[--ig-sizes 10000 50000] [--ray-n 20000] [--batch 256] [--workdir /tmp/xai-scale]
+[--ig-sizes 10000 50000] [--ray-n 20000] [--batch 256] [--repeats 1]
+[--workdir /tmp/xai-scale]
 """
 
 from __future__ import annotations
@@ -113,43 +114,56 @@ def plain_rows_per_second(run: Path, batch: int, n_batches: int = 40) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000, 200_000],
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 50_000, 200_000],
                         help="N for gradcam")
     parser.add_argument("--ig-sizes", type=int, nargs="*", default=[10_000, 50_000],
                         help="N for integrated-gradients (32 steps: about 30 rows/s here)")
     parser.add_argument("--ray-n", type=int, default=20_000, help="N for local against ray (0: "
                         "skip)")
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=1, help="measure every ratio this many "
+                        "times (the engines side by side in each) and print their medians")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/xai-scale"))
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     run = make_run(args.workdir)
     jobs = [(n, "gradcam") for n in args.sizes] + \
         [(n, "integrated-gradients") for n in args.ig_sizes]
+    ratios: dict[str, list[float]] = {}
     for n, method in jobs:
         data = make_input(args.workdir, n)
-        before = plain_rows_per_second(run, args.batch)
-        result = explain_child(run, data, method, args.batch, args.workdir / f"out-{n}")
-        after = plain_rows_per_second(run, args.batch)
-        passes = IG_STEPS if method == "integrated-gradients" else 1
-        rate = result["rows_per_s"] * passes
-        print(json.dumps({"n": n, "method": method, **result,
-                          "plain_rows_per_s": [round(before, 1), round(after, 1)],
-                          "ratio_to_plain": round(rate / ((before + after) / 2), 3),
-                          "ratio_to_faster_plain": round(rate / max(before, after), 3)}),
-              flush=True)
+        for _ in range(args.repeats):
+            before = plain_rows_per_second(run, args.batch)
+            result = explain_child(run, data, method, args.batch, args.workdir / f"out-{n}")
+            after = plain_rows_per_second(run, args.batch)
+            passes = IG_STEPS if method == "integrated-gradients" else 1
+            rate = result["rows_per_s"] * passes
+            ratio = rate / ((before + after) / 2)
+            ratios.setdefault(f"{method} {n}", []).append(ratio)
+            print(json.dumps({"n": n, "method": method, **result,
+                              "plain_rows_per_s": [round(before, 1), round(after, 1)],
+                              "ratio_to_plain": round(ratio, 3),
+                              "ratio_to_faster_plain": round(rate / max(before, after), 3)}),
+                  flush=True)
     if args.ray_n:
         data = make_input(args.workdir, args.ray_n)
-        rates = {}
-        for label, engine in (("local", ("--engine", "local")),
-                              ("ray-1", ("--engine", "ray", "--workers", "1")),
-                              ("ray-2", ("--engine", "ray", "--workers", "2"))):
-            result = explain_child(run, data, "gradcam", args.batch, args.workdir / "out-ray",
-                                   engine)
-            rates[label] = result["rows_per_s"]
-            print(json.dumps({"n": args.ray_n, "engine": label, **result}), flush=True)
-        print(json.dumps({"ray_1_worker_to_local": round(rates["ray-1"] / rates["local"], 3),
-                          "ray_2_workers_to_1": round(rates["ray-2"] / rates["ray-1"], 3)}))
+        for _ in range(args.repeats):  # the three engines side by side in each repeat
+            rates = {}
+            for label, engine in (("local", ("--engine", "local")),
+                                  ("ray-1", ("--engine", "ray", "--workers", "1")),
+                                  ("ray-2", ("--engine", "ray", "--workers", "2"))):
+                result = explain_child(run, data, "gradcam", args.batch,
+                                       args.workdir / "out-ray", engine)
+                rates[label] = result["rows_per_s"]
+                print(json.dumps({"n": args.ray_n, "engine": label, **result}), flush=True)
+            pair = {"ray_1_worker_to_local": rates["ray-1"] / rates["local"],
+                    "ray_2_workers_to_1": rates["ray-2"] / rates["ray-1"]}
+            for key, value in pair.items():
+                ratios.setdefault(key, []).append(value)
+            print(json.dumps({k: round(v, 3) for k, v in pair.items()}), flush=True)
+    if args.repeats > 1:
+        print(json.dumps({key: {"median": round(float(np.median(v)), 3),
+                                "all": [round(x, 3) for x in v]} for key, v in ratios.items()}))
     print(f"peak RSS of this driver: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}"
           f" MB")
 
