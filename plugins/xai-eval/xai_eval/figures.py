@@ -49,26 +49,48 @@ def perturbation_figure(method: str, deletion: dict | None, insertion: dict | No
     return paths
 
 
-def auc_summary_figure(rows: list[dict], out: Path) -> list[Path]:
-    """Deletion and insertion AUC of every method, each beside the random-order AUC."""
-    import matplotlib.pyplot as plt
+#: The AUC scores of the summary figure: (key, title, lower is better).
+AUC_PANELS = (("deletion_auc", "deletion AUC", True), ("insertion_auc", "insertion AUC", False),
+              ("road_morf_auc", "ROAD MoRF AUC", True), ("road_lerf_auc", "ROAD LeRF AUC", False))
+VERDICT_COLOURS = {"better than random": "tab:green", "worse than random": "tab:red",
+                   "not distinguishable": "tab:gray"}
 
-    keys = [k for k in ("deletion", "insertion") if any(f"{k}_auc" in r for r in rows)]
-    if not keys:
+
+def auc_summary_figure(rows: list[dict], out: Path) -> list[Path]:
+    """Every AUC score of every method with its 95% interval, coloured by its paired verdict
+    against the random baseline, whose mean and interval are the band behind the bars."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    panels = [p for p in AUC_PANELS if any(np.isfinite(r.get(p[0], np.nan)) for r in rows)]
+    if not panels:
         return []
-    width = max(4.5, 2 + 0.6 * len(rows))
-    fig, axes = plt.subplots(len(keys), 1, figsize=(width, 3.4 * len(keys)), squeeze=False)
-    idx = np.arange(len(rows))
-    for ax, key in zip(axes[:, 0], keys):
-        values = [r.get(f"{key}_auc", np.nan) for r in rows]
-        baseline = next((r.get(f"{key}_auc", np.nan) for r in rows if r["method"] == "random"), np.nan)
-        randoms = [r.get(f"{key}_auc_random", baseline) for r in rows]
-        ax.bar(idx - 0.2, values, 0.4, label="method order", color="tab:blue")
-        ax.bar(idx + 0.2, randoms, 0.4, label="random order", color="tab:gray")
-        ax.set_xticks(idx)
-        ax.set_xticklabels([r["method"] for r in rows], rotation=45, ha="right", fontsize=8)
-        ax.set_title(f"{key} AUC ({'lower' if key == 'deletion' else 'higher'} is better)")
-        ax.legend(fontsize=8)
+    methods = [r for r in rows if r["method"] != "random"]
+    random = next((r for r in rows if r["method"] == "random"), {})
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(5.0, 2 + 0.55 * len(methods)),
+                                                      1.2 + 2.2 * len(panels)), squeeze=False,
+                             sharex=True)
+    idx = np.arange(len(methods))
+    for ax, (key, title, lower) in zip(axes[:, 0], panels):
+        mean = np.array([r.get(key, np.nan) for r in methods], dtype=float)
+        low = np.array([r.get(f"{key}_low", np.nan) for r in methods], dtype=float)
+        high = np.array([r.get(f"{key}_high", np.nan) for r in methods], dtype=float)
+        if key in random:
+            ax.axhspan(random.get(f"{key}_low", random[key]), random.get(f"{key}_high", random[key]),
+                       color="black", alpha=0.12, linewidth=0)
+            ax.axhline(random[key], color="black", linestyle="--", linewidth=1)
+        colours = [VERDICT_COLOURS.get(r.get(f"{key}_vs_random"), "tab:blue") for r in methods]
+        ax.bar(idx, mean, 0.6, color=colours,
+               yerr=np.vstack([mean - low, high - mean]).clip(0), capsize=3)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"{title} ({'lower' if lower else 'higher'} is better)", fontsize=10)
+    axes[-1, 0].set_xticks(idx)
+    axes[-1, 0].set_xticklabels([f"{r['method']} (n={r['samples']})" if "samples" in r
+                                 else r["method"] for r in methods], rotation=45, ha="right",
+                                fontsize=8)
+    axes[0, 0].legend(handles=[Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items()]
+                      + [Patch(color="black", alpha=0.3, label="random baseline: mean, 95% interval")],
+                      fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     paths = _save(fig, out)
     plt.close(fig)
