@@ -385,3 +385,18 @@ def test_sampled_values_are_exact_for_games_without_higher_interactions():
                                             sampled.extras["segment_bounds"])[..., 0], exact,
                                rtol=1e-4, atol=1e-5)
     assert np.abs(sampled.extras["standard_error"]).max() < 1e-5
+
+
+@pytest.mark.parametrize("m", [4, 5, 8, 40])
+def test_the_fits_gram_solve_equals_the_dense_solve(m):
+    """The leave-one-out fits solve with the first-order part's closed-form inverse and Woodbury
+    (memory players x pairs); the same as solving the dense Gram matrix."""
+    from xai_shap.shapley import gram_solve
+
+    gen = torch.Generator().manual_seed(m)
+    x = 2 * (torch.rand(2, 3, 6, m, generator=gen) < 0.4).double() - 1  # 6 pairs
+    rhs = torch.randn(2, 3, m, 4, generator=gen, dtype=torch.float64)
+    first_order = 2 * torch.eye(m, dtype=torch.float64) - 1
+    gram = 0.3 * first_order.T @ first_order + 0.05 * x.transpose(-1, -2) @ x
+    torch.testing.assert_close(gram_solve(x, 0.3, 0.05, rhs), torch.linalg.solve(gram, rhs),
+                               rtol=1e-9, atol=1e-9)

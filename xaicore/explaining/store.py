@@ -41,7 +41,9 @@ CHECKPOINT_SECONDS = 10.0
 FLUSH_BYTES = 16 << 20
 #: Per-sample arrays of at most ``SMALL_ROW_BYTES`` a row (ids, classes, summary columns) are
 #: chunked ``SMALL_CHUNK_ROWS`` rows at a time: one chunk per batch costs Zarr about 1.3 ms of
-#: Python and a file each, which for about 15 such arrays was most of a batch's writing time.
+#: Python and a file each, which for about 15 such arrays was most of a batch's writing time. A
+#: checkpoint rewrites the partly filled chunk holding rows already on disk; Zarr >= 3.1.3 writes
+#: every chunk file atomically (a temporary file renamed into place), so a kill cannot damage them.
 SMALL_ROW_BYTES = 64
 SMALL_CHUNK_ROWS = 65_536
 
@@ -119,6 +121,8 @@ class StoreWriter:
         # the rows the class totals cover are the ones kept; later rows are explained again
         totals = path / TOTALS
         writer.totals = ClassTotals.load(totals) if totals.is_file() else None
+        if writer.totals is not None and writer.totals.rows > writer.rows_written:
+            writer.totals = None  # counts rows that never reached the disk: start again
         kept = writer.totals.rows if writer.totals is not None else 0
         writer.group.attrs["rows_written"] = min(kept, writer.rows_written)
         return writer
@@ -177,8 +181,8 @@ class StoreWriter:
             stop = start + self.pending_rows
             write_rows([self._fitted(name, _joined([batch[name] for batch in self.pending], name))
                         for name in self.pending[0]], start, stop)
-            self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
             self.group.attrs["rows_written"] = stop
+            self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
         if self.totals is not None:
             self.totals.save(self.path / TOTALS)
         self.saved = time.monotonic()
@@ -186,7 +190,8 @@ class StoreWriter:
     def finish(self) -> None:
         """Write the class means and the per-sample table, then mark the store complete."""
         self.flush()
-        if self.rows_written != self.n_rows or self.totals is None:
+        if self.rows_written != self.n_rows or self.totals is None \
+                or self.totals.rows != self.n_rows:
             raise XaiError(f"{self.path}: {self.rows_written} of {self.n_rows} rows written")
         for name, values in self.totals.means().items():
             self.group.create_array(f"summary/class/{name}", data=values, overwrite=True)

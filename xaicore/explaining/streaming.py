@@ -383,14 +383,14 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
 
 
 def keep(behind: WriteBehind, writers: dict) -> None:
-    """On the way out with an error: write the rows explained so far, as far as possible (the
-    error on its way is the one reported)."""
-    try:
-        behind.close(quiet=True)
-        for writer in writers.values():
+    """On the way out with an error: write the rows each method explained so far, as far as
+    possible (the error on its way is the one reported)."""
+    behind.close(quiet=True)
+    for writer in writers.values():
+        try:
             writer.flush()
-    except Exception:
-        pass
+        except Exception:
+            pass  # this method's rows since its last checkpoint are explained again on --resume
 
 
 def store_metadata(explanation: Explanation) -> dict:

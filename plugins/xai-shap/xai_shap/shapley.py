@@ -139,22 +139,21 @@ def leave_one_out_fits(v_known: torch.Tensor, coalitions: torch.Tensor,
     mass of the sizes 2 to m - 2, shared evenly. Under the constraint a pair ``(S, N - S)`` only
     enters through ``d = v(S) - v(N - S)`` against ``x = 2 z_S - 1``, so the fit is the weighted
     regression of ``d`` on ``x``; leaving pair ``j`` out is a rank-one downdate of its Gram matrix
-    (Sherman-Morrison), one solve per background sample for all ``j``.
+    (Sherman-Morrison), one solve per background sample for all ``j`` (``gram_solve``).
     """
     m = v_known.shape[-1] // 2
     k = v.shape[2]
     mass = (m - 1) / (torch.arange(1, m) * (m - torch.arange(1, m))).double()  # per size
     w_known, w_pair = float(mass[0]) / m, float(mass[1:-1].sum()) / (2 * max(k - 1, 1))
-    eye = torch.eye(m, dtype=torch.float64, device=v.device)
-    x_known = 2 * eye - 1  # row i: {i} against N - {i}
+    # row i of the first-order design is 2 e_i - 1: {i} against N - {i}
     d_known = v_known[..., :m] - v_known[..., m:2 * m]
     x = 2 * coalitions[..., 0, :].double() - 1  # [n, nb, k, m]
     d = v[..., 0] - v[..., 1]  # [n, nb, k]
-    gram = w_known * x_known.T @ x_known + w_pair * torch.einsum("nbja,nbjc->nbac", x, x)
-    moment = w_known * d_known @ x_known + w_pair * torch.einsum("nbj,nbja->nba", d, x)
+    moment = w_known * (2 * d_known - d_known.sum(-1, keepdim=True)) \
+        + w_pair * torch.einsum("nbj,nbja->nba", d, x)
     ones = torch.ones_like(moment)
-    solved = torch.linalg.solve(gram, torch.cat([moment[..., None], ones[..., None],
-                                                 x.transpose(-1, -2)], -1))
+    solved = gram_solve(x, w_known, w_pair, torch.cat([moment[..., None], ones[..., None],
+                                                       x.transpose(-1, -2)], -1))
     g_moment, g_ones, g_x = solved[..., 0], solved[..., 1], solved[..., 2:].transpose(-1, -2)
     # without pair j: G_j^-1 a = G^-1 a + w G^-1 x_j (x_j' G^-1 a) / (1 - w x_j' G^-1 x_j)
     scale = w_pair / (1 - w_pair * (x * g_x).sum(-1, keepdim=True))  # [n, nb, k, 1]
@@ -164,6 +163,26 @@ def leave_one_out_fits(v_known: torch.Tensor, coalitions: torch.Tensor,
     total = v_known[..., -1:, None]  # v(N) - v({}) [n, nb, 1, 1]
     lagrange = (fit.sum(-1, keepdim=True) - total) / fit_ones.sum(-1, keepdim=True)
     return fit - lagrange * fit_ones
+
+
+def gram_solve(x: torch.Tensor, w_known: float, w_pair: float, rhs: torch.Tensor) -> torch.Tensor:
+    """``G^-1 rhs`` per sample and background sample, for the Gram matrix
+    ``G = w_known (4 I + (m - 4) 11') + w_pair x'x`` of the first-order design and the drawn pairs
+    ``x [n, nb, k, m]``; ``rhs [n, nb, m, q]``.
+
+    The first-order part ``A`` has the closed-form inverse ``(I - c 11') / (4 w_known)`` with
+    ``c = (m - 4) / (4 + m (m - 4))``, and the ``k`` pairs enter by the Woodbury identity, so the
+    memory grows with ``k m`` per background sample, not ``m^2`` (480 players: 1.8 MB each).
+    """
+    m, k = x.shape[-1], x.shape[-2]
+    c = (m - 4) / (4 + m * (m - 4))
+
+    def a_inverse(r: torch.Tensor) -> torch.Tensor:
+        return (r - c * r.sum(-2, keepdim=True)) / (4 * w_known)
+
+    a_rhs, a_xt = a_inverse(rhs), a_inverse(x.transpose(-1, -2))  # [n, nb, m, q], [n, nb, m, k]
+    inner = torch.eye(k, dtype=x.dtype, device=x.device) / w_pair + x @ a_xt  # [n, nb, k, k]
+    return a_rhs - a_xt @ torch.linalg.solve(inner, x @ a_rhs)
 
 
 def game_values(game: SegmentGame, coalitions: torch.Tensor) -> torch.Tensor:
