@@ -111,31 +111,31 @@ def replay_xai(table: np.ndarray, exact: np.ndarray, pairs_per_background: int,
     return float(np.mean(errors)), rows
 
 
+class TableMeanGame:
+    """``v(S)`` of one sample for 0/1 masks, read from its table ``[coalition code, background]``
+    (the mean over the background), counting the model rows it stands for."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.values, self.n_background = table.mean(1), table.shape[1]
+        self.bits = 2 ** np.arange(int(np.log2(table.shape[0])))
+        self.rows = 0
+
+    def __call__(self, Z: np.ndarray) -> np.ndarray:
+        self.rows += len(Z) * self.n_background
+        return self.values[(np.asarray(Z) > 0.5).astype(np.int64) @ self.bits]
+
+
 def replay_kernel(table: np.ndarray, exact: np.ndarray, budget: int,
                   seeds: int) -> tuple[float, float]:
     """shap's KernelExplainer on the table's game (the mean over the background): mean over seeds
     of the median relative error, and model rows per sample (coalitions x background)."""
-    import shap
-
     m = int(np.log2(table.shape[1]))
-    mean_game, bits = table.mean(2), 2 ** np.arange(m)
-    errors, rows = [], 0
+    errors, rows = [], 0.0
     for seed in range(seeds):
-        phi, rows = [], 0
-        for i in range(len(table)):
-            def value(Z, i=i):
-                nonlocal rows
-                rows += len(Z) * table.shape[2]
-                return mean_game[i][(np.asarray(Z) > 0.5).astype(np.int64) @ bits]
-
-            explainer = shap.KernelExplainer(value, np.zeros((1, m)))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                np.random.seed(seed)
-                phi.append(explainer.shap_values(np.ones((1, m)), nsamples=budget, silent=True,
-                                                 l1_reg=False)[0])
-        errors.append(rel_error(np.asarray(phi, dtype=np.float64), exact))
-    return float(np.mean(errors)), rows / len(table)
+        games = [TableMeanGame(t) for t in table]
+        errors.append(rel_error(run_shap("kernel", budget, games, m, seed), exact))
+        rows = sum(g.rows for g in games) / len(games)
+    return float(np.mean(errors)), rows
 
 
 def run_shap(kind: str, budget: int, games: list[PlayerGame], m: int, seed: int) -> np.ndarray:
