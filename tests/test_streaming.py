@@ -261,3 +261,29 @@ def test_the_report_shows_a_dataset_view_and_draws_only_the_chosen_samples(setup
     assert result.exit_code == 0, result.output
     html = (run / "report.html").read_text()
     assert "saliency.zarr" in html and "incomplete (0 of 300 samples written)" in html
+
+
+def test_resume_discards_class_totals_ahead_of_the_rows_on_disk(setup, tmp_path):
+    """Rows on disk and the class totals checkpoint are written one after the other; totals that
+    count rows the disk lacks would count them twice after a resume, so the store starts again."""
+    from xaicore.explaining.store import StoreWriter
+    from xaicore.explaining.streaming import store_metadata
+    from xaicore.runs.model import load_run
+
+    run, root, X = setup
+    e = xaicore.explain(load_run(run, "cpu"), X[:64], method="saliency",
+                        sample_ids=np.arange(64))
+    path = tmp_path / "saliency.zarr"
+    writer = StoreWriter.create(path, 64, 16, store_metadata(e), force=False,
+                                checkpoint_seconds=0)
+    writer.append(e.select(np.arange(48)))  # rows and totals: 48
+    writer.group.attrs["rows_written"] = 32  # as if the last rows never reached the disk
+    resumed = StoreWriter.resume(path, 64, {"method": "saliency"})
+    assert resumed.rows_written == 0 and resumed.totals is None
+    resumed.append(e)
+    resumed.finish()
+    stored = Explanation.load(path)
+    assert stored.class_summary()["count"].sum() == 64
+    np.testing.assert_allclose(stored.class_summary()["attribution_mean"][e.targets[0]],
+                               e.attributions[e.targets == e.targets[0]].mean(0), rtol=1e-5,
+                               atol=1e-7)
