@@ -145,6 +145,23 @@ def test_curves_start_at_the_input_and_end_at_the_substrate():
     assert deletion["fraction"][0] == 0 and deletion["fraction"][-1] == 1
 
 
+def test_curves_of_several_explanations_equal_each_computed_alone():
+    """evaluate_many shares the order-free end points between explanations; every curve is still
+    the one its explanation gets alone."""
+    model, X = window_model(), window_inputs(4)
+    rng = np.random.default_rng(2)
+    explanations = [oracle_explanation(model, X, rng.random(X.shape)) for _ in range(3)]
+    background = np.zeros((2, 32, 2), dtype=np.float32)
+    together = DeletionMetric().evaluate_many(model, explanations, background=background,
+                                              step_fraction=1 / 8)
+    for e, (scores, curve) in zip(explanations, together):
+        alone_scores, alone = DeletionMetric().evaluate_curves(model, e, background=background,
+                                                               step_fraction=1 / 8)
+        np.testing.assert_allclose(curve["curve"], alone["curve"], atol=1e-6)
+        assert scores["deletion_auc"] == pytest.approx(alone_scores["deletion_auc"], abs=1e-6)
+    assert not np.allclose(together[0][1]["curve"], together[1][1]["curve"])
+
+
 def test_perturbation_options_are_checked():
     model, X = window_model(), window_inputs(2)
     e = oracle_explanation(model, X, np.ones_like(X))
@@ -508,6 +525,35 @@ def test_same_seed_same_numbers_other_seed_inside_the_intervals(synthetic_run, t
         for key in ("deletion_auc", "road_morf_auc"):
             assert first.loc[method, f"{key}_low"] <= first.loc[method, key] <= first.loc[method, f"{key}_high"]
             assert first.loc[method, f"{key}_low"] <= other.loc[method, key] <= first.loc[method, f"{key}_high"]
+
+
+def test_infidelity_of_several_explanations_equals_captums_on_the_same_perturbations():
+    """One forward pass over the perturbations serves every explanation; each value is captum's
+    infidelity(normalize=True) given the same noise."""
+    from captum.metrics import infidelity
+
+    from xai_eval.captum_metrics import InfidelityMetric
+
+    torch.manual_seed(0)
+    model = wrap_model(SmallCNN(2, 32, 2), n_classes=2, n_features=2, seq_len=32)
+    X = window_inputs(5)
+    rng = np.random.default_rng(1)
+    maps = [rng.standard_normal(X.shape).astype(np.float32) for _ in range(3)]
+    explanations = [oracle_explanation(model, X, a) for a in maps]
+    metric, options = InfidelityMetric(), {"n_perturb_samples": 7, "seed": 3, "batch_size": 8}
+    results = metric.evaluate_many(model, explanations, **options)
+    x = torch.from_numpy(X)
+    opts = {**metric.defaults, **options}
+    noise, _ = metric.perturbations(model, x, opts)
+    for e, (scores, curve) in zip(explanations, results):
+        expected = infidelity(model.module, lambda inputs: (noise, inputs - noise), x,
+                              torch.from_numpy(e.attributions), target=torch.from_numpy(e.targets),
+                              n_perturb_samples=7, max_examples_per_batch=5 * 7, normalize=True)
+        np.testing.assert_allclose(curve["per_sample"]["infidelity"], expected.numpy(),
+                                   rtol=1e-4, atol=1e-7)
+        assert scores["infidelity"] == pytest.approx(float(expected.mean()), rel=1e-4)
+    alone = metric.evaluate_curves(model, explanations[1], **options)[1]["per_sample"]["infidelity"]
+    np.testing.assert_allclose(alone, results[1][1]["per_sample"]["infidelity"], rtol=1e-6)
 
 
 def test_sensitivity_max_is_zero_for_input_independent_maps_and_grows_with_the_radius(test_plugin):
