@@ -182,3 +182,44 @@ def test_npz_with_pickled_objects_or_nan_is_refused(tmp_path):
     np.savez(tmp_path / "nan.npz", X=X, y=np.arange(4) % 2)
     with pytest.raises(XaiError, match="sample 2, time step 1"):
         load_dataset(dataset_spec(tmp_path / "nan.npz"))
+
+
+def test_parsed_ts_files_are_cached_until_the_file_or_cache_changes(tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    from xai_aeon import loader
+
+    monkeypatch.setenv("XAI_CACHE_DIR", str(tmp_path / "cache"))
+    source = tmp_path / "GunPoint_TRAIN.ts"
+    shutil.copy(loader.data_dir() / "GunPoint" / "GunPoint_TRAIN.ts", source)
+    parsed, real = [], loader._parse
+    monkeypatch.setattr(loader, "_parse", lambda path, name: parsed.append(path) or real(path, name))
+    first = loader._read(source, "GunPoint")
+    again = loader._read(source, "GunPoint")
+    assert len(parsed) == 1
+    for a, b in zip(first[:2], again[:2]):
+        np.testing.assert_array_equal(a, b)
+    assert first[2] == again[2] == {"classlabel": True, "univariate": True}
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file changed
+    loader._read(source, "GunPoint")
+    assert len(parsed) == 2
+    loader.cache_file(source).write_bytes(b"not an npz")  # a damaged cache entry is parsed again, not trusted
+    X, _, _ = loader._read(source, "GunPoint")
+    assert len(parsed) == 3
+    np.testing.assert_array_equal(X, first[0])
+
+
+def test_a_cached_dataset_loads_without_importing_aeons_readers(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from xaicore.data.loading import load_dataset; "
+            "d = load_dataset('GunPoint'); print(d.train.X.shape, 'aeon.datasets' in sys.modules)")
+    env = {**os.environ, "XAI_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                           check=True).stdout.split() for _ in range(2)]
+    assert runs[0][-1] == "True" and runs[1][-1] == "False"
+    assert runs[0][:-1] == runs[1][:-1]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,22 @@ def class_order(labels: Any) -> list[str]:
 
 
 def _read(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A split's series, labels and metadata: from the cache when it holds this exact file,
+    else parsed by aeon (whose import alone takes about 3 s) and cached."""
+    cached = cache_file(path)
+    if cached is not None and cached.is_file():
+        try:
+            with np.load(cached, allow_pickle=False) as data:
+                return data["X"], data["y"], json.loads(str(data["meta"]))
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: parse the file again and rewrite it
+    X, y, meta = _parse(path, name)
+    if cached is not None:
+        keep_in_cache(cached, X, y, meta)
+    return X, y, meta
+
+
+def _parse(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, dict]:
     from aeon.datasets import load_from_ts_file
 
     try:
@@ -38,9 +58,38 @@ def _read(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, dict]:
     if not meta.get("classlabel", True):
         raise XaiError(f"{name} is a regression dataset (numeric targets, no class labels); "
                        f"xai trains classifiers only")
+    meta = {k: v for k, v in meta.items() if k in ("classlabel", "univariate")}
     if isinstance(X, list):  # variable length: [feature, time] per sample, padded with NaN
         return pad_series(X), np.asarray(y).astype(str), meta
     return np.asarray(X, dtype=np.float32), np.asarray(y).astype(str), meta
+
+
+def cache_file(path: Path) -> Path | None:
+    """Where the parsed arrays of ``path`` are cached: named by aeon's version and the file's
+    path, size and modification time, so a changed file or aeon is parsed again. None when no
+    cache folder can be made (``XAI_CACHE_DIR``, else ``$XDG_CACHE_HOME/xai``, else
+    ``~/.cache/xai``)."""
+    try:
+        stat = path.stat()
+        root = Path(os.environ.get("XAI_CACHE_DIR") or Path(
+            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xai")
+        folder = root / "aeon"
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError):
+        return None
+    key = f"{version('aeon')}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return folder / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+
+def keep_in_cache(cached: Path, X: np.ndarray, y: np.ndarray, meta: dict) -> None:
+    """Write the arrays (no pickles) next to their final name, then move them there at once."""
+    part = cached.with_name(f".{cached.name}.{os.getpid()}.part")
+    try:
+        with open(part, "wb") as handle:
+            np.savez(handle, X=X, y=y, meta=np.array(json.dumps(meta)))
+        os.replace(part, cached)
+    except OSError:
+        part.unlink(missing_ok=True)
 
 
 def pad_series(series: list) -> np.ndarray:

@@ -30,16 +30,19 @@ import click
 @click.option("--force", is_flag=True, help="Overwrite an existing RUN/evaluation.csv.")
 @click.option("--figures", is_flag=True,
               help="Also draw the figures under RUN/evaluation/ (curves, AUC summary, randomisation).")
+@click.option("--workers", default=None, type=click.IntRange(1, 256),
+              help="Processes sharing the work, one torch thread each (default: the cores, at "
+                   "most 8, on CPU; 1 on CUDA). The numbers do not depend on it.")
 @click.option("--bootstrap", default=2000, show_default=True, type=click.IntRange(100, 100_000),
               help="Bootstrap resamples of the 95% intervals and of the verdict.")
-def evaluate_cmd(run, methods, metrics, samples, full, seed, device, force, figures, bootstrap):
+def evaluate_cmd(run, methods, metrics, samples, full, seed, device, force, figures, workers,
+                 bootstrap):
     """Write RUN/evaluation.csv (one row per method, one column per score) and RUN/evaluation/ figures."""
-    import pandas as pd
-
     from xai_eval.runner import evaluate_run
 
     rows = evaluate_run(run, methods, metrics, samples=samples, seed=seed, force=force,
-                        device=device, figures=figures, n_boot=bootstrap, full=full)
+                        device=device, figures=figures, n_boot=bootstrap, full=full,
+                        workers=workers)
     click.echo(summary_table(rows))
     where = f"-> {Path(run) / 'evaluation.csv'}"
     click.echo(where + (f" and figures in {Path(run) / 'evaluation'}" if figures else

@@ -81,7 +81,8 @@ def auc_summary_figure(rows: list[dict], out: Path) -> list[Path]:
             ax.axhline(random[key], color="black", linestyle="--", linewidth=1)
         colours = [VERDICT_COLOURS.get(r.get(f"{key}_vs_random"), "tab:blue") for r in methods]
         ax.bar(idx, mean, 0.6, color=colours,
-               yerr=np.vstack([mean - low, high - mean]).clip(0), capsize=3)
+               # as lists: matplotlib converts a [2, 1] array's rows with a deprecated cast
+               yerr=np.vstack([mean - low, high - mean]).clip(0).tolist(), capsize=3)
         ax.set_ylim(0, 1.02)
         ax.set_title(f"{title} ({'lower' if lower else 'higher'} is better)", fontsize=10)
     axes[-1, 0].set_xticks(idx)

@@ -95,39 +95,70 @@ class RandomisationMetric:
     def evaluate_curves(self, model: LoadedModel, explanation: Explanation,
                         **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
         """Scores plus the per-step curve (``layers``: last layer randomised, ``correlation``)."""
-        opts = validate(f"metric {self.name}", self.options, options)
-        max_steps = opts["max_steps"]
+        steps = [self.evaluate_part(model, explanation, k, **options)
+                 for k in range(self.parts(model, explanation, **options))]
+        return self.combine(explanation, steps, **options)
+
+    def setup(self, model: LoadedModel, explanation: Explanation, opts: dict):
+        """The re-explained rows (a seeded subset), their inputs and targets, and the explainer
+        with its options."""
         explainer = opts["explainer"] or get_explainer(explanation.method)
         explain_opts = {k: v for k, v in explanation.options.items()
                         if k in getattr(explainer, "defaults", explanation.options)}
         if opts["background"] is not None and "background" in getattr(explainer, "requires", ()):
             explain_opts["background"] = opts["background"]
-        randomised = copy.deepcopy(model)
-        rows_used = np.arange(len(explanation.inputs))
-        if len(rows_used) > opts["samples"]:
-            rows_used = np.sort(np.random.default_rng(int(opts["seed"])).choice(
-                rows_used, opts["samples"], replace=False))
-        x = torch.as_tensor(explanation.inputs[rows_used], device=model.device)
-        t = torch.as_tensor(explanation.targets[rows_used], device=model.device)
-        layers = layers_in_forward_order(randomised, x)[::-1]
+        rows = np.arange(len(explanation.inputs))
+        if len(rows) > opts["samples"]:
+            rows = np.sort(np.random.default_rng(int(opts["seed"])).choice(
+                rows, opts["samples"], replace=False))
+        x = torch.as_tensor(explanation.inputs[rows], device=model.device)
+        t = torch.as_tensor(explanation.targets[rows], device=model.device)
+        return rows, x, t, explainer, explain_opts
+
+    def groups(self, model: LoadedModel, x: torch.Tensor, max_steps: int):
+        """The layers from the output backwards and the groups of them randomised step by step."""
+        layers = layers_in_forward_order(model, x)[::-1]
         if not layers:
             raise XaiError(f"model {model.name!r} has no parameters to randomise")
-        reference = np.abs(explanation.attributions[rows_used]).reshape(len(x), -1)
-        names, correlations, rows = [], [], []
-        for step, group in enumerate(np.array_split(np.arange(len(layers)), min(max_steps, len(layers)))):
-            for i in group:
-                randomise(layers[i][1], int(opts["seed"]) + int(i))
-            with warnings.catch_warnings():  # e.g. IG deltas of the randomised model: not news
-                warnings.simplefilter("ignore", RuntimeWarning)
-                again = explainer.explain(randomised, x, t, **explain_opts)
-            rho = spearman_rows(reference, np.abs(again.attributions).reshape(len(x), -1))
-            rows.append(rho)
-            names.append(layers[group[-1]][0])
-            correlations.append(float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"))
-        final = correlations[-1]
+        return layers, np.array_split(np.arange(len(layers)), min(max_steps, len(layers)))
+
+    def parts(self, model: LoadedModel, explanation: Explanation, **options: Any) -> int:
+        """How many steps the cascade takes; each is an independent part (``evaluate_part``), so
+        the evaluation can run them side by side."""
+        opts = validate(f"metric {self.name}", self.options, options)
+        _, x, _, _, _ = self.setup(model, explanation, opts)
+        return len(self.groups(model, x, opts["max_steps"])[1])
+
+    def evaluate_part(self, model: LoadedModel, explanation: Explanation, part: int,
+                      **options: Any) -> tuple[str, np.ndarray]:
+        """Step ``part`` of the cascade: a copy of the model with the layers of steps 0..part
+        re-initialised (each layer always from its own seed, so a step does not depend on the
+        others having run), the samples explained again; the last layer randomised and the
+        per-sample Spearman correlation with the trained model's maps."""
+        opts = validate(f"metric {self.name}", self.options, options)
+        rows, x, t, explainer, explain_opts = self.setup(model, explanation, opts)
+        randomised = copy.deepcopy(model)
+        layers, groups = self.groups(randomised, x, opts["max_steps"])
+        for i in np.concatenate(groups[:part + 1]):
+            randomise(layers[i][1], int(opts["seed"]) + int(i))
+        with warnings.catch_warnings():  # e.g. IG deltas of the randomised model: not news
+            warnings.simplefilter("ignore", RuntimeWarning)
+            again = explainer.explain(randomised, x, t, **explain_opts)
+        reference = np.abs(explanation.attributions[rows]).reshape(len(x), -1)
+        rho = spearman_rows(reference, np.abs(again.attributions).reshape(len(x), -1))
+        return layers[groups[part][-1]][0], rho
+
+    def combine(self, explanation: Explanation, steps: list[tuple[str, np.ndarray]],
+                **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
+        """The scores and curve from every step's ``(layer, correlations)``, in order."""
+        opts = validate(f"metric {self.name}", self.options, options)
+        names = [name for name, _ in steps]
+        rows = [rho for _, rho in steps]
+        correlations = [float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+                        for rho in rows]
         scores = {"randomisation": verdict(rows[-1], float(opts["pass_below"]), int(opts["seed"])),
                   "randomisation_spearman": float(np.nanmean(correlations)),
-                  "randomisation_spearman_final": final}
+                  "randomisation_spearman_final": correlations[-1]}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             per_sample = {"randomisation_spearman": np.nanmean(np.stack(rows), axis=0),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -21,6 +23,8 @@ from xaicore.plugin import (
 from xaicore.plugin import names as installed_names
 
 from .baseline import RandomExplainer
+from .lanes import Lanes, check_workers
+from .lanes import state as lanes_state
 
 RANDOM = "random"
 RANDOM_DRAWS = 4  # random orders averaged per sample on the batched metrics: a steadier baseline
@@ -88,18 +92,6 @@ def explain_with(name: str, model: LoadedModel, X: np.ndarray, y: np.ndarray,
     return explainer, explanation, rows
 
 
-def score(metric: Any, model: LoadedModel, explanation: Explanation, explainer: Any,
-          context: dict) -> tuple[dict, dict | None]:
-    """A metric's scores (and curves when it offers them) with the context options it takes."""
-    defaults = getattr(metric, "defaults", {})
-    options = {k: v for k, v in context.items() if k in defaults}
-    if "explainer" in defaults:
-        options["explainer"] = explainer
-    if hasattr(metric, "evaluate_curves"):
-        return metric.evaluate_curves(model, explanation, **options)
-    return metric.evaluate(model, explanation, **options), None
-
-
 MAX_SAMPLES = 500
 N_BOOT = 2000
 
@@ -107,19 +99,21 @@ N_BOOT = 2000
 def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable[str] = (),
                  samples: int | None = None, seed: int = 0, force: bool = False, device: Any = None,
                  figures: bool = False, progress: bool = True, n_boot: int = N_BOOT,
-                 full: bool = False) -> list[dict]:
+                 full: bool = False, workers: int | None = None) -> list[dict]:
     """Evaluate a run's explanation methods; returns the rows written to ``RUN/evaluation.csv``.
 
     ``samples`` defaults to the whole test split (at most 500, drawn with ``seed``); a costly
     explainer explains only its ``evaluation_samples`` of them unless ``full``. The random
     baseline is always evaluated on all of them: every method gets a verdict against it on the
-    samples that method explained.
+    samples that method explained. ``workers`` processes share the work (default: the cores, at
+    most 8, on CPU; 1 on CUDA).
     """
     run = Path(run)
     out_csv, out_dir = run / "evaluation.csv", run / "evaluation"
     if out_csv.exists() and not force:
         raise XaiError(f"{out_csv} exists; use --force to overwrite")
     model, dataset = load_run_data(run, device)
+    workers = check_workers(workers, model.device)
     n_test = len(dataset.test)
     positions = pick_samples(n_test, min(n_test, MAX_SAMPLES) if samples is None else samples, seed)
     X, y = dataset.test.X[positions], dataset.test.y[positions]
@@ -131,9 +125,10 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
     if RANDOM not in method_list:
         method_list.append(RANDOM)
     scored = score_methods(model, method_list, choose_metrics(metrics, context), X, y, positions,
-                           dataset.train.X, context, seed, progress, full)
+                           dataset.train.X, context, seed, progress, full, workers)
     table = verdict_table(scored, len(positions), seed, n_boot)
     meta = {"samples": len(positions), "test_samples": n_test, "seed": seed, "bootstrap": n_boot,
+            "workers": workers,
             "interval": "95% percentile bootstrap over samples",
             "verdict": "paired bootstrap of the per-sample difference with the random baseline "
                        "(same samples); p: Wilcoxon signed-rank"}
@@ -143,47 +138,202 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
 
 def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[str],
                   X: np.ndarray, y: np.ndarray, positions: np.ndarray, background: np.ndarray,
-                  context: dict, seed: int, progress: bool, full: bool = True) -> dict[str, Any]:
+                  context: dict, seed: int, progress: bool, full: bool = True,
+                  workers: int = 1) -> dict[str, Any]:
     """Explain the samples with every method, then score them with every metric: the rows, the
     per-sample scores per method, the curves, each score's direction, the scores compared with
-    the random baseline and the rows each method explained."""
+    the random baseline and the rows each method explained.
+
+    The work is split into tasks run side by side by ``workers`` processes (``lanes.py``): one
+    per method explained, one per method and metric (per step for a metric made of independent
+    parts, the randomisation), one per metric scoring several methods together."""
     import click
 
+    metrics = {name: get_metric(name) for name in metric_list}
+    batched = [n for n in metric_list if hasattr(metrics[n], "evaluate_many")]
+    results: dict[tuple[str, str], tuple[dict, dict | None]] = {}
+    explained: dict[str, Explanation] = {}
+    covered: dict[str, np.ndarray] = {}
+    draws: dict[int, Explanation] = {}
+    parts: dict[tuple[str, str], list] = {}
+    bar = click.progressbar(length=len(method_list) * (1 + len(metric_list)), label="evaluating",
+                            file=sys.stderr, hidden=not progress)
+    with Lanes(model, workers, X=X, y=y, positions=positions, background=background,
+               context=context) as lanes, bar:
+        pending: dict[Future, tuple] = {}
+
+        def submit(key: tuple, task: Any, *args: Any) -> None:
+            pending[lanes.submit(task, *args)] = key
+
+        for name in method_list:
+            submit(("explain", name), explain_task, name, seed, full)
+        for k in range(1, RANDOM_DRAWS):  # further random orders: a steadier baseline
+            submit(("draw", k), explain_task, RANDOM, seed * RANDOM_DRAWS + k, True)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: pending[f]):
+                key = pending.pop(future)
+                try:
+                    result, caught = future.result()
+                except XaiError as exc:
+                    if key[0] in ("explain", "draw"):
+                        raise
+                    result, caught = failed(key, exc, parts), []
+                for message, category in caught:
+                    warnings.warn(message, category, stacklevel=2)
+                kind = key[0]
+                if kind == "explain":
+                    name = key[1]
+                    explained[name], covered[name] = result
+                    bar.label = f"{name}: explained"
+                    bar.update(1)
+                    for metric_name in metric_list:
+                        if metric_name not in batched:
+                            submit_method(submit, metrics[metric_name], metric_name, name,
+                                          model, explained[name], context, parts, results)
+                elif kind == "draw":
+                    draws[key[1]] = result[0]
+                elif kind == "part":
+                    _, metric_name, name, k = key
+                    parts[(metric_name, name)][k] = result
+                    if all(p is not None for p in parts[(metric_name, name)]):
+                        results[(metric_name, name)] = combine(
+                            metrics[metric_name], metric_name, name, explained[name],
+                            parts.pop((metric_name, name)), context)
+                        bar.label = f"{metric_name}: {name}"
+                        bar.update(1)
+                elif kind == "score":
+                    results[(key[1], key[2])] = result
+                    bar.label = f"{key[1]}: {key[2]}"
+                    bar.update(1)
+                elif kind == "together":
+                    for name, outcome in result:
+                        results[(key[1], name)] = outcome
+                    bar.label = key[1]
+                    bar.update(len(result))
+                if (kind in ("explain", "draw") and len(explained) == len(method_list)
+                        and len(draws) == RANDOM_DRAWS - 1):
+                    groups: dict[bytes, list[str]] = {}  # methods that explained the same samples
+                    for name in method_list:
+                        groups.setdefault(covered[name].tobytes(), []).append(name)
+                    for metric_name in batched:
+                        for names in groups.values():
+                            extra = [draws[k] for k in sorted(draws)] if RANDOM in names else []
+                            submit(("together", metric_name, tuple(names)), together_task,
+                                   metric_name, names, [explained[n] for n in names], extra)
+    return assemble(method_list, metric_list, metrics, results, explained, covered)
+
+
+def explainer_for(name: str) -> Any:
+    return RandomExplainer() if name == RANDOM else get_explainer(name)
+
+
+def explain_task(name: str, seed: int, full: bool) -> tuple[Explanation, np.ndarray]:
+    """In a lane: explain the evaluated samples with ``name``; the explanation and its rows."""
+    s = lanes_state()
+    _, explanation, rows = explain_with(name, s["model"], s["X"], s["y"], s["positions"],
+                                        s["background"], seed, full)
+    return explanation, rows
+
+
+def metric_options(metric: Any, context: dict, name: str | None = None) -> dict:
+    """The context options ``metric`` takes, with the explainer of ``name`` when it takes one."""
+    defaults = getattr(metric, "defaults", {})
+    options = {k: v for k, v in context.items() if k in defaults}
+    if name is not None and "explainer" in defaults:
+        options["explainer"] = explainer_for(name)
+    return options
+
+
+def score_task(metric_name: str, name: str, explanation: Explanation) -> tuple[dict, dict | None]:
+    """In a lane: a metric's scores of one method's explanation (and its curves if it has some)."""
+    s = lanes_state()
+    metric = get_metric(metric_name)
+    options = metric_options(metric, s["context"], name)
+    if hasattr(metric, "evaluate_curves"):
+        return metric.evaluate_curves(s["model"], explanation, **options)
+    return metric.evaluate(s["model"], explanation, **options), None
+
+
+def part_task(metric_name: str, name: str, explanation: Explanation, part: int) -> Any:
+    """In a lane: one independent part of a metric (a step of the randomisation)."""
+    s = lanes_state()
+    metric = get_metric(metric_name)
+    return metric.evaluate_part(s["model"], explanation, part,
+                                **metric_options(metric, s["context"], name))
+
+
+def submit_method(submit: Any, metric: Any, metric_name: str, name: str, model: LoadedModel,
+                  explanation: Explanation, context: dict, parts: dict, results: dict) -> None:
+    """Queue a metric's work on one method: a task per part when the metric has parts, else one."""
+    if not hasattr(metric, "parts"):
+        submit(("score", metric_name, name), score_task, metric_name, name, explanation)
+        return
+    try:
+        count = metric.parts(model, explanation, **metric_options(metric, context, name))
+    except XaiError as exc:
+        results[(metric_name, name)] = failed(("score", metric_name, name), exc, parts)
+        return
+    parts[(metric_name, name)] = [None] * count
+    for k in range(count):
+        submit(("part", metric_name, name, k), part_task, metric_name, name, explanation, k)
+
+
+def combine(metric: Any, metric_name: str, name: str, explanation: Explanation, done: list,
+            context: dict) -> tuple[dict, dict | None]:
+    """A parted metric's scores from its parts (a failed part fails the metric for the method)."""
+    if any(p is FAILED for p in done):
+        return {}, None
+    try:
+        return metric.combine(explanation, done, **metric_options(metric, context, name))
+    except XaiError as exc:
+        return failed(("score", metric_name, name), exc, {})
+
+
+FAILED = object()  # a part that failed (already warned about)
+
+
+def failed(key: tuple, exc: XaiError, parts: dict) -> Any:
+    """Warn that a metric failed for a method (or, batched, for all) and say what stands for it."""
+    import click
+
+    kind, metric_name = key[0], key[1]
+    who = f" of {key[2]}" if kind in ("score", "part") else ""
+    if kind != "part" or all(p is not FAILED for p in parts.get((metric_name, key[2]), [])):
+        click.echo(f"\nwarning: {metric_name}{who} failed: {exc}", err=True)
+    if kind == "part":
+        return FAILED
+    if kind == "together":
+        return [(name, ({}, None)) for name in key[2]]
+    return {}, None
+
+
+def assemble(method_list: list[str], metric_list: list[str], metrics: dict[str, Any],
+             results: dict, explained: dict[str, Explanation],
+             covered: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The rows, per-sample scores, curves, directions and random-compared keys, in the order of
+    the methods and metrics (whatever order the tasks finished in)."""
     curves: dict = {}
     per_sample: dict[str, dict[str, np.ndarray]] = {m: {} for m in method_list}
     directions: dict[str, bool] = {}
     versus_random: list[str] = []
-    rows: dict[str, dict[str, Any]] = {m: {"method": m} for m in method_list}
-    bar = click.progressbar(length=len(method_list) + len(metric_list), label="evaluating",
-                            file=sys.stderr, hidden=not progress)
-    with bar:
-        explained: dict[str, tuple[Any, Explanation]] = {}
-        covered: dict[str, np.ndarray] = {}
+    rows: dict[str, dict[str, Any]] = {m: {"method": m, "samples": len(covered[m])}
+                                       for m in method_list}
+    for metric_name in metric_list:
+        metric = metrics[metric_name]
         for name in method_list:
-            bar.label = f"{name}: explaining"
-            explainer, explanation, covered[name] = explain_with(name, model, X, y, positions,
-                                                                 background, seed, full)
-            explained[name] = (explainer, explanation)
-            rows[name]["samples"] = len(covered[name])
-            bar.update(1)
-        draws = [explain_with(RANDOM, model, X, y, positions, background,
-                              seed * RANDOM_DRAWS + k)[1] for k in range(1, RANDOM_DRAWS)]
-        for metric_name in metric_list:
-            bar.label = metric_name
-            metric = get_metric(metric_name)
-            for name, (scores, curve) in score_all(metric, metric_name, model, explained, context,
-                                                   draws, covered):
-                rows[name].update(scores)
-                if curve is None:
-                    continue
-                for key, values in curve.pop("per_sample", {}).items():
-                    per_sample[name][key] = np.asarray(values, dtype=np.float64)
-                    directions[key] = bool(getattr(metric, "higher_is_better", False))
-                    if getattr(metric, "versus_random", False) and key not in versus_random:
-                        versus_random.append(key)
-                if curve:
-                    curves.setdefault(metric_name, {})[name] = curve
-            bar.update(1)
+            scores, curve = results.get((metric_name, name), ({}, None))
+            rows[name].update(scores)
+            if curve is None:
+                continue
+            curve = dict(curve)
+            for key, values in curve.pop("per_sample", {}).items():
+                per_sample[name][key] = np.asarray(values, dtype=np.float64)
+                directions[key] = bool(getattr(metric, "higher_is_better", False))
+                if getattr(metric, "versus_random", False) and key not in versus_random:
+                    versus_random.append(key)
+            if curve:
+                curves.setdefault(metric_name, {})[name] = curve
     return {"rows": rows, "per_sample": per_sample, "curves": curves, "directions": directions,
             "versus_random": versus_random, "covered": covered}
 
@@ -237,46 +387,14 @@ def rank_key(row: dict, keys: list[str], directions: dict[str, bool]) -> float:
     return float("inf")
 
 
-def score_all(metric: Any, metric_name: str, model: LoadedModel,
-              explained: dict[str, tuple[Any, Explanation]], context: dict,
-              random_draws: list[Explanation], covered: dict[str, np.ndarray]):
-    """``(method, (scores, curve))`` for every method: in one batch per set of explained samples
-    when the metric offers ``evaluate_many`` (the random baseline then averaged with
-    ``random_draws``, further seeded random explanations), else method by method; a metric failing
-    for a method is warned about."""
-    import click
-
-    if hasattr(metric, "evaluate_many"):
-        groups: dict[bytes, list[str]] = {}  # methods that explained the same samples
-        for name in explained:
-            groups.setdefault(covered[name].tobytes(), []).append(name)
-        for names in groups.values():
-            yield from score_together(metric, metric_name, model, explained, names, context,
-                                      list(random_draws) if RANDOM in names else [])
-        return
-    for name in explained:
-        explainer, explanation = explained[name]
-        try:
-            yield name, score(metric, model, explanation, explainer, context)
-        except XaiError as exc:
-            click.echo(f"\nwarning: {metric_name} of {name} failed: {exc}", err=True)
-            yield name, ({}, None)
-
-
-def score_together(metric: Any, metric_name: str, model: LoadedModel,
-                   explained: dict[str, tuple[Any, Explanation]], names: list[str], context: dict,
-                   extra: list[Explanation]):
-    """``evaluate_many`` over the explanations of ``names`` (of the same samples) and ``extra``
-    random draws, averaged into the random baseline's scores."""
-    import click
-
-    defaults = getattr(metric, "defaults", {})
-    options = {k: v for k, v in context.items() if k in defaults}
-    try:
-        results = metric.evaluate_many(model, [explained[n][1] for n in names] + extra, **options)
-    except XaiError as exc:
-        click.echo(f"\nwarning: {metric_name} failed: {exc}", err=True)
-        results = [({}, None)] * (len(names) + len(extra))
+def together_task(metric_name: str, names: list[str], explanations: list[Explanation],
+                  extra: list[Explanation]) -> list[tuple[str, tuple[dict, dict | None]]]:
+    """In a lane: ``evaluate_many`` over the explanations of ``names`` (of the same samples) and
+    ``extra`` random draws, averaged into the random baseline's scores."""
+    s = lanes_state()
+    metric = get_metric(metric_name)
+    results = metric.evaluate_many(s["model"], explanations + extra,
+                                   **metric_options(metric, s["context"]))
     if extra and results[0][1] is not None:
         i = names.index(RANDOM)
         group = [results[i]] + results[len(names):]
@@ -285,7 +403,7 @@ def score_together(metric: Any, metric_name: str, model: LoadedModel,
                      {s: np.mean([g[1]["per_sample"][s] for g in group], axis=0) for s in v})
                  for k, v in group[0][1].items()}
         results[i] = (scores, curve)
-    yield from zip(names, results[:len(names)])
+    return list(zip(names, results[:len(names)]))
 
 
 def write_results(rows: list[dict], curves: dict, out_csv: Path, out_dir: Path,

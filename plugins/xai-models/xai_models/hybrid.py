@@ -78,7 +78,7 @@ class CNNLSTMAttention(nn.Module):
             padding = torch.arange(h.shape[1], device=h.device)[None, :] >= lengths[:, None].to(h.device)
         h, weights = self.attention(h, h, h, key_padding_mask=padding, need_weights=True,
                                     average_attn_weights=False)
-        self._attention = weights  # [B, heads, T/4, T/4]
+        self._attention = weights.detach()  # [B, heads, T/4, T/4]; no graph kept alive
         mask = step_mask(lengths, h.shape[1], h)
         return self.fc(masked_mean(h.transpose(1, 2), mask))
 

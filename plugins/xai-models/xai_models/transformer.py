@@ -33,7 +33,7 @@ class SelfAttention(nn.Module):
         if padding is not None:
             scores = scores.masked_fill(padding[:, None, None, :], float("-inf"))
         weights = torch.softmax(scores, dim=-1)
-        self.weights = weights  # [B, heads, query, key]
+        self.weights = weights.detach()  # [B, heads, query, key]; no graph kept alive
         out = (self.dropout(weights) @ v).transpose(1, 2).reshape(B, T, D)
         return self.out(out)
 
