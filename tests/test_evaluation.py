@@ -76,11 +76,36 @@ class CostlyExplainer(GradExplainer):
     evaluation_samples = 4
 
 
+class WarningExplainer(GradExplainer):
+    """The gradient, with a warning each time (as IG warns about its completeness gap)."""
+
+    name = "test-warns"
+
+    def attribute(self, model, inputs, target, **opts):
+        warnings.warn("test-warns: a warning from the explainer", RuntimeWarning)
+        return super().attribute(model, inputs, target, **opts)
+
+
+class FailingMetric:
+    """A metric that refuses every explanation."""
+
+    name = "test-fails"
+    defaults: dict = {}
+
+    def evaluate(self, model, explanation, **options):
+        raise XaiError("this metric always fails")
+
+
 class Plugin:
     @hookimpl
     def register_explainers(self, register):
         register("test-grad", GradExplainer, description="test gradient")
         register("test-costly", CostlyExplainer, description="test gradient, declared costly")
+        register("test-warns", WarningExplainer, description="test gradient that warns")
+
+    @hookimpl
+    def register_metrics(self, register):
+        register("test-fails", FailingMetric, description="test metric that always fails")
 
     @hookimpl
     def register_models(self, register):
@@ -391,6 +416,41 @@ def test_a_costly_method_is_scored_and_compared_on_its_own_subset(synthetic_run)
                          context, seed=0, progress=False, full=True)
     np.testing.assert_allclose(full["per_sample"]["test-costly"]["deletion_auc"],
                                full["per_sample"]["test-grad"]["deletion_auc"], rtol=1e-12)
+
+
+def test_worker_processes_give_the_same_numbers_and_pass_on_warnings_and_failures(synthetic_run,
+                                                                                 capsys):
+    """Two forked workers (each task seeded on its own) give the table one process gives; an
+    explainer's warning raised in a worker reaches the caller; a metric failing there is a
+    warning and the other metrics' scores stay."""
+    from xai_eval.runner import evaluate_run
+
+    methods, metrics = ["test-warns", "test-costly", "random"], ["deletion", "road-morf",
+                                                                  "randomisation", "infidelity",
+                                                                  "test-fails"]
+    tables = []
+    for workers in (1, 2):
+        with pytest.warns(RuntimeWarning, match="test-warns: a warning from the explainer"):
+            evaluate_run(synthetic_run, methods, metrics, samples=24, force=True, progress=False,
+                         n_boot=200, workers=workers)
+        assert capsys.readouterr().err.count("warning: test-fails of ") == len(methods)
+        tables.append(pd.read_csv(synthetic_run / "evaluation.csv").set_index("method"))
+        settings = (synthetic_run / "evaluation" / "settings.json").read_text()
+        assert f'"workers": {workers}' in settings
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
+    assert tables[1]["randomisation_spearman"].notna().all()
+    assert tables[1].loc["test-costly", "samples"] == 4
+
+
+def test_workers_are_checked(synthetic_run, capsys):
+    from xai_eval.lanes import check_workers
+
+    assert check_workers(None, torch.device("cuda")) == 1  # auto: one process beside a GPU
+    assert check_workers(3, torch.device("cpu")) == 3
+    with pytest.raises(XaiError, match="--workers 2 needs the CPU"):
+        check_workers(2, torch.device("cuda"))
+    result = CliRunner().invoke(cli, ["evaluate", "--run", str(synthetic_run), "--workers", "0"])
+    assert result.exit_code == 2 and "--workers" in result.output
 
 
 def test_evaluate_command_names_bad_input(synthetic_run):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -78,6 +80,9 @@ def test_attention_weights_of_the_last_forward(name, layers):
     net(x[:1] * 5)
     assert net.attention_weights()[0].shape[0] == 1  # replaced, not appended
     assert not torch.allclose(net.attention_weights()[0][0], first[0])
+    net(x.requires_grad_(True)).sum().backward()  # kept weights hold no graph of the pass:
+    assert all(w.grad_fn is None for w in net.attention_weights())
+    copy.deepcopy(net)  # a copy (the randomisation check's) works right after a gradient pass
 
 
 def test_transformer_attention_weights_are_the_ones_used():
