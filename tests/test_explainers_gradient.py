@@ -212,9 +212,9 @@ def test_deeplift_reports_broken_completeness_instead_of_hiding_it():
 
 
 def test_integrated_gradients_auto_steps_close_the_completeness_gap(gunpoint_run):
-    """The default n_steps="auto" raises each sample's steps until sum(attr) is within 1% of
-    F(x) - F(0), checked here with the model's own outputs; samples that converge at 32 steps
-    keep the 32-step attributions."""
+    """The default n_steps="auto" raises each sample's rule until sum(attr) is within 1% of
+    F(x) - F(0), checked here with the model's own outputs; samples that converge at 33 or 65
+    points have the attributions of that rule alone."""
     import xaicore
     from xaicore.data.loading import load_dataset
 
@@ -231,10 +231,44 @@ def test_integrated_gradients_auto_steps_close_the_completeness_gap(gunpoint_run
     gap = np.abs(e.attributions.astype(np.float64).sum((1, 2)) - (fx - f0))
     assert (gap <= 0.01 * np.abs(fx - f0) + 1e-5).all(), gap / np.abs(fx - f0)
     steps = e.extras["n_steps"]
-    assert set(np.unique(steps)) <= {32, 64, 128, 256, 512, 1024}
+    assert set(np.unique(steps)) <= {33, 65, 129, 257, 513, 1025}
+    for points in (33, 65):  # the nested sums equal each Clenshaw-Curtis rule computed alone
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fixed = explain(model, X, method="integrated-gradients", n_steps=points)
+        here = steps == points
+        assert here.any()
+        np.testing.assert_allclose(e.attributions[here], fixed.attributions[here],
+                                   atol=1e-6 * np.abs(fixed.attributions).max())
+
+
+def test_clenshaw_curtis_rules_are_exact_on_polynomials_and_nest():
+    from xai_captum.integrated import clenshaw_curtis
+
+    for points in (2, 3, 4, 9, 33, 65, 1025):
+        nodes, weights = clenshaw_curtis(points)
+        assert nodes[0] == 0 and nodes[-1] == pytest.approx(1) and np.all(np.diff(nodes) > 0)
+        for degree in range(min(points, 40)):  # degree n = points - 1 integrates exactly
+            assert weights @ nodes ** degree == pytest.approx(1 / (degree + 1), abs=1e-12)
+    coarse, fine = clenshaw_curtis(33)[0], clenshaw_curtis(65)[0]
+    np.testing.assert_allclose(fine[::2], coarse, atol=1e-15)
+
+
+def test_nested_rules_give_the_same_attributions_in_any_pass_or_memory_split(monkeypatch):
+    """Samples explained a few at a time (little memory) or a few path points per pass give the
+    attributions and step counts of one whole batch."""
+    from xai_captum import integrated
+
+    model = loaded(TinyHybrid, n_features=2, seq_len=T)
+    X = inputs(7, T)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        fixed = explain(model, X, method="integrated-gradients", n_steps=32)
-    at_32 = steps == 32
-    assert at_32.any()
-    np.testing.assert_allclose(e.attributions[at_32], fixed.attributions[at_32], atol=1e-6)
+        whole = explain(model, X, method="integrated-gradients")
+        few_points = explain(model, X, method="integrated-gradients", internal_batch_size=5)
+        monkeypatch.setattr(integrated, "rows_that_fit", lambda *args: 3)
+        few_samples = explain(model, X, method="integrated-gradients")
+    assert len(set(whole.extras["n_steps"].tolist())) > 1  # samples took different rules
+    for other in (few_points, few_samples):
+        np.testing.assert_allclose(other.attributions, whole.attributions, rtol=1e-5,
+                                   atol=1e-6 * np.abs(whole.attributions).max())
+        np.testing.assert_array_equal(other.extras["n_steps"], whole.extras["n_steps"])

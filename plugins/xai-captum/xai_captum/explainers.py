@@ -15,15 +15,20 @@ from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError
 
 from .baselines import as_background, make_baseline
 from .baselines import KINDS as BASELINE_KINDS
+from .integrated import CLENSHAW_CURTIS
 from .integrated import METHODS as INTEGRATION_METHODS
-from .integrated import integrated_gradients
+from .integrated import integrated_gradients, nested_integrated_gradients
 from .passes import copies_per_pass, target_gradient
 
 #: Layers whose internal nonlinearities captum's DeepLift rules do not reach.
 DEEPLIFT_UNSUPPORTED = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer,
                         nn.TransformerDecoderLayer)
 
-#: Steps tried in turn by integrated-gradients' n_steps="auto" until a sample's gap is under 1%.
+#: Steps tried in turn by integrated-gradients' n_steps="auto" until a sample's gap is under 1%:
+#: Clenshaw-Curtis rules whose nodes nest (the demo run: 15.5k gradient rows for 150 samples where
+#: Gauss-Legendre restarted at 32, 64, ... steps took 28k, with the same share converging at
+#: each level), or for another integration_method its own rule at each count in turn.
+AUTO_POINTS = (33, 65, 129, 257, 513, 1025)
 AUTO_STEPS = (32, 64, 128, 256, 512, 1024)
 DELTA_TOLERANCE = 0.01  # |delta| above this fraction of |F(x) - F(baseline)| triggers a warning
 FLOAT_EPS = 1e-6  # float32 rounding floor, relative to |F(x)| + |F(baseline)|
@@ -101,19 +106,23 @@ def baselines_for(name: str, inputs: torch.Tensor, opts: dict) -> torch.Tensor:
 class IntegratedGradientsExplainer(BaseExplainer):
     """Integrated Gradients (Sundararajan et al. 2017) with the convergence delta per sample.
 
-    The path is computed in batched passes (``integrated.py``) with captum's integration points.
-    With ``n_steps="auto"`` (the default) each sample's steps are doubled from 32 until its
-    completeness gap is under 1% of ``|F(x) - F(baseline)|`` or 1024 steps are reached; the steps
-    each sample took are in the extra ``n_steps``, and samples still above 1% are warned about.
+    The path is computed in batched passes (``integrated.py``) with captum's integration rules
+    or Clenshaw-Curtis (the default). With ``n_steps="auto"`` (the default) each sample's rule is
+    raised until its completeness gap is under 1% of ``|F(x) - F(baseline)|``: Clenshaw-Curtis
+    from 33 to at most 1025 points, each level reusing the previous one's nodes (another rule:
+    32 to 1024 steps, each computed afresh). The steps each sample took are in the extra
+    ``n_steps``, and samples still above 1% are warned about.
     """
 
     name = "integrated-gradients"
     options = (
         Option("n_steps", int, "auto", min=1, max=10_000, keywords=("auto",),
-               help="integration steps along the path, or auto: doubled per sample from 32 until "
-                    "the completeness gap is under 1% (at most 1024)"),
-        Option("integration_method", str, "gausslegendre", choices=INTEGRATION_METHODS,
-               help="captum's integration rule"),
+               help="integration steps along the path, or auto: raised per sample until the "
+                    "completeness gap is under 1% (Clenshaw-Curtis 33, 65, ... 1025 points, "
+                    "nested; another rule 32 ... 1024 steps)"),
+        Option("integration_method", str, CLENSHAW_CURTIS, choices=INTEGRATION_METHODS,
+               help="integration rule: clenshaw_curtis (nested, both ends of the path) or one "
+                    "of captum's"),
         BATCH, *BASELINE_OPTIONS)
     requires = ("background",)
     resolves_predicted = True  # its one forward without gradients gives the class and F(x)
@@ -142,9 +151,16 @@ class IntegratedGradientsExplainer(BaseExplainer):
 
     def converged(self, model, inputs, baselines, target, fx, fb,
                   opts) -> tuple[torch.Tensor, torch.Tensor]:
-        """Attributions with each sample's steps doubled until its gap is under 1%, and the steps
+        """Attributions with each sample's rule raised until its gap is under 1%, and the steps
         each sample took."""
         per_sample = baselines.shape[0] == inputs.shape[0]
+        if opts["integration_method"] == CLENSHAW_CURTIS:
+            def converged(rows: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
+                delta = attr.sum(dim=(1, 2)) - (fx[rows] - fb[rows])
+                return complete(delta, fx[rows], fb[rows])
+
+            return nested_integrated_gradients(model.module, inputs, baselines, target,
+                                               AUTO_POINTS, converged, opts["internal_batch_size"])
         attr = torch.zeros_like(inputs, dtype=torch.float32)
         steps = torch.zeros(len(inputs), dtype=torch.int64)
         pending = torch.arange(len(inputs), device=inputs.device)
