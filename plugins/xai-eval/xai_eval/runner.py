@@ -169,6 +169,9 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
             submit(("explain", name), explain_task, name, seed, full)
         for k in range(1, RANDOM_DRAWS):  # further random orders: a steadier baseline
             submit(("draw", k), explain_task, RANDOM, seed * RANDOM_DRAWS + k, True)
+        if workers > 1:  # idle here meanwhile: load what the table needs (scipy.stats 1.2 s)
+            import pandas  # noqa: F401
+            import scipy.stats  # noqa: F401
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: pending[f]):
@@ -183,14 +186,9 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
                     warnings.warn(message, category, stacklevel=2)
                 kind = key[0]
                 if kind == "explain":
-                    name = key[1]
-                    explained[name], covered[name] = result
-                    bar.label = f"{name}: explained"
+                    explained[key[1]], covered[key[1]] = result
+                    bar.label = f"{key[1]}: explained"
                     bar.update(1)
-                    for metric_name in metric_list:
-                        if metric_name not in batched:
-                            submit_method(submit, metrics[metric_name], metric_name, name,
-                                          model, explained[name], context, parts, results)
                 elif kind == "draw":
                     draws[key[1]] = result[0]
                 elif kind == "part":
@@ -213,6 +211,7 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
                     bar.update(len(result))
                 if (kind in ("explain", "draw") and len(explained) == len(method_list)
                         and len(draws) == RANDOM_DRAWS - 1):
+                    # the metrics over all methods go first: the longest tasks left
                     groups: dict[bytes, list[str]] = {}  # methods that explained the same samples
                     for name in method_list:
                         groups.setdefault(covered[name].tobytes(), []).append(name)
@@ -221,6 +220,11 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
                             extra = [draws[k] for k in sorted(draws)] if RANDOM in names else []
                             submit(("together", metric_name, tuple(names)), together_task,
                                    metric_name, names, [explained[n] for n in names], extra)
+                if kind == "explain":
+                    for metric_name in metric_list:
+                        if metric_name not in batched:
+                            submit_method(submit, metrics[metric_name], metric_name, key[1],
+                                          model, explained[key[1]], context, parts, results)
     return assemble(method_list, metric_list, metrics, results, explained, covered)
 
 
