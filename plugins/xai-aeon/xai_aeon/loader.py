@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,8 @@ def _read(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, dict]:
         try:
             with np.load(cached, allow_pickle=False) as data:
                 return data["X"], data["y"], json.loads(str(data["meta"]))
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable: parse the file again and rewrite it
+        except Exception:  # noqa: BLE001 - damaged in any way: parse the file again, rewrite it
+            pass
     X, y, meta = _parse(path, name)
     if cached is not None:
         keep_in_cache(cached, X, y, meta)
@@ -71,13 +71,13 @@ def cache_file(path: Path) -> Path | None:
     ``~/.cache/xai``)."""
     try:
         stat = path.stat()
+        key = f"{version('aeon')}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
         root = Path(os.environ.get("XAI_CACHE_DIR") or Path(
             os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xai")
         folder = root / "aeon"
         folder.mkdir(parents=True, exist_ok=True)
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, PackageNotFoundError):
         return None
-    key = f"{version('aeon')}|{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     return folder / f"{path.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 

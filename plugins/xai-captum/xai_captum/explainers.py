@@ -153,7 +153,6 @@ class IntegratedGradientsExplainer(BaseExplainer):
                   opts) -> tuple[torch.Tensor, torch.Tensor]:
         """Attributions with each sample's rule raised until its gap is under 1%, and the steps
         each sample took."""
-        per_sample = baselines.shape[0] == inputs.shape[0]
         if opts["integration_method"] == CLENSHAW_CURTIS:
             def converged(rows: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
                 delta = attr.sum(dim=(1, 2)) - (fx[rows] - fb[rows])
@@ -161,6 +160,7 @@ class IntegratedGradientsExplainer(BaseExplainer):
 
             return nested_integrated_gradients(model.module, inputs, baselines, target,
                                                AUTO_POINTS, converged, opts["internal_batch_size"])
+        per_sample = baselines.shape[0] == inputs.shape[0]
         attr = torch.zeros_like(inputs, dtype=torch.float32)
         steps = torch.zeros(len(inputs), dtype=torch.int64)
         pending = torch.arange(len(inputs), device=inputs.device)

@@ -32,7 +32,8 @@ import click
               help="Also draw the figures under RUN/evaluation/ (curves, AUC summary, randomisation).")
 @click.option("--workers", default=None, type=click.IntRange(1, 256),
               help="Processes sharing the work, one torch thread each (default: the cores, at "
-                   "most 8, on CPU; 1 on CUDA). The numbers do not depend on it.")
+                   "most 8, on CPU; 1 on CUDA). Each task seeds its own draws, so the numbers do "
+                   "not depend on it (1 runs in this process, with torch's thread count).")
 @click.option("--bootstrap", default=2000, show_default=True, type=click.IntRange(100, 100_000),
               help="Bootstrap resamples of the 95% intervals and of the verdict.")
 def evaluate_cmd(run, methods, metrics, samples, full, seed, device, force, figures, workers,

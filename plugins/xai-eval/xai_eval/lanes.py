@@ -4,17 +4,21 @@ The hybrid's passes use a second core poorly from within one process (one proces
 threads: 5.1k forward rows/s on the demo run; two processes with one thread each: 6.8k), so on CPU
 the evaluation forks workers that inherit the loaded model and run whole tasks (explain one
 method, one step of the randomisation, one metric over the methods). Every task seeds its own
-randomness, so the numbers do not depend on which worker ran it. On CUDA, where fork is
-unsupported, or with one worker, tasks run in this process.
+randomness, so the numbers do not depend on which worker ran it nor on how many there are. On
+CUDA, where fork is unsupported, or with one worker, tasks run in this process (with its torch
+thread count, whose float rounding may differ from one thread's in the last digits).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
 import torch
@@ -22,6 +26,11 @@ import torch
 from xaicore.plugin import LoadedModel, XaiError
 
 MAX_AUTO_WORKERS = 8
+
+
+class WorkerDied(XaiError):
+    """A worker process ended without returning (killed, out of memory): the evaluation stops."""
+
 _STATE: dict[str, Any] = {}  # what the tasks share: the model and the run's arrays
 
 
@@ -30,11 +39,15 @@ def state() -> dict[str, Any]:
     return _STATE
 
 
+def can_fork() -> bool:
+    """Fork is safe here: Linux (macOS lists fork but its system libraries are not fork-safe)."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
 def auto_workers(device: torch.device) -> int:
     """This machine's cores (at most 8) on CPU when fork is safe here, else 1."""
-    if (device.type != "cpu" or "fork" not in multiprocessing.get_all_start_methods()
-            or threading.active_count() > 1):  # forking a threaded process may deadlock
-        return 1
+    if device.type != "cpu" or not can_fork() or threading.active_count() > 1:
+        return 1  # forking a process that runs other threads may deadlock the copy
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(MAX_AUTO_WORKERS, cores or 1))
 
@@ -48,14 +61,19 @@ def check_workers(workers: int | None, device: torch.device) -> int:
     if workers > 1 and device.type != "cpu":
         raise XaiError(f"--workers {workers} needs the CPU (worker processes cannot share "
                        f"{device}); use --workers 1")
-    if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
-        raise XaiError(f"--workers {workers} needs fork-started processes, which this platform "
-                       f"lacks; use --workers 1")
+    if workers > 1 and not can_fork():
+        raise XaiError(f"--workers {workers} needs fork-started processes, which are safe on "
+                       f"Linux only; use --workers 1")
+    if workers > 1 and threading.active_count() > 1:
+        raise XaiError(f"workers={workers} would fork this process while it runs other threads "
+                       f"(a Jupyter kernel, a server), which can deadlock the copies; use "
+                       f"workers=1 here")
     return workers
 
 
 def _start_worker() -> None:
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers
 
 
 def run_task(task: Callable[..., Any], *args: Any) -> tuple[Any, list[tuple[str, type]]]:
@@ -83,14 +101,27 @@ class Lanes:
         future: Future = Future()
         try:
             future.set_result(run_task(task, *args))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+        except Exception as exc:  # handed to the caller through the future (Ctrl-C is not)
             future.set_exception(exc)
         return future
+
+    @staticmethod
+    def result(future: Future) -> Any:
+        """A task's ``(result, warnings)``; a worker that died (killed, out of memory) is an
+        XaiError."""
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            raise WorkerDied("an evaluation worker process died (out of memory or killed?); "
+                             "try fewer --workers or --workers 1") from None
 
     def __enter__(self) -> "Lanes":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: Any, *exc: Any) -> None:
         if self.pool is not None:
+            if kind is not None:  # an error or Ctrl-C: stop the tasks still running too
+                for process in list(getattr(self.pool, "_processes", {}).values()):
+                    process.terminate()
             self.pool.shutdown(wait=True, cancel_futures=True)
         _STATE.clear()

@@ -132,26 +132,33 @@ def linear_impute_sparse(x: np.ndarray, removed: np.ndarray, fallback: np.ndarra
     return out
 
 
+def road_noise(shape: tuple[int, ...], std: np.ndarray, seed: int) -> np.ndarray:
+    """ROAD's Gaussian noise ``[sample, point, time, feature]`` (per-feature ``std``), drawn once
+    per sample and curve point: every ordering of a sample meets the same noise, so a method's
+    score does not depend on which others it is scored with, and methods compare on common draws."""
+    noise = np.random.default_rng([seed, 1]).standard_normal(shape, dtype=np.float32)  # not the
+    # random order's stream (default_rng(seed))
+    return noise * np.asarray(std, np.float32).reshape(1, 1, 1, -1)
+
+
 @torch.no_grad()
 def probability_curves(model: LoadedModel, inputs: np.ndarray, substrate: np.ndarray,
                        ranks: np.ndarray, targets: np.ndarray, limits: np.ndarray, mode: str,
-                       batch_size: int = 512, impute_noise: np.ndarray | None = None,
-                       seed: int = 0) -> np.ndarray:
+                       batch_size: int = 512, noise: np.ndarray | None = None) -> np.ndarray:
     """Target-class probability ``[sample, point]`` as cells are deleted or inserted by rank.
 
     ``limits [sample, point]``: cells ranked below it are changed at that point of the curve.
     All points of several samples go through the model in one forward pass of about
-    ``batch_size`` series. With ``impute_noise`` (per-feature noise std) removed cells are not
-    replaced by ``substrate`` but imputed from their kept neighbours plus Gaussian noise (ROAD).
+    ``batch_size`` series. With ``noise`` (``[sample, point, time, feature]``; row ``i`` of the
+    inputs takes ``noise[i % len(noise)]``) removed cells are not replaced by ``substrate`` but
+    imputed from their kept neighbours plus that noise (ROAD).
     """
     n, T, F = inputs.shape
     device = model.device
     points = limits.shape[1]
     per_batch = max(1, batch_size // points)
     out = np.empty((n, points), dtype=np.float64)
-    generator = torch.Generator(device=device).manual_seed(int(seed))
-    if impute_noise is not None:
-        noise_std = torch.as_tensor(np.asarray(impute_noise, np.float32), device=device).view(1, 1, F)
+    if noise is not None:
         fallback = torch.as_tensor(np.asarray(substrate[0, 0], np.float32), device=device).view(1, 1, F)
     model.module.eval()
     for start in range(0, n, per_batch):
@@ -160,12 +167,13 @@ def probability_curves(model: LoadedModel, inputs: np.ndarray, substrate: np.nda
         limit = torch.as_tensor(limits[sl], device=device)[:, :, None, None]
         changed = torch.as_tensor(ranks[sl], device=device)[:, None] < limit
         b = x.shape[0]
-        if impute_noise is not None:
+        if noise is not None:
             xs = x.expand(b, points, T, F).reshape(b * points, T, F)
             gone = changed.reshape(b * points, T, F)
             filled = linear_impute(xs, gone, fallback)
-            noise = torch.randn(filled.shape, generator=generator, device=device) * noise_std
-            batch = torch.where(gone, filled + noise, xs) if mode == "deletion" else None
+            drawn = torch.as_tensor(noise[np.arange(start, start + b) % len(noise)], device=device)
+            batch = (torch.where(gone, filled + drawn.reshape(b * points, T, F), xs)
+                     if mode == "deletion" else None)
             if batch is None:
                 raise XaiError("imputation is a removal strategy: use it with deletion (ROAD)")
         else:
@@ -234,7 +242,7 @@ class PerturbationMetric:
         substrate = substrate_for(model, X, opts.get("substrate", "mean"), opts["background"],
                                   opts.get("sigma"))
         mode, least_first = self.removal(opts)
-        noise = self.imputation_noise(model, X, opts)
+        noise_std = self.imputation_noise(model, X, opts)
         counts = step_counts(X.shape[1] * X.shape[2], float(opts["step_fraction"]))
         fraction = counts / counts[-1]
         orderings = []
@@ -252,17 +260,19 @@ class PerturbationMetric:
         limits = np.round(fraction[None, :] * valid_cells[:, None]).astype(np.int64)
         rows = opts["batch_size"] or pass_rows(model.device, X[0].size)
         targets = explanations[0].targets
+        noise = (None if noise_std is None else
+                 road_noise((n, len(fraction), *X.shape[1:]), noise_std, int(opts["seed"])))
         # the first point (nothing changed) and the last (every valid cell changed) do not depend
         # on the order: one pass over them serves every ordering
         ends = probability_curves(model, X, substrate, ranks[:n], targets, limits[:, [0, -1]],
-                                  mode, rows, noise, int(opts["seed"]) + 1)
+                                  mode, rows, None if noise is None else noise[:, [0, -1]])
         per_sample = np.empty((m, n, len(fraction)))
         per_sample[:, :, 0], per_sample[:, :, -1] = ends[:, 0], ends[:, 1]
         if len(fraction) > 2:
             per_sample[:, :, 1:-1] = probability_curves(
                 model, np.tile(X, (m, 1, 1)), np.tile(substrate, (m, 1, 1)), ranks,
-                np.tile(targets, m), np.tile(limits[:, 1:-1], (m, 1)), mode, rows, noise,
-                int(opts["seed"])).reshape(m, n, -1)
+                np.tile(targets, m), np.tile(limits[:, 1:-1], (m, 1)), mode, rows,
+                None if noise is None else noise[:, 1:-1]).reshape(m, n, -1)
         aucs = np.trapezoid(per_sample, fraction, axis=2)
         name = self.score_name()
         results = []

@@ -23,7 +23,7 @@ from xaicore.plugin import (
 from xaicore.plugin import names as installed_names
 
 from .baseline import RandomExplainer
-from .lanes import Lanes, check_workers
+from .lanes import Lanes, WorkerDied, check_workers
 from .lanes import state as lanes_state
 
 RANDOM = "random"
@@ -68,28 +68,6 @@ def choose_metrics(requested: Iterable[str], context: dict) -> list[str]:
     if not chosen:
         raise XaiError("no metric to compute")
     return chosen
-
-
-def explain_with(name: str, model: LoadedModel, X: np.ndarray, y: np.ndarray,
-                 positions: np.ndarray, background: np.ndarray, seed: int,
-                 full: bool = True) -> tuple[Any, Explanation, np.ndarray]:
-    """The explainer of ``name``, its explanation of the predicted class and the rows of ``X`` it
-    explains: all of them, or for a costly explainer (``evaluation_samples``) a seeded subset
-    unless ``full``."""
-    explainer = RandomExplainer() if name == RANDOM else get_explainer(name)
-    cap = None if full else getattr(explainer, "evaluation_samples", None)
-    rows = np.arange(len(X)) if cap is None or cap >= len(X) else pick_samples(len(X), cap, seed)
-    needs_background = "background" in getattr(explainer, "requires", ())
-    options = {"background": background} if needs_background else {}
-    if name == RANDOM:
-        options["seed"] = seed
-    x = torch.as_tensor(X[rows], device=model.device)
-    target = torch.as_tensor(model.logits(X[rows]).argmax(1), device=model.device)
-    explanation = explainer.explain(model, x, target, **options)
-    explanation.method = name
-    explanation.labels = y[rows]
-    explanation.sample_ids = positions[rows]
-    return explainer, explanation, rows
 
 
 MAX_SAMPLES = 500
@@ -149,6 +127,7 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
     parts, the randomisation), one per metric scoring several methods together."""
     import click
 
+    method_list = list(dict.fromkeys(method_list))
     metrics = {name: get_metric(name) for name in metric_list}
     batched = [n for n in metric_list if hasattr(metrics[n], "evaluate_many")]
     results: dict[tuple[str, str], tuple[dict, dict | None]] = {}
@@ -177,9 +156,9 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
             for future in sorted(done, key=lambda f: pending[f]):
                 key = pending.pop(future)
                 try:
-                    result, caught = future.result()
+                    result, caught = lanes.result(future)
                 except XaiError as exc:
-                    if key[0] in ("explain", "draw"):
+                    if key[0] in ("explain", "draw") or isinstance(exc, WorkerDied):
                         raise
                     result, caught = failed(key, exc, parts), []
                 for message, category in caught:
@@ -224,7 +203,8 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
                     for metric_name in metric_list:
                         if metric_name not in batched:
                             submit_method(submit, metrics[metric_name], metric_name, key[1],
-                                          model, explained[key[1]], context, parts, results)
+                                          model, explained[key[1]], context, parts, results,
+                                          bar)
     return assemble(method_list, metric_list, metrics, results, explained, covered)
 
 
@@ -233,10 +213,24 @@ def explainer_for(name: str) -> Any:
 
 
 def explain_task(name: str, seed: int, full: bool) -> tuple[Explanation, np.ndarray]:
-    """In a lane: explain the evaluated samples with ``name``; the explanation and its rows."""
+    """In a lane: the explanation by ``name`` of the predicted class and the rows of the
+    evaluated samples it explains: all of them, or for a costly explainer
+    (``evaluation_samples``) a seeded subset unless ``full``."""
     s = lanes_state()
-    _, explanation, rows = explain_with(name, s["model"], s["X"], s["y"], s["positions"],
-                                        s["background"], seed, full)
+    model, X = s["model"], s["X"]
+    explainer = explainer_for(name)
+    cap = None if full else getattr(explainer, "evaluation_samples", None)
+    rows = np.arange(len(X)) if cap is None or cap >= len(X) else pick_samples(len(X), cap, seed)
+    needs_background = "background" in getattr(explainer, "requires", ())
+    options = {"background": s["background"]} if needs_background else {}
+    if name == RANDOM:
+        options["seed"] = seed
+    x = torch.as_tensor(X[rows], device=model.device)
+    target = torch.as_tensor(model.logits(X[rows]).argmax(1), device=model.device)
+    explanation = explainer.explain(model, x, target, **options)
+    explanation.method = name
+    explanation.labels = s["y"][rows]
+    explanation.sample_ids = s["positions"][rows]
     return explanation, rows
 
 
@@ -268,7 +262,8 @@ def part_task(metric_name: str, name: str, explanation: Explanation, part: int) 
 
 
 def submit_method(submit: Any, metric: Any, metric_name: str, name: str, model: LoadedModel,
-                  explanation: Explanation, context: dict, parts: dict, results: dict) -> None:
+                  explanation: Explanation, context: dict, parts: dict, results: dict,
+                  bar: Any) -> None:
     """Queue a metric's work on one method: a task per part when the metric has parts, else one."""
     if not hasattr(metric, "parts"):
         submit(("score", metric_name, name), score_task, metric_name, name, explanation)
@@ -277,6 +272,10 @@ def submit_method(submit: Any, metric: Any, metric_name: str, name: str, model: 
         count = metric.parts(model, explanation, **metric_options(metric, context, name))
     except XaiError as exc:
         results[(metric_name, name)] = failed(("score", metric_name, name), exc, parts)
+        count = 0
+    if not count:  # nothing to run: scored (or failed) now
+        results.setdefault((metric_name, name), ({}, None))
+        bar.update(1)
         return
     parts[(metric_name, name)] = [None] * count
     for k in range(count):
