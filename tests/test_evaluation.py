@@ -478,6 +478,18 @@ def test_workers_are_checked(synthetic_run, capsys):
         check_workers(2, torch.device("cuda"))
     result = CliRunner().invoke(cli, ["evaluate", "--run", str(synthetic_run), "--workers", "0"])
     assert result.exit_code == 2 and "--workers" in result.output
+    import threading
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)  # as a Jupyter kernel or a server runs threads
+    other.start()
+    try:
+        assert check_workers(None, torch.device("cpu")) == 1  # auto: no fork beside a thread
+        with pytest.raises(XaiError, match="would fork this process while it runs other threads"):
+            check_workers(2, torch.device("cpu"))
+    finally:
+        stop.set()
+        other.join()
 
 
 def test_evaluate_command_names_bad_input(synthetic_run):

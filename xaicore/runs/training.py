@@ -281,7 +281,10 @@ def run_epochs(module: nn.Module, tensors: tuple, recipe: dict, generator: torch
     began = time.perf_counter()
     # one bar (epoch, loss, accuracy, ETA); redrawn at most every 0.5 s on a terminal, and every
     # 30 s into a log file, so a log gets a few lines instead of one per epoch
-    with tqdm(total=recipe["epochs"], initial=start, desc="training", unit="epoch",
+    # no tqdm monitor thread: it would outlive the bar, and `xai evaluate` forks worker processes
+    # only from a process without other threads (a fork copies no thread but their locks)
+    quiet = type("TrainingBar", (tqdm,), {"monitor_interval": 0})
+    with quiet(total=recipe["epochs"], initial=start, desc="training", unit="epoch",
               disable=not progress, file=sys.stderr, dynamic_ncols=True,
               mininterval=0.5 if sys.stderr.isatty() else 30.0) as bar:
         for epoch in range(start, recipe["epochs"]):
