@@ -31,6 +31,7 @@ MAX_AUTO_WORKERS = 8
 class WorkerDied(XaiError):
     """A worker process ended without returning (killed, out of memory): the evaluation stops."""
 
+
 _STATE: dict[str, Any] = {}  # what the tasks share: the model and the run's arrays
 
 
