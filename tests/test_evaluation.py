@@ -469,6 +469,26 @@ def test_a_worker_that_dies_is_a_one_line_error_not_a_hang(synthetic_run):
                      progress=False, n_boot=100, workers=2)
 
 
+def test_each_worker_plans_its_passes_with_its_share_of_the_memory(synthetic_run, monkeypatch):
+    from xai_captum import passes
+
+    from xai_eval.lanes import Lanes
+    from xaicore.plugin import load_run_data, memory_share, share_memory
+
+    model, _ = load_run_data(synthetic_run)
+    with Lanes(model, 2) as lanes:
+        shares = {lanes.submit(memory_share).result()[0] for _ in range(4)}
+    assert shares == {0.5} and memory_share() == 1.0  # this process keeps all of it
+    monkeypatch.setattr(passes, "available_memory", lambda device: 2**30)
+    row = torch.zeros(150, 1)
+    alone = passes.rows_that_fit(row, torch.device("cpu"), "test")
+    try:
+        share_memory(0.25)
+        assert passes.rows_that_fit(row, torch.device("cpu"), "test") == alone // 4
+    finally:
+        share_memory(1.0)
+
+
 def test_workers_are_checked(synthetic_run, capsys):
     from xai_eval.lanes import check_workers
 

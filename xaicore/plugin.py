@@ -32,6 +32,8 @@ _LAZY: dict[str, str] = {
     "load_checkpoint": "xaicore.runs.model",
     "CHECKPOINT": "xaicore.runs.model",
     "pass_rows": "xaicore.runs.model",
+    "memory_share": "xaicore.runs.model",
+    "share_memory": "xaicore.runs.model",
     # runs
     "load_run_data": "xaicore.explaining.runs",
     "method_names": "xaicore.explaining.runs",

@@ -38,6 +38,23 @@ def pass_rows(device: torch.device | str, values_per_row: int) -> int:
     return int(min(most, max(1, values // max(1, values_per_row))))
 
 
+_memory_share = 1.0
+
+
+def share_memory(fraction: float) -> None:
+    """Let this process plan its passes with ``fraction`` of the free memory it sees: processes
+    working side by side (the evaluation's workers) each take their share."""
+    global _memory_share
+    if not 0 < fraction <= 1:
+        raise ValueError(f"memory share must be in (0, 1], got {fraction}")
+    _memory_share = float(fraction)
+
+
+def memory_share() -> float:
+    """The fraction of the free memory this process may plan with (``share_memory``; 1 alone)."""
+    return _memory_share
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``device`` as a torch device that exists here (None or "auto": cuda when available)."""
     if device is None or device == "auto":

@@ -12,7 +12,7 @@ import os
 import torch
 from torch import nn
 
-from xaicore.plugin import XaiError
+from xaicore.plugin import XaiError, memory_share
 
 AUTO_ROWS = {"cpu": 128, "cuda": 8192}  # rows per pass when the caller gives no batch size
 BYTES_FACTOR = 256  # activation and gradient bytes per input value of a row, a generous estimate
@@ -33,10 +33,11 @@ def available_memory(device: torch.device) -> int:
 
 
 def rows_that_fit(row: torch.Tensor, device: torch.device, method: str) -> int:
-    """How many rows like ``row`` one pass may hold within half the available memory (estimate
+    """How many rows like ``row`` one pass may hold within half the available memory (this
+    process's share of it, ``xaicore.plugin.memory_share``; estimate
     ``time x feature x 4 bytes x BYTES_FACTOR`` per row); an XaiError when not even one fits."""
     row_bytes = row.numel() * 4 * BYTES_FACTOR
-    budget = available_memory(device) // 2
+    budget = int(available_memory(device) * memory_share()) // 2  # a worker plans with its share
     if row_bytes > budget:
         raise XaiError(f"{method}: one series of shape {tuple(row.shape)} needs about "
                        f"{row_bytes / 2**30:.1f} GiB per pass but only {budget / 2**30:.1f} GiB "

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from xaicore.plugin import LoadedModel, XaiError
+from xaicore.plugin import LoadedModel, XaiError, share_memory
 
 MAX_AUTO_WORKERS = 8
 
@@ -72,8 +72,9 @@ def check_workers(workers: int | None, device: torch.device) -> int:
     return workers
 
 
-def _start_worker() -> None:
+def _start_worker(workers: int) -> None:
     torch.set_num_threads(1)
+    share_memory(1 / workers)  # passes sized for this worker's share of the memory
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers
 
 
@@ -94,7 +95,7 @@ class Lanes:
         self.pool = None
         if workers > 1:
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                            initializer=_start_worker)
+                                            initializer=_start_worker, initargs=(workers,))
 
     def submit(self, task: Callable[..., Any], *args: Any) -> Future:
         if self.pool is not None:
