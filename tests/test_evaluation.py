@@ -489,7 +489,7 @@ def test_each_worker_plans_its_passes_with_its_share_of_the_memory(synthetic_run
         share_memory(1.0)
 
 
-def test_workers_are_checked(synthetic_run, capsys):
+def test_workers_are_checked(synthetic_run):
     from xai_eval.lanes import check_workers
 
     assert check_workers(None, torch.device("cuda")) == 1  # auto: one process beside a GPU

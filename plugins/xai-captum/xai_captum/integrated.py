@@ -69,8 +69,7 @@ def integrated_gradients(module: nn.Module, inputs: torch.Tensor, baselines: tor
                          internal_batch_size: int | None) -> torch.Tensor:
     """``(x - baseline) * sum_k w_k grad F(baseline + a_k (x - baseline))`` for every sample.
 
-    Points go through passes of at most ``internal_batch_size`` rows (whole steps of the batch,
-    at least one step per pass; by default the device's ``passes.AUTO_ROWS``).
+    The path points go through ``weighted_gradients``' passes.
     """
     alphas, weights = path_points(method, n_steps)
     batch = inputs.shape[0]
@@ -81,21 +80,33 @@ def integrated_gradients(module: nn.Module, inputs: torch.Tensor, baselines: tor
             module, inputs[i:i + fit], baselines[i:i + fit] if per_sample else baselines,
             target[i:i + fit], n_steps, method, internal_batch_size)
             for i in range(0, batch, fit)])
-    steps_per_pass = min(copies_per_pass(batch, internal_batch_size, inputs.device,
-                                         "integrated-gradients"), max(1, fit // batch))
     diff = (inputs - baselines).detach()
-    total = torch.zeros_like(inputs, dtype=torch.float32)
-    for start in range(0, n_steps, steps_per_pass):
-        a = torch.tensor(alphas[start:start + steps_per_pass], device=inputs.device,
-                         dtype=inputs.dtype)
-        w = torch.tensor(weights[start:start + steps_per_pass], device=inputs.device,
-                         dtype=torch.float32)
-        k = len(a)
-        points = (baselines.detach()[None] + a[:, None, None, None] * diff[None])
-        grads, _ = target_gradient(module, points.reshape(k * batch, *inputs.shape[1:]),
-                                   target.repeat(k))
-        total += (grads.float().reshape(k, *inputs.shape) * w[:, None, None, None]).sum(0)
+    total = weighted_gradients(module, baselines, diff, target, np.asarray(alphas),
+                               np.asarray(weights)[None], internal_batch_size, fit)[0]
     return diff.float() * total
+
+
+def weighted_gradients(module: nn.Module, baselines: torch.Tensor, diff: torch.Tensor,
+                       target: torch.Tensor, alphas: np.ndarray, weights: np.ndarray,
+                       internal_batch_size: int | None, fit: int) -> torch.Tensor:
+    """``sum_k weights[r, k] grad F(baseline + alphas[k] diff)`` for every rule ``r`` (a row of
+    ``weights``) and sample: ``[rule, sample, time, feature]``. Points go through passes of at
+    most ``internal_batch_size`` rows (whole copies of the batch, at least one per pass; by
+    default the device's ``passes.AUTO_ROWS``) and at most ``fit`` rows."""
+    batch = diff.shape[0]
+    per_pass = min(copies_per_pass(batch, internal_batch_size, diff.device,
+                                   "integrated-gradients"), max(1, fit // batch))
+    w = torch.tensor(weights, dtype=torch.float32, device=diff.device)
+    sums = torch.zeros((len(w), *diff.shape), dtype=torch.float32, device=diff.device)
+    for start in range(0, len(alphas), per_pass):
+        a = torch.tensor(alphas[start:start + per_pass], device=diff.device, dtype=diff.dtype)
+        k = len(a)
+        points = baselines.detach()[None] + a[:, None, None, None] * diff[None]
+        grads, _ = target_gradient(module, points.reshape(k * batch, *diff.shape[1:]),
+                                   target.repeat(k))
+        sums += torch.tensordot(w[:, start:start + k], grads.float().reshape(k, *diff.shape),
+                                dims=1)
+    return sums
 
 
 def nested_integrated_gradients(module: nn.Module, inputs: torch.Tensor, baselines: torch.Tensor,
@@ -130,23 +141,12 @@ def nested_integrated_gradients(module: nn.Module, inputs: torch.Tensor, baselin
         new = np.arange(n + 1) if level == 0 else np.arange(1, n, 2)  # nodes not computed yet
         # each new node's weight in this rule and every finer one: node j of n intervals is node
         # j * (m / n) of m intervals
-        weights = torch.tensor(np.stack([rules[finer][1][new * ((levels[finer] - 1) // n)]
-                                         for finer in range(level, len(levels))]),
-                               dtype=torch.float32, device=inputs.device)
-        alphas = rules[level][0][new]
-        start_points = baselines[pending] if per_sample else baselines
-        d, t = diff[pending], target[pending]
-        per_pass = min(copies_per_pass(len(pending), internal_batch_size, inputs.device,
-                                       "integrated-gradients"), max(1, fit // len(pending)))
-        for start in range(0, len(new), per_pass):
-            a = torch.tensor(alphas[start:start + per_pass], device=inputs.device,
-                             dtype=inputs.dtype)
-            k = len(a)
-            points_in = start_points.detach()[None] + a[:, None, None, None] * d[None]
-            grads, _ = target_gradient(module, points_in.reshape(k * len(pending), *inputs.shape[1:]),
-                                       t.repeat(k))
-            sums[level:, pending] += torch.tensordot(weights[:, start:start + k],
-                                                     grads.float().reshape(k, *d.shape), dims=1)
+        weights = np.stack([rules[finer][1][new * ((levels[finer] - 1) // n)]
+                            for finer in range(level, len(levels))])
+        d = diff[pending]
+        sums[level:, pending] += weighted_gradients(
+            module, baselines[pending] if per_sample else baselines, d, target[pending],
+            rules[level][0][new], weights, internal_batch_size, fit)
         attr[pending] = d.float() * sums[level, pending]
         taken[pending.cpu()] = points
         pending = pending[~converged(pending, attr[pending])]

@@ -11,6 +11,14 @@ from xaicore.plugin import (Explanation, LoadedModel, Option, XaiError, defaults
                             validate)
 
 
+def feature_spread(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
+    """Each feature's spread ``[1, 1, feature]``: the train std the model stores, else the
+    inputs' own; perturbations are scaled by it."""
+    if model.normalisation is not None:
+        return model.normalisation.std.to(x.device).reshape(1, 1, -1)
+    return x.std(dim=(0, 1), keepdim=True).clamp_min(1e-6)
+
+
 class InfidelityMetric:
     """Expected squared error between attribution-predicted and actual output changes (normalised).
 
@@ -44,9 +52,7 @@ class InfidelityMetric:
                       opts: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Gaussian noise ``[sample * n_perturb_samples, time, feature]`` (sample-major, as captum
         expands inputs), ``noise`` times each feature's spread, and the inputs minus it."""
-        scale = (model.normalisation.std.to(x.device).reshape(1, 1, -1)
-                 if model.normalisation is not None
-                 else x.std(dim=(0, 1), keepdim=True).clamp_min(1e-6))
+        scale = feature_spread(model, x)
         generator = torch.Generator(device=x.device).manual_seed(int(opts["seed"]))
         expanded = x.repeat_interleave(int(opts["n_perturb_samples"]), dim=0)
         noise = torch.randn(expanded.shape, generator=generator, device=x.device)
@@ -127,9 +133,7 @@ class SensitivityMaxMetric:
         device = model.device
         x = torch.as_tensor(explanation.inputs, device=device)
         t = torch.as_tensor(explanation.targets, device=device)
-        scale = (model.normalisation.std.to(device).reshape(1, 1, -1)
-                 if model.normalisation is not None
-                 else x.std(dim=(0, 1), keepdim=True).clamp_min(1e-6))
+        scale = feature_spread(model, x)
         radius = float(opts["radius"])
         generator = torch.Generator(device=device).manual_seed(int(opts["seed"]))
 
