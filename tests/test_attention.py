@@ -11,6 +11,8 @@ from xaicore.explaining.api import explain
 from xaicore.errors import XaiError
 from xaicore.runs.model import LoadedModel
 
+from tolerances import assert_close, assert_identical
+
 T = 40
 
 
@@ -24,16 +26,16 @@ def test_attention_rows_sum_to_one_and_attributions_are_received_attention(hybri
     e = explain(hybrid, X, method="attention")
     heads = e.extras["attention_layer0"]
     assert heads.shape == (5, 2, T // 4, T // 4)  # the hybrid pools by 4
-    np.testing.assert_allclose(heads.sum(-1), 1.0, atol=1e-5)
+    assert_close(heads.sum(-1), 1.0)
     mean = e.extras["attention_mean_layer0"]
-    np.testing.assert_allclose(mean, heads.mean(1), atol=1e-6)
-    np.testing.assert_allclose(mean.sum(-1), 1.0, atol=1e-5)
+    assert_close(mean, heads.mean(1))
+    assert_close(mean.sum(-1), 1.0)
     assert "rollout" not in e.extras  # one attention layer: nothing to roll out
     received = mean.mean(1)  # [sample, key]
     keys = np.arange(T) * (T // 4) // T
-    np.testing.assert_allclose(e.attributions[:, :, 0], received[:, keys], atol=1e-6)
-    np.testing.assert_array_equal(e.attributions[:, :, 0], e.attributions[:, :, 1])
-    np.testing.assert_allclose(e.extras["key_attention"].sum(1), 1.0, atol=1e-5)
+    assert_close(e.attributions[:, :, 0], received[:, keys])
+    assert_identical(e.attributions[:, :, 0], e.attributions[:, :, 1])  # one map, copied
+    assert_close(e.extras["key_attention"].sum(1), 1.0)
 
 
 def test_rollout_of_stacked_layers_is_a_row_stochastic_product():
@@ -41,22 +43,22 @@ def test_rollout_of_stacked_layers_is_a_row_stochastic_product():
     e = explain(model, inputs(3, T), method="attention")
     assert e.extras["aggregation"] == "rollout"
     roll = e.extras["rollout"]
-    np.testing.assert_allclose(roll.sum(-1), 1.0, atol=1e-5)
+    assert_close(roll.sum(-1), 1.0)
     eye = np.eye(roll.shape[-1])
     expected = None
     for i in range(3):
         a = 0.5 * e.extras[f"attention_mean_layer{i}"] + 0.5 * eye
         a = a / a.sum(-1, keepdims=True)
         expected = a if expected is None else a @ expected
-    np.testing.assert_allclose(roll, expected, atol=1e-5)
-    np.testing.assert_allclose(e.extras["key_attention"], roll.mean(1), atol=1e-6)
+    assert_close(roll, expected)
+    assert_close(e.extras["key_attention"], roll.mean(1))
 
 
 def test_rollout_of_uniform_attention_stays_uniform():
     uniform = torch.full((2, 4, 4), 0.25)
-    np.testing.assert_allclose(rollout([uniform, uniform]).sum(-1).numpy(), 1.0, atol=1e-6)
+    assert_close(rollout([uniform, uniform]).sum(-1).numpy(), 1.0)
     identity = torch.eye(4).expand(2, 4, 4)
-    np.testing.assert_allclose(rollout([identity, identity]).numpy(), identity.numpy(), atol=1e-6)
+    assert_close(rollout([identity, identity]).numpy(), identity.numpy())
 
 
 def test_key_positions_cover_input_steps_proportionally():
@@ -71,11 +73,9 @@ def test_batched_result_equals_per_sample_results(hybrid):
     X = inputs(4, T)
     batched = explain(hybrid, X, method="attention")
     single = [explain(hybrid, X[i:i + 1], method="attention") for i in range(len(X))]
-    np.testing.assert_allclose(batched.attributions,
-                               np.concatenate([s.attributions for s in single]), atol=1e-6)
-    np.testing.assert_allclose(batched.extras["attention_layer0"],
-                               np.concatenate([s.extras["attention_layer0"] for s in single]),
-                               atol=1e-6)
+    assert_close(batched.attributions, np.concatenate([s.attributions for s in single]))
+    assert_close(batched.extras["attention_layer0"],
+                 np.concatenate([s.extras["attention_layer0"] for s in single]))
 
 
 def test_models_without_attention_are_refused_by_name():
@@ -100,6 +100,6 @@ def test_transformer_stacks_layers_and_is_rolled_out():
     e = explain(model, inputs(3, T), method="attention")
     assert e.extras["n_layers"] == 2 and e.extras["aggregation"] == "rollout"
     for key in ("attention_layer0", "attention_layer1"):
-        np.testing.assert_allclose(e.extras[key].sum(-1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(e.extras["rollout"].sum(-1), 1.0, atol=1e-5)
+        assert_close(e.extras[key].sum(-1), 1.0)
+    assert_close(e.extras["rollout"].sum(-1), 1.0)
     assert e.attributions.shape == (3, T, 2) and np.isfinite(e.attributions).all()

@@ -10,6 +10,8 @@ import pytest
 from xaicore.data.loading import class_order, dataset_spec, load_dataset
 from xaicore.errors import UnknownNameError, XaiError
 
+from tolerances import assert_identical
+
 
 def write_csv(path: Path, rows: list[list], header: list[str] | None = None) -> Path:
     width = len(rows[0]) if rows else 3
@@ -34,7 +36,7 @@ def test_gunpoint_is_the_shipped_split_in_ntf_layout():
     X_raw, y_raw = load_classification("GunPoint", split="train")
     assert ds.train.X.shape == (50, 150, 1) and ds.test.X.shape == (150, 150, 1)
     assert ds.class_names == ["1", "2"]
-    np.testing.assert_allclose(ds.train.X[:, :, 0], X_raw[:, 0, :], rtol=1e-6)
+    assert_identical(ds.train.X[:, :, 0], X_raw[:, 0, :].astype(np.float32))  # only cast
     assert [ds.class_names[i] for i in ds.train.y] == [str(v) for v in y_raw]
 
 
@@ -44,7 +46,7 @@ def test_multivariate_series_are_transposed_to_time_then_feature():
     ds = load_dataset({"name": "BasicMotions"})
     X_raw, _ = load_classification("BasicMotions", split="test")
     assert ds.test.X.shape == (40, 100, 6) and ds.n_features == 6
-    np.testing.assert_allclose(ds.test.X, X_raw.transpose(0, 2, 1), rtol=1e-6)
+    assert_identical(ds.test.X, X_raw.transpose(0, 2, 1).astype(np.float32))  # only cast
     assert ds.class_names == sorted(ds.class_names) and len(ds.feature_names) == 6
 
 
@@ -70,7 +72,7 @@ def test_variable_length_datasets_load_padded_with_their_lengths(name):
         assert split.lengths.tolist() == [x.shape[-1] for x in series]
         for i in (0, len(series) - 1):  # values as aeon reads them, NaN after the end
             L = series[i].shape[-1]
-            np.testing.assert_allclose(split.X[i, :L], series[i].T, rtol=1e-6)
+            assert_identical(split.X[i, :L], series[i].T.astype(np.float32))
             assert np.isnan(split.X[i, L:]).all()
 
 
@@ -102,7 +104,7 @@ def test_split_is_stratified_seeded_and_disjoint(tmp_path):
     a = load_dataset(dataset_spec(path, seed=3))
     b = load_dataset(dataset_spec(path, seed=3))
     c = load_dataset(dataset_spec(path, seed=4))
-    np.testing.assert_array_equal(a.test.X, b.test.X)
+    assert_identical(a.test.X, b.test.X)  # the same seed draws the same split
     assert not np.array_equal(a.test.X, c.test.X)
     assert np.bincount(a.test.y).tolist() == [5, 5, 5]  # 25 % of each class
     rows = {tuple(r) for r in a.train.X[:, :, 0].round(4)}
@@ -199,7 +201,7 @@ def test_parsed_ts_files_are_cached_until_the_file_or_cache_changes(tmp_path, mo
     again = loader._read(source, "GunPoint")
     assert len(parsed) == 1
     for a, b in zip(first[:2], again[:2]):
-        np.testing.assert_array_equal(a, b)
+        assert_identical(a, b)  # the cached arrays are the parsed ones
     assert first[2] == again[2] == {"classlabel": True, "univariate": True}
     stat = source.stat()
     os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file changed
@@ -209,7 +211,7 @@ def test_parsed_ts_files_are_cached_until_the_file_or_cache_changes(tmp_path, mo
     for damage in (b"not an npz", cached.read_bytes()[:2000]):  # any damage: parsed again
         cached.write_bytes(damage)
         X, _, _ = loader._read(source, "GunPoint")
-        np.testing.assert_array_equal(X, first[0])
+        assert_identical(X, first[0])
     assert len(parsed) == 4
 
 

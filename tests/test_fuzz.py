@@ -276,7 +276,23 @@ def test_fuzz_damaged_checkpoints_fail_in_one_line_through_explain(damaged, data
         assert str(path[-1]) in result.output, (path, result.output)
 
 
-def test_fuzz_case_count():
-    """Reports how many cases ran (run with -s to see it)."""
+FAMILIES = {"test_fuzz_train_values_never_touch_an_existing_run": "train",
+            "test_fuzz_explain_values_write_only_into_out": "explain",
+            "test_fuzz_report_out_and_predict_out": "report/predict",
+            "test_fuzz_safe_names_stay_inside": "names",
+            "test_fuzz_class_names_load_or_fail_in_one_line": "class names",
+            "test_fuzz_checkpoint_fields_load_or_fail_in_one_line": "checkpoints",
+            "test_fuzz_damaged_checkpoints_fail_in_one_line_through_explain": "damaged checkpoints"}
+MIN_CASES = 10  # every strategy here has far more values than any test's max_examples
+
+
+def test_every_fuzz_test_that_ran_tried_many_cases(request):
+    """Each fuzz test run in this session tried at least MIN_CASES cases (-s prints the counts)."""
+    ran = {item.originalname for item in request.session.items
+           if item.module.__name__ == __name__ and item.originalname != request.node.originalname}
+    assert ran <= FAMILIES.keys(), ran - FAMILIES.keys()  # a new fuzz test is counted here too
     print(f"\nfuzz cases: {sum(CASES.values())} {dict(CASES)}")
-    assert sum(CASES.values()) > 0 or not CASES
+    if not ran:
+        pytest.skip("no fuzz test was selected")
+    for name in ran:
+        assert CASES[FAMILIES[name]] >= MIN_CASES, (name, dict(CASES))

@@ -12,6 +12,8 @@ import xaicore
 from xaicore.cli import cli
 from xaicore.explaining.explanation import Explanation
 
+from tolerances import assert_close
+
 NET = textwrap.dedent('''
     import torch
     from torch import nn
@@ -91,7 +93,7 @@ def test_an_imported_model_explains_like_the_original(own_model, tmp_path):
     cam = LayerGradCam(net, net.conv2).attribute(x, target=torch.from_numpy(e.targets),
                                                  relu_attributions=True)
     cam = LayerAttribution.interpolate(cam, (x.shape[2],), "linear")[:, 0].detach().numpy()
-    np.testing.assert_allclose(e.attributions[:, :, 0], cam, rtol=1e-4, atol=1e-6)
+    assert_close(e.attributions[:, :, 0], cam)
     assert xai("report", "--run", run).exit_code == 0
     result = imported(root, tmp_path / "run")
     assert result.exit_code == 1 and "--force" in result.output  # never replaced silently

@@ -8,6 +8,8 @@ from torch import nn
 import xaicore
 from xaicore.errors import XaiError
 
+from tolerances import assert_close
+
 COLUMNS = 16
 
 
@@ -73,7 +75,7 @@ def test_a_tabular_row_model_wrapped_as_nt_explains_like_the_hand_permuted_one(m
     reference = xaicore.explain(by_hand, X, method=method, **options)
     assert e.attributions.shape == (5, COLUMNS, 1)  # [sample, time, feature]: 16 steps, 1 feature
     assert np.abs(reference.attributions).max() > 0
-    np.testing.assert_allclose(e.attributions, reference.attributions, rtol=1e-5, atol=1e-7)
+    assert_close(e.attributions, reference.attributions)
     np.testing.assert_array_equal(e.targets, reference.targets)
 
 
@@ -93,8 +95,7 @@ def test_an_nct_conv1d_model_gives_captum_layer_gradcam(channels):
     cam = LayerAttribution.interpolate(cam, (40,), "linear")[:, 0].detach().numpy()
     assert e.attributions.shape == (6, 40, channels) and np.abs(cam).max() > 0
     for f in range(channels):  # one map over time, given to every feature
-        np.testing.assert_allclose(e.attributions[:, :, f], cam, rtol=1e-4,
-                                   atol=1e-6 * np.abs(cam).max())
+        assert_close(e.attributions[:, :, f], cam)
 
 
 def test_rows_given_in_the_networks_own_layout_are_named_not_explained_as_a_constant():

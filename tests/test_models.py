@@ -11,6 +11,8 @@ from torch import nn
 from xaicore.plugins import registry
 from xaicore.errors import XaiError
 
+from tolerances import assert_close, is_close
+
 MODELS = ["cnn-lstm-attention", "inception-time", "fcn", "resnet", "transformer"]
 SHAPES = [(1, 40), (3, 24)]  # (features, time steps)
 
@@ -38,7 +40,7 @@ def test_samples_are_independent_in_eval_mode(name):
     with torch.no_grad():
         together = net(x)
         alone = torch.cat([net(x[i:i + 1]) for i in range(6)])
-    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+    assert_close(together, alone)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -75,11 +77,11 @@ def test_attention_weights_of_the_last_forward(name, layers):
     assert len(weights) == layers
     for w in weights:
         assert w.ndim == 4 and w.shape[0] == 3 and w.shape[2] == w.shape[3]
-        torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:3]))
+        assert_close(w.sum(-1), 1.0)
     first = weights[0].clone()
     net(x[:1] * 5)
     assert net.attention_weights()[0].shape[0] == 1  # replaced, not appended
-    assert not torch.allclose(net.attention_weights()[0][0], first[0])
+    assert not is_close(net.attention_weights()[0][0], first[0])
     net(x.requires_grad_(True)).sum().backward()  # kept weights hold no graph of the pass:
     assert all(w.grad_fn is None for w in net.attention_weights())
     copy.deepcopy(net)  # a copy (the randomisation check's) works right after a gradient pass
@@ -94,10 +96,10 @@ def test_transformer_attention_weights_are_the_ones_used():
         attention.qkv.bias[: 2 * 64].zero_()
     h = torch.randn(2, 10, 64)
     out = attention(h)
-    assert torch.allclose(attention.weights, torch.full((2, 4, 10, 10), 0.1))
+    assert_close(attention.weights, 0.1)
     v = attention.qkv(h)[..., 128:]
     expected = attention.out(v.mean(dim=1, keepdim=True).expand(-1, 10, -1))
-    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    assert_close(out, expected)
 
 
 def test_hybrid_is_the_seed_architecture():

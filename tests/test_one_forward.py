@@ -9,6 +9,7 @@ import torch
 
 import xaicore
 from nets_explainers import small_hybrid
+from tolerances import assert_close
 
 
 @pytest.mark.parametrize("method", ["saliency", "input-x-gradient", "gradcam", "gradcam++"])
@@ -26,7 +27,7 @@ def test_the_predicted_class_comes_from_the_explainers_own_forward(method):
     np.testing.assert_array_equal(e.predictions, expected)
     calls.clear()
     given = xaicore.explain(model, X, method=method, target=expected)  # same class, given
-    np.testing.assert_allclose(given.attributions, e.attributions, atol=1e-6)
+    assert_close(given.attributions, e.attributions)
 
 
 def test_other_explainers_find_the_predicted_class_with_one_extra_forward():

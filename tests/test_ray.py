@@ -12,6 +12,8 @@ from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
 from xaicore.explaining.explanation import Explanation
 
+from tolerances import assert_close
+
 ray = pytest.importorskip("ray")
 
 
@@ -42,12 +44,13 @@ def test_ray_engine_equals_the_local_engine(gunpoint_run, tmp_path, local_ray):
         a = Explanation.load(outs["local"] / f"{method}.zarr").load()
         b = Explanation.load(outs["ray"] / f"{method}.zarr").load()
         np.testing.assert_array_equal(b.sample_ids, np.arange(300))  # in input order
-        np.testing.assert_allclose(b.attributions, a.attributions, atol=1e-6)
+        assert_close(b.attributions, a.attributions)  # other processes and batch splits
         np.testing.assert_array_equal(b.predictions, a.predictions)
     a = Explanation.load(outs["local"] / "integrated-gradients.zarr").load()
     b = Explanation.load(outs["ray"] / "integrated-gradients.zarr").load()
-    np.testing.assert_allclose(b.extras["convergence_delta"], a.extras["convergence_delta"],
-                               atol=1e-6)
+    # a difference of sums: float32 error of the attributions' scale
+    assert_close(b.extras["convergence_delta"], a.extras["convergence_delta"],
+                 scale=float(np.abs(a.attributions).sum((1, 2)).max()))
 
 
 def test_ray_engine_on_variable_length_series_equals_the_local_engine(tmp_path, local_ray):
@@ -77,7 +80,6 @@ def test_ray_engine_on_variable_length_series_equals_the_local_engine(tmp_path, 
     a = Explanation.load(outs["local"] / "gradcam.zarr").load()
     b = Explanation.load(outs["ray"] / "gradcam.zarr").load()
     assert b.lengths.tolist() == sorted(lengths.tolist())
-    np.testing.assert_allclose(b.attributions, a.attributions, atol=1e-6, equal_nan=True)
-    np.testing.assert_allclose(b.extras["layer_heatmap"], a.extras["layer_heatmap"], atol=1e-6,
-                               equal_nan=True)
+    assert_close(b.attributions, a.attributions, equal_nan=True)
+    assert_close(b.extras["layer_heatmap"], a.extras["layer_heatmap"], equal_nan=True)
     assert np.isnan(b.attributions).any()

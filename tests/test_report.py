@@ -15,6 +15,8 @@ from xaicore.cli import cli
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
 
+from tolerances import FLOAT16_RTOL, assert_close
+
 EVIL = "<script>alert(1)</script>"
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -112,12 +114,11 @@ def test_report_embeds_every_explanation_once_and_compactly(report):
         assert view["samples"] == e.sample_ids.tolist()
         for i, (b64, scale) in enumerate(zip(view["attr"], view["scale"])):
             got = unpack(b64, scale).reshape(e.attributions.shape[1:])
-            np.testing.assert_allclose(got, e.attributions[i], rtol=0,
-                                       atol=1e-3 * np.abs(e.attributions[i]).max())
+            assert_close(got, e.attributions[i], rtol=FLOAT16_RTOL)
     assert sorted(map(int, data["series"])) == [10, 11, 12]  # one copy per sample
     x = unpack(data["series"]["11"]["data"], data["series"]["11"]["scale"])
     e = Explanation.load(run / "explanations" / "attention.npz")
-    np.testing.assert_allclose(x, e.inputs[1].ravel(), atol=1e-3 * np.abs(e.inputs[1]).max())
+    assert_close(x, e.inputs[1].ravel(), rtol=FLOAT16_RTOL)
     assert not (run / "explanations" / "figures").exists()
 
 
@@ -209,21 +210,22 @@ def test_report_in_headless_chromium(report):
                 i = int(np.flatnonzero(e.sample_ids == sid)[0])
                 return e.inputs[i, :, 0], e.attributions[i, :, 0]
 
+            DRAWN = 2 * FLOAT16_RTOL  # float16 as embedded, scaled back in the page
             first = drawn()  # the first method (attention) and the first sample (10)
             x, a = expected("attention", 10)
             assert first["name"] == "attention"
-            np.testing.assert_allclose(first["series"], x, atol=2e-3 * np.abs(x).max())
-            np.testing.assert_allclose(first["strip"], a, atol=2e-3 * np.abs(a).max())
+            assert_close(first["series"], x, rtol=DRAWN)
+            assert_close(first["strip"], a, rtol=DRAWN)
             page.click('button[data-key="integrated-gradients"]')
             now = drawn()
             x, a = expected("integrated-gradients", 10)
             assert now["name"] == "integrated-gradients"
-            np.testing.assert_allclose(now["strip"], a, atol=2e-3 * np.abs(a).max())
+            assert_close(now["strip"], a, rtol=DRAWN)
             page.click('button[data-sample="12"]')
             now = drawn()
             x, a = expected("integrated-gradients", 12)
-            np.testing.assert_allclose(now["series"], x, atol=2e-3 * np.abs(x).max())
-            np.testing.assert_allclose(now["strip"], a, atol=2e-3 * np.abs(a).max())
+            assert_close(now["series"], x, rtol=DRAWN)
+            assert_close(now["strip"], a, rtol=DRAWN)
             assert "integrated-gradients" in page.inner_text("#view-status")
             assert "sample 12" in page.inner_text("#view-status")
             page.click("#prev")
@@ -242,6 +244,7 @@ def test_report_in_headless_chromium(report):
             x, _ = expected("integrated-gradients", 11)
             t, value = re.search(r"t=(\d+): (\S+)", label).groups()
             assert abs(int(t) - 40) <= 1, label  # the point under the mouse (or its neighbour)
+            # the label prints 3 decimals
             assert float(value) == pytest.approx(x[int(t)], rel=2e-3, abs=1e-3), label
             page.click('button[data-key="compare"]')
             names = page.evaluate("""() => document.getElementById('plot').data

@@ -27,6 +27,8 @@ from xaicore.explaining.explanation import Explanation
 from xaicore.runs.model import load_checkpoint
 from xaicore.runs.training import train
 
+from tolerances import assert_close, assert_identical
+
 SMALL = {"cnn_channels": 4, "lstm_hidden_size": 4, "lstm_num_layers": 1, "num_heads": 2}
 HOSTILE = ["../../../../outside/PWNED", "/etc/passwd", "a/b", "..", ".", "", "a\x00b",
            "é" * 300, "x" * 1000, "CON", "名前", ".hidden", "a\\b"]
@@ -132,11 +134,14 @@ def test_force_refuses_a_folder_that_is_not_a_run(tmp_path):
     precious = tmp_path / "precious"
     (precious / "sub").mkdir(parents=True)
     (precious / "thesis.tex").write_text("thesis")
-    result = xai("train", "--dataset", toy_npz(tmp_path / "toy.npz"), "--model", "fcn",
-                 "--out", precious, "--epochs", "1", "--force")
-    assert result.exit_code == 1 and "not an xai run" in result.output
-    assert (precious / "thesis.tex").read_text() == "thesis" and (precious / "sub").is_dir()
-    assert temporaries(precious) == []
+    (precious / "sub" / "notes.txt").write_text("mine")
+    for force in ([], ["--force"]):
+        result = xai("train", "--dataset", toy_npz(tmp_path / "toy.npz"), "--model", "fcn",
+                     "--out", precious, "--epochs", "1", *force)
+        assert result.exit_code == 1 and "not an xai run" in result.output, force
+    assert (precious / "thesis.tex").read_text() == "thesis"
+    assert (precious / "sub" / "notes.txt").read_text() == "mine"
+    assert not (precious / "checkpoint.pt").exists() and temporaries(precious) == []
 
 
 def test_out_dot_force_in_a_user_folder_is_refused_and_in_an_empty_one_trains(tmp_path,
@@ -165,6 +170,9 @@ def test_force_replaces_a_run_but_keeps_files_xai_did_not_write(tmp_path):
     (run / "explanations" / "reading.md").write_text("mine too")
     (run / "report.html").write_text("<old>")
     before = (run / "checkpoint.pt").read_bytes()
+    with pytest.raises(XaiError, match="--force"):
+        small_train(tmp_path, run)
+    assert (run / "checkpoint.pt").read_bytes() == before
     small_train(tmp_path, run, force=True, seed=1)
     assert (run / "checkpoint.pt").read_bytes() != before
     assert (run / "notes.md").read_text() == "mine"
@@ -426,7 +434,7 @@ def test_integrated_gradients_is_chunked_to_fit_memory_and_refuses_what_cannot_f
     monkeypatch.setattr(module, "forward", lambda x: calls.append(len(x)) or forward(x))
     monkeypatch.setattr(passes, "available_memory", lambda device: 2 * row * 2)  # two rows fit
     chunked = integrated_gradients(module, inputs, baselines, target, 16, "gausslegendre", None)
-    torch.testing.assert_close(chunked, whole)
+    assert_close(chunked, whole)
     assert max(calls) <= 2
     monkeypatch.setattr(passes, "available_memory", lambda device: row)  # not one row
     with pytest.raises(XaiError, match="needs about .* GiB per pass"):
@@ -480,8 +488,9 @@ def test_an_explainer_that_runs_out_of_memory_is_retried_on_halves_of_the_batch(
                        n_classes=3, n_features=1)
     x = torch.randn(7, 5, 1)
     e = Hungry().explain(model, x, torch.zeros(7, dtype=torch.long))
-    np.testing.assert_allclose(e.attributions, 2 * x.numpy())
-    np.testing.assert_allclose(e.extras["row"], x[:, 0, 0].numpy())
+    # doubling is exact and the halves' rows are concatenated as they are
+    assert_identical(e.attributions, 2 * x.numpy())
+    assert_identical(e.extras["row"], x[:, 0, 0].numpy())
     assert e.extras["whole"] == [1, 2] and calls == [7, 3, 1, 2, 4, 2, 2]  # halves until they fit
 
     class Hopeless(Hungry):

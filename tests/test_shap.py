@@ -18,6 +18,8 @@ from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
 from xaicore.runs.model import LoadedModel, load_checkpoint, load_run
 
+from tolerances import assert_close, assert_identical, is_close
+
 
 class HybridNet(nn.Module):
     """Conv1d, BiLSTM and multi-head self-attention: layers shap's DeepExplainer cannot handle."""
@@ -98,10 +100,11 @@ def test_hybrid_attributions_are_additive_in_logit_space():
     assert e.attributions.shape == X.shape
     assert additivity(model, e, background).max() < 1e-4  # by construction: no projection
     assert e.extras["algorithm"] == "sampled" and e.extras["additivity_ok"] is True
-    np.testing.assert_allclose(e.extras["additivity_error"], additivity(model, e, background),
-                               atol=1e-4)
-    np.testing.assert_allclose(e.extras["model_output"],
-                               model.logits(X)[np.arange(6), e.targets], rtol=1e-5)
+    # the error is a difference of logits: float32 error of the logits' scale
+    outputs = model.logits(X)[np.arange(6), e.targets]
+    assert_close(e.extras["additivity_error"], additivity(model, e, background),
+                 scale=float(np.abs(outputs).max()))
+    assert_close(e.extras["model_output"], outputs)
 
 
 @pytest.mark.parametrize("name", ["cnn-lstm-attention", "fcn", "resnet", "inception-time",
@@ -128,10 +131,9 @@ def test_linear_model_matches_the_closed_form(algorithm):
     per_step = w * (X - background.mean(0))
     bounds = e.extras["segment_bounds"]
     assert bounds == [0, 4, 8, 12]
-    np.testing.assert_allclose(segment_sums(e.attributions, bounds),
-                               segment_sums(per_step, bounds), rtol=1e-4, atol=1e-5)
+    assert_close(segment_sums(e.attributions, bounds), segment_sums(per_step, bounds))
     # spread evenly: every step of a segment carries the same share
-    np.testing.assert_allclose(e.attributions[:, 0], e.attributions[:, 3], rtol=1e-6)
+    assert_close(e.attributions[:, 0], e.attributions[:, 3])
     # an additive game has no interactions: the sampled correction is zero and so is its error
     assert np.abs(e.extras["standard_error"]).max() < 1e-6
 
@@ -170,7 +172,7 @@ def test_sampled_values_converge_to_exact_shapley_values():
     auto = xaicore.explain(model, X, method="shap", background=background, n_segments=4,
                            target=0)
     assert auto.extras["algorithm"] == "exact"
-    np.testing.assert_allclose(auto.attributions, exact.attributions)
+    assert_identical(auto.attributions, exact.attributions)  # the same algorithm and batch
 
 
 def test_same_seed_same_result_and_seeded_background():
@@ -178,9 +180,9 @@ def test_same_seed_same_result_and_seeded_background():
     run = lambda seed: xaicore.explain(model, X, method="shap", background=background,  # noqa: E731
                                        background_size=10, n_pairs=2, seed=seed)
     a, b, c = run(3), run(3), run(4)
-    np.testing.assert_array_equal(a.attributions, b.attributions)
+    assert_identical(a.attributions, b.attributions)  # same seed, same draws, same batches
     assert a.extras["background_indices"] == b.extras["background_indices"]
-    assert not np.allclose(a.attributions, c.attributions)
+    assert not is_close(a.attributions, c.attributions)
     indices = a.extras["background_indices"]
     assert len(indices) == len(set(indices)) == a.extras["background_size"] == 10
     assert indices != c.extras["background_indices"]
@@ -192,8 +194,8 @@ def test_extras_describe_the_expected_value_and_the_game():
                         n_pairs=2, target="c1", algorithm="sampled")
     expected = model.logits(background).astype(np.float64).mean(0)
     assert isinstance(e.extras["expected_value"], list) and len(e.extras["expected_value"]) == 3
-    np.testing.assert_allclose(e.extras["expected_value"], expected, rtol=1e-5)
-    np.testing.assert_allclose(e.extras["base_value"], np.full(5, expected[1]), rtol=1e-5)
+    assert_close(e.extras["expected_value"], expected)
+    assert_close(e.extras["base_value"], np.full(5, expected[1]))
     assert e.extras["segment_bounds"] == [0, 4, 8, 12, 16, 20, 24]
     assert e.extras["output_space"] == "logit" and e.extras["background_size"] == 20
     # 5 samples x 20 background samples x (2 x 12 first-order + 2 x 2 paired coalitions), plus
@@ -266,7 +268,7 @@ def test_deep_explainer_on_a_linear_model_is_the_closed_form_per_step():
     model, X, background = wrap(Linear, seq_len=12), data(3, 12), data(6, 12, seed=1)
     e = xaicore.explain(model, X, method="shap", background=background, algorithm="deep", target=0)
     w = model.network.fc.weight[0].detach().numpy().reshape(12, 2) / 2.0
-    np.testing.assert_allclose(e.attributions, w * (X - background.mean(0)), rtol=1e-4, atol=1e-6)
+    assert_close(e.attributions, w * (X - background.mean(0)))
     assert e.extras["algorithm"] == "deep" and "segment_bounds" not in e.extras
 
 
@@ -381,9 +383,8 @@ def test_sampled_values_are_exact_for_games_without_higher_interactions():
                               algorithm="sampled", n_segments=8)
     exact = np.stack([brute_force_shapley(model, X[i], background, 0, list(range(0, 25, 3)))
                       for i in range(3)])
-    np.testing.assert_allclose(segment_sums(sampled.attributions.astype(np.float64),
-                                            sampled.extras["segment_bounds"])[..., 0], exact,
-                               rtol=1e-4, atol=1e-5)
+    assert_close(segment_sums(sampled.attributions.astype(np.float64),
+                              sampled.extras["segment_bounds"])[..., 0], exact)
     assert np.abs(sampled.extras["standard_error"]).max() < 1e-5
 
 
