@@ -8,7 +8,6 @@ changed; no temporary left. ``CASES`` counts the cases run (printed by the last 
 from __future__ import annotations
 
 import hashlib
-import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -28,7 +27,6 @@ from xaicore.explaining.runs import result_name
 from xaicore.runs.model import load_checkpoint, model_from_checkpoint
 
 CASES: Counter = Counter()
-TEMP = re.compile(r"^\..+\.(?:tmp|partial|old)-\d+")
 FUZZ = settings(max_examples=40, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
@@ -62,7 +60,7 @@ def check_outcome(result, root: Path) -> None:
         assert isinstance(result.exception, SystemExit), result.exception
         lines = [line for line in result.output.strip().splitlines() if line.startswith("Error")]
         assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    leftovers = [p for p in root.rglob("*") if TEMP.match(p.name) or p.name == files.LOCK]
+    leftovers = [p for p in root.rglob("*") if files.is_temporary(p.name) or p.name == files.LOCK]
     assert leftovers == [], leftovers
 
 
@@ -276,7 +274,49 @@ def test_fuzz_damaged_checkpoints_fail_in_one_line_through_explain(damaged, data
         assert str(path[-1]) in result.output, (path, result.output)
 
 
+LOOK_ALIKE = st.builds(
+    lambda stem, kind, pid, tail: f".{stem}.{kind}-{pid}{tail}",
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00"),
+            min_size=1, max_size=12),
+    st.sampled_from(["tmp", "partial", "old", "xai-tmp", "xai-partial", "xai-old"]),
+    st.one_of(st.integers(0, 2**22), st.integers(2**31, 10**30)),
+    st.one_of(st.just(""), st.text("0123456789abcdefXYZ-", max_size=10).map(lambda t: "-" + t)))
+
+
+@settings(FUZZ, max_examples=60)
+@given(names=st.lists(LOOK_ALIKE, min_size=1, max_size=6, unique=True))
+def test_fuzz_look_alike_temporaries_beside_or_in_a_run_are_never_removed(tmp_path_factory,
+                                                                         names):
+    """Names like xai's temporaries (any pid, huge ones included) in the folder above a run or in
+    a user's folder are never removed; inside a run only xai's exact form of a dead process is."""
+    from xaicore.runs import directory as runs
+
+    CASES["look-alikes"] += 1
+    root = tmp_path_factory.mktemp("alike")
+    run, user = root / "run", root / "user"
+    for folder in (run, user):
+        folder.mkdir()
+        for name in names:
+            (folder / name).write_text("mine")
+    runs.create_marker(run)
+    for name in names:
+        (root / name).write_text("mine")
+    files.clean_stale(root)
+    files.clean_stale(user)
+    files.clean_stale(run)
+    runs.remove_results(run)
+    with pytest.raises(XaiError, match="holds files xai did not write"):
+        runs.check_replaceable(user, force=True)
+    assert all((root / n).read_text() == "mine" and (user / n).read_text() == "mine"
+               for n in names)
+    gone = {n for n in names if not (run / n).exists()}
+    assert all(files.is_temporary(n) and not files.pid_alive(int(n.split("-")[-2]))
+               for n in gone), gone
+
+
 FAMILIES = {"test_fuzz_train_values_never_touch_an_existing_run": "train",
+            "test_fuzz_look_alike_temporaries_beside_or_in_a_run_are_never_removed":
+                "look-alikes",
             "test_fuzz_explain_values_write_only_into_out": "explain",
             "test_fuzz_report_out_and_predict_out": "report/predict",
             "test_fuzz_safe_names_stay_inside": "names",

@@ -148,3 +148,33 @@ def test_a_seed_style_checkpoint_and_tuple_output(own_model, tmp_path):
     assert f"test accuracy {accuracy:.4f}" in result.output
     assert xai("explain", "--run", tmp_path / "b", "--method", "integrated-gradients",
                "--samples", "0:3").exit_code == 0
+
+
+@pytest.mark.parametrize("where", ["relative", "inside the run"])
+def test_a_run_folder_someone_hands_you_never_runs_its_own_code(own_model, tmp_path,
+                                                                monkeypatch, where):
+    """A crafted imported run whose checkpoint names code that came with it (a path relative
+    to the current folder, or a file inside the run, with a matching sha256) is refused at load
+    and the code never runs."""
+    from xaicore.files import file_digest
+
+    root, _, _ = own_model
+    assert imported(root, tmp_path / "shared_run").exit_code == 0
+    run = tmp_path / "shared_run"
+    ran = tmp_path / "RAN"
+    code = run / "model.py"
+    code.write_text(NET + f"\nopen({str(ran)!r}, 'w').write('pwned')\n")
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    ckpt["import"]["file"] = "shared_run/model.py" if where == "relative" else str(code)
+    ckpt["import"]["sha256"] = file_digest(code)
+    torch.save(ckpt, run / "checkpoint.pt")
+    monkeypatch.chdir(tmp_path)
+    test = xaicore.load_dataset("GunPoint").test
+    np.savez(tmp_path / "new.npz", X=test.X[:2])
+    message = "relative path" if where == "relative" else "lies inside the run folder"
+    for args in (["explain", "--run", run, "--method", "saliency", "--samples", "0:2"],
+                 ["predict", "--run", run, "--input", tmp_path / "new.npz"]):
+        result = xai(*args)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert "Traceback" not in result.output
+    assert not ran.exists()

@@ -60,6 +60,21 @@ def test_temporary_plugin_is_listed_lazily_and_removed_after(temp_plugin):
     plugins.pm.register(Plugin(), name="tmp-plugin")  # so the fixture can unregister it
 
 
+def test_a_name_is_owned_whatever_its_case(temp_plugin):
+    """A plugin's dataset ``gunpoint`` beside the built-in ``GunPoint`` would win for
+    ``--dataset gunpoint``: it is rejected like any clash, naming the owner's spelling."""
+    class Lookalike:
+        @hookimpl
+        def register_datasets(self, register):
+            register("gunpoint", lambda: None, description="look-alike")
+
+    temp_plugin(Lookalike(), "lookalike-plugin")
+    found = [e for e in registry.entries("datasets") if e.name.casefold() == "gunpoint"]
+    assert [(e.name, e.status) for e in found] == [("GunPoint", "ok"), ("gunpoint", "failed")]
+    assert "already registered by xai-aeon as 'GunPoint'" in found[1].error
+    assert "gunpoint" not in registry.names("datasets")
+
+
 def test_clashing_name_is_rejected_not_replaced(temp_plugin):
     class Clash:
         @hookimpl

@@ -14,6 +14,7 @@ from xaicore.plugins import registry
 from xaicore.cli import cli
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
+from xaicore.files import file_digest
 
 from tolerances import FLOAT16_RTOL, assert_close
 
@@ -35,6 +36,12 @@ def explanation(method, n=3, t=150, f=1, c=2, seed=0, signed=True, extras=None, 
                        class_names=class_names or ["Gun", EVIL][:c])
 
 
+def save_into(run: Path, e: Explanation, name: str) -> Path:
+    """Save ``e`` as xai explain does: recording the digest of the run's model."""
+    e.model_digest = file_digest(run / "checkpoint.pt")
+    return e.save(run / "explanations" / name)
+
+
 def make_run(run: Path, with_evaluation=True) -> Path:
     (run / "explanations").mkdir(parents=True)
     torch.save({"format": 1, "model": "cnn-lstm-attention", "hyperparameters": {"hidden": 32},
@@ -43,16 +50,19 @@ def make_run(run: Path, with_evaluation=True) -> Path:
                run / "checkpoint.pt")
     (run / "metrics.json").write_text(json.dumps({"test_accuracy": 0.93, "train_accuracy": 1.0}))
     rng = np.random.default_rng(3)
-    explanation("integrated-gradients").save(run / "explanations" / "integrated-gradients.npz")
+    save_into(run, explanation("integrated-gradients"), "integrated-gradients.npz")
     heads = rng.dirichlet(np.ones(20), size=(3, 2, 20)).astype(np.float32)
-    explanation("attention", signed=False,
-                extras={"attention_heads": heads}).save(run / "explanations" / "attention.npz")
+    save_into(run, explanation("attention", signed=False, extras={"attention_heads": heads}),
+              "attention.npz")
     if with_evaluation:
         (run / "evaluation.csv").write_text(
             "verdict,method,samples,deletion_auc,deletion_auc_low,deletion_auc_high,"
             "deletion_auc_vs_random,deletion_auc_p\n"
             "better than random,integrated-gradients,8,0.25,0.2,0.3,better than random,0.01\n"
             f"baseline,\"{EVIL}\",8,0.5,0.4,0.6,,\n")
+        (run / "evaluation").mkdir()
+        (run / "evaluation" / "settings.json").write_text(json.dumps(
+            {"model_digest": file_digest(run / "checkpoint.pt")}))
     return run
 
 
@@ -129,7 +139,7 @@ def test_each_extra_sample_and_method_adds_little(tmp_path):
         (run / "explanations").mkdir(parents=True)
         shutil.copy(base_checkpoint(tmp_path), run / "checkpoint.pt")
         for m, method in enumerate(("saliency", "gradcam", "integrated-gradients")):
-            explanation(method, n=n, seed=m).save(run / "explanations" / f"{method}.npz")
+            save_into(run, explanation(method, n=n, seed=m), f"{method}.npz")
         registry.get_renderer("html-report").render([], out_dir=run, run_dir=run)
         sizes[n] = (run / "report.html").stat().st_size
     per_pair = (sizes[12] - sizes[4]) / (8 * 3)
@@ -154,6 +164,25 @@ def test_report_names_what_it_cannot_show(tmp_path):
     assert "No explanations in this run yet" in html and "No evaluation yet" in html
     with pytest.raises(XaiError, match="not a run directory"):
         registry.get_renderer("html-report").render([], out_dir=tmp_path, run_dir=tmp_path)
+
+
+def test_results_of_another_model_are_left_out_and_named(tmp_path):
+    """A run retrained (or resumed) after its results were written: the report never shows the
+    old model's explanations or evaluation as this model's."""
+    run = make_run(tmp_path / "run")
+    save_into(run, explanation("saliency"), "saliency.npz")
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    ckpt["epoch"] = 4  # the model changed
+    torch.save(ckpt, run / "checkpoint.pt")
+    save_into(run, explanation("gradcam"), "gradcam.npz")  # explained after the change
+    registry.get_renderer("html-report").render([], out_dir=run, run_dir=run, formats=("png",))
+    data = embedded((run / "report.html").read_text())
+    assert [view["method"] for view in data["views"]] == ["gradcam"]
+    html = (run / "report.html").read_text()
+    for name in ("attention.npz", "integrated-gradients.npz", "saliency.npz"):
+        assert f"{name} is left out: another model computed it" in html, name
+    assert "evaluation.csv is left out: another model computed it" in html
+    assert "better than random" not in html
 
 
 def test_report_command_refuses_to_overwrite_without_force(report):

@@ -3,9 +3,9 @@ bounds its work and turns bad values into one-line errors."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -60,11 +60,27 @@ def small_train(tmp_path: Path, out: Path, **kwargs) -> dict:
     return train(spec, "cnn-lstm-attention", out, **options)
 
 
-TEMP = re.compile(r"^\..+\.(?:tmp|partial|old)-\d+")
+LOOK_ALIKES = [".bashrc.old-20240101", ".notes.old-99999999999999999999", ".x.tmp-1-abcd",
+               ".y.partial-1", f".z.xai-tmp-{2**66}-abcd1234", ".w.xai-tmp-1-nothex!"]
 
 
 def temporaries(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if TEMP.match(p.name) or p.name == files.LOCK]
+    return [p for p in folder.rglob("*") if files.is_temporary(p.name) or p.name == files.LOCK]
+
+
+@contextlib.contextmanager
+def held(folder: Path, what: str = "xai test-holder"):
+    """Another process holding ``folder``'s lock until the block ends; yields its pid."""
+    code = ("import sys\nfrom xaicore import files\nwith files.locked(sys.argv[1], sys.argv[2]):"
+            "\n    print('held', flush=True)\n    sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder), what],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield proc.pid
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
 
 
 # --- xaicore.files ---------------------------------------------------------------------------
@@ -82,17 +98,27 @@ def test_atomic_write_replaces_whole_or_keeps_the_old_file(tmp_path):
 
 
 def test_stale_temporaries_of_dead_processes_are_cleaned_live_ones_kept(tmp_path):
-    dead = tmp_path / f".x.npz.tmp-{dead_pid()}-abcd"
+    run = tmp_path / "run"
+    run.mkdir()
+    runs.create_marker(run)
+    dead = run / f".x.npz.xai-tmp-{dead_pid()}-abcd0123"
     dead.write_text("half")
-    dead_dir = tmp_path / f".run.partial-{dead_pid()}"
+    dead_dir = run / f".training.xai-partial-{dead_pid()}-0000ffff"
     dead_dir.mkdir()
-    live = tmp_path / f".y.npz.tmp-{os.getppid()}-abcd"
+    live = run / f".y.npz.xai-tmp-{os.getppid()}-abcd0123"
     live.write_text("being written")
-    user = tmp_path / "notes.partial.txt"
-    user.write_text("mine")
-    files.clean_stale(tmp_path)
+    mine = [run / "notes.partial.txt", *(run / name for name in LOOK_ALIKES)]
+    for path in mine:
+        path.write_text("mine")
+    files.clean_stale(run)
     assert not dead.exists() and not dead_dir.exists()
-    assert live.exists() and user.exists()
+    assert live.exists() and all(p.read_text() == "mine" for p in mine)
+    # a folder that is not a run is never cleaned, not even of xai's own temporaries
+    user = tmp_path / "user"
+    user.mkdir()
+    theirs = user / f".x.npz.xai-tmp-{dead_pid()}-abcd0123"
+    theirs.write_text("whatever it is")
+    assert files.clean_stale(user) == [] and theirs.exists()
 
 
 @pytest.mark.parametrize("text", HOSTILE)
@@ -118,14 +144,37 @@ def test_inside_refuses_a_name_that_leaves(tmp_path):
 
 
 def test_run_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
-    (tmp_path / files.LOCK).write_text(json.dumps({"pid": os.getppid()}))
-    with pytest.raises(XaiError, match=f"in use by another xai process \\(pid {os.getppid()}\\)"):
+    with held(tmp_path, "xai explain") as pid:
+        with pytest.raises(XaiError, match=f"in use by another xai process \\(pid {pid}, xai "
+                                           f"explain, since"):
+            with files.locked(tmp_path, "test"):
+                pass
+    for stale in ({"pid": dead_pid()}, {"pid": 2**66}, "not json"):  # what a dead holder left
+        (tmp_path / files.LOCK).write_text(json.dumps(stale) if isinstance(stale, dict) else stale)
+        with files.locked(tmp_path, "test"):
+            assert json.loads((tmp_path / files.LOCK).read_text())["pid"] == os.getpid()
+            with files.locked(tmp_path, "the same process again"):
+                pass
+        assert not (tmp_path / files.LOCK).exists()
+    (tmp_path / files.LOCK).mkdir()
+    with pytest.raises(XaiError, match="is a directory, not xai's lock file"):
         with files.locked(tmp_path, "test"):
             pass
-    (tmp_path / files.LOCK).write_text(json.dumps({"pid": dead_pid()}))
-    with files.locked(tmp_path, "test"):
-        assert json.loads((tmp_path / files.LOCK).read_text())["pid"] == os.getpid()
-    assert not (tmp_path / files.LOCK).exists()
+
+
+def test_a_lock_is_free_again_the_moment_its_holder_is_killed(tmp_path):
+    code = ("import sys, time\nfrom xaicore import files\nwith files.locked(sys.argv[1], 'x'):"
+            "\n    print('held', flush=True)\n    time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "held"
+    with pytest.raises(XaiError, match="in use"):
+        with files.locked(tmp_path, "test"):
+            pass
+    proc.kill()
+    proc.wait()
+    with files.locked(tmp_path, "test"):  # no stale-pid guess: the kernel released it
+        pass
 
 
 # --- training: --force, --resume, interrupted runs -------------------------------------------
@@ -165,10 +214,10 @@ def test_force_replaces_a_run_but_keeps_files_xai_did_not_write(tmp_path):
     run = tmp_path / "run"
     small_train(tmp_path, run)
     (run / "notes.md").write_text("mine")
-    (run / "explanations").mkdir()
-    (run / "explanations" / "gradcam.npz").write_bytes(b"old result")
+    files.write_text(run / "explanations" / "gradcam.npz", "old result")  # as xai writes it
+    files.write_text(run / "report.html", "<old>")
     (run / "explanations" / "reading.md").write_text("mine too")
-    (run / "report.html").write_text("<old>")
+    (run / "explanations" / "mine.csv").write_text("my own table")  # a result's name, not xai's
     before = (run / "checkpoint.pt").read_bytes()
     with pytest.raises(XaiError, match="--force"):
         small_train(tmp_path, run)
@@ -177,23 +226,27 @@ def test_force_replaces_a_run_but_keeps_files_xai_did_not_write(tmp_path):
     assert (run / "checkpoint.pt").read_bytes() != before
     assert (run / "notes.md").read_text() == "mine"
     assert (run / "explanations" / "reading.md").read_text() == "mine too"
+    assert (run / "explanations" / "mine.csv").read_text() == "my own table"
     assert not (run / "explanations" / "gradcam.npz").exists()  # results of the old model go
     assert not (run / "report.html").exists()
     assert "checkpoint.pt" in runs.written_files(run) and "notes.md" not in runs.written_files(run)
 
 
-def test_resume_touches_only_training_files(tmp_path):
+def test_resume_invalidates_the_old_models_results_and_says_so(tmp_path, capsys):
     run = tmp_path / "run"
     small_train(tmp_path, run)
-    kept = {"explanations/gradcam.npz": b"result", "evaluation.csv": b"a,b\n",
-            "evaluation/x.png": b"png", "report.html": b"<html>", "predictions/p.csv": b"p\n"}
-    for rel, data in kept.items():
-        (run / rel).parent.mkdir(exist_ok=True)
-        (run / rel).write_bytes(data)
-    train(None, None, run, epochs=2, resume=True, progress=False)
+    results = ["explanations/gradcam.npz", "evaluation.csv", "evaluation/x.png", "report.html",
+               "predictions/p.csv"]
+    for rel in results:
+        files.write_text(run / rel, "a result of the model before")
+    (run / "explanations" / "notes.md").write_text("mine")
+    train(None, None, run, epochs=2, resume=True, progress=True)
     assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 2
-    for rel, data in kept.items():
-        assert (run / rel).read_bytes() == data, rel
+    assert not [rel for rel in results if (run / rel).exists()]
+    assert (run / "explanations" / "notes.md").read_text() == "mine"
+    said = capsys.readouterr().err
+    assert "resumed" in said and "kept its data, recipe, seed, history and optimizer state" in said
+    assert "removed 5 result file(s) of the old model" in said
     assert temporaries(run) == []
 
 
@@ -214,25 +267,48 @@ def test_interrupted_training_leaves_the_old_run_and_no_temporary(tmp_path, monk
     assert temporaries(tmp_path) == []
 
 
-def test_leftovers_of_a_killed_run_are_cleaned_by_the_next_command(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
+def test_leftovers_of_a_killed_run_are_cleaned_and_the_parent_folder_is_never_touched(tmp_path):
+    parent = tmp_path / "par"
+    run = parent / "run"
+    run.mkdir(parents=True)
+    runs.create_marker(run)  # what a first training killed part way leaves
     pid = dead_pid()
-    (tmp_path / f".run.partial-{pid}").mkdir()
-    (run / f".train.tmp-{pid}-0000").mkdir()
+    (run / f".training.xai-partial-{pid}-0123abcd").mkdir()
     (run / files.LOCK).write_text(json.dumps({"pid": pid}))
+    theirs = [parent / name for name in LOOK_ALIKES + [f".run.xai-partial-{pid}-0123abcd"]]
+    for path in theirs:
+        path.write_text("mine")
+    (parent / ".emacs.d.old-2019").mkdir()
     small_train(tmp_path, run)
-    assert temporaries(tmp_path) == []
-    assert (run / "checkpoint.pt").is_file()
+    assert temporaries(run) == [] and (run / "checkpoint.pt").is_file()
+    assert all(p.read_text() == "mine" for p in theirs) and (parent / ".emacs.d.old-2019").is_dir()
 
 
 def test_training_into_a_run_held_by_a_live_process_is_refused(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / files.LOCK).write_text(json.dumps({"pid": os.getppid()}))
-    with pytest.raises(XaiError, match="in use by another xai process"):
-        small_train(tmp_path, run)
+    with held(run, "xai train"):
+        with pytest.raises(XaiError, match="in use by another xai process .*xai train"):
+            small_train(tmp_path, run, force=True)
     assert not (run / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("command", ["explain", "evaluate", "report", "figures", "predict"])
+def test_no_command_writes_into_a_run_another_command_holds(gunpoint_run, tmp_path, command):
+    """``train --force`` while ``xai explain`` runs would mix two models' results: every command
+    that writes into a run takes its lock, and a second one is refused naming the first."""
+    run = tmp_path / "gp"
+    shutil.copytree(gunpoint_run, run)
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    args = {"explain": ["--method", "saliency", "--samples", "0:2"], "evaluate": [],
+            "report": [], "figures": [], "predict": ["--input", str(toy_npz(tmp_path / "x.npz"))]}
+    with held(run, "xai train") as pid:
+        result = xai(command, "--run", run, *args[command])
+        assert result.exit_code == 1, result.output
+        assert f"in use by another xai process (pid {pid}, xai train" in result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before
 
 
 # --- explain: names, folders, corrupt results, locks -----------------------------------------
@@ -353,8 +429,8 @@ def _checkpoint_with(gunpoint_run: Path, tmp_path: Path, **fields) -> Path:
 
 @pytest.mark.parametrize("field, value, message", [
     ("hyperparameters", [1, 2], "field 'hyperparameters'"),
-    ("seq_len", "150", "field 'seq_len' must be a positive int or None"),
-    ("seq_len", True, "field 'seq_len' must be a positive int or None"),
+    ("seq_len", "150", "field 'seq_len' must be a positive int up to 10,000,000 or None"),
+    ("seq_len", True, "field 'seq_len' must be a positive int up to 10,000,000 or None"),
     ("class_names", [1, 2], "field 'class_names'"),
     ("class_names", ["1", "1"], "at least 2 distinct class names"),
     ("feature_names", "value", "field 'feature_names'"),
@@ -506,3 +582,278 @@ def test_an_explainer_that_runs_out_of_memory_is_retried_on_halves_of_the_batch(
 
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):  # not retried
         Buggy().explain(model, x, torch.zeros(7, dtype=torch.long))
+
+
+# --- issue 27: ownership by marker, special files, resume of the same job --------------------
+
+def test_a_folder_of_the_users_own_run_files_is_not_taken_for_a_run(tmp_path):
+    """File names alone never make a folder xai's: the user's own checkpoint.pt, metrics.json,
+    report.html and explanations/ stay, byte for byte, even with --force."""
+    mine = tmp_path / "mine"
+    theirs = {"checkpoint.pt": b"my weights", "metrics.json": b"{}", "history.csv": b"a\n",
+              "report.html": b"<my report>", "explanations/my.csv": b"x\n"}
+    for rel, data in theirs.items():
+        (mine / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mine / rel).write_bytes(data)
+    result = xai("train", "--dataset", toy_npz(tmp_path / "toy.npz"), "--model", "fcn",
+                 "--out", mine, "--epochs", "1", "--force", "--quiet")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "holds files xai did not write (such as checkpoint.pt)" in result.output
+    assert {rel: (mine / rel).read_bytes() for rel in theirs} == theirs
+    assert sorted(p.name for p in mine.iterdir()) == ["checkpoint.pt", "explanations",
+                                                      "history.csv", "metrics.json", "report.html"]
+
+
+def test_a_marker_listing_a_file_through_a_link_out_of_the_run_deletes_nothing_outside(tmp_path):
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    small_train(tmp_path, run)
+    outside.mkdir()
+    (outside / "thesis.tex").write_text("precious")
+    (run / "link").symlink_to(outside)
+    marker = json.loads((run / runs.MARKER).read_text())
+    marker["files"] += ["link/thesis.tex", "../outside/thesis.tex", str(outside / "thesis.tex")]
+    (run / runs.MARKER).write_text(json.dumps(marker))
+    (run / "explanations").symlink_to(outside)  # and as results, in a linked results folder
+    (run / files.STATE).mkdir(exist_ok=True)
+    with open(run / files.STATE / files.LEDGER, "a") as ledger:
+        ledger.write('"explanations/thesis.tex"\n"explanations/../link/thesis.tex"\n')
+    small_train(tmp_path, run, force=True, seed=2)
+    assert (outside / "thesis.tex").read_text() == "precious" and (run / "link").is_symlink()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "directory"])
+def test_an_out_that_is_not_a_regular_file_is_refused_even_with_force(gunpoint_run, tmp_path,
+                                                                       kind):
+    import socket
+
+    run = tmp_path / "gp"
+    shutil.copytree(gunpoint_run, run)
+    outs = {}
+    for command in ("report", "predict"):
+        out = tmp_path / f"{command}-{kind}"
+        if kind == "fifo":
+            os.mkfifo(out)
+        elif kind == "socket":
+            server = socket.socket(socket.AF_UNIX)
+            server.bind(str(out))
+            server.close()
+        else:
+            out.mkdir()
+        outs[command] = out
+    test = load_dataset({"name": "GunPoint"}).test
+    np.savez(tmp_path / "new.npz", X=test.X[:3])
+    for command, extra in (("report", []), ("predict", ["--input", tmp_path / "new.npz"])):
+        out = outs[command]
+        mode = os.lstat(out).st_mode
+        result = xai(command, "--run", run, "--out", out, "--force", *extra)
+        assert result.exit_code == 1, (command, result.output)
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert "regular file" in result.output or "is a directory" in result.output, result.output
+        assert os.lstat(out).st_mode == mode  # still the FIFO, socket or folder it was
+    assert temporaries(tmp_path) == []
+
+
+def test_a_directory_where_the_lock_goes_is_one_line(gunpoint_run, tmp_path):
+    run = tmp_path / "gp"
+    shutil.copytree(gunpoint_run, run)
+    (run / files.LOCK).mkdir()
+    result = xai("explain", "--run", run, "--method", "saliency", "--samples", "0:2")
+    assert result.exit_code == 1 and "is a directory, not xai's lock file" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (run / "explanations").exists()
+
+
+@pytest.fixture(scope="module")
+def streamed(gunpoint_run, tmp_path_factory):
+    """A copy of the shared run, a second run, and a store killed part way (200 of 600 rows)."""
+    root = tmp_path_factory.mktemp("resume")
+    run, other = root / "run", root / "other"
+    shutil.copytree(gunpoint_run, run)
+    shutil.copytree(gunpoint_run, other)
+    ckpt = torch.load(other / "checkpoint.pt", weights_only=True)
+    ckpt["state_dict"] = {k: v * 1.01 if v.is_floating_point() else v
+                          for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, other / "checkpoint.pt")
+    X = np.concatenate([load_dataset({"name": "GunPoint"}).test.X] * 4)
+    np.save(root / "big.npy", X)
+    return root, run, other, X
+
+
+@pytest.mark.parametrize("change, message", [
+    ("input", "the input data changed since"),
+    ("option", "the method's options changed since"),
+    ("run", "the run's model changed since"),
+])
+def test_resume_continues_only_the_same_job(streamed, change, message):
+    from xaicore.explaining.store import store_attrs
+
+    root, run, other, X = streamed
+    out = root / f"out-{change}"
+    args = ["explain", "--run", run, "--input", root / "big.npy", "--method", "gradcam",
+            "--batch-size", "100", "--out", out]
+    assert xai(*args).exit_code == 0
+    store = out / "gradcam.zarr"
+    import zarr
+
+    zarr.open_group(str(store), mode="r+").attrs.update({"complete": False, "rows_written": 200})
+    changed = list(args)
+    if change == "input":
+        np.save(root / "edited.npy", X[::-1].copy())
+        changed[changed.index(root / "big.npy")] = root / "edited.npy"
+    elif change == "option":
+        changed += ["--option", "gradcam.relu=false"]
+    else:
+        changed[changed.index(run)] = other
+    result = xai(*changed, "--resume")
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert store_attrs(store)["rows_written"] == 200 and not store_attrs(store)["complete"]
+    assert xai(*args, "--resume").exit_code == 0  # the same job continues
+    assert store_attrs(store)["complete"]
+
+
+def test_every_result_records_the_digest_of_the_model_that_made_it(streamed):
+    root, run, _, _ = streamed
+    digest = files.file_digest(run / "checkpoint.pt")
+    assert xai("explain", "--run", run, "--method", "saliency", "--samples", "0:3",
+               "--force").exit_code == 0
+    assert Explanation.load(run / "explanations" / "saliency.npz").model_digest == digest
+    assert Explanation.load(root / "out-option" / "gradcam.zarr").model_digest == digest
+    assert "explanations/saliency.npz" in files.written(run)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 8 MiB tmpfs to fill (mounting needs root: skipped elsewhere)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
+        capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def fill(disk: Path, leave: int = 0) -> None:
+    """Fill ``disk`` to the last ``leave`` bytes."""
+    with open(disk / "filler", "ab") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * (1 << 16))
+                handle.flush()
+        except OSError:
+            pass
+    with open(disk / "filler", "r+b") as handle:
+        handle.truncate(max(0, (disk / "filler").stat().st_size - leave))
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_complete_result(small_disk, tmp_path):
+    data = toy_npz(tmp_path / "toy.npz", length=64)
+    run = small_disk / "run"
+    train_args = ["train", "--dataset", data, "--model", "fcn", "--out", run, "--epochs", "1",
+                  "--quiet"]
+    assert xai(*train_args).exit_code == 0
+    assert xai("explain", "--run", run, "--method", "saliency", "--samples", "0:4").exit_code == 0
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    np.save(tmp_path / "big.npy", np.random.default_rng(0).normal(size=(4000, 64)).astype("f4"))
+    fill(small_disk)
+    cases = {
+        "train --force": [*train_args, "--force"],
+        "train into a new folder": [*train_args[:-4], small_disk / "new", "--epochs", "1"],
+        "explain": ["explain", "--run", run, "--method", "saliency", "--samples", "0:4",
+                    "--force"],
+        "streamed explain": ["explain", "--run", run, "--input", tmp_path / "big.npy",
+                             "--method", "saliency", "--out", small_disk / "stores"],
+        "report": ["report", "--run", run, "--force"],
+        "predict": ["predict", "--run", run, "--input", data, "--out", small_disk / "p.csv"],
+        "figures": ["figures", "--run", run],
+        "evaluate": ["evaluate", "--run", run, "--method", "saliency", "--metric", "deletion",
+                     "--samples", "4", "--workers", "1"],
+    }
+    for name, args in cases.items():
+        result = xai(*args)
+        assert result.exit_code == 1, (name, result.output)
+        lines = result.output.strip().splitlines()  # progress lines, then the one error line
+        assert [line for line in lines if line.startswith("Error")] == lines[-1:], lines
+        assert "No space left on device" in lines[-1], (name, result.output)
+        assert "MiB free there" in lines[-1] and "Traceback" not in result.output, name
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before  # every complete result as it was
+    assert not (small_disk / "new").exists() and temporaries(small_disk) == []
+    from xaicore.explaining.store import store_attrs
+
+    store = small_disk / "stores" / "saliency.zarr"
+    assert not store.exists() or not store_attrs(store)["complete"]  # incomplete, resumable
+
+
+def test_more_bad_input_is_one_line_naming_the_file(gunpoint_run, tmp_path):
+    run = tmp_path / "gp"
+    shutil.copytree(gunpoint_run, run)
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "a-file").write_text("mine")
+    huge = tmp_path / "huge"
+    shutil.copytree(gunpoint_run, huge)
+    ckpt = torch.load(huge / "checkpoint.pt", weights_only=True)
+    ckpt["seq_len"] = 10**12
+    torch.save(ckpt, huge / "checkpoint.pt")
+    listed = tmp_path / "listed"
+    shutil.copytree(gunpoint_run, listed)
+    (listed / "metrics.json").write_text("[1, 2]")
+    cases = [
+        (["train", "--dataset", tmp_path / "junk.npz", "--out", tmp_path / "r1"],
+         "junk.npz as npz arrays"),
+        (["train", "--dataset", tmp_path / "empty.npz", "--out", tmp_path / "r2"],
+         "empty.npz as npz arrays"),
+        (["predict", "--run", run, "--input", tmp_path / "empty.npz"], "empty.npz as npz arrays"),
+        (["explain", "--run", run, "--method", "saliency", "--out", tmp_path / "a-file"],
+         "a-file exists and is not a folder"),
+        (["explain", "--run", huge, "--method", "saliency"], "'seq_len' must be a positive int"),
+        (["report", "--run", listed], "metrics.json must hold a JSON object"),
+    ]
+    for args, message in cases:
+        result = xai(*args)
+        assert result.exit_code == 1 and message in result.output, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1 and "Aborted" not in result.output
+    assert (tmp_path / "a-file").read_text() == "mine"
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_target_text_names_a_class_first_and_spaces_do_not_change_it(gunpoint_run, tmp_path):
+    """GunPoint's classes are named "1" and "2": ``--target 1`` and ``--target ' 1'`` are both the
+    class named "1" (index 0); a bare index is read only when no class has that name."""
+    run = tmp_path / "gp"
+    shutil.copytree(gunpoint_run, run)
+    targets = []
+    for target in ("1", " 1", "1 ", "0"):
+        out = tmp_path / f"t{len(targets)}"
+        result = xai("explain", "--run", run, "--method", "saliency", "--samples", "0:3",
+                     "--target", target, "--out", out)
+        assert result.exit_code == 0, result.output
+        targets.append(Explanation.load(next(out.glob("*.npz"))).targets.tolist())
+    assert targets == [[0, 0, 0]] * 4
+
+
+def test_a_read_only_run_is_one_line_and_nothing_claims_success(small_disk, gunpoint_run,
+                                                                tmp_path):
+    run = small_disk / "gp"
+    shutil.copytree(gunpoint_run, run)
+    assert xai("explain", "--run", run, "--method", "saliency", "--samples", "0:2").exit_code == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    test = load_dataset({"name": "GunPoint"}).test
+    np.savez(tmp_path / "new.npz", X=test.X[:2])
+    for args in (["explain", "--run", run, "--method", "saliency", "--samples", "0:2", "--force"],
+                 ["explain", "--run", run, "--input", tmp_path / "new.npz", "--method",
+                  "saliency"],
+                 ["figures", "--run", run], ["report", "--run", run],
+                 ["predict", "--run", run, "--input", tmp_path / "new.npz"],
+                 ["train", "--resume", "--out", run, "--epochs", "40"]):
+        result = xai(*args)
+        assert result.exit_code == 1, (args, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "Read-only file system" in lines[0], (args, result.output)
+        assert "->" not in result.output and "Traceback" not in result.output

@@ -14,6 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from xaicore import files
 from xaicore.cli import cli
 from xaicore.data.loading import dataset_spec, load_dataset
 from xaicore.errors import XaiError
@@ -55,7 +56,7 @@ def rows(path: Path) -> list[dict]:
 def leftovers(folder: Path) -> list[str]:
     """Temporaries and locks anywhere below ``folder``."""
     return [p.name for p in folder.rglob(".*")
-            if any(mark in p.name for mark in (".partial-", ".old-", ".tmp-", ".xai.lock"))]
+            if files.is_temporary(p.name) or p.name == files.LOCK]
 
 
 # --- the shared GunPoint run ----------------------------------------------------------------

@@ -65,6 +65,10 @@ class XaiGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise  # click's own ways out (--help, usage errors, Ctrl-C)
+        except OSError as exc:  # the disk, not the code: full, read-only, gone
+            if debug:
+                traceback.print_exception(exc, file=sys.stderr)
+            raise click.ClickException(os_error_line(exc)) from None
         except Exception as exc:  # a plugin's command failed: one line, like any plugin code
             owner = self.command_owners.get(ctx.invoked_subcommand or "")
             if owner is None:
@@ -73,6 +77,17 @@ class XaiGroup(click.Group):
                 traceback.print_exception(exc, file=sys.stderr)
             raise click.ClickException(f"{owner} failed in command {ctx.invoked_subcommand}: "
                                        f"{type(exc).__name__}: {exc}") from None
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error that reached the command: what, where, free space."""
+    from pathlib import Path
+
+    from xaicore.files import free_space, os_reason
+
+    if exc.filename:
+        return f"{exc.filename}: {os_reason(exc)}{free_space(Path(exc.filename))}"
+    return f"{os_reason(exc)} (--debug shows where)"
 
 
 @click.group(cls=XaiGroup)

@@ -34,11 +34,15 @@ _LAZY: dict[str, str] = {
     "pass_rows": "xaicore.runs.model",
     "memory_share": "xaicore.runs.model",
     "share_memory": "xaicore.runs.model",
+    "free_memory": "xaicore.runs.model",
+    "saved_bytes_per_row": "xaicore.runs.model",
     # runs
     "load_run_data": "xaicore.explaining.runs",
     "method_names": "xaicore.explaining.runs",
     "parse_samples": "xaicore.explaining.runs",
     "StoredExplanation": "xaicore.explaining.store",
+    "hold_runs": "xaicore.runs.directory",
+    "stale_reason": "xaicore.runs.directory",
     "is_store": "xaicore.explaining.store",
     # installed components
     "names": "xaicore.plugins.registry",

@@ -37,7 +37,9 @@ def parse_options(items: tuple[str, ...]) -> dict[str, dict]:
 @click.option("--samples", default="0:16", show_default=True,
               help="Test samples: START:STOP, indices, 'all', 'misclassified', comma-separated.")
 @click.option("--target", default="predicted", show_default=True,
-              help="Class to explain: predicted, true, a class index or a class name.")
+              help="Class to explain: predicted, true, a class name, or else a class index (a "
+                   "text that names a class is that class, even '1'; spaces around it are "
+                   "ignored).")
 @click.option("--option", "option_items", multiple=True,
               help="Method option METHOD.NAME=VALUE, e.g. integrated-gradients.n_steps=32.")
 @click.option("--out", type=click.Path(path_type=Path),
@@ -75,17 +77,21 @@ def explain_cmd(runs, methods, samples, target, option_items, out, figures, devi
     store per method (METHOD.zarr), in constant memory, on the chosen --engine.
     """
     from xaicore.explaining.runs import explain_runs, explain_streamed
+    from xaicore.runs.directory import hold_runs
 
     if len(runs) > 1 and out is None:
         raise XaiError("with several --run, give --out for the side-by-side result")
+    target = target.strip()
     engine_options = {k: v for k, v in (("workers", workers), ("gpus_per_worker", gpus_per_worker),
                                         ("address", address)) if v is not None}
-    streamed = explain_streamed(list(runs), methods, samples, target, parse_options(option_items),
-                                out, device, force, input_path, engine, batch_size, resume,
-                                engine_options, checkpoint_seconds)
-    if streamed is None:
-        explain_runs(list(runs), methods, samples, target, parse_options(option_items), out,
-                     figures, device, force)
+    with hold_runs(runs, "xai explain"):
+        streamed = explain_streamed(list(runs), methods, samples, target,
+                                    parse_options(option_items), out, device, force, input_path,
+                                    engine, batch_size, resume, engine_options,
+                                    checkpoint_seconds)
+        if streamed is None:
+            explain_runs(list(runs), methods, samples, target, parse_options(option_items), out,
+                         figures, device, force)
 
 
 COMMANDS.append(explain_cmd)

@@ -86,10 +86,12 @@ def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr
 @click.option("--force", is_flag=True, help="Replace an existing predictions file.")
 def predict_cmd(run, input_path, out, force):
     """Predict classes and class probabilities for new series with a trained run."""
+    from xaicore.runs.directory import hold_runs
     from xaicore.runs.predicting import predict
 
     out = out or run / "predictions" / f"{input_path.stem}.csv"
-    click.echo(f"predictions -> {predict(run, input_path, out, force=force)}")
+    with hold_runs([run], "xai predict"):
+        click.echo(f"predictions -> {predict(run, input_path, out, force=force)}")
 
 
 @click.command("import")

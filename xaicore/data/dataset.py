@@ -7,12 +7,18 @@ that length (or an infinite value anywhere) is an error naming the sample.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from xaicore.errors import XaiError
+
+
+#: what numpy raises on a file that is not the archive it claims to be (empty, truncated, junk)
+UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
 @dataclass

@@ -33,7 +33,7 @@ import numpy as np
 
 from xaicore.plugins import registry
 from xaicore.plugins.boundary import call
-from xaicore.data.dataset import Dataset, DataSplit, check_finite, with_lengths
+from xaicore.data.dataset import UNREADABLE, Dataset, DataSplit, check_finite, with_lengths
 from xaicore.errors import XaiError
 from xaicore.files import file_digest
 
@@ -242,9 +242,9 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict, tuple | None]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
+    except UNREADABLE as exc:
         raise XaiError(f"cannot read {path} as npz arrays (pickled objects are refused): "
-                       f"{exc}") from None
+                       f"{type(exc).__name__}: {exc}") from None
     missing = [k for k in ("X", "y") if k not in arrays]
     if missing:
         raise XaiError(f"{path} lacks array(s) {', '.join(missing)}; it holds "

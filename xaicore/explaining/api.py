@@ -35,6 +35,8 @@ def resolve_targets(model: LoadedModel, X: np.ndarray, target: Any,
                     labels: np.ndarray | None) -> np.ndarray:
     """Class indices to explain: the predicted class, the true class, or given classes."""
     n = len(X)
+    if isinstance(target, str):
+        target = target.strip()
     if predicted(target):
         return model.logits(X).argmax(1)
     if isinstance(target, str) and target == "true":
@@ -64,7 +66,8 @@ def explain(model: LoadedModel, inputs: Any, method: str = "integrated-gradients
             **options: Any) -> Explanation:
     """Explain ``inputs [batch, time, feature]`` with one registered method.
 
-    ``target`` is ``"predicted"`` (default), ``"true"`` (needs ``labels``), a class index or name,
+    ``target`` is ``"predicted"`` (default), ``"true"`` (needs ``labels``), a class name or else a
+    class index (a text is read as a class name first, spaces around it ignored),
     or one index per sample. ``options`` go to the explainer (``n_steps=50``, ``layer="cnn.3"``...).
     """
     X = model.check_inputs(inputs)

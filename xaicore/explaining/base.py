@@ -162,4 +162,5 @@ def build_explanation(model: LoadedModel, inputs: torch.Tensor, target: torch.Te
     return Explanation(attributions, inputs.detach().cpu().numpy(), target.cpu().numpy(),
                        probs.argmax(1), probs, method, options, extras,
                        class_names=model.class_names, feature_names=model.feature_names,
-                       model_name=model.name, dataset=getattr(model, "dataset", ""))
+                       model_name=model.name, dataset=getattr(model, "dataset", ""),
+                       model_digest=getattr(model, "digest", ""))

@@ -49,6 +49,7 @@ class Explanation:
     model_name: str = ""
     dataset: str = ""
     lengths: np.ndarray | None = None
+    model_digest: str = ""  # sha256 of the checkpoint of the model explained ("" if not from one)
 
     def __post_init__(self) -> None:
         self.attributions = np.asarray(self.attributions, dtype=np.float32)
@@ -202,7 +203,7 @@ class Explanation:
                            self.predictions[idx], self.probabilities[idx], self.method,
                            dict(self.options), extras, self.labels[idx], self.sample_ids[idx],
                            list(self.class_names), list(self.feature_names), self.model_name,
-                           self.dataset, self.lengths[idx])
+                           self.dataset, self.lengths[idx], self.model_digest)
 
     def save(self, path: str | Path) -> Path:
         """Write a ``.npz`` with the core arrays, ``extra__*`` arrays and a JSON ``metadata`` entry."""
@@ -219,7 +220,8 @@ class Explanation:
         metadata = {"format_version": FORMAT_VERSION, "method": self.method,
                     "options": _jsonable(self.options), "extras": json_extras,
                     "class_names": self.class_names, "feature_names": self.feature_names,
-                    "model_name": self.model_name, "dataset": self.dataset}
+                    "model_name": self.model_name, "dataset": self.dataset,
+                    "model_digest": self.model_digest}
         with atomic_open(path, "wb") as fh:
             np.savez_compressed(fh, metadata=np.array(json.dumps(metadata)), **arrays)
         return path
@@ -264,7 +266,8 @@ class Explanation:
                    metadata.get("options", {}), extras, arrays.get("labels"),
                    arrays.get("sample_ids"), metadata.get("class_names", []),
                    metadata.get("feature_names", []), metadata.get("model_name", ""),
-                   metadata.get("dataset", ""), arrays.get("lengths"))
+                   metadata.get("dataset", ""), arrays.get("lengths"),
+                   str(metadata.get("model_digest") or ""))
 
 
 def nan_reduce(values: np.ndarray, axes: tuple[int, ...], total: bool) -> np.ndarray:

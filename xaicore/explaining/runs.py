@@ -66,6 +66,13 @@ def run_folders(runs: list[Path]) -> list[str]:
             for name, run in zip(names, runs)]
 
 
+def refuse_file(out_dir: Path) -> None:
+    """An output folder that is something else (a file, a device) is refused by name."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise XaiError(f"{out_dir} exists and is not a folder; give --out a folder (new or one "
+                       f"xai writes into)")
+
+
 def method_names(requested: tuple[str, ...], model) -> list[str]:
     """The requested methods, or with ``all`` every installed explainer that can explain ``model``.
 
@@ -94,7 +101,8 @@ def load_run_data(run: str | Path, device: Any = None):
     if "dataset" not in ckpt:
         raise XaiError(f"the checkpoint of {run} names no dataset, so it has no test split to "
                        f"explain; use xaicore.explain() with your own inputs")
-    return model_from_checkpoint(ckpt, device), load_dataset(ckpt["dataset"])
+    return (model_from_checkpoint(ckpt, device, run / "checkpoint.pt"),
+            load_dataset(ckpt["dataset"]))
 
 
 def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[str, dict],
@@ -117,6 +125,7 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
         if unknown:
             raise XaiError(f"--option names method(s) not being run: {', '.join(unknown)}")
         out_dir = (out / folder if len(runs) > 1 else out) if out else run / "explanations"
+        refuse_file(out_dir)
         clean_stale(out_dir)
         files = [out_dir / f"{result_name(n, target)}.npz" for n in names]
         existing = [f for f in files if f.exists()]
@@ -237,6 +246,7 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
     if input_path is not None:
         source = open_input(input_path, model.class_names)
         out_dir = out or run / "explanations" / safe_name(Path(input_path).stem, "input")
+    refuse_file(out_dir)
     shape = tuple(source.row_shape) if len(source.row_shape) == 2 else (*source.row_shape, 1)
     if len(shape) != 2 or shape[1] != model.n_features or (
             model.seq_len is not None and shape[0] != model.seq_len):

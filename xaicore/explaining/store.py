@@ -116,6 +116,16 @@ class StoreWriter:
             raise XaiError(f"{path} was started for {attrs['n_rows']} samples of "
                            f"{attrs['metadata'].get('method')!r}, not {n_rows} of "
                            f"{metadata.get('method')!r}; use --force to start it again")
+        started = attrs["metadata"].get("job") or {}
+        differs = [key for key, value in metadata.get("job", {}).items()
+                   if started.get(key) != value]
+        if differs:
+            what = {"input": "the input data", "model_digest": "the run's model",
+                    "options": "the method's options", "target": "the target"}
+            changed = ", ".join(what.get(k, k) for k in differs)
+            raise XaiError(f"{path} was started for another job ({changed} changed since); "
+                           f"--resume continues only the same job: run the same command as "
+                           f"before, or start again with --force")
         writer = cls(path, n_rows, attrs["chunk_rows"], attrs["metadata"], checkpoint_seconds)
         writer.group = _zarr().open_group(str(path), mode="r+")
         # the rows the class totals cover are the ones kept; later rows are explained again
@@ -316,6 +326,7 @@ class StoredExplanation:
         self.feature_names = list(meta.get("feature_names", []))
         self.model_name = str(meta.get("model_name", ""))
         self.dataset = str(meta.get("dataset", ""))
+        self.model_digest = str(meta.get("model_digest") or "")
         self.json_extras = dict(attrs.get("json_extras", {}))
 
     def __getattr__(self, name: str):
@@ -364,7 +375,7 @@ class StoredExplanation:
                            rows(self.predictions), rows(self.probabilities), self.method,
                            dict(self.options), extras, rows(self.labels), rows(self.sample_ids),
                            list(self.class_names), list(self.feature_names), self.model_name,
-                           self.dataset)
+                           self.dataset, model_digest=self.model_digest)
 
     def load(self) -> Explanation:
         """Every sample in memory."""

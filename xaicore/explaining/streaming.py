@@ -7,6 +7,8 @@ runs; the driver (``stream_explanations``) writes what they yield, in order, and
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 import zipfile
@@ -201,6 +203,39 @@ class ExplainJob:
     def needs_background(self) -> bool:
         return any("background" in _requires(m) for m in self.methods)
 
+    def identity(self, method: str) -> dict:
+        """What makes a store this job's: its input, the model and the method's options and
+        target; ``--resume`` continues a store only when all of them are the same."""
+        from xaicore.files import file_digest
+
+        return {"input": fingerprint(self.source),
+                "model_digest": file_digest(Path(self.run) / "checkpoint.pt"),
+                "options": json.loads(json.dumps(self.options.get(method, {}), default=repr)),
+                "target": str(self.target)}
+
+
+def fingerprint(source: InputSource) -> dict:
+    """The input's path, size and change time, and a hash of its first and last MiB (of each
+    file, for a folder such as a Zarr store): a replaced or edited input differs."""
+    path = Path(source.path)
+    if source.kind == "memory" or not path.exists():
+        return {"source": source.path, "rows": source.n_rows}
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    size = 0
+    for file in files:
+        stat = file.stat()
+        size += stat.st_size
+        digest.update(f"{file.relative_to(path) if path.is_dir() else ''}:{stat.st_size}:"
+                      f"{stat.st_mtime_ns}".encode())
+        with open(file, "rb") as handle:
+            digest.update(handle.read(1 << 20))
+            if stat.st_size > 2 << 20:
+                handle.seek(-(1 << 20), 2)
+                digest.update(handle.read())
+    return {"source": str(path.resolve()), "rows": source.n_rows, "bytes": size,
+            "sha256": digest.hexdigest()}
+
 
 def load_job_model(job: ExplainJob):
     """The run's model and the options of each method, background data included where declared."""
@@ -329,7 +364,7 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
     checkpointed every ``checkpoint_seconds`` (default ``store.CHECKPOINT_SECONDS``)."""
     from xaicore.plugins.boundary import call, iterate
     from xaicore.explaining.runs import result_name
-    from xaicore.files import clean_stale, locked
+    from xaicore.files import clean_stale, free_space, is_write_failure, locked, os_reason
     from xaicore.explaining.store import CHECKPOINT_SECONDS, StoreWriter, is_store, table_paths
 
     every = CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
@@ -346,8 +381,9 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
     with locked(out_dir, "xai explain"):
         clean_stale(out_dir)
         writers: dict[str, StoreWriter] = {}
+        identities = {m: job.identity(m) for m in job.methods}
         if resume:
-            writers = {m: StoreWriter.resume(p, n, {"method": m}, every)
+            writers = {m: StoreWriter.resume(p, n, {"method": m, "job": identities[m]}, every)
                        for m, p in paths.items() if p.exists()}
         job.start = min([w.rows_written for w in writers.values()], default=0) \
             if len(writers) == len(paths) else 0
@@ -357,8 +393,8 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
             for method, explanation in results.items():
                 if method not in writers:
                     writers[method] = StoreWriter.create(
-                        paths[method], n, job.batch_size, store_metadata(explanation), force,
-                        every)
+                        paths[method], n, job.batch_size,
+                        {**store_metadata(explanation), "job": identities[method]}, force, every)
                 writers[method].append_from(start, explanation)
 
         behind = WriteBehind()
@@ -373,8 +409,12 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
             keep(behind, writers)
             raise XaiError(f"interrupted; the stores in {out_dir} keep the rows written so far: "
                            f"continue with the same command and --resume") from None
-        except BaseException:
+        except BaseException as exc:
             keep(behind, writers)  # the batches explained before the error are kept
+            if is_write_failure(exc):
+                raise XaiError(f"cannot write the stores in {out_dir}: {os_reason(exc)}"
+                               f"{free_space(out_dir)}; they keep the rows written so far: make "
+                               f"room and continue with --resume") from None
             raise
         behind.close()
         for writer in writers.values():
@@ -396,4 +436,5 @@ def keep(behind: WriteBehind, writers: dict) -> None:
 def store_metadata(explanation: Explanation) -> dict:
     return {"method": explanation.method, "options": explanation.options,
             "class_names": explanation.class_names, "feature_names": explanation.feature_names,
-            "model_name": explanation.model_name, "dataset": explanation.dataset}
+            "model_name": explanation.model_name, "dataset": explanation.dataset,
+            "model_digest": explanation.model_digest}

@@ -89,7 +89,9 @@ class Registry:
 
         def register(name: str, target: Any, replaces: bool = False, **info: Any) -> None:
             entry = Entry(kind, name, target, source.plugin, source.distribution, source.version, info)
-            taken = self.entries[kind].get(name)
+            taken = self.entries[kind].get(name) or next(  # names are owned case-insensitively
+                (e for key, e in self.entries[kind].items() if key.casefold() == name.casefold()),
+                None)
             if taken is None:
                 self.entries[kind][name] = entry
                 return
@@ -98,9 +100,12 @@ class Registry:
                 taken.error = (f"replaced by {source.distribution} (replaces=True, allowed by "
                                f"XAI_ALLOW_REPLACE)")
                 self.rejected.append(taken)
+                del self.entries[kind][taken.name]
                 self.entries[kind][name] = entry
                 return
             entry.error = f"{SINGULAR[kind]} name {name!r} is already registered by {owner}"
+            if taken.name != name:
+                entry.error += f" as {taken.name!r} (names are owned whatever their case)"
             if replaces and taken.distribution in plugins.BUILTIN_DISTRIBUTIONS:
                 entry.error += (f"; to let {source.distribution or source.plugin} replace it, set "
                                 f"XAI_ALLOW_REPLACE={source.distribution or source.plugin}")

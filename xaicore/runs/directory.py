@@ -1,8 +1,11 @@
 """Run directories: which folders are xai's to replace, and replacing only what xai wrote.
 
-A run directory carries ``xai-run.json``, the list of the files training wrote. ``--force``
-replaces a run (or fills an empty folder) and refuses any other folder; it removes only files xai
-wrote, so a user's own files in a run directory survive.
+A run directory is xai's when it carries the marker ``xai-run.json``, written atomically when xai
+creates the run: xai's version, the run's identity and the files training wrote. The results later
+commands write into it are recorded in its ledger (``xaicore.files``). ``--force`` replaces a run
+(or fills an empty folder) and refuses any other folder, naming a file xai did not write; it
+removes only the files the marker and the ledger vouch for, and only inside the run, so a user's
+own files in or beside a run directory survive.
 """
 
 from __future__ import annotations
@@ -11,35 +14,59 @@ import contextlib
 import json
 import os
 import shutil
+import time
+import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from xaicore.errors import XaiError
-from xaicore.files import atomic_path, clean_stale, locked, temp_sibling
+from xaicore.files import (LOCK, MARKER, STATE, atomic_path, clean_stale, forget_written,
+                           inside_run, is_relative, is_temporary, is_write_failure, locked,
+                           temp_sibling, write_error, written)
 
-MARKER = "xai-run.json"
 CHECKPOINT = "checkpoint.pt"
-# Results later commands write from a run's model; stale once the model is replaced.
+MARKER_FORMAT = 2
+# Where later commands write results from a run's model; stale once the model is replaced.
 RESULTS = ("explanations", "evaluation", "evaluation.csv", "report.html", "predictions")
-RESULT_SUFFIXES = {".npz", ".png", ".svg", ".eps", ".pdf", ".json", ".csv", ".html", ".parquet"}
+
+
+def marker(folder: Path) -> dict | None:
+    """The marker of run ``folder``, or None when it has none (or not one xai wrote)."""
+    try:
+        data = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(data, dict) and data.get("format") in (1, MARKER_FORMAT)
+            and isinstance(data.get("files", []), list)):
+        return None
+    return data
 
 
 def is_run(folder: Path) -> bool:
-    """Whether ``folder`` is an xai run directory (its marker, or a checkpoint of an older xai)."""
-    return (folder / MARKER).is_file() or (folder / CHECKPOINT).is_file()
+    """Whether ``folder`` is an xai run directory: it carries xai's marker."""
+    return marker(folder) is not None
+
+
+def foreign_entries(folder: Path) -> list[Path]:
+    """What ``folder`` holds besides xai's lock, state and temporaries."""
+    return sorted(p for p in folder.iterdir()
+                  if p.name not in (LOCK, STATE) and not is_temporary(p.name))
 
 
 def check_replaceable(out: Path, force: bool) -> None:
-    """Refuse to train into ``out`` unless it is new, empty, or a run that ``force`` replaces."""
+    """Refuse to write a run into ``out`` unless it is new, empty, or a run ``force`` replaces."""
     if out.exists() and not out.is_dir():
         raise XaiError(f"{out} exists and is not a directory")
-    if out.is_dir():
-        clean_stale(out)  # a killed run's temporaries do not make the folder a user's
-    if not out.is_dir() or not any(p.name != ".xai.lock" for p in out.iterdir()):
+    if not out.is_dir():
+        return
+    clean_stale(out)  # a killed run's temporaries do not make the folder a user's
+    entries = [p for p in foreign_entries(out) if p.name != MARKER]
+    if not entries:
         return
     if not is_run(out):
-        raise XaiError(f"{out} is not empty and is not an xai run directory; xai replaces only "
-                       f"its own runs, even with --force: choose a new or empty --out")
+        raise XaiError(f"{out} holds files xai did not write (such as {entries[0].name}) and no "
+                       f"{MARKER}: it is not an xai run directory; xai replaces only runs it "
+                       f"created, even with --force: choose a new or empty --out")
     if not force:
         raise XaiError(f"run directory {out} already exists; pass --force to replace it (files "
                        f"xai did not write stay)")
@@ -47,86 +74,150 @@ def check_replaceable(out: Path, force: bool) -> None:
 
 @contextlib.contextmanager
 def run_lock(out: Path, what: str) -> Iterator[None]:
-    """Hold the run's lock and clear temporaries that dead xai processes left in it."""
-    with locked(out, what):
-        clean_stale(out)
-        clean_stale(out.parent)
-        yield
+    """Hold the run's lock (creating the folder if need be, and removing it again on failure
+    when it stayed empty); clear temporaries that dead xai processes left in it."""
+    if out.exists() and not out.is_dir():
+        raise XaiError(f"{out} exists and is not a directory")
+    created = not out.exists()
+    try:
+        with locked(out, what):
+            clean_stale(out)
+            yield
+    except BaseException:
+        if created:
+            remove_if_empty(out)
+        raise
 
 
 @contextlib.contextmanager
-def staged(out: Path, what: str, keep_results: bool = False) -> Iterator[Path]:
+def hold_runs(runs: Iterable[Path], what: str) -> Iterator[None]:
+    """Hold the lock of every run in ``runs`` (each an existing folder) while ``what`` reads and
+    writes them: no other xai command replaces or writes into them meanwhile."""
+    with contextlib.ExitStack() as stack:
+        for run in sorted({Path(r) for r in runs}, key=lambda p: os.path.realpath(p)):
+            if not run.is_dir():
+                raise XaiError(f"no run directory at {run}")
+            stack.enter_context(locked(run, what))
+        yield
+
+
+def stale_reason(digest: str, run: Path) -> str | None:
+    """Why a result recorded with model ``digest`` is not a result of run ``run``'s model now,
+    or None when it is."""
+    from xaicore.files import file_digest
+
+    if not digest:
+        return ("it records no model digest (an older xai wrote it), so it may be another "
+                "model's")
+    if digest != file_digest(run / CHECKPOINT):
+        return "another model computed it: the run's checkpoint has changed since"
+    return None
+
+
+def create_marker(out: Path) -> None:
+    """Mark ``out`` as a run xai created (an empty folder, or one of an earlier run)."""
+    old = marker(out) or {}
+    data = {"format": MARKER_FORMAT, "xai": xai_version(), "run": old.get("run") or uuid.uuid4().hex,
+            "created": old.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "files": [f for f in old.get("files", []) if isinstance(f, str) and is_relative(f)]}
+    with atomic_path(out / MARKER) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def xai_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xaicore")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@contextlib.contextmanager
+def staged(out: Path, what: str, removed: list[str] | None = None) -> Iterator[Path]:
     """A temporary folder to write a run's training files into, under the run's lock: on
-    success they replace the run's (``install_training``); on failure the folder is removed, and
-    ``out`` too when this created it and it is empty."""
-    created = not out.exists()
+    success they replace the run's and the old model's results go (``install_training``; their
+    paths are added to ``removed``); on failure the folder is removed, and ``out`` too when this
+    created it and it is empty."""
+    created = not out.exists() or not foreign_entries(out)
     with run_lock(out, what):
+        if not is_run(out):
+            create_marker(out)
         tmp = temp_sibling(out / "training", "partial")
         tmp.mkdir()
         try:
             yield tmp
-            install_training(tmp, out, keep_results=keep_results)
-        except BaseException:
+            gone = install_training(tmp, out)
+            if removed is not None:
+                removed += gone
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            if created:
-                remove_if_empty(out)
+            if created and [p.name for p in foreign_entries(out)] == [MARKER]:
+                (out / MARKER).unlink()
+                shutil.rmtree(out / STATE, ignore_errors=True)
+            if is_write_failure(exc):
+                raise write_error(out, exc) from None
             raise
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def written_files(out: Path) -> list[str]:
-    """The files training wrote into run ``out`` (relative paths), from its marker."""
-    try:
-        files = json.loads((out / MARKER).read_text()).get("files", [])
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [f for f in files if isinstance(f, str) and _relative(f)]
+    """The files training wrote into run ``out`` (relative paths inside it), from its marker."""
+    files = (marker(out) or {}).get("files", [])
+    return [f for f in files if isinstance(f, str) and inside_run(out, f) is not None]
 
 
-def install_training(new: Path, out: Path, keep_results: bool) -> None:
+def install_training(new: Path, out: Path) -> list[str]:
     """Move the training files of folder ``new`` into ``out``, each replacing its old version in
-    one rename; remove training files of the old run that the new one lacks and, unless
-    ``keep_results`` (resume), the results computed from the old model."""
+    one rename; remove training files of the old run that the new one lacks and the results
+    computed from the old model (returned)."""
     files = sorted(p.relative_to(new).as_posix() for p in new.rglob("*") if p.is_file())
     old = set(written_files(out))
-    if not keep_results:
-        remove_results(out)
+    removed = remove_results(out)
     for rel in files:
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(new / rel, target)
     for rel in sorted(old - set(files)):
-        (out / rel).unlink(missing_ok=True)
-    with atomic_path(out / MARKER) as tmp:
-        tmp.write_text(json.dumps({"format": 1, "files": files}, indent=1) + "\n")
-
-
-def remove_results(out: Path) -> None:
-    """Remove the result files xai writes (by their names and kinds) under ``out``; other files
-    stay, and so do folders that still hold them."""
-    for name in RESULTS:
-        path = out / name
-        if path.is_file() and path.suffix in RESULT_SUFFIXES:
+        path = inside_run(out, rel)
+        if path is not None and (path.is_file() or path.is_symlink()):
             path.unlink()
-        elif path.is_dir() and not path.is_symlink():
-            for entry in sorted(path.rglob("*"), key=lambda p: -len(p.parts)):
-                if entry.is_dir() and entry.suffix == ".zarr" and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                elif entry.is_file() and entry.suffix in RESULT_SUFFIXES:
-                    entry.unlink()
-                elif entry.is_dir() and not any(entry.iterdir()):
-                    entry.rmdir()
-            remove_if_empty(path)
+    data = {**(marker(out) or {}), "format": MARKER_FORMAT, "xai": xai_version(), "files": files}
+    with atomic_path(out / MARKER) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+    return removed
+
+
+def remove_results(out: Path) -> list[str]:
+    """Remove the results xai recorded writing into run ``out`` (its ledger), each only while it
+    is inside the run; folders that still hold other files stay. Returns what was removed."""
+    removed = []
+    for rel in written(out):
+        if rel.split("/")[0] not in RESULTS:
+            continue
+        path = inside_run(out, rel)
+        if path is None:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.is_file() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(rel)
+        for parent in path.parents:
+            if parent == out or out not in parent.parents:
+                break
+            with contextlib.suppress(OSError):
+                parent.rmdir()  # only when empty
+    forget_written(out, set(removed))
+    return removed
 
 
 def remove_if_empty(folder: Path) -> None:
-    lock = folder / ".xai.lock"
+    """Remove ``folder`` when it holds nothing but xai's lock and state."""
     with contextlib.suppress(OSError):
-        if folder.is_dir() and all(p == lock for p in folder.iterdir()):
-            lock.unlink(missing_ok=True)
+        if folder.is_dir() and not foreign_entries(folder):
+            (folder / LOCK).unlink(missing_ok=True)
+            shutil.rmtree(folder / STATE, ignore_errors=True)
             folder.rmdir()
-
-
-def _relative(rel: str) -> bool:
-    parts = Path(rel).parts
-    return bool(parts) and not Path(rel).is_absolute() and ".." not in parts

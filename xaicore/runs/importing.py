@@ -80,8 +80,21 @@ def own_layer(stored: str | None) -> str | None:
 
 
 def build(spec: dict, params: dict) -> nn.Module:
-    """The network a checkpoint's ``import`` entry names, refused when its file changed."""
+    """The network a checkpoint's ``import`` entry names: refused unless its file is an absolute
+    path outside every run folder (code that came with a run never runs) that is byte for byte
+    the file imported."""
+    from xaicore.files import run_root
+
     path = Path(spec["file"])
+    if not path.is_absolute():
+        raise XaiError(f"the checkpoint names its model code by a relative path ({path}); xai "
+                       f"runs only the file you imported, recorded by its absolute path: run xai "
+                       f"import again")
+    root = run_root(path.resolve(), depth=8)
+    if root is not None:
+        raise XaiError(f"the model code {path} lies inside the run folder {root}: code that comes "
+                       f"with a run folder is never run; keep your model's code outside runs and "
+                       f"import it from there")
     if not path.is_file():
         raise XaiError(f"the model code of this run, {path}, is gone; import the model again")
     if file_digest(path) != spec["sha256"]:
@@ -135,42 +148,43 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
     from xaicore.runs.model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, load_weights
     from xaicore.runs.training import classification_report, report_text, write_predictions
 
-    runs.check_replaceable(out, force)
-    path, attr = code_file(target)
-    state, hyper = read_weights(Path(weights))
-    if params is None:
-        params = constructor_params(network_class(path, attr), hyper)
-    if not isinstance(params, dict):
-        raise XaiError(f"--params must be a JSON object of keyword arguments, not {params!r}")
-    spec = {"file": str(path), "attr": attr, "sha256": file_digest(path), "layout": layout,
-            "output": output}
-    net = build(spec, params)
-    load_weights(net, state, attr)
-    dataset = load_dataset(dataset_spec)
-    model = LoadedModel(net, name=IMPORTED, class_names=dataset.class_names,
-                        feature_names=dataset.feature_names, seq_len=dataset.seq_len,
-                        gradcam_layer=gradcam_layer, dataset=dataset.name, layout=layout,
-                        output=output)
-    if gradcam_layer:
-        model.layer(gradcam_layer)  # an unknown layer is named now, not at explain time
-    model.check_forward(torch.from_numpy(dataset.test.X[:2]))
-    probs = torch.softmax(torch.from_numpy(model.logits(dataset.test.X)), 1).numpy()
-    predicted = probs.argmax(1)
-    report = classification_report(dataset.test.y, predicted, dataset.class_names)
-    metrics = {"model": IMPORTED, "module": target, "dataset": dataset.name,
-               "test_accuracy": float(np.mean(predicted == dataset.test.y)),
-               "macro_f1": report["macro avg"]["f1-score"], "layout": layout}
-    checkpoint = {"format": CHECKPOINT_FORMAT, "model": IMPORTED, "hyperparameters": params,
-                  "state_dict": {k: v.detach().cpu() for k, v in model.module.state_dict().items()},
-                  "class_names": list(dataset.class_names),
-                  "feature_names": list(dataset.feature_names), "seq_len": int(dataset.seq_len),
-                  "dataset": dict(dataset_spec),
-                  "import": {**spec, "gradcam_layer": gradcam_layer and ADAPTED + gradcam_layer},
-                  "epoch": 0, "seed": 0}
-    with runs.staged(out, "xai import") as tmp:
-        torch.save(checkpoint, tmp / CHECKPOINT)
-        write_predictions(tmp / "test_predictions.csv", dataset, predicted, probs)
-        (tmp / "classification_report.json").write_text(json.dumps(report, indent=2) + "\n")
-        (tmp / "classification_report.txt").write_text(report_text(report))
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    with runs.run_lock(out, "xai import"):
+        runs.check_replaceable(out, force)
+        path, attr = code_file(target)
+        state, hyper = read_weights(Path(weights))
+        if params is None:
+            params = constructor_params(network_class(path, attr), hyper)
+        if not isinstance(params, dict):
+            raise XaiError(f"--params must be a JSON object of keyword arguments, not {params!r}")
+        spec = {"file": str(path), "attr": attr, "sha256": file_digest(path), "layout": layout,
+                "output": output}
+        net = build(spec, params)
+        load_weights(net, state, attr)
+        dataset = load_dataset(dataset_spec)
+        model = LoadedModel(net, name=IMPORTED, class_names=dataset.class_names,
+                            feature_names=dataset.feature_names, seq_len=dataset.seq_len,
+                            gradcam_layer=gradcam_layer, dataset=dataset.name, layout=layout,
+                            output=output)
+        if gradcam_layer:
+            model.layer(gradcam_layer)  # an unknown layer is named now, not at explain time
+        model.check_forward(torch.from_numpy(dataset.test.X[:2]))
+        probs = torch.softmax(torch.from_numpy(model.logits(dataset.test.X)), 1).numpy()
+        predicted = probs.argmax(1)
+        report = classification_report(dataset.test.y, predicted, dataset.class_names)
+        metrics = {"model": IMPORTED, "module": target, "dataset": dataset.name,
+                   "test_accuracy": float(np.mean(predicted == dataset.test.y)),
+                   "macro_f1": report["macro avg"]["f1-score"], "layout": layout}
+        checkpoint = {"format": CHECKPOINT_FORMAT, "model": IMPORTED, "hyperparameters": params,
+                      "state_dict": {k: v.detach().cpu() for k, v in model.module.state_dict().items()},
+                      "class_names": list(dataset.class_names),
+                      "feature_names": list(dataset.feature_names), "seq_len": int(dataset.seq_len),
+                      "dataset": dict(dataset_spec),
+                      "import": {**spec, "gradcam_layer": gradcam_layer and ADAPTED + gradcam_layer},
+                      "epoch": 0, "seed": 0}
+        with runs.staged(out, "xai import") as tmp:
+            torch.save(checkpoint, tmp / CHECKPOINT)
+            write_predictions(tmp / "test_predictions.csv", dataset, predicted, probs)
+            (tmp / "classification_report.json").write_text(json.dumps(report, indent=2) + "\n")
+            (tmp / "classification_report.txt").write_text(report_text(report))
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
+import weakref
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -53,6 +55,106 @@ def share_memory(fraction: float) -> None:
 def memory_share() -> float:
     """The fraction of the free memory this process may plan with (``share_memory``; 1 alone)."""
     return _memory_share
+
+
+#: cgroup memory limit and usage files: v2, then v1 (a container sees its own group at the root).
+CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                 "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+
+
+def free_memory(device: torch.device | str) -> int:
+    """Bytes this process may still allocate on ``device``: free memory on CUDA; otherwise the
+    least of the available RAM, what its address-space and data limits leave (RLIMIT_AS against
+    VmSize, RLIMIT_DATA against VmData) and what its cgroup's memory limit leaves."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return max(0, min([available_ram(), *limit_headroom(), *cgroup_headroom()]))
+
+
+def available_ram() -> int:
+    """MemAvailable of /proc/meminfo, else the free physical pages."""
+    meminfo = _read_kib("/proc/meminfo")
+    if "MemAvailable" in meminfo:
+        return meminfo["MemAvailable"]
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def limit_headroom() -> list[int]:
+    """Bytes left under this process's finite RLIMIT_AS and RLIMIT_DATA."""
+    try:
+        import resource
+    except ImportError:  # no POSIX limits on this platform
+        return []
+    status = _read_kib("/proc/self/status")
+    left = []
+    for limit, used in ((resource.RLIMIT_AS, "VmSize"), (resource.RLIMIT_DATA, "VmData")):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY and used in status:
+            left.append(soft - status[used])
+    return left
+
+
+def cgroup_headroom() -> list[int]:
+    """Bytes left under the memory limit of this process's cgroup (none when unlimited)."""
+    for limit_file, usage_file in CGROUP_FILES:
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**62:  # "max" or a huge number: no limit
+            return [int(limit) - usage]
+        return []
+    return []
+
+
+def _read_kib(path: str) -> dict[str, int]:
+    """``Name: N kB`` lines of a /proc file as bytes (an empty dict where there is no /proc)."""
+    values = {}
+    try:
+        with open(path) as fh:
+            for line in fh:
+                name, _, rest = line.partition(":")
+                parts = rest.split()
+                if len(parts) == 2 and parts[1] == "kB" and parts[0].isdigit():
+                    values[name] = int(parts[0]) * 1024
+    except OSError:
+        pass
+    return values
+
+
+_saved_bytes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def saved_bytes_per_row(module: nn.Module, row: torch.Tensor) -> int:
+    """Bytes of the tensors a forward of ``module`` keeps for its backward, per input row like
+    ``row``: measured on probes of 2 and 4 copies of it (their difference leaves out what does
+    not grow with the batch, the parameters), once per module, row shape, type and device."""
+    key = (tuple(row.shape), row.dtype, row.device, module.training)
+    known = _saved_bytes.setdefault(module, {})
+    if key not in known:
+        known[key] = _measure_saved_bytes(module, row)
+    return known[key]
+
+
+def _measure_saved_bytes(module: nn.Module, row: torch.Tensor) -> int:
+    def saved(rows: int) -> int:
+        storages: dict[int, int] = {}
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            if tensor.layout == torch.strided:
+                storage = tensor.untyped_storage()
+                storages[storage.data_ptr()] = storage.nbytes()
+            return tensor
+
+        x = row.detach()[None].expand(rows, *row.shape).clone().requires_grad_(True)
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            module(x)
+        return sum(storages.values())
+
+    return max(0, (saved(4) - saved(2)) // 2)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -136,6 +238,9 @@ class LoadedModel:
         self.seq_len = seq_len
         self.hyperparameters = dict(hyperparameters or {})
         self.dataset = dataset
+        #: sha256 of the checkpoint the model was loaded from ("" for a model wrapped in memory);
+        #: every result records it, so results of another model are never taken for this one's
+        self.digest = ""
         if layout is not None:
             check_layout(layout, len(self.feature_names))
         forward = network if layout is None else LayoutAdapter(network, layout, output)
@@ -305,6 +410,7 @@ def _names(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
 
 
+MAX_SEQ_LEN = 10_000_000  # time steps a checkpoint may declare (beyond: no series fits in memory)
 CHECKPOINT_FIELDS = {
     "format": (lambda v: True, "an int"),
     "model": (lambda v: isinstance(v, str) and bool(v), "a model name"),
@@ -316,7 +422,8 @@ CHECKPOINT_FIELDS = {
     "class_names": (lambda v: _names(v) and len(v) >= 2 and len(set(v)) == len(v),
                     "a list of at least 2 distinct class names"),
     "feature_names": (_names, "a non-empty list of feature names"),
-    "seq_len": (lambda v: v is None or (type(v) is int and v > 0), "a positive int or None"),
+    "seq_len": (lambda v: v is None or (type(v) is int and 0 < v <= MAX_SEQ_LEN),
+                f"a positive int up to {MAX_SEQ_LEN:,} or None"),
 }
 
 
@@ -338,8 +445,18 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
 
 
-def model_from_checkpoint(ckpt: dict, device: Any = None) -> LoadedModel:
-    """Rebuild the network named in the checkpoint and load its weights."""
+def model_from_checkpoint(ckpt: dict, device: Any = None, source: Path | None = None) -> LoadedModel:
+    """Rebuild the network named in the checkpoint and load its weights; ``source``, the file it
+    was read from, gives the model its digest (and the run folder no code may come from)."""
+    model = _model_from_checkpoint(ckpt, device, source)
+    if source is not None:
+        from xaicore.files import file_digest
+
+        model.digest = file_digest(source)
+    return model
+
+
+def _model_from_checkpoint(ckpt: dict, device: Any, source: Path | None) -> LoadedModel:
     if ckpt["model"] == "imported":  # a model brought in with xai import
         from xaicore.runs.importing import IMPORTED, build, own_layer
 
@@ -407,7 +524,8 @@ def load_run(run_dir: str | Path, device: Any = None) -> LoadedModel:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise XaiError(f"no run directory at {run_dir}")
-    return model_from_checkpoint(load_checkpoint(run_dir / CHECKPOINT), device)
+    return model_from_checkpoint(load_checkpoint(run_dir / CHECKPOINT), device,
+                                 run_dir / CHECKPOINT)
 
 
 @contextlib.contextmanager

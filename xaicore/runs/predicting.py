@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xaicore.data.dataset import with_lengths
+from xaicore.data.dataset import UNREADABLE, with_lengths
 from xaicore.data.loading import csv_columns, label_texts, read_csv
 from xaicore.errors import XaiError
 from xaicore.files import atomic_open
@@ -44,8 +44,9 @@ def read_inputs(path: str | Path, model: LoadedModel) -> tuple[np.ndarray, list[
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as exc:
-            raise XaiError(f"cannot read {path} as npz arrays: {exc}") from None
+        except UNREADABLE as exc:
+            raise XaiError(f"cannot read {path} as npz arrays: {type(exc).__name__}: "
+                           f"{exc}") from None
         if "X" not in arrays:
             raise XaiError(f"{path} holds no array X (it holds {', '.join(arrays) or 'nothing'})")
         labels = None

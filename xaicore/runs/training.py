@@ -143,48 +143,63 @@ def train(dataset_spec: dict | str | Path | None, model: str | None, out: str | 
     thread, several times faster on a shared machine; None keeps torch's setting).
     """
     out = Path(out)
-    if isinstance(dataset_spec, (str, Path)):
-        from xaicore.data.loading import dataset_spec as spec_of
+    with runs.run_lock(out, "xai train"):  # held from the first check to the last file
+        if isinstance(dataset_spec, (str, Path)):
+            from xaicore.data.loading import dataset_spec as spec_of
 
-        dataset_spec = spec_of(dataset_spec)
-    previous = None
-    if resume:
-        previous = load_checkpoint(out / CHECKPOINT)
-        model = model or previous["model"]
-        if previous["model"] != model or "training" not in previous:
-            raise XaiError(f"{out} holds a {previous.get('model')!r} run without resumable state; "
-                           f"train {model!r} into a new directory instead")
-        dataset_spec, seed = previous["dataset"], previous["seed"]
-        params = previous["hyperparameters"]
-        recipe_overrides = {**{k: v for k, v in previous["training"].items() if k in SEED_RECIPE},
-                            "epochs": epochs}
-    else:
-        runs.check_replaceable(out, force)
-        recipe_overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
-    if not model or not dataset_spec:
-        raise XaiError("train needs a model name and a dataset spec (or resume=True)")
-    if params is not None and not isinstance(params, dict):
-        raise XaiError(f"params must be a dict of network parameters, not {type(params).__name__}")
-    cls = registry.get_model(model)
-    if getattr(cls, "param_options", None):  # declared: refuse bad --param values before loading data
-        params = validate(f"model {model}", cls.param_options, params or {}, noun="parameter")
-    recipe = recipe_for(cls, **recipe_overrides)
-    dev = resolve_device(device)
-    dataset = load_dataset(dataset_spec)
-    if previous and recipe["epochs"] <= previous["epoch"]:
-        raise XaiError(f"{out} already trained {previous['epoch']} epochs; resume needs --epochs "
-                       f"above that")
+            dataset_spec = spec_of(dataset_spec)
+        previous = None
+        if resume:
+            previous = load_checkpoint(out / CHECKPOINT)
+            model = model or previous["model"]
+            if previous["model"] != model or "training" not in previous:
+                raise XaiError(f"{out} holds a {previous.get('model')!r} run without resumable state; "
+                               f"train {model!r} into a new directory instead")
+            dataset_spec, seed = previous["dataset"], previous["seed"]
+            params = previous["hyperparameters"]
+            recipe_overrides = {**{k: v for k, v in previous["training"].items() if k in SEED_RECIPE},
+                                "epochs": epochs}
+        else:
+            runs.check_replaceable(out, force)
+            recipe_overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
+        if not model or not dataset_spec:
+            raise XaiError("train needs a model name and a dataset spec (or resume=True)")
+        if params is not None and not isinstance(params, dict):
+            raise XaiError(f"params must be a dict of network parameters, not {type(params).__name__}")
+        cls = registry.get_model(model)
+        if getattr(cls, "param_options", None):  # declared: refuse bad --param values before loading data
+            params = validate(f"model {model}", cls.param_options, params or {}, noun="parameter")
+        recipe = recipe_for(cls, **recipe_overrides)
+        dev = resolve_device(device)
+        dataset = load_dataset(dataset_spec)
+        if previous and recipe["epochs"] <= previous["epoch"]:
+            raise XaiError(f"{out} already trained {previous['epoch']} epochs; resume needs --epochs "
+                           f"above that")
 
-    with runs.staged(out, "xai train", keep_results=resume) as tmp:
-        with deterministic(seed, threads):
-            metrics = _fit(dataset, dataset_spec, model, cls, params or {}, recipe, seed, dev, tmp,
-                           progress, previous)
-        _render(tmp, metrics, progress)
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _log(progress, f"{model} on {dataset.name}: test accuracy {metrics['test_accuracy']:.4f}, "
-                   f"train accuracy {metrics['train_accuracy']:.4f}, {metrics['seconds']:.1f} s "
-                   f"-> {out}")
-    return metrics
+        removed: list[str] = []
+        with runs.staged(out, "xai train", removed) as tmp:
+            with deterministic(seed, threads):
+                metrics = _fit(dataset, dataset_spec, model, cls, params or {}, recipe, seed, dev, tmp,
+                               progress, previous)
+            _render(tmp, metrics, progress)
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        if previous:
+            _log(progress, resumed_note(out, previous, removed))
+        _log(progress, f"{model} on {dataset.name}: test accuracy {metrics['test_accuracy']:.4f}, "
+                       f"train accuracy {metrics['train_accuracy']:.4f}, {metrics['seconds']:.1f} s "
+                       f"-> {out}")
+        return metrics
+
+
+def resumed_note(out: Path, previous: dict, removed: list[str]) -> str:
+    """What ``--resume`` kept and what it invalidated."""
+    kept = (f"resumed {out} from epoch {previous['epoch']}: kept its data, recipe, seed, history "
+            f"and optimizer state")
+    if not removed:
+        return kept + "; it held no results of the old model"
+    areas = sorted({rel.split("/")[0] for rel in removed})
+    return (kept + f"; removed {len(removed)} result file(s) of the old model ({', '.join(areas)}): "
+            f"explain, evaluate and report again")
 
 
 def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict, recipe: dict,

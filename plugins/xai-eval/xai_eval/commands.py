@@ -40,10 +40,12 @@ def evaluate_cmd(run, methods, metrics, samples, full, seed, device, force, figu
                  bootstrap):
     """Write RUN/evaluation.csv (one row per method, one column per score) and RUN/evaluation/ figures."""
     from xai_eval.runner import evaluate_run
+    from xaicore.plugin import hold_runs
 
-    rows = evaluate_run(run, methods, metrics, samples=samples, seed=seed, force=force,
-                        device=device, figures=figures, n_boot=bootstrap, full=full,
-                        workers=workers)
+    with hold_runs([run], "xai evaluate"):
+        rows = evaluate_run(run, methods, metrics, samples=samples, seed=seed, force=force,
+                            device=device, figures=figures, n_boot=bootstrap, full=full,
+                            workers=workers)
     click.echo(summary_table(rows))
     where = f"-> {Path(run) / 'evaluation.csv'}"
     click.echo(where + (f" and figures in {Path(run) / 'evaluation'}" if figures else

@@ -106,7 +106,7 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
                            dataset.train.X, context, seed, progress, full, workers)
     table = verdict_table(scored, len(positions), seed, n_boot)
     meta = {"samples": len(positions), "test_samples": n_test, "seed": seed, "bootstrap": n_boot,
-            "workers": workers,
+            "workers": workers, "model_digest": model.digest,
             "interval": "95% percentile bootstrap over samples",
             "verdict": "paired bootstrap of the per-sample difference with the random baseline "
                        "(same samples); p: Wilcoxon signed-rank"}

@@ -28,6 +28,14 @@ def figures_cmd(run: Path, methods: tuple[str, ...], samples: str | None,
     """Draw the figures of saved explanations: each sample with its attribution, methods side
     by side, misclassified samples' predicted- against true-class maps, global importance, SHAP
     and attention views."""
+    from xaicore.plugin import hold_runs
+
+    with hold_runs([run], "xai figures"):
+        _figures(run, methods, samples, formats, training, out)
+
+
+def _figures(run: Path, methods: tuple[str, ...], samples: str | None, formats: tuple[str, ...],
+             training: bool, out: Path | None) -> None:
     from xaicore.plugin import Explanation, XaiError, parse_samples, render_stage
 
     folder = run / "explanations"
@@ -54,6 +62,8 @@ def figures_cmd(run: Path, methods: tuple[str, ...], samples: str | None,
         more, more_warnings = render_stage("run", [], run, run_dir=run, formats=formats)
         written.update(more)
         warnings += more_warnings
+    if not any(written.values()):
+        raise XaiError(f"no figure was written to {out}" + (f": {warnings[0]}" if warnings else ""))
     for name, files in written.items():
         click.echo(f"{name}: {len(files)} files", err=True)
     for warning in warnings:

@@ -19,8 +19,7 @@ import click
                    "'misclassified', comma-separated); the dataset view covers all of them.")
 def report_cmd(run: Path, out: Path | None, force: bool, samples: str | None) -> None:
     """Write RUN/report.html: model card, every explanation, evaluation, offline navigation."""
-    from xaicore.plugin import get_renderer
-    from xaicore.plugin import XaiError
+    from xaicore.plugin import XaiError, get_renderer, hold_runs
 
     if not run.is_dir():
         raise XaiError(f"no run directory at {run}")
@@ -29,6 +28,7 @@ def report_cmd(run: Path, out: Path | None, force: bool, samples: str | None) ->
         raise XaiError(f"{out} is a directory; give --out the report file's path")
     if out.exists() and not force:
         raise XaiError(f"{out} already exists; pass --force to overwrite it (or --out another file)")
-    paths = get_renderer("html-report").render([], out_dir=run, run_dir=run, out=out,
-                                               samples=samples)
+    with hold_runs([run], "xai report"):
+        paths = get_renderer("html-report").render([], out_dir=run, run_dir=run, out=out,
+                                                   samples=samples)
     click.echo(f"report -> {paths[0]}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from xaicore.plugin import XaiError, write_text
+from xaicore.plugin import XaiError, stale_reason, write_text
 
 from .dataset_view import dataset_section
 from .explorer import SCRIPT, explorer_section
@@ -98,6 +99,8 @@ def model_card(run: RunFiles) -> str:
 def explanations_section(run: RunFiles) -> str:
     notes = "".join(f'<p class="note">{esc(name)} could not be read: {esc(msg)}</p>'
                     for name, msg in run.unreadable.items())
+    notes += "".join(f'<p class="note">{esc(name)} is left out: {esc(msg)}</p>'
+                     for name, msg in run.left_out.items())
     if not run.explanations:
         if run.stores:
             return notes + ('<p class="note">Only streamed results in this run: see the dataset '
@@ -112,6 +115,15 @@ def evaluation_section(run_dir: Path) -> str:
     if not csv_path.is_file():
         return ('<p class="note">No evaluation yet: run <code>xai evaluate --run DIR</code> to '
                 "score the explanations' faithfulness.</p>")
+    settings = run_dir / "evaluation" / "settings.json"
+    try:
+        digest = json.loads(settings.read_text()).get("model_digest", "")
+    except (OSError, ValueError, AttributeError):
+        digest = ""
+    reason = stale_reason(digest, run_dir)
+    if reason:
+        return (f'<p class="note">{esc(csv_path.name)} is left out: {esc(reason)}; evaluate '
+                f"again with <code>xai evaluate --run DIR --force</code>.</p>")
     try:
         with open(csv_path, newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))

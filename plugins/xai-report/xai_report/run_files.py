@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xaicore.plugin import (CHECKPOINT, Explanation, StoredExplanation, XaiError, is_store,
-                            load_checkpoint)
+                            load_checkpoint, stale_reason)
 
 
 @dataclass
@@ -20,6 +20,7 @@ class RunFiles:
     explanations: list[Explanation] = field(default_factory=list)
     stores: list[StoredExplanation] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)  # results of another model: why
 
 
 def read_run(run_dir: Path) -> RunFiles:
@@ -37,17 +38,34 @@ def read_run(run_dir: Path) -> RunFiles:
             run.metrics = json.loads(metrics_path.read_text())
         except json.JSONDecodeError as exc:
             raise XaiError(f"{metrics_path} is not valid JSON: {exc}") from None
+        if not isinstance(run.metrics, dict):
+            raise XaiError(f"{metrics_path} must hold a JSON object of metrics, not a "
+                           f"{type(run.metrics).__name__}; train the run again to rewrite it")
     for path in sorted((run_dir / "explanations").glob("*.npz")):
         try:
-            run.explanations.append(Explanation.load(path))
+            e = Explanation.load(path)
         except XaiError as exc:
             run.unreadable[path.name] = str(exc)
+            continue
+        if not left_out(run, path, e.model_digest):
+            run.explanations.append(e)
     explanations = run_dir / "explanations"
     for path in sorted([*explanations.glob("*.zarr"), *explanations.glob("*/*.zarr")]):
         if not is_store(path):
             continue
         try:
-            run.stores.append(StoredExplanation(path))
+            store = StoredExplanation(path)
         except XaiError as exc:
             run.unreadable[str(path.relative_to(run_dir))] = str(exc)
+            continue
+        if not left_out(run, path, store.model_digest):
+            run.stores.append(store)
     return run
+
+
+def left_out(run: RunFiles, path: Path, digest: str) -> bool:
+    """Whether the result at ``path`` is left out of the report as another model's (noted)."""
+    reason = stale_reason(digest, run.run_dir)
+    if reason:
+        run.left_out[path.name] = f"{reason}; explain again with xai explain --force"
+    return reason is not None
