@@ -1,24 +1,24 @@
-"""Captum's gradient family as xai explainers: one captum call per batch, batch dimension first."""
+"""Captum's gradient family as xai explainers, batch dimension first; passes hold what fits in
+the free memory (``passes.py``)."""
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
 import torch
-from captum.attr import DeepLift, GradientShap
+from captum.attr import DeepLift
 from torch import nn
 
-from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError
+from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, pass_rows
 
 from .baselines import as_background, make_baseline
 from .baselines import KINDS as BASELINE_KINDS
 from .integrated import CLENSHAW_CURTIS
 from .integrated import METHODS as INTEGRATION_METHODS
 from .integrated import integrated_gradients, nested_integrated_gradients
-from .passes import copies_per_pass, target_gradient
+from .passes import (copies_per_pass, module_rows_that_fit, plan_passes, sample_groups,
+                     target_gradient)
 
 #: Layers whose internal nonlinearities captum's DeepLift rules do not reach.
 DEEPLIFT_UNSUPPORTED = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer,
@@ -80,22 +80,28 @@ def convergence(name: str, model: LoadedModel, attributions: torch.Tensor, input
     return extras
 
 
-@contextlib.contextmanager
-def seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's and numpy's global generators (captum draws from both), then restore them."""
-    state = np.random.get_state()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        np.random.seed(seed)
-        try:
-            yield
-        finally:
-            np.random.set_state(state)
-
-
 def leaf(inputs: torch.Tensor) -> torch.Tensor:
     """A copy of ``inputs`` that requires gradients (captum warns when it must set that itself)."""
     return inputs.detach().clone().requires_grad_(True)
+
+
+def with_warnings(extras: dict, notes: list[str]) -> dict:
+    """``extras`` with ``notes`` added to its ``warnings``."""
+    if notes:
+        extras["warnings"] = [*extras.get("warnings", []), *notes]
+    return extras
+
+
+def grouped_gradient(module: nn.Module, inputs: torch.Tensor, target: torch.Tensor | None,
+                     method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``target_gradient`` of the batch: in one pass when it is no larger than the core's own
+    passes (``xaicore.plugin.pass_rows``), else in groups of samples that fit in memory."""
+    if len(inputs) <= pass_rows(inputs.device, inputs[0].numel()):
+        return target_gradient(module, inputs, target)
+    groups = sample_groups(len(inputs), module_rows_that_fit(module, inputs, method))
+    parts = [target_gradient(module, inputs[g], None if target is None else target[g])
+             for g in groups]
+    return torch.cat([g for g, _ in parts]), torch.cat([logits for _, logits in parts])
 
 
 def baselines_for(name: str, inputs: torch.Tensor, opts: dict) -> torch.Tensor:
@@ -131,6 +137,8 @@ class IntegratedGradientsExplainer(BaseExplainer):
         baselines = baselines_for(self.name, inputs, opts)
         with torch.no_grad():  # the logits of the Explanation, and F(x) for completeness
             logits = model.module(inputs)
+        _, rows, notes = plan_passes(model.module, inputs, opts["internal_batch_size"], self.name)
+        opts = {**opts, "internal_batch_size": rows}
         target = logits.argmax(1) if target is None else target
         fx = logits.gather(1, target[:, None])[:, 0].float()
         if baselines.shape[0] == inputs.shape[0]:
@@ -142,12 +150,12 @@ class IntegratedGradientsExplainer(BaseExplainer):
             attr = integrated_gradients(model.module, inputs, baselines, target,
                                         int(opts["n_steps"]), opts["integration_method"],
                                         opts["internal_batch_size"])
-            return attr, convergence(self.name, model, attr, inputs, baselines, target, fx,
-                                     fb), logits
+            extras = convergence(self.name, model, attr, inputs, baselines, target, fx, fb)
+            return attr, with_warnings(extras, notes), logits
         attr, steps = self.converged(model, inputs, baselines, target, fx, fb, opts)
         extras = convergence(self.name, model, attr, inputs, baselines, target, fx, fb)
         extras["n_steps"] = steps
-        return attr, extras, logits
+        return attr, with_warnings(extras, notes), logits
 
     def converged(self, model, inputs, baselines, target, fx, fb,
                   opts) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,7 +194,7 @@ class SaliencyExplainer(BaseExplainer):
     options = (Option("abs", bool, True, help="absolute gradient"),)
 
     def attribute(self, model, inputs, target, **opts):
-        grads, logits = target_gradient(model.module, inputs, target)  # what captum's Saliency does
+        grads, logits = grouped_gradient(model.module, inputs, target, self.name)  # captum's Saliency
         return (grads.abs() if opts["abs"] else grads), {}, logits
 
 
@@ -198,7 +206,7 @@ class InputXGradientExplainer(BaseExplainer):
     name = "input-x-gradient"
 
     def attribute(self, model, inputs, target, **opts):
-        grads, logits = target_gradient(model.module, inputs, target)
+        grads, logits = grouped_gradient(model.module, inputs, target, self.name)
         return inputs * grads, {}, logits
 
 
@@ -207,7 +215,7 @@ class SmoothGradExplainer(BaseExplainer):
 
     The noise std is ``noise_level`` times each sample's per-feature std over time; the
     ``n_samples`` noisy copies go through batched passes (``passes.py``) of at most
-    ``internal_batch_size`` rows.
+    ``internal_batch_size`` rows and of what fits in memory.
     """
 
     name = "smoothgrad"
@@ -223,20 +231,39 @@ class SmoothGradExplainer(BaseExplainer):
         if n < 1 or float(opts["noise_level"]) < 0:
             raise XaiError(f"{self.name}: n_samples must be >= 1 and noise_level >= 0; got "
                            f"{opts['n_samples']} and {opts['noise_level']}")
-        gen = torch.Generator(device="cpu").manual_seed(int(opts["seed"]))
-        noise = torch.randn((n, *inputs.shape), generator=gen).to(inputs.device, inputs.dtype)
+        fit, rows, notes = plan_passes(model.module, inputs, opts["internal_batch_size"], self.name)
+        per_pass = copies_per_pass(len(inputs), rows, inputs.device, self.name, fit)
         std = inputs.std(1, keepdim=True) if inputs.shape[1] > 1 else torch.ones_like(inputs[:, :1])
-        noisy = inputs + noise * float(opts["noise_level"]) * std
-        per_pass = copies_per_pass(len(inputs), opts["internal_batch_size"], inputs.device,
-                                   self.name)
+        scale = float(opts["noise_level"]) * std
+        gen = torch.Generator(device="cpu").manual_seed(int(opts["seed"]))
         total = torch.zeros_like(inputs, dtype=torch.float32)
         for start in range(0, n, per_pass):
-            chunk = noisy[start:start + per_pass]
-            grads, _ = target_gradient(model.module, chunk.reshape(-1, *inputs.shape[1:]),
-                                       target.repeat(len(chunk)))
-            total += grads.float().reshape(chunk.shape).sum(0)
+            noisy = inputs + normal_copies(gen, min(per_pass, n - start), inputs) * scale
+            for group in sample_groups(len(inputs), fit):
+                total[group] += copies_gradient(model.module, noisy[:, group], target[group]).sum(0)
         mean = total / n
-        return (mean.abs() if opts["abs"] else mean), {}
+        return (mean.abs() if opts["abs"] else mean), with_warnings({}, notes)
+
+
+def normal_copies(generator: torch.Generator, copies: int, like: torch.Tensor) -> torch.Tensor:
+    """``[copies, *like.shape]`` standard normal draws, one call per copy: the same numbers
+    however the copies are grouped into passes."""
+    return torch.stack([torch.randn(like.shape, generator=generator)
+                        for _ in range(copies)]).to(like.device, like.dtype)
+
+
+def copies_gradient(module: nn.Module, copies: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Gradients of the target logits of copies ``[copy, sample, time, feature]`` of a batch,
+    in one pass."""
+    grads, _ = target_gradient(module, copies.reshape(-1, *copies.shape[2:]),
+                               target.repeat(len(copies)))
+    return grads.float().reshape(copies.shape)
+
+
+@torch.no_grad()
+def chunked_logits(module: nn.Module, inputs: torch.Tensor, rows: int) -> torch.Tensor:
+    """Logits of ``inputs`` in passes of at most ``rows`` rows."""
+    return torch.cat([module(inputs[group]).float() for group in sample_groups(len(inputs), rows)])
 
 
 class DeepLiftExplainer(BaseExplainer):
@@ -262,13 +289,21 @@ class DeepLiftExplainer(BaseExplainer):
         baselines = baselines_for(self.name, inputs, opts)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ss]etting forward, backward hooks.*")
-            attr = DeepLift(model.module).attribute(leaf(inputs), baselines=baselines,
-                                                    target=target)
+            # inputs and baselines go through one pass together: two rows per sample
+            fit = module_rows_that_fit(model.module, inputs, self.name)
+            attr = torch.cat([DeepLift(model.module).attribute(
+                leaf(inputs[group]), baselines=baselines[group], target=target[group])
+                for group in sample_groups(len(inputs), max(1, fit // 2))])
         return attr, convergence(self.name, model, attr, inputs, baselines, target)
 
 
 class GradientShapExplainer(BaseExplainer):
-    """GradientSHAP (expected gradients): baselines drawn from the train split (``background``)."""
+    """GradientSHAP (expected gradients): baselines drawn from the train split (``background``).
+
+    For each of ``n_samples`` draws per sample: a baseline ``b`` from the background, ``a`` uniform
+    in [0, 1] and Gaussian noise of std ``stdevs`` on the input ``x``; the attribution is the mean
+    of ``(x - b) * grad F(b + a (x - b))`` (captum's GradientShap), in batched passes.
+    """
 
     name = "gradient-shap"
     options = (
@@ -276,24 +311,46 @@ class GradientShapExplainer(BaseExplainer):
         Option("background_size", int, 100, min=1, max=100_000, help="baselines drawn from background"),
         Option("n_samples", int, 25, min=1, max=10_000, help="random baselines per sample"),
         Option("stdevs", float, 0.0, min=0.0, max=10.0, help="Gaussian noise added to each input"),
-        SEED)
+        SEED, BATCH)
     requires = ("background",)
 
     def attribute(self, model, inputs, target, **opts):
         bg = as_background(opts["background"], inputs, self.name)
         gen = torch.Generator(device="cpu").manual_seed(int(opts["seed"]))
-        size = int(opts["background_size"])
-        if size < 1 or int(opts["n_samples"]) < 1:
+        size, n = int(opts["background_size"]), int(opts["n_samples"])
+        if size < 1 or n < 1:
             raise XaiError(f"{self.name}: background_size and n_samples must be at least 1")
         if len(bg) > size:
             bg = bg[torch.randperm(len(bg), generator=gen)[:size].to(bg.device)]
-        with seeded(int(opts["seed"]), inputs.device):
-            attr = GradientShap(model.module).attribute(
-                inputs, baselines=bg, target=target, n_samples=int(opts["n_samples"]),
-                stdevs=float(opts["stdevs"]))
+        fit, rows, notes = plan_passes(model.module, inputs, opts["internal_batch_size"], self.name)
+        per_pass = copies_per_pass(len(inputs), rows, inputs.device, self.name, fit)
+        total = torch.zeros_like(inputs, dtype=torch.float32)
+        for start in range(0, n, per_pass):
+            base, alpha, noise = baseline_draws(gen, min(per_pass, n - start), inputs, bg)
+            noisy = inputs + float(opts["stdevs"]) * noise
+            for group in sample_groups(len(inputs), fit):
+                diff = noisy[:, group] - base[:, group]
+                points = base[:, group] + alpha[:, group, None, None] * diff
+                total[group] += (diff * copies_gradient(model.module, points,
+                                                        target[group])).sum(0)
+        attr = total / n
         # Expected value per sample: the mean target logit over the background.
-        with torch.no_grad():
-            expected = model.module(bg).float()[:, target].mean(0)
+        expected = chunked_logits(model.module, bg, fit)[:, target].mean(0)
         fx = target_logits(model, inputs, target)
-        delta = attr.detach().float().sum(dim=(1, 2)) - (fx - expected)
-        return attr, {"expected_value": expected, "convergence_delta": delta}
+        delta = attr.sum(dim=(1, 2)) - (fx - expected)
+        return attr, with_warnings({"expected_value": expected, "convergence_delta": delta}, notes)
+
+
+def baseline_draws(generator: torch.Generator, copies: int, inputs: torch.Tensor,
+                   background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per copy of the batch: a background sample per sample, a point in [0, 1] along the path and
+    standard normal input noise, ``[copy, sample, ...]``; drawn one copy at a time, so the same
+    however the copies are grouped into passes."""
+    batch = len(inputs)
+    draws = [(torch.randint(len(background), (batch,), generator=generator),
+              torch.rand(batch, generator=generator),
+              torch.randn(inputs.shape, generator=generator)) for _ in range(copies)]
+    index, alpha, noise = (torch.stack(parts) for parts in zip(*draws))
+    device = inputs.device
+    return (background[index.to(background.device)], alpha.to(device, inputs.dtype),
+            noise.to(device, inputs.dtype))

@@ -15,10 +15,11 @@ import torch
 from captum.attr._utils.approximation_methods import approximation_parameters
 from torch import nn
 
-from xaicore.plugin import XaiError
+from xaicore.plugin import XaiError, saved_bytes_per_row
 
 from .passes import copies_per_pass, rows_that_fit, target_gradient
 
+METHOD = "integrated-gradients"
 MAX_GAUSS_LEGENDRE = 1024
 CLENSHAW_CURTIS = "clenshaw_curtis"
 METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre",
@@ -73,7 +74,7 @@ def integrated_gradients(module: nn.Module, inputs: torch.Tensor, baselines: tor
     """
     alphas, weights = path_points(method, n_steps)
     batch = inputs.shape[0]
-    fit = rows_that_fit(inputs[0], inputs.device, "integrated-gradients")
+    fit = rows_that_fit(inputs[0], inputs.device, METHOD, saved_bytes_per_row(module, inputs[0]))
     if batch > fit:  # memory bound: explain fewer samples per pass
         per_sample = baselines.shape[0] == batch
         return torch.cat([integrated_gradients(
@@ -94,8 +95,7 @@ def weighted_gradients(module: nn.Module, baselines: torch.Tensor, diff: torch.T
     most ``internal_batch_size`` rows (whole copies of the batch, at least one per pass; by
     default the device's ``passes.AUTO_ROWS``) and at most ``fit`` rows."""
     batch = diff.shape[0]
-    per_pass = min(copies_per_pass(batch, internal_batch_size, diff.device,
-                                   "integrated-gradients"), max(1, fit // batch))
+    per_pass = copies_per_pass(batch, internal_batch_size, diff.device, METHOD, fit)
     w = torch.tensor(weights, dtype=torch.float32, device=diff.device)
     sums = torch.zeros((len(w), *diff.shape), dtype=torch.float32, device=diff.device)
     for start in range(0, len(alphas), per_pass):
@@ -122,7 +122,7 @@ def nested_integrated_gradients(module: nn.Module, inputs: torch.Tensor, baselin
     Returns the attributions and the points each sample took.
     """
     batch = inputs.shape[0]
-    fit = rows_that_fit(inputs[0], inputs.device, "integrated-gradients")
+    fit = rows_that_fit(inputs[0], inputs.device, METHOD, saved_bytes_per_row(module, inputs[0]))
     per_sample = baselines.shape[0] == batch
     if batch > fit:  # memory bound: fewer samples at a time
         parts = [nested_integrated_gradients(

@@ -1,4 +1,5 @@
-"""Batched gradient passes over many copies of a batch (path points, noisy samples).
+"""Batched gradient passes over many copies of a batch (path points, noisy samples), planned to fit
+the free memory.
 
 Captum takes gradients of ``torch.unbind(outputs)``: one scalar tensor per row, which costs more
 than the network itself on batches of thousands. The gradient of the summed target logits gives
@@ -7,47 +8,69 @@ the same per-row gradients (rows are independent in eval mode) at the cost of a 
 
 from __future__ import annotations
 
-import os
+import warnings
 
 import torch
 from torch import nn
 
-from xaicore.plugin import XaiError, memory_share
+from xaicore.plugin import XaiError, free_memory, memory_share, saved_bytes_per_row
 
 AUTO_ROWS = {"cpu": 128, "cuda": 8192}  # rows per pass when the caller gives no batch size
-BYTES_FACTOR = 256  # activation and gradient bytes per input value of a row, a generous estimate
+BYTES_FACTOR = 256  # bytes per input value of a row for buffers the probe does not see
 
 
 def available_memory(device: torch.device) -> int:
-    """Bytes free for a pass: free device memory on CUDA, available RAM otherwise."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    """Bytes free for passes on ``device`` (``xaicore.plugin.free_memory``: RAM, limits, CUDA)."""
+    return free_memory(device)
 
 
-def rows_that_fit(row: torch.Tensor, device: torch.device, method: str) -> int:
-    """How many rows like ``row`` one pass may hold within half the available memory (this
-    process's share of it, ``xaicore.plugin.memory_share``; estimate
-    ``time x feature x 4 bytes x BYTES_FACTOR`` per row); an XaiError when not even one fits."""
-    row_bytes = row.numel() * 4 * BYTES_FACTOR
-    budget = int(available_memory(device) * memory_share()) // 2  # a worker plans with its share
-    if row_bytes > budget:
+def pass_budget(device: torch.device) -> int:
+    """Bytes one pass may take: half the available memory, this process's share of it
+    (``xaicore.plugin.memory_share``)."""
+    return int(available_memory(device) * memory_share()) // 2
+
+
+def row_bytes(row: torch.Tensor, saved: int = 0) -> int:
+    """Estimated peak bytes of one row like ``row`` in a forward/backward pass: twice what its
+    forward keeps for backward (``saved`` per row, ``saved_bytes_per_row``: those tensors and
+    their gradients) plus ``BYTES_FACTOR`` bytes per input value."""
+    return row.numel() * 4 * BYTES_FACTOR + 2 * saved
+
+
+def rows_that_fit(row: torch.Tensor, device: torch.device, method: str, saved: int = 0) -> int:
+    """How many rows like ``row`` one pass may hold (``pass_budget``, ``row_bytes``); an XaiError
+    naming the estimate when not even one fits."""
+    need, budget = row_bytes(row, saved), pass_budget(device)
+    if need > budget:
         raise XaiError(f"{method}: one series of shape {tuple(row.shape)} needs about "
-                       f"{row_bytes / 2**30:.1f} GiB per pass but only {budget / 2**30:.1f} GiB "
+                       f"{need / 2**30:.1f} GiB per pass but only {budget / 2**30:.1f} GiB "
                        f"is available; shorten or downsample the series")
-    return budget // row_bytes
+    return budget // need
+
+
+def module_rows_that_fit(module: nn.Module, inputs: torch.Tensor, method: str) -> int:
+    """``rows_that_fit`` for rows of ``inputs`` through ``module``, its saved tensors measured."""
+    return rows_that_fit(inputs[0], inputs.device, method, saved_bytes_per_row(module, inputs[0]))
+
+
+def plan_passes(module: nn.Module, inputs: torch.Tensor, internal_batch_size: int | None,
+                method: str) -> tuple[int, int | None, list[str]]:
+    """The rows that fit in one pass, the rows per pass asked (``internal_batch_size``, capped at
+    that) and, when it was capped, the warning saying so (also warned)."""
+    fit = module_rows_that_fit(module, inputs, method)
+    if internal_batch_size is None or internal_batch_size <= fit:
+        return fit, internal_batch_size, []
+    message = (f"{method}: internal_batch_size {internal_batch_size:,} capped at {fit:,} rows "
+               f"per pass, the most that fit in the {pass_budget(inputs.device) / 2**30:.1f} GiB "
+               f"free for one pass")
+    warnings.warn(message, UserWarning, stacklevel=3)
+    return fit, fit, [message]
 
 
 def copies_per_pass(batch: int, internal_batch_size: int | None, device: torch.device,
-                    method: str) -> int:
-    """How many copies of a ``batch``-row batch go through one pass (at least one).
+                    method: str, fit: int | None = None) -> int:
+    """How many copies of a ``batch``-row batch go through one pass (at least one), within
+    ``fit`` rows when given.
 
     By default a pass holds ``AUTO_ROWS`` rows for the device: on CPU small passes stay in cache
     and are fastest (hybrid, 64x150 inputs, IG 50 steps: 128 rows 0.87x of 50 plain passes,
@@ -56,7 +79,14 @@ def copies_per_pass(batch: int, internal_batch_size: int | None, device: torch.d
     rows = int(internal_batch_size or AUTO_ROWS.get(device.type, AUTO_ROWS["cuda"]))
     if rows < 1:
         raise XaiError(f"{method}: internal_batch_size must be positive, got {rows}")
+    if fit is not None:
+        rows = min(rows, fit)
     return max(1, rows // batch)
+
+
+def sample_groups(batch: int, fit: int) -> list[slice]:
+    """Consecutive sample ranges of at most ``fit`` rows covering a batch."""
+    return [slice(start, start + fit) for start in range(0, batch, max(1, fit))]
 
 
 def target_gradient(module: nn.Module, points: torch.Tensor,

@@ -9,6 +9,20 @@ import numpy as np
 from xaicore.plugin import atomic_path
 
 FORMATS = ("png", "svg")
+MAX_INCHES = (16.0, 12.0)  # the largest figure drawn (width, height)
+MAX_TICKS = 40  # labelled ticks on an axis; a longer list is labelled at every k-th position
+
+
+def capped(width: float, height: float) -> tuple[float, float]:
+    """A figure size within ``MAX_INCHES``."""
+    return min(width, MAX_INCHES[0]), min(height, MAX_INCHES[1])
+
+
+def labelled_ticks(ax, labels: list[str], **style) -> None:
+    """x ticks at every position, labelled at most ``MAX_TICKS`` of them evenly."""
+    step = -(-len(labels) // MAX_TICKS) if labels else 1
+    ax.set_xticks(np.arange(len(labels)))
+    ax.set_xticklabels([name if k % step == 0 else "" for k, name in enumerate(labels)], **style)
 
 
 def _save(fig, path: Path) -> list[Path]:
@@ -67,9 +81,9 @@ def auc_summary_figure(rows: list[dict], out: Path) -> list[Path]:
         return []
     methods = [r for r in rows if r["method"] != "random"]
     random = next((r for r in rows if r["method"] == "random"), {})
-    fig, axes = plt.subplots(len(panels), 1, figsize=(max(5.0, 2 + 0.55 * len(methods)),
-                                                      1.2 + 2.2 * len(panels)), squeeze=False,
-                             sharex=True)
+    fig, axes = plt.subplots(len(panels), 1, figsize=capped(max(5.0, 2 + 0.55 * len(methods)),
+                                                            1.2 + 2.2 * len(panels)),
+                             squeeze=False, sharex=True)
     idx = np.arange(len(methods))
     for ax, (key, title, lower) in zip(axes[:, 0], panels):
         mean = np.array([r.get(key, np.nan) for r in methods], dtype=float)
@@ -85,10 +99,9 @@ def auc_summary_figure(rows: list[dict], out: Path) -> list[Path]:
                yerr=np.vstack([mean - low, high - mean]).clip(0).tolist(), capsize=3)
         ax.set_ylim(0, 1.02)
         ax.set_title(f"{title} ({'lower' if lower else 'higher'} is better)", fontsize=10)
-    axes[-1, 0].set_xticks(idx)
-    axes[-1, 0].set_xticklabels([f"{r['method']} (n={r['samples']})" if "samples" in r
+    labelled_ticks(axes[-1, 0], [f"{r['method']} (n={r['samples']})" if "samples" in r
                                  else r["method"] for r in methods], rotation=45, ha="right",
-                                fontsize=8)
+                   fontsize=8)
     axes[0, 0].legend(handles=[Patch(color=c, label=v) for v, c in VERDICT_COLOURS.items()]
                       + [Patch(color="black", alpha=0.3, label="random baseline: mean, 95% interval")],
                       fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -119,8 +132,7 @@ def randomisation_figure(curves: dict, out: Path) -> list[Path]:
         values = np.asarray(curve["correlation"], dtype=float)
         lowest = min(lowest, float(np.nanmin(values)) if np.isfinite(values).any() else 0.0)
         ax.plot(np.arange(len(values)), values, marker="o", label=method, **method_style(i, method))
-    ax.set_xticks(np.arange(len(layers)))
-    ax.set_xticklabels([f"…{name}" for name in layers], rotation=45, ha="right", fontsize=8)
+    labelled_ticks(ax, [f"…{name}" for name in layers], rotation=45, ha="right", fontsize=8)
     ax.set_xlabel("randomised from the output down to layer")
     ax.set_ylabel("Spearman correlation of |attributions|")
     ax.axhline(0, color="gray", linewidth=0.6)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from typing import Iterator
 
 import matplotlib.pyplot as plt
@@ -11,10 +12,12 @@ import numpy as np
 
 from xaicore.plugin import Explanation, XaiError
 
-from .figures import sample_title
+from .figures import capped, sample_title
 
 LAYER_KEY = re.compile(r"attention(?:_mean)?_layer(\d+)")
 MAX_COLUMNS = 3
+MAX_HEADS = 8  # heads drawn one by one; the title says how many more there are
+MAX_SIDE = 512  # query and key steps drawn; longer maps are averaged over blocks of steps
 
 
 def attention_maps(e: Explanation) -> list[tuple[str, str, np.ndarray, np.ndarray | None]]:
@@ -70,13 +73,17 @@ def attention_figure(e: Explanation, i: int, mean: np.ndarray, heads: np.ndarray
     mean, heads = mean[:queries, :keys], None if heads is None else heads[:, :queries, :keys]
     maps = [("mean over heads" if heads is not None else "weights", mean)]
     if heads is not None and heads.shape[0] > 1:
-        maps += [(f"head {h}", heads[h]) for h in range(heads.shape[0])]
+        maps += [(f"head {h}", heads[h]) for h in range(min(heads.shape[0], MAX_HEADS))]
+        if heads.shape[0] > MAX_HEADS:
+            title += f" ({MAX_HEADS} of {heads.shape[0]} heads drawn)"
     columns = min(len(maps), MAX_COLUMNS)
     rows = math.ceil(len(maps) / columns)
-    fig, axes = plt.subplots(rows, columns, squeeze=False, figsize=(3.6 * columns, 3.2 * rows + 0.5),
-                             layout="constrained")
+    fig, axes = plt.subplots(rows, columns, squeeze=False,
+                             figsize=capped(3.6 * columns, 3.2 * rows + 0.5), layout="constrained")
+    extent = (-0.5, keys - 0.5, queries - 0.5, -0.5)
     for ax, (panel, matrix) in zip(axes.ravel(), maps):
-        image = ax.imshow(matrix, cmap="viridis", vmin=0.0, interpolation="nearest")
+        image = ax.imshow(block_mean(matrix), cmap="viridis", vmin=0.0, interpolation="nearest",
+                          extent=extent)
         fig.colorbar(image, ax=ax, shrink=0.8)
         ax.set_title(panel, fontsize=10)
         ax.set_xlabel("key time step")
@@ -85,3 +92,18 @@ def attention_figure(e: Explanation, i: int, mean: np.ndarray, heads: np.ndarray
         ax.set_visible(False)
     fig.suptitle(f"{title} · {sample_title(e, i, with_method=False)}", fontsize=11)
     return fig
+
+
+def block_mean(matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` averaged over blocks of steps to at most ``MAX_SIDE`` rows and columns."""
+    steps = [math.ceil(size / MAX_SIDE) for size in matrix.shape]
+    if steps == [1, 1]:
+        return matrix
+    padded = np.full([math.ceil(size / step) * step for size, step in zip(matrix.shape, steps)],
+                     np.nan, dtype=np.float32)
+    padded[:matrix.shape[0], :matrix.shape[1]] = matrix
+    blocks = padded.reshape(padded.shape[0] // steps[0], steps[0], padded.shape[1] // steps[1],
+                            steps[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a block of padding only: NaN
+        return np.nanmean(blocks, axis=(1, 3))

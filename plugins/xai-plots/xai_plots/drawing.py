@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 
-from .figures import text
+from .figures import label
 
 LEGEND_MAX_FEATURES = 8
 
@@ -32,7 +32,7 @@ def feature_heatmap(ax, attribution: np.ndarray, feature_names: Sequence[str], c
     """Attribution ``[time, feature]`` as a feature (rows) x time (columns) heatmap."""
     image = ax.imshow(attribution.T, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
     ax.set_yticks(range(len(feature_names)))
-    ax.set_yticklabels([text(f) for f in feature_names])
+    ax.set_yticklabels([label(f) for f in feature_names])
     ax.set_ylabel("feature")
     return image
 
@@ -40,7 +40,7 @@ def feature_heatmap(ax, attribution: np.ndarray, feature_names: Sequence[str], c
 def series_lines(ax, series: np.ndarray, feature_names: Sequence[str]) -> None:
     """Each feature of ``series [time, feature]`` as a line, with a legend when it stays readable."""
     for f, name in enumerate(feature_names):
-        ax.plot(series[:, f], linewidth=1.1, label=text(name))
+        ax.plot(series[:, f], linewidth=1.1, label=label(name))
     ax.set_xlim(-0.5, series.shape[0] - 0.5)
     ax.set_ylabel("value")
     if len(feature_names) <= LEGEND_MAX_FEATURES:

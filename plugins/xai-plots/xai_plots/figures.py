@@ -26,6 +26,10 @@ MANIFEST = "manifest.json"
 PNG_DPI = 110
 DIVERGING = "RdBu_r"
 SEQUENTIAL = "Reds"
+MAX_INCHES = (16.0, 12.0)  # the largest figure drawn (width, height)
+MAX_PIXELS = (int(MAX_INCHES[0] * PNG_DPI), int(MAX_INCHES[1] * PNG_DPI))  # the largest PNG
+MAX_FEATURES = 20  # features drawn one by one; the others are folded, and the title says so
+MAX_LABEL = 40  # characters of a name on an axis or in a legend
 
 
 def check_formats(formats: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -83,6 +87,34 @@ def text(value: Any) -> str:
     return str(value).replace("$", r"\$")
 
 
+def label(value: Any) -> str:
+    """``text`` of a name, cut to ``MAX_LABEL`` characters (long names would widen the figure)."""
+    name = str(value)
+    return text(name if len(name) <= MAX_LABEL else name[:MAX_LABEL - 1] + "\u2026")
+
+
+def capped(width: float, height: float) -> tuple[float, float]:
+    """A figure size within ``MAX_INCHES``."""
+    return min(width, MAX_INCHES[0]), min(height, MAX_INCHES[1])
+
+
+def top_features(scores: np.ndarray, k: int = MAX_FEATURES) -> np.ndarray:
+    """Indices of the ``k`` largest ``scores`` (one per feature; NaN counts as 0), in feature
+    order: all of them when there are at most ``k``."""
+    scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0)
+    if len(scores) <= k:
+        return np.arange(len(scores))
+    return np.sort(np.argpartition(-scores, k - 1)[:k])
+
+
+def folded(shown: int, total: int) -> str:
+    """What a figure of ``shown`` of ``total`` features left out ("" when nothing)."""
+    if shown == total:
+        return ""
+    return (f"top {shown} of {total:,} features by |attribution| shown, {total - shown:,} "
+            f"folded")
+
+
 def target_kind(explanation: Explanation) -> str:
     """Which class each sample was explained for: "predicted", "true" or "chosen"."""
     if np.array_equal(explanation.targets, explanation.predictions):
@@ -103,15 +135,16 @@ def sample_title(explanation: Explanation, i: int, with_method: bool = True) -> 
     """"method · sample 3: predicted Gun (0.97), true Point" with class names."""
     e = explanation
     pred = int(e.predictions[i])
-    parts = [f"sample {int(e.sample_ids[i])}: predicted {e.class_names[pred]} "
+    parts = [f"sample {int(e.sample_ids[i])}: predicted {label(e.class_names[pred])} "
              f"({e.probabilities[i, pred]:.2f})"]
-    label = int(e.labels[i])
-    if label >= 0:
-        parts.append(f"true {e.class_names[label]}" + ("" if label == pred else "  [misclassified]"))
+    true = int(e.labels[i])
+    if true >= 0:
+        parts.append(f"true {label(e.class_names[true])}"
+                     + ("" if true == pred else "  [misclassified]"))
     if int(e.targets[i]) != pred:
-        parts.append(f"explaining {e.class_names[int(e.targets[i])]}")
-    head = f"{e.method} · " if with_method else ""
-    return text(head + ", ".join(parts))
+        parts.append(f"explaining {label(e.class_names[int(e.targets[i])])}")
+    head = f"{label(e.method)} · " if with_method else ""
+    return head + ", ".join(parts)
 
 
 def color_scale(values: np.ndarray) -> tuple[str, Normalize]:
@@ -128,7 +161,9 @@ def color_scale(values: np.ndarray) -> tuple[str, Normalize]:
 
 
 def save(fig, base: Path, formats: Sequence[str]) -> list[Path]:
-    """Write ``fig`` as ``base.<format>`` for each format and close it."""
+    """Write ``fig`` as ``base.<format>`` for each format and close it; a PNG larger than
+    ``MAX_PIXELS`` (the tight box can exceed the figure by its padding) is written again at a
+    lower resolution."""
     base.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     try:
@@ -136,10 +171,22 @@ def save(fig, base: Path, formats: Sequence[str]) -> list[Path]:
             path = base.with_name(f"{base.name}.{fmt}")
             with atomic_path(path) as tmp:
                 fig.savefig(tmp, format=fmt, dpi=PNG_DPI, bbox_inches="tight")
+                if fmt == "png":
+                    scale = min(1.0, *(cap / size for cap, size in zip(MAX_PIXELS, png_size(tmp))))
+                    if scale < 1:
+                        fig.savefig(tmp, format=fmt, dpi=0.99 * PNG_DPI * scale,
+                                    bbox_inches="tight")
             paths.append(path)
     finally:
         plt.close(fig)
     return paths
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height in pixels of a PNG file (its header)."""
+    with open(path, "rb") as fh:
+        header = fh.read(24)
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
 
 
 class Manifest:

@@ -11,9 +11,11 @@ import numpy as np
 from xaicore.plugin import Explanation
 
 from .attention import attention_figures
-from .figures import (DEFAULT_MAX_SAMPLES, Manifest, check_explanations, check_formats,
-                      figure_key, pick_samples, save, text)
+from .figures import (DEFAULT_MAX_SAMPLES, Manifest, capped, check_explanations, check_formats,
+                      figure_key, folded, label, pick_samples, save, text, top_features)
 from .shap_plots import shap_figures
+
+MAX_CLASSES = 8  # classes drawn one by one in the importance figures (the most explained)
 
 
 class GlobalPlots:
@@ -67,8 +69,17 @@ class GlobalPlots:
 
 def _by_class(e: Explanation, values: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """``values`` (first axis = sample) averaged over the samples explained for each class (NaN,
-    the padding of shorter series, left out)."""
-    return [(e.class_names[c], _nanmean(values[e.targets == c])) for c in np.unique(e.targets)]
+    the padding of shorter series, left out), for the ``MAX_CLASSES`` most explained classes."""
+    classes, counts = np.unique(e.targets, return_counts=True)
+    kept = np.sort(classes[np.argsort(-counts, kind="stable")[:MAX_CLASSES]])
+    return [(e.class_names[c], _nanmean(values[e.targets == c])) for c in kept]
+
+
+def _class_legend(e: Explanation) -> str:
+    """The title of the legend of ``_by_class`` groups."""
+    n = len(np.unique(e.targets))
+    return "explained class" + (f" ({MAX_CLASSES} most explained of {n})" if n > MAX_CLASSES
+                                else "")
 
 
 def _nanmean(values: np.ndarray) -> np.ndarray:
@@ -78,22 +89,27 @@ def _nanmean(values: np.ndarray) -> np.ndarray:
 
 
 def feature_importance_figure(e: Explanation):
-    """Grouped bars: mean |attribution| per feature (over time and samples), one bar per class."""
+    """Grouped bars: mean |attribution| per feature (over time and samples), one bar per class;
+    the ``MAX_FEATURES`` most important features when there are more (the title says so)."""
     per_sample = e.aggregate(over="time", how="abs_mean")  # [sample, feature]
     overall = _nanmean(per_sample)
-    order = np.argsort(overall)[::-1]
+    shown = top_features(overall)
+    order = shown[np.argsort(np.nan_to_num(overall[shown], nan=-np.inf))[::-1]]
     groups = _by_class(e, per_sample)
     n_features = len(order)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * n_features * max(1, len(groups)) ** 0.5 + 3), 4))
+    fig, ax = plt.subplots(figsize=capped(max(6.0, 0.55 * n_features * max(1, len(groups)) ** 0.5
+                                              + 3), 4))
     width = 0.8 / len(groups)
     for g, (name, values) in enumerate(groups):
         ax.bar(np.arange(n_features) + (g - (len(groups) - 1) / 2) * width, values[order],
-               width=width, label=text(name))
+               width=width, label=label(name))
     ax.set_xticks(range(n_features))
-    ax.set_xticklabels([text(e.feature_names[f]) for f in order], rotation=30, ha="right")
+    ax.set_xticklabels([label(e.feature_names[f]) for f in order], rotation=30, ha="right")
     ax.set_ylabel("mean |attribution|")
-    ax.set_title(text(f"{e.method} · feature importance"), fontsize=11)
-    ax.legend(title="explained class", fontsize=8, frameon=False)
+    note = folded(n_features, len(overall))
+    ax.set_title(text(f"{e.method} · feature importance") + (f"\n{note}" if note else ""),
+                 fontsize=11)
+    ax.legend(title=_class_legend(e), fontsize=8, frameon=False)
     return fig
 
 
@@ -102,13 +118,13 @@ def time_importance_figure(e: Explanation):
     per_sample = e.aggregate(over="feature", how="abs_mean")  # [sample, time]
     fig, ax = plt.subplots(figsize=(9, 3.4))
     for name, values in _by_class(e, per_sample):
-        ax.plot(values, linewidth=1.5, label=text(name))
+        ax.plot(values, linewidth=1.5, label=label(name))
     ax.plot(_nanmean(per_sample), color="black", linewidth=1.0, linestyle="--", label="all")
     ax.set_xlim(0, per_sample.shape[1] - 1)
     ax.set_xlabel("time step")
     ax.set_ylabel("mean |attribution|")
     ax.set_title(text(f"{e.method} · time-step importance"), fontsize=11)
-    ax.legend(title="explained class", fontsize=8, frameon=False, loc="upper left",
+    ax.legend(title=_class_legend(e), fontsize=8, frameon=False, loc="upper left",
               bbox_to_anchor=(1.01, 1.0))
     return fig
 

@@ -12,8 +12,9 @@ import numpy as np
 from xaicore.plugin import Explanation, XaiError
 
 from .drawing import attribution_panel, colored_series, feature_heatmap, series_lines
-from .figures import (DEFAULT_MAX_SAMPLES, Manifest, check_explanations, check_formats,
-                      color_scale, figure_key, pick_samples, sample_title, save, target_kind, text)
+from .figures import (DEFAULT_MAX_SAMPLES, Manifest, capped, check_explanations, check_formats,
+                      color_scale, figure_key, folded, label, pick_samples, sample_title, save,
+                      target_kind, top_features)
 
 TOP_CLASSES = 5
 
@@ -103,6 +104,26 @@ def own_length(e: Explanation, i: int) -> tuple[np.ndarray, np.ndarray]:
     return e.inputs[i, :length], e.attributions[i, :length]
 
 
+def shown_features(maps: list[np.ndarray]) -> np.ndarray:
+    """The features the figure of attribution ``maps`` (``[time, feature]`` each) draws: those
+    with the largest |attribution| over time, each map scaled by its own largest value."""
+    score = np.zeros(maps[0].shape[1])
+    for values in maps:
+        magnitude = np.nan_to_num(np.abs(values))
+        score += magnitude.sum(0) / max(float(magnitude.max(initial=0.0)), 1e-12)
+    return top_features(score)
+
+
+def names_of(e: Explanation, features: np.ndarray) -> list[str]:
+    return [e.feature_names[f] for f in features]
+
+
+def titled(fig, title: str, total: int, shown: int) -> None:
+    """The figure's title, with what was folded on a second line."""
+    note = folded(shown, total)
+    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=11)
+
+
 def sample_figure(e: Explanation, i: int):
     """One sample: coloured series (one feature) or series above a feature x time heatmap."""
     series, attribution = own_length(e, i)
@@ -120,32 +141,35 @@ def sample_figure(e: Explanation, i: int):
 def heatmap_figure(e: Explanation, i: int):
     """The series above its attribution as a feature x time heatmap (any number of features)."""
     series, attribution = own_length(e, i)
+    keep = shown_features([attribution])
+    series, attribution, names = series[:, keep], attribution[:, keep], names_of(e, keep)
     cmap, norm = color_scale(attribution)
-    n_features = series.shape[1]
-    fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=(10, 3.2 + 0.3 * n_features),
+    n_features = len(keep)
+    fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=capped(10, 3.2 + 0.3 * n_features),
                                   height_ratios=[1.0, max(1.0, 0.25 * n_features)],
                                   layout="constrained")
-    series_lines(top, series, e.feature_names)
-    mappable = feature_heatmap(ax, attribution, e.feature_names, cmap, norm)
+    series_lines(top, series, names)
+    mappable = feature_heatmap(ax, attribution, names, cmap, norm)
     ax.set_xlabel("time step")
     fig.colorbar(mappable, ax=[top, ax], label="attribution", fraction=0.04)
-    fig.suptitle(sample_title(e, i), fontsize=11)
+    titled(fig, sample_title(e, i), e.inputs.shape[2], n_features)
     return fig
 
 
 def overlay_figure(e: Explanation, i: int):
     """Each feature's series over a band coloured by its own attribution, one row per feature."""
     series, attribution = own_length(e, i)
+    keep = shown_features([attribution])
+    series, attribution = series[:, keep], attribution[:, keep]
     cmap, norm = color_scale(attribution)
-    n_features = series.shape[1]
-    fig, axes = plt.subplots(n_features, 1, sharex=True, squeeze=False,
-                             figsize=(9, 0.6 + 1.6 * n_features), layout="constrained")
-    for f, ax in enumerate(axes[:, 0]):
-        mappable = colored_series(ax, series[:, f], attribution[:, f], cmap, norm)
-        ax.set_ylabel(text(e.feature_names[f]), fontsize=9)
+    fig, axes = plt.subplots(len(keep), 1, sharex=True, squeeze=False,
+                             figsize=capped(9, 0.6 + 1.6 * len(keep)), layout="constrained")
+    for k, (f, ax) in enumerate(zip(keep, axes[:, 0])):
+        mappable = colored_series(ax, series[:, k], attribution[:, k], cmap, norm)
+        ax.set_ylabel(label(e.feature_names[f]), fontsize=9)
     axes[-1, 0].set_xlabel("time step")
     fig.colorbar(mappable, ax=axes[:, 0].tolist(), label="attribution", fraction=0.04)
-    fig.suptitle(sample_title(e, i), fontsize=11)
+    titled(fig, sample_title(e, i), e.inputs.shape[2], len(keep))
     return fig
 
 
@@ -155,34 +179,41 @@ def comparison_figure(rows: list[tuple[Explanation, int]]):
     Several features: the series comes first, then one feature x time heatmap per method.
     """
     first, i = rows[0]
-    n_features = first.inputs.shape[2]
+    keep = shown_features([own_length(e, j)[1] for e, j in rows])
+    n_features = len(keep)
     height = 1.9 if n_features == 1 else 0.9 + 0.22 * n_features
     extra = 0 if n_features == 1 else 1
     fig, axes = plt.subplots(len(rows) + extra, 1, sharex=True, squeeze=False,
-                             figsize=(10, 0.9 + height * (len(rows) + extra)), layout="constrained")
+                             figsize=capped(10, 0.9 + height * (len(rows) + extra)),
+                             layout="constrained")
+    names = names_of(first, keep)
     if extra:
-        series_lines(axes[0, 0], own_length(first, i)[0], first.feature_names)
+        series_lines(axes[0, 0], own_length(first, i)[0][:, keep], names)
         axes[0, 0].set_title("input series", fontsize=10, loc="left")
     for ax, (e, j) in zip(axes[extra:, 0], rows):
-        series, attribution = own_length(e, j)
+        series, attribution = (values[:, keep] for values in own_length(e, j))
         cmap, norm = color_scale(attribution)
-        mappable = attribution_panel(ax, series, attribution, e.feature_names, cmap, norm)
-        ax.set_title(text(e.method), fontsize=10, loc="left")
+        mappable = attribution_panel(ax, series, attribution, names, cmap, norm)
+        ax.set_title(label(e.method), fontsize=10, loc="left")
         fig.colorbar(mappable, ax=ax, pad=0.015, fraction=0.03)
     axes[-1, 0].set_xlabel("time step")
-    fig.suptitle(sample_title(first, i, with_method=False), fontsize=11)
+    titled(fig, sample_title(first, i, with_method=False), first.inputs.shape[2], n_features)
     return fig
 
 
 def misclassification_figure(pred_e: Explanation, i: int, true_e: Explanation, j: int):
     """Predicted-class and true-class explanations side by side, with the top class probabilities."""
-    both = np.concatenate([pred_e.attributions[i].ravel(), true_e.attributions[j].ravel()])
+    keep = shown_features([own_length(pred_e, i)[1], own_length(true_e, j)[1]])
+    both = np.concatenate([pred_e.attributions[i][:, keep].ravel(),
+                           true_e.attributions[j][:, keep].ravel()])
     cmap, norm = color_scale(both)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6), width_ratios=[1.0, 1.0, 0.45],
-                             layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6),
+                             width_ratios=[1.0, 1.0, 0.45], layout="constrained")
+    names = names_of(pred_e, keep)
     for ax, e, k, role in ((axes[0], pred_e, i, "predicted"), (axes[1], true_e, j, "true")):
-        mappable = attribution_panel(ax, *own_length(e, k), e.feature_names, cmap, norm)
-        ax.set_title(text(f"why {e.class_names[int(e.targets[k])]} ({role} class)"), fontsize=10)
+        series, attribution = (values[:, keep] for values in own_length(e, k))
+        mappable = attribution_panel(ax, series, attribution, names, cmap, norm)
+        ax.set_title(f"why {label(e.class_names[int(e.targets[k])])} ({role} class)", fontsize=10)
         ax.set_xlabel("time step")
     fig.colorbar(mappable, ax=axes[:2].tolist(), label="attribution", fraction=0.03)
     probs = pred_e.probabilities[i]
@@ -191,12 +222,12 @@ def misclassification_figure(pred_e: Explanation, i: int, true_e: Explanation, j
               "tab:green" if c == pred_e.labels[i] else "0.6" for c in top]
     axes[2].barh(range(len(top)), probs[top], color=colors)
     axes[2].set_yticks(range(len(top)))
-    axes[2].set_yticklabels([text(pred_e.class_names[c]) for c in top])
+    axes[2].set_yticklabels([label(pred_e.class_names[c]) for c in top])
     axes[2].invert_yaxis()
     axes[2].set_xlim(0, 1)
     axes[2].set_xlabel("probability")
     axes[2].set_title("top classes (red: predicted, green: true)", fontsize=9)
-    fig.suptitle(sample_title(pred_e, i), fontsize=11)
+    titled(fig, sample_title(pred_e, i), pred_e.inputs.shape[2], len(keep))
     return fig
 
 

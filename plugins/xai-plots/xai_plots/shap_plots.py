@@ -10,7 +10,6 @@ SHAP-like methods) are cut into ``shap_segments`` equal segments per feature ins
 
 from __future__ import annotations
 
-import warnings
 from typing import Iterator
 
 import matplotlib.pyplot as plt
@@ -18,9 +17,10 @@ import numpy as np
 
 from xaicore.plugin import Explanation, XaiError
 
-from .figures import text
+from .figures import label, text, top_features
 
 MIN_BEESWARM_SAMPLES = 2
+MAX_PLAYERS = 200  # players (feature, segment) drawn one by one; the others are summed into one
 
 
 def is_shap(e: Explanation) -> bool:
@@ -48,19 +48,40 @@ def segment_bounds(e: Explanation, segments: int) -> list[int]:
 
 def segment_table(e: Explanation, segments: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(summed attributions, mean inputs, names), each with one column per player (feature,
-    segment), players in the explainer's order: segment ``s`` of feature ``f`` at ``f * S + s``."""
+    segment), players in the explainer's order: segment ``s`` of feature ``f`` at ``f * S + s``
+    (padding left out: a segment all padding has value 0 and input NaN)."""
     bounds = segment_bounds(e, segments)
-    n_features = e.attributions.shape[2]
-    values, data, names = [], [], []
-    for f, feature in enumerate(e.feature_names):
-        for start, stop in zip(bounds, bounds[1:]):
-            values.append(np.nansum(e.attributions[:, start:stop, f], axis=1))  # padding left out
-            with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # a segment all padding: NaN
-                data.append(np.nanmean(e.inputs[:, start:stop, f], axis=1))
-            span = f"t{start}" if stop - start == 1 else f"t{start}\u2013{stop - 1}"
-            names.append(text(span if n_features == 1 else f"{feature} {span}"))
-    return np.column_stack(values), np.column_stack(data), names
+    starts = np.asarray(bounds[:-1])
+    n, _, n_features = e.attributions.shape
+    valid = ~np.isnan(e.inputs)
+    values = np.add.reduceat(np.nan_to_num(e.attributions, nan=0.0, posinf=np.inf, neginf=-np.inf),
+                             starts, axis=1)
+    sums = np.add.reduceat(np.where(valid, e.inputs, 0.0), starts, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        data = sums / np.add.reduceat(valid, starts, axis=1)
+    spans = [f"t{a}" if b - a == 1 else f"t{a}\u2013{b - 1}" for a, b in zip(bounds, bounds[1:])]
+    names = [span if n_features == 1 else f"{label(feature)} {span}"
+             for feature in e.feature_names for span in spans]
+
+    def players(table: np.ndarray) -> np.ndarray:  # [n, segment, feature] -> [n, feature x segment]
+        return table.transpose(0, 2, 1).reshape(n, -1)
+
+    return players(values), players(data), names
+
+
+def fold_players(values: np.ndarray, data: np.ndarray,
+                 names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """At most ``MAX_PLAYERS`` columns of a ``segment_table``: the players of largest mean
+    |value|, the others summed into one column named for how many it holds (so additivity
+    holds; its input is their mean input, padding as 0)."""
+    if values.shape[1] <= MAX_PLAYERS:
+        return values, data, names
+    top = top_features(np.nanmean(np.abs(values), axis=0), MAX_PLAYERS - 1)
+    rest = np.ones(values.shape[1], dtype=bool)
+    rest[top] = False
+    return (np.column_stack([values[:, top], values[:, rest].sum(1)]),
+            np.column_stack([data[:, top], np.nan_to_num(data[:, rest]).mean(1)]),
+            [names[i] for i in top] + [f"{int(rest.sum()):,} other players, summed"])
 
 
 def base_values(e: Explanation) -> np.ndarray | None:
@@ -99,7 +120,7 @@ def shap_figures(e: Explanation, positions: list[int], segments: int,
     except ImportError:
         raise XaiError(f"{e.method}: SHAP figures need the shap package (pip install shap)") from None
 
-    values, data, names = segment_table(e, segments)
+    values, data, names = fold_players(*segment_table(e, segments))
     base = base_values(e)
     full = shap.Explanation(values, base_values=base, data=data, feature_names=names)
     plt.figure()

@@ -21,14 +21,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, as_series, pass_rows
+from xaicore.plugin import (BaseExplainer, LoadedModel, Option, XaiError, as_series, free_memory,
+                            memory_share, pass_rows, saved_bytes_per_row)
 
 from .deep import deep_shap
 from .segments import make_segments
-from .shapley import (MAX_EXACT_PLAYERS, SegmentGame, exact_cost, exact_shapley, sampled_cost,
-                      sampled_shapley)
+from .shapley import (MAX_EXACT_PLAYERS, SegmentGame, exact_bytes, exact_cost, exact_shapley,
+                      sampled_bytes, sampled_cost, sampled_shapley)
 
 SHORT_SERIES = 32  # univariate series up to this length: one player per time step by default
+GAME_VALUE_BYTES = 64  # bytes per input value of a game row beyond the model's (masks, gathers)
 
 ALGORITHMS = ("auto", "sampled", "exact", "deep")
 DETAILS = {
@@ -82,7 +84,8 @@ class ShapExplainer(BaseExplainer):
     def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
                   **options: Any) -> tuple[torch.Tensor, dict]:
         n, seq_len, n_features = inputs.shape
-        batch_size = options["batch_size"] or pass_rows(inputs.device, seq_len * n_features)
+        budget = pass_budget(inputs.device) // 2  # half for the game's passes, half for solves
+        batch_size, notes = forward_rows(model, inputs, options["batch_size"], budget)
         n_segments = options["n_segments"]
         if n_segments is None:
             n_segments = seq_len if n_features == 1 and seq_len <= SHORT_SERIES else min(8, seq_len)
@@ -101,21 +104,19 @@ class ShapExplainer(BaseExplainer):
         expected = fb_all.mean(0)
         fx = fx_all.gather(1, target[:, None])[:, 0]
         if algorithm == "deep":
+            check_deep_fits(model, inputs, n_background, budget)
             attributions = deep_shap(model.module, inputs, background, target, model.name).float()
             evaluations = 2 * n * n_background  # forward and backward passes
             solved: dict[str, Any] = {}
         else:
-            game = SegmentGame(model.module, inputs, background, target, segments, batch_size)
-            if algorithm == "exact" or m == 1:
-                phi = (fx - expected[target])[:, None] if m == 1 else \
-                    exact_shapley(game, n, n_background)[0]
-                variance = torch.zeros_like(phi)
-            else:
-                generator = torch.Generator().manual_seed(options["seed"])
-                phi, variance = sampled_shapley(game, fx, fb_all[:, target].T, pairs_per_background,
-                                                generator)
+            games = [SegmentGame(model.module, inputs[group], background, target[group],
+                                 segments, batch_size)
+                     for group in solver_groups(n, algorithm, m, n_background,
+                                                pairs_per_background, budget)]
+            phi, variance = solve_games(games, algorithm, fx, fb_all[:, target].T,
+                                        expected[target], pairs_per_background, options["seed"])
             attributions = segments.spread(phi).float()
-            evaluations = game.evaluations
+            evaluations = sum(game.evaluations for game in games)
             solved = {**standard_errors(attributions, segments.spread(variance.sqrt()),
                                         options["standard_error_tolerance"]),
                       "n_segments": segments.n_segments, "segment_bounds": segments.bounds}
@@ -129,7 +130,94 @@ class ShapExplainer(BaseExplainer):
             "background_size": n_background,
             "background_indices": chosen.tolist(),
             "n_model_evaluations": evaluations + n + n_background,
+            **({"warnings": notes} if notes else {}),
         }
+
+
+def solve_games(games: list[SegmentGame], algorithm: str, fx: torch.Tensor, fb: torch.Tensor,
+                base: torch.Tensor, pairs: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shapley values and their variance (0 when exact) of consecutive groups of samples, one
+    game each; ``fx``, ``fb`` and ``base`` are of the whole batch. The sampled draws come from
+    one generator, so they are those of the whole batch."""
+    generator = torch.Generator().manual_seed(seed)
+    parts, start = [], 0
+    for game in games:
+        rows = slice(start, start + len(game.inputs))
+        start = rows.stop
+        m = game.segments.n_players
+        if algorithm == "sampled" and m > 1:
+            parts.append(sampled_shapley(game, fx[rows], fb[rows], pairs, generator))
+            continue
+        phi = (fx[rows] - base[rows])[:, None] if m == 1 else \
+            exact_shapley(game, len(game.inputs), len(game.background))[0]
+        parts.append((phi, torch.zeros_like(phi)))
+    phi, variance = (torch.cat(values) for values in zip(*parts))
+    return phi, variance
+
+
+def pass_budget(device: torch.device) -> int:
+    """Bytes one pass or one group of samples may take: half this process's share of the free
+    memory (``xaicore.plugin.free_memory``, ``memory_share``)."""
+    return int(free_memory(device) * memory_share()) // 2
+
+
+def forward_rows(model: LoadedModel, inputs: torch.Tensor, asked: int | None,
+                 budget: int) -> tuple[int, list[str]]:
+    """Rows per forward pass: ``asked`` (the batch_size option; else the device's fastest) within
+    what fits in ``budget``, and the warning when ``asked`` was capped (also warned)."""
+    row = inputs[0]
+    need = saved_bytes_per_row(model.module, row) + row.numel() * GAME_VALUE_BYTES
+    fit = budget // need
+    if fit < 1:
+        raise XaiError(f"shap: one game row of shape {tuple(row.shape)} needs about "
+                       f"{need / 2**30:.1f} GiB per pass but only {budget / 2**30:.1f} GiB is "
+                       f"available; shorten or downsample the series")
+    if asked is None:
+        return min(pass_rows(inputs.device, row.numel()), fit), []
+    if asked <= fit:
+        return asked, []
+    message = (f"shap: batch_size {asked:,} capped at {fit:,} rows per pass, the most that fit "
+               f"in the {budget / 2**30:.1f} GiB free for one pass")
+    warnings.warn(message, UserWarning, stacklevel=4)
+    return fit, [message]
+
+
+def solver_bytes(algorithm: str, m: int, n_background: int, pairs: int) -> int:
+    """Peak bytes of one sample's coalitions and solve (``shapley.sampled_bytes``,
+    ``exact_bytes``; exact values over too many players are refused by ``exact_shapley``)."""
+    if m == 1 or (algorithm == "exact" and m > MAX_EXACT_PLAYERS):
+        return 0
+    if algorithm == "exact":
+        return exact_bytes(m, n_background)
+    return sampled_bytes(m, n_background, pairs)
+
+
+def solver_groups(n: int, algorithm: str, m: int, n_background: int, pairs: int,
+                  budget: int) -> list[slice]:
+    """Consecutive ranges of the ``n`` samples whose coalitions and solves fit in ``budget``
+    together (``solver_bytes`` each); an XaiError naming the estimate when one sample's do not."""
+    per_sample = solver_bytes(algorithm, m, n_background, pairs)
+    if per_sample > budget:
+        what = f"{2 ** m:,} coalitions" if algorithm == "exact" else f"{pairs:,} pairs"
+        raise XaiError(f"shap: {algorithm} values of one sample ({m} players, {n_background} "
+                       f"background samples, {what} each) need about {per_sample / 2**30:.1f} GiB "
+                       f"but only {budget / 2**30:.1f} GiB is available; lower n_pairs, "
+                       f"background_size or n_segments")
+    size = n if per_sample == 0 else max(1, min(n, budget // per_sample))
+    return [slice(start, start + size) for start in range(0, n, size)]
+
+
+def check_deep_fits(model: LoadedModel, inputs: torch.Tensor, n_background: int,
+                    budget: int) -> None:
+    """DeepExplainer passes a sample tiled against the whole background (twice its rows, with
+    gradients): an XaiError naming the estimate when that does not fit in ``budget``."""
+    row = inputs[0]
+    need = 2 * n_background * (2 * saved_bytes_per_row(model.module, row)
+                               + row.numel() * GAME_VALUE_BYTES)
+    if need > budget:
+        raise XaiError(f"shap: DeepExplainer passes each sample with all {n_background} "
+                       f"background samples, about {need / 2**30:.1f} GiB, but only "
+                       f"{budget / 2**30:.1f} GiB is available; lower background_size")
 
 
 def additivity(attributions: torch.Tensor, fx: torch.Tensor, base_value: torch.Tensor,

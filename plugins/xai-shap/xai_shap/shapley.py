@@ -114,17 +114,26 @@ def draw_pairs(n: int, n_background: int, n_pairs: int, m: int, generator: torch
     size_weight = torch.where(2 * sizes == m, 0.5, 1.0).double()
     size_weight /= size_weight.sum()
     draws = n_background * n_pairs
-    # stratified sizes: one systematic sample of the size distribution per sample, then shuffled
-    u = (torch.rand(n, 1, generator=generator, dtype=torch.float64) + torch.arange(draws)) / draws
-    size = sizes[torch.searchsorted(size_weight.cumsum(0), u).clamp_max(len(sizes) - 1)]
-    size = size.gather(1, torch.rand(n, draws, generator=generator).argsort(1))
-    rank = torch.rand(n, draws, m, generator=generator).argsort(-1).argsort(-1)
-    members = (rank < size[..., None]).to(device).reshape(n, n_background, n_pairs, m)
+    drawn = [sample_pairs(draws, m, sizes, size_weight, generator) for _ in range(n)]
+    size = torch.stack([s for s, _ in drawn])
+    members = torch.stack([c for _, c in drawn]).to(device).reshape(n, n_background, n_pairs, m)
     probability = (size_weight[size - 2] / torch.tensor([math.comb(m, int(s)) for s in sizes],
                                                          dtype=torch.float64)[size - 2]
                    * torch.where(2 * size == m, 2.0, 1.0))
     return (torch.stack([members, ~members], 3),
             probability.to(device).reshape(n, n_background, n_pairs))
+
+
+def sample_pairs(draws: int, m: int, sizes: torch.Tensor, size_weight: torch.Tensor,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sample's ``draws`` coalition sizes and coalitions ``[draws, m]`` (``draw_pairs``),
+    drawn one sample at a time: the same however the samples are grouped."""
+    # stratified sizes: one systematic sample of the size distribution, then shuffled
+    u = (torch.rand(1, generator=generator, dtype=torch.float64) + torch.arange(draws)) / draws
+    size = sizes[torch.searchsorted(size_weight.cumsum(0), u).clamp_max(len(sizes) - 1)]
+    size = size[torch.rand(draws, generator=generator).argsort()]
+    rank = torch.rand(draws, m, generator=generator).argsort(-1).argsort(-1)
+    return size, rank < size[:, None]
 
 
 def leave_one_out_fits(v_known: torch.Tensor, coalitions: torch.Tensor,
@@ -207,6 +216,22 @@ def shapley_weights(coalitions: torch.Tensor) -> torch.Tensor:
                              dtype=torch.float64, device=coalitions.device)
     sizes = coalitions.sum(-1)
     return torch.where(coalitions, with_j[sizes][..., None], -without_j[sizes][..., None])
+
+
+def sampled_bytes(m: int, n_background: int, n_pairs: int) -> int:
+    """Peak bytes of one sample in ``sampled_shapley`` (its game rows are passed in batches
+    apart): the first-order rows, the drawn pairs, the Gram solves (``k x k`` per background
+    sample) and the float64 tensors of ``[background, pair, player]``, each with room for the
+    temporaries computed from it."""
+    draws = n_background * n_pairs
+    first_order = n_background * 2 * m * (m + 24)
+    return first_order + 48 * n_background * n_pairs ** 2 + 256 * draws * (m + 2)
+
+
+def exact_bytes(m: int, n_background: int) -> int:
+    """Peak bytes of one sample in ``exact_shapley``: every coalition with every background
+    sample (coalition, sample and background indices, value), twice for copies."""
+    return 2 * 2 ** m * n_background * (m + 24)
 
 
 def exact_cost(n: int, n_players: int, n_background: int) -> float:
