@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -83,3 +91,105 @@ def test_ray_engine_on_variable_length_series_equals_the_local_engine(tmp_path, 
     assert_close(b.attributions, a.attributions, equal_nan=True)
     assert_close(b.extras["layer_heatmap"], a.extras["layer_heatmap"], equal_nan=True)
     assert np.isnan(b.attributions).any()
+
+
+# joining a cluster fails fast; a request no node can hold is refused (issue 27)
+
+EXPLAIN = ("import sys; from xai_ray import engine; engine.CONNECT_TIMEOUT_S = float(sys.argv[1]); "
+           "from xaicore.cli import main; sys.argv[1:2] = []; main()")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A one-epoch fcn run and an input of 8 of its samples."""
+    root = tmp_path_factory.mktemp("tiny")
+    X = np.random.default_rng(0).normal(size=(16, 20, 2))
+    np.savez(root / "data.npz", X=X, y=np.arange(16) % 2)
+    np.save(root / "input.npy", X[:8])
+    result = CliRunner().invoke(cli, ["train", "--dataset", str(root / "data.npz"), "--model",
+                                      "fcn", "--out", str(root / "run"), "--epochs", "1",
+                                      "--param", "filters=[4,4,4]", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def explain_process(tiny_run, *args: str, join_timeout: float = 20) -> subprocess.Popen:
+    """``xai explain --engine ray ARGS`` in a process that joins clusters within
+    ``join_timeout`` and sees no GPU."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return subprocess.Popen(
+        [sys.executable, "-c", EXPLAIN, str(join_timeout), "explain", "--run",
+         str(tiny_run / "run"), "--input", str(tiny_run / "input.npy"), "--method", "gradcam",
+         "--engine", "ray", "--out", str(tiny_run / "out"), *args],
+        stderr=subprocess.PIPE, text=True, env={**env, "CUDA_VISIBLE_DEVICES": ""})
+
+
+def failure(tiny_run, *args: str, join_timeout: float = 20) -> tuple[str, float]:
+    """The last line ``explain_process`` printed, and its seconds, when it failed within 40 s."""
+    started = time.monotonic()
+    process = explain_process(tiny_run, *args, join_timeout=join_timeout)
+    try:
+        _, err = process.communicate(timeout=40)
+    finally:
+        process.kill()
+        process.communicate()
+    assert process.returncode == 1, err
+    return err.strip().splitlines()[-1], time.monotonic() - started
+
+
+@pytest.fixture
+def silent_server():
+    """A port that accepts connections and never answers; yields (port, connections so far).
+    On every interface: Ray joins 127.0.0.1 at this machine's own address."""
+    server = socket.create_server(("0.0.0.0", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1], accepted
+    server.close()
+    for connection in accepted:
+        connection.close()
+
+
+def test_an_address_where_nothing_listens_is_a_one_line_error_at_once(tiny_run):
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]  # nothing listens there once closed
+    line, seconds = failure(tiny_run, "--address", f"127.0.0.1:{port}")
+    assert line == f"Error: cannot reach Ray at 127.0.0.1:{port}: Connection refused"
+    assert seconds < 20  # the process's start and imports included
+
+
+def test_an_address_that_does_not_answer_fails_within_the_timeout(tiny_run, silent_server):
+    port, _ = silent_server
+    line, seconds = failure(tiny_run, "--address", f"127.0.0.1:{port}", join_timeout=3)
+    assert line == (f"Error: cannot join Ray at 127.0.0.1:{port}: no answer within 3 s (is it "
+                    f"the address of a Ray cluster?)")
+    assert seconds < 3 + 20
+
+
+def test_sigterm_ends_the_wait_for_an_address_at_once(tiny_run, silent_server):
+    port, accepted = silent_server
+    process = explain_process(tiny_run, "--address", f"127.0.0.1:{port}", join_timeout=600)
+    try:
+        deadline = time.monotonic() + 60
+        while len(accepted) < 2 and time.monotonic() < deadline:  # xai's probe, then Ray's
+            time.sleep(0.05)
+        assert len(accepted) >= 2 and process.poll() is None
+        time.sleep(1)  # Ray is inside its native connection wait
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=5)
+        assert process.returncode == -signal.SIGTERM
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def test_workers_no_node_can_hold_are_refused_up_front(tiny_run):
+    line, _ = failure(tiny_run, "--workers", "2", "--gpus-per-worker", "1")  # a local Ray
+    assert line == ("Error: a Ray worker needs 1 CPU and 1 GPU (--gpus-per-worker 1), more than "
+                    "any node of the cluster has (the cluster: 2 CPUs and 0 GPUs on 1 node)")

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -72,10 +73,49 @@ def check_workers(workers: int | None, device: torch.device) -> int:
     return workers
 
 
-def _start_worker(workers: int) -> None:
+PARENT_POLL_SECONDS = 0.5
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _start_worker(workers: int, parent_pid: int, parent_main_thread: int | None) -> None:
+    end_with_parent(parent_pid, parent_main_thread)
     torch.set_num_threads(1)
     share_memory(1 / workers)  # passes sized for this worker's share of the memory
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers
+
+
+def end_with_parent(parent_pid: int, parent_main_thread: int | None) -> None:
+    """Make this forked worker end when its parent process dies, by any signal (SIGKILL too).
+
+    A worker blocks reading its task pipe, whose write end its siblings inherited, so it would
+    not notice. On Linux the kernel kills it (``PR_SET_PDEATHSIG``), which it does when the
+    *thread* that forked ends, so only for workers forked by the parent's main thread; others
+    (and other systems) watch their parent pid from a thread.
+    """
+    forked_by_main = threading.get_ident() == parent_main_thread  # fork keeps the thread's id
+    if not (sys.platform.startswith("linux") and forked_by_main and _kill_on_parent_death()):
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True,
+                         name="xai-watch-parent").start()
+    if os.getppid() != parent_pid:  # the parent died before this worker could arrange it
+        os._exit(1)
+
+
+def _kill_on_parent_death() -> bool:
+    """Ask Linux to SIGKILL this process when its parent's forking thread ends; False if not."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0),
+                          ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+    except (AttributeError, OSError):
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
 
 
 def run_task(task: Callable[..., Any], *args: Any) -> tuple[Any, list[tuple[str, type]]]:
@@ -95,7 +135,9 @@ class Lanes:
         self.pool = None
         if workers > 1:
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                            initializer=_start_worker, initargs=(workers,))
+                                            initializer=_start_worker,
+                                            initargs=(workers, os.getpid(),
+                                                      threading.main_thread().ident))
 
     def submit(self, task: Callable[..., Any], *args: Any) -> Future:
         if self.pool is not None:
