@@ -19,6 +19,21 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def own_state_folder(tmp_path_factory):
+    """xai's per-user state (the record of imported code) in a folder of the test session's,
+    never the developer's home."""
+    import os
+
+    before = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if before is None:
+        del os.environ["XDG_STATE_HOME"]
+    else:
+        os.environ["XDG_STATE_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def gunpoint_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run directory of cnn-lstm-attention trained on GunPoint (seed 0, test accuracy > 0.8).

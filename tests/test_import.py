@@ -150,19 +150,24 @@ def test_a_seed_style_checkpoint_and_tuple_output(own_model, tmp_path):
                "--samples", "0:3").exit_code == 0
 
 
-@pytest.mark.parametrize("where", ["relative", "inside the run"])
+@pytest.mark.parametrize("where", ["relative", "inside the run", "deep inside the run",
+                                   "beside the run", "elsewhere"])
 def test_a_run_folder_someone_hands_you_never_runs_its_own_code(own_model, tmp_path,
                                                                 monkeypatch, where):
-    """A crafted imported run whose checkpoint names code that came with it (a path relative
-    to the current folder, or a file inside the run, with a matching sha256) is refused at load
-    and the code never runs."""
+    """A crafted imported run whose checkpoint names code that came with it (a path relative to
+    the current folder, a file anywhere inside the run, a file beside it, any file this user
+    never imported), with a matching sha256, is refused at load and the code never runs."""
     from xaicore.files import file_digest
 
     root, _, _ = own_model
     assert imported(root, tmp_path / "shared_run").exit_code == 0
     run = tmp_path / "shared_run"
     ran = tmp_path / "RAN"
-    code = run / "model.py"
+    code = {"relative": run / "model.py", "inside the run": run / "model.py",
+            "deep inside the run": run / "a" / "b" / "c" / "d" / "e" / "f" / "g" / "h" / "m.py",
+            "beside the run": tmp_path / "code" / "model.py",
+            "elsewhere": tmp_path / "x.py"}[where]
+    code.parent.mkdir(parents=True, exist_ok=True)
     code.write_text(NET + f"\nopen({str(ran)!r}, 'w').write('pwned')\n")
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     ckpt["import"]["file"] = "shared_run/model.py" if where == "relative" else str(code)
@@ -171,7 +176,9 @@ def test_a_run_folder_someone_hands_you_never_runs_its_own_code(own_model, tmp_p
     monkeypatch.chdir(tmp_path)
     test = xaicore.load_dataset("GunPoint").test
     np.savez(tmp_path / "new.npz", X=test.X[:2])
-    message = "relative path" if where == "relative" else "lies inside the run folder"
+    message = {"relative": "relative path", "inside the run": "lies inside the run folder",
+               "deep inside the run": "lies inside the run folder"}.get(
+        where, "was not imported by you on this machine")
     for args in (["explain", "--run", run, "--method", "saliency", "--samples", "0:2"],
                  ["predict", "--run", run, "--input", tmp_path / "new.npz"]):
         result = xai(*args)

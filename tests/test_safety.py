@@ -681,6 +681,7 @@ def streamed(gunpoint_run, tmp_path_factory):
 
 @pytest.mark.parametrize("change, message", [
     ("input", "the input data changed since"),
+    ("input in place", "the input data changed since"),
     ("option", "the method's options changed since"),
     ("run", "the run's model changed since"),
 ])
@@ -700,6 +701,16 @@ def test_resume_continues_only_the_same_job(streamed, change, message):
     if change == "input":
         np.save(root / "edited.npy", X[::-1].copy())
         changed[changed.index(root / "big.npy")] = root / "edited.npy"
+    elif change == "input in place":  # the same path, other rows
+        source = root / "in-place.npy"
+        np.save(source, X)
+        args[args.index(root / "big.npy")] = changed[changed.index(root / "big.npy")] = source
+        assert xai(*args, "--force").exit_code == 0
+        zarr.open_group(str(store), mode="r+").attrs.update({"complete": False,
+                                                              "rows_written": 200})
+        edited = X.copy()
+        edited[-1] += 1.0  # one value of the last row
+        np.save(source, edited)
     elif change == "option":
         changed += ["--option", "gradcam.relu=false"]
     else:
@@ -708,8 +719,9 @@ def test_resume_continues_only_the_same_job(streamed, change, message):
     assert result.exit_code == 1 and message in result.output, result.output
     assert "Traceback" not in result.output
     assert store_attrs(store)["rows_written"] == 200 and not store_attrs(store)["complete"]
-    assert xai(*args, "--resume").exit_code == 0  # the same job continues
-    assert store_attrs(store)["complete"]
+    if change != "input in place":  # (there the old input is gone)
+        assert xai(*args, "--resume").exit_code == 0  # the same job continues
+        assert store_attrs(store)["complete"]
 
 
 def test_every_result_records_the_digest_of_the_model_that_made_it(streamed):
@@ -717,8 +729,10 @@ def test_every_result_records_the_digest_of_the_model_that_made_it(streamed):
     digest = files.file_digest(run / "checkpoint.pt")
     assert xai("explain", "--run", run, "--method", "saliency", "--samples", "0:3",
                "--force").exit_code == 0
+    assert xai("explain", "--run", run, "--input", root / "big.npy", "--method", "gradcam",
+               "--batch-size", "300", "--out", root / "digest", "--force").exit_code == 0
     assert Explanation.load(run / "explanations" / "saliency.npz").model_digest == digest
-    assert Explanation.load(root / "out-option" / "gradcam.zarr").model_digest == digest
+    assert Explanation.load(root / "digest" / "gradcam.zarr").model_digest == digest
     assert "explanations/saliency.npz" in files.written(run)
 
 
@@ -857,3 +871,46 @@ def test_a_read_only_run_is_one_line_and_nothing_claims_success(small_disk, gunp
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and "Read-only file system" in lines[0], (args, result.output)
         assert "->" not in result.output and "Traceback" not in result.output
+
+
+def test_a_users_own_dot_xai_folder_is_not_taken_for_xais_and_failures_leave_no_folders(
+        tmp_path, monkeypatch):
+    import xaicore.runs.training as training
+
+    mine = tmp_path / "mine"
+    (mine / files.STATE).mkdir(parents=True)
+    (mine / files.STATE / "settings.toml").write_text("mine")
+    with pytest.raises(XaiError, match=r"holds files xai did not write \(such as .xai\)"):
+        small_train(tmp_path, mine, force=True)
+    assert (mine / files.STATE / "settings.toml").read_text() == "mine"
+    with pytest.raises(XaiError, match="unknown model|no model"):
+        train(dataset_spec(toy_npz(tmp_path / "toy.npz")), "no-such-model",
+              tmp_path / "a" / "b" / "run", epochs=1, progress=False)
+    assert not (tmp_path / "a").exists()  # the folders it made on the way are gone again
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_render", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        small_train(tmp_path, tmp_path / "c" / "run")
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_run_of_an_xai_before_ledgers_still_loses_its_old_results_on_force(tmp_path):
+    """A format-1 marker (files only, no ledger): --force removes the old model's results by the
+    rule that xai wrote them by, and still keeps the user's other files."""
+    run = tmp_path / "run"
+    small_train(tmp_path, run)
+    marker = json.loads((run / runs.MARKER).read_text())
+    (run / runs.MARKER).write_text(json.dumps({"format": 1, "files": marker["files"]}))
+    old = ["explanations/gradcam.npz", "explanations/figures/a.png", "evaluation.csv",
+           "report.html", "explanations/big/saliency.zarr/zarr.json"]
+    for rel in old:
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_text("old")
+    (run / "explanations" / "notes.md").write_text("mine")
+    small_train(tmp_path, run, force=True, seed=1)
+    assert not [rel for rel in old if (run / rel).exists()]
+    assert not (run / "explanations" / "big" / "saliency.zarr").exists()
+    assert (run / "explanations" / "notes.md").read_text() == "mine"

@@ -15,6 +15,7 @@ that replacing a run removes only files xai wrote, never a user's file of the sa
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -35,6 +36,9 @@ STATE = ".xai"  # xai's own folder inside a run: the ledger of the files it wrot
 LEDGER = "written"
 MAX_NAME = 80
 MAX_PID = 2**31 - 1
+#: what the disk, not the code, makes a write fail with
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO,
+                errno.EFBIG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG}
 _KINDS = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
           stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
 
@@ -79,6 +83,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         try:
             yield tmp
         except OSError as exc:
+            if exc.errno not in WRITE_ERRNOS:
+                raise  # not the disk's doing (a read of the writer's, say): as it is
             raise write_error(path, exc) from None
         if path.is_dir() and not path.is_symlink() and not tmp.is_dir():
             raise XaiError(f"{path} is a directory; xai replaces only regular files, even with "
@@ -96,15 +102,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
-def write_error(path: Path, exc: BaseException) -> XaiError:
-    """One line for an error writing ``path``: the reason and the free space there."""
+def write_error(path: Path, exc: BaseException,
+                stays: str = "nothing was replaced") -> XaiError:
+    """One line for an error writing ``path``: the reason, the free space there, what stays."""
     reason = os_reason(exc)
     if not isinstance(exc, OSError):  # torch's writer names no errno: say what the disk shows
         with contextlib.suppress(OSError):
             full = next(shutil.disk_usage(f).free < 2**20 for f in (path, *path.parents)
                         if f.exists())
             reason = "No space left on device" if full else f"the write failed ({reason})"
-    return XaiError(f"cannot write {path}: {reason}{free_space(path)}; nothing was replaced")
+    return XaiError(f"cannot write {path}: {reason}{free_space(path)}; {stays}")
 
 
 def os_reason(exc: BaseException) -> str:
@@ -128,9 +135,9 @@ def is_write_failure(exc: BaseException) -> bool:
         text in str(exc) for text in ("PytorchStreamWriter failed", "unexpected pos")))
 
 
-def run_root(path: Path, depth: int = 4) -> Path | None:
-    """The run folder ``path`` lies in (the nearest of its ``depth`` parents with a marker)."""
-    for folder in list(Path(os.path.abspath(path)).parents)[:depth]:
+def run_root(path: Path) -> Path | None:
+    """The run folder ``path`` lies in: the nearest of its parents with a marker."""
+    for folder in Path(os.path.abspath(path)).parents:
         if (folder / MARKER).is_file():
             return folder
     return None

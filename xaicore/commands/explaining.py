@@ -84,7 +84,7 @@ def explain_cmd(runs, methods, samples, target, option_items, out, figures, devi
     target = target.strip()
     engine_options = {k: v for k, v in (("workers", workers), ("gpus_per_worker", gpus_per_worker),
                                         ("address", address)) if v is not None}
-    with hold_runs(runs, "xai explain"):
+    with hold_runs(runs, "xai explain", [out]):
         streamed = explain_streamed(list(runs), methods, samples, target,
                                     parse_options(option_items), out, device, force, input_path,
                                     engine, batch_size, resume, engine_options,

@@ -90,7 +90,7 @@ def predict_cmd(run, input_path, out, force):
     from xaicore.runs.predicting import predict
 
     out = out or run / "predictions" / f"{input_path.stem}.csv"
-    with hold_runs([run], "xai predict"):
+    with hold_runs([run], "xai predict", [out]):
         click.echo(f"predictions -> {predict(run, input_path, out, force=force)}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -46,12 +47,11 @@ def resolve_targets(model: LoadedModel, X: np.ndarray, target: Any,
     if isinstance(target, str):
         if target in model.class_names:
             return np.full(n, model.class_names.index(target), dtype=np.int64)
-        try:
-            target = int(target)
-        except ValueError:
+        if not re.fullmatch(r"[0-9]+", target):
             raise XaiError(f"target must be 'predicted', 'true', a class index or a class name; "
                            f"{target!r} is none of these (classes: "
-                           f"{', '.join(model.class_names)})") from None
+                           f"{', '.join(model.class_names)})")
+        target = int(target)
     targets = np.broadcast_to(np.asarray(target, dtype=np.int64), (n,)).copy()
     bad = (targets < 0) | (targets >= model.n_classes)
     if bad.any():

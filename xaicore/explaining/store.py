@@ -117,6 +117,10 @@ class StoreWriter:
                            f"{attrs['metadata'].get('method')!r}, not {n_rows} of "
                            f"{metadata.get('method')!r}; use --force to start it again")
         started = attrs["metadata"].get("job") or {}
+        if metadata.get("job") and not started:
+            raise XaiError(f"{path} was started by an xai that did not record its job (input, "
+                           f"model, options), so --resume cannot tell it is the same one; "
+                           f"start it again with --force")
         differs = [key for key, value in metadata.get("job", {}).items()
                    if started.get(key) != value]
         if differs:

@@ -203,31 +203,39 @@ class ExplainJob:
     def needs_background(self) -> bool:
         return any("background" in _requires(m) for m in self.methods)
 
-    def identity(self, method: str) -> dict:
-        """What makes a store this job's: its input, the model and the method's options and
-        target; ``--resume`` continues a store only when all of them are the same."""
+    def identities(self) -> dict[str, dict]:
+        """What makes each method's store this job's: its input, the model, the method's options
+        and the target; ``--resume`` continues a store only when all of them are the same."""
         from xaicore.files import file_digest
 
-        return {"input": fingerprint(self.source),
-                "model_digest": file_digest(Path(self.run) / "checkpoint.pt"),
-                "options": json.loads(json.dumps(self.options.get(method, {}), default=repr)),
-                "target": str(self.target)}
+        common = {"input": fingerprint(self.source),
+                  "model_digest": file_digest(Path(self.run) / "checkpoint.pt"),
+                  "target": str(self.target)}
+        return {m: {**common, "options": json.loads(json.dumps(self.options.get(m, {}),
+                                                               default=repr))}
+                for m in self.methods}
+
+
+SMALL_FILE = 1 << 16  # a folder input's files up to this size (metadata) are hashed whole
 
 
 def fingerprint(source: InputSource) -> dict:
-    """The input's path, size and change time, and a hash of its first and last MiB (of each
-    file, for a folder such as a Zarr store): a replaced or edited input differs."""
+    """The input's path, size and change time and a hash of its first and last MiB; for a folder
+    (a Zarr store), every file's name, size and change time and the small files' bytes: a
+    replaced or edited input differs."""
     path = Path(source.path)
     if source.kind == "memory" or not path.exists():
         return {"source": source.path, "rows": source.n_rows}
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     size = 0
     for file in files:
         stat = file.stat()
         size += stat.st_size
         digest.update(f"{file.relative_to(path) if path.is_dir() else ''}:{stat.st_size}:"
-                      f"{stat.st_mtime_ns}".encode())
+                      f"{stat.st_mtime_ns};".encode())
+        if path.is_dir() and stat.st_size > SMALL_FILE:
+            continue
         with open(file, "rb") as handle:
             digest.update(handle.read(1 << 20))
             if stat.st_size > 2 << 20:
@@ -381,7 +389,7 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
     with locked(out_dir, "xai explain"):
         clean_stale(out_dir)
         writers: dict[str, StoreWriter] = {}
-        identities = {m: job.identity(m) for m in job.methods}
+        identities = job.identities()
         if resume:
             writers = {m: StoreWriter.resume(p, n, {"method": m, "job": identities[m]}, every)
                        for m, p in paths.items() if p.exists()}

@@ -11,6 +11,7 @@ own files in or beside a run directory survive.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from typing import Iterable, Iterator
 from xaicore.errors import XaiError
 from xaicore.files import (LOCK, MARKER, STATE, atomic_path, clean_stale, forget_written,
                            inside_run, is_relative, is_temporary, is_write_failure, locked,
-                           temp_sibling, write_error, written)
+                           run_root, temp_sibling, write_error, written)
 
 CHECKPOINT = "checkpoint.pt"
 MARKER_FORMAT = 2
@@ -48,9 +49,9 @@ def is_run(folder: Path) -> bool:
 
 
 def foreign_entries(folder: Path) -> list[Path]:
-    """What ``folder`` holds besides xai's lock, state and temporaries."""
-    return sorted(p for p in folder.iterdir()
-                  if p.name not in (LOCK, STATE) and not is_temporary(p.name))
+    """What ``folder`` holds besides xai's lock, temporaries and (in a run) its state folder."""
+    own = (LOCK, STATE) if is_run(folder) else (LOCK,)
+    return sorted(p for p in folder.iterdir() if p.name not in own and not is_temporary(p.name))
 
 
 def check_replaceable(out: Path, force: bool) -> None:
@@ -78,25 +79,35 @@ def run_lock(out: Path, what: str) -> Iterator[None]:
     when it stayed empty); clear temporaries that dead xai processes left in it."""
     if out.exists() and not out.is_dir():
         raise XaiError(f"{out} exists and is not a directory")
-    created = not out.exists()
+    made = [p for p in (out, *out.parents) if not p.exists()]  # the folders this will create
     try:
         with locked(out, what):
             clean_stale(out)
+            clean_stale(out / STATE)
             yield
     except BaseException:
-        if created:
+        if made:
             remove_if_empty(out)
+            for folder in made[1:]:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty
         raise
 
 
 @contextlib.contextmanager
-def hold_runs(runs: Iterable[Path], what: str) -> Iterator[None]:
-    """Hold the lock of every run in ``runs`` (each an existing folder) while ``what`` reads and
-    writes them: no other xai command replaces or writes into them meanwhile."""
+def hold_runs(runs: Iterable[Path], what: str, outs: Iterable[Path | None] = ()) -> Iterator[None]:
+    """Hold the lock of every run in ``runs`` (each an existing folder), and of every run an
+    output path in ``outs`` lies in, while ``what`` reads and writes them: no other xai command
+    replaces or writes into them meanwhile."""
+    held = [Path(r) for r in runs]
+    for run in held:
+        if not run.is_dir():
+            raise XaiError(f"no run directory at {run}")
+    held += [root for out in outs if out is not None
+             for root in [run_root(Path(out) / "_")] if root is not None]
     with contextlib.ExitStack() as stack:
-        for run in sorted({Path(r) for r in runs}, key=lambda p: os.path.realpath(p)):
-            if not run.is_dir():
-                raise XaiError(f"no run directory at {run}")
+        for run in sorted({os.path.realpath(r): r for r in held}.values(),
+                          key=lambda p: os.path.realpath(p)):
             stack.enter_context(locked(run, what))
         yield
 
@@ -104,14 +115,25 @@ def hold_runs(runs: Iterable[Path], what: str) -> Iterator[None]:
 def stale_reason(digest: str, run: Path) -> str | None:
     """Why a result recorded with model ``digest`` is not a result of run ``run``'s model now,
     or None when it is."""
-    from xaicore.files import file_digest
-
     if not digest:
-        return ("it records no model digest (an older xai wrote it), so it may be another "
-                "model's")
-    if digest != file_digest(run / CHECKPOINT):
+        return ("it records no model digest (an older xai, or a model wrapped in Python, wrote "
+                "it), so it may be another model's")
+    if digest != checkpoint_digest(run / CHECKPOINT):
         return "another model computed it: the run's checkpoint has changed since"
     return None
+
+
+def checkpoint_digest(path: Path) -> str:
+    """sha256 of a checkpoint, read once per version of the file (size and change time)."""
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    from xaicore.files import file_digest
+
+    return file_digest(path)
 
 
 def create_marker(out: Path) -> None:
@@ -143,6 +165,7 @@ def staged(out: Path, what: str, removed: list[str] | None = None) -> Iterator[P
     with run_lock(out, what):
         if not is_run(out):
             create_marker(out)
+        state_made = not (out / STATE).exists()
         tmp = temp_sibling(out / "training", "partial")
         tmp.mkdir()
         try:
@@ -154,9 +177,10 @@ def staged(out: Path, what: str, removed: list[str] | None = None) -> Iterator[P
             shutil.rmtree(tmp, ignore_errors=True)
             if created and [p.name for p in foreign_entries(out)] == [MARKER]:
                 (out / MARKER).unlink()
-                shutil.rmtree(out / STATE, ignore_errors=True)
+                if state_made:
+                    shutil.rmtree(out / STATE, ignore_errors=True)
             if is_write_failure(exc):
-                raise write_error(out, exc) from None
+                raise write_error(out, exc, "the run's previous files are kept") from None
             raise
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -173,7 +197,6 @@ def install_training(new: Path, out: Path) -> list[str]:
     computed from the old model (returned)."""
     files = sorted(p.relative_to(new).as_posix() for p in new.rglob("*") if p.is_file())
     old = set(written_files(out))
-    removed = remove_results(out)
     for rel in files:
         target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -183,16 +206,18 @@ def install_training(new: Path, out: Path) -> list[str]:
         if path is not None and (path.is_file() or path.is_symlink()):
             path.unlink()
     data = {**(marker(out) or {}), "format": MARKER_FORMAT, "xai": xai_version(), "files": files}
+    legacy = legacy_results(out)  # by the format-1 rule, before the marker says format 2
     with atomic_path(out / MARKER) as tmp:
         tmp.write_text(json.dumps(data, indent=1) + "\n")
-    return removed
+    return remove_results(out, legacy)
 
 
-def remove_results(out: Path) -> list[str]:
-    """Remove the results xai recorded writing into run ``out`` (its ledger), each only while it
-    is inside the run; folders that still hold other files stay. Returns what was removed."""
+def remove_results(out: Path, legacy: list[str] | None = None) -> list[str]:
+    """Remove the results xai recorded writing into run ``out`` (its ledger, else ``legacy`` or
+    those of ``legacy_results``), each only while it is inside the run; folders that still hold
+    other files stay. Returns what was removed."""
     removed = []
-    for rel in written(out):
+    for rel in written(out) or (legacy_results(out) if legacy is None else legacy):
         if rel.split("/")[0] not in RESULTS:
             continue
         path = inside_run(out, rel)
@@ -212,6 +237,30 @@ def remove_results(out: Path) -> list[str]:
                 parent.rmdir()  # only when empty
     forget_written(out, set(removed))
     return removed
+
+
+LEGACY_SUFFIXES = {".npz", ".png", ".svg", ".eps", ".pdf", ".json", ".csv", ".html", ".parquet"}
+
+
+def legacy_results(out: Path) -> list[str]:
+    """The results of a run an xai without ledgers wrote (format-1 marker): its names and kinds
+    under ``RESULTS``, the rule that xai deleted them by."""
+    if (marker(out) or {}).get("format") != 1:
+        return []
+    found = []
+    for name in RESULTS:
+        path = out / name
+        if path.is_file() and path.suffix in LEGACY_SUFFIXES:
+            found.append(name)
+        elif path.is_dir() and not path.is_symlink():
+            for p in path.rglob("*"):
+                rel = p.relative_to(out)
+                if any(part.endswith(".zarr") for part in rel.parts[:-1]):
+                    continue  # inside a store: the store goes whole
+                if (p.is_file() and p.suffix in LEGACY_SUFFIXES) or (p.is_dir() and
+                                                                     p.suffix == ".zarr"):
+                    found.append(rel.as_posix())
+    return sorted(found)
 
 
 def remove_if_empty(folder: Path) -> None:

@@ -5,8 +5,11 @@ arguments it is built with and a weights file (read with ``weights_only=True``);
 loads the weights, adapts its input layout once (``xaicore.runs.layouts``: ``NTF``, ``NCT`` or
 ``NT``, as ``wrap_model`` does), checks it on the test split and writes a
 run that ``xai explain``, ``evaluate`` and ``report`` accept. Loading the run later imports the
-same code again, and only while its file is byte for byte the one imported (its sha256 is in the
-checkpoint): a run directory cannot make xai run code the user did not choose.
+same code again, and only a file this user imported on this machine: ``xai import`` records the
+file's absolute path and sha256 in the user's own state folder (``imported_code_book``, outside
+every run), and a run's checkpoint naming any other file, a changed one, a relative path or one
+inside a run folder is refused before anything is imported. A run folder someone hands you
+cannot make xai run code you did not choose.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -79,10 +83,38 @@ def own_layer(stored: str | None) -> str | None:
     return stored.removeprefix(ADAPTED) if stored else None
 
 
-def build(spec: dict, params: dict) -> nn.Module:
+def imported_code_book() -> Path:
+    """The user's record of the code files they imported: ``$XDG_STATE_HOME/xai`` (default
+    ``~/.local/state/xai``), never inside a run."""
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "xai" / "imported-code.json"
+
+
+def _book() -> dict[str, list[str]]:
+    try:
+        data = json.loads(imported_code_book().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: [s for s in v if isinstance(s, str)] for k, v in data.items()
+            if isinstance(k, str) and isinstance(v, list)} if isinstance(data, dict) else {}
+
+
+def record_import(path: Path, sha256: str) -> None:
+    """Note that this user chose to import ``path`` as it is now (its sha256)."""
+    from xaicore.files import locked, write_text
+
+    book = imported_code_book()
+    with locked(book.parent, "xai import"):
+        data = _book()
+        if sha256 not in data.setdefault(str(path), []):
+            data[str(path)].append(sha256)
+        write_text(book, json.dumps(data, indent=1) + "\n")
+
+
+def build(spec: dict, params: dict, chosen: bool = False) -> nn.Module:
     """The network a checkpoint's ``import`` entry names: refused unless its file is an absolute
-    path outside every run folder (code that came with a run never runs) that is byte for byte
-    the file imported."""
+    path outside every run folder, byte for byte a file this user imported (or, ``chosen``, the
+    file being imported now)."""
     from xaicore.files import run_root
 
     path = Path(spec["file"])
@@ -90,7 +122,7 @@ def build(spec: dict, params: dict) -> nn.Module:
         raise XaiError(f"the checkpoint names its model code by a relative path ({path}); xai "
                        f"runs only the file you imported, recorded by its absolute path: run xai "
                        f"import again")
-    root = run_root(path.resolve(), depth=8)
+    root = run_root(path.resolve())
     if root is not None:
         raise XaiError(f"the model code {path} lies inside the run folder {root}: code that comes "
                        f"with a run folder is never run; keep your model's code outside runs and "
@@ -100,6 +132,11 @@ def build(spec: dict, params: dict) -> nn.Module:
     if file_digest(path) != spec["sha256"]:
         raise XaiError(f"{path} changed since the model was imported (its sha256 differs); "
                        f"xai only runs the code you imported: run xai import again")
+    if not chosen and spec["sha256"] not in _book().get(str(path), []):
+        raise XaiError(f"the model code {path} of this run was not imported by you on this "
+                       f"machine (no record in {imported_code_book()}); xai runs only code you "
+                       f"imported: if you trust it, run xai import --module {path}:{spec['attr']} "
+                       f"again")
     cls = network_class(path, spec["attr"])
     try:
         net = cls(**params)
@@ -158,7 +195,7 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
             raise XaiError(f"--params must be a JSON object of keyword arguments, not {params!r}")
         spec = {"file": str(path), "attr": attr, "sha256": file_digest(path), "layout": layout,
                 "output": output}
-        net = build(spec, params)
+        net = build(spec, params, chosen=True)
         load_weights(net, state, attr)
         dataset = load_dataset(dataset_spec)
         model = LoadedModel(net, name=IMPORTED, class_names=dataset.class_names,
@@ -181,6 +218,7 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
                       "dataset": dict(dataset_spec),
                       "import": {**spec, "gradcam_layer": gradcam_layer and ADAPTED + gradcam_layer},
                       "epoch": 0, "seed": 0}
+        record_import(path, spec["sha256"])
         with runs.staged(out, "xai import") as tmp:
             torch.save(checkpoint, tmp / CHECKPOINT)
             write_predictions(tmp / "test_predictions.csv", dataset, predicted, probs)

@@ -447,8 +447,8 @@ def _describe(value: Any) -> str:
 
 def model_from_checkpoint(ckpt: dict, device: Any = None, source: Path | None = None) -> LoadedModel:
     """Rebuild the network named in the checkpoint and load its weights; ``source``, the file it
-    was read from, gives the model its digest (and the run folder no code may come from)."""
-    model = _model_from_checkpoint(ckpt, device, source)
+    was read from, gives the model its digest."""
+    model = _model_from_checkpoint(ckpt, device)
     if source is not None:
         from xaicore.files import file_digest
 
@@ -456,7 +456,7 @@ def model_from_checkpoint(ckpt: dict, device: Any = None, source: Path | None = 
     return model
 
 
-def _model_from_checkpoint(ckpt: dict, device: Any, source: Path | None) -> LoadedModel:
+def _model_from_checkpoint(ckpt: dict, device: Any) -> LoadedModel:
     if ckpt["model"] == "imported":  # a model brought in with xai import
         from xaicore.runs.importing import IMPORTED, build, own_layer
 

@@ -150,6 +150,9 @@ def train(dataset_spec: dict | str | Path | None, model: str | None, out: str | 
             dataset_spec = spec_of(dataset_spec)
         previous = None
         if resume:
+            if not runs.is_run(out):
+                raise XaiError(f"{out} is not an xai run directory (it has no {runs.MARKER}); "
+                               f"--resume continues only runs xai wrote")
             previous = load_checkpoint(out / CHECKPOINT)
             model = model or previous["model"]
             if previous["model"] != model or "training" not in previous:

@@ -30,7 +30,7 @@ def figures_cmd(run: Path, methods: tuple[str, ...], samples: str | None,
     and attention views."""
     from xaicore.plugin import hold_runs
 
-    with hold_runs([run], "xai figures"):
+    with hold_runs([run], "xai figures", [out]):
         _figures(run, methods, samples, formats, training, out)
 
 

@@ -28,7 +28,7 @@ def report_cmd(run: Path, out: Path | None, force: bool, samples: str | None) ->
         raise XaiError(f"{out} is a directory; give --out the report file's path")
     if out.exists() and not force:
         raise XaiError(f"{out} already exists; pass --force to overwrite it (or --out another file)")
-    with hold_runs([run], "xai report"):
+    with hold_runs([run], "xai report", [out]):
         paths = get_renderer("html-report").render([], out_dir=run, run_dir=run, out=out,
                                                    samples=samples)
     click.echo(f"report -> {paths[0]}")
