@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,3 +194,41 @@ def test_workers_no_node_can_hold_are_refused_up_front(tiny_run):
     line, _ = failure(tiny_run, "--workers", "2", "--gpus-per-worker", "1")  # a local Ray
     assert line == ("Error: a Ray worker needs 1 CPU and 1 GPU (--gpus-per-worker 1), more than "
                     "any node of the cluster has (the cluster: 2 CPUs and 0 GPUs on 1 node)")
+
+
+def test_a_local_ray_ends_soon_after_the_xai_that_started_it_is_killed(tiny_run):
+    """Ray ties its core processes to the driver, but its agents outlived a SIGKILLed xai by about
+    a minute: the reaper xai starts beside a local Ray ends every process it saw below the
+    raylet."""
+    from xai_ray.reaper import descendants, started
+
+    np.save(tiny_run / "long.npy", np.random.default_rng(1).normal(size=(200_000, 20, 2)))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xaicore.cli", "explain", "--run", str(tiny_run / "run"),
+         "--input", str(tiny_run / "long.npy"), "--method", "saliency", "--engine", "ray",
+         "--workers", "1", "--batch-size", "64", "--out", str(tiny_run / "long-out"), "--force"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**env, "CUDA_VISIBLE_DEVICES": ""})
+    try:
+        deadline = time.monotonic() + 60
+        seen: dict[int, str] = {}
+        while time.monotonic() < deadline and process.poll() is None:
+            seen = descendants(process.pid)
+            if sum(1 for pid in seen if b"ray::" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                   ) >= 3:  # the agents and a worker are up
+                break
+            time.sleep(0.2)
+        assert process.poll() is None and len(seen) >= 4, seen
+        time.sleep(1)
+        seen.update(descendants(process.pid))
+    finally:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 15
+    alive = seen
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = {pid: when for pid, when in seen.items() if started(pid) == when and
+                 Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"}
+    assert not alive, {pid: Path(f"/proc/{pid}/cmdline").read_bytes()[:60] for pid in alive}
