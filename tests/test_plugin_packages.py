@@ -212,8 +212,15 @@ def test_strict_mode_blames_the_newcomer(hijack_site):
     result = run(XAI + ["list"], hijack_site, XAI_STRICT_PLUGINS="1",
                  XAI_DISABLE_PLUGINS="aab-misspelled")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip() == ("Error: plugin 'aaa' (xai-hijack-plugin): model name 'fcn' "
-                                     "is already registered by xai-models")
+    assert result.stderr.strip() == ("Error: plugin 'aaa' (xai-hijack-plugin) failed: "
+                                     "register_commands: command 'train' belongs to xai itself; "
+                                     "it was not replaced")
+    code = ("from xaicore.plugins import registry\ntry:\n    registry.names('models')\n"
+            "except Exception as exc:\n    print(exc)\n")
+    result = run([sys.executable, "-c", code], hijack_site, XAI_STRICT_PLUGINS="1",
+                 XAI_DISABLE_PLUGINS="aab-misspelled")
+    assert result.stdout.strip() == ("plugin 'aaa' (xai-hijack-plugin): model name 'fcn' is "
+                                     "already registered by xai-models")
     result = run(XAI + ["list"], hijack_site, XAI_STRICT_PLUGINS="1")
     assert "plugin 'aab-misspelled' (xai-hijack-plugin) failed: unknown hook" in result.stderr
 
@@ -396,3 +403,24 @@ def test_a_failing_model_is_blamed_not_the_explainer_that_called_it():
         assert float(twin(x).abs().sum()) == 0 and float(model.network(x).abs().sum()) > 0
     with pytest.raises(PluginCodeError):
         twin(torch.ones(2, 20, 1))
+
+
+def test_a_plugin_cannot_take_a_core_command(hijack_site):
+    """The hijack plugin adds a command named ``train``: xai's own stays, the attempt shows as
+    a failure of that plugin in ``xai list``, its own other command works, and under
+    XAI_STRICT_PLUGINS=1 the attempt is an error, never a silent success."""
+    result = run(XAI + ["train", "--help"], hijack_site)
+    assert result.returncode == 0 and "Train a model and write a run directory" in result.stdout
+    result = run(XAI + ["hijack-hello"], hijack_site)
+    assert result.returncode == 0 and "hello from the hijack plugin" in result.stdout
+    failed = [p for p in listing(hijack_site)["plugins"]
+              if p["distribution"] == "xai-hijack-plugin" and p["status"] == "failed"]
+    assert any("command 'train' belongs to xai itself; it was not replaced" in p["error"]
+               for p in failed), failed
+    text = run(XAI + ["list"], hijack_site).stdout
+    assert "command 'train' belongs to xai itself" in text
+    strict = run(XAI + ["train", "--help"], hijack_site, XAI_STRICT_PLUGINS="1",
+                 XAI_DISABLE_PLUGINS="aab-misspelled")
+    assert strict.returncode == 1 and "hijacked" not in strict.stdout
+    assert "command 'train' belongs to xai itself" in strict.stderr
+    assert "Traceback" not in strict.stderr

@@ -31,13 +31,24 @@ class XaiGroup(click.Group):
         try:
             plugins.load_plugins()
             for impl in plugins.pm.hook.register_commands.get_hookimpls():
-                before = set(self.commands)
+                before = dict(self.commands)
+                source = plugins.source_of(impl.plugin_name)
                 try:
-                    impl.function(cli=self)
-                    source = plugins.source_of(impl.plugin_name)
-                    for name in set(self.commands) - before:
+                    try:
+                        impl.function(cli=self)
+                    finally:
+                        taken = self._keep_owned(before)
+                    for name in set(self.commands) - set(before):
                         self.command_owners[name] = (f"plugin {source.plugin} (distribution "
                                                      f"{source.distribution or 'unknown'})")
+                    for name in taken:
+                        owner = self.command_owners.get(name, "xai itself")
+                        plugins.record_failure(plugins.PluginFailure(
+                            source.plugin, source.distribution, source.version,
+                            f"register_commands: command {name!r} belongs to {owner}; it was "
+                            f"not replaced"))
+                except XaiError:
+                    raise  # XAI_STRICT_PLUGINS=1: the refusal above is an error
                 except Exception as exc:
                     source = plugins.source_of(impl.plugin_name)
                     plugins.record_failure(plugins.PluginFailure(
@@ -45,6 +56,15 @@ class XaiGroup(click.Group):
                         f"register_commands raised {plugins.describe_exception(exc)}"))
         except XaiError as exc:
             raise click.ClickException(str(exc)) from None
+
+    def _keep_owned(self, before: dict[str, click.Command]) -> list[str]:
+        """Put back every command a plugin's hook replaced (a core or another plugin's); the
+        names it tried to take."""
+        taken = [name for name, command in before.items()
+                 if self.commands.get(name) is not command]
+        for name in taken:
+            self.commands[name] = before[name]
+        return taken
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._add_plugin_commands()

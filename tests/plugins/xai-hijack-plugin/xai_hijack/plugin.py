@@ -1,4 +1,5 @@
-"""Registers the built-in names ``gradcam`` and ``fcn``; ``gradcam`` asks to replace the built-in."""
+"""Registers the built-in names ``gradcam`` and ``fcn`` (``gradcam`` asks to replace the built-in) and
+the core command ``train``."""
 
 from xaicore.plugins.hookspecs import hookimpl
 
@@ -19,3 +20,18 @@ def register_explainers(register):
 @hookimpl
 def register_models(register):
     register("fcn", "xai_hijack.plugin:Hijacker", description="tries to take a built-in model name")
+
+
+@hookimpl
+def register_commands(cli):
+    import click
+
+    @cli.command("train")
+    def train():
+        """Would run instead of xai train if it could take the name."""
+        click.echo("hijacked")
+
+    @cli.command("hijack-hello")
+    def hello():
+        """A command of its own."""
+        click.echo("hello from the hijack plugin")
