@@ -198,8 +198,7 @@ def test_workers_no_node_can_hold_are_refused_up_front(tiny_run):
 
 def test_a_local_ray_ends_soon_after_the_xai_that_started_it_is_killed(tiny_run):
     """Ray ties its core processes to the driver, but its agents outlived a SIGKILLed xai by about
-    a minute: the reaper xai starts beside a local Ray ends every process it saw below the
-    raylet."""
+    a minute: the reaper xai starts beside a local Ray ends every process it saw below xai."""
     from xai_ray.reaper import descendants, started
 
     np.save(tiny_run / "long.npy", np.random.default_rng(1).normal(size=(200_000, 20, 2)))

@@ -102,26 +102,9 @@ def connect(ray, address: str | None, workers: int) -> None:
         ray.init(num_cpus=workers, include_dashboard=False, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise XaiError(f"cannot start Ray: {first_line(exc)}") from None
-    raylet = own_raylet()
-    if raylet is not None:
-        from .reaper import watch
+    from .reaper import watch
 
-        watch(raylet)
-
-
-def own_raylet() -> int | None:
-    """The pid of the raylet this process started (a child running Ray's raylet binary)."""
-    from pathlib import Path
-
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-            command = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == os.getpid() and b"/raylet/raylet" in command:
-            return int(entry.name)
-    return None
+    watch()
 
 
 def join(ray, address: str, options: dict[str, Any]) -> None:

@@ -1,11 +1,12 @@
 """Ends what is left of a local Ray when the xai process that started it dies, SIGKILL included.
 
 Ray ties its core processes to the driver, but its two agents outlive a killed driver by about a
-minute (they report the raylet's death to the dead GCS with a 60 s timeout). ``watch(raylet)``
-starts this module as a small process that reads a pipe only the driver holds: end of file means
-the driver is gone, and it kills every process it saw below the raylet. Linux only (``/proc``).
+minute (they report the raylet's death to the dead GCS with a 60 s timeout), and on a loaded
+machine its monitors may too. ``watch()`` starts this module as a small process that reads a pipe
+only the driver holds: end of file means the driver is gone, and it kills every process it saw
+below the driver (Ray's processes, the raylet's children among them). Linux only (``/proc``).
 
-Run as ``python -m xai_ray.reaper RAYLET_PID`` with the pipe as standard input.
+Run as ``python -m xai_ray.reaper DRIVER_PID`` with the pipe as standard input.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ GRACE_SECONDS = 1.0  # Ray's own fate-sharing goes first
 _PIPES: list[int] = []  # the write ends this process keeps open until it ends
 
 
-def watch(raylet: int) -> None:
-    """Start the reaper of the local Ray whose raylet is ``raylet`` (a child of this process)."""
+def watch() -> None:
+    """Start the reaper of the local Ray this process started."""
     if not sys.platform.startswith("linux"):
         return
     read, write = os.pipe()  # not inheritable: Ray's processes do not hold the write end
-    subprocess.Popen([sys.executable, "-m", "xai_ray.reaper", str(raylet)], stdin=read,
+    subprocess.Popen([sys.executable, "-m", "xai_ray.reaper", str(os.getpid())], stdin=read,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                      start_new_session=True)
     os.close(read)
@@ -67,14 +68,15 @@ def descendants(root: int) -> dict[int, str]:
     return found
 
 
-def main(raylet: int) -> None:
+def main(driver: int) -> None:
     seen: dict[int, str] = {}
     while True:
         ready, _, _ = select.select([sys.stdin.buffer], [], [], POLL_SECONDS)
         if ready and not os.read(sys.stdin.fileno(), 4096):
             break  # the driver is gone
-        if started(raylet) is not None:
-            seen.update(descendants(raylet))
+        if started(driver) is not None:
+            seen.update(descendants(driver))
+            seen.pop(os.getpid(), None)
     time.sleep(GRACE_SECONDS)
     for pid, when in seen.items():
         if started(pid) == when:  # the same process, not a new one with its pid
