@@ -206,10 +206,10 @@ class ExplainJob:
     def identities(self) -> dict[str, dict]:
         """What makes each method's store this job's: its input, the model, the method's options
         and the target; ``--resume`` continues a store only when all of them are the same."""
-        from xaicore.files import file_digest
+        from xaicore.runs.directory import CHECKPOINT, checkpoint_digest
 
         common = {"input": fingerprint(self.source),
-                  "model_digest": file_digest(Path(self.run) / "checkpoint.pt"),
+                  "model_digest": checkpoint_digest(Path(self.run) / CHECKPOINT),
                   "target": str(self.target)}
         return {m: {**common, "options": json.loads(json.dumps(self.options.get(m, {}),
                                                                default=repr))}

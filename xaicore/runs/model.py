@@ -18,7 +18,7 @@ from xaicore.plugins import registry
 from xaicore.plugins.boundary import failure, guard_forward, owner
 from xaicore.data.dataset import as_series, pad_to, series_lengths
 from xaicore.errors import XaiError
-from xaicore.runs.directory import CHECKPOINT
+from xaicore.runs.directory import CHECKPOINT, checkpoint_digest
 from xaicore.runs.layouts import LayoutAdapter, check_layout
 
 CHECKPOINT_FORMAT = 1
@@ -450,9 +450,7 @@ def model_from_checkpoint(ckpt: dict, device: Any = None, source: Path | None = 
     was read from, gives the model its digest."""
     model = _model_from_checkpoint(ckpt, device)
     if source is not None:
-        from xaicore.files import file_digest
-
-        model.digest = file_digest(source)
+        model.digest = checkpoint_digest(Path(source))
     return model
 
 
