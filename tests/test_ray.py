@@ -198,8 +198,8 @@ def test_workers_no_node_can_hold_are_refused_up_front(tiny_run):
 
 def test_a_local_ray_ends_soon_after_the_xai_that_started_it_is_killed(tiny_run):
     """Ray ties its core processes to the driver, but its agents outlived a SIGKILLed xai by about
-    a minute: the reaper xai starts beside a local Ray ends every process it saw below xai."""
-    from xai_ray.reaper import descendants, started
+    a minute: the reaper xai starts beside a local Ray ends every Ray process, started late or not."""
+    from xai_ray.reaper import OWNER_VARIABLE, descendants, started
 
     np.save(tiny_run / "long.npy", np.random.default_rng(1).normal(size=(200_000, 20, 2)))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -221,6 +221,7 @@ def test_a_local_ray_ends_soon_after_the_xai_that_started_it_is_killed(tiny_run)
         assert process.poll() is None and len(seen) >= 4, seen
         time.sleep(1)
         seen.update(descendants(process.pid))
+        owner = f"{OWNER_VARIABLE}={process.pid}-{started(process.pid)}".encode()
     finally:
         process.kill()
         process.wait()
@@ -228,6 +229,11 @@ def test_a_local_ray_ends_soon_after_the_xai_that_started_it_is_killed(tiny_run)
     alive = seen
     while alive and time.monotonic() < deadline:
         time.sleep(0.2)
-        alive = {pid: when for pid, when in seen.items() if started(pid) == when and
+        late = {}  # Ray processes started after the last look, found by the token they inherit
+        for name in filter(str.isdigit, os.listdir("/proc")):
+            with contextlib.suppress(OSError):
+                if owner in Path(f"/proc/{name}/environ").read_bytes().split(b"\0"):
+                    late[int(name)] = started(int(name))
+        alive = {pid: when for pid, when in {**seen, **late}.items() if started(pid) == when and
                  Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"}
     assert not alive, {pid: Path(f"/proc/{pid}/cmdline").read_bytes()[:60] for pid in alive}

@@ -98,13 +98,15 @@ def connect(ray, address: str | None, workers: int) -> None:
     if address:
         join(ray, address, quiet)
         return
+    from .reaper import owned, token, watch
+
+    owner = token()
+    watch(owner)
     try:
-        ray.init(num_cpus=workers, include_dashboard=False, **quiet)
+        with owned(owner):
+            ray.init(num_cpus=workers, include_dashboard=False, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise XaiError(f"cannot start Ray: {first_line(exc)}") from None
-    from .reaper import watch
-
-    watch()
 
 
 def join(ray, address: str, options: dict[str, Any]) -> None:
