@@ -108,7 +108,8 @@ def plain_rows_per_second(run: Path, batch: int, n_batches: int = 40) -> float:
     """Rows per second of plain forward+backward passes of the same model and batch size."""
     import torch
 
-    from xaicore.runs.model import backward_safe, load_run
+    from xaicore.models.checkpoints import load_run
+    from xaicore.models.devices import backward_safe
 
     torch.set_num_threads(1)
     model = load_run(run, "cpu")

@@ -28,7 +28,8 @@ import torch
 
 import xaicore
 from xaicore.plugins import registry
-from xaicore.runs.model import LoadedModel, backward_safe
+from xaicore.models.devices import backward_safe
+from xaicore.models.loaded import LoadedModel
 
 N_STEPS = 50
 IG_BATCHES = (None, 128, 256, 512, 1024)  # captum's internal_batch_size settings (None: all 3200 rows)

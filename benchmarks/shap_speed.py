@@ -40,7 +40,8 @@ import torch
 
 import xaicore
 from xaicore.data.loading import dataset_spec, load_dataset
-from xaicore.runs.model import load_checkpoint, load_run, pass_rows
+from xaicore.models.checkpoints import load_checkpoint, load_run
+from xaicore.models.devices import pass_rows
 from xaicore.runs.training import train
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xaicore.runs.model import LoadedModel
+from xaicore.models.loaded import LoadedModel
 
 
 class TinyHybrid(nn.Module):

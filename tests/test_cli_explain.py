@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
 from xaicore.explaining.explanation import Explanation
-from xaicore.runs.model import load_checkpoint
+from xaicore.models.checkpoints import load_checkpoint
 
 from tolerances import assert_identical
 

@@ -24,7 +24,7 @@ from xaicore.cli import cli
 from xaicore.errors import XaiError
 from xaicore.explaining.base import BaseExplainer, build_explanation
 from xaicore.plugins.hookspecs import hookimpl
-from xaicore.runs.model import LoadedModel, wrap_model
+from xaicore.models.loaded import LoadedModel, wrap_model
 
 from tolerances import assert_close, assert_identical, is_close
 
@@ -482,7 +482,7 @@ def test_each_worker_plans_its_passes_with_its_share_of_the_memory(synthetic_run
     from xai_captum import passes
 
     from xai_eval.lanes import Lanes
-    from xaicore.plugin import load_run_data, memory_share, share_memory
+    from xaicore.plugin import load_run_data, memory_share, set_memory_share
 
     model, _ = load_run_data(synthetic_run)
     with Lanes(model, 2) as lanes:
@@ -492,10 +492,10 @@ def test_each_worker_plans_its_passes_with_its_share_of_the_memory(synthetic_run
     row = torch.zeros(150, 1)
     alone = passes.rows_that_fit(row, torch.device("cpu"), "test")
     try:
-        share_memory(0.25)
+        set_memory_share(0.25)
         assert passes.rows_that_fit(row, torch.device("cpu"), "test") == alone // 4
     finally:
-        share_memory(1.0)
+        set_memory_share(1.0)
 
 
 def test_workers_are_checked(synthetic_run):

@@ -11,7 +11,7 @@ from tolerances import assert_close, assert_identical, is_close, tolerance
 from xaicore.plugins import registry
 from xaicore.explaining.api import explain
 from xaicore.errors import XaiError
-from xaicore.runs.model import LoadedModel
+from xaicore.models.loaded import LoadedModel
 
 T = 32
 

@@ -24,7 +24,7 @@ from xaicore.cli import cli
 from xaicore.data.loading import dataset_spec, load_dataset
 from xaicore.errors import XaiError
 from xaicore.explaining.runs import result_name
-from xaicore.runs.model import load_checkpoint, model_from_checkpoint
+from xaicore.models.checkpoints import load_checkpoint, model_from_checkpoint
 
 CASES: Counter = Counter()
 FUZZ = settings(max_examples=40, deadline=None, database=None,

@@ -9,7 +9,7 @@ from nets_explainers import small_hybrid, TinyCNN, TinyMLP, inputs, loaded
 from xaicore.plugins import registry
 from xaicore.explaining.api import explain
 from xaicore.errors import XaiError
-from xaicore.runs.model import LoadedModel
+from xaicore.models.loaded import LoadedModel
 
 from tolerances import assert_close, assert_identical
 

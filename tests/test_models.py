@@ -169,7 +169,7 @@ def test_a_few_steps_fit_a_separable_toy_problem(name):
 
 
 def test_loaded_models_satisfy_the_complete_model_protocol():
-    from xaicore.runs.model import wrap_model
+    from xaicore.models.loaded import wrap_model
     from xaicore.protocols import Model
 
     members = set(Model.__annotations__) | {name for name, value in vars(Model).items()

@@ -153,7 +153,7 @@ def test_example_plugin_explains_from_the_cli(site, gunpoint_run, tmp_path):
     import torch
 
     from xaicore.explaining.explanation import Explanation
-    from xaicore.runs.model import load_run
+    from xaicore.models.checkpoints import load_run
 
     e = Explanation.load(out / "occlusion.npz")
     assert e.attributions.shape == (3, 150, 1) and e.options == {"window": 10, "baseline": 0.0}
@@ -307,9 +307,9 @@ def test_plugins_import_only_the_public_plugin_api(tmp_path):
                  for module in core_imports(path) if module != "xaicore.plugin"}
     assert not offending, sorted(offending)
     probe = tmp_path / "probe.py"  # the check sees every form of core import
-    probe.write_text("import xaicore.runs.model\nfrom xaicore import files\n"
+    probe.write_text("import xaicore.models.loaded\nfrom xaicore import files\n"
                      "def f():\n    from xaicore.errors import XaiError\n")
-    assert core_imports(probe) == ["xaicore.runs.model", "xaicore.files", "xaicore.errors"]
+    assert core_imports(probe) == ["xaicore.models.loaded", "xaicore.files", "xaicore.errors"]
 
 
 def test_the_plugin_api_is_lazy_and_complete():

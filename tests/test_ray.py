@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
-from xaicore.explaining.explanation import Explanation
+from xaicore.explaining.store import load_explanation
 
 from tolerances import assert_close
 
@@ -50,13 +50,13 @@ def test_ray_engine_equals_the_local_engine(gunpoint_run, tmp_path, local_ray):
             "--out", str(outs[engine]), *extra])
         assert result.exit_code == 0, result.output
     for method in ("gradcam", "integrated-gradients"):
-        a = Explanation.load(outs["local"] / f"{method}.zarr").load()
-        b = Explanation.load(outs["ray"] / f"{method}.zarr").load()
+        a = load_explanation(outs["local"] / f"{method}.zarr").load()
+        b = load_explanation(outs["ray"] / f"{method}.zarr").load()
         np.testing.assert_array_equal(b.sample_ids, np.arange(300))  # in input order
         assert_close(b.attributions, a.attributions)  # other processes and batch splits
         np.testing.assert_array_equal(b.predictions, a.predictions)
-    a = Explanation.load(outs["local"] / "integrated-gradients.zarr").load()
-    b = Explanation.load(outs["ray"] / "integrated-gradients.zarr").load()
+    a = load_explanation(outs["local"] / "integrated-gradients.zarr").load()
+    b = load_explanation(outs["ray"] / "integrated-gradients.zarr").load()
     # a difference of sums: float32 error of the attributions' scale
     assert_close(b.extras["convergence_delta"], a.extras["convergence_delta"],
                  scale=float(np.abs(a.attributions).sum((1, 2)).max()))
@@ -86,8 +86,8 @@ def test_ray_engine_on_variable_length_series_equals_the_local_engine(tmp_path, 
             "gradcam", "--batch-size", "4", "--engine", engine, "--out", str(outs[engine]),
             *extra])
         assert result.exit_code == 0, result.output
-    a = Explanation.load(outs["local"] / "gradcam.zarr").load()
-    b = Explanation.load(outs["ray"] / "gradcam.zarr").load()
+    a = load_explanation(outs["local"] / "gradcam.zarr").load()
+    b = load_explanation(outs["ray"] / "gradcam.zarr").load()
     assert b.lengths.tolist() == sorted(lengths.tolist())
     assert_close(b.attributions, a.attributions, equal_nan=True)
     assert_close(b.extras["layer_heatmap"], a.extras["layer_heatmap"], equal_nan=True)

@@ -24,7 +24,8 @@ from xaicore.data.loading import dataset_spec, load_dataset
 from xaicore.errors import XaiError
 from xaicore.explaining.runs import result_name, run_folders
 from xaicore.explaining.explanation import Explanation
-from xaicore.runs.model import load_checkpoint
+from xaicore.explaining.store import load_explanation
+from xaicore.models.checkpoints import load_checkpoint
 from xaicore.runs.training import train
 
 from tolerances import assert_close, assert_identical
@@ -546,7 +547,7 @@ def test_gauss_legendre_steps_are_bounded_before_any_work():
 
 def test_an_explainer_that_runs_out_of_memory_is_retried_on_halves_of_the_batch():
     from xaicore.explaining.base import BaseExplainer
-    from xaicore.runs.model import wrap_model
+    from xaicore.models.loaded import wrap_model
 
     calls: list[int] = []
 
@@ -732,7 +733,7 @@ def test_every_result_records_the_digest_of_the_model_that_made_it(streamed):
     assert xai("explain", "--run", run, "--input", root / "big.npy", "--method", "gradcam",
                "--batch-size", "300", "--out", root / "digest", "--force").exit_code == 0
     assert Explanation.load(run / "explanations" / "saliency.npz").model_digest == digest
-    assert Explanation.load(root / "digest" / "gradcam.zarr").model_digest == digest
+    assert load_explanation(root / "digest" / "gradcam.zarr").model_digest == digest
     assert "explanations/saliency.npz" in files.written(run)
 
 

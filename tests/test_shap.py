@@ -16,7 +16,8 @@ from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
-from xaicore.runs.model import LoadedModel, load_checkpoint, load_run
+from xaicore.models.checkpoints import load_checkpoint, load_run
+from xaicore.models.loaded import LoadedModel
 
 from tolerances import assert_close, assert_identical, is_close
 

@@ -18,7 +18,7 @@ from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
-from xaicore.explaining.store import StoredExplanation, store_attrs
+from xaicore.explaining.store import StoredExplanation, load_explanation, store_attrs
 
 from tolerances import assert_close, assert_frames_close, assert_identical
 
@@ -59,7 +59,7 @@ def test_every_input_format_streams_to_a_store_equal_to_the_in_memory_result(set
                  "--method", "saliency", "--batch-size", "128", "--out", out)
     assert result.exit_code == 0, result.output
     for method in ("gradcam", "saliency"):
-        stored = Explanation.load(out / f"{method}.zarr")
+        stored = load_explanation(out / f"{method}.zarr")
         assert isinstance(stored, StoredExplanation) and stored.n_samples == rows
         assert store_attrs(out / f"{method}.zarr")["complete"]
         picked = [0, 127, 128, rows - 1]  # both sides of a chunk boundary
@@ -95,7 +95,7 @@ def test_a_store_opens_lazily_and_reads_only_the_chunks_asked_for(setup, monkeyp
     real_open = zarr.open_group
     monkeypatch.setattr(zarr, "open_group", lambda path, mode: real_open(
         Counting(LocalStore(path, read_only=True)), mode=mode))
-    stored = Explanation.load(out / "saliency.zarr")
+    stored = load_explanation(out / "saliency.zarr")
     chunk_reads = lambda: [k for k in read if "/c/" in k]  # noqa: E731
     assert chunk_reads() == []  # opening reads metadata only
     e = stored.select([5, 7])
@@ -125,21 +125,21 @@ def test_a_killed_run_resumes_from_the_rows_written(setup):
     written = store_attrs(store)["rows_written"]
     assert 64 <= written < 600 and not store_attrs(store)["complete"]
     with pytest.raises(XaiError, match="incomplete"):
-        Explanation.load(store)
+        load_explanation(store)
     result = xai(*command[3:])
     assert result.exit_code == 1 and "--resume" in result.output  # never silently restarted
     result = xai(*command[3:], "--resume")
     assert result.exit_code == 0, result.output
-    a, b = Explanation.load(store).load(), Explanation.load(whole / "saliency.zarr").load()
+    a, b = load_explanation(store).load(), load_explanation(whole / "saliency.zarr").load()
     assert_close(a.attributions, b.attributions)  # the kill moves the batch boundaries
     np.testing.assert_array_equal(a.sample_ids, np.arange(600))
     # the summaries built while streaming count every row once across the kill and the resume
-    cut_sum, whole_sum = Explanation.load(store).class_summary(), \
-        Explanation.load(whole / "saliency.zarr").class_summary()
+    cut_sum, whole_sum = load_explanation(store).class_summary(), \
+        load_explanation(whole / "saliency.zarr").class_summary()
     for name, values in whole_sum.items():
         assert_close(cut_sum[name], values, err_msg=name)
-    assert_frames_close(Explanation.load(store).samples_table(),
-                        Explanation.load(whole / "saliency.zarr").samples_table())
+    assert_frames_close(load_explanation(store).samples_table(),
+                        load_explanation(whole / "saliency.zarr").samples_table())
     result = xai(*command[3:])
     assert result.exit_code == 1 and "--force" in result.output  # complete: needs --force
     assert not [p for p in cut.rglob(".*") if "tmp-" in p.name or p.name == ".xai.lock"]
@@ -157,7 +157,7 @@ def test_dataset_summaries_built_while_streaming_match_the_stored_attributions(s
     result = xai("explain", "--run", run, "--input", root / "labelled.npz", "--method", "gradcam",
                  "--batch-size", "96", "--out", out)
     assert result.exit_code == 0, result.output
-    stored = Explanation.load(out / "gradcam.zarr")
+    stored = load_explanation(out / "gradcam.zarr")
     e = stored.load()
     a = e.attributions.astype(np.float64)
     summary = stored.class_summary()
@@ -230,7 +230,7 @@ def test_the_report_shows_a_dataset_view_and_draws_only_the_chosen_samples(setup
     assert xai("explain", "--run", run, "--input", root / "fleet.npz", "--method", "gradcam",
                "--batch-size", "128").exit_code == 0
     store = run / "explanations" / "fleet" / "gradcam.zarr"
-    e = Explanation.load(store).load()
+    e = load_explanation(store).load()
     result = xai("report", "--run", run)
     assert result.exit_code == 0, result.output
     html = (run / "report.html").read_text()
@@ -264,7 +264,7 @@ def test_resume_discards_class_totals_ahead_of_the_rows_on_disk(setup, tmp_path)
     count rows the disk lacks would count them twice after a resume, so the store starts again."""
     from xaicore.explaining.store import StoreWriter
     from xaicore.explaining.streaming import store_metadata
-    from xaicore.runs.model import load_run
+    from xaicore.models.checkpoints import load_run
 
     run, root, X = setup
     e = xaicore.explain(load_run(run, "cpu"), X[:64], method="saliency",
@@ -278,7 +278,7 @@ def test_resume_discards_class_totals_ahead_of_the_rows_on_disk(setup, tmp_path)
     assert resumed.rows_written == 0 and resumed.totals is None
     resumed.append(e)
     resumed.finish()
-    stored = Explanation.load(path)
+    stored = load_explanation(path)
     assert stored.class_summary()["count"].sum() == 64
     assert_close(stored.class_summary()["attribution_mean"][e.targets[0]],
                  e.attributions[e.targets == e.targets[0]].mean(0))

@@ -18,7 +18,7 @@ from xaicore import files
 from xaicore.cli import cli
 from xaicore.data.loading import dataset_spec, load_dataset
 from xaicore.errors import XaiError
-from xaicore.runs.model import load_checkpoint, load_run
+from xaicore.models.checkpoints import load_checkpoint, load_run
 from xaicore.runs.predicting import predict
 from xaicore.runs.training import SEED_RECIPE, recipe_for, train
 

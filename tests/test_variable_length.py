@@ -17,8 +17,9 @@ from xaicore.cli import cli
 from xaicore.data.loading import dataset_spec, load_dataset
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
+from xaicore.explaining.store import load_explanation
 from xaicore.plugins import registry
-from xaicore.runs.model import LoadedModel
+from xaicore.models.loaded import LoadedModel
 
 from tolerances import assert_close, tolerance
 
@@ -274,7 +275,7 @@ def test_cli_round_trip_on_an_npz_with_lengths(tmp_path):
         "integrated-gradients", "--method", "gradcam", "--batch-size", "4", "--out",
         tmp_path / "streamed")
     for method in ("integrated-gradients", "gradcam"):
-        streamed = Explanation.load(tmp_path / "streamed" / f"{method}.zarr").load()
+        streamed = load_explanation(tmp_path / "streamed" / f"{method}.zarr").load()
         direct = xaicore.explain(xaicore.load_run(run), X, method=method)
         assert streamed.lengths.tolist() == test.lengths[:10][order].tolist()
         assert_close(streamed.attributions, direct.attributions, equal_nan=True)

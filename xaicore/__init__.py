@@ -13,9 +13,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "explain": "xaicore.explaining.api",
     "Explanation": "xaicore.explaining.explanation",
-    "load_run": "xaicore.runs.model",
-    "wrap_model": "xaicore.runs.model",
-    "LoadedModel": "xaicore.runs.model",
+    "load_explanation": "xaicore.explaining.store",
+    "load_run": "xaicore.models.checkpoints",
+    "wrap_model": "xaicore.models.loaded",
+    "LoadedModel": "xaicore.models.loaded",
     "XaiError": "xaicore.errors",
     "train": "xaicore.runs.training",
     "load_dataset": "xaicore.data.loading",

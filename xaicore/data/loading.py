@@ -199,24 +199,7 @@ def read_csv(path: Path, has_label: bool = True) -> tuple[np.ndarray, np.ndarray
     labels = []
     for i, row in enumerate(rows[1:]):
         line = i + 2
-        if len(row) != len(header):
-            raise XaiError(f"{path}: ragged rows: row {line} has {len(row)} cells but the header "
-                           f"has {len(header)} columns")
-        cells = row[:n_values]
-        length = len(cells)  # trailing empty or NaN cells are padding
-        while length > 1 and cells[length - 1].strip().lower() in ("", "nan"):
-            length -= 1
-        X[i, length:] = np.nan
-        for j, cell in enumerate(cells[:length]):
-            try:
-                value = float(cell)
-            except ValueError:
-                what = "an empty cell" if not cell.strip() else f"non-numeric cell {cell.strip()!r}"
-                raise XaiError(f"{path}: {what} at row {line}, column {header[j]!r}") from None
-            if not math.isfinite(value):
-                raise XaiError(f"{path}: {cell.strip()} (NaN or infinite) at row {line}, column "
-                               f"{header[j]!r} (only trailing cells of a row may be NaN: padding)")
-            X[i, j] = value
+        X[i] = csv_values(row, header, n_values, path, line)
         if has_label:
             label = row[-1].strip()
             if not label:
@@ -226,6 +209,32 @@ def read_csv(path: Path, has_label: bool = True) -> tuple[np.ndarray, np.ndarray
     if has_label:
         info["label_column"] = header[-1]
     return X[:, :, None], np.array(labels) if has_label else None, info, None
+
+
+def csv_values(row: list[str], header: list[str], n_values: int, path: Path | str,
+               line: int) -> np.ndarray:
+    """The ``n_values`` numbers of a CSV row (trailing empty or NaN cells: padding, NaN); a
+    ragged row, an empty cell inside the series or a non-number is an error naming row and
+    column."""
+    if len(row) != len(header):
+        raise XaiError(f"{path}: ragged rows: row {line} has {len(row)} cells but the header "
+                       f"has {len(header)} columns")
+    values = np.full(n_values, np.nan)
+    cells = row[:n_values]
+    length = len(cells)  # trailing empty or NaN cells are padding
+    while length > 1 and cells[length - 1].strip().lower() in ("", "nan"):
+        length -= 1
+    for j, cell in enumerate(cells[:length]):
+        try:
+            value = float(cell)
+        except ValueError:
+            what = "an empty cell" if not cell.strip() else f"non-numeric cell {cell.strip()!r}"
+            raise XaiError(f"{path}: {what} at row {line}, column {header[j]!r}") from None
+        if not math.isfinite(value):
+            raise XaiError(f"{path}: {cell.strip()} (NaN or infinite) at row {line}, column "
+                           f"{header[j]!r} (only trailing cells of a row may be NaN: padding)")
+        values[j] = value
+    return values
 
 
 def csv_columns(path: Path) -> int:

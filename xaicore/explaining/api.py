@@ -8,24 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.plugins import registry
 from xaicore.plugins.boundary import call
+from xaicore.plugins.registry import get_explainer
 from xaicore.errors import XaiError
 from xaicore.explaining.base import BaseExplainer
 from xaicore.explaining.explanation import Explanation
-from xaicore.runs.model import LoadedModel
-
-
-def get_explainer(method: str) -> Any:
-    """The explainer for ``method``; ``wrapper:inner`` (``tsr:saliency``) wraps another explainer."""
-    wrapper, sep, inner = method.partition(":")
-    explainer = registry.get_explainer(wrapper)
-    if sep:
-        wrap = getattr(explainer, "wrap", None)
-        if not callable(wrap):
-            raise XaiError(f"{wrapper!r} does not wrap other explainers; use it alone")
-        explainer = wrap(registry.get_explainer(inner))
-    return explainer
+from xaicore.models.loaded import LoadedModel
 
 
 def predicted(target: Any) -> bool:

@@ -10,7 +10,9 @@ import torch
 from xaicore.errors import XaiError
 from xaicore.explaining.lengths import attribute_by_length
 from xaicore.explaining.explanation import Explanation
-from xaicore.runs.model import LoadedModel, backward_safe, padded_lengths
+from xaicore.models.devices import backward_safe
+from xaicore.models.loaded import LoadedModel
+from xaicore.models.modules import padded_lengths
 from xaicore.plugins.options import Option, defaults_of, infer, validate
 
 

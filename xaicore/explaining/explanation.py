@@ -14,6 +14,7 @@ import numpy as np
 from xaicore.data.dataset import series_lengths
 from xaicore.errors import XaiError
 from xaicore.files import atomic_open
+from xaicore.plugins.stages import figure
 
 FORMAT_VERSION = 1
 AXES = ("sample", "time", "feature")
@@ -155,8 +156,6 @@ class Explanation:
         feature, series above a heatmap for several), or with ``compare`` (other explanations of
         the same samples) every method one below the other. Drawn by an installed renderer
         (xai-plots)."""
-        from xaicore.plugins.stages import figure
-
         others = list(compare)
         if not -self.n_samples <= sample < self.n_samples:
             raise XaiError(f"sample position {sample} is out of range: this explanation holds "
@@ -230,13 +229,11 @@ class Explanation:
     def load(cls, path: str | Path) -> "Explanation":
         """Read a file written by ``save``; anything else gives an ``XaiError`` naming the file.
 
-        A result store (a ``.zarr`` folder written by streaming ``xai explain``) opens lazily as a
-        ``store.StoredExplanation``: its arrays are read chunk by chunk when sliced."""
+        ``xaicore.load_explanation`` also opens result stores (the folders streaming writes)."""
         path = Path(path)
         if path.is_dir():
-            from xaicore.explaining.store import StoredExplanation
-
-            return StoredExplanation(path)  # type: ignore[return-value]
+            raise XaiError(f"{path} is a folder: a result store of streaming xai explain is opened "
+                           f"lazily with xaicore.load_explanation(path)")
         if not path.is_file():
             raise XaiError(f"no explanation file at {path}")
         try:

@@ -6,18 +6,21 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 import numpy as np
 
-from xaicore.plugins import registry
+from xaicore.data.inputs import InputSource, open_input
+from xaicore.data.loading import load_dataset
+from xaicore.errors import UnknownNameError, XaiError
 from xaicore.explaining.api import explain, get_explainer
-from xaicore.errors import PluginError, XaiError
 from xaicore.explaining.explanation import Explanation
+from xaicore.explaining.methods import check_methods, method_names, result_name, with_requirements
 from xaicore.explaining.ranks import spearman_rows
+from xaicore.explaining.streaming import ExplainJob, stream_explanations
 from xaicore.files import atomic_open, clean_stale, safe_name
-from xaicore.runs.model import load_checkpoint, model_from_checkpoint
+from xaicore.models.checkpoints import load_checkpoint, load_run, load_run_data
+from xaicore.plugins import registry
 from xaicore.plugins.stages import render_stage
 
 
@@ -50,13 +53,6 @@ def parse_samples(spec: str, n: int, misclassified: list[int] | None = None) -> 
     return positions
 
 
-def result_name(method: str, target) -> str:
-    """File stem of a result: the method, plus the target unless it is the predicted class; both
-    made safe, so any class name stays a plain file name inside the output folder."""
-    stem = safe_name(method, "method")
-    return stem if str(target) == "predicted" else f"{stem}@{safe_name(str(target), 'target')}"
-
-
 def run_folders(runs: list[Path]) -> list[str]:
     """One distinct, safe output folder name per run: its folder name, with a hash of its full
     path where several runs share a name (``a/gp`` and ``b/gp``)."""
@@ -73,38 +69,6 @@ def refuse_file(out_dir: Path) -> None:
                        f"xai writes into)")
 
 
-def method_names(requested: tuple[str, ...], model) -> list[str]:
-    """The requested methods, or with ``all`` every installed explainer that can explain ``model``.
-
-    Wrappers (such as ``tsr``, used as ``tsr:saliency``) are not methods on their own.
-    """
-    if not requested or "all" in requested:
-        names = []
-        for name in registry.names("explainers"):
-            try:
-                explainer = get_explainer(name)
-            except PluginError as exc:  # a broken plugin costs its own method, not the others
-                click.echo(f"warning: skipping {name}: {exc}", err=True)
-                continue
-            if not callable(getattr(explainer, "wrap", None)) and explainer.check(model) is None:
-                names.append(name)
-        return names
-    return list(dict.fromkeys(requested))
-
-
-def load_run_data(run: str | Path, device: Any = None):
-    """The model of a run and the dataset it was trained on (splits as in training)."""
-    from xaicore.data.loading import load_dataset
-
-    run = Path(run)
-    ckpt = load_checkpoint(run / "checkpoint.pt")
-    if "dataset" not in ckpt:
-        raise XaiError(f"the checkpoint of {run} names no dataset, so it has no test split to "
-                       f"explain; use xaicore.explain() with your own inputs")
-    return (model_from_checkpoint(ckpt, device, run / "checkpoint.pt"),
-            load_dataset(ckpt["dataset"]))
-
-
 def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[str, dict],
                  out: Path | None, figures: bool, device, force: bool) -> list[Explanation]:
     """Explain the same test samples with every method for every run; return all explanations."""
@@ -117,10 +81,7 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
             wrong = [int(i) for i in (predicted != dataset.test.y).nonzero()[0]]
         positions = parse_samples(samples, len(dataset.test), wrong)
         names = method_names(methods, model)
-        for name in names:  # fail before computing anything: unknown method, unexplainable model
-            reason = get_explainer(name).check(model)
-            if reason:
-                raise XaiError(f"{name} cannot explain model {model.name!r} of run {run}: {reason}")
+        check_methods(names, model, f" of run {run}")  # before anything is computed
         unknown = sorted(set(options) - set(names))
         if unknown:
             raise XaiError(f"--option names method(s) not being run: {', '.join(unknown)}")
@@ -139,10 +100,8 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
         X, y = dataset.test.X[positions], dataset.test.y[positions]
         run_results = []
         for name in names:
-            explainer = get_explainer(name)
-            opts = dict(options.get(name, {}))
-            if "background" in getattr(explainer, "requires", ()):
-                opts.setdefault("background", dataset.train.X)
+            opts = with_requirements(get_explainer(name), options.get(name, {}),
+                                     {"background": dataset.train.X})
             start = time.perf_counter()
             explanation = explain(model, X, method=name, target=target, labels=y,
                                   sample_ids=positions, **opts)
@@ -222,8 +181,6 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
                      checkpoint_seconds: float | None = None) -> list[Path] | None:
     """Stream ``--input`` (or a large test split with ``--samples all``) through ``engine`` into
     one store per method; None when the request is a small in-memory one."""
-    from xaicore.explaining.streaming import ExplainJob, InputSource, open_input, stream_explanations
-
     asked = resume or engine != "local" or bool(engine_options) or checkpoint_seconds is not None
     streaming = input_path is not None or (samples.strip() == "all" and (
         asked or _test_size(runs[0]) > STREAM_ABOVE))
@@ -240,11 +197,9 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
     if input_path is None:
         source = InputSource.from_array(dataset.test.X, dataset.test.y, f"{run} test split")
         out_dir = out or run / "explanations"
-    from xaicore.runs.model import load_run
-
     model = model or load_run(run, device)
     if input_path is not None:
-        source = open_input(input_path, model.class_names)
+        source = open_input(input_path, model.class_names, model.seq_len)
         out_dir = out or run / "explanations" / safe_name(Path(input_path).stem, "input")
     refuse_file(out_dir)
     shape = tuple(source.row_shape) if len(source.row_shape) == 2 else (*source.row_shape, 1)
@@ -253,10 +208,7 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
         raise XaiError(f"{source.path} holds samples of shape {source.row_shape} (time, feature) "
                        f"but model {model.name!r} takes ({model.seq_len}, {model.n_features})")
     names = method_names(methods, model)
-    for name in names:
-        reason = get_explainer(name).check(model)
-        if reason:
-            raise XaiError(f"{name} cannot explain model {model.name!r} of run {run}: {reason}")
+    check_methods(names, model, f" of run {run}")
     if target == "true" and source.labels is None:
         raise XaiError("--target true needs labels; --input data carries none")
     job = ExplainJob(str(run), source, names, options, target, batch_size, device=device)
@@ -269,8 +221,6 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
 
 def get_engine(name: str):
     """The engine registered as ``name``; an uninstalled known engine names its plugin."""
-    from xaicore.errors import UnknownNameError
-
     try:
         return registry.get("engines", name)
     except UnknownNameError as exc:
@@ -280,7 +230,5 @@ def get_engine(name: str):
 
 
 def _test_size(run: Path) -> int:
-    from xaicore.data.loading import load_dataset
-
     ckpt = load_checkpoint(run / "checkpoint.pt")
     return len(load_dataset(ckpt["dataset"]).test) if "dataset" in ckpt else 0

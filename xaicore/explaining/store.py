@@ -394,3 +394,9 @@ class StoredExplanation:
     def __repr__(self) -> str:
         return (f"<StoredExplanation {self.method!r}: {self.n_samples} samples at {self.path}, "
                 f"{json.dumps(self.class_names)[:60]}>")
+
+
+def load_explanation(path: str | Path) -> Explanation | StoredExplanation:
+    """The result at ``path``: an ``Explanation`` from an ``.npz`` file, or a result store (a
+    ``.zarr`` folder written by streaming ``xai explain``) opened lazily."""
+    return StoredExplanation(path) if Path(path).is_dir() else Explanation.load(path)

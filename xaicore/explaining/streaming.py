@@ -11,7 +11,6 @@ import hashlib
 import json
 import sys
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,167 +18,16 @@ from typing import Any, Iterator
 import numpy as np
 
 from xaicore.data.dataset import check_finite
+from xaicore.data.inputs import InputSource
 from xaicore.errors import XaiError
+from xaicore.explaining.api import explain, get_explainer
 from xaicore.explaining.explanation import Explanation
-
-INPUT_SUFFIXES = (".npy", ".npz", ".csv", ".zarr")
-
-
-# --- inputs -------------------------------------------------------------------------------------
-
-@dataclass
-class InputSource:
-    """Series read in row ranges without loading the whole file: ``read(start, stop)`` gives
-    ``X [rows, time, feature]`` float32 and the labels (class indices) or None."""
-
-    path: str
-    n_rows: int
-    row_shape: tuple[int, ...]
-    kind: str
-    array_name: str = "X"
-    labels: np.ndarray | None = None
-    memory: np.ndarray | None = field(default=None, repr=False)
-
-    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
-        if self.kind == "npy":
-            X = np.load(self.path, mmap_mode="r")[start:stop]
-        elif self.kind == "zarr":
-            import zarr
-
-            X = zarr.open_array(str(Path(self.path) / self.array_name), mode="r")[start:stop]
-        elif self.kind == "npz":
-            X = _npz_rows(Path(self.path), self.array_name, start, stop)
-        elif self.kind == "csv":
-            X = _csv_rows(Path(self.path), start, stop, self.row_shape[0])
-        else:  # "memory": an array already loaded (the test split)
-            X = self.memory[start:stop]
-        X = np.asarray(X)
-        if np.iscomplexobj(X) or not np.issubdtype(X.dtype, np.number):
-            raise XaiError(f"{self.path} must hold real numbers, not {X.dtype}")
-        X = np.array(X, dtype=np.float32)  # a writable copy of the rows (memory maps are read-only)
-        if X.ndim == 2:
-            X = X[:, :, None]
-        labels = None if self.labels is None else self.labels[start:stop]
-        return X, labels
-
-    @classmethod
-    def from_array(cls, X: np.ndarray, labels: np.ndarray | None, name: str) -> "InputSource":
-        return cls(name, len(X), tuple(X.shape[1:]), "memory", labels=labels, memory=X)
-
-
-def open_input(path: str | Path, class_names: list[str] | None = None) -> InputSource:
-    """An ``InputSource`` over a ``.npy`` (memory-mapped), ``.npz`` (array ``X``, read row by
-    row from the archive), ``.csv`` (one univariate series per row, read in chunks) or a Zarr
-    store (an array, or a group with array ``X``). Labels ``y`` beside ``X`` in an ``.npz`` or a
-    Zarr group are read as the model's ``class_names`` (and refused when one is not a class)."""
-    source = _open_input(Path(path))
-    if source.labels is not None:
-        if len(source.labels) != source.n_rows:
-            raise XaiError(f"{source.path}: {source.n_rows} samples X but {len(source.labels)} "
-                           f"labels y")
-        source.labels = class_indices(source.labels, class_names, source.path)
-    return source
-
-
-def class_indices(labels: np.ndarray, class_names: list[str] | None, where: str) -> np.ndarray:
-    """Labels as indices into ``class_names`` (1 and 1.0 are one label)."""
-    from xaicore.data.loading import label_texts
-
-    if labels.ndim != 1:
-        raise XaiError(f"{where}: labels y must be one per sample, got shape {labels.shape}")
-    if class_names is None:
-        raise XaiError(f"{where}: labels need the model's class names")
-    index = {name: i for i, name in enumerate(label_texts(class_names))}
-    texts = label_texts(labels)
-    unknown = sorted({str(t) for t in texts if t not in index})
-    if unknown:
-        raise XaiError(f"{where}: label {unknown[0]!r} is not a class of the model (classes: "
-                       f"{', '.join(map(str, class_names[:20]))})")
-    return np.array([index[t] for t in texts], dtype=np.int64)
-
-
-def _open_input(path: Path) -> InputSource:
-    suffix = path.suffix.lower()
-    if suffix not in INPUT_SUFFIXES:
-        raise XaiError(f"--input must be a {', '.join(INPUT_SUFFIXES)} file, not {path.name!r}")
-    if not path.exists():
-        raise XaiError(f"no input at {path}")
-    try:
-        if suffix == ".npy":
-            X = np.load(path, mmap_mode="r", allow_pickle=False)
-            return InputSource(str(path), len(X), tuple(X.shape[1:]), "npy")
-        if suffix == ".npz":
-            shape, _ = _npz_header(path, "X")
-            with np.load(path, allow_pickle=False) as archive:
-                labels = archive["y"] if "y" in archive.files else None
-            return InputSource(str(path), shape[0], tuple(shape[1:]), "npz", labels=labels)
-        if suffix == ".zarr":
-            import zarr
-
-            node = zarr.open(str(path), mode="r")
-            name = "X" if hasattr(node, "members") else ""
-            array = node["X"] if name else node
-            labels = node["y"][...] if name and "y" in node else None
-            return InputSource(str(path), array.shape[0], tuple(array.shape[1:]), "zarr", name,
-                               labels=labels)
-        return _open_csv(path)
-    except XaiError:
-        raise
-    except Exception as exc:  # numpy, zipfile and zarr raise many kinds on a bad file
-        raise XaiError(f"cannot read {path} ({type(exc).__name__}: {exc})") from None
-
-
-def _npz_header(path: Path, name: str) -> tuple[tuple[int, ...], np.dtype]:
-    with zipfile.ZipFile(path) as archive:
-        if f"{name}.npy" not in archive.namelist():
-            raise XaiError(f"{path} holds no array {name} (it holds "
-                           f"{', '.join(n[:-4] for n in archive.namelist()) or 'nothing'})")
-        with archive.open(f"{name}.npy") as handle:
-            shape, fortran, dtype = _array_header(handle)
-    if fortran:
-        raise XaiError(f"{path}: array {name} is stored in Fortran order; save it C-ordered "
-                       f"(np.ascontiguousarray) to stream it")
-    return shape, dtype
-
-
-def _array_header(handle) -> tuple[tuple[int, ...], bool, np.dtype]:
-    fmt = np.lib.format
-    version = fmt.read_magic(handle)
-    read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-    shape, fortran, dtype = read(handle)
-    if dtype.hasobject:
-        raise XaiError("object arrays are refused (they would need pickle)")
-    return shape, fortran, dtype
-
-
-def _npz_rows(path: Path, name: str, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of array ``name``, decompressed from the archive without the rest."""
-    with zipfile.ZipFile(path) as archive, archive.open(f"{name}.npy") as handle:
-        shape, _, dtype = _array_header(handle)
-        row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-        handle.seek(handle.tell() + start * row_bytes)
-        data = handle.read((stop - start) * row_bytes)
-    return np.frombuffer(data, dtype=dtype).reshape(stop - start, *shape[1:])
-
-
-def _open_csv(path: Path) -> InputSource:
-    import pandas as pd
-
-    head = pd.read_csv(path, nrows=1)
-    with open(path, "rb") as handle:
-        n_rows = sum(1 for line in handle if line.strip()) - 1
-    numeric = [c for c in head.columns if pd.api.types.is_numeric_dtype(head[c])]
-    if not numeric:
-        raise XaiError(f"{path} has no numeric columns")
-    return InputSource(str(path), n_rows, (len(numeric),), "csv")
-
-
-def _csv_rows(path: Path, start: int, stop: int, n_values: int) -> np.ndarray:
-    import pandas as pd
-
-    frame = pd.read_csv(path, skiprows=range(1, start + 1), nrows=stop - start)
-    return frame.iloc[:, :n_values].to_numpy(dtype=np.float64)
-
+from xaicore.explaining.methods import result_name, with_requirements
+from xaicore.explaining.store import CHECKPOINT_SECONDS, StoreWriter, is_store, table_paths
+from xaicore.files import clean_stale, free_space, is_write_failure, locked, os_reason
+from xaicore.models.checkpoints import load_run, load_run_data
+from xaicore.plugins.boundary import call, iterate
+from xaicore.runs.directory import CHECKPOINT, checkpoint_digest
 
 # --- the job and one batch ----------------------------------------------------------------------
 
@@ -201,13 +49,12 @@ class ExplainJob:
             yield start, min(start + self.batch_size, self.source.n_rows)
 
     def needs_background(self) -> bool:
-        return any("background" in _requires(m) for m in self.methods)
+        return any("background" in getattr(get_explainer(m), "requires", ())
+                   for m in self.methods)
 
     def identities(self) -> dict[str, dict]:
         """What makes each method's store this job's: its input, the model, the method's options
         and the target; ``--resume`` continues a store only when all of them are the same."""
-        from xaicore.runs.directory import CHECKPOINT, checkpoint_digest
-
         common = {"input": fingerprint(self.source),
                   "model_digest": checkpoint_digest(Path(self.run) / CHECKPOINT),
                   "target": str(self.target)}
@@ -247,9 +94,6 @@ def fingerprint(source: InputSource) -> dict:
 
 def load_job_model(job: ExplainJob):
     """The run's model and the options of each method, background data included where declared."""
-    from xaicore.explaining.runs import load_run_data
-    from xaicore.runs.model import load_run
-
     try:
         model, dataset = load_run_data(Path(job.run), job.device)
     except XaiError:
@@ -257,27 +101,15 @@ def load_job_model(job: ExplainJob):
             model, dataset = load_run(job.run, job.device), None
         else:
             raise
-    options = {}
-    for method in job.methods:
-        opts = dict(job.options.get(method, {}))
-        if "background" in _requires(method) and dataset is not None:
-            opts.setdefault("background", dataset.train.X)
-        options[method] = opts
-    return model, options
-
-
-def _requires(method: str) -> tuple[str, ...]:
-    from xaicore.explaining.api import get_explainer
-
-    return tuple(getattr(get_explainer(method), "requires", ()))
+    available = {} if dataset is None else {"background": dataset.train.X}
+    return model, {m: with_requirements(get_explainer(m), job.options.get(m, {}), available)
+                   for m in job.methods}
 
 
 def explain_batch(model, options: dict[str, dict], job: ExplainJob, start: int,
                   stop: int) -> dict[str, Explanation]:
     """Read rows ``start:stop`` and explain them with every method of the job (the one function
     every engine runs)."""
-    from xaicore.explaining.api import explain
-
     X, labels = job.source.read(start, stop)
     expected = (model.seq_len, model.n_features)
     if X.shape[1:] != tuple(d if d is not None else X.shape[1] for d in expected):
@@ -370,11 +202,6 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
                         **engine_options: Any) -> list[Path]:
     """Explain every row of ``job`` with ``engine`` into one store per method in ``out_dir``,
     checkpointed every ``checkpoint_seconds`` (default ``store.CHECKPOINT_SECONDS``)."""
-    from xaicore.plugins.boundary import call, iterate
-    from xaicore.explaining.runs import result_name
-    from xaicore.files import clean_stale, free_space, is_write_failure, locked, os_reason
-    from xaicore.explaining.store import CHECKPOINT_SECONDS, StoreWriter, is_store, table_paths
-
     every = CHECKPOINT_SECONDS if checkpoint_seconds is None else checkpoint_seconds
 
     n = job.source.n_rows

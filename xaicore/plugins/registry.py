@@ -12,7 +12,8 @@ from importlib import import_module
 from typing import Any
 
 from xaicore.plugins import loading as plugins
-from xaicore.errors import PluginError, UnknownNameError
+from xaicore.errors import PluginError, UnknownNameError, XaiError
+from xaicore.plugins.options import infer
 
 KINDS = ("models", "explainers", "renderers", "datasets", "metrics", "engines")
 SINGULAR = {"models": "model", "explainers": "explainer", "renderers": "renderer",
@@ -202,11 +203,14 @@ def get_model(name: str) -> Any:
 
 def get_explainer(name: str) -> Any:
     """The explainer ``name``; ``wrapper:inner`` (``tsr:saliency``) wraps another explainer."""
-    if ":" in name:
-        from xaicore.explaining.api import get_explainer as wrapped
-
-        return wrapped(name)
-    return get("explainers", name)
+    wrapper, sep, inner = name.partition(":")
+    explainer = get("explainers", wrapper)
+    if sep:
+        wrap = getattr(explainer, "wrap", None)
+        if not callable(wrap):
+            raise XaiError(f"{wrapper!r} does not wrap other explainers; use it alone")
+        explainer = wrap(get("explainers", inner))
+    return explainer
 
 
 def get_renderer(name: str) -> Any:
@@ -224,8 +228,6 @@ def get_metric(name: str) -> Any:
 
 def options_of(name: str) -> list[tuple[str, list]]:
     """``(kind, options)`` of every working component called ``name`` (declared or inferred)."""
-    from xaicore.plugins.options import infer
-
     found = []
     for kind in KINDS:
         if name not in names(kind):

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from xaicore.errors import XaiError
 from xaicore.plugins import registry
+from xaicore.plugins.boundary import call
 
 STAGES = ("run", "explanations")
 
@@ -43,8 +45,6 @@ def render_stage(stage: str, explanations: Sequence[Any], out_dir: Path,
 
 def figure(explanations: Sequence[Any], sample: int, kind: str) -> Any:
     """A matplotlib figure of ``kind`` from the first installed renderer that draws it."""
-    from xaicore.errors import XaiError
-
     offered: list[str] = []
     for name in registry.names("renderers"):
         try:
@@ -53,8 +53,6 @@ def figure(explanations: Sequence[Any], sample: int, kind: str) -> Any:
             continue
         kinds = tuple(getattr(renderer, "kinds", ()))
         if kind in kinds and callable(getattr(renderer, "figure", None)):
-            from xaicore.plugins.boundary import call
-
             return call("renderers", name, f"{name}.figure", renderer.figure,
                         list(explanations), sample, kind)
         offered += kinds

@@ -1,4 +1,4 @@
-"""Training runs: the run directory and its files (``directory``), wrapping and loading a model and its
-checkpoint (``model``), training a registered model on a dataset into a run (``training``) and
-predicting with a run's model (``predicting``).
+"""Training runs: the run directory and its files (``directory``), training a registered model on
+a dataset into a run (``training``), predicting with a run's model (``predicting``) and making a
+user's own trained network into a run (``importing``).
 """

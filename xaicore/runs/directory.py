@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from xaicore.errors import XaiError
-from xaicore.files import (LOCK, MARKER, STATE, atomic_path, clean_stale, forget_written,
+from xaicore.files import (LOCK, MARKER, STATE, atomic_path, clean_stale, file_digest, forget_written,
                            inside_run, is_relative, is_temporary, is_write_failure, locked,
                            run_root, temp_sibling, write_error, written)
 
@@ -131,8 +131,6 @@ def checkpoint_digest(path: Path) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _digest(path: str, size: int, mtime_ns: int) -> str:
-    from xaicore.files import file_digest
-
     return file_digest(path)
 
 

@@ -7,62 +7,34 @@ from pathlib import Path
 
 import numpy as np
 
-from xaicore.data.dataset import UNREADABLE, with_lengths
-from xaicore.data.loading import csv_columns, label_texts, read_csv
+from xaicore.data.inputs import open_input
 from xaicore.errors import XaiError
 from xaicore.files import atomic_open
-from xaicore.runs.model import LoadedModel, load_run
+from xaicore.models.checkpoints import load_run
+from xaicore.models.loaded import LoadedModel
 
 MAX_CLASS_COLUMNS = 50  # above this many classes, write the top TOP_K classes of each sample
 TOP_K = 5
 
 
 def read_inputs(path: str | Path, model: LoadedModel) -> tuple[np.ndarray, list[str] | None]:
-    """Series ``[n, time, feature]`` and their labels (or None) from a CSV or npz file.
-
-    A CSV is the training layout: one univariate series per row, optionally followed by a label
-    column (told apart by the column count). An npz holds ``X`` and optionally ``y`` and
-    ``lengths`` (variable-length series).
-    """
+    """Series ``[n, time, feature]`` and their labels as class names (or None) from an input
+    file of any kind ``data.inputs`` reads, its labels read by the same rule."""
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and path.suffix.lower() != ".zarr":
         raise XaiError(f"no input file at {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        if model.n_features != 1:
-            raise XaiError(f"model {model.name!r} takes {model.n_features} features per time step; "
-                           f"a CSV row holds one univariate series: give an .npz with X "
-                           f"[sample, time, feature]")
-        n = csv_columns(path)
-        if model.seq_len is not None and n not in (model.seq_len, model.seq_len + 1):
-            raise XaiError(f"{path} has {n} columns but model {model.name!r} was trained on series "
-                           f"of length {model.seq_len} ({model.seq_len} value columns, plus an "
-                           f"optional label column)")
-        X, labels, _, _ = read_csv(path, has_label=n == (model.seq_len or 0) + 1)
-        return X, None if labels is None else list(label_texts(labels))
-    if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        except UNREADABLE as exc:
-            raise XaiError(f"cannot read {path} as npz arrays: {type(exc).__name__}: "
-                           f"{exc}") from None
-        if "X" not in arrays:
-            raise XaiError(f"{path} holds no array X (it holds {', '.join(arrays) or 'nothing'})")
-        labels = None
-        if "y" in arrays:
-            y = np.asarray(arrays["y"]).ravel()
-            if np.issubdtype(y.dtype, np.integer) and len(y) and y.min() >= 0 \
-                    and y.max() < model.n_classes:
-                labels = [model.class_names[i] for i in y]
-            else:
-                labels = list(label_texts(y))
-        X = arrays["X"]
-        if "lengths" in arrays:  # variable-length series: the steps after each length are padding
-            X = with_lengths(np.asarray(X)[:, :, None] if np.ndim(X) == 2 else X,
-                             arrays["lengths"], f"{path}: lengths")
-        return X, labels
-    raise XaiError(f"{path}: inputs must be a .csv or .npz file")
+    if path.suffix.lower() == ".csv" and model.n_features != 1:
+        raise XaiError(f"model {model.name!r} takes {model.n_features} features per time step; "
+                       f"a CSV row holds one univariate series: give an .npz with X "
+                       f"[sample, time, feature]")
+    source = open_input(path, model.class_names, model.seq_len)
+    if source.kind == "csv" and model.seq_len is not None and \
+            source.row_shape[0] != model.seq_len:
+        raise XaiError(f"{path} has {len(source.header)} columns but model {model.name!r} was "
+                       f"trained on series of length {model.seq_len} ({model.seq_len} value "
+                       f"columns, plus an optional label column)")
+    X, labels = source.read(0, source.n_rows)
+    return X, None if labels is None else [model.class_names[i] for i in labels]
 
 
 def predict(run_dir: str | Path, input_path: str | Path, out_path: str | Path,

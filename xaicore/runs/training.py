@@ -25,9 +25,14 @@ from xaicore.plugins import registry
 from xaicore.runs import directory as runs
 from xaicore.plugins.boundary import call
 from xaicore.data.dataset import Dataset
+from xaicore.data.loading import dataset_spec as spec_of
 from xaicore.data.loading import load_dataset
 from xaicore.errors import XaiError
-from xaicore.runs.model import CHECKPOINT, CHECKPOINT_FORMAT, LoadedModel, load_checkpoint, resolve_device
+from xaicore.models.checkpoints import CHECKPOINT_FORMAT, load_checkpoint
+from xaicore.models.devices import resolve_device
+from xaicore.models.loaded import LoadedModel
+from xaicore.runs.directory import CHECKPOINT
+from xaicore.runs.predicting import probability_cells, probability_columns
 from xaicore.plugins.options import Option, defaults_of, validate
 from xaicore.plugins.stages import render_stage
 
@@ -145,8 +150,6 @@ def train(dataset_spec: dict | str | Path | None, model: str | None, out: str | 
     out = Path(out)
     with runs.run_lock(out, "xai train"):  # held from the first check to the last file
         if isinstance(dataset_spec, (str, Path)):
-            from xaicore.data.loading import dataset_spec as spec_of
-
             dataset_spec = spec_of(dataset_spec)
         previous = None
         if resume:
@@ -424,8 +427,6 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def write_predictions(path: Path, dataset: Dataset, predicted: np.ndarray,
                        probs: np.ndarray) -> None:
-    from xaicore.runs.predicting import probability_cells, probability_columns
-
     names = dataset.class_names
     columns = probability_columns(names)
     rows = [{"sample": i, "true": names[t], "predicted": names[p], "correct": int(t == p),

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 
-from xaicore.plugin import LoadedModel, XaiError, share_memory
+from xaicore.plugin import LoadedModel, XaiError, set_memory_share
 
 MAX_AUTO_WORKERS = 8
 
@@ -80,7 +80,7 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 def _start_worker(workers: int, parent_pid: int, parent_main_thread: int | None) -> None:
     end_with_parent(parent_pid, parent_main_thread)
     torch.set_num_threads(1)
-    share_memory(1 / workers)  # passes sized for this worker's share of the memory
+    set_memory_share(1 / workers)  # passes sized for this worker's share of the memory
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers
 
 

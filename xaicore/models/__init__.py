@@ -1,0 +1,1 @@
+"""Models: the core ``Model`` (``LoadedModel``), checkpoints, input layouts, devices and memory."""

@@ -1,0 +1,178 @@
+"""Where models run and how much they may take: the device, rows per pass, free memory.
+
+Explainers plan their passes with these: ``pass_rows`` for forward passes without gradients,
+``free_memory`` and ``saved_bytes_per_row`` for passes that keep tensors for a backward, and
+``memory_share`` for processes that work side by side (``set_memory_share``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import weakref
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from xaicore.errors import XaiError
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pass_rows(device: torch.device | str, values_per_row: int) -> int:
+    """Rows per no-grad forward pass of series with ``values_per_row`` (time x feature) values.
+
+    On CPU small passes stay in cache and run fastest (GunPoint, 150 steps, rows/s at 128/256/1024/
+    4096 rows: hybrid 5.1k/5.3k/5.1k/3.8k, FCN 850/750/640/510, ResNet 620/710/300/300); on CUDA
+    large passes fill the device.
+    """
+    cpu = torch.device(device).type == "cpu"
+    most, values = (256, 2 ** 16) if cpu else (8192, 2 ** 23)
+    return int(min(most, max(1, values // max(1, values_per_row))))
+
+
+_memory_share = 1.0
+
+
+def set_memory_share(fraction: float) -> None:
+    """Let this process plan its passes with ``fraction`` of the free memory it sees: processes
+    working side by side (the evaluation's workers) each take their share."""
+    global _memory_share
+    if not 0 < fraction <= 1:
+        raise ValueError(f"memory share must be in (0, 1], got {fraction}")
+    _memory_share = float(fraction)
+
+
+def memory_share() -> float:
+    """The fraction of the free memory this process may plan with (``set_memory_share``; 1 alone)."""
+    return _memory_share
+
+#: cgroup memory limit and usage files: v2, then v1 (a container sees its own group at the root).
+CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                 "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+
+
+def free_memory(device: torch.device | str) -> int:
+    """Bytes this process may still allocate on ``device``: free memory on CUDA; otherwise the
+    least of the available RAM, what its address-space and data limits leave (RLIMIT_AS against
+    VmSize, RLIMIT_DATA against VmData) and what its cgroup's memory limit leaves."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return max(0, min([available_ram(), *limit_headroom(), *cgroup_headroom()]))
+
+
+def available_ram() -> int:
+    """MemAvailable of /proc/meminfo, else the free physical pages."""
+    meminfo = _read_kib("/proc/meminfo")
+    if "MemAvailable" in meminfo:
+        return meminfo["MemAvailable"]
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def limit_headroom() -> list[int]:
+    """Bytes left under this process's finite RLIMIT_AS and RLIMIT_DATA."""
+    try:
+        import resource
+    except ImportError:  # no POSIX limits on this platform
+        return []
+    status = _read_kib("/proc/self/status")
+    left = []
+    for limit, used in ((resource.RLIMIT_AS, "VmSize"), (resource.RLIMIT_DATA, "VmData")):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY and used in status:
+            left.append(soft - status[used])
+    return left
+
+
+def cgroup_headroom() -> list[int]:
+    """Bytes left under the memory limit of this process's cgroup (none when unlimited)."""
+    for limit_file, usage_file in CGROUP_FILES:
+        try:
+            limit = Path(limit_file).read_text().strip()
+            usage = int(Path(usage_file).read_text())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 2**62:  # "max" or a huge number: no limit
+            return [int(limit) - usage]
+        return []
+    return []
+
+
+def _read_kib(path: str) -> dict[str, int]:
+    """``Name: N kB`` lines of a /proc file as bytes (an empty dict where there is no /proc)."""
+    values = {}
+    try:
+        with open(path) as fh:
+            for line in fh:
+                name, _, rest = line.partition(":")
+                parts = rest.split()
+                if len(parts) == 2 and parts[1] == "kB" and parts[0].isdigit():
+                    values[name] = int(parts[0]) * 1024
+    except OSError:
+        pass
+    return values
+
+
+_saved_bytes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def saved_bytes_per_row(module: nn.Module, row: torch.Tensor) -> int:
+    """Bytes of the tensors a forward of ``module`` keeps for its backward, per input row like
+    ``row``: measured on probes of 2 and 4 copies of it (their difference leaves out what does
+    not grow with the batch, the parameters), once per module, row shape, type and device."""
+    key = (tuple(row.shape), row.dtype, row.device, module.training)
+    known = _saved_bytes.setdefault(module, {})
+    if key not in known:
+        known[key] = _measure_saved_bytes(module, row)
+    return known[key]
+
+
+def _measure_saved_bytes(module: nn.Module, row: torch.Tensor) -> int:
+    def saved(rows: int) -> int:
+        storages: dict[int, int] = {}
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            if tensor.layout == torch.strided:
+                storage = tensor.untyped_storage()
+                storages[storage.data_ptr()] = storage.nbytes()
+            return tensor
+
+        x = row.detach()[None].expand(rows, *row.shape).clone().requires_grad_(True)
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            module(x)
+        return sum(storages.values())
+
+    return max(0, (saved(4) - saved(2)) // 2)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a torch device that exists here (None or "auto": cuda when available)."""
+    if device is None or device == "auto":
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise XaiError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise XaiError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or auto")
+    if dev.type == "cuda" and (not torch.cuda.is_available()
+                               or (dev.index or 0) >= torch.cuda.device_count()):
+        raise XaiError(f"device {device!r} requested but that CUDA device is not available here")
+    return dev
+
+
+@contextlib.contextmanager
+def backward_safe(model: Any) -> Iterator[None]:
+    """Allow backward through the RNNs of ``model`` (a ``Model``) in eval mode: cuDNN refuses it,
+    so it is disabled on CUDA."""
+    if model.device.type == "cuda":
+        with torch.backends.cudnn.flags(enabled=False):
+            yield
+    else:
+        yield

@@ -1,0 +1,163 @@
+"""``LoadedModel``, the core ``Model``: a network with its classes, features and layout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from xaicore.data.dataset import as_series, pad_to, series_lengths
+from xaicore.errors import XaiError
+from xaicore.models.devices import pass_rows
+from xaicore.models.layouts import LayoutAdapter, check_layout
+from xaicore.models.modules import SeriesModule, Standardize
+from xaicore.plugins.boundary import guard_forward, owner
+
+
+class LoadedModel:
+    """A network with its metadata; ``module`` maps raw ``[batch, time, feature]`` inputs to logits.
+
+    Normalisation is part of ``module``, so attributions are in the units of the data as loaded.
+    ``layout`` None: the network takes ``[batch, time, feature]`` itself (a registered network);
+    otherwise ``module`` calls it through a ``LayoutAdapter`` in that layout (``NTF``, ``NCT`` or
+    ``NT``), with ``output`` picking the logits of a network that returns a tuple. ``network``
+    stays the user's own module, so layers and attention are found under their own names.
+    """
+
+    input_layout = "NTF"
+
+    def __init__(self, network: nn.Module, *, name: str, class_names: list[str],
+                 feature_names: list[str], seq_len: int | None, mean: Any = None, std: Any = None,
+                 hyperparameters: dict | None = None, dataset: str = "",
+                 gradcam_layer: str | None = None, layout: str | None = None,
+                 output: int | None = None) -> None:
+        self.network = network
+        guard_forward(network, name)
+        self.name = name
+        self.class_names = list(class_names)
+        self.feature_names = list(feature_names)
+        self.seq_len = seq_len
+        self.hyperparameters = dict(hyperparameters or {})
+        self.dataset = dataset
+        #: sha256 of the checkpoint the model was loaded from ("" for a model wrapped in memory);
+        #: every result records it, so results of another model are never taken for this one's
+        self.digest = ""
+        if layout is not None:
+            check_layout(layout, len(self.feature_names))
+        forward = network if layout is None else LayoutAdapter(network, layout, output)
+        #: whether the network masks padding, so it takes variable-length series (NaN-padded)
+        self.variable_length = bool(getattr(network, "variable_length", False))
+        self.normalisation = None if mean is None else Standardize(mean, std)
+        self.module = (forward if mean is None and not self.variable_length else
+                       SeriesModule(self.normalisation or nn.Identity(), forward))
+        self._gradcam_layer = gradcam_layer or getattr(network, "gradcam_layer", None)
+        self.module.eval()
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @property
+    def device(self) -> torch.device:
+        param = next(self.module.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> "LoadedModel":
+        self.module.to(device)
+        return self
+
+    def layer(self, path: str) -> nn.Module:
+        """The submodule of the network at a dotted path such as ``cnn.3``."""
+        try:
+            return self.network.get_submodule(path)
+        except AttributeError:
+            layers = [n for n, m in self.network.named_modules() if isinstance(m, nn.Conv1d)]
+            raise XaiError(f"model {self.name!r} has no layer {path!r}; its Conv1d layers are: "
+                           f"{', '.join(layers) or 'none'}") from None
+
+    def check_forward(self, x: torch.Tensor) -> None:
+        """Run ``x`` (a few samples) through the model and refuse an output that is not logits
+        ``[batch, classes]``, naming what came back."""
+        was_training = self.module.training
+        self.module.eval()
+        with torch.no_grad():
+            out = self.module(x)
+        self.module.train(was_training)
+        expected = (len(x), self.n_classes)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+            got = (f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor)
+                   else f"a {type(out).__name__}")
+            raise XaiError(f"{owner('models', self.name)}: model {self.name!r} must return logits "
+                           f"[batch, classes] = {list(expected)} from forward, not {got}")
+
+    def gradcam_layer(self) -> nn.Module | None:
+        return self.layer(self._gradcam_layer) if self._gradcam_layer else None
+
+    def attention_weights(self) -> list[torch.Tensor] | None:
+        getter = getattr(self.network, "attention_weights", None)
+        return getter() if callable(getter) else None
+
+    def has_attention(self) -> bool:
+        return callable(getattr(self.network, "attention_weights", None))
+
+    def check_inputs(self, inputs: Any) -> np.ndarray:
+        """Inputs as float32 ``[batch, time, feature]``, or an XaiError saying what is wrong."""
+        X = as_series(inputs, f"inputs for model {self.name!r}", self.n_features)
+        if X.shape[2] != self.n_features:
+            raise XaiError(f"inputs have {X.shape[2]} feature(s) per time step but model "
+                           f"{self.name!r} was trained on {self.n_features} "
+                           f"({', '.join(self.feature_names)})")
+        if self.variable_length and self.seq_len is not None and X.shape[1] < self.seq_len:
+            X = pad_to(X, self.seq_len)  # shorter series are padded to the trained length
+        if self.seq_len is not None and X.shape[1] != self.seq_len:
+            longest = "at most " if self.variable_length else ""
+            raise XaiError(f"inputs have {X.shape[1]} time steps but model {self.name!r} was "
+                           f"trained on series of length {longest}{self.seq_len}")
+        lengths = series_lengths(X)
+        if not self.variable_length and (lengths < X.shape[1]).any():
+            i = int(np.argmax(lengths < X.shape[1]))
+            raise XaiError(f"inputs are variable-length (sample {i} ends in NaN padding after "
+                           f"{int(lengths[i])} of {X.shape[1]} steps) but model {self.name!r} "
+                           f"cannot mask padding; use a model that can (the built-in ones do)")
+        return X
+
+    @torch.no_grad()
+    def logits(self, inputs: Any, batch_size: int | None = None) -> np.ndarray:
+        X = self.check_inputs(inputs)
+        self.module.eval()
+        batch_size = batch_size or pass_rows(self.device, int(np.prod(X.shape[1:])))
+        out = [self.module(torch.from_numpy(X[i:i + batch_size]).to(self.device)).float().cpu()
+               for i in range(0, len(X), batch_size)]
+        return torch.cat(out).numpy()
+
+    def predict_proba(self, inputs: Any, batch_size: int | None = None) -> np.ndarray:
+        return torch.softmax(torch.from_numpy(self.logits(inputs, batch_size)), dim=1).numpy()
+
+
+def wrap_model(module: nn.Module, *, class_names: list[str] | None = None,
+               n_classes: int | None = None, feature_names: list[str] | None = None,
+               n_features: int | None = None, seq_len: int | None = None,
+               gradcam_layer: str | None = None, name: str = "custom", layout: str = "NTF",
+               output: int | None = None) -> LoadedModel:
+    """Make a torch classifier explainable by xai: inputs and attributions stay
+    ``[batch, time, feature]``, and the module is given them in its own ``layout``: ``NTF``
+    ``[batch, time, feature]``, ``NCT`` ``[batch, channel, time]`` (Conv1d) or ``NT``
+    ``[batch, time]`` (a vector of T values is one feature over T steps). ``output`` picks the
+    logits when ``forward`` returns a tuple; ``gradcam_layer`` is a name in
+    ``module.named_modules()``."""
+    if class_names is None:
+        if n_classes is None:
+            raise XaiError("wrap_model needs class_names or n_classes")
+        class_names = [str(i) for i in range(n_classes)]
+    if feature_names is None:
+        if n_features is None:
+            raise XaiError("wrap_model needs feature_names or n_features")
+        feature_names = [f"feature_{i}" for i in range(n_features)]
+    return LoadedModel(module, name=name, class_names=class_names, feature_names=feature_names,
+                       seq_len=seq_len, gradcam_layer=gradcam_layer, layout=layout, output=output)
