@@ -163,3 +163,33 @@ def test_a_dataset_loader_checks_its_options_when_called_from_python():
     assert [o.name for o in loader.options][:2] == ["n_train", "n_test"]
     with pytest.raises(XaiError, match="synthetic dataset: option 'n_train' must be in"):
         loader("synthetic-small", n_train=1)
+
+
+@pytest.mark.parametrize("flag", [["--workers", "4"], ["--address", "auto"]])
+def test_the_local_engine_refuses_the_options_of_other_engines(tmp_path, flag):
+    from click.testing import CliRunner
+
+    from xaicore.cli import cli
+
+    result = CliRunner().invoke(cli, ["explain", "--run", str(tmp_path), "--engine", "local", *flag])
+    assert result.exit_code == 1
+    name = flag[0].lstrip("-")
+    assert result.output == f"Error: engine local has no option '{name}'; the engines that have " \
+                            f"it: ray\n"
+
+
+def test_xai_list_options_lists_every_component_of_every_kind():
+    from click.testing import CliRunner
+
+    from xaicore.cli import cli
+
+    result = CliRunner().invoke(cli, ["list", "--options", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert {(r["kind"], r["name"]) for r in rows} == \
+        {(registry.SINGULAR[kind], name) for kind, name in COMPONENTS}
+    ray = next(r for r in rows if r["name"] == "ray")
+    assert [o["name"] for o in ray["options"]] == ["workers", "gpus_per_worker", "address"]
+    text = CliRunner().invoke(cli, ["list", "--options"]).output
+    assert "engine local:\n  (no options)\n" in text
+    assert "metric insertion:\n" in text and "  order (str, default 'signed' one of signed, abs)" in text
