@@ -1,12 +1,14 @@
 """One options mechanism: declared once, one validator for Python values and CLI strings."""
 
 import json
+import re
 
 import pytest
 
 from xaicore.plugins import registry
 from xaicore.errors import XaiError
-from xaicore.plugins.options import Option, infer, validate
+from xaicore.plugins.loading import BUILTIN_DISTRIBUTIONS
+from xaicore.plugins.options import Option, declared, defaults_of, infer, resolve, validate
 
 SPEC = [Option("n_steps", int, 50, min=1, max=10_000, help="steps"),
         Option("abs", bool, True),
@@ -53,7 +55,7 @@ def test_options_inferred_from_a_defaults_dict_are_typed():
 
 def test_builtin_explainers_declare_ranges_and_refuse_bad_values():
     ig = registry.get_explainer("integrated-gradients")
-    n_steps = next(o for o in ig.option_spec() if o.name == "n_steps")
+    n_steps = next(o for o in ig.options if o.name == "n_steps")
     assert (n_steps.type, n_steps.default, n_steps.min, n_steps.max) == (int, "auto", 1, 10_000)
     assert ig.defaults["n_steps"] == "auto" and ig.defaults["baseline"] == "zero"
     with pytest.raises(XaiError, match="integrated-gradients: option 'n_steps' must be an integer"
@@ -107,10 +109,87 @@ def test_unknown_names_use_the_callers_noun():
         validate("m", [Option("a", int, 1)], {"x": 1}, noun="parameter")
 
 
-@pytest.mark.parametrize("name", ["gradcam", "gradcam++", "cam", "attention", "shap", "synthetic-small", "fcn",
-                                  "deletion", "insertion", "randomisation", "aup", "infidelity"])
-def test_built_in_components_declare_their_options_with_help(name):
-    spec = [o for _, options in registry.options_of(name) for o in options]
-    assert all(isinstance(o, Option) and o.help for o in spec), spec
-    assert all(o.min is not None or o.choices or o.type in (bool, str, object)
-               for o in spec if o.name not in ("additivity_tolerance",)), spec
+COMPONENTS = [(kind, name) for kind in registry.KINDS for name in registry.names(kind)]
+
+
+def bad_values(option: Option) -> list:
+    """Values ``option`` must refuse: of the wrong type, out of its range, not one of its choices."""
+    wrong_type = {int: ["abc", 2.5], float: ["abc", float("nan")], bool: ["maybe", 1],
+                  str: [3], list: ["abc", [True]], object: []}[option.type]
+    out = list(wrong_type)
+    if option.choices is not None:
+        out.append("not-one-of-them")
+    if option.min is not None:
+        out.append([option.min - 1] if option.type is list else option.min - 1)
+    if option.max is not None:
+        out.append([option.max + 1] if option.type is list else option.max + 1)
+    if not option.accepts_none:
+        out.append(None)
+    return out
+
+
+@pytest.mark.parametrize("kind, name", COMPONENTS)
+def test_every_component_declares_valid_defaults_and_refuses_bad_values(kind, name):
+    component = registry.get(kind, name)
+    spec = declared(component)
+    owner = f"{registry.SINGULAR[kind]} {name}"
+    assert all(isinstance(o, Option) for o in spec), spec
+    if registry.get_entry(kind, name).distribution in BUILTIN_DISTRIBUTIONS:
+        assert all(o.help for o in spec), [o.name for o in spec if not o.help]
+    # the defaults pass the validator, given or not, unchanged
+    assert resolve(owner, component, {}) == defaults_of(spec)
+    for option in spec:
+        assert resolve(owner, component, {option.name: option.default})[option.name] == \
+            option.default
+        for value in bad_values(option):
+            with pytest.raises(XaiError) as info:
+                resolve(owner, component, {option.name: value})
+            message = str(info.value)
+            assert option.name in message and "\n" not in message, (value, message)
+    with pytest.raises(XaiError, match=re.escape(f"{owner} has no option 'no_such_option'")):
+        resolve(owner, component, {"no_such_option": 1})
+
+
+def test_a_renderer_checks_the_options_it_declares_and_passes_its_context_on():
+    plots = registry.get_renderer("global-plots")
+    assert resolve("renderer global-plots", plots, {"top_k": "5", "run_dir": "RUN"},
+                   given_only=True) == {"top_k": 5, "run_dir": "RUN"}
+    with pytest.raises(XaiError, match="option 'top_k' must be in"):
+        resolve("renderer global-plots", plots, {"top_k": 0}, given_only=True)
+
+
+def test_a_dataset_loader_checks_its_options_when_called_from_python():
+    loader = registry.get_dataset("synthetic-small")
+    assert [o.name for o in loader.options][:2] == ["n_train", "n_test"]
+    with pytest.raises(XaiError, match="synthetic dataset: option 'n_train' must be in"):
+        loader("synthetic-small", n_train=1)
+
+
+@pytest.mark.parametrize("flag", [["--workers", "4"], ["--address", "auto"]])
+def test_the_local_engine_refuses_the_options_of_other_engines(tmp_path, flag):
+    from click.testing import CliRunner
+
+    from xaicore.cli import cli
+
+    result = CliRunner().invoke(cli, ["explain", "--run", str(tmp_path), "--engine", "local", *flag])
+    assert result.exit_code == 1
+    name = flag[0].lstrip("-")
+    assert result.output == f"Error: engine local has no option '{name}'; the engines that have " \
+                            f"it: ray\n"
+
+
+def test_xai_list_options_lists_every_component_of_every_kind():
+    from click.testing import CliRunner
+
+    from xaicore.cli import cli
+
+    result = CliRunner().invoke(cli, ["list", "--options", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert {(r["kind"], r["name"]) for r in rows} == \
+        {(registry.SINGULAR[kind], name) for kind, name in COMPONENTS}
+    ray = next(r for r in rows if r["name"] == "ray")
+    assert [o["name"] for o in ray["options"]] == ["workers", "gpus_per_worker", "address"]
+    text = CliRunner().invoke(cli, ["list", "--options"]).output
+    assert "engine local:\n  (no options)\n" in text
+    assert "metric insertion:\n" in text and "  order (str, default 'signed' one of signed, abs)" in text

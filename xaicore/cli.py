@@ -127,22 +127,15 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--check", is_flag=True,
               help="Import every registered target (slow: loads torch) and fail if any cannot load.")
-@click.option("--options", "options_of", metavar="NAME",
-              help="Print the options of one component: type, default, allowed values, help.")
+@click.option("--options", "options_of", metavar="[NAME]", is_flag=False, flag_value="",
+              help="Print the options of every component, or of the one called NAME: type, "
+                   "default, allowed values, help.")
 def list_cmd(as_json: bool, check: bool, options_of: str | None) -> None:
     """List installed models, explainers, renderers, datasets, metrics and plugins."""
     from xaicore.plugins import registry
 
-    if options_of:
-        for kind, spec in registry.options_of(options_of):
-            click.echo(f"{registry.SINGULAR[kind]} {options_of}:")
-            click.echo("\n".join(f"  {o.describe()}" for o in spec) or "  (no options)")
-            if kind == "models":
-                from xaicore.runs.training import recipe_options
-
-                click.echo(f"training recipe of {options_of}:")
-                click.echo("\n".join(f"  {o.describe()}"
-                                      for o in recipe_options(registry.get_model(options_of))))
+    if options_of is not None:
+        _print_options(options_of, as_json)
         return
 
     broken = registry.check() if check else []
@@ -166,6 +159,33 @@ def list_cmd(as_json: bool, check: bool, options_of: str | None) -> None:
         click.echo(_table([[p["plugin"], p["distribution"] or "-", p["version"] or "-", p["error"]]
                            for p in failed], ["PLUGIN", "DISTRIBUTION", "VERSION", "ERROR"]))
     _report_check(broken)
+
+
+def _print_options(name: str, as_json: bool) -> None:
+    """``xai list --options [NAME]``: each component's declared options (a model's with its
+    training recipe), as text or JSON."""
+    from xaicore.plugins import registry
+    from xaicore.runs.training import recipe_options
+
+    if name:
+        rows = [{"kind": registry.SINGULAR[kind], "name": name, "options": spec, "error": None}
+                for kind, spec in registry.options_of(name)]
+    else:
+        rows = registry.all_options()
+    for row in rows:
+        if row["kind"] == "model" and row["error"] is None:
+            row["training_recipe"] = recipe_options(registry.get_model(row["name"]))
+    if as_json:
+        click.echo(json.dumps([{k: [o.as_dict() for o in v] if k in ("options", "training_recipe")
+                                else v for k, v in row.items()} for row in rows], indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['kind']} {row['name']}:")
+        click.echo(f"  FAILED: {row['error']}" if row["error"] else
+                   "\n".join(f"  {o.describe()}" for o in row["options"]) or "  (no options)")
+        if "training_recipe" in row:
+            click.echo(f"training recipe of {row['name']}:")
+            click.echo("\n".join(f"  {o.describe()}" for o in row["training_recipe"]))
 
 
 def _report_check(broken: list) -> None:

@@ -18,10 +18,15 @@ _LAZY: dict[str, str] = {
     "build_explanation": "xaicore.explaining.base",
     "Explanation": "xaicore.explaining.explanation",
     "get_explainer": "xaicore.explaining.api",
+    # metrics
+    "BaseMetric": "xaicore.explaining.metric",
+    "capabilities_of": "xaicore.explaining.metric",
     # errors and options
     "XaiError": "xaicore.errors",
     "Option": "xaicore.plugins.options",
+    "declared": "xaicore.plugins.options",
     "defaults_of": "xaicore.plugins.options",
+    "takes_options": "xaicore.plugins.options",
     "validate": "xaicore.plugins.options",
     # data and models
     "Dataset": "xaicore.data.dataset",

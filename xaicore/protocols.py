@@ -1,4 +1,9 @@
-"""The protocols plugins implement. Type-only imports keep this module free of torch at import time."""
+"""The protocols plugins implement. Type-only imports keep this module free of torch at import time.
+
+Every kind declares its options the same way: ``options``, a tuple of
+``xaicore.plugins.options.Option`` (name, type, default, range or choices, help), which the core
+checks with ``xaicore.plugins.options.resolve`` before the component runs.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +28,15 @@ class Network(Protocol):
     returning the weights of its last forward pass as a list (one per attention layer, input to
     output) of ``[batch, heads, query, key]`` tensors.
 
+    ``options`` declares the parameters ``--param`` may set (their defaults are the network's);
+    a network that declares only a ``default_params`` dict gets options typed after it.
+
     Optional: ``variable_length = True`` declares that ``forward(x, lengths)`` masks padding (the
     steps from ``lengths[i]`` on are zeros in ``x``) so that a padded series gives the logits of
     the series alone; only such networks train on or explain variable-length series.
     """
 
-    default_params: ClassVar[dict[str, Any]]
+    options: ClassVar[tuple[Any, ...]]
     gradcam_layer: ClassVar[str | None]
 
     def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None: ...
@@ -92,6 +100,7 @@ class Explainer(Protocol):
 
     name: str
     description: str
+    options: ClassVar[tuple[Any, ...]]
 
     def check(self, model: Model) -> str | None:
         """None when this explainer can explain ``model``, otherwise the reason it cannot."""
@@ -103,10 +112,15 @@ class Explainer(Protocol):
 
 @runtime_checkable
 class Renderer(Protocol):
-    """Turns explanations into files (figures, reports)."""
+    """Turns explanations into files (figures, reports).
+
+    ``render`` also receives context it may ignore (``run_dir``, ``formats``, ...): the options it
+    declares are checked when given, the rest pass through unchecked.
+    """
 
     name: str
     description: str
+    options: ClassVar[tuple[Any, ...]]
 
     def render(self, explanations: Sequence["Explanation"], out_dir: Path,
                **options: Any) -> list[Path]:
@@ -121,18 +135,67 @@ class Renderer(Protocol):
 
 @runtime_checkable
 class Metric(Protocol):
-    """Scores how faithful an explanation is to its model (higher or lower is better: say which)."""
+    """Scores how faithful an explanation is to its model (higher or lower is better: say which).
+
+    ``capabilities`` declares which optional protocols below it also implements, by the names of
+    ``METRIC_CAPABILITIES``; the evaluation uses a method only when its capability is declared
+    (``xaicore.explaining.metric.BaseMetric`` checks the declared options of every call).
+    """
 
     name: str
     description: str
     higher_is_better: bool
+    options: ClassVar[tuple[Any, ...]]
+    capabilities: ClassVar[frozenset[str]]
 
     def evaluate(self, model: Model, explanation: "Explanation", **options: Any) -> dict[str, float]:
         """Scores for the explanation, keyed by score name."""
 
 
+class CurvesMetric(Metric, Protocol):
+    """Capability ``"curves"``: scores with the curve behind them and per-sample scores."""
+
+    def evaluate_curves(self, model: Model, explanation: "Explanation",
+                        **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
+        """``(scores, curve)``; ``curve["per_sample"]`` maps score names to per-sample arrays."""
+
+
+class ManyMetric(Metric, Protocol):
+    """Capability ``"many"``: several methods' explanations of the same samples scored together."""
+
+    def evaluate_many(self, model: Model, explanations: Sequence["Explanation"],
+                      **options: Any) -> list[tuple[dict[str, float], dict[str, Any]]]:
+        """One ``(scores, curve)`` per explanation, in order."""
+
+
+class PartedMetric(Metric, Protocol):
+    """Capability ``"parts"``: the work split into independent parts run side by side."""
+
+    def parts(self, model: Model, explanation: "Explanation", **options: Any) -> int:
+        """How many parts the work of ``explanation`` takes."""
+
+    def evaluate_part(self, model: Model, explanation: "Explanation", part: int,
+                      **options: Any) -> Any:
+        """Part ``part``, seeding its own randomness."""
+
+    def combine(self, explanation: "Explanation", parts: list,
+                **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
+        """``(scores, curve)`` from every part's result, in order."""
+
+
+#: capability name -> the methods a metric that declares it implements
+METRIC_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "curves": ("evaluate_curves",),
+    "many": ("evaluate_many",),
+    "parts": ("parts", "evaluate_part", "combine"),
+}
+
+
 class DatasetLoader(Protocol):
-    """Loads a dataset by name into train and test splits."""
+    """Loads a dataset by name into train and test splits; ``options`` (an attribute of the
+    function) declares the ``**options`` it takes, which reach it checked, defaults filled in."""
+
+    options: tuple[Any, ...]
 
     def __call__(self, name: str, **options: Any) -> "Dataset": ...
 
@@ -144,11 +207,14 @@ class Engine(Protocol):
     ``run`` explains every batch of ``job`` (``job.batches()`` gives the row ranges from
     ``job.start`` on) by calling ``xaicore.explaining.streaming.explain_batch`` wherever it likes (in this
     process, on a pool of workers, on a cluster) and yields ``(start_row, {method: Explanation})``
-    in input order; the core writes what it yields to the stores. ``workers``, ``gpus_per_worker``
-    and ``address`` come from the command line when given.
+    in input order; the core writes what it yields to the stores. ``options`` declares what it
+    takes (the ray engine: ``workers``, ``gpus_per_worker``, ``address``); the command line's
+    values are checked against it before ``run``, so an engine without ``workers`` refuses
+    ``--workers``.
     """
 
     name: str
     description: str
+    options: ClassVar[tuple[Any, ...]]
 
     def run(self, job: Any, **options: Any) -> Iterator[tuple[int, dict[str, "Explanation"]]]: ...

@@ -76,14 +76,17 @@ def explain_cmd(runs, methods, samples, target, option_items, out, figures, devi
     With --input, or --samples all on a large test split, results stream into one chunked
     store per method (METHOD.zarr), in constant memory, on the chosen --engine.
     """
-    from xaicore.explaining.runs import explain_runs, explain_streamed
+    from xaicore.explaining.runs import explain_runs, explain_streamed, get_engine
+    from xaicore.plugins.registry import resolve_options
     from xaicore.runs.directory import hold_runs
 
     if len(runs) > 1 and out is None:
         raise XaiError("with several --run, give --out for the side-by-side result")
     target = target.strip()
-    engine_options = {k: v for k, v in (("workers", workers), ("gpus_per_worker", gpus_per_worker),
-                                        ("address", address)) if v is not None}
+    given = {k: v for k, v in (("workers", workers), ("gpus_per_worker", gpus_per_worker),
+                               ("address", address)) if v is not None}
+    # the engine's declared options: the local engine refuses --workers instead of ignoring it
+    engine_options = resolve_options("engines", engine, get_engine(engine), given)
     with hold_runs(runs, "xai explain", [out]):
         streamed = explain_streamed(list(runs), methods, samples, target,
                                     parse_options(option_items), out, device, force, input_path,

@@ -36,6 +36,7 @@ from xaicore.plugins.boundary import call
 from xaicore.data.dataset import UNREADABLE, Dataset, DataSplit, check_finite, with_lengths
 from xaicore.errors import XaiError
 from xaicore.files import file_digest
+from xaicore.plugins.options import resolve
 
 FILE_SUFFIXES = (".csv", ".npz")
 
@@ -90,7 +91,8 @@ def load_dataset(spec: dict | str | Path) -> Dataset:
     path = Path(name)
     if path.suffix.lower() not in FILE_SUFFIXES:
         loader = registry.get_dataset(name)
-        dataset = call("datasets", name, f"the loader of dataset {name!r}", loader, name)
+        options = resolve(f"dataset {name}", loader, {})
+        dataset = call("datasets", name, f"the loader of dataset {name!r}", loader, name, **options)
         if not isinstance(dataset, Dataset):
             raise XaiError(f"the loader of dataset {name!r} returned {type(dataset).__name__}, "
                            f"not an xaicore.data.dataset.Dataset")

@@ -13,7 +13,7 @@ from xaicore.explaining.explanation import Explanation
 from xaicore.models.devices import backward_safe
 from xaicore.models.loaded import LoadedModel
 from xaicore.models.modules import padded_lengths
-from xaicore.plugins.options import Option, defaults_of, infer, validate
+from xaicore.plugins.options import Option, defaults_of, resolve
 
 
 class BaseExplainer:
@@ -53,10 +53,6 @@ class BaseExplainer:
         if "options" in cls.__dict__:
             cls.defaults = defaults_of(cls.options)
 
-    def option_spec(self) -> list[Option]:
-        """The declared options, or options inferred from ``defaults``."""
-        return list(self.options) if self.options else infer(self.defaults)
-
     def check(self, model: LoadedModel) -> str | None:
         return None
 
@@ -66,7 +62,7 @@ class BaseExplainer:
 
     def resolve_options(self, options: dict) -> dict:
         """Defaults overlaid with ``options``, each checked against its declaration."""
-        return validate(self.name, self.option_spec(), options)
+        return resolve(self.name, self, options)
 
     def explain(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor | None,
                 **options: Any) -> Explanation:

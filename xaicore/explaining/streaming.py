@@ -127,9 +127,9 @@ class LocalEngine:
 
     name = "local"
     description = "In-process streaming: constant memory, one batch at a time"
+    options: tuple = ()  # one process, one batch at a time: nothing to choose
 
-    def run(self, job: ExplainJob, workers: int | None = None,
-            **options: Any) -> Iterator[tuple[int, dict[str, Explanation]]]:
+    def run(self, job: ExplainJob) -> Iterator[tuple[int, dict[str, Explanation]]]:
         model, method_options = load_job_model(job)
         for start, stop in job.batches():
             yield start, explain_batch(model, method_options, job, start, stop)

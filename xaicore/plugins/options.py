@@ -1,5 +1,8 @@
 """Options declared once per component (name, type, default, range or choices, help), checked by one function.
 
+Every kind of component (model, explainer, renderer, dataset loader, metric, engine) declares its
+options the same way: an ``options`` attribute holding a tuple of ``Option``; ``declared`` reads it
+and ``resolve`` is the one check the core runs on a component's options before the component runs.
 ``validate(owner, spec, values)`` overlays ``values`` on the defaults, refuses unknown names (with
 close matches), converts CLI strings to the declared type and refuses wrong types and values out of
 range, each with a one-line ``XaiError``. Light: no torch, numpy or pandas.
@@ -8,8 +11,9 @@ range, each with a one-line ``XaiError``. Light: no torch, numpy or pandas.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +51,17 @@ class Option:
         kind = " or ".join([getattr(self.type, "__name__", str(self.type)), *self.keywords])
         none = " or null" if self.accepts_none else ""
         return f"{self.name} ({kind}{none}, default {self.default!r}{allowed}): {self.help}".rstrip(": ")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The declaration as JSON (``xai list --options --json``); defaults that JSON cannot
+        hold are shown by their repr."""
+        default = self.default if self.default is None or isinstance(
+            self.default, (bool, int, float, str, list)) else repr(self.default)
+        return {"name": self.name, "type": " or ".join([getattr(self.type, "__name__", str(self.type)),
+                                                        *self.keywords]),
+                "default": default, "min": self.min, "max": self.max,
+                "choices": None if self.choices is None else list(self.choices),
+                "nullable": self.accepts_none, "help": self.help}
 
     @property
     def accepts_none(self) -> bool:
@@ -132,6 +147,45 @@ def infer(defaults: Mapping[str, Any]) -> list[Option]:
 
 def defaults_of(spec: Iterable[Option]) -> dict[str, Any]:
     return {option.name: option.default for option in spec}
+
+
+def declared(component: Any) -> list[Option]:
+    """The options ``component`` declares in ``options``; without them, options typed after its
+    ``defaults`` dict (a network's ``default_params``), none when it has neither."""
+    spec = getattr(component, "options", None) or ()
+    if spec:
+        return list(spec)
+    return infer(getattr(component, "defaults", None) or getattr(component, "default_params", None)
+                 or {})
+
+
+def resolve(owner: str, component: Any, values: Mapping[str, Any], noun: str = "option",
+            given_only: bool = False) -> dict[str, Any]:
+    """The one check of a component's options before it runs: ``values`` against ``declared``.
+
+    The declared defaults overlaid with the converted ``values``; with ``given_only`` (renderers,
+    which take context they may ignore) only the declared names among ``values`` are checked and
+    everything given is passed on, converted, without defaults added."""
+    spec = declared(component)
+    if not given_only:
+        return validate(owner, spec, values, noun)
+    names = {option.name for option in spec}
+    mine = validate(owner, spec, {k: v for k, v in values.items() if k in names}, noun)
+    return {k: mine[k] if k in names else v for k, v in values.items()}
+
+
+def takes_options(owner: str, *spec: Option) -> Callable[[Callable], Callable]:
+    """Declare the options of a function component (a dataset loader): it gets ``options`` and
+    every call is checked by ``resolve``, from the core or from Python alike."""
+    def declare(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def checked(*args: Any, **values: Any) -> Any:
+            return function(*args, **resolve(owner, checked, values))
+
+        checked.options = spec  # type: ignore[attr-defined]
+        return checked
+
+    return declare
 
 
 def validate(owner: str, spec: Iterable[Option], values: Mapping[str, Any],

@@ -13,7 +13,7 @@ from typing import Any
 
 from xaicore.plugins import loading as plugins
 from xaicore.errors import PluginError, UnknownNameError, XaiError
-from xaicore.plugins.options import infer
+from xaicore.plugins.options import declared
 
 KINDS = ("models", "explainers", "renderers", "datasets", "metrics", "engines")
 SINGULAR = {"models": "model", "explainers": "explainer", "renderers": "renderer",
@@ -228,24 +228,51 @@ def get_metric(name: str) -> Any:
 
 def options_of(name: str) -> list[tuple[str, list]]:
     """``(kind, options)`` of every working component called ``name`` (declared or inferred)."""
-    found = []
-    for kind in KINDS:
-        if name not in names(kind):
-            continue
-        obj = get(kind, name)
-        if hasattr(obj, "option_spec"):
-            spec = obj.option_spec()
-        elif getattr(obj, "param_options", None) or getattr(obj, "options", None):
-            spec = list(getattr(obj, "param_options", None) or obj.options)
-        else:
-            spec = infer(getattr(obj, "default_params", None) or getattr(obj, "defaults", {}))
-        found.append((kind, spec))
+    found = [(kind, declared(get(kind, name))) for kind in KINDS if name in names(kind)]
     if not found:
         every = sorted({n for kind in KINDS for n in names(kind)})
         close = difflib.get_close_matches(name, every, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise UnknownNameError(f"no installed component is called {name!r}.{hint}")
     return found
+
+
+def all_options() -> list[dict]:
+    """Every working component of every kind with its options (``Option``s), for ``xai list
+    --options``; one that cannot load is listed with its error instead."""
+    from xaicore.plugins.options import declared
+
+    out = []
+    for kind in KINDS:
+        for name in names(kind):
+            row: dict[str, Any] = {"kind": SINGULAR[kind], "name": name, "options": [],
+                                   "error": None}
+            try:
+                row["options"] = declared(get(kind, name))
+            except Exception as exc:  # noqa: BLE001 - a broken plugin never breaks xai list
+                row["error"] = plugins.describe_exception(exc)
+            out.append(row)
+    return out
+
+
+def resolve_options(kind: str, name: str, component: Any, values: dict) -> dict:
+    """``options.resolve`` for component ``name``; an option it does not declare also names the
+    components of its kind that do."""
+    from xaicore.plugins.options import declared, resolve
+
+    unknown = sorted(set(values) - {option.name for option in declared(component)})
+    if unknown:
+        having = []
+        for other in names(kind):
+            try:
+                if other != name and unknown[0] in {o.name for o in declared(get(kind, other))}:
+                    having.append(other)
+            except Exception:  # noqa: BLE001 - one that cannot load declares nothing here
+                continue
+        if having:
+            raise XaiError(f"{SINGULAR[kind]} {name} has no option {unknown[0]!r}; the {kind} "
+                           f"that have it: {', '.join(having)}")
+    return resolve(f"{SINGULAR[kind]} {name}", component, values)
 
 
 def check() -> list[Entry]:

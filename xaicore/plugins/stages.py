@@ -12,6 +12,7 @@ from typing import Any, Sequence
 from xaicore.errors import XaiError
 from xaicore.plugins import registry
 from xaicore.plugins.boundary import call
+from xaicore.plugins.options import resolve
 
 STAGES = ("run", "explanations")
 
@@ -36,7 +37,9 @@ def render_stage(stage: str, explanations: Sequence[Any], out_dir: Path,
     warnings: list[str] = []
     for name in renderers_for(stage):
         try:
-            written[name] = list(registry.get_renderer(name).render(explanations, out_dir, **options))
+            renderer = registry.get_renderer(name)
+            given = resolve(f"renderer {name}", renderer, options, given_only=True)
+            written[name] = list(renderer.render(explanations, out_dir, **given))
         except Exception as exc:  # noqa: BLE001 - a figure must not cost the result it shows
             warnings.append(f"renderer {name}: {registry.owner('renderers', name)} failed in "
                             f"render: {type(exc).__name__}: {exc}")

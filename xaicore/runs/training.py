@@ -33,7 +33,7 @@ from xaicore.models.devices import resolve_device
 from xaicore.models.loaded import LoadedModel
 from xaicore.runs.directory import CHECKPOINT
 from xaicore.runs.predicting import probability_cells, probability_columns
-from xaicore.plugins.options import Option, defaults_of, validate
+from xaicore.plugins.options import Option, defaults_of, resolve, validate
 from xaicore.plugins.stages import render_stage
 
 SCHEDULERS = ("step", "cosine", "onecycle", "constant")
@@ -173,8 +173,8 @@ def train(dataset_spec: dict | str | Path | None, model: str | None, out: str | 
         if params is not None and not isinstance(params, dict):
             raise XaiError(f"params must be a dict of network parameters, not {type(params).__name__}")
         cls = registry.get_model(model)
-        if getattr(cls, "param_options", None):  # declared: refuse bad --param values before loading data
-            params = validate(f"model {model}", cls.param_options, params or {}, noun="parameter")
+        # refuse bad --param values before any data is loaded
+        params = resolve(f"model {model}", cls, params or {}, noun="parameter")
         recipe = recipe_for(cls, **recipe_overrides)
         dev = resolve_device(device)
         dataset = load_dataset(dataset_spec)
@@ -276,7 +276,7 @@ def build_model(dataset: Dataset, model_name: str, cls: type, params: dict) -> L
     valid steps (padding is NaN)."""
     network = call("models", model_name, f"{model_name}.__init__", cls, dataset.n_features,
                    dataset.seq_len, dataset.n_classes, **params)
-    hyperparameters = dict(getattr(network, "params", None) or {**cls.default_params, **params})
+    hyperparameters = dict(getattr(network, "params", None) or params)
     if dataset.variable_length and not getattr(network, "variable_length", False):
         raise XaiError(f"{dataset.name} holds series of different lengths (padded) but model "
                        f"{model_name!r} cannot mask padding; use one that can (every built-in "

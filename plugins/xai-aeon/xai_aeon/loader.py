@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.plugin import DataSplit, Dataset, XaiError
+from xaicore.plugin import DataSplit, Dataset, XaiError, takes_options
 
 from .plugin import shipped_datasets
 
@@ -102,10 +102,9 @@ def pad_series(series: list) -> np.ndarray:
     return out
 
 
-def load(name: str, **options: Any) -> Dataset:
+@takes_options("aeon dataset")  # none: the shipped splits as they are
+def load(name: str) -> Dataset:
     """The shipped train and test splits of ``name``, laid out ``[sample, time, feature]``."""
-    if options:
-        raise XaiError(f"aeon dataset {name!r} takes no options (got {', '.join(sorted(options))})")
     shipped = shipped_datasets()
     if name not in shipped:
         raise XaiError(f"{name!r} is not shipped with aeon (nothing is downloaded); shipped: "

@@ -7,8 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from xaicore.plugin import (Explanation, LoadedModel, Option, XaiError, defaults_of, pass_rows,
-                            validate)
+from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError, pass_rows
 
 
 def feature_spread(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
@@ -19,7 +18,7 @@ def feature_spread(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
     return x.std(dim=(0, 1), keepdim=True).clamp_min(1e-6)
 
 
-class InfidelityMetric:
+class InfidelityMetric(BaseMetric):
     """Expected squared error between attribution-predicted and actual output changes (normalised).
 
     captum's ``infidelity(normalize=True)`` (Yeh et al. 2019), computed here so that several
@@ -30,6 +29,7 @@ class InfidelityMetric:
     name: ClassVar[str] = "infidelity"
     description: ClassVar[str] = "captum infidelity under Gaussian perturbations; lower is better"
     higher_is_better: ClassVar[bool] = False
+    capabilities: ClassVar[frozenset[str]] = frozenset({"curves", "many"})
     options: ClassVar[tuple[Option, ...]] = (
         Option("noise", float, 0.1, "perturbation std relative to each feature's spread", min=1e-9,
                max=100.0),
@@ -38,7 +38,6 @@ class InfidelityMetric:
         Option("batch_size", int, None, "perturbed inputs per forward pass (default: the "
                "device's fastest, xaicore.plugin.pass_rows)", min=1, max=1_000_000),
     )
-    defaults: ClassVar[dict[str, Any]] = defaults_of(options)
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
         return self.evaluate_curves(model, explanation, **options)[0]
@@ -61,9 +60,8 @@ class InfidelityMetric:
 
     @torch.no_grad()
     def evaluate_many(self, model: LoadedModel, explanations: list[Explanation],
-                      **options: Any) -> list[tuple[dict[str, float], dict[str, Any]]]:
+                      **opts: Any) -> list[tuple[dict[str, float], dict[str, Any]]]:
         """Several explanations of the same inputs and targets scored on the same perturbations."""
-        opts = validate(f"metric {self.name}", self.options, options)
         first = explanations[0]
         for e in explanations[1:]:
             if e.inputs.shape != first.inputs.shape or not np.array_equal(e.targets, first.targets):
@@ -95,7 +93,7 @@ class InfidelityMetric:
         return results
 
 
-class SensitivityMaxMetric:
+class SensitivityMaxMetric(BaseMetric):
     """captum's sensitivity_max (Yeh et al. 2019): the largest change of the explanation under
     small uniform input perturbations, relative to its norm. Re-runs the explainer
     ``n_perturb_samples`` times, so it is left out of the default metrics (ask for it by name)."""
@@ -104,6 +102,7 @@ class SensitivityMaxMetric:
     description: ClassVar[str] = "captum sensitivity_max of the explanation; lower is better"
     higher_is_better: ClassVar[bool] = False
     default: ClassVar[bool] = False
+    capabilities: ClassVar[frozenset[str]] = frozenset({"curves"})
     options: ClassVar[tuple[Option, ...]] = (
         Option("radius", float, 0.02, "perturbation radius relative to each feature's spread",
                min=1e-9, max=100.0),
@@ -113,18 +112,16 @@ class SensitivityMaxMetric:
         Option("explainer", object, None, "the explainer to re-run (default: the explanation's "
                "method)"),
     )
-    defaults: ClassVar[dict[str, Any]] = defaults_of(options)
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
         return self.evaluate_curves(model, explanation, **options)[0]
 
     def evaluate_curves(self, model: LoadedModel, explanation: Explanation,
-                        **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
+                        **opts: Any) -> tuple[dict[str, float], dict[str, Any]]:
         from captum.metrics import sensitivity_max
 
         from xaicore.plugin import get_explainer
 
-        opts = validate(f"metric {self.name}", self.options, options)
         explainer = opts["explainer"] or get_explainer(explanation.method)
         explain_opts = {k: v for k, v in explanation.options.items()
                         if k in getattr(explainer, "defaults", explanation.options)}

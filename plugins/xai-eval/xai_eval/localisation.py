@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from xaicore.plugin import Explanation, LoadedModel, Option, XaiError, defaults_of, validate
+from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError
 
 
 LEVELS = np.round(np.arange(0.1, 0.91, 0.1), 2)
@@ -51,25 +51,24 @@ def area(values: np.ndarray, levels: np.ndarray = LEVELS) -> float:
     return float(np.trapezoid(values, levels) / (levels[-1] - levels[0]))
 
 
-class LocalisationMetric:
+class LocalisationMetric(BaseMetric):
     """Shared AUP/AUR logic; ``mask`` (ground truth aligned with the explained samples) is required."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
     requires: ClassVar[tuple[str, ...]] = ("mask",)
+    capabilities: ClassVar[frozenset[str]] = frozenset({"curves"})
     options: ClassVar[tuple[Option, ...]] = (
         Option("mask", object, None, "boolean ground truth [sample, time, feature] of the explained "
                "samples"),)
-    defaults: ClassVar[dict[str, Any]] = defaults_of(options)
     score: ClassVar[int] = 0  # 0 precision, 1 recall
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
         return self.evaluate_curves(model, explanation, **options)[0]
 
     def evaluate_curves(self, model: LoadedModel, explanation: Explanation,
-                        **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
-        opts = validate(f"metric {self.name}", self.options, options)
+                        **opts: Any) -> tuple[dict[str, float], dict[str, Any]]:
         if opts["mask"] is None:
             raise XaiError(f"metric {self.name} needs the ground-truth mask of the explained "
                            f"samples (mask=, e.g. dataset.info['mask_test'] of a synthetic dataset)")

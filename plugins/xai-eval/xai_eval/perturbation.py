@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from xaicore.plugin import (Explanation, LoadedModel, Option, XaiError, defaults_of, pass_rows,
-                            series_lengths, validate)
+from xaicore.plugin import (BaseMetric, Explanation, LoadedModel, Option, XaiError, pass_rows,
+                            series_lengths)
 
 from .options import background_array
 
@@ -186,7 +186,7 @@ def probability_curves(model: LoadedModel, inputs: np.ndarray, substrate: np.nda
     return out
 
 
-class PerturbationMetric:
+class PerturbationMetric(BaseMetric):
     """Shared deletion/insertion logic; subclasses fix ``mode`` and the direction of the score."""
 
     mode: ClassVar[str] = ""
@@ -194,6 +194,7 @@ class PerturbationMetric:
     description: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = False
     versus_random: ClassVar[bool] = True  # the evaluation compares every method with random on it
+    capabilities: ClassVar[frozenset[str]] = frozenset({"curves", "many"})
     options: ClassVar[tuple[Option, ...]] = (
         Option("substrate", str, "mean", "what removed cells become: mean (train mean) or smooth "
                "(the input smoothed along time)"),
@@ -212,7 +213,6 @@ class PerturbationMetric:
         Option("random_baseline", bool, True, "also score a seeded random order (the evaluation "
                "command scores the random method instead)"),
     )
-    defaults: ClassVar[dict[str, Any]] = defaults_of(options)
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
         return self.evaluate_curves(model, explanation, **options)[0]
@@ -231,10 +231,9 @@ class PerturbationMetric:
         return self.mode, False
 
     def evaluate_many(self, model: LoadedModel, explanations: list[Explanation],
-                      **options: Any) -> list[tuple[dict[str, float], dict[str, Any]]]:
+                      **opts: Any) -> list[tuple[dict[str, float], dict[str, Any]]]:
         """Several explanations of the same inputs and targets (e.g. one per method), their perturbed
         copies sent through the model together in batches of ``batch_size``."""
-        opts = validate(f"metric {self.name}", self.options, options)
         X = explanations[0].inputs
         for e in explanations[1:]:
             if e.inputs.shape != X.shape or not np.array_equal(e.targets, explanations[0].targets):
@@ -343,7 +342,6 @@ class RoadMetric(PerturbationMetric):
                "fastest, xaicore.plugin.pass_rows)", min=1, max=1_000_000),
         Option("random_baseline", bool, True, "also score a seeded random order"),
     )
-    defaults: ClassVar[dict[str, Any]] = defaults_of(options)
 
     def score_name(self) -> str:
         return self.name.replace("-", "_") + "_auc"

@@ -18,8 +18,7 @@ import torch
 from torch import nn
 
 from xaicore.plugin import (
-    Explanation, LoadedModel, Option, XaiError, defaults_of, get_explainer, spearman_rows,
-    validate,
+    BaseMetric, Explanation, LoadedModel, Option, XaiError, get_explainer, spearman_rows,
 )
 
 from .stats import bootstrap_indices, mean_interval
@@ -66,13 +65,14 @@ def verdict(final: np.ndarray, pass_below: float, seed: int, n_boot: int = 2000)
     return "pass" if high < pass_below else "fail" if low >= pass_below else "undecided"
 
 
-class RandomisationMetric:
+class RandomisationMetric(BaseMetric):
     """Spearman correlation of |attributions| with those of progressively randomised copies."""
 
     name: ClassVar[str] = "randomisation"
     description: ClassVar[str] = ("Cascading parameter randomisation (Adebayo 2018): mean Spearman "
                                   "correlation with the trained model's maps; lower is better")
     higher_is_better: ClassVar[bool] = False
+    capabilities: ClassVar[frozenset[str]] = frozenset({"curves", "parts"})
     options: ClassVar[tuple[Option, ...]] = (
         Option("background", object, None, "train inputs for explainers that require them"),
         Option("seed", int, 0, "seed of the re-initialised weights", min=0, max=2**63 - 1),
@@ -87,7 +87,6 @@ class RandomisationMetric:
         Option("explainer", object, None, "the explainer to re-run (default: the explanation's "
                "method)"),
     )
-    defaults: ClassVar[dict[str, Any]] = defaults_of(options)
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
         return self.evaluate_curves(model, explanation, **options)[0]
@@ -122,20 +121,18 @@ class RandomisationMetric:
             raise XaiError(f"model {model.name!r} has no parameters to randomise")
         return layers, np.array_split(np.arange(len(layers)), min(max_steps, len(layers)))
 
-    def parts(self, model: LoadedModel, explanation: Explanation, **options: Any) -> int:
+    def parts(self, model: LoadedModel, explanation: Explanation, **opts: Any) -> int:
         """How many steps the cascade takes; each is an independent part (``evaluate_part``), so
         the evaluation can run them side by side."""
-        opts = validate(f"metric {self.name}", self.options, options)
         _, x, _, _, _ = self.setup(model, explanation, opts)
         return len(self.groups(model, x, opts["max_steps"])[1])
 
     def evaluate_part(self, model: LoadedModel, explanation: Explanation, part: int,
-                      **options: Any) -> tuple[str, np.ndarray]:
+                      **opts: Any) -> tuple[str, np.ndarray]:
         """Step ``part`` of the cascade: a copy of the model with the layers of steps 0..part
         re-initialised (each layer always from its own seed, so a step does not depend on the
         others having run), the samples explained again; the last layer randomised and the
         per-sample Spearman correlation with the trained model's maps."""
-        opts = validate(f"metric {self.name}", self.options, options)
         rows, x, t, explainer, explain_opts = self.setup(model, explanation, opts)
         randomised = copy.deepcopy(model)
         layers, groups = self.groups(randomised, x, opts["max_steps"])
@@ -149,9 +146,8 @@ class RandomisationMetric:
         return layers[groups[part][-1]][0], rho
 
     def combine(self, explanation: Explanation, steps: list[tuple[str, np.ndarray]],
-                **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
+                **opts: Any) -> tuple[dict[str, float], dict[str, Any]]:
         """The scores and curve from every step's ``(layer, correlations)``, in order."""
-        opts = validate(f"metric {self.name}", self.options, options)
         names = [name for name, _ in steps]
         rows = [rho for _, rho in steps]
         correlations = [float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")

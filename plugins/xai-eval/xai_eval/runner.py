@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from xaicore.plugin import (
-    Explanation, LoadedModel, XaiError, atomic_open, get_explainer, get_metric, load_run_data,
-    method_names, write_text,
+    Explanation, LoadedModel, XaiError, atomic_open, capabilities_of, get_explainer, get_metric,
+    load_run_data, method_names, write_text,
 )
 from xaicore.plugin import names as installed_names
 
@@ -129,7 +129,7 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
 
     method_list = list(dict.fromkeys(method_list))
     metrics = {name: get_metric(name) for name in metric_list}
-    batched = [n for n in metric_list if hasattr(metrics[n], "evaluate_many")]
+    batched = [n for n in metric_list if "many" in capabilities_of(metrics[n])]
     results: dict[tuple[str, str], tuple[dict, dict | None]] = {}
     explained: dict[str, Explanation] = {}
     covered: dict[str, np.ndarray] = {}
@@ -248,7 +248,7 @@ def score_task(metric_name: str, name: str, explanation: Explanation) -> tuple[d
     s = lanes_state()
     metric = get_metric(metric_name)
     options = metric_options(metric, s["context"], name)
-    if hasattr(metric, "evaluate_curves"):
+    if "curves" in capabilities_of(metric):
         return metric.evaluate_curves(s["model"], explanation, **options)
     return metric.evaluate(s["model"], explanation, **options), None
 
@@ -265,7 +265,7 @@ def submit_method(submit: Any, metric: Any, metric_name: str, name: str, model: 
                   explanation: Explanation, context: dict, parts: dict, results: dict,
                   bar: Any) -> None:
     """Queue a metric's work on one method: a task per part when the metric has parts, else one."""
-    if not hasattr(metric, "parts"):
+    if "parts" not in capabilities_of(metric):
         submit(("score", metric_name, name), score_task, metric_name, name, explanation)
         return
     try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.plugin import DataSplit, Dataset, Option, XaiError, validate
+from xaicore.plugin import DataSplit, Dataset, Option, XaiError, takes_options
 
 #: (time start, time length, feature start, feature length) as fractions of each axis.
 BOXES = {
@@ -56,12 +56,12 @@ def generate(name: str, n: int, seq_len: int, n_features: int, signal: float,
     return X, y, mask
 
 
-def load(name: str, **options: Any) -> Dataset:
+@takes_options("synthetic dataset", *OPTIONS)
+def load(name: str, **opts: Any) -> Dataset:
     """One synthetic variant; options ``n_train``, ``n_test``, ``seq_len``, ``n_features``, ``signal``,
     ``seed`` (declared in ``OPTIONS``)."""
     if name not in BOXES:
         raise XaiError(f"unknown synthetic dataset {name!r}; variants: {', '.join(BOXES)}")
-    opts = validate("synthetic dataset", OPTIONS, options)
     rng = np.random.default_rng(opts["seed"])
     shape = (opts["seq_len"], opts["n_features"], opts["signal"])
     X_train, y_train, mask_train = generate(name, opts["n_train"], *shape, rng)
@@ -70,11 +70,3 @@ def load(name: str, **options: Any) -> Dataset:
                    ["negative", "positive"], [f"f{i}" for i in range(shape[1])],
                    info={"source": "synthetic", "options": opts, "mask_train": mask_train,
                          "mask_test": mask_test})
-
-
-def option_spec() -> list[Option]:
-    """The options of every synthetic variant (for ``xai list --options``)."""
-    return list(OPTIONS)
-
-
-load.option_spec = option_spec  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.plugin import Explanation, LoadedModel, Option, XaiError, build_explanation
+from xaicore.plugin import Explanation, LoadedModel, Option, XaiError, build_explanation, declared
 
 BATCH_SIZE = 64
 ALONE = ("tsr wraps another explainer; use it as tsr:<method>, for example "
@@ -33,13 +33,10 @@ class TemporalSaliencyRescaling:
     name = "tsr"
     description = "Temporal Saliency Rescaling around another explainer: tsr:<method>"
     defaults: dict[str, Any] = {}
+    options: tuple[Option, ...] = ()  # none of its own: tsr:<method> takes those of <method>
 
     def check(self, model: LoadedModel) -> str | None:
         return ALONE
-
-    def option_spec(self) -> list[Option]:
-        """None of its own: ``tsr:<method>`` takes the options of ``<method>``."""
-        return []
 
     def explain(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
                 **options: Any) -> Explanation:
@@ -59,14 +56,11 @@ class TSRExplainer:
         self.name = f"tsr:{inner.name}"
         self.description = f"Temporal Saliency Rescaling of {inner.name}"
         self.defaults = dict(getattr(inner, "defaults", {}))
+        self.options = tuple(declared(inner))
         self.requires = tuple(getattr(inner, "requires", ()))
 
     def check(self, model: LoadedModel) -> str | None:
         return self.inner.check(model)
-
-    def option_spec(self) -> list[Option]:
-        """The wrapped explainer's options."""
-        return self.inner.option_spec() if hasattr(self.inner, "option_spec") else []
 
     def _explain(self, model: LoadedModel, x: torch.Tensor, t: torch.Tensor,
                  options: dict) -> torch.Tensor:

@@ -17,11 +17,11 @@ class FCN(PooledConvNet):
     """Three Conv-BN-ReLU blocks (128, 256, 128 filters; kernels 8, 5, 3), global average pooling
     and a linear head, as published."""
 
-    param_options: ClassVar[tuple[Option, ...]] = (
+    options: ClassVar[tuple[Option, ...]] = (
         Option("filters", list, [128, 256, 128], "channels of each block", min=1, max=4096),
         Option("kernel_sizes", list, [8, 5, 3], "kernel size of each block", min=1, max=1024),
     )
-    default_params: ClassVar[dict[str, Any]] = defaults_of(param_options)
+    default_params: ClassVar[dict[str, Any]] = defaults_of(options)
     gradcam_layer: ClassVar[str | None] = "blocks.2"  # last block: the maps global pooling averages
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200, "batch_size": 16, "lr": 0.001, "scheduler": "cosine"}

@@ -17,7 +17,7 @@ class CNNLSTMAttention(nn.Module):
     """Two Conv1d blocks (Conv, ReLU, BatchNorm, MaxPool /2), a BiLSTM, multi-head self-attention,
     mean pooling over time and a linear head. Defaults are the seed script's hyperparameters."""
 
-    param_options: ClassVar[tuple[Option, ...]] = (
+    options: ClassVar[tuple[Option, ...]] = (
         Option("cnn_channels", int, 16, "channels of each Conv1d block", min=1, max=4096),
         Option("kernel_size", int, 3, "Conv1d kernel size", min=1, max=1024),
         Option("lstm_hidden_size", int, 32, "hidden units per LSTM direction", min=1, max=4096),
@@ -26,7 +26,7 @@ class CNNLSTMAttention(nn.Module):
                max=64),
         Option("dropout", float, 0.0, "dropout between LSTM layers", min=0.0, max=1.0),
     )
-    default_params: ClassVar[dict[str, Any]] = defaults_of(param_options)
+    default_params: ClassVar[dict[str, Any]] = defaults_of(options)
     gradcam_layer: ClassVar[str | None] = "cnn.4"  # the second (last) Conv1d
     # The seed's recipe (50 epochs, batch 32, lr 0.005, StepLR) reaches 0.967 on GunPoint; smaller
     # batches, a cosine schedule and light augmentation reach 0.98-0.987 (seeds 0-2), ~20 s here.

@@ -74,7 +74,7 @@ class InceptionTime(PooledConvNet):
     are 39, 19, 9 here (odd sizes centre the "same" padding, as in common PyTorch ports).
     """
 
-    param_options: ClassVar[tuple[Option, ...]] = (
+    options: ClassVar[tuple[Option, ...]] = (
         Option("filters", int, 32, "filters per convolution branch", min=1, max=4096),
         Option("depth", int, 6, "Inception modules", min=1, max=64),
         Option("kernel_sizes", list, [39, 19, 9], "kernel sizes of the parallel convolutions",
@@ -82,7 +82,7 @@ class InceptionTime(PooledConvNet):
         Option("bottleneck", int, 32, "bottleneck channels", min=1, max=4096),
         Option("residual", bool, True, "residual shortcut every 3 modules"),
     )
-    default_params: ClassVar[dict[str, Any]] = defaults_of(param_options)
+    default_params: ClassVar[dict[str, Any]] = defaults_of(options)
     gradcam_layer: ClassVar[str | None] = "blocks.1"  # last block: the maps global pooling averages
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 100, "batch_size": 16, "lr": 0.001, "scheduler": "cosine"}

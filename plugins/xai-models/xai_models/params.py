@@ -1,4 +1,4 @@
-"""Hyperparameter handling shared by the built-in networks (declared as ``param_options``)."""
+"""Hyperparameter handling shared by the built-in networks (declared as ``options``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from xaicore.plugin import XaiError, validate
 
 
 def resolve_params(cls: type, params: dict[str, Any]) -> dict[str, Any]:
-    """``cls.param_options`` defaults overlaid with ``params``, checked by ``xaicore.plugin.validate``."""
-    return validate(f"model {cls.__name__}", cls.param_options, params, noun="parameter")
+    """``cls.options`` defaults overlaid with ``params``, checked by ``xaicore.plugin.validate``."""
+    return validate(f"model {cls.__name__}", cls.options, params, noun="parameter")
 
 
 def check_shape(cls: type, n_features: int, seq_len: int, n_classes: int, min_len: int = 1) -> None:

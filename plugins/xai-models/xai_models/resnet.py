@@ -38,12 +38,12 @@ class ResidualBlock(nn.Module):
 class ResNet(PooledConvNet):
     """Three residual blocks (64, 128, 128 filters), global average pooling, a linear head."""
 
-    param_options: ClassVar[tuple[Option, ...]] = (
+    options: ClassVar[tuple[Option, ...]] = (
         Option("filters", list, [64, 128, 128], "channels of each residual block", min=1, max=4096),
         Option("kernel_sizes", list, [8, 5, 3], "kernel sizes of the 3 convolutions of a block",
                min=1, max=1024),
     )
-    default_params: ClassVar[dict[str, Any]] = defaults_of(param_options)
+    default_params: ClassVar[dict[str, Any]] = defaults_of(options)
     gradcam_layer: ClassVar[str | None] = "blocks.2"  # last block: the maps global pooling averages
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200, "batch_size": 16, "lr": 0.001, "scheduler": "cosine"}

@@ -63,7 +63,7 @@ class TransformerClassifier(nn.Module):
     Series shorter than ``seq_len`` (variable-length data) take the first positions; in a padded
     batch the tokens after a row's last valid patch are masked in attention and pooling."""
 
-    param_options: ClassVar[tuple[Option, ...]] = (
+    options: ClassVar[tuple[Option, ...]] = (
         Option("d_model", int, 64, "embedding width", min=1, max=4096),
         Option("n_heads", int, 4, "attention heads (must divide d_model)", min=1, max=64),
         Option("n_layers", int, 2, "encoder layers", min=1, max=64),
@@ -71,7 +71,7 @@ class TransformerClassifier(nn.Module):
         Option("dropout", float, 0.1, "dropout in the encoder", min=0.0, max=1.0),
         Option("patch_size", int, 8, "time steps per patch token", min=1, max=4096),
     )
-    default_params: ClassVar[dict[str, Any]] = defaults_of(param_options)
+    default_params: ClassVar[dict[str, Any]] = defaults_of(options)
     gradcam_layer: ClassVar[str | None] = None
     # GunPoint seed 0: 0.987 with this recipe; 0.81 with 100 epochs at batch 16
     training_defaults: ClassVar[dict[str, Any]] = {

@@ -17,11 +17,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 
-from xaicore.plugin import Explanation, XaiError, atomic_path, safe_name, write_text  # noqa: E402
+from xaicore.plugin import (Explanation, Option, XaiError, atomic_path, safe_name,  # noqa: E402
+                            write_text)
 
 FORMATS = ("png", "svg", "eps", "pdf")
 DEFAULT_FORMATS = ("png", "svg")
 DEFAULT_MAX_SAMPLES = 16
+#: The options of the explanation figures (the renderers' ``options``).
+FIGURE_OPTIONS: tuple[Option, ...] = (
+    Option("samples", object, None, "sample positions to draw (default: the first max_samples)"),
+    Option("formats", object, None, "file formats, e.g. png, svg (default: png)"),
+    Option("max_samples", int, DEFAULT_MAX_SAMPLES, "most samples drawn", min=1, max=1_000_000),
+)
 MANIFEST = "manifest.json"
 PNG_DPI = 110
 DIVERGING = "RdBu_r"

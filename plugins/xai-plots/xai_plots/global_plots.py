@@ -8,10 +8,10 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xaicore.plugin import Explanation
+from xaicore.plugin import Explanation, Option
 
 from .attention import attention_figures
-from .figures import (DEFAULT_MAX_SAMPLES, Manifest, capped, check_explanations, check_formats,
+from .figures import (DEFAULT_MAX_SAMPLES, FIGURE_OPTIONS, Manifest, capped, check_explanations, check_formats,
                       figure_key, folded, label, pick_samples, save, text, top_features)
 from .shap_plots import shap_figures
 
@@ -31,6 +31,10 @@ class GlobalPlots:
 
     name = "global-plots"
     stage = "explanations"
+    options = (*FIGURE_OPTIONS,
+               Option("shap_segments", int, 10, "time segments of the SHAP figures", min=1,
+                      max=100_000),
+               Option("top_k", int, 12, "most features shown in a ranking", min=1, max=100_000))
     description = "Feature and time-step importance, SHAP summaries, attention maps"
 
     def render(self, explanations: Sequence[Explanation], out_dir: Path, *, samples: Any = None,

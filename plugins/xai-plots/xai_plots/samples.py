@@ -12,7 +12,7 @@ import numpy as np
 from xaicore.plugin import Explanation, XaiError
 
 from .drawing import attribution_panel, colored_series, feature_heatmap, series_lines
-from .figures import (DEFAULT_MAX_SAMPLES, Manifest, capped, check_explanations, check_formats,
+from .figures import (DEFAULT_MAX_SAMPLES, FIGURE_OPTIONS, Manifest, capped, check_explanations, check_formats,
                       color_scale, figure_key, folded, label, pick_samples, sample_title, save,
                       target_kind, top_features)
 
@@ -28,6 +28,7 @@ class SamplePlots:
 
     name = "sample-plots"
     stage = "explanations"
+    options = FIGURE_OPTIONS
     description = "Each sample with its attribution (series band or feature x time heatmap)"
     kinds = ("auto", "overlay", "heatmap", "compare")  # for Explanation.plot
 

@@ -9,12 +9,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xaicore.plugin import XaiError
+from xaicore.plugin import Option, XaiError
 
 from .figures import check_formats, plt, save, text
 
 CURVE_FORMATS = ("png", "svg", "eps")  # EPS as the seed script saved its curves
 MATRIX_FORMATS = ("png", "svg")
+RUN_DIR = Option("run_dir", object, None, "the run directory (default: out_dir)")
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -57,6 +58,7 @@ class TrainingCurves:
 
     name = "training-curves"
     stage = "run"
+    options = (RUN_DIR, Option("formats", object, CURVE_FORMATS, "file formats"))
     description = "Loss and accuracy per epoch (PNG, SVG, EPS)"
 
     def render(self, explanations: Sequence[Any], out_dir: Path, run_dir: Any = None,
@@ -97,6 +99,7 @@ class ConfusionMatrix:
 
     name = "confusion-matrix"
     stage = "run"
+    options = (RUN_DIR, Option("formats", object, MATRIX_FORMATS, "file formats"))
     description = "Confusion matrix of the test split (PNG, SVG)"
 
     def render(self, explanations: Sequence[Any], out_dir: Path, run_dir: Any = None,

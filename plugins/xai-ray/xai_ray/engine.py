@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from xaicore.plugin import Explanation, ExplainJob, XaiError, explain_batch, load_job_model
+from xaicore.plugin import Explanation, ExplainJob, Option, XaiError, explain_batch, load_job_model
 
 
 BATCHES_PER_TASK = 4
@@ -52,10 +52,17 @@ class RayEngine:
 
     name = "ray"
     description = "Ray Data actor pool: one model per worker, local Ray or a cluster"
+    options = (
+        Option("workers", int, None, "actors, one model each (default: the CPU count)", min=1,
+               max=100_000),
+        Option("gpus_per_worker", float, None, "GPUs per actor (default: none)", min=0.0,
+               max=64.0),
+        Option("address", str, None, "cluster to join: ray://HOST:PORT or auto (default: "
+               "RAY_ADDRESS, else a local Ray)"),
+    )
 
     def run(self, job: ExplainJob, workers: int | None = None, gpus_per_worker: float | None = None,
-            address: str | None = None,
-            **options: Any) -> Iterator[tuple[int, dict[str, Explanation]]]:
+            address: str | None = None) -> Iterator[tuple[int, dict[str, Explanation]]]:
         import ray
 
         workers = workers or max(1, (os.cpu_count() or 1))

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from xaicore.plugin import XaiError, stale_reason, write_text
+from xaicore.plugin import Option, XaiError, stale_reason, write_text
 
 from .dataset_view import dataset_section
 from .explorer import SCRIPT, explorer_section
@@ -29,6 +29,11 @@ class HtmlReport:
 
     name = "html-report"
     stage = None  # on demand: xai report
+    options = (
+        Option("run_dir", object, None, "the run directory"),
+        Option("out", object, None, "the report file (default: RUN/report.html)"),
+        Option("samples", object, None, "samples shown in the explorer"),
+    )
     description = "One self-contained HTML file: model card, interactive explanations, evaluation"
 
     def render(self, explanations: Sequence[Any], out_dir: Path, *, run_dir: Path | None = None,
