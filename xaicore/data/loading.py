@@ -167,7 +167,8 @@ def stratified_split(y: np.ndarray, test_size: float, seed: int, class_names: li
                      where: str) -> tuple[np.ndarray, np.ndarray]:
     """Train and test indices with about ``test_size`` of every class in test (seeded)."""
     rng = np.random.default_rng(seed)
-    train, test = [], []
+    train: list[int] = []
+    test: list[int] = []
     for c in range(len(class_names)):
         idx = rng.permutation(np.flatnonzero(y == c))
         if len(idx) < 2:
