@@ -37,10 +37,9 @@ demo: setup
 test: setup browser
 	$(PY) -m pytest -q
 
-# ruff and mypy, configured in pyproject.toml
+# ruff and mypy, configured in pyproject.toml; both run, and either failing fails the target
 lint: setup
-	.venv/bin/ruff check
-	.venv/bin/mypy
+	.venv/bin/ruff check; ruff=$$?; .venv/bin/mypy && exit $$ruff
 
 clean:
 	rm -rf .venv runs
