@@ -6,7 +6,7 @@ PLUGINS := $(sort $(wildcard plugins/*/pyproject.toml))
 STAMP   := .venv/.installed
 RUN     ?= runs/gunpoint
 
-.PHONY: setup demo test browser clean
+.PHONY: setup demo test lint browser clean
 
 setup: $(STAMP)
 
@@ -29,13 +29,17 @@ demo: setup
 	.venv/bin/xai explain --run $(RUN) --method all --samples 0:16,misclassified --force
 	.venv/bin/xai explain --run $(RUN) --method gradcam --method integrated-gradients \
 	  --target true --samples 0:16,misclassified --force
-	# every method and metric on the whole test split, with intervals and verdicts (about 50 s on
-	# 2 cores: worker processes share it)
+	# every method and metric on the whole test split, with intervals and verdicts (worker
+	# processes share the cores)
 	.venv/bin/xai evaluate --run $(RUN) --force
 	.venv/bin/xai report --run $(RUN) --force
 
 test: setup browser
 	$(PY) -m pytest -q
+
+# ruff and mypy, configured in pyproject.toml; both run, and either failing fails the target
+lint: setup
+	.venv/bin/ruff check; ruff=$$?; .venv/bin/mypy && exit $$ruff
 
 clean:
 	rm -rf .venv runs

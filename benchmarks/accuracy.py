@@ -1,6 +1,6 @@
-"""Train the issue's model/dataset pairs with the default recipes; print test accuracy and time.
+"""Train the target model/dataset pairs with the default recipes; print test accuracy and time.
 
-    .venv/bin/python benchmarks/accuracy.py            # the pairs issue 3 sets targets for
+    .venv/bin/python benchmarks/accuracy.py            # the pairs with accuracy targets
     .venv/bin/python benchmarks/accuracy.py --all      # plus fcn, resnet and transformer
     .venv/bin/python benchmarks/accuracy.py --seeds 0,1,2 --out runs/bench
 

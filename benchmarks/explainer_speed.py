@@ -8,7 +8,7 @@ the forward pass a captum user needs first to find the predicted class, and the 
 forward and the input gradient of the summed target logits. Cases are interleaved within each
 repetition and medians are taken, so machine noise hits all alike.
 
-Targets (issue 11): saliency, gradcam and input-x-gradient through ``xaicore.explain`` at most 1.1x
+Targets: saliency, gradcam and input-x-gradient through ``xaicore.explain`` at most 1.1x
 one plain pass; integrated gradients (50 steps) at most 1.0x captum's best setting.
 
 Usage: .venv/bin/python benchmarks/explainer_speed.py [--repeats 7] [--batch 64] [--threads N]

@@ -10,7 +10,7 @@ from xaicore.models.loaded import LoadedModel
 
 
 class TinyHybrid(nn.Module):
-    """Conv1d blocks (pool by 4), a BiLSTM and multi-head self-attention, like the seed's hybrid."""
+    """Conv1d blocks (pool by 4), a BiLSTM and multi-head self-attention, like cnn-lstm-attention."""
 
     default_params: dict = {}
     gradcam_layer = "cnn.3"

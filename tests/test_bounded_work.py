@@ -1,4 +1,4 @@
-"""Bounded work (issue 27, item 8): option values within their declared ranges never take more
+"""Bounded work: option values within their declared ranges never take more
 memory than the process has. Passes are split to fit, or the explainer refuses in one line naming
 its estimate. The reported cases run in a subprocess under an address-space limit (RLIMIT_AS) a
 little above what loading the run takes, so a regression fails here instead of exhausting the

@@ -122,7 +122,7 @@ def test_builtin_models_without_a_declared_layer_are_refused():
 
 
 def test_a_layer_that_leaves_one_time_step_is_named_not_returned_as_a_constant():
-    """A layer with one time step left (the seed script's 16-value rows read as [n, 1, 16] with a
+    """A layer with one time step left (16-value CSV rows read as [n, 1, 16] with a
     convolution over the 16 values, or a kernel as long as the series) would give one constant
     per sample: Grad-CAM says so and suggests the layout."""
     import xaicore

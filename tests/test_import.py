@@ -34,7 +34,7 @@ NET = textwrap.dedent('''
 
 
     class TupleNet(Net):
-        """Returns (logits, feature maps), as the seed script's hybrid returns (logits, attention)."""
+        """Returns (logits, feature maps), as a hybrid returns (logits, attention)."""
 
         def forward(self, x):
             h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
@@ -132,8 +132,8 @@ def test_bad_imports_are_one_line_errors(own_model, tmp_path):
         assert "Traceback" not in result.output and not (tmp_path / "bad").exists()
 
 
-def test_a_seed_style_checkpoint_and_tuple_output(own_model, tmp_path):
-    """The seed script saves {'hyperparameters': ..., 'model_state_dict': ...} and its network
+def test_a_hyperparameters_checkpoint_and_tuple_output(own_model, tmp_path):
+    """A checkpoint {'hyperparameters': ..., 'model_state_dict': ...} whose network
     returns (logits, attention): the hyperparameters the class takes are read from the file and
     --output names the logits."""
     root, net, accuracy = own_model

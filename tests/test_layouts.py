@@ -13,9 +13,9 @@ from tolerances import assert_close
 COLUMNS = 16
 
 
-class SeedHybrid(nn.Module):
-    """The seed script's hybrid in small: rows of 16 values [batch, input_size] are unsqueezed to
-    one Conv1d channel; a BiLSTM and self-attention follow; forward returns (logits, attention)."""
+class RowHybrid(nn.Module):
+    """A small hybrid on rows of 16 values [batch, input_size]: they are unsqueezed to one
+    Conv1d channel; a BiLSTM and self-attention follow; forward returns (logits, attention)."""
 
     def __init__(self, n_classes: int = 3) -> None:
         super().__init__()
@@ -33,7 +33,7 @@ class SeedHybrid(nn.Module):
 
 
 class HandPermuted(nn.Module):
-    """What a user had to write before layouts: xai's [batch, time, 1] to the seed's [batch, T]."""
+    """What a user writes without layouts: xai's [batch, time, 1] to RowHybrid's [batch, T]."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -66,7 +66,7 @@ def rows(n: int, length: int = COLUMNS, features: int = 1, seed: int = 0) -> np.
 ])
 def test_a_tabular_row_model_wrapped_as_nt_explains_like_the_hand_permuted_one(method, options):
     torch.manual_seed(0)
-    net = SeedHybrid().eval()
+    net = RowHybrid().eval()
     names = {"class_names": ["a", "b", "c"], "feature_names": ["value"]}
     wrapped = xaicore.wrap_model(net, layout="NT", output=0, gradcam_layer="cnn.3", **names)
     by_hand = xaicore.wrap_model(HandPermuted(net), gradcam_layer="net.cnn.3", **names)
@@ -140,7 +140,7 @@ def test_attention_over_one_position_is_named_not_a_constant_map():
 
 
 def test_layout_mistakes_are_one_line_errors():
-    net = SeedHybrid()
+    net = RowHybrid()
     with pytest.raises(XaiError, match="layout must be one of NTF.*not 'TNF'"):
         xaicore.wrap_model(net, n_classes=3, n_features=1, layout="TNF")
     with pytest.raises(XaiError, match="layout NT takes one feature per time step.*2 features"):

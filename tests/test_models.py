@@ -102,7 +102,7 @@ def test_transformer_attention_weights_are_the_ones_used():
     assert_close(out, expected)
 
 
-def test_hybrid_is_the_seed_architecture():
+def test_hybrid_default_architecture():
     cls = registry.get_model("cnn-lstm-attention")
     assert {k: cls.default_params[k] for k in ("cnn_channels", "lstm_hidden_size",
                                                "lstm_num_layers", "num_heads")} == \

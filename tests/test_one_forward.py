@@ -1,5 +1,5 @@
 """Explaining the predicted class costs no extra forward pass for explainers that find it in
-their own forward pass (issue 11: one forward pass)."""
+their own forward pass."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evaluation workers end with their parent, even when it is SIGKILLed (issue 27: no orphans)."""
+"""Evaluation workers end with their parent, even when it is SIGKILLed: no orphans."""
 
 from __future__ import annotations
 

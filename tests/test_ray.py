@@ -94,7 +94,7 @@ def test_ray_engine_on_variable_length_series_equals_the_local_engine(tmp_path, 
     assert np.isnan(b.attributions).any()
 
 
-# joining a cluster fails fast; a request no node can hold is refused (issue 27)
+# joining a cluster fails fast; a request no node can hold is refused
 
 EXPLAIN = ("import sys; from xai_ray import engine; engine.CONNECT_TIMEOUT_S = float(sys.argv[1]); "
            "from xaicore.cli import main; sys.argv[1:2] = []; main()")

@@ -1,4 +1,4 @@
-"""Issue 14: xai deletes only what it wrote, writes atomically, keeps names inside their folder,
+"""xai deletes only what it wrote, writes atomically, keeps names inside their folder,
 bounds its work and turns bad values into one-line errors."""
 
 from __future__ import annotations
@@ -585,7 +585,7 @@ def test_an_explainer_that_runs_out_of_memory_is_retried_on_halves_of_the_batch(
         Buggy().explain(model, x, torch.zeros(7, dtype=torch.long))
 
 
-# --- issue 27: ownership by marker, special files, resume of the same job --------------------
+# --- ownership by marker, special files, resume of the same job ------------------------------
 
 def test_a_folder_of_the_users_own_run_files_is_not_taken_for_a_run(tmp_path):
     """File names alone never make a folder xai's: the user's own checkpoint.pt, metrics.json,

@@ -20,7 +20,7 @@ from xaicore.data.loading import dataset_spec, load_dataset
 from xaicore.errors import XaiError
 from xaicore.models.checkpoints import load_checkpoint, load_run
 from xaicore.runs.predicting import predict
-from xaicore.runs.training import SEED_RECIPE, recipe_for, train
+from xaicore.runs.training import BASE_RECIPE, recipe_for, train
 
 from tolerances import assert_close
 
@@ -298,7 +298,7 @@ def test_the_training_recipe_is_declared_options_a_model_overrides():
     class Net:
         training_defaults = {"epochs": 7, "scheduler": "cosine"}
 
-    assert recipe_for(Net) == {**SEED_RECIPE, "epochs": 7, "scheduler": "cosine"}
+    assert recipe_for(Net) == {**BASE_RECIPE, "epochs": 7, "scheduler": "cosine"}
     assert recipe_for(Net, epochs=3, lr=None)["epochs"] == 3
     with pytest.raises(XaiError, match="training: unknown scheduler 'warm'; it must be one of step"):
         recipe_for(Net, scheduler="warm")

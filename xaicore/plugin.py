@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from xaicore.plugins.hookspecs import hookimpl
+from xaicore.plugins.hookspecs import hookimpl as hookimpl  # re-exported
 
 _LAZY: dict[str, str] = {
     # explainers and results

@@ -4,7 +4,7 @@ A spec is a small JSON-able dict stored in the checkpoint, so a run reloads exac
 ``{"name": "GunPoint"}`` or ``{"name": "/abs/train.csv", "test": "/abs/test.csv" | None,
 "seed": 0, "test_size": 0.25}``.
 
-**CSV layout** (the seed's): a header row, then one row per sample; every column but the last holds
+**CSV layout**: a header row, then one row per sample; every column but the last holds
 a number, the last column holds the class label (any text). A row of F numbers is one *univariate*
 series of F time steps, in column order: the header names of those columns become the time-step
 names (``Dataset.info["time_names"]``), the single feature is named ``"value"``, and the label
@@ -169,7 +169,8 @@ def stratified_split(y: np.ndarray, test_size: float, seed: int, class_names: li
                      where: str) -> tuple[np.ndarray, np.ndarray]:
     """Train and test indices with about ``test_size`` of every class in test (seeded)."""
     rng = np.random.default_rng(seed)
-    train, test = [], []
+    train: list[int] = []
+    test: list[int] = []
     for c in range(len(class_names)):
         idx = rng.permutation(np.flatnonzero(y == c))
         if len(idx) < 2:
@@ -182,7 +183,7 @@ def stratified_split(y: np.ndarray, test_size: float, seed: int, class_names: li
 
 
 def read_csv(path: Path, has_label: bool = True) -> tuple[np.ndarray, np.ndarray | None, dict, None]:
-    """``X [n, time, 1]``, labels and names from a CSV in the seed's layout (see module docstring);
+    """``X [n, time, 1]``, labels and names from a CSV in the CSV layout (see module docstring);
     without ``has_label`` every column holds a value and the labels are None."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:

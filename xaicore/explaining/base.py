@@ -56,7 +56,7 @@ class BaseExplainer:
     def check(self, model: LoadedModel) -> str | None:
         return None
 
-    def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
+    def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor | None,
                   **options: Any) -> tuple[Any, dict]:
         raise NotImplementedError
 
@@ -93,10 +93,12 @@ class BaseExplainer:
         return build_explanation(model, inputs, target, attributions, self.name, public, extras,
                                  logits)
 
-    def attribute_in_halves(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
+    def attribute_in_halves(self, model: LoadedModel, inputs: torch.Tensor,
+                            target: torch.Tensor | None,
                             opts: dict) -> tuple[Any, dict, torch.Tensor | None]:
         """``attribute`` on the batch; when it runs out of memory, on each half of the batch in
         turn (down to single samples, then a one-line error)."""
+        logits: list[torch.Tensor]
         try:
             attributions, extras, *logits = self.attribute(model, inputs, target, **opts)
             return attributions, extras, (logits[0] if logits else None)

@@ -84,7 +84,7 @@ def pad_join(parts: list[np.ndarray], shape: tuple[int, ...] | None = None) -> n
     padded = []
     for part in parts:
         out = np.full((len(part), *shape), fill, dtype=part.dtype)
-        out[(slice(None), *(slice(0, n) for n in part.shape[1:]))] = part
+        out[(slice(None),) + tuple(slice(0, n) for n in part.shape[1:])] = part
         padded.append(out)
     return np.concatenate(padded)
 

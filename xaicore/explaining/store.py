@@ -40,8 +40,8 @@ TOTALS = "class_totals.npz"
 CHECKPOINT_SECONDS = 10.0
 FLUSH_BYTES = 16 << 20
 #: Per-sample arrays of at most ``SMALL_ROW_BYTES`` a row (ids, classes, summary columns) are
-#: chunked ``SMALL_CHUNK_ROWS`` rows at a time: one chunk per batch costs Zarr about 1.3 ms of
-#: Python and a file each, which for about 15 such arrays was most of a batch's writing time. A
+#: chunked ``SMALL_CHUNK_ROWS`` rows at a time: one chunk per batch would cost Zarr its Python
+#: overhead and a file per array and batch, most of a batch's writing time for small rows. A
 #: checkpoint rewrites the partly filled chunk holding rows already on disk; Zarr >= 3.1.3 writes
 #: every chunk file atomically (a temporary file renamed into place), so a kill cannot damage them.
 SMALL_ROW_BYTES = 64

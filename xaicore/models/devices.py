@@ -26,9 +26,8 @@ def default_device() -> torch.device:
 def pass_rows(device: torch.device | str, values_per_row: int) -> int:
     """Rows per no-grad forward pass of series with ``values_per_row`` (time x feature) values.
 
-    On CPU small passes stay in cache and run fastest (GunPoint, 150 steps, rows/s at 128/256/1024/
-    4096 rows: hybrid 5.1k/5.3k/5.1k/3.8k, FCN 850/750/640/510, ResNet 620/710/300/300); on CUDA
-    large passes fill the device.
+    On CPU small passes stay in cache and run fastest (rows/s fall beyond a few hundred rows of a
+    GunPoint-sized series); on CUDA large passes fill the device.
     """
     cpu = torch.device(device).type == "cpu"
     most, values = (256, 2 ** 16) if cpu else (8192, 2 ** 23)

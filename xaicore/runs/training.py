@@ -1,7 +1,7 @@
 """``train()``: fit a registered network on a dataset spec and write a complete run directory.
 
-The recipe is the seed's (Adam, StepLR dividing the rate by 10 every third of the epochs,
-cross-entropy) unless the network class overrides defaults in ``training_defaults`` (each field is
+The base recipe (Adam, StepLR dividing the rate by 10 every third of the epochs,
+cross-entropy) applies unless the network class overrides defaults in ``training_defaults`` (each field is
 an ``Option`` of ``RECIPE_OPTIONS``); explicit arguments override both. Everything is written into a temporary folder inside ``out`` and moved
 into place file by file at the end (``runs.install_training``), so a failed or interrupted run
 leaves the previous files as they were; files xai did not write are never touched.
@@ -37,7 +37,7 @@ from xaicore.plugins.options import Option, defaults_of, resolve, validate
 from xaicore.plugins.stages import render_stage
 
 SCHEDULERS = ("step", "cosine", "onecycle", "constant")
-# The seed script's recipe; a network class overrides defaults in its ``training_defaults`` dict.
+# The base recipe; a network class overrides defaults in its ``training_defaults`` dict.
 RECIPE_OPTIONS: tuple[Option, ...] = (
     Option("epochs", int, 50, "training epochs", min=1, max=100_000),
     Option("batch_size", int, 32, "mini-batch size", min=1, max=1_000_000),
@@ -49,7 +49,7 @@ RECIPE_OPTIONS: tuple[Option, ...] = (
     Option("augment", float, 0.0, "amplitude scaling and jitter strength (0: none)", min=0.0,
            max=1.0),
 )
-SEED_RECIPE: dict[str, Any] = defaults_of(RECIPE_OPTIONS)
+BASE_RECIPE: dict[str, Any] = defaults_of(RECIPE_OPTIONS)
 
 
 def recipe_options(cls: type) -> list[Option]:
@@ -60,7 +60,7 @@ def recipe_options(cls: type) -> list[Option]:
 
 
 def recipe_for(cls: type, **overrides: Any) -> dict[str, Any]:
-    """The training recipe for a network class: the seed's, the class's defaults, then overrides."""
+    """The training recipe for a network class: the base one, the class's defaults, then overrides."""
     return validate("training", recipe_options(cls),
                     {k: v for k, v in overrides.items() if v is not None})
 
@@ -163,7 +163,7 @@ def train(dataset_spec: dict | str | Path | None, model: str | None, out: str | 
                                f"train {model!r} into a new directory instead")
             dataset_spec, seed = previous["dataset"], previous["seed"]
             params = previous["hyperparameters"]
-            recipe_overrides = {**{k: v for k, v in previous["training"].items() if k in SEED_RECIPE},
+            recipe_overrides = {**{k: v for k, v in previous["training"].items() if k in BASE_RECIPE},
                                 "epochs": epochs}
         else:
             runs.check_replaceable(out, force)

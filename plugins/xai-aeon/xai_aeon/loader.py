@@ -34,7 +34,7 @@ def class_order(labels: Any) -> list[str]:
 
 def _read(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, dict]:
     """A split's series, labels and metadata: from the cache when it holds this exact file,
-    else parsed by aeon (whose import alone takes about 3 s) and cached."""
+    else parsed by aeon (whose import alone takes seconds) and cached."""
     cached = cache_file(path)
     if cached is not None and cached.is_file():
         try:

@@ -25,9 +25,9 @@ DEEPLIFT_UNSUPPORTED = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoder
                         nn.TransformerDecoderLayer)
 
 #: Steps tried in turn by integrated-gradients' n_steps="auto" until a sample's gap is under 1%:
-#: Clenshaw-Curtis rules whose nodes nest (the demo run: 15.5k gradient rows for 150 samples where
-#: Gauss-Legendre restarted at 32, 64, ... steps took 28k, with the same share converging at
-#: each level), or for another integration_method its own rule at each count in turn.
+#: Clenshaw-Curtis rules whose nodes nest (a sample that needs the next level reuses every gradient
+#: row of the levels before it, where restarting Gauss-Legendre at 32, 64, ... steps computes them
+#: all again), or for another integration_method its own rule at each count in turn.
 AUTO_POINTS = (33, 65, 129, 257, 513, 1025)
 AUTO_STEPS = (32, 64, 128, 256, 512, 1024)
 DELTA_TOLERANCE = 0.01  # |delta| above this fraction of |F(x) - F(baseline)| triggers a warning

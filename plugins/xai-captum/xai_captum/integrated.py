@@ -1,6 +1,6 @@
 """Integrated Gradients along the whole path in batched passes (``passes.py``).
 
-Captum's ``IntegratedGradients`` costs 3x a plain pass per step on the hybrid (its gradient of
+Captum's ``IntegratedGradients`` costs several plain passes per step on the hybrid (its gradient of
 ``torch.unbind(outputs)``); the integration points and weights here are captum's, plus
 Clenshaw-Curtis, whose nodes nest (``nested_integrated_gradients``).
 """
@@ -56,8 +56,8 @@ def path_points(method: str, n_steps: int) -> tuple[tuple[float, ...], tuple[flo
         raise XaiError(f"integrated-gradients: n_steps must be at least 1, got {n_steps}")
     if method == "gausslegendre" and n_steps > MAX_GAUSS_LEGENDRE:
         raise XaiError(f"integrated-gradients: gausslegendre takes at most {MAX_GAUSS_LEGENDRE} "
-                       f"steps (its set-up grows with the cube of the steps: 2048 took 16 s "
-                       f"here), got {n_steps}; riemann_trapezoid takes more")
+                       f"steps (its set-up grows with the cube of the steps), got {n_steps}; "
+                       f"riemann_trapezoid takes more")
     if method == CLENSHAW_CURTIS:
         alphas, weights = clenshaw_curtis(n_steps)
         return tuple(alphas.tolist()), tuple(weights.tolist())

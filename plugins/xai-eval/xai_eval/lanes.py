@@ -1,7 +1,7 @@
 """Evaluation tasks run side by side in forked worker processes, one torch thread each.
 
-The hybrid's passes use a second core poorly from within one process (one process with two
-threads: 5.1k forward rows/s on the demo run; two processes with one thread each: 6.8k), so on CPU
+The hybrid's passes use a second core poorly from within one process (two processes with one
+thread each pass more rows per second than one process with two threads), so on CPU
 the evaluation forks workers that inherit the loaded model and run whole tasks (explain one
 method, one step of the randomisation, one metric over the methods). Every task seeds its own
 randomness, so the numbers do not depend on which worker ran it nor on how many there are. On

@@ -101,37 +101,6 @@ def linear_impute(x: torch.Tensor, removed: torch.Tensor, fallback: torch.Tensor
     return torch.where(removed, value, x)
 
 
-def linear_impute_sparse(x: np.ndarray, removed: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """The same imputation written as ROAD's sparse linear system, one series at a time (reference
-    for the tests; ``linear_impute`` is the fast path)."""
-    from scipy.sparse import lil_matrix
-    from scipy.sparse.linalg import spsolve
-
-    out = np.array(x, dtype=np.float64)
-    n, T, F = x.shape
-    for i in range(n):
-        for f in range(F):
-            gone = np.flatnonzero(removed[i, :, f])
-            if gone.size == 0:
-                continue
-            if gone.size == T:
-                out[i, :, f] = fallback[f]
-                continue
-            where = {t: k for k, t in enumerate(gone)}
-            A = lil_matrix((gone.size, gone.size))
-            b = np.zeros(gone.size)
-            for k, t in enumerate(gone):
-                neighbours = [u for u in (t - 1, t + 1) if 0 <= u < T]
-                A[k, k] = 1.0
-                for u in neighbours:
-                    if u in where:
-                        A[k, where[u]] -= 1.0 / len(neighbours)
-                    else:
-                        b[k] += x[i, u, f] / len(neighbours)
-            out[i, gone, f] = spsolve(A.tocsr(), b)
-    return out
-
-
 def road_noise(shape: tuple[int, ...], std: np.ndarray, seed: int) -> np.ndarray:
     """ROAD's Gaussian noise ``[sample, point, time, feature]`` (per-feature ``std``), drawn once
     per sample and curve point: every ordering of a sample meets the same noise, so a method's

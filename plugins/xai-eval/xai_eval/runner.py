@@ -148,7 +148,7 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
             submit(("explain", name), explain_task, name, seed, full)
         for k in range(1, RANDOM_DRAWS):  # further random orders: a steadier baseline
             submit(("draw", k), explain_task, RANDOM, seed * RANDOM_DRAWS + k, True)
-        if workers > 1:  # idle here meanwhile: load what the table needs (scipy.stats 1.2 s)
+        if workers > 1:  # idle here meanwhile: load what the table needs (scipy.stats is slow)
             import pandas  # noqa: F401
             import scipy.stats  # noqa: F401
         while pending:

@@ -6,7 +6,7 @@ from xaicore.plugin import hookimpl
 @hookimpl
 def register_models(register):
     register("cnn-lstm-attention", "xai_models.hybrid:CNNLSTMAttention",
-             description="The seed's hybrid: Conv1d blocks, BiLSTM, multi-head self-attention")
+             description="CNN-BiLSTM-Attention hybrid: Conv1d blocks, BiLSTM, self-attention")
     register("inception-time", "xai_models.inception:InceptionTime",
              description="InceptionTime (Ismail Fawaz et al. 2020)")
     register("fcn", "xai_models.fcn:FCN", description="Fully convolutional network (Wang et al. 2017)")

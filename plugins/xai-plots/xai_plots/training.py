@@ -13,7 +13,7 @@ from xaicore.plugin import Option, XaiError
 
 from .figures import check_formats, plt, save, text
 
-CURVE_FORMATS = ("png", "svg", "eps")  # EPS as the seed script saved its curves
+CURVE_FORMATS = ("png", "svg", "eps")  # EPS for LaTeX papers
 MATRIX_FORMATS = ("png", "svg")
 RUN_DIR = Option("run_dir", object, None, "the run directory (default: out_dir)")
 

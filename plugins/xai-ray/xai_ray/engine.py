@@ -75,9 +75,8 @@ class RayEngine:
         starts = [start for start, _ in job.batches()]
         if not starts:
             return
-        # a few batches per Ray task: Ray Data's per-task cost is then paid once for them (20k
-        # rows, 2 workers: 2,480 rows/s with 4 batches a task, 1,990 with one), while short
-        # inputs still give every worker work
+        # a few batches per Ray task: Ray Data's per-task cost is then paid once for them, while
+        # short inputs still give every worker work
         per_task = max(1, min(BATCHES_PER_TASK, len(starts) // (2 * workers)))
         dataset = ray.data.from_items([{"start": s} for s in starts],
                                       override_num_blocks=-(-len(starts) // per_task))

@@ -1,7 +1,7 @@
 """``shap``: SHAP values over time segments, in logit space, with the additivity error reported.
 
 Why not shap's own explainers by default: DeepExplainer has no handlers for LSTM or
-MultiheadAttention (the seed's hybrid) and its additivity check fails there; GradientExplainer
+MultiheadAttention (the cnn-lstm-attention hybrid) and its additivity check fails there; GradientExplainer
 (expected gradients) is not additive and needs hundreds of backward passes per sample. The segment
 game is model-agnostic, so the same algorithms are correct for every model, and both (exact values,
 the sampled estimate) sum exactly to f(x) - E f(background). DeepExplainer is offered on request
@@ -52,9 +52,8 @@ class ShapExplainer(BaseExplainer):
     name = "shap"
     description = "SHAP values over time segments with additivity error reported"
     requires = ("background",)
-    # about (2 x players + 1) x background + 2 x n_pairs forward rows per sample: 1,500 on the
-    # demo run, where saliency needs one pass and auto-step IG about 100 to 200; the default
-    # evaluation explains 48 samples with it
+    # about (2 x players + 1) x background + 2 x n_pairs forward rows per sample, many more than
+    # saliency's one pass or auto-step IG's; the default evaluation explains 48 samples with it
     evaluation_samples = 48
     options = (
         Option("background", object, None, "raw train inputs [n, time, feature]"),

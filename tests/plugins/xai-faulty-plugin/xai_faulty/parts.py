@@ -1,6 +1,5 @@
 """The failing parts (imported only when used)."""
 
-import torch
 from torch import nn
 
 from xaicore.plugin import BaseExplainer

@@ -1,7 +1,5 @@
 """Components that register cleanly and fail when used, each in its own way."""
 
-import click
-
 from xaicore.plugin import hookimpl
 
 
