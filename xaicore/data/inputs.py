@@ -173,7 +173,7 @@ def _open_input(path: Path, seq_len: int | None) -> InputSource:
         if suffix == ".zarr":
             import zarr
 
-            node = zarr.open(str(path), mode="r")
+            node: Any = zarr.open(str(path), mode="r")  # an array or a group
             grouped = hasattr(node, "members")
             array = node["X"] if grouped else node
             extra = {k: node[k][...] for k in ("y", "lengths", "class_names")

@@ -43,13 +43,15 @@ class Explanation:
     method: str
     options: dict = field(default_factory=dict)
     extras: dict = field(default_factory=dict)
-    labels: np.ndarray | None = None
-    sample_ids: np.ndarray | None = None
+    # labels, sample_ids and lengths may be given as None: __post_init__ fills them (-1 for
+    # unknown labels, 0..n-1, the lengths found in the inputs), so they are arrays from then on
+    labels: np.ndarray = None  # type: ignore[assignment]
+    sample_ids: np.ndarray = None  # type: ignore[assignment]
     class_names: list[str] = field(default_factory=list)
     feature_names: list[str] = field(default_factory=list)
     model_name: str = ""
     dataset: str = ""
-    lengths: np.ndarray | None = None
+    lengths: np.ndarray = None  # type: ignore[assignment]
     model_digest: str = ""  # sha256 of the checkpoint of the model explained ("" if not from one)
 
     def __post_init__(self) -> None:
@@ -171,7 +173,7 @@ class Explanation:
         top = float(magnitude.max()) or 1.0
         points = " ".join(f"{i * 240 / max(len(magnitude) - 1, 1):.1f},"
                           f"{38 - 34 * v / top:.1f}" for i, v in enumerate(magnitude))
-        labelled = self.labels >= 0
+        labelled = np.asarray(self.labels >= 0)
         facts = [("method", self.method), ("model", self.model_name or "?"),
                  ("samples", f"{self.n_samples} x {self.attributions.shape[1]} time steps x "
                              f"{self.attributions.shape[2]} features"),
@@ -258,13 +260,14 @@ class Explanation:
                            f"this xai reads format {FORMAT_VERSION}")
         extras = dict(metadata.get("extras", {}))
         extras.update({k[len("extra__"):]: v for k, v in arrays.items() if k.startswith("extra__")})
+        held: dict[str, Any] = {k: arrays[k] for k in ("labels", "sample_ids", "lengths")
+                                if k in arrays}  # the rest __post_init__ fills
         return cls(arrays["attributions"], arrays["inputs"], arrays["targets"],
                    arrays["predictions"], arrays["probabilities"], metadata["method"],
-                   metadata.get("options", {}), extras, arrays.get("labels"),
-                   arrays.get("sample_ids"), metadata.get("class_names", []),
-                   metadata.get("feature_names", []), metadata.get("model_name", ""),
-                   metadata.get("dataset", ""), arrays.get("lengths"),
-                   str(metadata.get("model_digest") or ""))
+                   metadata.get("options", {}), extras, class_names=metadata.get("class_names", []),
+                   feature_names=metadata.get("feature_names", []),
+                   model_name=metadata.get("model_name", ""), dataset=metadata.get("dataset", ""),
+                   model_digest=str(metadata.get("model_digest") or ""), **held)
 
 
 def nan_reduce(values: np.ndarray, axes: tuple[int, ...], total: bool) -> np.ndarray:

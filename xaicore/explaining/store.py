@@ -74,7 +74,7 @@ class StoreWriter:
         self.path, self.n_rows, self.chunk_rows = Path(path), int(n_rows), int(chunk_rows)
         self.metadata = metadata
         self.checkpoint_seconds = checkpoint_seconds
-        self.group = None
+        self.group: Any = None  # the open zarr group, set by create and resume
         self.totals: ClassTotals | None = None
         self.arrays: dict[str, Any] = {}
         self.pending: list[dict[str, np.ndarray]] = []  # explained batches not yet written

@@ -8,6 +8,7 @@ runs; the driver (``stream_explanations``) writes what they yield, in order, and
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 import json
 import sys
 import time
@@ -142,7 +143,8 @@ class Progress:
 
     def __init__(self, total: int, done: int, enabled: bool) -> None:
         self.total, self.done, self.enabled = total, done, enabled
-        self.began, self.first, self.shown = None, done, 0.0
+        self.began: float | None = None
+        self.first, self.shown = done, 0.0
 
     def update(self, rows: int) -> None:
         """Count ``rows`` more; the rate is measured from the first batch on (model loading and
@@ -170,10 +172,8 @@ class WriteBehind:
     I/O overlap the model's compute); at most one batch waits, so memory stays bounded."""
 
     def __init__(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="xai-store")
-        self.pending = None
+        self.pending: Future | None = None
 
     def submit(self, fn, *args) -> None:
         self.wait()

@@ -31,6 +31,8 @@ def network_class(path: Path, attr: str) -> type:
     module = sys.modules.get(name)
     if module is None:
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise XaiError(f"{path} cannot be imported as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(path.parent))  # the file's own imports of its neighbours
         try:

@@ -14,6 +14,9 @@ from xaicore.errors import XaiError
 class Standardize(nn.Module):
     """Per-feature z-normalisation with statistics from the train split, kept inside the model."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: Any, std: Any) -> None:
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=torch.float32))

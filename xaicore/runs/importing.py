@@ -79,7 +79,7 @@ def constructor_params(cls: type, hyper: dict) -> dict:
     """The entries of a saved ``hyperparameters`` dict that ``cls(...)`` takes by name."""
     import inspect
 
-    names = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    names = set(inspect.signature(cls).parameters)
     return {k: v for k, v in hyper.items() if k in names}
 
 
@@ -97,7 +97,8 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
             params = constructor_params(network_class(path, attr), hyper)
         if not isinstance(params, dict):
             raise XaiError(f"--params must be a JSON object of keyword arguments, not {params!r}")
-        spec = {"file": str(path), "attr": attr, "sha256": file_digest(path), "layout": layout,
+        digest = file_digest(path)
+        spec = {"file": str(path), "attr": attr, "sha256": digest, "layout": layout,
                 "output": output}
         net = build(spec, params, chosen=True)
         load_weights(net, state, attr)
@@ -122,7 +123,7 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
                       "dataset": dict(dataset_spec),
                       "import": {**spec, "gradcam_layer": gradcam_layer and ADAPTED + gradcam_layer},
                       "epoch": 0, "seed": 0}
-        record_import(path, spec["sha256"])
+        record_import(path, digest)
         with runs.staged(out, "xai import") as tmp:
             torch.save(checkpoint, tmp / CHECKPOINT)
             write_predictions(tmp / "test_predictions.csv", dataset, predicted, probs)

@@ -149,8 +149,7 @@ def train(dataset_spec: dict | str | Path | None, model: str | None, out: str | 
     """
     out = Path(out)
     with runs.run_lock(out, "xai train"):  # held from the first check to the last file
-        if isinstance(dataset_spec, (str, Path)):
-            dataset_spec = spec_of(dataset_spec)
+        spec = spec_of(dataset_spec) if isinstance(dataset_spec, (str, Path)) else dataset_spec
         previous = None
         if resume:
             if not runs.is_run(out):
@@ -161,14 +160,14 @@ def train(dataset_spec: dict | str | Path | None, model: str | None, out: str | 
             if previous["model"] != model or "training" not in previous:
                 raise XaiError(f"{out} holds a {previous.get('model')!r} run without resumable state; "
                                f"train {model!r} into a new directory instead")
-            dataset_spec, seed = previous["dataset"], previous["seed"]
+            spec, seed = previous["dataset"], previous["seed"]
             params = previous["hyperparameters"]
             recipe_overrides = {**{k: v for k, v in previous["training"].items() if k in BASE_RECIPE},
                                 "epochs": epochs}
         else:
             runs.check_replaceable(out, force)
             recipe_overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr}
-        if not model or not dataset_spec:
+        if not model or not spec:
             raise XaiError("train needs a model name and a dataset spec (or resume=True)")
         if params is not None and not isinstance(params, dict):
             raise XaiError(f"params must be a dict of network parameters, not {type(params).__name__}")
@@ -177,7 +176,7 @@ def train(dataset_spec: dict | str | Path | None, model: str | None, out: str | 
         params = resolve(f"model {model}", cls, params or {}, noun="parameter")
         recipe = recipe_for(cls, **recipe_overrides)
         dev = resolve_device(device)
-        dataset = load_dataset(dataset_spec)
+        dataset = load_dataset(spec)
         if previous and recipe["epochs"] <= previous["epoch"]:
             raise XaiError(f"{out} already trained {previous['epoch']} epochs; resume needs --epochs "
                            f"above that")
@@ -185,7 +184,7 @@ def train(dataset_spec: dict | str | Path | None, model: str | None, out: str | 
         removed: list[str] = []
         with runs.staged(out, "xai train", removed) as tmp:
             with deterministic(seed, threads):
-                metrics = _fit(dataset, dataset_spec, model, cls, params or {}, recipe, seed, dev, tmp,
+                metrics = _fit(dataset, spec, model, cls, params or {}, recipe, seed, dev, tmp,
                                progress, previous)
             _render(tmp, metrics, progress)
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -212,6 +211,7 @@ def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict,
          seed: int, dev: torch.device, run_dir: Path, progress: bool, previous: dict | None) -> dict:
     model = build_model(dataset, model_name, cls, params).to(dev)
     network, module, hyperparameters = model.network, model.module, model.hyperparameters
+    assert model.normalisation is not None  # build_model always normalises
     mean, std = (model.normalisation.mean.cpu().numpy().reshape(-1),
                  model.normalisation.std.cpu().numpy().reshape(-1))
     Xtr, ytr = (torch.from_numpy(a).to(dev) for a in (dataset.train.X, dataset.train.y))
@@ -337,7 +337,8 @@ def optimisation(module: nn.Module, recipe: dict, steps: int) -> tuple[Any, Any,
 
 def train_epoch(module: nn.Module, X: torch.Tensor, y: torch.Tensor, recipe: dict,
                 generator: torch.Generator, optimizer: torch.optim.Optimizer, scheduler: Any,
-                criterion: nn.Module, normalisation: tuple) -> tuple[float, float]:
+                criterion: nn.Module,
+                normalisation: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
     """One pass over the shuffled training batches (``scheduler`` stepped per batch when given):
     the mean loss and the accuracy."""
     module.train()
