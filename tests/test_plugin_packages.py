@@ -6,6 +6,7 @@ exactly what a user's ``pip install`` gives, without changing the project's envi
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -424,3 +425,35 @@ def test_a_plugin_cannot_take_a_core_command(hijack_site):
     assert strict.returncode == 1 and "hijacked" not in strict.stdout
     assert "command 'train' belongs to xai itself" in strict.stderr
     assert "Traceback" not in strict.stderr
+
+
+SLOW = ROOT / "tests" / "plugins" / "xai-slow-plugin"
+
+
+@pytest.fixture(scope="module")
+def slow_site(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("slow-site")
+    pip_install_target(target, SLOW)
+    return target
+
+
+def test_a_hook_over_its_time_budget_is_named_and_the_command_goes_on(slow_site):
+    """The slow plugin's register_models sleeps 0.5 s: over a 0.2 s budget it is named with its
+    time on stderr, and the command still runs; within the default budget nothing is said."""
+    warning = re.compile(r"^warning: plugin slow \(distribution xai-slow-plugin\): "
+                         r"register_models took (\d+\.\d) s, over the 0\.2 s budget "
+                         r"\(XAI_HOOK_BUDGET_S\)$", re.M)
+    result = run(XAI + ["list", "--json"], slow_site, XAI_HOOK_BUDGET_S="0.2")
+    assert result.returncode == 0, result.stderr
+    found = warning.findall(result.stderr)
+    assert len(found) == 1 and float(found[0]) >= 0.5, result.stderr
+    assert "slow-net" in {e["name"] for e in json.loads(result.stdout)["models"]}
+    code = "from xaicore.plugins import registry; print(registry.names('models'))"
+    result = run([sys.executable, "-c", code], slow_site, XAI_HOOK_BUDGET_S="0.2")
+    assert result.returncode == 0 and "'slow-net'" in result.stdout, result.stderr
+    assert len(warning.findall(result.stderr)) == 1, result.stderr
+    quiet = run(XAI + ["list", "--json"], slow_site)
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr, quiet.stderr
+    bad = run(XAI + ["list"], slow_site, XAI_HOOK_BUDGET_S="soon")
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        "Error: XAI_HOOK_BUDGET_S must be a positive number of seconds, not 'soon'")

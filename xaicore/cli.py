@@ -27,6 +27,7 @@ class XaiGroup(click.Group):
             return
         self._plugin_commands_added = True
         from xaicore.plugins import loading as plugins
+        from xaicore.plugins.budget import timed_hook
 
         try:
             plugins.load_plugins()
@@ -35,12 +36,11 @@ class XaiGroup(click.Group):
                 source = plugins.source_of(impl.plugin_name)
                 try:
                     try:
-                        impl.function(cli=self)
+                        timed_hook(source.label, "register_commands", impl.function, cli=self)
                     finally:
                         taken = self._keep_owned(before)
                     for name in set(self.commands) - set(before):
-                        self.command_owners[name] = (f"plugin {source.plugin} (distribution "
-                                                     f"{source.distribution or 'unknown'})")
+                        self.command_owners[name] = source.label
                     for name in taken:
                         owner = self.command_owners.get(name, "xai itself")
                         plugins.record_failure(plugins.PluginFailure(

@@ -46,6 +46,11 @@ class PluginSource:
     def builtin(self) -> bool:
         return self.distribution in BUILTIN_DISTRIBUTIONS
 
+    @property
+    def label(self) -> str:
+        """``plugin X (distribution Y)``, as one-line messages name a plugin."""
+        return f"plugin {self.plugin} (distribution {self.distribution or 'unknown'})"
+
 
 @dataclass(frozen=True)
 class PluginFailure:

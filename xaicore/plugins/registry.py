@@ -12,6 +12,7 @@ from importlib import import_module
 from typing import Any
 
 from xaicore.plugins import loading as plugins
+from xaicore.plugins.budget import timed_hook
 from xaicore.errors import PluginError, UnknownNameError
 
 KINDS = ("models", "explainers", "renderers", "datasets", "metrics", "engines")
@@ -115,7 +116,7 @@ class Registry:
             self.rejected.append(entry)
 
         try:
-            impl.function(register=register)
+            timed_hook(source.label, f"register_{kind}", impl.function, register=register)
         except PluginError:
             raise
         except Exception as exc:
