@@ -205,8 +205,9 @@ def test_builtin_keeps_its_name_against_a_plugin_that_sorts_first(hijack_site):
     result = run([sys.executable, "-c", code], hijack_site)
     assert result.stdout.strip().startswith("xai_gradcam"), result.stderr
 
-    table = run(XAI + ["list"], hijack_site)
-    assert "FAILED: explainer name 'gradcam' is already registered by xai-gradcam" in table.stdout
+    table = " ".join(run(XAI + ["list"], hijack_site).stdout.split())
+    assert ("FAILED gradcam (xai-hijack-plugin): explainer name 'gradcam' is already registered "
+            "by xai-gradcam") in table
 
 
 def test_strict_mode_blames_the_newcomer(hijack_site):
@@ -418,7 +419,7 @@ def test_a_plugin_cannot_take_a_core_command(hijack_site):
               if p["distribution"] == "xai-hijack-plugin" and p["status"] == "failed"]
     assert any("command 'train' belongs to xai itself; it was not replaced" in p["error"]
                for p in failed), failed
-    text = run(XAI + ["list"], hijack_site).stdout
+    text = " ".join(run(XAI + ["list"], hijack_site).stdout.split())
     assert "command 'train' belongs to xai itself" in text
     strict = run(XAI + ["train", "--help"], hijack_site, XAI_STRICT_PLUGINS="1",
                  XAI_DISABLE_PLUGINS="aab-misspelled")
@@ -457,3 +458,62 @@ def test_a_hook_over_its_time_budget_is_named_and_the_command_goes_on(slow_site)
     bad = run(XAI + ["list"], slow_site, XAI_HOOK_BUDGET_S="soon")
     assert bad.returncode == 1 and bad.stderr.strip() == (
         "Error: XAI_HOOK_BUDGET_S must be a positive number of seconds, not 'soon'")
+
+
+def test_evaluate_reports_a_failing_explainer_and_scores_the_others(faulty_site, gunpoint_run,
+                                                                    tmp_path):
+    """The faulty plugin's explainer raises in attribute: xai evaluate (in two worker processes)
+    names that plugin in one warning line, scores saliency and the random baseline, records the
+    failure for the report and exits 0; with no other method to score it is an error."""
+    import shutil
+
+    from xai_report.report import evaluation_section
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(gunpoint_run, run_dir)
+    blame = ("plugin faulty (distribution xai-faulty-plugin) failed in faulty-explainer.explain: "
+             "ValueError: faulty attribute")
+    args = XAI + ["evaluate", "--run", str(run_dir), "--method", "saliency", "--method",
+                  "faulty-explainer", "--metric", "deletion", "--samples", "6", "--bootstrap",
+                  "100", "--workers", "2"]
+    result = run(args, faulty_site)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "faulty" in line]
+    assert lines == [f"warning: {blame}; method faulty-explainer is not scored"], result.stderr
+    assert "xai-eval" not in result.stderr and "Traceback" not in result.stderr
+    table = (run_dir / "evaluation.csv").read_text().splitlines()
+    assert sorted(row.split(",")[1] for row in table[1:]) == ["random", "saliency"]
+    settings = json.loads((run_dir / "evaluation" / "settings.json").read_text())
+    assert settings["failed_methods"] == {"faulty-explainer": blame}
+    assert f"faulty-explainer was not scored: {blame}" in evaluation_section(run_dir)
+
+    alone = tmp_path / "alone"
+    shutil.copytree(gunpoint_run, alone)
+    result = run(XAI + ["evaluate", "--run", str(alone), "--method", "faulty-explainer",
+                        "--metric", "deletion", "--samples", "6", "--workers", "1"], faulty_site)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"Error: no method could be scored: {blame}"
+    assert not (alone / "evaluation.csv").exists()
+
+
+def test_list_text_shows_every_failed_row_below_a_table_it_does_not_widen(hijack_site):
+    """The hijack plugin's GunPoint dataset is refused and sorts after the working datasets: its
+    row shows even where the datasets are folded, its status cell stays short, and the reason is
+    printed below the table, wrapped to the width."""
+    result = run(XAI + ["list"], hijack_site, COLUMNS="100")
+    assert result.returncode == 0, result.stderr
+    section = result.stdout.split("\nDATASETS\n")[1].split("\n\n")[0].splitlines()
+    header, rule, *rows = section
+    assert any(r.startswith("... ") and r.endswith("more (xai list --json)") for r in rows)
+    failed = [r for r in rows if r.startswith("GunPoint ") and "xai-hijack-plugin" in r]
+    assert len(failed) == 1 and failed[0].split()[:4] == ["GunPoint", "xai-hijack-plugin",
+                                                          "0.0.1", "FAILED,"]
+    status_width = len(rule.split()[3])
+    assert status_width == len("FAILED, see below")
+    assert "already registered" not in "\n".join([header, rule, *failed])
+    notes = [line for line in section if line.startswith("  FAILED ")]
+    assert notes == ["  FAILED GunPoint (xai-hijack-plugin): dataset name 'GunPoint' is already "
+                     "registered by xai-aeon"]
+    below = result.stdout.split("\nFAILED PLUGINS\n")[1].splitlines()
+    assert below and all(len(line) <= 100 for line in below), below
+    assert "command 'train' belongs to xai itself" in " ".join(" ".join(below).split())

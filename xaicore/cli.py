@@ -152,20 +152,48 @@ def list_cmd(as_json: bool, check: bool, options_of: str | None) -> None:
         _report_check(broken)
         return
     for kind in registry.KINDS:
+        shown = _fold(data[kind], FOLD_AFTER if kind == "datasets" else None)
         rows = [[e["name"], e["distribution"] or e["plugin"], e["version"] or "-",
-                 e["status"] if e["status"] == "ok" else f"FAILED: {e['error']}",
-                 e["description"][:60]] for e in data[kind]]
-        if kind == "datasets" and len(rows) > 12:
-            rows = rows[:12] + [[f"... {len(rows) - 12} more (xai list --json)", "", "", "", ""]]
+                 "ok" if e["status"] == "ok" else "FAILED, see below", e["description"][:60]]
+                for e in shown]
+        if len(shown) < len(data[kind]):
+            rows.append([f"... {len(data[kind]) - len(shown)} more (xai list --json)", "", "", "",
+                         ""])
         click.echo(f"\n{kind.upper()}")
         click.echo(_table(rows, ["NAME", "DISTRIBUTION", "VERSION", "STATUS", "DESCRIPTION"])
                    if rows else "  (none installed)")
+        for e in shown:
+            if e["status"] != "ok":
+                click.echo(_wrapped(f"FAILED {e['name']} ({e['distribution'] or e['plugin']}): "
+                                    f"{e['error']}"))
     failed = [p for p in data["plugins"] if p["status"] == "failed"]
     if failed:
         click.echo("\nFAILED PLUGINS")
-        click.echo(_table([[p["plugin"], p["distribution"] or "-", p["version"] or "-", p["error"]]
-                           for p in failed], ["PLUGIN", "DISTRIBUTION", "VERSION", "ERROR"]))
+        for p in failed:
+            click.echo(_wrapped(f"{p['plugin']} ({p['distribution'] or 'no distribution'} "
+                                f"{p['version'] or '-'}): {p['error']}"))
     _report_check(broken)
+
+
+FOLD_AFTER = 12  # working datasets shown in the text of xai list; the rest are counted
+
+
+def _fold(entries: list[dict], limit: int | None) -> list[dict]:
+    """The entries shown: every failed one, and working ones up to ``limit``."""
+    if limit is None:
+        return entries
+    ok = [e for e in entries if e["status"] == "ok"][:limit]
+    return [e for e in entries if e["status"] != "ok" or any(e is o for o in ok)]
+
+
+def _wrapped(text: str) -> str:
+    """``text`` indented and wrapped to the terminal's width (100 columns off a terminal)."""
+    import shutil
+    import textwrap
+
+    width = max(60, shutil.get_terminal_size((100, 24)).columns)
+    return textwrap.fill(text, width, initial_indent="  ", subsequent_indent="      ",
+                         break_long_words=False, break_on_hyphens=False)
 
 
 def _report_check(broken: list) -> None:

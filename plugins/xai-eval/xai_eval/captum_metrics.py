@@ -10,6 +10,8 @@ import torch
 from xaicore.plugin import (Explanation, LoadedModel, Option, XaiError, defaults_of, pass_rows,
                             validate)
 
+from .guard import explain_again
+
 
 def feature_spread(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
     """Each feature's spread ``[1, 1, feature]``: the train std the model stores, else the
@@ -146,7 +148,7 @@ class SensitivityMaxMetric:
         def explain(inputs, target: torch.Tensor) -> tuple[torch.Tensor]:
             if isinstance(inputs, tuple):
                 (inputs,) = inputs
-            again = explainer.explain(model, inputs, target, **explain_opts)
+            again = explain_again(explainer, model, inputs, target, **explain_opts)
             return (torch.as_tensor(np.nan_to_num(again.attributions), device=device),)  # a tuple
 
         import warnings
