@@ -12,6 +12,7 @@ import click
 import numpy as np
 
 from xaicore.plugins import registry
+from xaicore.plugins.boundary import call
 from xaicore.explaining.api import explain, get_explainer
 from xaicore.errors import PluginError, XaiError
 from xaicore.explaining.explanation import Explanation
@@ -86,10 +87,25 @@ def method_names(requested: tuple[str, ...], model) -> list[str]:
             except PluginError as exc:  # a broken plugin costs its own method, not the others
                 click.echo(f"warning: skipping {name}: {exc}", err=True)
                 continue
-            if not callable(getattr(explainer, "wrap", None)) and explainer.check(model) is None:
+            if callable(getattr(explainer, "wrap", None)):
+                continue
+            try:
+                reason = checked(name, model)
+            except XaiError as exc:  # a check that raises costs its own method too
+                reason = str(exc)
+            if reason:
+                click.echo(f"skipping {name} (cannot explain model {model.name!r}): {reason}",
+                           err=True)
+            else:
                 names.append(name)
         return names
     return list(dict.fromkeys(requested))
+
+
+def checked(method: str, model) -> str | None:
+    """Why explainer ``method`` cannot explain ``model`` (None: it can), through the boundary."""
+    name = method.partition(":")[0]
+    return call("explainers", name, f"{name}.check", get_explainer(method).check, model)
 
 
 def load_run_data(run: str | Path, device: Any = None):
@@ -118,7 +134,7 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
         positions = parse_samples(samples, len(dataset.test), wrong)
         names = method_names(methods, model)
         for name in names:  # fail before computing anything: unknown method, unexplainable model
-            reason = get_explainer(name).check(model)
+            reason = checked(name, model)
             if reason:
                 raise XaiError(f"{name} cannot explain model {model.name!r} of run {run}: {reason}")
         unknown = sorted(set(options) - set(names))
@@ -254,7 +270,7 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
                        f"but model {model.name!r} takes ({model.seq_len}, {model.n_features})")
     names = method_names(methods, model)
     for name in names:
-        reason = get_explainer(name).check(model)
+        reason = checked(name, model)
         if reason:
             raise XaiError(f"{name} cannot explain model {model.name!r} of run {run}: {reason}")
     if target == "true" and source.labels is None:
