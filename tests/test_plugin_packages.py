@@ -517,3 +517,46 @@ def test_list_text_shows_every_failed_row_below_a_table_it_does_not_widen(hijack
     below = result.stdout.split("\nFAILED PLUGINS\n")[1].splitlines()
     assert below and all(len(line) <= 100 for line in below), below
     assert "command 'train' belongs to xai itself" in " ".join(" ".join(below).split())
+
+
+def plugins_json(site, **env) -> dict:
+    result = run(XAI + ["plugins", "--json"], site, **env)
+    assert result.returncode == 0, result.stderr
+    return {d["distribution"]: d for d in json.loads(result.stdout)}
+
+
+def test_xai_plugins_lists_every_distribution_with_its_status_hooks_and_names(site, hijack_site):
+    found = plugins_json(site)
+    assert {"xaicore", "xai-eval", "xai-captum", "xai-example-plugin",
+            "xai-broken-plugin"} <= set(found)
+    example = found["xai-example-plugin"]
+    assert (example["version"], example["status"], example["errors"]) == ("0.2.0", "ok", [])
+    assert example["registered"] == {"explainers": ["occlusion"], "renderers": ["csv"]}
+    assert found["xai-eval"]["commands"] == ["evaluate"]
+    assert "register_commands" in found["xai-eval"]["hooks"]
+    assert found["xaicore"]["registered"] == {"engines": ["local"]}
+    broken = found["xai-broken-plugin"]
+    assert (broken["version"], broken["status"]) == ("6.6.6", "failed")
+    assert broken["entry_points"] == ["broken", "clashing"]
+    assert broken["hooks"] == ["register_datasets", "register_explainers"]
+    assert broken["registered"] == {"explainers": ["broken-lazy"]}
+    assert [e.split(":")[0] for e in broken["errors"]] == ["broken", "clashing", "explainer 'saliency'"]
+    assert "xai_dependency_that_is_not_installed" in broken["errors"][0]
+    assert "dataset index unreachable" in broken["errors"][1]
+    assert "already registered by xai-captum" in broken["errors"][2]
+
+    off = plugins_json(site, XAI_DISABLE_PLUGINS="xai-broken-plugin")["xai-broken-plugin"]
+    assert (off["status"], off["disabled"], off["errors"]) == ("disabled", ["broken", "clashing"], [])
+
+    hijack = plugins_json(hijack_site)["xai-hijack-plugin"]
+    assert hijack["status"] == "failed" and hijack["commands"] == ["hijack-hello"]
+    assert any("command 'train' belongs to xai itself" in e for e in hijack["errors"])
+
+    text = run(XAI + ["plugins"], site)
+    assert text.returncode == 0 and "Traceback" not in text.stderr, text.stderr
+    lines = text.stdout.splitlines()
+    assert "xai-broken-plugin 6.6.6  FAILED" in lines and "xai-example-plugin 0.2.0  ok" in lines
+    flat = " ".join(text.stdout.split())
+    assert "failed: broken: ModuleNotFoundError: No module named " \
+           "'xai_dependency_that_is_not_installed'" in flat
+    assert "explainers: occlusion renderers: csv" in flat

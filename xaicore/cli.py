@@ -11,6 +11,7 @@ from importlib import import_module
 
 import click
 
+from xaicore.commands.text import wrapped
 from xaicore.errors import XaiError
 
 
@@ -18,8 +19,8 @@ class XaiGroup(click.Group):
     """Adds the plugins' commands, and turns an ``XaiError`` into a one-line message, never a traceback."""
 
     _plugin_commands_added = False
-    #: command name -> "plugin X (distribution Y)" for the commands plugins added
-    command_owners: dict[str, str] = {}
+    #: command name -> the plugin that added it (a PluginSource)
+    command_owners: dict = {}
 
     def _add_plugin_commands(self) -> None:
         """Call every plugin's ``register_commands(cli)`` once; a hook that raises fails its plugin."""
@@ -40,9 +41,10 @@ class XaiGroup(click.Group):
                     finally:
                         taken = self._keep_owned(before)
                     for name in set(self.commands) - set(before):
-                        self.command_owners[name] = source.label
+                        self.command_owners[name] = source
                     for name in taken:
-                        owner = self.command_owners.get(name, "xai itself")
+                        owner = (self.command_owners[name].label if name in self.command_owners
+                                 else "xai itself")
                         plugins.record_failure(plugins.PluginFailure(
                             source.plugin, source.distribution, source.version,
                             f"register_commands: command {name!r} belongs to {owner}; it was "
@@ -95,7 +97,7 @@ class XaiGroup(click.Group):
                 raise
             if debug:
                 traceback.print_exception(exc, file=sys.stderr)
-            raise click.ClickException(f"{owner} failed in command {ctx.invoked_subcommand}: "
+            raise click.ClickException(f"{owner.label} failed in command {ctx.invoked_subcommand}: "
                                        f"{type(exc).__name__}: {exc}") from None
 
 
@@ -164,13 +166,13 @@ def list_cmd(as_json: bool, check: bool, options_of: str | None) -> None:
                    if rows else "  (none installed)")
         for e in shown:
             if e["status"] != "ok":
-                click.echo(_wrapped(f"FAILED {e['name']} ({e['distribution'] or e['plugin']}): "
+                click.echo(wrapped(f"FAILED {e['name']} ({e['distribution'] or e['plugin']}): "
                                     f"{e['error']}"))
     failed = [p for p in data["plugins"] if p["status"] == "failed"]
     if failed:
         click.echo("\nFAILED PLUGINS")
         for p in failed:
-            click.echo(_wrapped(f"{p['plugin']} ({p['distribution'] or 'no distribution'} "
+            click.echo(wrapped(f"{p['plugin']} ({p['distribution'] or 'no distribution'} "
                                 f"{p['version'] or '-'}): {p['error']}"))
     _report_check(broken)
 
@@ -186,16 +188,6 @@ def _fold(entries: list[dict], limit: int | None) -> list[dict]:
     return [e for e in entries if e["status"] != "ok" or any(e is o for o in ok)]
 
 
-def _wrapped(text: str) -> str:
-    """``text`` indented and wrapped to the terminal's width (100 columns off a terminal)."""
-    import shutil
-    import textwrap
-
-    width = max(60, shutil.get_terminal_size((100, 24)).columns)
-    return textwrap.fill(text, width, initial_indent="  ", subsequent_indent="      ",
-                         break_long_words=False, break_on_hyphens=False)
-
-
 def _report_check(broken: list) -> None:
     """After ``xai list --check``: one line per target that failed to import, then exit 1."""
     from xaicore.plugins import registry
@@ -208,7 +200,7 @@ def _report_check(broken: list) -> None:
     raise SystemExit(1)
 
 
-for _name in ("training", "explaining"):
+for _name in ("training", "explaining", "plugins"):
     for _command in import_module(f"xaicore.commands.{_name}").COMMANDS:
         cli.add_command(_command)
 
