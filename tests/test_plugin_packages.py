@@ -338,9 +338,9 @@ def faulty_site(tmp_path_factory) -> Path:
 def test_plugin_code_that_raises_is_one_line_naming_the_plugin(faulty_site, gunpoint_run,
                                                               tmp_path):
     """Each kind of plugin code that raises (a model's constructor and forward, a model that
-    returns a tuple, an explainer, an engine, a dataset loader, a command) gives one line naming
-    the plugin, its distribution and where it failed; --debug shows the traceback; nothing is
-    left half-written."""
+    returns a tuple, an explainer and its constructor, an engine, a dataset loader, a command)
+    gives one line naming the plugin, its distribution and where it failed; --debug shows the
+    traceback; nothing is left half-written."""
     blame = "plugin faulty (distribution xai-faulty-plugin) failed in"
     cases = [
         (["train", "--dataset", "GunPoint", "--model", "faulty-init", "--out", tmp_path / "a",
@@ -360,6 +360,11 @@ def test_plugin_code_that_raises_is_one_line_naming_the_plugin(faulty_site, gunp
           "--epochs", "1"], f"{blame} the loader of dataset 'FaultyData': OSError: faulty data "
                             "source"),
         (["faulty"], f"{blame} command faulty: RuntimeError: the faulty command broke"),
+        (["explain", "--run", gunpoint_run, "--method", "faulty-init-explainer", "--samples",
+          "0:2", "--out", tmp_path / "g"], f"{blame} faulty-init-explainer.__init__: "
+                                           "RuntimeError: faulty explainer constructor"),
+        (["list", "--options", "faulty-init-explainer"], f"{blame} faulty-init-explainer.__init__: "
+                                                         "RuntimeError: faulty explainer constructor"),
     ]
     for args, message in cases:
         result = run(XAI + [str(a) for a in args], faulty_site)

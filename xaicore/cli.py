@@ -8,19 +8,23 @@ import sys
 import traceback
 import warnings
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 import click
 
 from xaicore.commands.text import wrapped
 from xaicore.errors import XaiError
 
+if TYPE_CHECKING:
+    from xaicore.plugins.loading import PluginSource
+
 
 class XaiGroup(click.Group):
     """Adds the plugins' commands, and turns an ``XaiError`` into a one-line message, never a traceback."""
 
     _plugin_commands_added = False
-    #: command name -> the plugin that added it (a PluginSource)
-    command_owners: dict = {}
+    #: command name -> the plugin that added it
+    command_owners: dict[str, PluginSource] = {}
 
     def _add_plugin_commands(self) -> None:
         """Call every plugin's ``register_commands(cli)`` once; a hook that raises fails its plugin."""
@@ -184,8 +188,8 @@ def _fold(entries: list[dict], limit: int | None) -> list[dict]:
     """The entries shown: every failed one, and working ones up to ``limit``."""
     if limit is None:
         return entries
-    ok = [e for e in entries if e["status"] == "ok"][:limit]
-    return [e for e in entries if e["status"] != "ok" or any(e is o for o in ok)]
+    ok = {id(e) for e in [e for e in entries if e["status"] == "ok"][:limit]}
+    return [e for e in entries if e["status"] != "ok" or id(e) in ok]
 
 
 def _report_check(broken: list) -> None:

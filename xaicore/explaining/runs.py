@@ -14,7 +14,7 @@ import numpy as np
 from xaicore.plugins import registry
 from xaicore.plugins.boundary import call
 from xaicore.explaining.api import explain, get_explainer
-from xaicore.errors import PluginError, XaiError
+from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
 from xaicore.explaining.ranks import spearman_rows
 from xaicore.files import atomic_open, clean_stale, safe_name
@@ -84,7 +84,7 @@ def method_names(requested: tuple[str, ...], model) -> list[str]:
         for name in registry.names("explainers"):
             try:
                 explainer = get_explainer(name)
-            except PluginError as exc:  # a broken plugin costs its own method, not the others
+            except XaiError as exc:  # a broken plugin costs its own method, not the others
                 click.echo(f"warning: skipping {name}: {exc}", err=True)
                 continue
             if callable(getattr(explainer, "wrap", None)):

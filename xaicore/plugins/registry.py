@@ -190,7 +190,9 @@ def get(kind: str, name: str) -> Any:
     """The registered object; classes of explainers, renderers and metrics are instantiated."""
     obj = get_entry(kind, name).load()
     if kind in ("explainers", "renderers", "metrics", "engines") and isinstance(obj, type):
-        obj = obj()
+        from xaicore.plugins.boundary import call
+
+        obj = call(kind, name, f"{name}.__init__", obj)
         if getattr(obj, "name", None) in (None, ""):
             obj.name = name
     return obj
@@ -233,7 +235,9 @@ def options_of(name: str) -> list[tuple[str, list]]:
             continue
         obj = get(kind, name)
         if hasattr(obj, "option_spec"):
-            spec = obj.option_spec()
+            from xaicore.plugins.boundary import call
+
+            spec = call(kind, name, f"{name}.option_spec", obj.option_spec)
         elif getattr(obj, "param_options", None) or getattr(obj, "options", None):
             spec = list(getattr(obj, "param_options", None) or obj.options)
         else:
