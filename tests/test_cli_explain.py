@@ -175,3 +175,32 @@ def test_explain_draws_nothing_unless_asked_and_xai_figures_draws_what_is_chosen
     assert result.exit_code == 1 and "no saved explanations of shap" in result.output
     result = xai("figures", "--run", run, "--samples", "40:45")
     assert result.exit_code == 1 and "explained none of the samples" in result.output
+
+
+def test_method_all_says_which_methods_it_skips_and_why(capsys):
+    """A GRU has no Conv1d and no attention: --method all leaves out the Grad-CAM family,
+    attention and deeplift, one stderr line each with the explainer's reason, and runs the rest."""
+    import torch
+
+    import xaicore
+    from xaicore.explaining.runs import method_names
+
+    class GRUNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = torch.nn.GRU(1, 4, batch_first=True)
+            self.head = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.gru(x)[0][:, -1])
+
+    model = xaicore.wrap_model(GRUNet(), class_names=["a", "b"], n_features=1, name="gru")
+    names = method_names(("all",), model)
+    skipped = capsys.readouterr().err.splitlines()
+    assert [line.split()[1] for line in skipped] == ["attention", "cam", "deeplift", "gradcam",
+                                                    "gradcam++"]
+    for line in skipped:
+        name = line.split()[1]
+        reason = xaicore.plugin.get_explainer(name).check(model)
+        assert line == f"skipping {name} (cannot explain model 'gru'): {reason}"
+    assert "saliency" in names and not {"gradcam", "attention", "tsr"} & set(names)

@@ -6,6 +6,7 @@ exactly what a user's ``pip install`` gives, without changing the project's envi
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -204,8 +205,9 @@ def test_builtin_keeps_its_name_against_a_plugin_that_sorts_first(hijack_site):
     result = run([sys.executable, "-c", code], hijack_site)
     assert result.stdout.strip().startswith("xai_gradcam"), result.stderr
 
-    table = run(XAI + ["list"], hijack_site)
-    assert "FAILED: explainer name 'gradcam' is already registered by xai-gradcam" in table.stdout
+    table = " ".join(run(XAI + ["list"], hijack_site).stdout.split())
+    assert ("FAILED gradcam (xai-hijack-plugin): explainer name 'gradcam' is already registered "
+            "by xai-gradcam") in table
 
 
 def test_strict_mode_blames_the_newcomer(hijack_site):
@@ -336,9 +338,9 @@ def faulty_site(tmp_path_factory) -> Path:
 def test_plugin_code_that_raises_is_one_line_naming_the_plugin(faulty_site, gunpoint_run,
                                                               tmp_path):
     """Each kind of plugin code that raises (a model's constructor and forward, a model that
-    returns a tuple, an explainer, an engine, a dataset loader, a command) gives one line naming
-    the plugin, its distribution and where it failed; --debug shows the traceback; nothing is
-    left half-written."""
+    returns a tuple, an explainer and its constructor, an engine, a dataset loader, a command)
+    gives one line naming the plugin, its distribution and where it failed; --debug shows the
+    traceback; nothing is left half-written."""
     blame = "plugin faulty (distribution xai-faulty-plugin) failed in"
     cases = [
         (["train", "--dataset", "GunPoint", "--model", "faulty-init", "--out", tmp_path / "a",
@@ -358,6 +360,11 @@ def test_plugin_code_that_raises_is_one_line_naming_the_plugin(faulty_site, gunp
           "--epochs", "1"], f"{blame} the loader of dataset 'FaultyData': OSError: faulty data "
                             "source"),
         (["faulty"], f"{blame} command faulty: RuntimeError: the faulty command broke"),
+        (["explain", "--run", gunpoint_run, "--method", "faulty-init-explainer", "--samples",
+          "0:2", "--out", tmp_path / "g"], f"{blame} faulty-init-explainer.__init__: "
+                                           "RuntimeError: faulty explainer constructor"),
+        (["list", "--options", "faulty-init-explainer"], f"{blame} faulty-init-explainer.__init__: "
+                                                         "RuntimeError: faulty explainer constructor"),
     ]
     for args, message in cases:
         result = run(XAI + [str(a) for a in args], faulty_site)
@@ -417,10 +424,144 @@ def test_a_plugin_cannot_take_a_core_command(hijack_site):
               if p["distribution"] == "xai-hijack-plugin" and p["status"] == "failed"]
     assert any("command 'train' belongs to xai itself; it was not replaced" in p["error"]
                for p in failed), failed
-    text = run(XAI + ["list"], hijack_site).stdout
+    text = " ".join(run(XAI + ["list"], hijack_site).stdout.split())
     assert "command 'train' belongs to xai itself" in text
     strict = run(XAI + ["train", "--help"], hijack_site, XAI_STRICT_PLUGINS="1",
                  XAI_DISABLE_PLUGINS="aab-misspelled")
     assert strict.returncode == 1 and "hijacked" not in strict.stdout
     assert "command 'train' belongs to xai itself" in strict.stderr
     assert "Traceback" not in strict.stderr
+
+
+SLOW = ROOT / "tests" / "plugins" / "xai-slow-plugin"
+
+
+@pytest.fixture(scope="module")
+def slow_site(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("slow-site")
+    pip_install_target(target, SLOW)
+    return target
+
+
+def test_a_hook_over_its_time_budget_is_named_and_the_command_goes_on(slow_site):
+    """The slow plugin's register_models sleeps 0.5 s: over a 0.2 s budget it is named with its
+    time on stderr, and the command still runs; within the default budget nothing is said."""
+    warning = re.compile(r"^warning: plugin slow \(distribution xai-slow-plugin\): "
+                         r"register_models took (\d+\.\d) s, over the 0\.2 s budget "
+                         r"\(XAI_HOOK_BUDGET_S\)$", re.M)
+    result = run(XAI + ["list", "--json"], slow_site, XAI_HOOK_BUDGET_S="0.2")
+    assert result.returncode == 0, result.stderr
+    found = warning.findall(result.stderr)
+    assert len(found) == 1 and float(found[0]) >= 0.5, result.stderr
+    assert "slow-net" in {e["name"] for e in json.loads(result.stdout)["models"]}
+    code = "from xaicore.plugins import registry; print(registry.names('models'))"
+    result = run([sys.executable, "-c", code], slow_site, XAI_HOOK_BUDGET_S="0.2")
+    assert result.returncode == 0 and "'slow-net'" in result.stdout, result.stderr
+    assert len(warning.findall(result.stderr)) == 1, result.stderr
+    quiet = run(XAI + ["list", "--json"], slow_site)
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr, quiet.stderr
+    bad = run(XAI + ["list"], slow_site, XAI_HOOK_BUDGET_S="soon")
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        "Error: XAI_HOOK_BUDGET_S must be a positive number of seconds, not 'soon'")
+
+
+def test_evaluate_reports_a_failing_explainer_and_scores_the_others(faulty_site, gunpoint_run,
+                                                                    tmp_path):
+    """The faulty plugin's explainer raises in attribute: xai evaluate (in two worker processes)
+    names that plugin in one warning line, scores saliency and the random baseline, records the
+    failure for the report and exits 0; with no other method to score it is an error."""
+    import shutil
+
+    from xai_report.report import evaluation_section
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(gunpoint_run, run_dir)
+    blame = ("plugin faulty (distribution xai-faulty-plugin) failed in faulty-explainer.explain: "
+             "ValueError: faulty attribute")
+    args = XAI + ["evaluate", "--run", str(run_dir), "--method", "saliency", "--method",
+                  "faulty-explainer", "--metric", "deletion", "--samples", "6", "--bootstrap",
+                  "100", "--workers", "2"]
+    result = run(args, faulty_site)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "faulty" in line]
+    assert lines == [f"warning: {blame}; method faulty-explainer is not scored"], result.stderr
+    assert "xai-eval" not in result.stderr and "Traceback" not in result.stderr
+    table = (run_dir / "evaluation.csv").read_text().splitlines()
+    assert sorted(row.split(",")[1] for row in table[1:]) == ["random", "saliency"]
+    settings = json.loads((run_dir / "evaluation" / "settings.json").read_text())
+    assert settings["failed_methods"] == {"faulty-explainer": blame}
+    assert f"faulty-explainer was not scored: {blame}" in evaluation_section(run_dir)
+
+    alone = tmp_path / "alone"
+    shutil.copytree(gunpoint_run, alone)
+    result = run(XAI + ["evaluate", "--run", str(alone), "--method", "faulty-explainer",
+                        "--metric", "deletion", "--samples", "6", "--workers", "1"], faulty_site)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"Error: no method could be scored: {blame}"
+    assert not (alone / "evaluation.csv").exists()
+
+
+def test_list_text_shows_every_failed_row_below_a_table_it_does_not_widen(hijack_site):
+    """The hijack plugin's GunPoint dataset is refused and sorts after the working datasets: its
+    row shows even where the datasets are folded, its status cell stays short, and the reason is
+    printed below the table, wrapped to the width."""
+    result = run(XAI + ["list"], hijack_site, COLUMNS="100")
+    assert result.returncode == 0, result.stderr
+    section = result.stdout.split("\nDATASETS\n")[1].split("\n\n")[0].splitlines()
+    header, rule, *rows = section
+    assert any(r.startswith("... ") and r.endswith("more (xai list --json)") for r in rows)
+    failed = [r for r in rows if r.startswith("GunPoint ") and "xai-hijack-plugin" in r]
+    assert len(failed) == 1 and failed[0].split()[:4] == ["GunPoint", "xai-hijack-plugin",
+                                                          "0.0.1", "FAILED,"]
+    status_width = len(rule.split()[3])
+    assert status_width == len("FAILED, see below")
+    assert "already registered" not in "\n".join([header, rule, *failed])
+    notes = [line for line in section if line.startswith("  FAILED ")]
+    assert notes == ["  FAILED GunPoint (xai-hijack-plugin): dataset name 'GunPoint' is already "
+                     "registered by xai-aeon"]
+    below = result.stdout.split("\nFAILED PLUGINS\n")[1].splitlines()
+    assert below and all(len(line) <= 100 for line in below), below
+    assert "command 'train' belongs to xai itself" in " ".join(" ".join(below).split())
+
+
+def plugins_json(site, **env) -> dict:
+    result = run(XAI + ["plugins", "--json"], site, **env)
+    assert result.returncode == 0, result.stderr
+    return {d["distribution"]: d for d in json.loads(result.stdout)}
+
+
+def test_xai_plugins_lists_every_distribution_with_its_status_hooks_and_names(site, hijack_site):
+    found = plugins_json(site)
+    assert {"xaicore", "xai-eval", "xai-captum", "xai-example-plugin",
+            "xai-broken-plugin"} <= set(found)
+    example = found["xai-example-plugin"]
+    assert (example["version"], example["status"], example["errors"]) == ("0.2.0", "ok", [])
+    assert example["registered"] == {"explainers": ["occlusion"], "renderers": ["csv"]}
+    assert found["xai-eval"]["commands"] == ["evaluate"]
+    assert "register_commands" in found["xai-eval"]["hooks"]
+    assert found["xaicore"]["registered"] == {"engines": ["local"]}
+    broken = found["xai-broken-plugin"]
+    assert (broken["version"], broken["status"]) == ("6.6.6", "failed")
+    assert broken["entry_points"] == ["broken", "clashing"]
+    assert broken["hooks"] == ["register_datasets", "register_explainers"]
+    assert broken["registered"] == {"explainers": ["broken-lazy"]}
+    assert [e.split(":")[0] for e in broken["errors"]] == ["broken", "clashing", "explainer 'saliency'"]
+    assert "xai_dependency_that_is_not_installed" in broken["errors"][0]
+    assert "dataset index unreachable" in broken["errors"][1]
+    assert "already registered by xai-captum" in broken["errors"][2]
+
+    off = plugins_json(site, XAI_DISABLE_PLUGINS="xai-broken-plugin")["xai-broken-plugin"]
+    assert (off["status"], off["disabled"], off["errors"]) == ("disabled", ["broken", "clashing"], [])
+
+    hijack = plugins_json(hijack_site)["xai-hijack-plugin"]
+    assert hijack["status"] == "failed" and hijack["commands"] == ["hijack-hello"]
+    assert any("command 'train' belongs to xai itself" in e for e in hijack["errors"])
+
+    text = run(XAI + ["plugins"], site)
+    assert text.returncode == 0 and "Traceback" not in text.stderr, text.stderr
+    lines = text.stdout.splitlines()
+    assert "xai-broken-plugin 6.6.6  FAILED" in lines and "xai-example-plugin 0.2.0  ok" in lines
+    flat = " ".join(text.stdout.split())
+    assert "failed: broken: ModuleNotFoundError: No module named " \
+           "'xai_dependency_that_is_not_installed'" in flat
+    assert "explainers: occlusion renderers: csv" in flat

@@ -8,18 +8,23 @@ import sys
 import traceback
 import warnings
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 import click
 
+from xaicore.commands.text import wrapped
 from xaicore.errors import XaiError
+
+if TYPE_CHECKING:
+    from xaicore.plugins.loading import PluginSource
 
 
 class XaiGroup(click.Group):
     """Adds the plugins' commands, and turns an ``XaiError`` into a one-line message, never a traceback."""
 
     _plugin_commands_added = False
-    #: command name -> "plugin X (distribution Y)" for the commands plugins added
-    command_owners: dict[str, str] = {}
+    #: command name -> the plugin that added it
+    command_owners: dict[str, PluginSource] = {}
 
     def _add_plugin_commands(self) -> None:
         """Call every plugin's ``register_commands(cli)`` once; a hook that raises fails its plugin."""
@@ -27,6 +32,7 @@ class XaiGroup(click.Group):
             return
         self._plugin_commands_added = True
         from xaicore.plugins import loading as plugins
+        from xaicore.plugins.budget import timed_hook
 
         try:
             plugins.load_plugins()
@@ -35,14 +41,14 @@ class XaiGroup(click.Group):
                 source = plugins.source_of(impl.plugin_name)
                 try:
                     try:
-                        impl.function(cli=self)
+                        timed_hook(source.label, "register_commands", impl.function, cli=self)
                     finally:
                         taken = self._keep_owned(before)
                     for name in set(self.commands) - set(before):
-                        self.command_owners[name] = (f"plugin {source.plugin} (distribution "
-                                                     f"{source.distribution or 'unknown'})")
+                        self.command_owners[name] = source
                     for name in taken:
-                        owner = self.command_owners.get(name, "xai itself")
+                        owner = (self.command_owners[name].label if name in self.command_owners
+                                 else "xai itself")
                         plugins.record_failure(plugins.PluginFailure(
                             source.plugin, source.distribution, source.version,
                             f"register_commands: command {name!r} belongs to {owner}; it was "
@@ -95,7 +101,7 @@ class XaiGroup(click.Group):
                 raise
             if debug:
                 traceback.print_exception(exc, file=sys.stderr)
-            raise click.ClickException(f"{owner} failed in command {ctx.invoked_subcommand}: "
+            raise click.ClickException(f"{owner.label} failed in command {ctx.invoked_subcommand}: "
                                        f"{type(exc).__name__}: {exc}") from None
 
 
@@ -145,19 +151,26 @@ def list_cmd(as_json: bool, check: bool, options_of: str | None) -> None:
         _report_check(broken)
         return
     for kind in registry.KINDS:
+        shown = _fold(data[kind], FOLD_AFTER if kind == "datasets" else None)
         rows = [[e["name"], e["distribution"] or e["plugin"], e["version"] or "-",
-                 e["status"] if e["status"] == "ok" else f"FAILED: {e['error']}",
-                 e["description"][:60]] for e in data[kind]]
-        if kind == "datasets" and len(rows) > 12:
-            rows = rows[:12] + [[f"... {len(rows) - 12} more (xai list --json)", "", "", "", ""]]
+                 "ok" if e["status"] == "ok" else "FAILED, see below", e["description"][:60]]
+                for e in shown]
+        if len(shown) < len(data[kind]):
+            rows.append([f"... {len(data[kind]) - len(shown)} more (xai list --json)", "", "", "",
+                         ""])
         click.echo(f"\n{kind.upper()}")
         click.echo(_table(rows, ["NAME", "DISTRIBUTION", "VERSION", "STATUS", "DESCRIPTION"])
                    if rows else "  (none installed)")
+        for e in shown:
+            if e["status"] != "ok":
+                click.echo(wrapped(f"FAILED {e['name']} ({e['distribution'] or e['plugin']}): "
+                                    f"{e['error']}"))
     failed = [p for p in data["plugins"] if p["status"] == "failed"]
     if failed:
         click.echo("\nFAILED PLUGINS")
-        click.echo(_table([[p["plugin"], p["distribution"] or "-", p["version"] or "-", p["error"]]
-                           for p in failed], ["PLUGIN", "DISTRIBUTION", "VERSION", "ERROR"]))
+        for p in failed:
+            click.echo(wrapped(f"{p['plugin']} ({p['distribution'] or 'no distribution'} "
+                                f"{p['version'] or '-'}): {p['error']}"))
     _report_check(broken)
 
 
@@ -188,6 +201,17 @@ def _print_options(name: str, as_json: bool) -> None:
             click.echo("\n".join(f"  {o.describe()}" for o in row["training_recipe"]))
 
 
+FOLD_AFTER = 12  # working datasets shown in the text of xai list; the rest are counted
+
+
+def _fold(entries: list[dict], limit: int | None) -> list[dict]:
+    """The entries shown: every failed one, and working ones up to ``limit``."""
+    if limit is None:
+        return entries
+    ok = {id(e) for e in [e for e in entries if e["status"] == "ok"][:limit]}
+    return [e for e in entries if e["status"] != "ok" or id(e) in ok]
+
+
 def _report_check(broken: list) -> None:
     """After ``xai list --check``: one line per target that failed to import, then exit 1."""
     from xaicore.plugins import registry
@@ -200,7 +224,7 @@ def _report_check(broken: list) -> None:
     raise SystemExit(1)
 
 
-for _name in ("training", "explaining"):
+for _name in ("training", "explaining", "plugins"):
     for _command in import_module(f"xaicore.commands.{_name}").COMMANDS:
         cli.add_command(_command)
 

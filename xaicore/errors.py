@@ -16,3 +16,10 @@ class UnknownNameError(XaiError, LookupError):
 class PluginCodeError(XaiError):
     """Plugin code raised: one line naming the plugin, its distribution and the hook or method;
     the original exception is the ``__cause__`` (shown with ``--debug`` or ``XAI_DEBUG=1``)."""
+
+    @classmethod
+    def of(cls, who: str, where: str, exc: BaseException) -> "PluginCodeError":
+        """``WHO failed in WHERE: Type: message``, caused by ``exc``."""
+        error = cls(f"{who} failed in {where}: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error

@@ -2,7 +2,8 @@
 
 ``from xaicore.plugin import hookimpl, BaseExplainer, Option, ...``. Only ``hookimpl`` is imported
 eagerly; every other name is imported on first use (module ``__getattr__``), so a plugin module
-that only registers hooks imports no torch, numpy or pandas.
+that only registers hooks imports no torch, numpy or pandas. A value ``module:attr`` names an
+attribute called otherwise in its module.
 """
 
 from __future__ import annotations
@@ -43,13 +44,15 @@ _LAZY: dict[str, str] = {
     "saved_bytes_per_row": "xaicore.models.devices",
     # runs
     "load_run_data": "xaicore.models.checkpoints",
-    "method_names": "xaicore.explaining.runs",
+    "method_names": "xaicore.explaining.methods",
     "parse_samples": "xaicore.explaining.runs",
     "StoredExplanation": "xaicore.explaining.store",
     "load_explanation": "xaicore.explaining.store",
     "hold_runs": "xaicore.runs.directory",
     "stale_reason": "xaicore.runs.directory",
     "is_store": "xaicore.explaining.store",
+    # the plugin boundary: a call into another plugin's code, its failure one line naming it
+    "plugin_call": "xaicore.plugins.boundary:call",
     # installed components
     "names": "xaicore.plugins.registry",
     "get_metric": "xaicore.plugins.registry",
@@ -73,7 +76,8 @@ _LAZY: dict[str, str] = {
 def __getattr__(name: str) -> Any:
     """Import ``name`` from its core module on first use."""
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
+        module, _, attr = _LAZY[name].partition(":")
+        return getattr(import_module(module), attr or name)
     raise AttributeError(f"module 'xaicore.plugin' has no attribute {name!r}")
 
 

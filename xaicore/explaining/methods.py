@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from xaicore.errors import PluginError, XaiError
+from xaicore.errors import XaiError
 from xaicore.explaining.api import get_explainer
 from xaicore.files import safe_name
 from xaicore.plugins import registry
@@ -40,12 +40,20 @@ def method_names(requested: tuple[str, ...], model: Any) -> list[str]:
         for name in registry.names("explainers"):
             try:
                 explainer = get_explainer(name)
-                if callable(getattr(explainer, "wrap", None)) or cannot_explain(name, model):
-                    continue
-            except PluginError as exc:  # a broken plugin costs its own method, not the others
+            except XaiError as exc:  # a broken plugin costs its own method, not the others
                 click.echo(f"warning: skipping {name}: {exc}", err=True)
                 continue
-            names.append(name)
+            if callable(getattr(explainer, "wrap", None)):
+                continue
+            try:
+                reason = cannot_explain(name, model)
+            except XaiError as exc:  # a check that raises costs its own method too
+                reason = str(exc)
+            if reason:
+                click.echo(f"skipping {name} (cannot explain model {model.name!r}): {reason}",
+                           err=True)
+            else:
+                names.append(name)
         return names
     return list(dict.fromkeys(requested))
 

@@ -23,9 +23,7 @@ def owner(kind: str, name: str) -> str:
 
 
 def failure(kind: str, name: str, where: str, exc: BaseException) -> PluginCodeError:
-    error = PluginCodeError(f"{owner(kind, name)} failed in {where}: {type(exc).__name__}: {exc}")
-    error.__cause__ = exc
-    return error
+    return PluginCodeError.of(owner(kind, name), where, exc)
 
 
 def call(kind: str, name: str, where: str, function: Callable, *args: Any, **kwargs: Any) -> Any:

@@ -46,6 +46,11 @@ class PluginSource:
     def builtin(self) -> bool:
         return self.distribution in BUILTIN_DISTRIBUTIONS
 
+    @property
+    def label(self) -> str:
+        """``plugin X (distribution Y)``, as one-line messages name a plugin."""
+        return f"plugin {self.plugin} (distribution {self.distribution or 'unknown'})"
+
 
 @dataclass(frozen=True)
 class PluginFailure:
@@ -59,6 +64,7 @@ class PluginFailure:
 
 sources: dict[str, PluginSource] = {}
 failures: list[PluginFailure] = []
+skipped: list[PluginSource] = []  # entry points XAI_DISABLE_PLUGINS switched off
 _loaded = False
 
 
@@ -114,7 +120,10 @@ def load_plugins() -> None:
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
         dist = ep.dist.metadata["Name"] if ep.dist is not None else None
         version = ep.dist.version if ep.dist is not None else None
-        if ep.name in skip or (dist and dist in skip) or pm.has_plugin(ep.name):
+        if ep.name in skip or (dist and dist in skip):
+            skipped.append(PluginSource(ep.name, dist, version))
+            continue
+        if pm.has_plugin(ep.name):
             continue
         try:
             module = ep.load()

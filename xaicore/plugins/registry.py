@@ -12,7 +12,8 @@ from importlib import import_module
 from typing import Any
 
 from xaicore.plugins import loading as plugins
-from xaicore.errors import PluginError, UnknownNameError, XaiError
+from xaicore.errors import PluginCodeError, PluginError, UnknownNameError, XaiError
+from xaicore.plugins.budget import timed_hook
 from xaicore.plugins.options import declared
 
 KINDS = ("models", "explainers", "renderers", "datasets", "metrics", "engines")
@@ -116,7 +117,7 @@ class Registry:
             self.rejected.append(entry)
 
         try:
-            impl.function(register=register)
+            timed_hook(source.label, f"register_{kind}", impl.function, register=register)
         except PluginError:
             raise
         except Exception as exc:
@@ -190,7 +191,12 @@ def get(kind: str, name: str) -> Any:
     """The registered object; classes of explainers, renderers and metrics are instantiated."""
     obj = get_entry(kind, name).load()
     if kind in ("explainers", "renderers", "metrics", "engines") and isinstance(obj, type):
-        obj = obj()
+        try:
+            obj = obj()
+        except XaiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the plugin's constructor
+            raise PluginCodeError.of(owner(kind, name), f"{name}.__init__", exc) from exc
         if getattr(obj, "name", None) in (None, ""):
             obj.name = name
     return obj

@@ -9,6 +9,8 @@ import torch
 
 from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError, pass_rows
 
+from .guard import explain_again
+
 
 def feature_spread(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
     """Each feature's spread ``[1, 1, feature]``: the train std the model stores, else the
@@ -143,7 +145,7 @@ class SensitivityMaxMetric(BaseMetric):
         def explain(inputs, target: torch.Tensor) -> tuple[torch.Tensor]:
             if isinstance(inputs, tuple):
                 (inputs,) = inputs
-            again = explainer.explain(model, inputs, target, **explain_opts)
+            again = explain_again(explainer, model, inputs, target, **explain_opts)
             return (torch.as_tensor(np.nan_to_num(again.attributions), device=device),)  # a tuple
 
         import warnings

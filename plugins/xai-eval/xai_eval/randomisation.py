@@ -21,6 +21,7 @@ from xaicore.plugin import (
     BaseMetric, Explanation, LoadedModel, Option, XaiError, get_explainer, spearman_rows,
 )
 
+from .guard import explain_again
 from .stats import bootstrap_indices, mean_interval
 
 
@@ -140,7 +141,7 @@ class RandomisationMetric(BaseMetric):
             randomise(layers[i][1], int(opts["seed"]) + int(i))
         with warnings.catch_warnings():  # e.g. IG deltas of the randomised model: not news
             warnings.simplefilter("ignore", RuntimeWarning)
-            again = explainer.explain(randomised, x, t, **explain_opts)
+            again = explain_again(explainer, randomised, x, t, **explain_opts)
         reference = np.abs(explanation.attributions[rows]).reshape(len(x), -1)
         rho = spearman_rows(reference, np.abs(again.attributions).reshape(len(x), -1))
         return layers[groups[part][-1]][0], rho

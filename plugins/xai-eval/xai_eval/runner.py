@@ -23,10 +23,10 @@ from xaicore.plugin import (
 from xaicore.plugin import names as installed_names
 
 from .baseline import RandomExplainer
+from .guard import RANDOM, explainer_call, metric_call
 from .lanes import Lanes, WorkerDied, check_workers
 from .lanes import state as lanes_state
 
-RANDOM = "random"
 RANDOM_DRAWS = 4  # random orders averaged per sample on the batched metrics: a steadier baseline
 
 
@@ -46,7 +46,7 @@ def choose_methods(requested: Iterable[str], model: LoadedModel) -> list[str]:
         return [m for m in method_names((), model) if m != RANDOM] + [RANDOM]
     for name in requested:
         if name != RANDOM:
-            reason = get_explainer(name).check(model)
+            reason = explainer_call(name, "check", get_explainer(name).check, model)
             if reason:
                 raise XaiError(f"{name} cannot explain model {model.name!r}: {reason}")
     return requested
@@ -84,7 +84,9 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
     explainer explains only its ``evaluation_samples`` of them unless ``full``. The random
     baseline is always evaluated on all of them: every method gets a verdict against it on the
     samples that method explained. ``workers`` processes share the work (default: the cores, at
-    most 8, on CPU; 1 on CUDA).
+    most 8, on CPU; 1 on CUDA). A method whose explainer fails is a warning and is not scored
+    (``failed_methods`` of ``RUN/evaluation/settings.json`` keeps why); when no method but the
+    random baseline could be scored, the evaluation is an error and writes nothing.
     """
     run = Path(run)
     out_csv, out_dir = run / "evaluation.csv", run / "evaluation"
@@ -104,9 +106,12 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
         method_list.append(RANDOM)
     scored = score_methods(model, method_list, choose_metrics(metrics, context), X, y, positions,
                            dataset.train.X, context, seed, progress, full, workers)
+    if scored["failed_methods"] and set(scored["rows"]) == {RANDOM}:
+        raise XaiError("no method could be scored: " + "; ".join(scored["failed_methods"].values()))
     table = verdict_table(scored, len(positions), seed, n_boot)
     meta = {"samples": len(positions), "test_samples": n_test, "seed": seed, "bootstrap": n_boot,
             "workers": workers, "model_digest": model.digest,
+            "failed_methods": scored["failed_methods"],
             "interval": "95% percentile bootstrap over samples",
             "verdict": "paired bootstrap of the per-sample difference with the random baseline "
                        "(same samples); p: Wilcoxon signed-rank"}
@@ -124,7 +129,9 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
 
     The work is split into tasks run side by side by ``workers`` processes (``lanes.py``): one
     per method explained, one per method and metric (per step for a metric made of independent
-    parts, the randomisation), one per metric scoring several methods together."""
+    parts, the randomisation), one per metric scoring several methods together. A method whose
+    explainer fails is one warning line, left out of the rows and kept in ``failed_methods``
+    (name -> the error); the others are scored."""
     import click
 
     method_list = list(dict.fromkeys(method_list))
@@ -132,6 +139,7 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
     batched = [n for n in metric_list if "many" in capabilities_of(metrics[n])]
     results: dict[tuple[str, str], tuple[dict, dict | None]] = {}
     explained: dict[str, Explanation] = {}
+    failed_methods: dict[str, str] = {}
     covered: dict[str, np.ndarray] = {}
     draws: dict[int, Explanation] = {}
     parts: dict[tuple[str, str], list] = {}
@@ -158,13 +166,21 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
                 try:
                     result, caught = lanes.result(future)
                 except XaiError as exc:
-                    if key[0] in ("explain", "draw") or isinstance(exc, WorkerDied):
+                    if isinstance(exc, WorkerDied) or key[0] == "draw" or key == ("explain",
+                                                                                   RANDOM):
                         raise
-                    result, caught = failed(key, exc, parts), []
+                    if key[0] == "explain":
+                        failed_methods[key[1]] = str(exc)
+                        click.echo(f"\nwarning: {exc}; method {key[1]} is not scored", err=True)
+                        result, caught = None, []
+                    else:
+                        result, caught = failed(key, exc, parts), []
                 for message, category in caught:
                     warnings.warn(message, category, stacklevel=2)
                 kind = key[0]
-                if kind == "explain":
+                if kind == "explain" and result is None:
+                    bar.update(1 + len(metric_list))
+                elif kind == "explain":
                     explained[key[1]], covered[key[1]] = result
                     bar.label = f"{key[1]}: explained"
                     bar.update(1)
@@ -188,24 +204,27 @@ def score_methods(model: LoadedModel, method_list: list[str], metric_list: list[
                         results[(key[1], name)] = outcome
                     bar.label = key[1]
                     bar.update(len(result))
-                if (kind in ("explain", "draw") and len(explained) == len(method_list)
+                if (kind in ("explain", "draw")
+                        and len(explained) + len(failed_methods) == len(method_list)
                         and len(draws) == RANDOM_DRAWS - 1):
                     # the metrics over all methods go first: the longest tasks left
                     groups: dict[bytes, list[str]] = {}  # methods that explained the same samples
-                    for name in method_list:
+                    for name in explained:
                         groups.setdefault(covered[name].tobytes(), []).append(name)
                     for metric_name in batched:
                         for names in groups.values():
                             extra = [draws[k] for k in sorted(draws)] if RANDOM in names else []
                             submit(("together", metric_name, tuple(names)), together_task,
                                    metric_name, names, [explained[n] for n in names], extra)
-                if kind == "explain":
+                if kind == "explain" and result is not None:
                     for metric_name in metric_list:
                         if metric_name not in batched:
                             submit_method(submit, metrics[metric_name], metric_name, key[1],
                                           model, explained[key[1]], context, parts, results,
                                           bar)
-    return assemble(method_list, metric_list, metrics, results, explained, covered)
+    scored = [name for name in method_list if name in explained]
+    return {**assemble(scored, metric_list, metrics, results, explained, covered),
+            "failed_methods": failed_methods}
 
 
 def explainer_for(name: str) -> Any:
@@ -227,7 +246,7 @@ def explain_task(name: str, seed: int, full: bool) -> tuple[Explanation, np.ndar
         options["seed"] = seed
     x = torch.as_tensor(X[rows], device=model.device)
     target = torch.as_tensor(model.logits(X[rows]).argmax(1), device=model.device)
-    explanation = explainer.explain(model, x, target, **options)
+    explanation = explainer_call(name, "explain", explainer.explain, model, x, target, **options)
     explanation.method = name
     explanation.labels = s["y"][rows]
     explanation.sample_ids = s["positions"][rows]
@@ -249,16 +268,18 @@ def score_task(metric_name: str, name: str, explanation: Explanation) -> tuple[d
     metric = get_metric(metric_name)
     options = metric_options(metric, s["context"], name)
     if "curves" in capabilities_of(metric):
-        return metric.evaluate_curves(s["model"], explanation, **options)
-    return metric.evaluate(s["model"], explanation, **options), None
+        return metric_call(metric_name, "evaluate_curves", metric.evaluate_curves, s["model"],
+                           explanation, **options)
+    return metric_call(metric_name, "evaluate", metric.evaluate, s["model"], explanation,
+                       **options), None
 
 
 def part_task(metric_name: str, name: str, explanation: Explanation, part: int) -> Any:
     """In a lane: one independent part of a metric (a step of the randomisation)."""
     s = lanes_state()
     metric = get_metric(metric_name)
-    return metric.evaluate_part(s["model"], explanation, part,
-                                **metric_options(metric, s["context"], name))
+    return metric_call(metric_name, "evaluate_part", metric.evaluate_part, s["model"],
+                       explanation, part, **metric_options(metric, s["context"], name))
 
 
 def submit_method(submit: Any, metric: Any, metric_name: str, name: str, model: LoadedModel,
@@ -269,7 +290,8 @@ def submit_method(submit: Any, metric: Any, metric_name: str, name: str, model: 
         submit(("score", metric_name, name), score_task, metric_name, name, explanation)
         return
     try:
-        count = metric.parts(model, explanation, **metric_options(metric, context, name))
+        count = metric_call(metric_name, "parts", metric.parts, model, explanation,
+                            **metric_options(metric, context, name))
     except XaiError as exc:
         results[(metric_name, name)] = failed(("score", metric_name, name), exc, parts)
         count = 0
@@ -288,7 +310,8 @@ def combine(metric: Any, metric_name: str, name: str, explanation: Explanation, 
     if any(p is FAILED for p in done):
         return {}, None
     try:
-        return metric.combine(explanation, done, **metric_options(metric, context, name))
+        return metric_call(metric_name, "combine", metric.combine, explanation, done,
+                           **metric_options(metric, context, name))
     except XaiError as exc:
         return failed(("score", metric_name, name), exc, {})
 
@@ -396,8 +419,8 @@ def together_task(metric_name: str, names: list[str], explanations: list[Explana
     ``extra`` random draws, averaged into the random baseline's scores."""
     s = lanes_state()
     metric = get_metric(metric_name)
-    results = metric.evaluate_many(s["model"], explanations + extra,
-                                   **metric_options(metric, s["context"]))
+    results = metric_call(metric_name, "evaluate_many", metric.evaluate_many, s["model"],
+                          explanations + extra, **metric_options(metric, s["context"]))
     if extra and results[0][1] is not None:
         i = names.index(RANDOM)
         group = [results[i]] + results[len(names):]

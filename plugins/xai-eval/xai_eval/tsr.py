@@ -22,6 +22,8 @@ import torch
 
 from xaicore.plugin import Explanation, LoadedModel, Option, XaiError, build_explanation, declared
 
+from .guard import explain_again, explainer_call
+
 BATCH_SIZE = 64
 ALONE = ("tsr wraps another explainer; use it as tsr:<method>, for example "
          "tsr:integrated-gradients")
@@ -60,11 +62,11 @@ class TSRExplainer:
         self.requires = tuple(getattr(inner, "requires", ()))
 
     def check(self, model: LoadedModel) -> str | None:
-        return self.inner.check(model)
+        return explainer_call(self.inner.name, "check", self.inner.check, model)
 
     def _explain(self, model: LoadedModel, x: torch.Tensor, t: torch.Tensor,
                  options: dict) -> torch.Tensor:
-        return torch.as_tensor(self.inner.explain(model, x, t, **options).attributions,
+        return torch.as_tensor(explain_again(self.inner, model, x, t, **options).attributions,
                                device=x.device)
 
     def _changes(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,

@@ -122,9 +122,10 @@ def evaluation_section(run_dir: Path) -> str:
                 "score the explanations' faithfulness.</p>")
     settings = run_dir / "evaluation" / "settings.json"
     try:
-        digest = json.loads(settings.read_text()).get("model_digest", "")
-    except (OSError, ValueError, AttributeError):
-        digest = ""
+        meta = json.loads(settings.read_text())
+        digest, failed = meta.get("model_digest", ""), dict(meta.get("failed_methods", {}))
+    except (OSError, ValueError, AttributeError, TypeError):
+        digest, failed = "", {}
     reason = stale_reason(digest, run_dir)
     if reason:
         return (f'<p class="note">{esc(csv_path.name)} is left out: {esc(reason)}; evaluate '
@@ -141,6 +142,8 @@ def evaluation_section(run_dir: Path) -> str:
         parts.append('<p class="note">Each score: mean over the samples [95% bootstrap interval]. '
                      "The verdict is a paired test against the random baseline on the same "
                      "samples; p-values and per-metric verdicts are in evaluation.csv.</p>")
+    parts += [f'<p class="note">{esc(name)} was not scored: {esc(str(why))}</p>'
+              for name, why in failed.items()]
     figures = [image(p, p.stem.replace("_", " ")) for p in sorted((run_dir / "evaluation")
                                                                    .glob("*.png"))]
     if figures:

@@ -48,3 +48,10 @@ class FaultyEngine:
 
 def load(name, **options):
     raise OSError("faulty data source")
+
+
+class FaultyInitExplainer(BaseExplainer):
+    name = "faulty-init-explainer"
+
+    def __init__(self):
+        raise RuntimeError("faulty explainer constructor")

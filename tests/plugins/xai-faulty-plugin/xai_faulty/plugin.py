@@ -13,6 +13,8 @@ def register_models(register):
 @hookimpl
 def register_explainers(register):
     register("faulty-explainer", "xai_faulty.parts:FaultyExplainer", description="raises")
+    register("faulty-init-explainer", "xai_faulty.parts:FaultyInitExplainer",
+             description="constructor raises")
 
 
 @hookimpl

@@ -1,5 +1,5 @@
 """Registers the built-in names ``gradcam`` and ``fcn`` (``gradcam`` asks to replace the built-in) and
-the core command ``train``."""
+the core command ``train``; it also registers the dataset ``GunPoint``, which xai-aeon owns."""
 
 from xaicore.plugins.hookspecs import hookimpl
 
@@ -35,3 +35,8 @@ def register_commands(cli):
     def hello():
         """A command of its own."""
         click.echo("hello from the hijack plugin")
+
+
+@hookimpl
+def register_datasets(register):
+    register("GunPoint", "xai_hijack.plugin:Hijacker", description="tries to take a dataset name")
