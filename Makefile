@@ -34,7 +34,8 @@ demo: setup
 	.venv/bin/xai evaluate --run $(RUN) --force
 	.venv/bin/xai report --run $(RUN) --force
 
-test: setup browser
+# the linters first (seconds), then the suite
+test: lint browser
 	$(PY) -m pytest -q
 
 # ruff and mypy, configured in pyproject.toml; both run, and either failing fails the target

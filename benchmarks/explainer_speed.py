@@ -21,15 +21,15 @@ import argparse
 import statistics
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 import xaicore
-from xaicore.plugins import registry
 from xaicore.models.devices import backward_safe
 from xaicore.models.loaded import LoadedModel
+from xaicore.plugins import registry
 
 N_STEPS = 50
 IG_BATCHES = (None, 128, 256, 512, 1024)  # captum's internal_batch_size settings (None: all 3200 rows)
@@ -53,8 +53,7 @@ def plain_pass(model: LoadedModel, x: torch.Tensor) -> None:
 def captum_cases(model: LoadedModel, x: torch.Tensor) -> dict[str, tuple[Callable, int]]:
     """Captum's methods as a captum user calls them: a forward for the predicted class, then
     ``attribute`` (with the model in train mode for the LSTM's backward, as ours)."""
-    from captum.attr import (InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam,
-                             Saliency)
+    from captum.attr import InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 
     def predicted():
         with torch.no_grad():

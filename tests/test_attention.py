@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from nets_explainers import small_hybrid, TinyCNN, TinyHybrid, inputs, loaded
-from xai_attention.explainer import rollout, to_input_steps
-from xaicore.plugins import registry
-from xaicore.explaining.api import explain
-from xaicore.errors import XaiError
-from xaicore.models.loaded import LoadedModel
-
+from nets_explainers import TinyCNN, TinyHybrid, inputs, loaded, small_hybrid
 from tolerances import assert_close, assert_identical
+from xai_attention.explainer import rollout, to_input_steps
+from xaicore.errors import XaiError
+from xaicore.explaining.api import explain
+from xaicore.models.loaded import LoadedModel
+from xaicore.plugins import registry
 
 T = 40
 

@@ -7,12 +7,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from tolerances import assert_identical
 from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
 from xaicore.explaining.explanation import Explanation
 from xaicore.models.checkpoints import load_checkpoint
-
-from tolerances import assert_identical
 
 
 def xai(*args):

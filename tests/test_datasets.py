@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tolerances import assert_identical
 from xaicore.data.loading import class_order, dataset_spec, load_dataset
 from xaicore.errors import UnknownNameError, XaiError
-
-from tolerances import assert_identical
 
 
 def write_csv(path: Path, rows: list[list], header: list[str] | None = None) -> Path:
@@ -63,6 +62,7 @@ def test_unknown_name_suggests_close_matches():
 @pytest.mark.parametrize("name", ["JapaneseVowels", "PickupGestureWiimoteZ"])
 def test_variable_length_datasets_load_padded_with_their_lengths(name):
     from aeon.datasets import load_from_ts_file
+
     from xai_aeon.loader import data_dir
 
     ds = load_dataset({"name": name})

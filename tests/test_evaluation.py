@@ -12,22 +12,21 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from xai_eval.baseline import RandomExplainer
-from xai_eval.localisation import AUPMetric, AURMetric, precision_recall
-from xai_eval.perturbation import (DeletionMetric, InsertionMetric, RoadLerfMetric, RoadMorfMetric,
-                                   step_counts)
-from xai_eval.randomisation import RandomisationMetric, layers_in_forward_order
-from xai_eval.synthetic import load as load_synthetic
-from xaicore.plugins import loading as plugins, registry
-from xaicore.explaining.api import explain, get_explainer
-from xaicore.cli import cli
-from xaicore.errors import XaiError
-from xaicore.explaining.base import BaseExplainer, build_explanation
-from xaicore.plugins.hookspecs import hookimpl
-from xaicore.models.loaded import LoadedModel, wrap_model
-
 from oracles import linear_impute_sparse
 from tolerances import assert_close, assert_identical, is_close
+from xai_eval.baseline import RandomExplainer
+from xai_eval.localisation import AUPMetric, AURMetric, precision_recall
+from xai_eval.perturbation import DeletionMetric, InsertionMetric, RoadLerfMetric, RoadMorfMetric, step_counts
+from xai_eval.randomisation import RandomisationMetric, layers_in_forward_order
+from xai_eval.synthetic import load as load_synthetic
+from xaicore.cli import cli
+from xaicore.errors import XaiError
+from xaicore.explaining.api import explain, get_explainer
+from xaicore.explaining.base import BaseExplainer, build_explanation
+from xaicore.models.loaded import LoadedModel, wrap_model
+from xaicore.plugins import loading as plugins
+from xaicore.plugins import registry
+from xaicore.plugins.hookspecs import hookimpl
 
 
 class WindowNet(nn.Module):
@@ -87,7 +86,7 @@ class WarningExplainer(GradExplainer):
     name = "test-warns"
 
     def attribute(self, model, inputs, target, **opts):
-        warnings.warn("test-warns: a warning from the explainer", RuntimeWarning)
+        warnings.warn("test-warns: a warning from the explainer", RuntimeWarning, stacklevel=2)
         return super().attribute(model, inputs, target, **opts)
 
 
@@ -481,7 +480,6 @@ def test_a_worker_that_dies_is_a_one_line_error_not_a_hang(synthetic_run):
 
 def test_each_worker_plans_its_passes_with_its_share_of_the_memory(synthetic_run, monkeypatch):
     from xai_captum import passes
-
     from xai_eval.lanes import Lanes
     from xaicore.plugin import load_run_data, memory_share, set_memory_share
 
@@ -652,8 +650,9 @@ def test_same_seed_same_numbers_other_seed_inside_the_intervals(synthetic_run, t
     first, other = tables[0], tables[2]
     for method in first.index:
         for key in ("deletion_auc", "road_morf_auc"):
-            assert first.loc[method, f"{key}_low"] <= first.loc[method, key] <= first.loc[method, f"{key}_high"]
-            assert first.loc[method, f"{key}_low"] <= other.loc[method, key] <= first.loc[method, f"{key}_high"]
+            low, high = first.loc[method, f"{key}_low"], first.loc[method, f"{key}_high"]
+            assert low <= first.loc[method, key] <= high
+            assert low <= other.loc[method, key] <= high
 
 
 def test_infidelity_of_several_explanations_equals_captums_on_the_same_perturbations():

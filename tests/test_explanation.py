@@ -6,10 +6,9 @@ import zipfile
 import numpy as np
 import pytest
 
+from tolerances import assert_close
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
-
-from tolerances import assert_close
 
 
 def make(n=4, t=10, f=3, c=2, seed=0, **kw):

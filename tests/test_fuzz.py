@@ -203,7 +203,7 @@ def key_paths(value, prefix: tuple = ()):
              else enumerate(value[:2]) if isinstance(value, list) else ())
     for key, item in items:
         yield (*prefix, key)
-        if not (prefix + (key,))[0] in ("optimizer", "scheduler", "training"):
+        if (prefix + (key,))[0] not in ("optimizer", "scheduler", "training"):
             yield from key_paths(item, (*prefix, key))
 
 

@@ -9,10 +9,9 @@ import torch
 from click.testing import CliRunner
 
 import xaicore
+from tolerances import assert_close
 from xaicore.cli import cli
 from xaicore.explaining.explanation import Explanation
-
-from tolerances import assert_close
 
 NET = textwrap.dedent('''
     import torch

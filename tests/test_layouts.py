@@ -6,9 +6,8 @@ import torch
 from torch import nn
 
 import xaicore
-from xaicore.errors import XaiError
-
 from tolerances import assert_close
+from xaicore.errors import XaiError
 
 COLUMNS = 16
 

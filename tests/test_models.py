@@ -8,10 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from xaicore.plugins import registry
-from xaicore.errors import XaiError
-
 from tolerances import assert_close, is_close
+from xaicore.errors import XaiError
+from xaicore.plugins import registry
 
 MODELS = ["cnn-lstm-attention", "inception-time", "fcn", "resnet", "transformer"]
 SHAPES = [(1, 40), (3, 24)]  # (features, time steps)

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from xaicore.plugins import registry
 from xaicore.errors import XaiError
+from xaicore.plugins import registry
 from xaicore.plugins.loading import BUILTIN_DISTRIBUTIONS
 from xaicore.plugins.options import Option, declared, defaults_of, infer, resolve, validate
 

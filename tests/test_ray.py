@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tolerances import assert_close
 from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
 from xaicore.explaining.store import load_explanation
-
-from tolerances import assert_close
 
 ray = pytest.importorskip("ray")
 

@@ -6,8 +6,9 @@ import textwrap
 
 import pytest
 
-from xaicore.plugins import loading as plugins, registry
 from xaicore.errors import PluginError, UnknownNameError
+from xaicore.plugins import loading as plugins
+from xaicore.plugins import registry
 from xaicore.plugins.hookspecs import hookimpl
 
 

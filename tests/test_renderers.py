@@ -7,11 +7,10 @@ import matplotlib
 import numpy as np
 import pytest
 
-from xaicore.plugins import registry
+from tolerances import assert_close
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
-
-from tolerances import assert_close
+from xaicore.plugins import registry
 
 EVIL = "<script>alert(1)</script>"
 MOTION = ["acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z"]

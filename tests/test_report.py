@@ -10,13 +10,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from xaicore.plugins import registry
+from tolerances import FLOAT16_RTOL, assert_close
 from xaicore.cli import cli
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
 from xaicore.files import file_digest
-
-from tolerances import FLOAT16_RTOL, assert_close
+from xaicore.plugins import registry
 
 EVIL = "<script>alert(1)</script>"
 ROOT = Path(__file__).resolve().parents[1]

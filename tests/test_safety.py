@@ -16,19 +16,18 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tolerances import assert_close, assert_identical
 from xaicore import files
-from xaicore.runs import directory as runs
 from xaicore.cli import cli
 from xaicore.data.dataset import DataSplit, as_series
 from xaicore.data.loading import dataset_spec, load_dataset
 from xaicore.errors import XaiError
-from xaicore.explaining.runs import result_name, run_folders
 from xaicore.explaining.explanation import Explanation
+from xaicore.explaining.runs import result_name, run_folders
 from xaicore.explaining.store import load_explanation
 from xaicore.models.checkpoints import load_checkpoint
+from xaicore.runs import directory as runs
 from xaicore.runs.training import train
-
-from tolerances import assert_close, assert_identical
 
 SMALL = {"cnn_channels": 4, "lstm_hidden_size": 4, "lstm_num_layers": 1, "num_heads": 2}
 HOSTILE = ["../../../../outside/PWNED", "/etc/passwd", "a/b", "..", ".", "", "a\x00b",

@@ -11,15 +11,14 @@ from click.testing import CliRunner
 from torch import nn
 
 import xaicore
-from xaicore.plugins import registry
+from tolerances import assert_close, assert_identical, is_close
 from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
 from xaicore.models.checkpoints import load_checkpoint, load_run
 from xaicore.models.loaded import LoadedModel
-
-from tolerances import assert_close, assert_identical, is_close
+from xaicore.plugins import registry
 
 
 class HybridNet(nn.Module):

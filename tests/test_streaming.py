@@ -14,13 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 import xaicore
+from tolerances import assert_close, assert_frames_close, assert_identical
 from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
 from xaicore.explaining.store import StoredExplanation, load_explanation, store_attrs
-
-from tolerances import assert_close, assert_frames_close, assert_identical
 
 
 def xai(*args):

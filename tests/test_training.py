@@ -14,6 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tolerances import assert_close
 from xaicore import files
 from xaicore.cli import cli
 from xaicore.data.loading import dataset_spec, load_dataset
@@ -21,8 +22,6 @@ from xaicore.errors import XaiError
 from xaicore.models.checkpoints import load_checkpoint, load_run
 from xaicore.runs.predicting import predict
 from xaicore.runs.training import BASE_RECIPE, recipe_for, train
-
-from tolerances import assert_close
 
 SMALL = {"cnn_channels": 4, "lstm_hidden_size": 4, "lstm_num_layers": 1, "num_heads": 2}
 RUN_FILES = ["checkpoint.pt", "history.csv", "metrics.json", "classification_report.txt",

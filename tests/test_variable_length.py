@@ -13,15 +13,14 @@ from click.testing import CliRunner
 from torch import nn
 
 import xaicore
+from tolerances import assert_close, tolerance
 from xaicore.cli import cli
 from xaicore.data.loading import dataset_spec, load_dataset
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
 from xaicore.explaining.store import load_explanation
-from xaicore.plugins import registry
 from xaicore.models.loaded import LoadedModel
-
-from tolerances import assert_close, tolerance
+from xaicore.plugins import registry
 
 MODELS = ["cnn-lstm-attention", "inception-time", "fcn", "resnet", "transformer"]
 T, F = 40, 2
@@ -216,8 +215,8 @@ def test_shap_segments_lie_within_each_length_and_add_up(series, background):
 
 
 def test_metrics_change_only_valid_cells(series):
-    from xai_eval.perturbation import DeletionMetric, InsertionMetric, RoadMorfMetric, cell_ranks
     from xai_eval.captum_metrics import InfidelityMetric
+    from xai_eval.perturbation import DeletionMetric, InsertionMetric, RoadMorfMetric, cell_ranks
 
     model = built("fcn")
     X = padded(series, LENGTHS)

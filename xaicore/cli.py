@@ -8,7 +8,7 @@ import sys
 import traceback
 import warnings
 from importlib import import_module
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -180,6 +180,7 @@ def _print_options(name: str, as_json: bool) -> None:
     from xaicore.plugins import registry
     from xaicore.runs.training import recipe_options
 
+    rows: list[dict[str, Any]]
     if name:
         rows = [{"kind": registry.SINGULAR[kind], "name": name, "options": spec, "error": None}
                 for kind, spec in registry.options_of(name)]
@@ -234,4 +235,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -24,8 +24,9 @@ import secrets
 import shutil
 import stat
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from xaicore.errors import XaiError
 

@@ -7,8 +7,9 @@ checks with ``xaicore.plugins.options.resolve`` before the component runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,7 +42,7 @@ class Network(Protocol):
 
     def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None: ...
 
-    def forward(self, x: "torch.Tensor") -> "torch.Tensor": ...
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 @runtime_checkable
@@ -49,14 +50,14 @@ class Model(Protocol):
     """A network ready to explain: the torch module (raw inputs in, logits out) plus its metadata."""
 
     name: str
-    module: "torch.nn.Module"
-    network: "torch.nn.Module"
+    module: torch.nn.Module
+    network: torch.nn.Module
     class_names: list[str]
     feature_names: list[str]
     seq_len: int | None
     input_layout: str  # always "NTF": [batch, time, feature]
     #: Train-set standardisation (``.mean``, ``.std`` tensors ``[feature]``) or None.
-    normalisation: "torch.nn.Module | None"
+    normalisation: torch.nn.Module | None
     hyperparameters: dict[str, Any]
     dataset: str | None  # name of the dataset the network was trained on
 
@@ -67,30 +68,30 @@ class Model(Protocol):
     def n_features(self) -> int: ...
 
     @property
-    def device(self) -> "torch.device": ...
+    def device(self) -> torch.device: ...
 
-    def gradcam_layer(self) -> "torch.nn.Module | None":
+    def gradcam_layer(self) -> torch.nn.Module | None:
         """The layer Grad-CAM targets by default, or None when the model has no convolution."""
 
-    def attention_weights(self) -> "list[torch.Tensor] | None":
+    def attention_weights(self) -> list[torch.Tensor] | None:
         """Attention weights of the last forward pass, or None when the model has no attention."""
 
     def has_attention(self) -> bool:
         """Whether the network exposes attention weights."""
 
-    def layer(self, path: str) -> "torch.nn.Module":
+    def layer(self, path: str) -> torch.nn.Module:
         """The network's submodule at dotted ``path`` (e.g. ``cnn.3``), or a one-line XaiError."""
 
-    def check_inputs(self, inputs: Any) -> "np.ndarray":
+    def check_inputs(self, inputs: Any) -> np.ndarray:
         """``inputs`` as float32 ``[batch, time, feature]`` matching the model, or a XaiError."""
 
-    def logits(self, inputs: Any, batch_size: int | None = None) -> "np.ndarray":
+    def logits(self, inputs: Any, batch_size: int | None = None) -> np.ndarray:
         """Logits ``[batch, class]`` for raw inputs, in batches without gradients."""
 
-    def predict_proba(self, inputs: Any, batch_size: int | None = None) -> "np.ndarray":
+    def predict_proba(self, inputs: Any, batch_size: int | None = None) -> np.ndarray:
         """Class probabilities ``[batch, class]`` for raw inputs."""
 
-    def to(self, device: "str | torch.device") -> "Model":
+    def to(self, device: str | torch.device) -> Model:
         """The model moved to ``device`` (returns itself)."""
 
 
@@ -105,8 +106,8 @@ class Explainer(Protocol):
     def check(self, model: Model) -> str | None:
         """None when this explainer can explain ``model``, otherwise the reason it cannot."""
 
-    def explain(self, model: Model, inputs: "torch.Tensor", target: "torch.Tensor",
-                **options: Any) -> "Explanation":
+    def explain(self, model: Model, inputs: torch.Tensor, target: torch.Tensor,
+                **options: Any) -> Explanation:
         """Explain a batch ``inputs [batch, time, feature]`` for ``target [batch]`` class indices."""
 
 
@@ -122,7 +123,7 @@ class Renderer(Protocol):
     description: str
     options: ClassVar[tuple[Any, ...]]
 
-    def render(self, explanations: Sequence["Explanation"], out_dir: Path,
+    def render(self, explanations: Sequence[Explanation], out_dir: Path,
                **options: Any) -> list[Path]:
         """Write files under ``out_dir`` and return their paths."""
 
@@ -148,14 +149,14 @@ class Metric(Protocol):
     options: ClassVar[tuple[Any, ...]]
     capabilities: ClassVar[frozenset[str]]
 
-    def evaluate(self, model: Model, explanation: "Explanation", **options: Any) -> dict[str, float]:
+    def evaluate(self, model: Model, explanation: Explanation, **options: Any) -> dict[str, float]:
         """Scores for the explanation, keyed by score name."""
 
 
 class CurvesMetric(Metric, Protocol):
     """Capability ``"curves"``: scores with the curve behind them and per-sample scores."""
 
-    def evaluate_curves(self, model: Model, explanation: "Explanation",
+    def evaluate_curves(self, model: Model, explanation: Explanation,
                         **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
         """``(scores, curve)``; ``curve["per_sample"]`` maps score names to per-sample arrays."""
 
@@ -163,7 +164,7 @@ class CurvesMetric(Metric, Protocol):
 class ManyMetric(Metric, Protocol):
     """Capability ``"many"``: several methods' explanations of the same samples scored together."""
 
-    def evaluate_many(self, model: Model, explanations: Sequence["Explanation"],
+    def evaluate_many(self, model: Model, explanations: Sequence[Explanation],
                       **options: Any) -> list[tuple[dict[str, float], dict[str, Any]]]:
         """One ``(scores, curve)`` per explanation, in order."""
 
@@ -171,14 +172,14 @@ class ManyMetric(Metric, Protocol):
 class PartedMetric(Metric, Protocol):
     """Capability ``"parts"``: the work split into independent parts run side by side."""
 
-    def parts(self, model: Model, explanation: "Explanation", **options: Any) -> int:
+    def parts(self, model: Model, explanation: Explanation, **options: Any) -> int:
         """How many parts the work of ``explanation`` takes."""
 
-    def evaluate_part(self, model: Model, explanation: "Explanation", part: int,
+    def evaluate_part(self, model: Model, explanation: Explanation, part: int,
                       **options: Any) -> Any:
         """Part ``part``, seeding its own randomness."""
 
-    def combine(self, explanation: "Explanation", parts: list,
+    def combine(self, explanation: Explanation, parts: list,
                 **options: Any) -> tuple[dict[str, float], dict[str, Any]]:
         """``(scores, curve)`` from every part's result, in order."""
 
@@ -197,7 +198,7 @@ class DatasetLoader(Protocol):
 
     options: tuple[Any, ...]
 
-    def __call__(self, name: str, **options: Any) -> "Dataset": ...
+    def __call__(self, name: str, **options: Any) -> Dataset: ...
 
 
 @runtime_checkable
@@ -217,4 +218,4 @@ class Engine(Protocol):
     description: str
     options: ClassVar[tuple[Any, ...]]
 
-    def run(self, job: Any, **options: Any) -> Iterator[tuple[int, dict[str, "Explanation"]]]: ...
+    def run(self, job: Any, **options: Any) -> Iterator[tuple[int, dict[str, Explanation]]]: ...

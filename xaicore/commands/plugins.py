@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -18,7 +19,8 @@ def plugins_cmd(ctx: click.Context, as_json: bool) -> None:
     """List installed plugin distributions: version, status, hooks, what each registered."""
     from xaicore.plugins.inventory import distributions
 
-    found = distributions(dict(ctx.find_root().command.command_owners))
+    root: Any = ctx.find_root().command  # the XaiGroup, which records who owns each command
+    found = distributions(dict(root.command_owners))
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return

@@ -16,7 +16,6 @@ import numpy as np
 
 from xaicore.errors import XaiError
 
-
 #: what numpy raises on a file that is not the archive it claims to be (empty, truncated, junk)
 UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 

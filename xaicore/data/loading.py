@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.plugins import registry
-from xaicore.plugins.boundary import call
 from xaicore.data.dataset import UNREADABLE, Dataset, DataSplit, check_finite, with_lengths
 from xaicore.errors import XaiError
 from xaicore.files import file_digest
+from xaicore.plugins import registry
+from xaicore.plugins.boundary import call
 from xaicore.plugins.options import resolve
 
 FILE_SUFFIXES = (".csv", ".npz")

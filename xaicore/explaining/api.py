@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.plugins.boundary import call
-from xaicore.plugins.registry import get_explainer
 from xaicore.errors import XaiError
 from xaicore.explaining.base import BaseExplainer
 from xaicore.explaining.explanation import Explanation
 from xaicore.models.loaded import LoadedModel
+from xaicore.plugins.boundary import call
+from xaicore.plugins.registry import get_explainer
 
 
 def predicted(target: Any) -> bool:

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from xaicore.errors import XaiError
-from xaicore.explaining.lengths import attribute_by_length
 from xaicore.explaining.explanation import Explanation
+from xaicore.explaining.lengths import attribute_by_length
 from xaicore.models.devices import backward_safe
 from xaicore.models.loaded import LoadedModel
 from xaicore.models.modules import padded_lengths
@@ -28,8 +28,9 @@ class BaseExplainer:
 
     ``attribute(model, inputs, target, **options)`` returns ``(attributions, extras)`` with
     attributions shaped like ``inputs``, or ``(attributions, extras, logits)`` when it already ran
-    the model on ``inputs`` (the logits are reused instead of another forward pass); ``explain`` checks the options, runs it with gradients
-    enabled (cuDNN off for RNN backward on CUDA) and wraps the result in an ``Explanation``.
+    the model on ``inputs`` (the logits are reused instead of another forward pass); ``explain``
+    checks the options, runs it with gradients enabled (cuDNN off for RNN backward on CUDA) and
+    wraps the result in an ``Explanation``.
     """
 
     name: ClassVar[str] = ""

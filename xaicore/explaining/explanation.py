@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import zipfile
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -152,7 +153,7 @@ class Explanation:
             "method": self.method,
         })
 
-    def plot(self, sample: int = 0, kind: str = "auto", compare: Iterable["Explanation"] = ()):
+    def plot(self, sample: int = 0, kind: str = "auto", compare: Iterable[Explanation] = ()):
         """A matplotlib figure of the sample at position ``sample``: ``"overlay"`` (the series
         coloured by its attribution), ``"heatmap"`` (feature x time), ``"auto"`` (overlay for one
         feature, series above a heatmap for several), or with ``compare`` (other explanations of
@@ -196,7 +197,7 @@ class Explanation:
         return (f"<div><b>Explanation</b><table>{rows}<tr><th style='text-align:left'>mean "
                 f"|attribution| over time</th><td>{spark}</td></tr></table></div>")
 
-    def select(self, indices) -> "Explanation":
+    def select(self, indices) -> Explanation:
         """The explanation of a subset of samples (positions, not sample ids)."""
         idx = np.asarray(indices)
         extras = {k: v[idx] if isinstance(v, np.ndarray) else v for k, v in self.extras.items()}
@@ -228,7 +229,7 @@ class Explanation:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Explanation":
+    def load(cls, path: str | Path) -> Explanation:
         """Read a file written by ``save``; anything else gives an ``XaiError`` naming the file.
 
         ``xaicore.load_explanation`` also opens result stores (the folders streaming writes)."""

@@ -11,7 +11,8 @@ the group's length, their own padding filled with the background's per-feature m
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

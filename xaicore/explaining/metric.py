@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from xaicore.errors import XaiError
 from xaicore.plugins.options import Option, defaults_of, resolve

@@ -48,7 +48,7 @@ def parse_samples(spec: str, n: int, misclassified: list[int] | None = None) -> 
     bad = [p for p in positions if not 0 <= p < n]
     if bad or not positions:
         raise XaiError(f"--samples {spec!r} selects no valid sample: the test split has {n} "
-                       f"samples (0..{n - 1})" + (f"; the model misclassifies none of them"
+                       f"samples (0..{n - 1})" + ("; the model misclassifies none of them"
                                                   if misclassified == [] else ""))
     return positions
 
@@ -96,7 +96,7 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
         prepared.append((run, model, dataset, positions, names, out_dir))
 
     results = []
-    for run, model, dataset, positions, names, out_dir in prepared:
+    for _, model, dataset, positions, names, out_dir in prepared:
         X, y = dataset.test.X[positions], dataset.test.y[positions]
         run_results = []
         for name in names:
@@ -114,7 +114,7 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
             render_figures(run_results + counterparts(run_results, out_dir, target),
                            out_dir / "figures")
         results += run_results
-    if len(runs) > 1:
+    if len(runs) > 1 and out is not None:  # xai explain refuses several runs without --out
         write_comparison(results, out)
     return results
 
@@ -193,12 +193,12 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
         raise XaiError("streaming explains one --run at a time")
     run = runs[0]
     runner = get_engine(engine)
-    model, dataset = load_run_data(run, device) if input_path is None else (None, None)
     if input_path is None:
+        model, dataset = load_run_data(run, device)
         source = InputSource.from_array(dataset.test.X, dataset.test.y, f"{run} test split")
         out_dir = out or run / "explanations"
-    model = model or load_run(run, device)
-    if input_path is not None:
+    else:
+        model = load_run(run, device)
         source = open_input(input_path, model.class_names, model.seq_len)
         out_dir = out or run / "explanations" / safe_name(Path(input_path).stem, "input")
     refuse_file(out_dir)

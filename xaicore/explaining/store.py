@@ -27,8 +27,14 @@ import numpy as np
 
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import FORMAT_VERSION, Explanation, _jsonable
+from xaicore.explaining.summaries import (
+    SAMPLE_COLUMNS,
+    ClassTotals,
+    export_table,
+    sample_columns,
+    table_blocks,
+)
 from xaicore.files import atomic_path
-from xaicore.explaining.summaries import SAMPLE_COLUMNS, ClassTotals, export_table, sample_columns, table_blocks
 
 SUFFIX = ".zarr"
 ROW_ARRAYS = ("attributions", "inputs", "targets", "predictions", "probabilities", "labels",
@@ -83,7 +89,7 @@ class StoreWriter:
 
     @classmethod
     def create(cls, path: Path, n_rows: int, chunk_rows: int, metadata: dict, force: bool,
-               checkpoint_seconds: float = CHECKPOINT_SECONDS) -> "StoreWriter":
+               checkpoint_seconds: float = CHECKPOINT_SECONDS) -> StoreWriter:
         """A new empty store at ``path``; an existing one is replaced only with ``force``."""
         path = Path(path)
         if path.exists():
@@ -107,7 +113,7 @@ class StoreWriter:
 
     @classmethod
     def resume(cls, path: Path, n_rows: int, metadata: dict,
-               checkpoint_seconds: float = CHECKPOINT_SECONDS) -> "StoreWriter":
+               checkpoint_seconds: float = CHECKPOINT_SECONDS) -> StoreWriter:
         """Reopen an incomplete store made for the same input and method."""
         attrs = store_attrs(path)
         if attrs["complete"]:

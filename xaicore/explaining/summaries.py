@@ -10,8 +10,9 @@ second pass over the attributions).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -98,7 +99,7 @@ class ClassTotals:
                      **{name: getattr(self, name) for name in self.FIELDS})
 
     @classmethod
-    def load(cls, path: Path) -> "ClassTotals":
+    def load(cls, path: Path) -> ClassTotals:
         with np.load(path, allow_pickle=False) as data:
             totals = cls(len(data["count"]), data["attribution_sum"].shape[1:], int(data["rows"]))
             for name in cls.FIELDS:

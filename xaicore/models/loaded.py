@@ -68,7 +68,7 @@ class LoadedModel:
         param = next(self.module.parameters(), None)
         return param.device if param is not None else torch.device("cpu")
 
-    def to(self, device: str | torch.device) -> "LoadedModel":
+    def to(self, device: str | torch.device) -> LoadedModel:
         self.module.to(device)
         return self
 

@@ -7,10 +7,11 @@ engine, a dataset loader, a command) becomes one line, ``plugin X (distribution 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from xaicore.plugins import registry
 from xaicore.errors import PluginCodeError, UnknownNameError, XaiError
+from xaicore.plugins import registry
 
 
 def owner(kind: str, name: str) -> str:
@@ -56,19 +57,19 @@ def guard_forward(network: Any, name: str) -> None:
     model is not blamed on the explainer that called it. The network's class becomes a subclass
     of its own (same name, same ``isinstance``), so copies (``copy.deepcopy``) are guarded too
     and call their own weights."""
-    cls = type(network)
+    cls: Any = type(network)
     if getattr(cls, "_xai_model_name", None) is not None:
         return
     network.__class__ = _guarded_class(cls, name)
 
 
-@functools.lru_cache(maxsize=None)
-def _guarded_class(cls: type, name: str) -> type:
+@functools.cache
+def _guarded_class(cls: Any, name: str) -> type:
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return call("models", name, f"{name}.forward", super(guarded, self).forward, *args,
                     **kwargs)
 
-    guarded = type(cls.__name__, (cls,), {"forward": forward, "_xai_model_name": name,
+    guarded: Any = type(cls.__name__, (cls,), {"forward": forward, "_xai_model_name": name,
                                           "__module__": cls.__module__,
                                           "__qualname__": cls.__qualname__})
     return guarded

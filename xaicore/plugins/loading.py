@@ -18,8 +18,8 @@ from importlib.metadata import entry_points
 
 import pluggy
 
-from xaicore.plugins import hookspecs
 from xaicore.errors import PluginError
+from xaicore.plugins import hookspecs
 
 GROUP = "xai"
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any
 
-from xaicore.plugins import loading as plugins
 from xaicore.errors import PluginCodeError, PluginError, UnknownNameError, XaiError
+from xaicore.plugins import loading as plugins
 from xaicore.plugins.budget import timed_hook
 from xaicore.plugins.options import declared
 

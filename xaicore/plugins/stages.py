@@ -6,8 +6,9 @@ distribution, never fatal. Light: no torch, numpy or pandas.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from xaicore.errors import XaiError
 from xaicore.plugins import registry

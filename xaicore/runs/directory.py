@@ -17,13 +17,28 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from xaicore.errors import XaiError
-from xaicore.files import (LOCK, MARKER, STATE, atomic_path, clean_stale, file_digest, forget_written,
-                           inside_run, is_relative, is_temporary, is_write_failure, locked,
-                           run_root, temp_sibling, write_error, written)
+from xaicore.files import (
+    LOCK,
+    MARKER,
+    STATE,
+    atomic_path,
+    clean_stale,
+    file_digest,
+    forget_written,
+    inside_run,
+    is_relative,
+    is_temporary,
+    is_write_failure,
+    locked,
+    run_root,
+    temp_sibling,
+    write_error,
+    written,
+)
 
 CHECKPOINT = "checkpoint.pt"
 MARKER_FORMAT = 2

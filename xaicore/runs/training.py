@@ -1,10 +1,11 @@
 """``train()``: fit a registered network on a dataset spec and write a complete run directory.
 
 The base recipe (Adam, StepLR dividing the rate by 10 every third of the epochs,
-cross-entropy) applies unless the network class overrides defaults in ``training_defaults`` (each field is
-an ``Option`` of ``RECIPE_OPTIONS``); explicit arguments override both. Everything is written into a temporary folder inside ``out`` and moved
-into place file by file at the end (``runs.install_training``), so a failed or interrupted run
-leaves the previous files as they were; files xai did not write are never touched.
+cross-entropy) applies unless the network class overrides defaults in ``training_defaults``
+(each field is an ``Option`` of ``RECIPE_OPTIONS``); explicit arguments override both.
+Everything is written into a temporary folder inside ``out`` and moved into place file by file
+at the end (``runs.install_training``), so a failed or interrupted run leaves the previous files
+as they were; files xai did not write are never touched.
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from xaicore.plugins import registry
-from xaicore.runs import directory as runs
-from xaicore.plugins.boundary import call
 from xaicore.data.dataset import Dataset
 from xaicore.data.loading import dataset_spec as spec_of
 from xaicore.data.loading import load_dataset
@@ -31,10 +30,13 @@ from xaicore.errors import XaiError
 from xaicore.models.checkpoints import CHECKPOINT_FORMAT, load_checkpoint
 from xaicore.models.devices import resolve_device
 from xaicore.models.loaded import LoadedModel
-from xaicore.runs.directory import CHECKPOINT
-from xaicore.runs.predicting import probability_cells, probability_columns
+from xaicore.plugins import registry
+from xaicore.plugins.boundary import call
 from xaicore.plugins.options import Option, defaults_of, resolve, validate
 from xaicore.plugins.stages import render_stage
+from xaicore.runs import directory as runs
+from xaicore.runs.directory import CHECKPOINT
+from xaicore.runs.predicting import probability_cells, probability_columns
 
 SCHEDULERS = ("step", "cosine", "onecycle", "constant")
 # The base recipe; a network class overrides defaults in its ``training_defaults`` dict.

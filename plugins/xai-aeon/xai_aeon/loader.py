@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.plugin import DataSplit, Dataset, XaiError, takes_options
+from xaicore.plugin import Dataset, DataSplit, XaiError, takes_options
 
 from .plugin import shipped_datasets
 

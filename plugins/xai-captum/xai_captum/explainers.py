@@ -12,13 +12,11 @@ from torch import nn
 
 from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, pass_rows
 
-from .baselines import as_background, make_baseline
 from .baselines import KINDS as BASELINE_KINDS
-from .integrated import CLENSHAW_CURTIS
+from .baselines import as_background, make_baseline
+from .integrated import CLENSHAW_CURTIS, integrated_gradients, nested_integrated_gradients
 from .integrated import METHODS as INTEGRATION_METHODS
-from .integrated import integrated_gradients, nested_integrated_gradients
-from .passes import (copies_per_pass, module_rows_that_fit, plan_passes, sample_groups,
-                     target_gradient)
+from .passes import copies_per_pass, module_rows_that_fit, plan_passes, sample_groups, target_gradient
 
 #: Layers whose internal nonlinearities captum's DeepLift rules do not reach.
 DEEPLIFT_UNSUPPORTED = (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer,

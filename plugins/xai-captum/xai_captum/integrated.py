@@ -7,8 +7,8 @@ Clenshaw-Curtis, whose nodes nest (``nested_integrated_gradients``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 import torch

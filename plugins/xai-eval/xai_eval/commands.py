@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+
 @click.command("evaluate")
 @click.option("--run", required=True, type=click.Path(path_type=Path),
               help="Run directory written by `xai train`.")

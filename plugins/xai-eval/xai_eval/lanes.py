@@ -18,9 +18,10 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -159,7 +160,7 @@ class Lanes:
             raise WorkerDied("an evaluation worker process died (out of memory or killed?); "
                              "try fewer --workers or --workers 1") from None
 
-    def __enter__(self) -> "Lanes":
+    def __enter__(self) -> Lanes:
         return self
 
     def __exit__(self, kind: Any, *exc: Any) -> None:

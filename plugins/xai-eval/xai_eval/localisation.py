@@ -15,7 +15,6 @@ import numpy as np
 
 from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError
 
-
 LEVELS = np.round(np.arange(0.1, 0.91, 0.1), 2)
 
 

@@ -17,8 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from xaicore.plugin import (BaseMetric, Explanation, LoadedModel, Option, XaiError, pass_rows,
-                            series_lengths)
+from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError, pass_rows, series_lengths
 
 from .options import background_array
 

@@ -18,7 +18,13 @@ import torch
 from torch import nn
 
 from xaicore.plugin import (
-    BaseMetric, Explanation, LoadedModel, Option, XaiError, get_explainer, spearman_rows,
+    BaseMetric,
+    Explanation,
+    LoadedModel,
+    Option,
+    XaiError,
+    get_explainer,
+    spearman_rows,
 )
 
 from .guard import explain_again

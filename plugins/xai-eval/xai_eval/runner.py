@@ -9,16 +9,25 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
 from xaicore.plugin import (
-    Explanation, LoadedModel, XaiError, atomic_open, capabilities_of, get_explainer, get_metric,
-    load_run_data, method_names, write_text,
+    Explanation,
+    LoadedModel,
+    XaiError,
+    atomic_open,
+    capabilities_of,
+    get_explainer,
+    get_metric,
+    load_run_data,
+    method_names,
+    write_text,
 )
 from xaicore.plugin import names as installed_names
 
@@ -367,8 +376,14 @@ def assemble(method_list: list[str], metric_list: list[str], metrics: dict[str, 
 def verdict_table(scored: dict[str, Any], n_samples: int, seed: int, n_boot: int) -> list[dict]:
     """Every score with its bootstrap interval, every method's verdict against the random
     baseline, the methods ranked by verdict (verdict column first)."""
-    from .stats import BASELINE, VERDICT_ORDER, bootstrap_indices, mean_interval, overall_verdict, \
-        paired_verdict
+    from .stats import (
+        BASELINE,
+        VERDICT_ORDER,
+        bootstrap_indices,
+        mean_interval,
+        overall_verdict,
+        paired_verdict,
+    )
 
     rows, per_sample = scored["rows"], scored["per_sample"]
     directions, versus_random = scored["directions"], scored["versus_random"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.plugin import DataSplit, Dataset, Option, XaiError, takes_options
+from xaicore.plugin import Dataset, DataSplit, Option, XaiError, takes_options
 
 #: (time start, time length, feature start, feature length) as fractions of each axis.
 BOXES = {

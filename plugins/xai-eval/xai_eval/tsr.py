@@ -44,7 +44,7 @@ class TemporalSaliencyRescaling:
                 **options: Any) -> Explanation:
         raise XaiError(ALONE)
 
-    def wrap(self, inner: Any) -> "TSRExplainer":
+    def wrap(self, inner: Any) -> TSRExplainer:
         if isinstance(inner, (TemporalSaliencyRescaling, TSRExplainer)):
             raise XaiError("tsr cannot wrap tsr; wrap an attribution method such as saliency")
         return TSRExplainer(inner)

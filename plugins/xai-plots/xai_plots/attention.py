@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from typing import Iterator
+from collections.abc import Iterator
 
 import matplotlib.pyplot as plt
 import numpy as np

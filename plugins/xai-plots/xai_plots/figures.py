@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -17,8 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 
-from xaicore.plugin import (Explanation, Option, XaiError, atomic_path, safe_name,  # noqa: E402
-                            write_text)
+from xaicore.plugin import Explanation, Option, XaiError, atomic_path, safe_name, write_text  # noqa: E402
 
 FORMATS = ("png", "svg", "eps", "pdf")
 DEFAULT_FORMATS = ("png", "svg")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -11,8 +12,21 @@ import numpy as np
 from xaicore.plugin import Explanation, Option
 
 from .attention import attention_figures
-from .figures import (DEFAULT_MAX_SAMPLES, FIGURE_OPTIONS, Manifest, capped, check_explanations, check_formats,
-                      figure_key, folded, label, pick_samples, save, text, top_features)
+from .figures import (
+    DEFAULT_MAX_SAMPLES,
+    FIGURE_OPTIONS,
+    Manifest,
+    capped,
+    check_explanations,
+    check_formats,
+    figure_key,
+    folded,
+    label,
+    pick_samples,
+    save,
+    text,
+    top_features,
+)
 from .shap_plots import shap_figures
 
 MAX_CLASSES = 8  # classes drawn one by one in the importance figures (the most explained)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -12,9 +13,23 @@ import numpy as np
 from xaicore.plugin import Explanation, XaiError
 
 from .drawing import attribution_panel, colored_series, feature_heatmap, series_lines
-from .figures import (DEFAULT_MAX_SAMPLES, FIGURE_OPTIONS, Manifest, capped, check_explanations, check_formats,
-                      color_scale, figure_key, folded, label, pick_samples, sample_title, save,
-                      target_kind, top_features)
+from .figures import (
+    DEFAULT_MAX_SAMPLES,
+    FIGURE_OPTIONS,
+    Manifest,
+    capped,
+    check_explanations,
+    check_formats,
+    color_scale,
+    figure_key,
+    folded,
+    label,
+    pick_samples,
+    sample_title,
+    save,
+    target_kind,
+    top_features,
+)
 
 TOP_CLASSES = 5
 

@@ -10,7 +10,7 @@ SHAP-like methods) are cut into ``shap_segments`` equal segments per feature ins
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import matplotlib.pyplot as plt
 import numpy as np

@@ -16,12 +16,12 @@ import pickle
 import socket
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
-from xaicore.plugin import Explanation, ExplainJob, Option, XaiError, explain_batch, load_job_model
-
+from xaicore.plugin import ExplainJob, Explanation, Option, XaiError, explain_batch, load_job_model
 
 BATCHES_PER_TASK = 4
 CONNECT_TIMEOUT_S = 20.0  # joining a cluster (--address) fails after this long

@@ -21,8 +21,8 @@ import select
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 OWNER_VARIABLE = "XAI_RAY_OWNER"
 POLL_SECONDS = 0.2

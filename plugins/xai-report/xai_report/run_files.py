@@ -6,8 +6,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xaicore.plugin import (CHECKPOINT, Explanation, StoredExplanation, XaiError, is_store,
-                            load_checkpoint, stale_reason)
+from xaicore.plugin import (
+    CHECKPOINT,
+    Explanation,
+    StoredExplanation,
+    XaiError,
+    is_store,
+    load_checkpoint,
+    stale_reason,
+)
 
 
 @dataclass

@@ -21,13 +21,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.plugin import (BaseExplainer, LoadedModel, Option, XaiError, as_series, free_memory,
-                            memory_share, pass_rows, saved_bytes_per_row)
+from xaicore.plugin import (
+    BaseExplainer,
+    LoadedModel,
+    Option,
+    XaiError,
+    as_series,
+    free_memory,
+    memory_share,
+    pass_rows,
+    saved_bytes_per_row,
+)
 
 from .deep import deep_shap
 from .segments import make_segments
-from .shapley import (MAX_EXACT_PLAYERS, SegmentGame, exact_bytes, exact_cost, exact_shapley,
-                      sampled_bytes, sampled_cost, sampled_shapley)
+from .shapley import (
+    MAX_EXACT_PLAYERS,
+    SegmentGame,
+    exact_bytes,
+    exact_cost,
+    exact_shapley,
+    sampled_bytes,
+    sampled_cost,
+    sampled_shapley,
+)
 
 SHORT_SERIES = 32  # univariate series up to this length: one player per time step by default
 GAME_VALUE_BYTES = 64  # bytes per input value of a game row beyond the model's (masks, gathers)

@@ -34,7 +34,8 @@ class SegmentGame:
     @torch.no_grad()
     def __call__(self, sample: torch.Tensor, coalitions: torch.Tensor,
                  base: torch.Tensor) -> torch.Tensor:
-        """Target logits (float64) of rows: ``sample`` and ``base`` indices, ``coalitions [rows, players]``."""
+        """Target logits (float64) of rows: ``sample`` and ``base`` indices, ``coalitions
+        [rows, players]``."""
         out = torch.empty(len(sample), dtype=torch.float64, device=self.inputs.device)
         for start in range(0, len(sample), self.batch_size):
             part = slice(start, start + self.batch_size)
