@@ -431,6 +431,12 @@ def test_a_plugin_cannot_take_a_core_command(hijack_site):
     assert strict.returncode == 1 and "hijacked" not in strict.stdout
     assert "command 'train' belongs to xai itself" in strict.stderr
     assert "Traceback" not in strict.stderr
+    allowed = run(XAI + ["train"], hijack_site, XAI_ALLOW_REPLACE="xai-hijack-plugin")
+    assert allowed.returncode == 0 and allowed.stdout.strip() == "hijacked", allowed.stderr
+    plugins = json.loads(run(XAI + ["plugins", "--json"], hijack_site,
+                             XAI_ALLOW_REPLACE="xai-hijack-plugin").stdout)
+    hijack = next(p for p in plugins if p["distribution"] == "xai-hijack-plugin")
+    assert "train" in hijack["commands"]
 
 
 SLOW = ROOT / "tests" / "plugins" / "xai-slow-plugin"

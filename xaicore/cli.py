@@ -39,13 +39,15 @@ class XaiGroup(click.Group):
             for impl in plugins.pm.hook.register_commands.get_hookimpls():
                 before = dict(self.commands)
                 source = plugins.source_of(impl.plugin_name)
+                allowed = source.distribution in plugins.allowed_replacements()
                 try:
                     try:
                         timed_hook(source.label, "register_commands", impl.function, cli=self)
                     finally:
-                        taken = self._keep_owned(before)
-                    for name in set(self.commands) - set(before):
-                        self.command_owners[name] = source
+                        taken = [] if allowed else self._keep_owned(before)
+                    for name, command in self.commands.items():
+                        if before.get(name) is not command:
+                            self.command_owners[name] = source
                     for name in taken:
                         owner = (self.command_owners[name].label if name in self.command_owners
                                  else "xai itself")
@@ -64,8 +66,9 @@ class XaiGroup(click.Group):
             raise click.ClickException(str(exc)) from None
 
     def _keep_owned(self, before: dict[str, click.Command]) -> list[str]:
-        """Put back every command a plugin's hook replaced (a core or another plugin's); the
-        names it tried to take."""
+        """Put back every command a plugin's hook replaced (a core or another plugin's) unless
+        the user allows its distribution to replace names (``XAI_ALLOW_REPLACE``); the names it
+        tried to take."""
         taken = [name for name, command in before.items()
                  if self.commands.get(name) is not command]
         for name in taken:
