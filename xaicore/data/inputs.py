@@ -186,7 +186,8 @@ def _open_input(path: Path, seq_len: int | None) -> InputSource:
     except XaiError:
         raise
     except Exception as exc:  # numpy, zipfile and zarr raise many kinds on a bad file
-        raise XaiError(f"cannot read {path} ({type(exc).__name__}: {exc})") from None
+        what = f" as {suffix[1:]} arrays" if suffix in (".npy", ".npz") else ""
+        raise XaiError(f"cannot read {path}{what} ({type(exc).__name__}: {exc})") from None
 
 
 def _ravel(values: Any) -> np.ndarray | None:
