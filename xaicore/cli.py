@@ -94,6 +94,9 @@ class XaiGroup(click.Group):
             raise click.ClickException(str(exc)) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise  # click's own ways out (--help, usage errors, Ctrl-C)
+        except BrokenPipeError:  # the reader went away (xai list | head): nothing left to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(1) from None  # as the Python docs advise for SIGPIPE
         except OSError as exc:  # the disk, not the code: full, read-only, gone
             if debug:
                 traceback.print_exception(exc, file=sys.stderr)
