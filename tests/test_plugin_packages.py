@@ -4,6 +4,7 @@ They are installed with pip into a temporary directory put on PYTHONPATH, so ent
 exactly what a user's ``pip install`` gives, without changing the project's environment.
 """
 
+import importlib
 import json
 import os
 import re
@@ -302,27 +303,38 @@ def core_imports(path: Path) -> list[str]:
     return found
 
 
-def test_plugins_import_only_the_public_plugin_api(tmp_path):
+def test_plugins_import_only_the_two_public_apis(tmp_path):
     sources = sorted([*(ROOT / "plugins").rglob("*.py"), *EXAMPLE.rglob("*.py")])
     assert len(sources) > 20
+    public = {"xaicore.plugin", "xaicore.application"}
     offending = {f"{path.relative_to(ROOT)}: {module}" for path in sources
-                 for module in core_imports(path) if module != "xaicore.plugin"}
+                 for module in core_imports(path) if module not in public}
     assert not offending, sorted(offending)
+    used = {module for path in sources for module in core_imports(path)}
+    assert used == public  # the built-in plugins use both tiers
     probe = tmp_path / "probe.py"  # the check sees every form of core import
     probe.write_text("import xaicore.models.loaded\nfrom xaicore import files\n"
                      "def f():\n    from xaicore.errors import XaiError\n")
     assert core_imports(probe) == ["xaicore.models.loaded", "xaicore.files", "xaicore.errors"]
 
 
-def test_the_plugin_api_is_lazy_and_complete():
-    code = ("import sys, xaicore.plugin as p; heavy = {'torch', 'numpy', 'pandas'} & set(sys.modules);"
+@pytest.mark.parametrize("module", ["xaicore.plugin", "xaicore.application"])
+def test_each_api_is_lazy_and_complete(module):
+    code = (f"import sys, {module} as p; heavy = {{'torch', 'numpy', 'pandas'}} & set(sys.modules);"
             " [getattr(p, n) for n in p.__all__]; print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    import xaicore.plugin as api
-
+    api = importlib.import_module(module)
     with pytest.raises(AttributeError, match="no attribute 'registry'"):
         api.registry  # noqa: B018 - the attribute access is what is tested
+
+
+def test_each_name_lives_in_one_tier():
+    import xaicore.application as application
+    import xaicore.plugin as component
+
+    assert len(component.__all__) > 20 and len(application.__all__) > 20
+    assert not set(component.__all__) & set(application.__all__)
 
 
 FAULTY = ROOT / "tests" / "plugins" / "xai-faulty-plugin"

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xaicore.plugin import Option, XaiError, stale_reason, write_text
+from xaicore.application import stale_reason
+from xaicore.plugin import Option, XaiError, write_text
 
 from .dataset_view import dataset_section
 from .explorer import SCRIPT, explorer_section
