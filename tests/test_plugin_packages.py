@@ -180,6 +180,32 @@ def test_example_plugin_explains_from_the_cli(site, gunpoint_run, tmp_path):
     assert len(table) == 1 + 2 * 150
 
 
+def test_a_renderer_that_asks_for_the_report_gets_a_section_in_it(site, gunpoint_run, tmp_path):
+    """The example's importance renderer sets report = True: its SVG is listed in the figures
+    manifest and drawn inline in report.html; the csv renderer (no report) and the built-in
+    figures are not listed."""
+    import base64
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(gunpoint_run, run_dir)
+    result = run(XAI + ["explain", "--run", str(run_dir), "--method", "occlusion",
+                        "--samples", "0:2", "--figures"], site)
+    assert result.returncode == 0, result.stderr
+    figures = run_dir / "explanations" / "figures"
+    manifest = json.loads((figures / "figures.json").read_text())
+    assert manifest == {"importance": {
+        "caption": "Mean absolute attribution over time, one SVG line per explanation",
+        "files": ["occlusion_importance.svg"]}}
+    result = run(XAI + ["report", "--run", str(run_dir)], site)
+    assert result.returncode == 0, result.stderr
+    html = (run_dir / "report.html").read_text()
+    svg = base64.b64encode((figures / "occlusion_importance.svg").read_bytes()).decode("ascii")
+    assert f'data:image/svg+xml;base64,{svg}"' in html
+    assert '<section id="figures"' in html and "<h3>importance</h3>" in html
+    assert "<h3>csv</h3>" not in html
+
+
 HIJACK = ROOT / "tests" / "plugins" / "xai-hijack-plugin"
 
 
@@ -548,7 +574,7 @@ def test_xai_plugins_lists_every_distribution_with_its_status_hooks_and_names(si
             "xai-broken-plugin"} <= set(found)
     example = found["xai-example-plugin"]
     assert (example["version"], example["status"], example["errors"]) == ("0.2.0", "ok", [])
-    assert example["registered"] == {"explainers": ["occlusion"], "renderers": ["csv"]}
+    assert example["registered"] == {"explainers": ["occlusion"], "renderers": ["csv", "importance"]}
     assert found["xai-eval"]["commands"] == ["evaluate"]
     assert "register_commands" in found["xai-eval"]["hooks"]
     assert found["xaicore"]["registered"] == {"engines": ["local"]}
@@ -576,4 +602,4 @@ def test_xai_plugins_lists_every_distribution_with_its_status_hooks_and_names(si
     flat = " ".join(text.stdout.split())
     assert "failed: broken: ModuleNotFoundError: No module named " \
            "'xai_dependency_that_is_not_installed'" in flat
-    assert "explainers: occlusion renderers: csv" in flat
+    assert "explainers: occlusion renderers: csv, importance" in flat

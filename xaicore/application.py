@@ -35,6 +35,7 @@ _LAZY: dict[str, str] = {
     "capabilities_of": "xaicore.explaining.metric",
     "render_stage": "xaicore.plugins.stages",
     "renderers_for": "xaicore.plugins.stages",
+    "read_figures": "xaicore.plugins.stages",
     # the plugin boundary: a call into another plugin's code, its failure one line naming it
     "plugin_call": "xaicore.plugins.boundary:call",
     # engines (streaming) and worker processes
