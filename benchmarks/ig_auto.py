@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import xaicore
-from xaicore.plugin import load_run_data
+from xaicore.application import load_run_data
 
 RULES = {"clenshaw_curtis": (33, 65, 129, 257, 513, 1025),
          "gausslegendre": (32, 64, 128, 256, 512, 1024)}

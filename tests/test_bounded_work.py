@@ -26,7 +26,7 @@ import json, re, sys, warnings
 import numpy as np
 import torch
 torch.set_num_threads(1)
-from xaicore.plugin import load_run_data
+from xaicore.application import load_run_data
 import xai_captum.explainers, xai_shap.explainer
 run, tasks, out = json.loads(sys.argv[1])
 model, dataset = load_run_data(run, "cpu")
@@ -87,7 +87,7 @@ def explained_under_limit(gunpoint_run: Path, tmp_path: Path, limit: int,
 def reference(gunpoint_run: Path, method: str, n: int, **options) -> np.ndarray:
     """The attributions of the same explanation in small passes, in this process."""
     import xaicore
-    from xaicore.plugin import load_run_data
+    from xaicore.application import load_run_data
 
     model, dataset = load_run_data(gunpoint_run, "cpu")
     if options.pop("background", False):
@@ -109,7 +109,7 @@ def test_smoothgrad_with_a_huge_internal_batch_splits_its_passes(gunpoint_run, t
 
 def test_the_cap_on_internal_batch_size_is_said_and_the_result_unchanged(gunpoint_run):
     import xaicore
-    from xaicore.plugin import load_run_data
+    from xaicore.application import load_run_data
 
     model, dataset = load_run_data(gunpoint_run, "cpu")
     X = dataset.test.X[:2]
@@ -172,7 +172,8 @@ import numpy as np
 import matplotlib.pyplot as plt
 from xai_plots.global_plots import feature_importance_figure
 from xai_plots.samples import heatmap_figure
-from xaicore.plugin import Explanation, render_stage
+from xaicore.plugin import Explanation
+from xaicore.application import render_stage
 out, n_features = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(0)
 attributions = rng.standard_normal((2, 12, n_features)).astype(np.float32)

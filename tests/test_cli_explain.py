@@ -182,6 +182,7 @@ def test_method_all_says_which_methods_it_skips_and_why(capsys):
     import torch
 
     import xaicore
+    from xaicore.application import get_explainer
     from xaicore.explaining.runs import method_names
 
     class GRUNet(torch.nn.Module):
@@ -200,6 +201,6 @@ def test_method_all_says_which_methods_it_skips_and_why(capsys):
                                                     "gradcam++"]
     for line in skipped:
         name = line.split()[1]
-        reason = xaicore.plugin.get_explainer(name).check(model)
+        reason = get_explainer(name).check(model)
         assert line == f"skipping {name} (cannot explain model 'gru'): {reason}"
     assert "saliency" in names and not {"gradcam", "attention", "tsr"} & set(names)

@@ -419,7 +419,7 @@ def test_evaluate_command_writes_table_and_figures(synthetic_run):
 
 def test_a_costly_method_is_scored_and_compared_on_its_own_subset(synthetic_run):
     from xai_eval.runner import score_methods, verdict_table
-    from xaicore.plugin import load_run_data
+    from xaicore.application import load_run_data
 
     model, dataset = load_run_data(synthetic_run)
     X, y = dataset.test.X[:8], dataset.test.y[:8]
@@ -481,7 +481,8 @@ def test_a_worker_that_dies_is_a_one_line_error_not_a_hang(synthetic_run):
 def test_each_worker_plans_its_passes_with_its_share_of_the_memory(synthetic_run, monkeypatch):
     from xai_captum import passes
     from xai_eval.lanes import Lanes
-    from xaicore.plugin import load_run_data, memory_share, set_memory_share
+    from xaicore.application import load_run_data, set_memory_share
+    from xaicore.plugin import memory_share
 
     model, _ = load_run_data(synthetic_run)
     with Lanes(model, 2) as lanes:
@@ -706,7 +707,7 @@ def test_sensitivity_max_is_zero_for_input_independent_maps_and_grows_with_the_r
 def test_spearman_rows_matches_scipy_with_ties_padding_and_constant_rows():
     from scipy.stats import spearmanr
 
-    from xaicore.plugin import spearman_rows
+    from xaicore.application import spearman_rows
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 5, (6, 20)).astype(float)  # many ties

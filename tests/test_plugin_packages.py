@@ -4,6 +4,7 @@ They are installed with pip into a temporary directory put on PYTHONPATH, so ent
 exactly what a user's ``pip install`` gives, without changing the project's environment.
 """
 
+import importlib
 import json
 import os
 import re
@@ -179,6 +180,32 @@ def test_example_plugin_explains_from_the_cli(site, gunpoint_run, tmp_path):
     assert len(table) == 1 + 2 * 150
 
 
+def test_a_renderer_that_asks_for_the_report_gets_a_section_in_it(site, gunpoint_run, tmp_path):
+    """The example's importance renderer sets report = True: its SVG is listed in the figures
+    manifest and drawn inline in report.html; the csv renderer (no report) and the built-in
+    figures are not listed."""
+    import base64
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(gunpoint_run, run_dir)
+    result = run(XAI + ["explain", "--run", str(run_dir), "--method", "occlusion",
+                        "--samples", "0:2", "--figures"], site)
+    assert result.returncode == 0, result.stderr
+    figures = run_dir / "explanations" / "figures"
+    manifest = json.loads((figures / "figures.json").read_text())
+    assert manifest == {"importance": {
+        "caption": "Mean absolute attribution over time, one SVG line per explanation",
+        "files": ["occlusion_importance.svg"]}}
+    result = run(XAI + ["report", "--run", str(run_dir)], site)
+    assert result.returncode == 0, result.stderr
+    html = (run_dir / "report.html").read_text()
+    svg = base64.b64encode((figures / "occlusion_importance.svg").read_bytes()).decode("ascii")
+    assert f'data:image/svg+xml;base64,{svg}"' in html
+    assert '<section id="figures"' in html and "<h3>importance</h3>" in html
+    assert "<h3>csv</h3>" not in html
+
+
 HIJACK = ROOT / "tests" / "plugins" / "xai-hijack-plugin"
 
 
@@ -302,27 +329,38 @@ def core_imports(path: Path) -> list[str]:
     return found
 
 
-def test_plugins_import_only_the_public_plugin_api(tmp_path):
+def test_plugins_import_only_the_two_public_apis(tmp_path):
     sources = sorted([*(ROOT / "plugins").rglob("*.py"), *EXAMPLE.rglob("*.py")])
     assert len(sources) > 20
+    public = {"xaicore.plugin", "xaicore.application"}
     offending = {f"{path.relative_to(ROOT)}: {module}" for path in sources
-                 for module in core_imports(path) if module != "xaicore.plugin"}
+                 for module in core_imports(path) if module not in public}
     assert not offending, sorted(offending)
+    used = {module for path in sources for module in core_imports(path)}
+    assert used == public  # the built-in plugins use both tiers
     probe = tmp_path / "probe.py"  # the check sees every form of core import
     probe.write_text("import xaicore.models.loaded\nfrom xaicore import files\n"
                      "def f():\n    from xaicore.errors import XaiError\n")
     assert core_imports(probe) == ["xaicore.models.loaded", "xaicore.files", "xaicore.errors"]
 
 
-def test_the_plugin_api_is_lazy_and_complete():
-    code = ("import sys, xaicore.plugin as p; heavy = {'torch', 'numpy', 'pandas'} & set(sys.modules);"
+@pytest.mark.parametrize("module", ["xaicore.plugin", "xaicore.application"])
+def test_each_api_is_lazy_and_complete(module):
+    code = (f"import sys, {module} as p; heavy = {{'torch', 'numpy', 'pandas'}} & set(sys.modules);"
             " [getattr(p, n) for n in p.__all__]; print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    import xaicore.plugin as api
-
+    api = importlib.import_module(module)
     with pytest.raises(AttributeError, match="no attribute 'registry'"):
         api.registry  # noqa: B018 - the attribute access is what is tested
+
+
+def test_each_name_lives_in_one_tier():
+    import xaicore.application as application
+    import xaicore.plugin as component
+
+    assert len(component.__all__) > 20 and len(application.__all__) > 20
+    assert not set(component.__all__) & set(application.__all__)
 
 
 FAULTY = ROOT / "tests" / "plugins" / "xai-faulty-plugin"
@@ -542,7 +580,7 @@ def test_xai_plugins_lists_every_distribution_with_its_status_hooks_and_names(si
             "xai-broken-plugin"} <= set(found)
     example = found["xai-example-plugin"]
     assert (example["version"], example["status"], example["errors"]) == ("0.2.0", "ok", [])
-    assert example["registered"] == {"explainers": ["occlusion"], "renderers": ["csv"]}
+    assert example["registered"] == {"explainers": ["occlusion"], "renderers": ["csv", "importance"]}
     assert found["xai-eval"]["commands"] == ["evaluate"]
     assert "register_commands" in found["xai-eval"]["hooks"]
     assert found["xaicore"]["registered"] == {"engines": ["local"]}
@@ -570,4 +608,4 @@ def test_xai_plugins_lists_every_distribution_with_its_status_hooks_and_names(si
     flat = " ".join(text.stdout.split())
     assert "failed: broken: ModuleNotFoundError: No module named " \
            "'xai_dependency_that_is_not_installed'" in flat
-    assert "explainers: occlusion renderers: csv" in flat
+    assert "explainers: occlusion renderers: csv, importance" in flat

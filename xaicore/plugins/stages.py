@@ -1,21 +1,28 @@
 """Renderers run by stage: each declares ``stage`` ("run" after training, "explanations" after
 explaining, or None when it only runs on demand, like the html report), and the core runs every
 installed renderer of a stage. A renderer that cannot load or fails is a warning naming it and its
-distribution, never fatal. Light: no torch, numpy or pandas.
+distribution, never fatal. A renderer that sets ``report = True`` has the PNG and SVG files it
+returns listed, with its name and description, in ``figures.json`` of the folder it wrote to
+(``FIGURES``): the html report shows a section for each renderer listed there. Light: no torch,
+numpy or pandas.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from xaicore.errors import XaiError
+from xaicore.files import write_text
 from xaicore.plugins import registry
 from xaicore.plugins.boundary import call
 from xaicore.plugins.options import resolve
 
 STAGES = ("run", "explanations")
+FIGURES = "figures.json"
+REPORT_SUFFIXES = (".png", ".svg")
 
 
 def renderers_for(stage: str) -> list[str]:
@@ -36,6 +43,7 @@ def render_stage(stage: str, explanations: Sequence[Any], out_dir: Path,
     """Run every renderer of ``stage``: the files each wrote, and one warning line per failure."""
     written: dict[str, list[Path]] = {}
     warnings: list[str] = []
+    listed: dict[str, dict[str, Any]] = {}
     for name in renderers_for(stage):
         try:
             renderer = registry.get_renderer(name)
@@ -44,7 +52,47 @@ def render_stage(stage: str, explanations: Sequence[Any], out_dir: Path,
         except Exception as exc:  # noqa: BLE001 - a figure must not cost the result it shows
             warnings.append(f"renderer {name}: {registry.owner('renderers', name)} failed in "
                             f"render: {type(exc).__name__}: {exc}")
+            continue
+        if getattr(renderer, "report", False) is True:
+            listed[name] = {"caption": str(getattr(renderer, "description", "")),
+                            "files": [Path(p) for p in written[name]
+                                      if Path(p).suffix.lower() in REPORT_SUFFIXES]}
+    if listed:
+        list_figures(Path(out_dir), listed)
     return written, warnings
+
+
+def list_figures(out_dir: Path, listed: dict[str, dict[str, Any]]) -> None:
+    """Record ``listed`` in ``out_dir/figures.json``, each renderer's entry replacing its earlier
+    one; the files are kept relative to ``out_dir`` when they lie inside it."""
+    manifest = read_figures(out_dir)
+    for name, entry in listed.items():
+        manifest[name] = {"caption": entry["caption"],
+                          "files": [relative(path, out_dir) for path in entry["files"]]}
+    write_text(out_dir / FIGURES, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def read_figures(folder: Path) -> dict[str, dict[str, Any]]:
+    """The renderers listed in ``folder/figures.json`` (empty when there is none); an XaiError
+    when the file is not a manifest."""
+    path = Path(folder) / FIGURES
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise XaiError(f"{path} could not be read: {exc}") from None
+    if not isinstance(manifest, dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("files"), list) for e in manifest.values()):
+        raise XaiError(f"{path} is not a figures manifest (renderer name: caption and files)")
+    return manifest
+
+
+def relative(path: Path, folder: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
 def figure(explanations: Sequence[Any], sample: int, kind: str) -> Any:

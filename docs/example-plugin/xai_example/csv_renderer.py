@@ -7,7 +7,7 @@ from pathlib import Path
 
 class CsvRenderer:
     name = "csv"
-    stage = "explanations"  # runs after every `xai explain`
+    stage = "explanations"  # runs with `xai explain --figures`, `xai figures`
     description = "Attributions as a long-form CSV table"
 
     def render(self, explanations, out_dir, **options) -> list[Path]:

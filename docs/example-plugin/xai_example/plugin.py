@@ -1,4 +1,4 @@
-"""Registers the example explainer and renderer. Names only: nothing heavy is imported here."""
+"""Registers the example explainer and renderers. Names only: nothing heavy is imported here."""
 
 from xaicore.plugin import hookimpl
 
@@ -13,3 +13,5 @@ def register_explainers(register):
 def register_renderers(register):
     register("csv", "xai_example.csv_renderer:CsvRenderer",
              description="Attributions as a long-form CSV table")
+    register("importance", "xai_example.importance_renderer:ImportanceRenderer",
+             description="Mean absolute attribution over time, one SVG line per explanation")

@@ -122,7 +122,7 @@ class SensitivityMaxMetric(BaseMetric):
                         **opts: Any) -> tuple[dict[str, float], dict[str, Any]]:
         from captum.metrics import sensitivity_max
 
-        from xaicore.plugin import get_explainer
+        from xaicore.application import get_explainer
 
         explainer = opts["explainer"] or get_explainer(explanation.method)
         explain_opts = {k: v for k, v in explanation.options.items()

@@ -41,7 +41,7 @@ def evaluate_cmd(run, methods, metrics, samples, full, seed, device, force, figu
                  bootstrap):
     """Write RUN/evaluation.csv (one row per method, one column per score) and RUN/evaluation/ figures."""
     from xai_eval.runner import evaluate_run
-    from xaicore.plugin import hold_runs
+    from xaicore.application import hold_runs
 
     with hold_runs([run], "xai evaluate"):
         rows = evaluate_run(run, methods, metrics, samples=samples, seed=seed, force=force,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xaicore.plugin import plugin_call
+from xaicore.application import plugin_call
 
 RANDOM = "random"  # the baseline is xai-eval's own: called directly
 

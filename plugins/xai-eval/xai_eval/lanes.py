@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from xaicore.plugin import LoadedModel, XaiError, set_memory_share
+from xaicore.application import set_memory_share
+from xaicore.plugin import LoadedModel, XaiError
 
 MAX_AUTO_WORKERS = 8
 

@@ -17,15 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from xaicore.plugin import (
-    BaseMetric,
-    Explanation,
-    LoadedModel,
-    Option,
-    XaiError,
-    get_explainer,
-    spearman_rows,
-)
+from xaicore.application import get_explainer, spearman_rows
+from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError
 
 from .guard import explain_again
 from .stats import bootstrap_indices, mean_interval

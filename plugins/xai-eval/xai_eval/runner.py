@@ -17,19 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.plugin import (
-    Explanation,
-    LoadedModel,
-    XaiError,
-    atomic_open,
-    capabilities_of,
-    get_explainer,
-    get_metric,
-    load_run_data,
-    method_names,
-    write_text,
-)
-from xaicore.plugin import names as installed_names
+from xaicore.application import capabilities_of, get_explainer, get_metric, load_run_data, method_names
+from xaicore.application import names as installed_names
+from xaicore.plugin import Explanation, LoadedModel, XaiError, atomic_open, write_text
 
 from .baseline import RandomExplainer
 from .guard import RANDOM, explainer_call, metric_call

@@ -28,7 +28,7 @@ def figures_cmd(run: Path, methods: tuple[str, ...], samples: str | None,
     """Draw the figures of saved explanations: each sample with its attribution, methods side
     by side, misclassified samples' predicted- against true-class maps, global importance, SHAP
     and attention views."""
-    from xaicore.plugin import hold_runs
+    from xaicore.application import hold_runs
 
     with hold_runs([run], "xai figures", [out]):
         _figures(run, methods, samples, formats, training, out)
@@ -36,7 +36,8 @@ def figures_cmd(run: Path, methods: tuple[str, ...], samples: str | None,
 
 def _figures(run: Path, methods: tuple[str, ...], samples: str | None, formats: tuple[str, ...],
              training: bool, out: Path | None) -> None:
-    from xaicore.plugin import Explanation, XaiError, parse_samples, render_stage
+    from xaicore.application import parse_samples, render_stage
+    from xaicore.plugin import Explanation, XaiError
 
     folder = run / "explanations"
     paths = sorted(folder.glob("*.npz"))

@@ -38,7 +38,7 @@ def run_class_names(run_dir: Path, seen: Sequence[str]) -> list[str]:
         if names:
             return [str(n) for n in names]
     if (run_dir / "checkpoint.pt").is_file():
-        from xaicore.plugin import load_checkpoint
+        from xaicore.application import load_checkpoint
 
         return [str(n) for n in load_checkpoint(run_dir / "checkpoint.pt")["class_names"]]
     return sorted(set(seen))

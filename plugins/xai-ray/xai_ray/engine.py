@@ -1,6 +1,6 @@
 """``RayEngine``: the job's batches explained by a pool of Ray actors, yielded in order.
 
-Each actor loads the run's model once and runs ``xaicore.plugin.explain_batch`` (the function
+Each actor loads the run's model once and runs ``xaicore.application.explain_batch`` (the function
 the local engine runs) on the batches it is given, reading their rows from the input itself, so
 only row ranges and results cross the network. Ray Data streams with backpressure: the driver
 writes each batch's results to the stores as they arrive, in input order. The input and the run
@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.plugin import ExplainJob, Explanation, Option, XaiError, explain_batch, load_job_model
+from xaicore.application import ExplainJob, explain_batch, load_job_model
+from xaicore.plugin import Explanation, Option, XaiError
 
 BATCHES_PER_TASK = 4
 CONNECT_TIMEOUT_S = 20.0  # joining a cluster (--address) fails after this long

@@ -19,7 +19,8 @@ import click
                    "'misclassified', comma-separated); the dataset view covers all of them.")
 def report_cmd(run: Path, out: Path | None, force: bool, samples: str | None) -> None:
     """Write RUN/report.html: model card, every explanation, evaluation, offline navigation."""
-    from xaicore.plugin import XaiError, get_renderer, hold_runs
+    from xaicore.application import get_renderer, hold_runs
+    from xaicore.plugin import XaiError
 
     if not run.is_dir():
         raise XaiError(f"no run directory at {run}")

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.plugin import Explanation, StoredExplanation, XaiError, parse_samples, render_stage
+from xaicore.application import StoredExplanation, parse_samples, render_stage
+from xaicore.plugin import Explanation, XaiError
 
 from .page import esc, image, image_data, table
 

@@ -61,15 +61,16 @@ def esc(value: Any) -> str:
 
 
 def image(path: Path, caption: str = "", alt: str = "") -> str:
-    """A figure with the PNG file inline as a base64 data URI."""
-    return image_data(path.read_bytes(), caption, alt)
+    """A figure with the PNG (or, by its suffix, SVG) file inline as a base64 data URI."""
+    kind = "svg+xml" if path.suffix.lower() == ".svg" else "png"
+    return image_data(path.read_bytes(), caption, alt, kind)
 
 
-def image_data(png: bytes, caption: str = "", alt: str = "") -> str:
-    """A figure with PNG bytes inline as a base64 data URI."""
-    data = base64.b64encode(png).decode("ascii")
+def image_data(data: bytes, caption: str = "", alt: str = "", kind: str = "png") -> str:
+    """A figure with image bytes (``image/KIND``, PNG by default) inline as a base64 data URI."""
+    encoded = base64.b64encode(data).decode("ascii")
     cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt or caption)}" '
+    return (f'<figure><img src="data:image/{kind};base64,{encoded}" alt="{esc(alt or caption)}" '
             f'loading="eager">{cap}</figure>')
 
 

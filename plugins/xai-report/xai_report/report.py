@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xaicore.plugin import Option, XaiError, stale_reason, write_text
+from xaicore.application import read_figures, stale_reason
+from xaicore.plugin import Option, XaiError, write_text
 
 from .dataset_view import dataset_section
 from .explorer import SCRIPT, explorer_section
@@ -50,6 +51,9 @@ class HtmlReport:
             sections.append(("dataset", "Dataset view",
                              dataset_section(run.stores, run.run_dir, samples)))
         sections.append(("evaluation", "Evaluation", evaluation_section(run.run_dir)))
+        figures = figures_section(run.run_dir)
+        if figures:
+            sections.append(("figures", "Figures", figures))
         ckpt = run.checkpoint
         title = f"xai report: {ckpt['model']} on {dataset_name(ckpt)}"
         scripts = [get_plotlyjs(), SCRIPT] if run.explanations else []
@@ -149,6 +153,30 @@ def evaluation_section(run_dir: Path) -> str:
                                                                    .glob("*.png"))]
     if figures:
         parts.append(f'<div class="grid half">{"".join(figures)}</div>')
+    return "".join(parts)
+
+
+def figures_section(run_dir: Path) -> str:
+    """One part per renderer listed in a figures manifest (``figures.json``) of the run's stage
+    folders, RUN for stage "run" and RUN/explanations/figures for stage "explanations"."""
+    parts = []
+    for folder in (run_dir, run_dir / "explanations" / "figures"):
+        try:
+            manifest = read_figures(folder)
+        except XaiError as exc:
+            parts.append(f'<p class="note">{esc(str(exc))}</p>')
+            continue
+        for name, entry in sorted(manifest.items()):
+            caption = str(entry.get("caption", ""))
+            paths = [folder / f for f in entry["files"]]  # an absolute entry stays absolute
+            shown = [image(p, p.name, caption or name) for p in paths if p.is_file()]
+            missing = [p.name for p in paths if not p.is_file()]
+            parts.append(f"<h3>{esc(name)}</h3>" + (f'<p class="note">{esc(caption)}</p>'
+                                                     if caption else ""))
+            if shown:
+                parts.append(f'<div class="grid half">{"".join(shown)}</div>')
+            if missing:
+                parts.append(f'<p class="note">missing: {esc(", ".join(missing))}</p>')
     return "".join(parts)
 
 

@@ -6,15 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xaicore.plugin import (
-    CHECKPOINT,
-    Explanation,
-    StoredExplanation,
-    XaiError,
-    is_store,
-    load_checkpoint,
-    stale_reason,
-)
+from xaicore.application import CHECKPOINT, StoredExplanation, is_store, load_checkpoint, stale_reason
+from xaicore.plugin import Explanation, XaiError
 
 
 @dataclass
