@@ -488,7 +488,9 @@ def test_each_worker_plans_its_passes_with_its_share_of_the_memory(synthetic_run
     with Lanes(model, 2) as lanes:
         shares = {lanes.submit(memory_share).result()[0] for _ in range(4)}
     assert shares == {0.5} and memory_share() == 1.0  # this process keeps all of it
-    monkeypatch.setattr(passes, "available_memory", lambda device: 2**30)
+    from xaicore.models import devices
+
+    monkeypatch.setattr(devices, "free_memory", lambda device: 2**30)
     row = torch.zeros(150, 1)
     alone = passes.rows_that_fit(row, torch.device("cpu"), "test")
     try:

@@ -37,7 +37,11 @@ _LAZY: dict[str, str] = {
     "pass_rows": "xaicore.models.devices",
     "memory_share": "xaicore.models.devices",
     "free_memory": "xaicore.models.devices",
+    "pass_budget": "xaicore.models.devices",
     "saved_bytes_per_row": "xaicore.models.devices",
+    # figures
+    "MAX_FIGURE_INCHES": "xaicore.plugins.stages",
+    "figure_size": "xaicore.plugins.stages",
     # files
     "atomic_open": "xaicore.files",
     "atomic_path": "xaicore.files",

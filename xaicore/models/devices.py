@@ -67,6 +67,12 @@ def free_memory(device: torch.device | str) -> int:
     return max(0, min([available_ram(), *limit_headroom(), *cgroup_headroom()]))
 
 
+def pass_budget(device: torch.device | str) -> int:
+    """Bytes one pass (or one group of samples) may take: half of this process's share of the
+    free memory on ``device`` (``free_memory``, ``memory_share``)."""
+    return int(free_memory(device) * memory_share()) // 2
+
+
 def available_ram() -> int:
     """MemAvailable of /proc/meminfo, else the free physical pages."""
     meminfo = _read_kib("/proc/meminfo")

@@ -21,6 +21,7 @@ from xaicore.plugins.boundary import call
 from xaicore.plugins.options import resolve
 
 STAGES = ("run", "explanations")
+MAX_FIGURE_INCHES = (16.0, 12.0)  # the largest figure a built-in renderer draws (width, height)
 FIGURES = "figures.json"
 REPORT_SUFFIXES = (".png", ".svg")
 
@@ -111,3 +112,9 @@ def figure(explanations: Sequence[Any], sample: int, kind: str) -> Any:
     raise XaiError(f"no installed renderer draws {kind!r} figures" + (
         f"; kinds available: {', '.join(sorted(set(offered)))}" if offered
         else " (install xai-plots: pip install -e plugins/xai-plots)"))
+
+
+def figure_size(width: float, height: float) -> tuple[float, float]:
+    """A figure size (inches) within ``MAX_FIGURE_INCHES``, so that no input draws a figure too
+    large to render."""
+    return min(width, MAX_FIGURE_INCHES[0]), min(height, MAX_FIGURE_INCHES[1])

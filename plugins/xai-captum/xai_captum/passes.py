@@ -13,21 +13,10 @@ import warnings
 import torch
 from torch import nn
 
-from xaicore.plugin import XaiError, free_memory, memory_share, saved_bytes_per_row
+from xaicore.plugin import XaiError, pass_budget, saved_bytes_per_row
 
 AUTO_ROWS = {"cpu": 128, "cuda": 8192}  # rows per pass when the caller gives no batch size
 BYTES_FACTOR = 256  # bytes per input value of a row for buffers the probe does not see
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes free for passes on ``device`` (``xaicore.plugin.free_memory``: RAM, limits, CUDA)."""
-    return free_memory(device)
-
-
-def pass_budget(device: torch.device) -> int:
-    """Bytes one pass may take: half the available memory, this process's share of it
-    (``xaicore.plugin.memory_share``)."""
-    return int(available_memory(device) * memory_share()) // 2
 
 
 def row_bytes(row: torch.Tensor, saved: int = 0) -> int:

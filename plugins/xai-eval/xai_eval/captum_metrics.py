@@ -122,13 +122,14 @@ class SensitivityMaxMetric(BaseMetric):
                         **opts: Any) -> tuple[dict[str, float], dict[str, Any]]:
         from captum.metrics import sensitivity_max
 
-        from xaicore.application import get_explainer
+        from xaicore.application import get_explainer, with_requirements
 
         explainer = opts["explainer"] or get_explainer(explanation.method)
         explain_opts = {k: v for k, v in explanation.options.items()
                         if k in getattr(explainer, "defaults", explanation.options)}
-        if opts["background"] is not None and "background" in getattr(explainer, "requires", ()):
-            explain_opts["background"] = opts["background"]
+        if opts["background"] is not None:
+            explain_opts = with_requirements(explainer, explain_opts,
+                                             {"background": opts["background"]})
         device = model.device
         x = torch.as_tensor(explanation.inputs, device=device)
         t = torch.as_tensor(explanation.targets, device=device)

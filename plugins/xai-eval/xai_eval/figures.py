@@ -6,16 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xaicore.plugin import atomic_path
+from xaicore.plugin import atomic_path, figure_size
 
 FORMATS = ("png", "svg")
-MAX_INCHES = (16.0, 12.0)  # the largest figure drawn (width, height)
 MAX_TICKS = 40  # labelled ticks on an axis; a longer list is labelled at every k-th position
-
-
-def capped(width: float, height: float) -> tuple[float, float]:
-    """A figure size within ``MAX_INCHES``."""
-    return min(width, MAX_INCHES[0]), min(height, MAX_INCHES[1])
 
 
 def labelled_ticks(ax, labels: list[str], **style) -> None:
@@ -81,7 +75,7 @@ def auc_summary_figure(rows: list[dict], out: Path) -> list[Path]:
         return []
     methods = [r for r in rows if r["method"] != "random"]
     random = next((r for r in rows if r["method"] == "random"), {})
-    fig, axes = plt.subplots(len(panels), 1, figsize=capped(max(5.0, 2 + 0.55 * len(methods)),
+    fig, axes = plt.subplots(len(panels), 1, figsize=figure_size(max(5.0, 2 + 0.55 * len(methods)),
                                                             1.2 + 2.2 * len(panels)),
                              squeeze=False, sharex=True)
     idx = np.arange(len(methods))

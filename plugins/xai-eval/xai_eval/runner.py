@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.application import capabilities_of, get_explainer, get_metric, load_run_data, method_names
+from xaicore.application import (
+    capabilities_of,
+    check_methods,
+    get_explainer,
+    get_metric,
+    load_run_data,
+    method_names,
+    with_requirements,
+)
 from xaicore.application import names as installed_names
 from xaicore.plugin import Explanation, LoadedModel, XaiError, atomic_open, write_text
 
@@ -43,11 +51,7 @@ def choose_methods(requested: Iterable[str], model: LoadedModel) -> list[str]:
     requested = list(dict.fromkeys(requested))
     if not requested:
         return [m for m in method_names((), model) if m != RANDOM] + [RANDOM]
-    for name in requested:
-        if name != RANDOM:
-            reason = explainer_call(name, "check", get_explainer(name).check, model)
-            if reason:
-                raise XaiError(f"{name} cannot explain model {model.name!r}: {reason}")
+    check_methods([name for name in requested if name != RANDOM], model)
     return requested
 
 
@@ -239,8 +243,7 @@ def explain_task(name: str, seed: int, full: bool) -> tuple[Explanation, np.ndar
     explainer = explainer_for(name)
     cap = None if full else getattr(explainer, "evaluation_samples", None)
     rows = np.arange(len(X)) if cap is None or cap >= len(X) else pick_samples(len(X), cap, seed)
-    needs_background = "background" in getattr(explainer, "requires", ())
-    options = {"background": s["background"]} if needs_background else {}
+    options = with_requirements(explainer, {}, {"background": s["background"]})
     if name == RANDOM:
         options["seed"] = seed
     x = torch.as_tensor(X[rows], device=model.device)

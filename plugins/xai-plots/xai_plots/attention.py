@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xaicore.plugin import Explanation, XaiError
+from xaicore.plugin import Explanation, XaiError, figure_size
 
-from .figures import capped, sample_title
+from .figures import sample_title
 
 LAYER_KEY = re.compile(r"attention(?:_mean)?_layer(\d+)")
 MAX_COLUMNS = 3
@@ -79,7 +79,7 @@ def attention_figure(e: Explanation, i: int, mean: np.ndarray, heads: np.ndarray
     columns = min(len(maps), MAX_COLUMNS)
     rows = math.ceil(len(maps) / columns)
     fig, axes = plt.subplots(rows, columns, squeeze=False,
-                             figsize=capped(3.6 * columns, 3.2 * rows + 0.5), layout="constrained")
+                             figsize=figure_size(3.6 * columns, 3.2 * rows + 0.5), layout="constrained")
     extent = (-0.5, keys - 0.5, queries - 0.5, -0.5)
     for ax, (panel, matrix) in zip(axes.ravel(), maps):
         image = ax.imshow(block_mean(matrix), cmap="viridis", vmin=0.0, interpolation="nearest",

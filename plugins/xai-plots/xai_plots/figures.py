@@ -18,7 +18,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 
-from xaicore.plugin import Explanation, Option, XaiError, atomic_path, safe_name, write_text  # noqa: E402
+from xaicore.plugin import (  # noqa: E402
+    MAX_FIGURE_INCHES,
+    Explanation,
+    Option,
+    XaiError,
+    atomic_path,
+    safe_name,
+    write_text,
+)
 
 FORMATS = ("png", "svg", "eps", "pdf")
 DEFAULT_FORMATS = ("png", "svg")
@@ -33,8 +41,7 @@ MANIFEST = "manifest.json"
 PNG_DPI = 110
 DIVERGING = "RdBu_r"
 SEQUENTIAL = "Reds"
-MAX_INCHES = (16.0, 12.0)  # the largest figure drawn (width, height)
-MAX_PIXELS = (int(MAX_INCHES[0] * PNG_DPI), int(MAX_INCHES[1] * PNG_DPI))  # the largest PNG
+MAX_PIXELS = (int(MAX_FIGURE_INCHES[0] * PNG_DPI), int(MAX_FIGURE_INCHES[1] * PNG_DPI))  # the largest PNG
 MAX_FEATURES = 20  # features drawn one by one; the others are folded, and the title says so
 MAX_LABEL = 40  # characters of a name on an axis or in a legend
 
@@ -98,11 +105,6 @@ def label(value: Any) -> str:
     """``text`` of a name, cut to ``MAX_LABEL`` characters (long names would widen the figure)."""
     name = str(value)
     return text(name if len(name) <= MAX_LABEL else name[:MAX_LABEL - 1] + "\u2026")
-
-
-def capped(width: float, height: float) -> tuple[float, float]:
-    """A figure size within ``MAX_INCHES``."""
-    return min(width, MAX_INCHES[0]), min(height, MAX_INCHES[1])
 
 
 def top_features(scores: np.ndarray, k: int = MAX_FEATURES) -> np.ndarray:

@@ -9,14 +9,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xaicore.plugin import Explanation, Option
+from xaicore.plugin import Explanation, Option, figure_size
 
 from .attention import attention_figures
 from .figures import (
     DEFAULT_MAX_SAMPLES,
     FIGURE_OPTIONS,
     Manifest,
-    capped,
     check_explanations,
     check_formats,
     figure_key,
@@ -115,7 +114,7 @@ def feature_importance_figure(e: Explanation):
     order = shown[np.argsort(np.nan_to_num(overall[shown], nan=-np.inf))[::-1]]
     groups = _by_class(e, per_sample)
     n_features = len(order)
-    fig, ax = plt.subplots(figsize=capped(max(6.0, 0.55 * n_features * max(1, len(groups)) ** 0.5
+    fig, ax = plt.subplots(figsize=figure_size(max(6.0, 0.55 * n_features * max(1, len(groups)) ** 0.5
                                               + 3), 4))
     width = 0.8 / len(groups)
     for g, (name, values) in enumerate(groups):

@@ -10,14 +10,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xaicore.plugin import Explanation, XaiError
+from xaicore.plugin import Explanation, XaiError, figure_size
 
 from .drawing import attribution_panel, colored_series, feature_heatmap, series_lines
 from .figures import (
     DEFAULT_MAX_SAMPLES,
     FIGURE_OPTIONS,
     Manifest,
-    capped,
     check_explanations,
     check_formats,
     color_scale,
@@ -161,7 +160,7 @@ def heatmap_figure(e: Explanation, i: int):
     series, attribution, names = series[:, keep], attribution[:, keep], names_of(e, keep)
     cmap, norm = color_scale(attribution)
     n_features = len(keep)
-    fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=capped(10, 3.2 + 0.3 * n_features),
+    fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=figure_size(10, 3.2 + 0.3 * n_features),
                                   height_ratios=[1.0, max(1.0, 0.25 * n_features)],
                                   layout="constrained")
     series_lines(top, series, names)
@@ -179,7 +178,7 @@ def overlay_figure(e: Explanation, i: int):
     series, attribution = series[:, keep], attribution[:, keep]
     cmap, norm = color_scale(attribution)
     fig, axes = plt.subplots(len(keep), 1, sharex=True, squeeze=False,
-                             figsize=capped(9, 0.6 + 1.6 * len(keep)), layout="constrained")
+                             figsize=figure_size(9, 0.6 + 1.6 * len(keep)), layout="constrained")
     for k, (f, ax) in enumerate(zip(keep, axes[:, 0])):
         mappable = colored_series(ax, series[:, k], attribution[:, k], cmap, norm)
         ax.set_ylabel(label(e.feature_names[f]), fontsize=9)
@@ -200,7 +199,7 @@ def comparison_figure(rows: list[tuple[Explanation, int]]):
     height = 1.9 if n_features == 1 else 0.9 + 0.22 * n_features
     extra = 0 if n_features == 1 else 1
     fig, axes = plt.subplots(len(rows) + extra, 1, sharex=True, squeeze=False,
-                             figsize=capped(10, 0.9 + height * (len(rows) + extra)),
+                             figsize=figure_size(10, 0.9 + height * (len(rows) + extra)),
                              layout="constrained")
     names = names_of(first, keep)
     if extra:

@@ -27,8 +27,7 @@ from xaicore.plugin import (
     Option,
     XaiError,
     as_series,
-    free_memory,
-    memory_share,
+    pass_budget,
     pass_rows,
     saved_bytes_per_row,
 )
@@ -169,12 +168,6 @@ def solve_games(games: list[SegmentGame], algorithm: str, fx: torch.Tensor, fb: 
         parts.append((phi, torch.zeros_like(phi)))
     phi, variance = (torch.cat(values) for values in zip(*parts))
     return phi, variance
-
-
-def pass_budget(device: torch.device) -> int:
-    """Bytes one pass or one group of samples may take: half this process's share of the free
-    memory (``xaicore.plugin.free_memory``, ``memory_share``)."""
-    return int(free_memory(device) * memory_share()) // 2
 
 
 def forward_rows(model: LoadedModel, inputs: torch.Tensor, asked: int | None,
