@@ -499,6 +499,8 @@ def test_integrated_gradients_is_chunked_to_fit_memory_and_refuses_what_cannot_f
     from xai_captum import passes
     from xai_captum.integrated import integrated_gradients
 
+    from xaicore.models import devices
+
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(20 * 2, 3))
     inputs, baselines = torch.randn(6, 20, 2), torch.zeros(6, 20, 2)
@@ -508,11 +510,11 @@ def test_integrated_gradients_is_chunked_to_fit_memory_and_refuses_what_cannot_f
     calls = []
     forward = module.forward
     monkeypatch.setattr(module, "forward", lambda x: calls.append(len(x)) or forward(x))
-    monkeypatch.setattr(passes, "available_memory", lambda device: 2 * row * 2)  # two rows fit
+    monkeypatch.setattr(devices, "free_memory", lambda device: 2 * row * 2)  # two rows fit
     chunked = integrated_gradients(module, inputs, baselines, target, 16, "gausslegendre", None)
     assert_close(chunked, whole)
     assert max(calls) <= 2
-    monkeypatch.setattr(passes, "available_memory", lambda device: row)  # not one row
+    monkeypatch.setattr(devices, "free_memory", lambda device: row)  # not one row
     with pytest.raises(XaiError, match="needs about .* GiB per pass"):
         integrated_gradients(module, inputs, baselines, target, 16, "gausslegendre", None)
 
