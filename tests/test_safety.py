@@ -498,7 +498,6 @@ def test_a_dataset_file_changed_since_training_is_detected(tmp_path):
 def test_integrated_gradients_is_chunked_to_fit_memory_and_refuses_what_cannot_fit(monkeypatch):
     from xai_captum import passes
     from xai_captum.integrated import integrated_gradients
-
     from xaicore.models import devices
 
     torch.manual_seed(0)
