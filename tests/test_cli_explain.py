@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from tolerances import assert_identical
+from tolerances import assert_close, assert_identical
 from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
 from xaicore.explaining.explanation import Explanation
@@ -204,3 +204,32 @@ def test_method_all_says_which_methods_it_skips_and_why(capsys):
         reason = get_explainer(name).check(model)
         assert line == f"skipping {name} (cannot explain model 'gru'): {reason}"
     assert "saliency" in names and not {"gradcam", "attention", "tsr"} & set(names)
+
+
+def test_a_users_baseline_file_reaches_integrated_gradients_from_the_cli(run, tmp_path):
+    import xaicore
+
+    dataset = load_dataset(load_checkpoint(run / "checkpoint.pt")["dataset"])
+    baseline = dataset.train.X.mean(0)[:, 0] + 0.5  # one shared series [time] of one feature
+    np.save(tmp_path / "baseline.npy", baseline)
+    result = xai("explain", "--run", run, "--method", "integrated-gradients", "--samples", "0:3",
+                 "--option", f"integrated-gradients.baseline={tmp_path / 'baseline.npy'}",
+                 "--option", "integrated-gradients.n_steps=16", "--no-figures")
+    assert result.exit_code == 0, result.output
+    e = Explanation.load(run / "explanations" / "integrated-gradients.npz")
+    model = xaicore.load_run(run)
+    alone = xaicore.explain(model, dataset.test.X[:3], method="integrated-gradients",
+                            baseline=baseline, n_steps=16)
+    # the file's array and the Python array: the same computation on the same samples
+    assert_identical(e.attributions, alone.attributions)
+    fb = model.logits(np.repeat(baseline[None, :, None], 3, axis=0))[np.arange(3), e.targets]
+    fx = model.logits(dataset.test.X[:3])[np.arange(3), e.targets]
+    assert_close(e.extras["output_difference"], fx - fb, scale=float(np.abs(fx - fb).max()))
+    np.save(tmp_path / "wrong.npy", np.zeros((149, 1)))
+    bad = xai("explain", "--run", run, "--method", "integrated-gradients", "--samples", "0:3",
+              "--option", f"integrated-gradients.baseline={tmp_path / 'wrong.npy'}", "--force")
+    assert bad.exit_code == 1 and "Traceback" not in bad.output
+    assert ("integrated-gradients: option 'baseline' must be [time, feature] = (150, 1) shared by "
+            "every sample or [sample, time, feature] = (3, 150, 1); got shape (149, 1)") in bad.output
+    listed = xai("list", "--options", "integrated-gradients")
+    assert "baseline (array or zero or mean or blurred or random, default 'zero')" in listed.output

@@ -248,6 +248,62 @@ def test_randomisation_leaves_the_model_alone_and_separates_dependent_maps():
                      rnd.explain(model, x[2:], t[2:], seed=3).attributions)
 
 
+class FlippingExplainer(BaseExplainer):
+    """A map over time whose ranking flips as soon as the model's weights differ from the
+    trained ones: it depends on the weights, and is anti-correlated after randomisation."""
+
+    name = "test-flip"
+
+    def __init__(self, trained: LoadedModel) -> None:
+        self.trained = {k: v.clone() for k, v in trained.module.state_dict().items()}
+
+    def attribute(self, model, inputs, target, **opts):
+        same = all(torch.equal(self.trained[k], v) for k, v in model.module.state_dict().items())
+        steps = torch.arange(1, inputs.shape[1] + 1, dtype=inputs.dtype)
+        ramp = steps if same else steps.flip(0)
+        return ramp[None, :, None].expand_as(inputs).clone(), {}
+
+
+def test_randomisation_fails_a_map_that_turns_anti_correlated():
+    torch.manual_seed(0)
+    model = wrap_model(SmallCNN(2, 32, 2), n_classes=2, n_features=2, seq_len=32)
+    x, t = torch.from_numpy(window_inputs(6)), torch.zeros(6, dtype=torch.long)
+    flip = FlippingExplainer(model)
+    scores = RandomisationMetric().evaluate(model, flip.explain(model, x, t), explainer=flip,
+                                            samples=6)
+    # the ranking of |map| is reversed on every sample: Spearman -1, a strong dependence
+    assert_close(scores["randomisation_spearman_final"], -1.0)
+    assert scores["randomisation"] == "fail"
+    assert scores["randomisation_ssim_final"] < 0  # a rising ramp against a falling one
+    rnd = RandomExplainer()
+    independent = RandomisationMetric().evaluate(model, rnd.explain(model, x, t, seed=3),
+                                                 explainer=rnd, samples=6)
+    # maps that ignore the weights are identical after every step: both similarities are 1
+    assert independent["randomisation"] == "fail"
+    assert_close(independent["randomisation_ssim_final"], 1.0)
+
+
+def test_ssim_is_one_for_equal_maps_and_matches_a_hand_computed_case():
+    from xai_eval.similarity import normalised, ssim
+
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 3))
+    assert_close(ssim(x, x), 1.0)
+    assert_close(ssim(x[:, 0], x[:, 0]), 1.0)
+    # one window covers the 3 cells: mu = 0.5 on both, variances 1/6, covariance -1/6,
+    # C1 = 0.01^2, C2 = 0.03^2, so SSIM = (0.5 + C1)(C2 - 1/3) / ((0.5 + C1)(1/3 + C2))
+    c2 = 0.03 ** 2
+    assert_close(ssim(np.array([0.0, 0.5, 1.0]), np.array([1.0, 0.5, 0.0])),
+                 (c2 - 1 / 3) / (1 / 3 + c2))
+    # two windows of 7 in 8 cells, one of them [0]*6 + [1] against all zeros: mu_x = 1/7,
+    # var_x = 6/49, the other's moments 0, so (C1)(C2) / ((1/49 + C1)(6/49 + C2)); the window
+    # of the last 7 cells has the same moments
+    c1 = 0.01 ** 2
+    one = c1 * c2 / ((1 / 49 + c1) * (6 / 49 + c2))
+    assert_close(ssim(np.r_[np.zeros(3), 1.0, np.zeros(4)], np.zeros(8)), one)
+    assert_close(normalised(np.array([[-2.0, 1.0], [0.0, 0.5]])), np.array([[1.0, 0.5], [0.0, 0.25]]))
+
+
 def test_randomisation_verdict_says_undecided_when_the_interval_straddles_the_threshold():
     from xai_eval.randomisation import verdict
 
@@ -255,6 +311,9 @@ def test_randomisation_verdict_says_undecided_when_the_interval_straddles_the_th
     assert verdict(np.array([0.9, 0.8, 0.95, 0.7]), 0.5, seed=0) == "fail"
     assert verdict(np.array([-0.2, 1.0, 0.1, 0.9, 0.4, 0.7]), 0.5, seed=0) == "undecided"
     assert verdict(np.array([np.nan, np.nan]), 0.5, seed=0) == "fail"
+    # sign-insensitive: anti-correlated maps depend on the weights as much as correlated ones
+    assert verdict(np.array([-0.9, -0.8, -0.95, -0.7]), 0.5, seed=0) == "fail"
+    assert verdict(np.array([-0.1, 0.2, -0.15, 0.05]), 0.5, seed=0) == "pass"
 
 
 def test_randomisation_re_explains_a_seeded_subset_of_the_samples():

@@ -275,3 +275,111 @@ def test_nested_rules_give_the_same_attributions_in_any_pass_or_memory_split(mon
     for other in (few_points, few_samples):
         assert_close(other.attributions, whole.attributions)
         np.testing.assert_array_equal(other.extras["n_steps"], whole.extras["n_steps"])
+
+
+# ---------- users' own baselines ----------
+
+def own_baseline(n: int | None = None) -> np.ndarray:
+    """A baseline of the user's: one smooth series ``[T, 2]``, or ``n`` of them."""
+    series = inputs(1 if n is None else n, T, seed=23) * 0.5
+    return series[0] if n is None else series
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_integrated_gradients_is_complete_against_a_users_baseline(hybrid, shared):
+    X = inputs(3, T)
+    baseline = own_baseline() if shared else own_baseline(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the 1% delta warning must not fire
+        e = explain(hybrid, X, method="integrated-gradients", n_steps=2048, baseline=baseline,
+                    integration_method="riemann_trapezoid")
+    per_sample = np.broadcast_to(baseline, X.shape)
+    # the model's real outputs for the inputs and for this baseline, not the explainer's own
+    difference = (hybrid.logits(X)[np.arange(3), e.targets]
+                  - hybrid.logits(np.array(per_sample))[np.arange(3), e.targets])
+    assert np.abs(difference).min() > 1e-2  # the check below is not vacuous
+    sums = e.attributions.astype(np.float64).sum((1, 2))
+    gap = np.abs(sums - difference)
+    assert (gap <= 0.01 * np.abs(difference) + tolerance(difference)).all(), gap / difference
+    assert_close(e.extras["output_difference"], difference, scale=float(np.abs(difference).max()))
+
+
+@pytest.mark.parametrize("method", ["integrated-gradients", "deeplift", "gradient-shap"])
+def test_a_baseline_equal_to_the_inputs_gives_zero_attributions(method):
+    model = loaded(TinyCNN, n_features=2, seq_len=T)
+    X = inputs(4, T)
+    e = explain(model, X, method=method, baseline=X.copy(), background=inputs(8, T, seed=3))
+    # every method multiplies by (x - baseline): exactly zero, not just small
+    assert e.attributions.shape == X.shape and not e.attributions.any()
+
+
+@pytest.mark.parametrize("method", ["integrated-gradients", "deeplift", "gradient-shap"])
+def test_a_shared_baseline_equals_it_repeated_for_every_sample(method):
+    model = loaded(TinyCNN, n_features=2, seq_len=T)
+    X, baseline = inputs(4, T), own_baseline()
+    shared = explain(model, X, method=method, baseline=baseline)
+    repeated = explain(model, X, method=method, baseline=np.repeat(baseline[None], 4, axis=0))
+    # the shared series is repeated per sample before the method runs: the same computation
+    assert_identical(shared.attributions, repeated.attributions)
+    assert not is_close(shared.attributions, explain(model, X, method=method,
+                                                     baseline="zero" if method != "gradient-shap"
+                                                     else own_baseline(4)).attributions)
+
+
+def test_a_users_baselines_give_what_captum_gives_with_those_baselines():
+    from captum.attr import IntegratedGradients
+
+    model = loaded(TinyHybrid, n_features=2, seq_len=T)
+    X, targets, baseline = inputs(5, T), np.array([0, 1, 2, 1, 0]), own_baseline(5)
+    reference = IntegratedGradients(model.module).attribute(
+        torch.from_numpy(X), baselines=torch.from_numpy(baseline),
+        target=torch.from_numpy(targets), n_steps=20, method="gausslegendre").detach().numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 20 steps: a delta warning is expected
+        e = explain(model, X, method="integrated-gradients", target=targets, n_steps=20,
+                    integration_method="gausslegendre", baseline=torch.from_numpy(baseline))
+    assert_close(e.attributions, reference)
+
+
+def test_gradient_shap_from_a_users_baseline_is_exact_on_a_linear_model():
+    class Linear(torch.nn.Module):
+        def __init__(self, n_features: int, seq_len: int, n_classes: int) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(n_features * seq_len, n_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x.reshape(len(x), -1))
+
+    model = loaded(Linear, n_features=2, seq_len=T)
+    X, baseline, targets = inputs(3, T), own_baseline(3), np.array([2, 0, 1])
+    e = explain(model, X, method="gradient-shap", baseline=baseline, target=targets, n_samples=5)
+    # the gradient of a linear model is its weight (divided by the normalisation's std) at every
+    # point of every path, so every draw gives (x - b) * gradient
+    weight = model.network.fc.weight.detach().numpy().reshape(3, T, 2) / np.linspace(1.0, 2.0, 2)
+    assert_close(e.attributions, (X - baseline) * weight[targets])
+    logits = model.logits(baseline)[np.arange(3), targets]
+    assert_close(e.extras["expected_value"], logits)
+
+
+def test_bad_baselines_are_one_line_errors_naming_the_expected_shape():
+    model = loaded(TinyCNN, n_features=2, seq_len=T)
+    X = inputs(4, T)
+    inside = own_baseline()
+    inside[3, 1] = np.nan
+    cases = [(np.zeros(T), r"must be \[time, feature\] = \(32, 2\) shared by every sample or "
+                           r"\[sample, time, feature\] = \(4, 32, 2\); got shape \(32,\)"),
+             (np.zeros((3, T, 2)), r"= \(4, 32, 2\); got shape \(3, 32, 2\)"),
+             (np.zeros((T, 3)), r"got shape \(32, 3\)"),
+             (np.zeros((1, 4, T, 2)), r"must be \[time, feature\].*got shape \(1, 4, 32, 2\)"),
+             (np.full((T, 2), "a"), "must be a real-valued array, not dtype <U1"),
+             (inside, "holds NaN or infinite values inside the series"),
+             ("ones", "unknown baseline 'ones'; it must be one of zero, mean, blurred, random, an "
+                      "array"),
+             ("missing.npy", "no file 'missing.npy'")]
+    for method in ("integrated-gradients", "deeplift", "gradient-shap"):
+        for baseline, message in cases:
+            if method == "gradient-shap" and isinstance(baseline, str) and baseline == "ones":
+                message = "unknown baseline 'ones'; it must be one of background, an array"
+            with pytest.raises(XaiError, match=message) as caught:
+                explain(model, X, method=method, baseline=baseline)
+            assert "\n" not in str(caught.value)

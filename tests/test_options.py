@@ -3,12 +3,13 @@
 import json
 import re
 
+import numpy as np
 import pytest
 
 from xaicore.errors import XaiError
 from xaicore.plugins import registry
 from xaicore.plugins.loading import BUILTIN_DISTRIBUTIONS
-from xaicore.plugins.options import Option, declared, defaults_of, infer, resolve, validate
+from xaicore.plugins.options import Option, Series, declared, defaults_of, infer, resolve, validate
 
 SPEC = [Option("n_steps", int, 50, min=1, max=10_000, help="steps"),
         Option("abs", bool, True),
@@ -115,7 +116,8 @@ COMPONENTS = [(kind, name) for kind in registry.KINDS for name in registry.names
 def bad_values(option: Option) -> list:
     """Values ``option`` must refuse: of the wrong type, out of its range, not one of its choices."""
     wrong_type = {int: ["abc", 2.5], float: ["abc", float("nan")], bool: ["maybe", 1],
-                  str: [3], list: ["abc", [True]], object: []}[option.type]
+                  str: [3], list: ["abc", [True]], object: [],
+                  Series: ["abc", [["a"]], [[[[0.0]]]], [[0.0], [0.0, 1.0]], "missing.npy"]}[option.type]
     out = list(wrong_type)
     if option.choices is not None:
         out.append("not-one-of-them")
@@ -148,6 +150,24 @@ def test_every_component_declares_valid_defaults_and_refuses_bad_values(kind, na
             assert option.name in message and "\n" not in message, (value, message)
     with pytest.raises(XaiError, match=re.escape(f"{owner} has no option 'no_such_option'")):
         resolve(owner, component, {"no_such_option": 1})
+
+
+def test_a_series_option_takes_a_keyword_an_array_or_a_npy_file(tmp_path):
+    option = Option("baseline", Series, "zero", help="reference", keywords=("zero", "mean"))
+    assert option.describe() == "baseline (array or zero or mean, default 'zero'): reference"
+    assert option.convert("m", " mean ") == "mean"
+    series = np.arange(6, dtype=np.int64).reshape(3, 2)
+    np.save(tmp_path / "b.npy", series)
+    for given in (series, series.tolist(), str(tmp_path / "b.npy")):
+        value = option.convert("m", given)
+        assert value.dtype == np.float32 and value.shape == (3, 2)
+        assert (value == series).all()  # small integers are exact in float32
+    (tmp_path / "bad.npy").write_text("not an array")
+    with pytest.raises(XaiError, match="m: option 'baseline': .*bad.npy' is not a readable .npy"):
+        option.convert("m", str(tmp_path / "bad.npy"))
+    with pytest.raises(XaiError, match="m: unknown baseline 'ones'; it must be one of zero, mean, "
+                                       "an array"):
+        option.convert("m", "ones")
 
 
 def test_a_renderer_checks_the_options_it_declares_and_passes_its_context_on():

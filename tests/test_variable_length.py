@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from torch import nn
 
 import xaicore
-from tolerances import assert_close, tolerance
+from tolerances import assert_close, assert_identical, tolerance
 from xaicore.cli import cli
 from xaicore.data.loading import dataset_spec, load_dataset
 from xaicore.errors import XaiError
@@ -190,6 +190,27 @@ def test_integrated_gradients_is_complete_on_the_valid_steps(series):
     # completeness within the quadrature's 1%, per sample
     gap = np.abs(np.nansum(e.attributions.astype(np.float64), axis=(1, 2)) - expected)
     assert (gap <= 0.01 * np.abs(expected) + tolerance(expected)).all(), gap / expected
+
+
+def test_a_users_baseline_is_cut_with_each_series_and_keeps_completeness(series):
+    """A user's baseline, one per sample with NaN in the padding or one series shared by every
+    sample, is cut to each length: completeness against its logits through the masked forward."""
+    model = built("cnn-lstm-attention")
+    X = padded(series, LENGTHS)
+    shared = np.random.default_rng(4).normal(-4.0, 1.0, size=(T, F)).astype(np.float32)
+    per_sample = padded(np.repeat(shared[None], len(X), axis=0), LENGTHS)
+    e = xaicore.explain(model, X, method="integrated-gradients", n_steps=256, baseline=per_sample)
+    logits, base = (model.logits(a) for a in (X, per_sample))
+    rows = np.arange(len(X))
+    expected = logits[rows, e.targets] - base[rows, e.targets]
+    assert np.abs(expected).min() > 1e-3  # the check below is not vacuous (an untrained model)
+    gap = np.abs(np.nansum(e.attributions.astype(np.float64), axis=(1, 2)) - expected)
+    assert (gap <= 0.01 * np.abs(expected) + tolerance(expected)).all(), gap / expected
+    assert (np.isnan(e.attributions) == np.isnan(X)).all()
+    again = xaicore.explain(model, X, method="integrated-gradients", n_steps=256, baseline=shared)
+    # the shared series cut to each length is the per-sample baseline's valid part: the same
+    # computation
+    assert_identical(again.attributions, e.attributions)
 
 
 def test_saliency_is_the_gradient_of_the_masked_forward_pass(series):

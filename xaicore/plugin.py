@@ -24,6 +24,7 @@ _LAZY: dict[str, str] = {
     # errors and options
     "XaiError": "xaicore.errors",
     "Option": "xaicore.plugins.options",
+    "Series": "xaicore.plugins.options",
     "declared": "xaicore.plugins.options",
     "defaults_of": "xaicore.plugins.options",
     "takes_options": "xaicore.plugins.options",

@@ -13,7 +13,7 @@ from xaicore.explaining.lengths import attribute_by_length
 from xaicore.models.devices import backward_safe
 from xaicore.models.loaded import LoadedModel
 from xaicore.models.modules import padded_lengths
-from xaicore.plugins.options import Option, defaults_of, resolve
+from xaicore.plugins.options import Option, Series, declared, defaults_of, resolve
 
 
 class BaseExplainer:
@@ -70,6 +70,8 @@ class BaseExplainer:
         """Explain ``inputs`` for ``target`` class indices, or (None) for the class the model
         predicts for each sample, found in the explainer's own forward pass where it can."""
         opts = self.resolve_options(options)
+        series = {k for k in self.series_names() if isinstance(opts.get(k), np.ndarray)}
+        opts = {k: per_sample(self.name, k, v, inputs) if k in series else v for k, v in opts.items()}
         if self.maps_time and inputs.shape[1] == 1:
             raise XaiError(one_step_message(self.name, inputs.shape[2]))
         model.module.eval()
@@ -84,7 +86,7 @@ class BaseExplainer:
                 attributions, extras, logits = self.attribute_in_halves(model, inputs, target, opts)
             else:  # each sample at its own length: no padding reaches the explainer
                 attributions, extras, logits = attribute_by_length(
-                    self.attribute_in_halves, model, inputs, target, opts, lengths)
+                    self.attribute_in_halves, model, inputs, target, opts, lengths, series)
         logits = first if logits is None else logits
         if target is None:
             if logits is None:
@@ -93,6 +95,11 @@ class BaseExplainer:
         public = {k: v for k, v in opts.items() if not isinstance(v, (torch.Tensor, np.ndarray))}
         return build_explanation(model, inputs, target, attributions, self.name, public, extras,
                                  logits)
+
+    def series_names(self) -> frozenset[str]:
+        """The options of type ``Series``: given an array, one reaches ``attribute`` per sample,
+        shaped like the inputs and cut along with them."""
+        return frozenset(option.name for option in declared(self) if option.type is Series)
 
     def attribute_in_halves(self, model: LoadedModel, inputs: torch.Tensor,
                             target: torch.Tensor | None,
@@ -111,10 +118,30 @@ class BaseExplainer:
                            f"x {inputs.shape[2]} features needs more memory than is available "
                            f"here; shorten or downsample the series") from None
         half = len(inputs) // 2
+        series = {k for k, v in opts.items() if k in self.series_names() and isinstance(v, torch.Tensor)}
         parts = [self.attribute_in_halves(model, inputs[s], None if target is None else target[s],
-                                          opts)
+                                          {k: v[s] if k in series else v for k, v in opts.items()})
                  for s in (slice(None, half), slice(half, None))]
         return join_parts(parts)
+
+
+def per_sample(method: str, name: str, value: np.ndarray, inputs: torch.Tensor) -> torch.Tensor:
+    """A ``Series`` option's array as one series per sample, shaped like ``inputs`` on its device:
+    ``[time, feature]`` (``[time]`` for one feature) repeated for every sample, or
+    ``[sample, time, feature]`` as given; NaN or infinite values only where the inputs are padding."""
+    n, steps, features = inputs.shape
+    array = value[:, None] if value.ndim == 1 and features == 1 else value
+    if array.shape == (steps, features):
+        array = np.broadcast_to(array, (n, steps, features))
+    if array.shape != (n, steps, features):
+        raise XaiError(f"{method}: option {name!r} must be [time, feature] = ({steps}, {features}) "
+                       f"shared by every sample or [sample, time, feature] = ({n}, {steps}, "
+                       f"{features}); got shape {value.shape}")
+    series = torch.as_tensor(np.ascontiguousarray(array), dtype=inputs.dtype, device=inputs.device)
+    if bool((~torch.isfinite(series) & ~torch.isnan(inputs)).any()):
+        raise XaiError(f"{method}: option {name!r} holds NaN or infinite values inside the series "
+                       f"(allowed only in the padding after each series' length)")
+    return series
 
 
 def one_step_message(method: str, n_features: int) -> str:

@@ -1,7 +1,8 @@
 """Explaining variable-length series: every sample at its own length, then padded back.
 
 A batch with padding (trailing NaN steps) is split into groups of samples of one valid length;
-each group, cut to that length, goes through the explainer as fixed-length series, so baselines,
+each group, cut to that length, goes through the explainer as fixed-length series (a user's
+per-sample baselines cut with it), so baselines,
 blurs, SHAP segments, Grad-CAM upsampling and attention all stay within the valid steps and give
 what the sample gives on its own. Attributions and per-sample array extras are padded back with
 NaN (-1 for integers, False for booleans); a whole-batch value that differs between groups
@@ -11,7 +12,7 @@ the group's length, their own padding filled with the background's per-feature m
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
@@ -21,15 +22,16 @@ Attribute = Callable[..., tuple[Any, dict, Any]]
 
 
 def attribute_by_length(attribute: Attribute, model: Any, inputs: torch.Tensor,
-                        target: torch.Tensor | None, opts: dict,
-                        lengths: torch.Tensor) -> tuple[np.ndarray, dict, torch.Tensor | None]:
+                        target: torch.Tensor | None, opts: dict, lengths: torch.Tensor,
+                        series: Collection[str] = ()) -> tuple[np.ndarray, dict, torch.Tensor | None]:
     """``attribute(model, inputs, target, opts)`` on each group of one length, joined in the
-    order of ``inputs``."""
+    order of ``inputs``; the options named in ``series`` (per-sample series shaped like the
+    inputs, a user's baselines) are cut to the group's rows and length with them."""
     groups = []
     for length in sorted(lengths.unique().tolist()):
         rows = (lengths == length).nonzero()[:, 0]
-        cut = {k: cut_background(v, length, inputs.shape[1]) if k == "background" else v
-               for k, v in opts.items()}
+        cut = {k: cut_background(v, length, inputs.shape[1]) if k == "background" else
+               v[rows, :length] if k in series else v for k, v in opts.items()}
         groups.append((length, rows, attribute(model, inputs[rows, :length],
                                                None if target is None else target[rows], cut)))
     order = torch.cat([rows for _, rows, _ in groups]).argsort().cpu().numpy()

@@ -5,7 +5,8 @@ options the same way: an ``options`` attribute holding a tuple of ``Option``; ``
 and ``resolve`` is the one check the core runs on a component's options before the component runs.
 ``validate(owner, spec, values)`` overlays ``values`` on the defaults, refuses unknown names (with
 close matches), converts CLI strings to the declared type and refuses wrong types and values out of
-range, each with a one-line ``XaiError``. Light: no torch, numpy or pandas.
+range, each with a one-line ``XaiError``. Light: no torch, numpy or pandas (numpy is imported
+only to read a ``Series`` value).
 """
 
 from __future__ import annotations
@@ -21,15 +22,27 @@ from xaicore.errors import XaiError
 
 _TRUE = {"true", "yes", "1", "on"}
 _FALSE = {"false", "no", "0", "off"}
+
+
+class Series:
+    """Option type of a series-shaped array: one series ``[time, feature]`` (``[time]`` for one
+    feature) shared by every sample, or one per sample ``[sample, time, feature]``; a CLI string
+    names a ``.npy`` file holding one. The option converts it to a real-valued numpy array;
+    ``BaseExplainer`` checks its shape against the inputs and passes it on per sample, shaped like
+    the inputs (a user's baseline)."""
+
+
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string",
-               list: "a list of integers"}
+               list: "a list of integers",
+               Series: "an array ([time, feature] or [sample, time, feature]) or a .npy file"}
 
 
 @dataclass(frozen=True)
 class Option:
     """One option: ``type`` is bool, int, float, str, list (of integers; ``min``/``max`` bound each
-    item) or object (any value, passed through); ``keywords`` are words accepted instead of a value
-    of the type (``n_steps`` = an integer or ``"auto"``)."""
+    item), ``Series`` (an array shaped like one series or like the inputs, or a .npy file) or
+    object (any value, passed through); ``keywords`` are words accepted instead of a value of the
+    type (``n_steps`` = an integer or ``"auto"``, ``baseline`` = a kind or an array)."""
 
     name: str
     type: type
@@ -48,7 +61,7 @@ class Option:
             allowed = f" one of {', '.join(map(str, self.choices))}"
         elif self.min is not None or self.max is not None:
             allowed = f" in [{_fmt(self.min, '-inf')}, {_fmt(self.max, 'inf')}]"
-        kind = " or ".join([getattr(self.type, "__name__", str(self.type)), *self.keywords])
+        kind = " or ".join([_kind_name(self.type), *self.keywords])
         none = " or null" if self.accepts_none else ""
         return f"{self.name} ({kind}{none}, default {self.default!r}{allowed}): {self.help}".rstrip(": ")
 
@@ -57,8 +70,7 @@ class Option:
         hold are shown by their repr."""
         default = self.default if self.default is None or isinstance(
             self.default, (bool, int, float, str, list)) else repr(self.default)
-        return {"name": self.name, "type": " or ".join([getattr(self.type, "__name__", str(self.type)),
-                                                        *self.keywords]),
+        return {"name": self.name, "type": " or ".join([_kind_name(self.type), *self.keywords]),
                 "default": default, "min": self.min, "max": self.max,
                 "choices": None if self.choices is None else list(self.choices),
                 "nullable": self.accepts_none, "help": self.help}
@@ -76,6 +88,8 @@ class Option:
             raise XaiError(f"{where} must be {self._expected()}, not null")
         if isinstance(value, str) and value.strip() in self.keywords:
             return value.strip()
+        if self.type is Series:
+            return _as_series(self, owner, value)
         if self.type is not object:
             value = _as_type(self.type, value, f"{where} must be {self._expected()}, not {value!r}")
         if self.choices is not None and value not in self.choices:
@@ -91,6 +105,42 @@ class Option:
     def _expected(self) -> str:
         kind = _TYPE_NAMES.get(self.type, getattr(self.type, "__name__", str(self.type)))
         return " or ".join([kind, *map(repr, self.keywords)])
+
+
+def _kind_name(kind: type) -> str:
+    return "array" if kind is Series else getattr(kind, "__name__", str(kind))
+
+
+def _as_series(option: Option, owner: str, value: Any) -> Any:
+    """``value`` (an array, nested lists, a tensor or a CLI path of a ``.npy`` file) as a
+    real-valued numpy array of 1 to 3 dimensions; its shape is checked against the inputs later."""
+    import numpy as np
+
+    where, expected = f"{owner}: option {option.name!r}", _TYPE_NAMES[Series]
+    if isinstance(value, str):
+        path = value.strip()
+        if not path.endswith(".npy"):
+            words = "".join(f"{word}, " for word in option.keywords)
+            raise XaiError(f"{owner}: unknown {option.name} {value!r}; it must be one of {words}"
+                           f"{expected}")
+        try:
+            value = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise XaiError(f"{where}: no file {path!r}") from None
+        except (OSError, ValueError) as exc:
+            raise XaiError(f"{where}: {path!r} is not a readable .npy array ({exc})") from None
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):
+        raise XaiError(f"{where} must be {expected}, not a ragged or mixed sequence") from None
+    if array.dtype.kind not in "iuf":
+        raise XaiError(f"{where} must be a real-valued array, not dtype {array.dtype}")
+    if not 1 <= array.ndim <= 3:
+        raise XaiError(f"{where} must be [time, feature] ([time] for one feature) or "
+                       f"[sample, time, feature]; got shape {array.shape}")
+    return array.astype(np.float32, copy=False)
 
 
 def _fmt(bound: float | None, missing: str) -> str:

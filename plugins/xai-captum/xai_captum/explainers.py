@@ -10,7 +10,7 @@ import torch
 from captum.attr import DeepLift
 from torch import nn
 
-from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, pass_rows
+from xaicore.plugin import BaseExplainer, LoadedModel, Option, Series, XaiError, pass_rows
 
 from .baselines import KINDS as BASELINE_KINDS
 from .baselines import as_background, make_baseline
@@ -32,7 +32,10 @@ DELTA_TOLERANCE = 0.01  # |delta| above this fraction of |F(x) - F(baseline)| tr
 FLOAT_EPS = 1e-6  # float32 rounding floor, relative to |F(x)| + |F(baseline)|
 
 BASELINE_OPTIONS = (
-    Option("baseline", str, "zero", choices=BASELINE_KINDS, help="reference input the path starts from"),
+    Option("baseline", Series, "zero", keywords=BASELINE_KINDS,
+           help="reference input the path starts from: a kind, or your own array, one series "
+                "[time, feature] ([time] for one feature) shared by every sample or one per sample "
+                "[sample, time, feature] (a .npy file from the CLI)"),
     Option("background", object, None, help="train inputs [n, time, feature] for the mean baseline"),
     Option("blur_sigma", float, None, min=0.0, max=1e6,
            help="Gaussian blur width in time steps for the blurred baseline (default: length/10)"),
@@ -103,6 +106,10 @@ def grouped_gradient(module: nn.Module, inputs: torch.Tensor, target: torch.Tens
 
 
 def baselines_for(name: str, inputs: torch.Tensor, opts: dict) -> torch.Tensor:
+    """The baseline of every sample: the user's array (per sample, shaped like ``inputs`` by
+    ``BaseExplainer``) or the one of the chosen kind."""
+    if isinstance(opts["baseline"], torch.Tensor):
+        return opts["baseline"]
     return make_baseline(opts["baseline"], inputs, background=opts["background"],
                          blur_sigma=opts["blur_sigma"], seed=opts["seed"], method=name)
 
@@ -296,16 +303,23 @@ class DeepLiftExplainer(BaseExplainer):
 
 
 class GradientShapExplainer(BaseExplainer):
-    """GradientSHAP (expected gradients): baselines drawn from the train split (``background``).
+    """GradientSHAP (expected gradients): baselines drawn from the train split (``background``),
+    or the user's own (``baseline``, an array).
 
-    For each of ``n_samples`` draws per sample: a baseline ``b`` from the background, ``a`` uniform
-    in [0, 1] and Gaussian noise of std ``stdevs`` on the input ``x``; the attribution is the mean
-    of ``(x - b) * grad F(b + a (x - b))`` (captum's GradientShap), in batched passes.
+    For each of ``n_samples`` draws per sample: a baseline ``b`` from the background (or the
+    user's baseline of that sample), ``a`` uniform in [0, 1] and Gaussian noise of std ``stdevs``
+    on the input ``x``; the attribution is the mean of ``(x - b) * grad F(b + a (x - b))``
+    (captum's GradientShap), in batched passes.
     """
 
     name = "gradient-shap"
     options = (
         Option("background", object, None, help="train inputs [n, time, feature] to draw baselines from"),
+        Option("baseline", Series, "background", keywords=("background",),
+               help="background: draw each baseline from the background; or your own array, one "
+                    "series [time, feature] ([time] for one feature) shared by every sample or one "
+                    "per sample [sample, time, feature] (a .npy file from the CLI), every draw "
+                    "starting from it"),
         Option("background_size", int, 100, min=1, max=100_000, help="baselines drawn from background"),
         Option("n_samples", int, 25, min=1, max=10_000, help="random baselines per sample"),
         Option("stdevs", float, 0.0, min=0.0, max=10.0, help="Gaussian noise added to each input"),
@@ -313,18 +327,25 @@ class GradientShapExplainer(BaseExplainer):
     requires = ("background",)
 
     def attribute(self, model, inputs, target, **opts):
-        bg = as_background(opts["background"], inputs, self.name)
+        own = opts["baseline"] if isinstance(opts["baseline"], torch.Tensor) else None
         gen = torch.Generator(device="cpu").manual_seed(int(opts["seed"]))
         size, n = int(opts["background_size"]), int(opts["n_samples"])
         if size < 1 or n < 1:
             raise XaiError(f"{self.name}: background_size and n_samples must be at least 1")
-        if len(bg) > size:
-            bg = bg[torch.randperm(len(bg), generator=gen)[:size].to(bg.device)]
+        if own is None:
+            bg = as_background(opts["background"], inputs, self.name)
+            if len(bg) > size:
+                bg = bg[torch.randperm(len(bg), generator=gen)[:size].to(bg.device)]
         fit, rows, notes = plan_passes(model.module, inputs, opts["internal_batch_size"], self.name)
         per_pass = copies_per_pass(len(inputs), rows, inputs.device, self.name, fit)
         total = torch.zeros_like(inputs, dtype=torch.float32)
         for start in range(0, n, per_pass):
-            base, alpha, noise = baseline_draws(gen, min(per_pass, n - start), inputs, bg)
+            copies = min(per_pass, n - start)
+            if own is None:
+                base, alpha, noise = baseline_draws(gen, copies, inputs, bg)
+            else:
+                alpha, noise = path_draws(gen, copies, inputs)
+                base = own.expand(copies, *own.shape)
             noisy = inputs + float(opts["stdevs"]) * noise
             for group in sample_groups(len(inputs), fit):
                 diff = noisy[:, group] - base[:, group]
@@ -332,8 +353,10 @@ class GradientShapExplainer(BaseExplainer):
                 total[group] += (diff * copies_gradient(model.module, points,
                                                         target[group])).sum(0)
         attr = total / n
-        # Expected value per sample: the mean target logit over the background.
-        expected = chunked_logits(model.module, bg, fit)[:, target].mean(0)
+        # Expected value per sample: the mean target logit over the background, or the target
+        # logit of the user's baseline.
+        expected = (chunked_logits(model.module, bg, fit)[:, target].mean(0) if own is None
+                    else target_logits(model, own, target))
         fx = target_logits(model, inputs, target)
         delta = attr.sum(dim=(1, 2)) - (fx - expected)
         return attr, with_warnings({"expected_value": expected, "convergence_delta": delta}, notes)
@@ -352,3 +375,15 @@ def baseline_draws(generator: torch.Generator, copies: int, inputs: torch.Tensor
     device = inputs.device
     return (background[index.to(background.device)], alpha.to(device, inputs.dtype),
             noise.to(device, inputs.dtype))
+
+
+def path_draws(generator: torch.Generator, copies: int,
+               inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per copy of the batch: a point in [0, 1] along the path per sample and standard normal
+    input noise, ``[copy, sample, ...]``, drawn one copy at a time (a user's baseline: nothing
+    to draw it from)."""
+    batch = len(inputs)
+    draws = [(torch.rand(batch, generator=generator), torch.randn(inputs.shape, generator=generator))
+             for _ in range(copies)]
+    alpha, noise = (torch.stack(parts) for parts in zip(*draws))
+    return alpha.to(inputs.device, inputs.dtype), noise.to(inputs.device, inputs.dtype)

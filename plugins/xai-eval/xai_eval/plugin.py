@@ -20,7 +20,8 @@ METRICS = {
     "road-lerf": ("xai_eval.perturbation:RoadLerfMetric",
                   "ROAD LeRF (Rong 2022): noisy linear imputation, least relevant first; higher is better"),
     "randomisation": ("xai_eval.randomisation:RandomisationMetric",
-                      "Cascading model-parameter randomisation (Adebayo 2018): Spearman; lower is better"),
+                      "Cascading model-parameter randomisation (Adebayo 2018): Spearman and SSIM of "
+                      "|maps|, the verdict on |Spearman|; lower is better"),
     "aup": ("xai_eval.localisation:AUPMetric",
             "Area under saliency-weighted precision vs ground-truth mask (synthetic data)"),
     "aur": ("xai_eval.localisation:AURMetric",

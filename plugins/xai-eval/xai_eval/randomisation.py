@@ -5,6 +5,12 @@ top-down); after each step the same samples are explained again and the Spearman
 between ``|attributions|`` on the trained and on the randomised model is averaged over samples. A
 method that passes loses the correlation quickly; one whose maps barely depend on the weights keeps
 it high. The user's model is never touched.
+
+The verdict is sign-insensitive, as Adebayo et al.'s comparison of absolute maps is: a map that
+turns anti-correlated with the trained model's (its ranking flipped) still depends on the weights,
+so a method passes only when the mean over samples of ``|rho|`` at the last step lies below
+``pass_below``; the reported Spearman columns keep their sign. The SSIM of the normalised
+absolute maps (``similarity.py``) is reported beside it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from xaicore.application import get_explainer, spearman_rows
 from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError
 
 from .guard import explain_again
+from .similarity import ssim_rows
 from .stats import bootstrap_indices, mean_interval
 
 
@@ -56,21 +63,25 @@ def randomise(module: nn.Module, seed: int) -> None:
 
 
 def verdict(final: np.ndarray, pass_below: float, seed: int, n_boot: int = 2000) -> str:
-    """``pass`` when the 95% bootstrap interval of the mean final correlation over the re-explained
-    samples lies below ``pass_below``, ``fail`` when it lies at or above, else ``undecided`` (more
-    samples would tell)."""
-    mean, low, high = mean_interval(final, bootstrap_indices(len(final), n_boot, seed))
+    """``pass`` when the 95% bootstrap interval of the mean of ``|final correlation|`` over the
+    re-explained samples lies below ``pass_below``, ``fail`` when it lies at or above, else
+    ``undecided`` (more samples would tell). The absolute value: a map whose ranking flips when the
+    weights change is anti-correlated, not independent of them."""
+    magnitude = np.abs(final)
+    mean, low, high = mean_interval(magnitude, bootstrap_indices(len(magnitude), n_boot, seed))
     if not np.isfinite(mean):
         return "fail"
     return "pass" if high < pass_below else "fail" if low >= pass_below else "undecided"
 
 
 class RandomisationMetric(BaseMetric):
-    """Spearman correlation of |attributions| with those of progressively randomised copies."""
+    """Spearman correlation and SSIM of |attributions| with those of progressively randomised
+    copies; the verdict on |Spearman|."""
 
     name: ClassVar[str] = "randomisation"
     description: ClassVar[str] = ("Cascading parameter randomisation (Adebayo 2018): mean Spearman "
-                                  "correlation with the trained model's maps; lower is better")
+                                  "correlation and SSIM with the trained model's |maps|; the verdict "
+                                  "on |Spearman|; lower is better")
     higher_is_better: ClassVar[bool] = False
     capabilities: ClassVar[frozenset[str]] = frozenset({"curves", "parts"})
     options: ClassVar[tuple[Option, ...]] = (
@@ -81,9 +92,9 @@ class RandomisationMetric(BaseMetric):
         Option("samples", int, 8, "samples re-explained after each step (a seeded subset of the "
                "explained ones; the check is structural and every step re-runs the explainer)",
                min=2, max=1_000_000),
-        Option("pass_below", float, 0.5, "a method passes when the Spearman correlation with the "
-               "fully randomised model's maps (last step) is below this (its 95% interval "
-               "over the samples; undecided when the interval straddles it)", min=-1.0, max=1.0),
+        Option("pass_below", float, 0.5, "a method passes when |Spearman correlation| with the "
+               "fully randomised model's maps (last step) is below this (its mean's 95% interval "
+               "over the samples; undecided when the interval straddles it)", min=0.0, max=1.0),
         Option("explainer", object, None, "the explainer to re-run (default: the explanation's "
                "method)"),
     )
@@ -128,11 +139,11 @@ class RandomisationMetric(BaseMetric):
         return len(self.groups(model, x, opts["max_steps"])[1])
 
     def evaluate_part(self, model: LoadedModel, explanation: Explanation, part: int,
-                      **opts: Any) -> tuple[str, np.ndarray]:
+                      **opts: Any) -> tuple[str, np.ndarray, np.ndarray]:
         """Step ``part`` of the cascade: a copy of the model with the layers of steps 0..part
         re-initialised (each layer always from its own seed, so a step does not depend on the
         others having run), the samples explained again; the last layer randomised and the
-        per-sample Spearman correlation with the trained model's maps."""
+        per-sample Spearman correlation and SSIM with the trained model's absolute maps."""
         rows, x, t, explainer, explain_opts = self.setup(model, explanation, opts)
         randomised = copy.deepcopy(model)
         layers, groups = self.groups(randomised, x, opts["max_steps"])
@@ -141,23 +152,31 @@ class RandomisationMetric(BaseMetric):
         with warnings.catch_warnings():  # e.g. IG deltas of the randomised model: not news
             warnings.simplefilter("ignore", RuntimeWarning)
             again = explain_again(explainer, randomised, x, t, **explain_opts)
-        reference = np.abs(explanation.attributions[rows]).reshape(len(x), -1)
-        rho = spearman_rows(reference, np.abs(again.attributions).reshape(len(x), -1))
-        return layers[groups[part][-1]][0], rho
+        reference = np.abs(explanation.attributions[rows])
+        rho = spearman_rows(reference.reshape(len(x), -1),
+                            np.abs(again.attributions).reshape(len(x), -1))
+        return layers[groups[part][-1]][0], rho, ssim_rows(reference, again.attributions)
 
-    def combine(self, explanation: Explanation, steps: list[tuple[str, np.ndarray]],
+    def combine(self, explanation: Explanation, steps: list[tuple[str, np.ndarray, np.ndarray]],
                 **opts: Any) -> tuple[dict[str, float], dict[str, Any]]:
-        """The scores and curve from every step's ``(layer, correlations)``, in order."""
-        names = [name for name, _ in steps]
-        rows = [rho for _, rho in steps]
-        correlations = [float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
-                        for rho in rows]
+        """The scores and curve from every step's ``(layer, correlations, ssim)``, in order."""
+        names = [name for name, _, _ in steps]
+        rows = [rho for _, rho, _ in steps]
+        final_ssim = steps[-1][2]
+        correlations = [row_mean(rho) for rho in rows]
         scores = {"randomisation": verdict(rows[-1], float(opts["pass_below"]), int(opts["seed"])),
                   "randomisation_spearman": float(np.nanmean(correlations)),
-                  "randomisation_spearman_final": correlations[-1]}
+                  "randomisation_spearman_final": correlations[-1],
+                  "randomisation_ssim_final": row_mean(final_ssim)}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             per_sample = {"randomisation_spearman": np.nanmean(np.stack(rows), axis=0),
-                          "randomisation_spearman_final": rows[-1]}
+                          "randomisation_spearman_final": rows[-1],
+                          "randomisation_ssim_final": final_ssim}
         return scores, {"layers": names, "correlation": np.asarray(correlations),
                         "per_sample": per_sample}
+
+
+def row_mean(values: np.ndarray) -> float:
+    """The mean over the samples with a value (NaN when none has one)."""
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
