@@ -227,3 +227,117 @@ def test_a_cached_dataset_loads_without_importing_aeons_readers(tmp_path):
                            check=True).stdout.split() for _ in range(2)]
     assert runs[0][-1] == "True" and runs[1][-1] == "False"
     assert runs[0][:-1] == runs[1][:-1]
+
+
+# --- long-format CSV ----------------------------------------------------------------------------
+
+FEATURES = ["acc_x", "acc_y", "acc_z"]
+
+
+def long_signal(n: int = 12, steps: int = 6, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """``[n, steps, 3]`` noise where the label ("up"/"down") is the sign of acc_y's mean."""
+    rng = np.random.default_rng(seed)
+    X = np.round(rng.normal(scale=0.5, size=(n, steps, 3)), 4)
+    labels = ["up" if i % 2 else "down" for i in range(n)]
+    X[:, :, 1] += np.where(np.arange(n) % 2, 2.0, -2.0)[:, None]
+    return X, labels
+
+
+def write_long(path: Path, X: np.ndarray, labels: list[str], lengths: list[int] | None = None,
+               seed: int = 0) -> Path:
+    """One row per sample and time step, in shuffled order (time = 10 * step, not the row order)."""
+    lengths = lengths or [X.shape[1]] * len(X)
+    rows = [[f"s{i}", 10 * t, *X[i, t], labels[i]] for i in range(len(X)) for t in range(lengths[i])]
+    order = np.random.default_rng(seed).permutation(len(rows))
+    return write_csv(path, [rows[k] for k in order], ["sample_id", "time", *FEATURES, "label"])
+
+
+def long_spec(path: Path, **kwargs) -> dict:
+    return dataset_spec(path, id_column="sample_id", time_column="time", **kwargs)
+
+
+def test_long_format_csv_reads_back_the_written_series(tmp_path):
+    X, labels = long_signal()
+    train = write_long(tmp_path / "log.csv", X, labels)
+    test = write_long(tmp_path / "test.csv", X[:4], labels[:4], seed=1)
+    ds = load_dataset(long_spec(train, test=test))
+    assert ds.feature_names == FEATURES and ds.class_names == ["down", "up"]
+    order = [int(s[1:]) for s in ds.info["sample_ids"]]  # samples as their ids first occur
+    assert sorted(order) == list(range(len(X)))
+    np.testing.assert_array_equal(ds.train.X, X[order].astype(np.float32))  # the numbers written
+    assert [ds.class_names[c] for c in ds.train.y] == [labels[i] for i in order]
+    assert sorted(map(tuple, ds.test.X.reshape(4, -1))) == \
+        sorted(map(tuple, X[:4].astype(np.float32).reshape(4, -1)))
+
+
+def test_long_format_samples_of_different_lengths_are_nan_padded(tmp_path):
+    X, labels = long_signal(n=8, steps=5)
+    lengths = [5, 3, 4, 5, 2, 5, 3, 4]
+    train = write_long(tmp_path / "train.csv", X, labels, lengths)
+    test = write_long(tmp_path / "test.csv", X[:4], labels[:4], [2, 2, 3, 3], seed=1)
+    ds = load_dataset(long_spec(train, test=test))
+    assert ds.variable_length and ds.train.X.shape == (8, 5, 3) and ds.test.X.shape == (4, 5, 3)
+    for i, n in enumerate(lengths):
+        k = ds.info["sample_ids"].index(f"s{i}")
+        np.testing.assert_array_equal(ds.train.X[k, :n], X[i, :n].astype(np.float32))
+        assert np.isnan(ds.train.X[k, n:]).all()
+    assert sorted(np.isnan(ds.test.X[:, :, 0]).sum(1).tolist()) == [2, 2, 3, 3]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.__setitem__(3, [*r[3][:5], "up" if r[3][5] == "down" else "down"]),
+     r"sample 's\d+' has the label '\w+' at row (5 but '\w+' at row \d+|\d+ but '\w+' at row 5) "
+     r"\(column 'label'\)"),
+    (lambda r: r.__setitem__(3, [r[2][0], r[2][1], *r[3][2:]]),
+     r"row 5 repeats sample 's\d+' at time \d+ of row 4 \(column 'time'\)"),
+    (lambda r: r.__setitem__(3, [*r[3][:3], "x", *r[3][4:]]),
+     r"non-numeric cell 'x' at row 5, column 'acc_y'"),
+    (lambda r: r.__setitem__(3, [*r[3][:4], "", r[3][5]]),
+     r"an empty cell at row 5, column 'acc_z'"),
+])
+def test_long_format_errors_name_the_row_and_column(tmp_path, edit, message):
+    X, labels = long_signal(n=4, steps=3)
+    path = write_long(tmp_path / "log.csv", X, labels)
+    lines = [line.split(",") for line in path.read_text().splitlines()]
+    rows = lines[1:]
+    edit(rows)
+    write_csv(path, rows, lines[0])
+    with pytest.raises(XaiError, match=message) as info:
+        load_dataset(long_spec(path))
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+def test_long_format_columns_must_exist_and_go_together(tmp_path):
+    X, labels = long_signal(n=4, steps=3)
+    path = write_long(tmp_path / "log.csv", X, labels)
+    with pytest.raises(XaiError, match=r"log.csv has no column 'id' \(--id-column\); its columns "
+                                       r"are sample_id, time, acc_x"):
+        load_dataset(dataset_spec(path, id_column="id", time_column="time"))
+    with pytest.raises(XaiError, match="has no column 'class' \\(--label-column\\)"):
+        load_dataset(long_spec(path, label_column="class"))
+    with pytest.raises(XaiError, match="needs both --id-column and --time-column"):
+        dataset_spec(path, id_column="sample_id")
+    with pytest.raises(XaiError, match="--label-column goes with --id-column"):
+        dataset_spec(path, label_column="label")
+
+
+def test_a_named_label_column_need_not_be_last(tmp_path):
+    path = write_csv(tmp_path / "log.csv", [[c, "s0", t, 1.5 * t] for t in range(3) for c in "a"]
+                     + [["b", "s1", t, -t] for t in range(3)] + [["a", "s2", 0, 4.0]]
+                     + [["b", "s3", 0, 2.0]], ["label", "id", "step", "x"])
+    ds = load_dataset({"name": str(path), "id_column": "id", "time_column": "step",
+                       "label_column": "label", "test_size": 0.5})
+    assert ds.feature_names == ["x"] and ds.class_names == ["a", "b"]
+    assert ds.info["sample_ids"] == ["s0", "s1", "s2", "s3"] and ds.seq_len == 3
+
+
+def test_a_wide_read_of_a_long_format_table_is_refused(tmp_path):
+    X, labels = long_signal(n=4, steps=3)
+    path = write_long(tmp_path / "log.csv", X, labels)
+    with pytest.raises(XaiError, match=r"log.csv looks like a long-format table \(one row per "
+                                       r"sample and time step: column '(sample_id|time)' "
+                                       r"repeats\); give --id-column and --time-column"):
+        load_dataset(dataset_spec(path))
+    unique = write_csv(tmp_path / "ids.csv", [[i, *row] for i, row in enumerate(toy_rows(4, 3))],
+                       ["ID", "t0", "t1", "t2", "label"])  # one id per row: a wide table
+    assert load_dataset(dataset_spec(unique)).train.X.shape[1:] == (4, 1)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from xaicore.commands.training import columns_of, long_format_options
 from xaicore.errors import XaiError
 
 COMMANDS: list = []
@@ -68,9 +69,10 @@ def parse_options(items: tuple[str, ...]) -> dict[str, dict]:
               help="When streaming, write the explained rows to the stores at least this often "
                    "(default 10; a killed run explains at most this much again on --resume; "
                    "0: after every batch).")
+@long_format_options("--input (label column optional)")
 def explain_cmd(runs, methods, samples, target, option_items, out, figures, device, force,
                 input_path, engine, batch_size, resume, workers, gpus_per_worker, address,
-                checkpoint_seconds):
+                checkpoint_seconds, id_column, time_column, label_column):
     """Explain test samples of trained runs and write one .npz per method (figures on request).
 
     With --input, or --samples all on a large test split, results stream into one chunked
@@ -91,7 +93,8 @@ def explain_cmd(runs, methods, samples, target, option_items, out, figures, devi
         streamed = explain_streamed(list(runs), methods, samples, target,
                                     parse_options(option_items), out, device, force, input_path,
                                     engine, batch_size, resume, engine_options,
-                                    checkpoint_seconds)
+                                    checkpoint_seconds, columns_of(id_column, time_column,
+                                                                   label_column))
         if streamed is None:
             explain_runs(list(runs), methods, samples, target, parse_options(option_items), out,
                          figures, device, force)

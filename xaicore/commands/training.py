@@ -13,6 +13,29 @@ COMMANDS: list = []
 SEED = click.IntRange(0, 2**32 - 1)
 
 
+def long_format_options(what: str):
+    """``--id-column``, ``--time-column`` and ``--label-column``: the columns of a long-format
+    CSV (``what`` says which file), passed to the command as ``columns``."""
+    def decorate(command):
+        for option in reversed([
+            click.option("--id-column", help=f"Long-format CSV {what}: the column naming each "
+                         "row's sample (rows are grouped into series by it)."),
+            click.option("--time-column", help=f"Long-format CSV {what}: the column ordering a "
+                         "sample's rows (numbers or ISO dates)."),
+            click.option("--label-column", help=f"Long-format CSV {what}: the label column, the "
+                         "same on every row of a sample (default: the last column)."),
+        ]):
+            command = option(command)
+        return command
+    return decorate
+
+
+def columns_of(id_column: str | None, time_column: str | None, label_column: str | None) -> dict:
+    from xaicore.data.loading import long_columns
+
+    return long_columns(id_column, time_column, label_column)
+
+
 def parse_params(items: tuple[str, ...]) -> dict:
     """``--param key=value`` pairs into a dict; values are JSON when they parse (``4``, ``[8,5]``)."""
     params: dict = {}
@@ -53,18 +76,21 @@ def parse_params(items: tuple[str, ...]) -> dict:
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(0, 1024),
               help="CPU threads (0: torch's default). One is fastest for these small networks.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+@long_format_options("--dataset (and --test)")
 def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr, param_items, force,
-              resume, device, threads, quiet):
+              resume, device, threads, quiet, id_column, time_column, label_column):
     """Train a model and write a run directory (checkpoint, history, metrics, figures, report)."""
     from xaicore.data.loading import dataset_spec
     from xaicore.runs.training import train
 
     params = parse_params(param_items)
-    if resume and (params or test or batch_size or lr):
+    columns = columns_of(id_column, time_column, label_column)
+    if resume and (params or test or batch_size or lr or columns):
         raise XaiError("--resume continues with the run's own data and recipe; give only --epochs")
     if not resume and not dataset:
         raise XaiError("give --dataset (a registered name or a .csv/.npz file)")
-    spec = None if resume else dataset_spec(dataset, test=test, seed=seed, test_size=test_size)
+    spec = None if resume else dataset_spec(dataset, test=test, seed=seed, test_size=test_size,
+                                             **columns)
     model = model or (None if resume else "cnn-lstm-attention")
     metrics = train(spec, model, out, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr,
                     params=params, force=force, device=device, progress=not quiet, resume=resume,
@@ -84,14 +110,16 @@ def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr
 @click.option("--out", type=click.Path(path_type=Path),
               help="Predictions CSV (default RUN/predictions/<input name>.csv).")
 @click.option("--force", is_flag=True, help="Replace an existing predictions file.")
-def predict_cmd(run, input_path, out, force):
+@long_format_options("--input (label column optional)")
+def predict_cmd(run, input_path, out, force, id_column, time_column, label_column):
     """Predict classes and class probabilities for new series with a trained run."""
     from xaicore.runs.directory import hold_runs
     from xaicore.runs.predicting import predict
 
+    columns = columns_of(id_column, time_column, label_column)
     out = out or run / "predictions" / f"{input_path.stem}.csv"
     with hold_runs([run], "xai predict", [out]):
-        click.echo(f"predictions -> {predict(run, input_path, out, force=force)}")
+        click.echo(f"predictions -> {predict(run, input_path, out, force=force, columns=columns)}")
 
 
 @click.command("import")

@@ -19,8 +19,15 @@ from typing import IO, Any
 
 import numpy as np
 
-from xaicore.data.dataset import with_lengths
-from xaicore.data.loading import csv_values, label_texts
+from xaicore.data.dataset import pad_to, with_lengths
+from xaicore.data.loading import (
+    LONG_KEYS,
+    csv_values,
+    label_texts,
+    long_columns,
+    long_format_watch,
+    read_long_csv,
+)
 from xaicore.errors import XaiError
 
 INPUT_SUFFIXES = (".npy", ".npz", ".csv", ".zarr")
@@ -74,13 +81,21 @@ class InputSource:
 
 
 def open_input(path: str | Path, class_names: list[str] | None = None,
-               seq_len: int | None = None) -> InputSource:
+               seq_len: int | None = None, columns: dict | None = None,
+               n_features: int | None = None) -> InputSource:
     """An ``InputSource`` over a ``.npy`` (memory-mapped), ``.npz`` (array ``X``, read row by
     row from the archive; ``y``, ``lengths`` and ``class_names`` beside it), ``.csv`` (a header,
     then one univariate series per row, the training layout: a last column more than
     ``seq_len`` values, or one that is not a number, is the label) or a Zarr store (an array, or
-    a group with ``X`` and ``y``). Labels are read by the rule of ``class_indices``."""
-    source = _open_input(Path(path), seq_len)
+    a group with ``X`` and ``y``). With ``columns`` (``id_column``, ``time_column``, optionally
+    ``label_column``) a ``.csv`` is a long-format table, read into memory and padded to
+    ``seq_len``; its label column is optional (``data.loading.read_long_csv`` with the model's
+    ``n_features``). Labels are read by the rule of ``class_indices``."""
+    columns = long_columns(*((columns or {}).get(key) for key in LONG_KEYS))
+    if columns:
+        source = _open_long(Path(path), columns, seq_len, n_features)
+    else:
+        source = _open_input(Path(path), seq_len)
     if source.labels is not None:
         if len(source.labels) != source.n_rows:
             raise XaiError(f"{source.path}: {source.n_rows} samples X but {len(source.labels)} "
@@ -231,6 +246,21 @@ def _npz_rows(path: Path, name: str, start: int, stop: int) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype).reshape(stop - start, *shape[1:])
 
 
+def _open_long(path: Path, columns: dict, seq_len: int | None,
+               n_features: int | None) -> InputSource:
+    if path.suffix.lower() != ".csv":
+        raise XaiError(f"--id-column and --time-column read a long-format .csv file, not "
+                       f"{path.name!r}")
+    if not path.is_file():
+        raise XaiError(f"no input at {path}")
+    X, labels, _, _ = read_long_csv(path, columns["id_column"], columns["time_column"],
+                                    columns.get("label_column"), n_features)
+    if seq_len is not None and X.shape[1] < seq_len:
+        X = pad_to(X, seq_len)
+    X = X.astype(np.float32)
+    return InputSource(str(path), len(X), tuple(X.shape[1:]), "memory", labels=labels, memory=X)
+
+
 def _csv_lines(path: Path):
     """The non-blank rows of a CSV file, as cells."""
     try:
@@ -255,8 +285,10 @@ def _open_csv(path: Path, seq_len: int | None) -> InputSource:
         raise XaiError(f"{path} has {len(header)} column(s); expected value columns, then an "
                        f"optional label column")
     labels, n_rows = [], 0
+    watch = long_format_watch(path, header[:n_values])
     for line, row in enumerate([first, *rows], 2):
         n_rows += 1
+        watch(row)
         if has_label:
             if len(row) != len(header):
                 raise XaiError(f"{path}: ragged rows: row {line} has {len(row)} cells but the "

@@ -8,7 +8,15 @@ A spec is a small JSON-able dict stored in the checkpoint, so a run reloads exac
 a number, the last column holds the class label (any text). A row of F numbers is one *univariate*
 series of F time steps, in column order: the header names of those columns become the time-step
 names (``Dataset.info["time_names"]``), the single feature is named ``"value"``, and the label
-column's header is kept as ``info["label_column"]``. Multivariate series go in an ``.npz`` file.
+column's header is kept as ``info["label_column"]``. Multivariate series go in an ``.npz`` file
+or a long-format CSV.
+
+**Long-format CSV** (the spec has ``id_column`` and ``time_column``, optionally ``label_column``):
+one row per sample and time step. Rows are grouped into samples by the id column (samples in the
+order their ids first occur), ordered by the time column (numbers or ISO dates) within a sample;
+the label column (the last column unless named) must be the same on every row of a sample, and
+every other column is a feature, named by its header. Samples of different lengths are NaN-padded.
+A wide read of a file whose id- or time-like column (``id``, ``time``, ...) repeats is refused.
 
 **npz layout**: ``X`` ``[n, time, feature]`` (or ``[n, time]`` for univariate), ``y`` (class
 indices into ``class_names``, or labels as text or numbers), optionally ``X_test``/``y_test``,
@@ -26,6 +34,8 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +49,41 @@ from xaicore.plugins.boundary import call
 from xaicore.plugins.options import resolve
 
 FILE_SUFFIXES = (".csv", ".npz")
+LONG_KEYS = ("id_column", "time_column", "label_column")
+LONG_NAMES = ("id", "sample_id", "sample", "time", "t", "timestamp", "step")  # looked for in wide reads
+
+
+def long_columns(id_column: str | None = None, time_column: str | None = None,
+                 label_column: str | None = None) -> dict:
+    """The long-format columns as spec entries (empty for a wide table); checked to go together."""
+    if id_column is None and time_column is None:
+        if label_column is not None:
+            raise XaiError("--label-column goes with --id-column and --time-column (a long-format "
+                           "CSV); a wide CSV's label is its last column")
+        return {}
+    if id_column is None or time_column is None:
+        raise XaiError("a long-format CSV needs both --id-column and --time-column")
+    named = [c for c in (id_column, time_column, label_column) if c is not None]
+    if len(set(named)) != len(named):
+        raise XaiError(f"--id-column, --time-column and --label-column must name different "
+                       f"columns (got {', '.join(map(repr, named))})")
+    columns = {"id_column": str(id_column), "time_column": str(time_column)}
+    if label_column is not None:
+        columns["label_column"] = str(label_column)
+    return columns
 
 
 def dataset_spec(name_or_path: str | Path, test: str | Path | None = None, seed: int = 0,
-                 test_size: float = 0.25) -> dict:
-    """The spec for a registered dataset name or a CSV/npz path (paths are made absolute)."""
+                 test_size: float = 0.25, id_column: str | None = None,
+                 time_column: str | None = None, label_column: str | None = None) -> dict:
+    """The spec for a registered dataset name or a CSV/npz path (paths are made absolute); a
+    long-format CSV names its id and time columns (and optionally its label column)."""
     text = str(name_or_path)
     path = Path(text).expanduser()
+    columns = long_columns(id_column, time_column, label_column)
     is_file = path.suffix.lower() in FILE_SUFFIXES or path.exists() or "/" in text
+    if columns and path.suffix.lower() != ".csv":
+        raise XaiError(f"--id-column and --time-column read a long-format .csv file, not {text!r}")
     if not is_file:
         if test is not None:
             raise XaiError(f"{text!r} is a registered dataset with its own test split; --test "
@@ -65,7 +102,7 @@ def dataset_spec(name_or_path: str | Path, test: str | Path | None = None, seed:
             raise XaiError(f"the test file {test} must have the same format as {path}")
         test = str(test.resolve())
     spec = {"name": str(path.resolve()), "test": test, "seed": int(seed),
-            "test_size": float(test_size), "sha256": file_digest(path)}
+            "test_size": float(test_size), "sha256": file_digest(path), **columns}
     if test is not None:
         spec["test_sha256"] = file_digest(test)
     return spec
@@ -100,7 +137,16 @@ def load_dataset(spec: dict | str | Path) -> Dataset:
     if not path.is_file():
         raise XaiError(f"no dataset file at {path}")
     check_unchanged(spec)
-    reader = read_csv if path.suffix.lower() == ".csv" else read_npz
+    columns = long_columns(*(spec.get(key) for key in LONG_KEYS))
+    reader: Callable[[Path], tuple[np.ndarray, Any, dict, Any]]
+    if columns and path.suffix.lower() != ".csv":
+        raise XaiError(f"{path}: id_column and time_column read a long-format .csv file")
+    if columns:
+        def reader(file: Path) -> tuple[np.ndarray, Any, dict, None]:
+            return read_long_csv(file, columns["id_column"], columns["time_column"],
+                                 columns.get("label_column"))
+    else:
+        reader = read_csv if path.suffix.lower() == ".csv" else read_npz
     X, labels, info, test = reader(path)
     labels = label_texts(labels)
     if test is not None:
@@ -109,7 +155,11 @@ def load_dataset(spec: dict | str | Path) -> Dataset:
         if test is not None:
             raise XaiError(f"{path} already holds a test split (X_test); do not pass a test file")
         X_test, labels_test, test_info, _ = reader(Path(spec["test"]))
-        if X_test.shape[1:] != X.shape[1:]:
+        if columns and test_info["feature_names"] != info["feature_names"]:
+            raise XaiError(f"test file {spec['test']} has the feature columns "
+                           f"{', '.join(test_info['feature_names'])} but {path} has "
+                           f"{', '.join(info['feature_names'])}")
+        if X_test.shape[2:] != X.shape[2:] or (X_test.shape[1] != X.shape[1] and not columns):
             raise XaiError(f"test file {spec['test']} has samples of shape {X_test.shape[1:]} "
                            f"(time, feature) but {path} has {X.shape[1:]}")
         test = (X_test, label_texts(labels_test), spec["test"])
@@ -200,6 +250,9 @@ def read_csv(path: Path, has_label: bool = True) -> tuple[np.ndarray, np.ndarray
                        f"column")
     X = np.empty((len(rows) - 1, n_values), dtype=np.float64)
     labels = []
+    watch = long_format_watch(path, header[:n_values])
+    for row in rows[1:]:  # before any cell is read as a number: an id column is not one
+        watch(row)
     for i, row in enumerate(rows[1:]):
         line = i + 2
         X[i] = csv_values(row, header, n_values, path, line)
@@ -212,6 +265,136 @@ def read_csv(path: Path, has_label: bool = True) -> tuple[np.ndarray, np.ndarray
     if has_label:
         info["label_column"] = header[-1]
     return X[:, :, None], np.array(labels) if has_label else None, info, None
+
+
+def long_format_watch(path: Path | str, names: list[str]) -> Callable[[list[str]], None]:
+    """A check called on each row of a wide read: a column named like an id or time column
+    (``LONG_NAMES``, any case) whose values repeat across rows means the table is long-format."""
+    watched = [(j, name) for j, name in enumerate(names) if name.strip().lower() in LONG_NAMES]
+    seen: dict[int, set[str]] = {j: set() for j, _ in watched}
+
+    def watch(row: list[str]) -> None:
+        for j, name in watched:
+            value = row[j].strip() if j < len(row) else ""
+            if value in seen[j]:
+                raise XaiError(f"{path} looks like a long-format table (one row per sample and "
+                               f"time step: column {name!r} repeats); give --id-column and "
+                               f"--time-column, or rename the column if each row is one series")
+            seen[j].add(value)
+
+    return watch
+
+
+def read_long_csv(path: Path, id_column: str, time_column: str, label_column: str | None = None,
+                  n_features: int | None = None) -> tuple[np.ndarray, np.ndarray | None, dict, None]:
+    """``X [n, time, feature]`` (NaN-padded), labels and names from a long-format CSV (see the
+    module docstring). For training (``n_features`` None) the label column is ``label_column`` or
+    the last column; for a model's inputs it is ``label_column``, else the last column when the
+    file has one column more than the model's ``n_features`` features, else there is none."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if any(cell.strip() for cell in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise XaiError(f"cannot read CSV {path}: {exc}") from None
+    if len(rows) < 2:
+        raise XaiError(f"{path} has no data rows (expected a header row, then one row per sample "
+                       f"and time step)")
+    header = [h.strip() for h in rows[0]]
+    for option, name in (("--id-column", id_column), ("--time-column", time_column),
+                         ("--label-column", label_column)):
+        if name is not None and name not in header:
+            raise XaiError(f"{path} has no column {name!r} ({option}); its columns are "
+                           f"{', '.join(header)}")
+    rest = [h for h in header if h not in (id_column, time_column)]
+    if label_column is None and n_features is None:
+        label_column = header[-1]
+        if label_column in (id_column, time_column):
+            raise XaiError(f"{path}: the last column {label_column!r} is the id or time column; "
+                           f"name the label column with --label-column")
+    elif label_column is None and n_features is not None and len(rest) == n_features + 1:
+        label_column = rest[-1]
+    features = [h for h in rest if h != label_column]
+    if not features:
+        raise XaiError(f"{path} has no feature column besides {id_column!r}, {time_column!r} and "
+                       f"the label {label_column!r}")
+    at = {name: j for j, name in enumerate(header)}
+    i_id, i_time = at[id_column], at[time_column]
+    i_label = None if label_column is None else at[label_column]
+    i_features = [at[name] for name in features]
+    samples: dict[str, list[tuple[float, int, list[float]]]] = {}
+    labels: dict[str, tuple[str, int]] = {}
+    times: dict[tuple[str, float], int] = {}
+    time_kinds: set[str] = set()
+    for line, row in enumerate(rows[1:], 2):
+        if len(row) != len(header):
+            raise XaiError(f"{path}: ragged rows: row {line} has {len(row)} cells but the header "
+                           f"has {len(header)} columns")
+        sample = row[i_id].strip()
+        if not sample:
+            raise XaiError(f"{path}: an empty cell at row {line}, column {id_column!r}")
+        time, kind = _time_value(row[i_time], path, line, time_column)
+        time_kinds.add(kind)
+        if len(time_kinds) > 1:
+            raise XaiError(f"{path}: column {time_column!r} mixes numbers and dates (row {line}); "
+                           f"write every time one way")
+        if (sample, time) in times:
+            raise XaiError(f"{path}: row {line} repeats sample {sample!r} at time "
+                           f"{row[i_time].strip()} of row {times[sample, time]} (column "
+                           f"{time_column!r}); each sample has one row per time step")
+        times[sample, time] = line
+        values = [_feature_value(row[j], path, line, header[j]) for j in i_features]
+        if i_label is not None:
+            label = row[i_label].strip()
+            if not label:
+                raise XaiError(f"{path}: empty label at row {line}, column {label_column!r}")
+            first = labels.setdefault(sample, (label, line))
+            if first[0] != label:
+                raise XaiError(f"{path}: sample {sample!r} has the label {first[0]!r} at row "
+                               f"{first[1]} but {label!r} at row {line} (column {label_column!r}); "
+                               f"a sample's label must be the same on all its rows")
+        samples.setdefault(sample, []).append((time, line, values))
+    steps = max(len(series) for series in samples.values())
+    X = np.full((len(samples), steps, len(features)), np.nan)
+    for i, series in enumerate(samples.values()):
+        series.sort()
+        X[i, :len(series)] = [values for _, _, values in series]
+    info = {"source": str(path), "feature_names": features, "id_column": id_column,
+            "time_column": time_column, "sample_ids": list(samples)}
+    if label_column is None:
+        return X, None, info, None
+    info["label_column"] = label_column
+    return X, np.array([labels[s][0] for s in samples]), info, None
+
+
+def _time_value(cell: str, path: Path | str, line: int, column: str) -> tuple[float, str]:
+    """A time cell as a number to order by, and its kind ("number" or "date")."""
+    text = cell.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            return datetime.fromisoformat(text).timestamp(), "date"
+        except ValueError:
+            what = "an empty cell" if not text else f"{text!r}, neither a number nor an ISO date,"
+            raise XaiError(f"{path}: {what} at row {line}, column {column!r}") from None
+    if not math.isfinite(value):
+        raise XaiError(f"{path}: time {text} at row {line}, column {column!r}")
+    return value, "number"
+
+
+def _feature_value(cell: str, path: Path | str, line: int, column: str) -> float:
+    """A feature cell as a number; a missing, non-numeric or infinite one is an error."""
+    text = cell.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        what = "an empty cell" if not text else f"non-numeric cell {text!r}"
+        raise XaiError(f"{path}: {what} at row {line}, column {column!r} (every column but the "
+                       f"id, time and label columns is a feature)") from None
+    if not math.isfinite(value):
+        raise XaiError(f"{path}: {text} (missing or infinite) at row {line}, column {column!r} "
+                       f"(a long-format sample ends where its rows end: no padding cells)")
+    return value
 
 
 def csv_values(row: list[str], header: list[str], n_values: int, path: Path | str,

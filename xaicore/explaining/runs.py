@@ -178,9 +178,14 @@ ENGINE_PLUGINS = {"ray": "xai-ray (pip install -e plugins/xai-ray)"}
 def explain_streamed(runs: list[Path], methods, samples: str, target, options: dict[str, dict],
                      out: Path | None, device, force: bool, input_path: Path | None, engine: str,
                      batch_size: int, resume: bool, engine_options: dict,
-                     checkpoint_seconds: float | None = None) -> list[Path] | None:
+                     checkpoint_seconds: float | None = None,
+                     columns: dict | None = None) -> list[Path] | None:
     """Stream ``--input`` (or a large test split with ``--samples all``) through ``engine`` into
-    one store per method; None when the request is a small in-memory one."""
+    one store per method; None when the request is a small in-memory one. ``columns``
+    (``id_column``, ``time_column``, optionally ``label_column``) read a long-format CSV input."""
+    if columns and input_path is None:
+        raise XaiError("--id-column, --time-column and --label-column read a long-format --input "
+                       "file; the test split is the run's own")
     asked = resume or engine != "local" or bool(engine_options) or checkpoint_seconds is not None
     streaming = input_path is not None or (samples.strip() == "all" and (
         asked or _test_size(runs[0]) > STREAM_ABOVE))
@@ -199,7 +204,8 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
         out_dir = out or run / "explanations"
     else:
         model = load_run(run, device)
-        source = open_input(input_path, model.class_names, model.seq_len)
+        source = open_input(input_path, model.class_names, model.seq_len, columns,
+                            model.n_features)
         out_dir = out or run / "explanations" / safe_name(Path(input_path).stem, "input")
     refuse_file(out_dir)
     shape = tuple(source.row_shape) if len(source.row_shape) == 2 else (*source.row_shape, 1)

@@ -17,17 +17,19 @@ MAX_CLASS_COLUMNS = 50  # above this many classes, write the top TOP_K classes o
 TOP_K = 5
 
 
-def read_inputs(path: str | Path, model: LoadedModel) -> tuple[np.ndarray, list[str] | None]:
+def read_inputs(path: str | Path, model: LoadedModel,
+                columns: dict | None = None) -> tuple[np.ndarray, list[str] | None]:
     """Series ``[n, time, feature]`` and their labels as class names (or None) from an input
-    file of any kind ``data.inputs`` reads, its labels read by the same rule."""
+    file of any kind ``data.inputs`` reads (a long-format CSV with ``columns``), its labels read
+    by the same rule."""
     path = Path(path)
     if not path.is_file() and path.suffix.lower() != ".zarr":
         raise XaiError(f"no input file at {path}")
-    if path.suffix.lower() == ".csv" and model.n_features != 1:
+    if path.suffix.lower() == ".csv" and model.n_features != 1 and not columns:
         raise XaiError(f"model {model.name!r} takes {model.n_features} features per time step; "
-                       f"a CSV row holds one univariate series: give an .npz with X "
-                       f"[sample, time, feature]")
-    source = open_input(path, model.class_names, model.seq_len)
+                       f"a CSV row holds one univariate series: give a long-format CSV "
+                       f"(--id-column, --time-column) or an .npz with X [sample, time, feature]")
+    source = open_input(path, model.class_names, model.seq_len, columns, model.n_features)
     if source.kind == "csv" and model.seq_len is not None and \
             source.row_shape[0] != model.seq_len:
         raise XaiError(f"{path} has {len(source.header)} columns but model {model.name!r} was "
@@ -38,14 +40,15 @@ def read_inputs(path: str | Path, model: LoadedModel) -> tuple[np.ndarray, list[
 
 
 def predict(run_dir: str | Path, input_path: str | Path, out_path: str | Path,
-            force: bool = False) -> Path:
+            force: bool = False, columns: dict | None = None) -> Path:
     """Write one row per input series: predicted class, probability of every class (and the
-    true label when the input has one); the output path."""
+    true label when the input has one); the output path. ``columns`` (``id_column``,
+    ``time_column``, optionally ``label_column``) read a long-format CSV."""
     out_path = Path(out_path)
     if out_path.exists() and not force:
         raise XaiError(f"{out_path} already exists; pass --force to replace it")
     model = load_run(run_dir)
-    X, labels = read_inputs(input_path, model)
+    X, labels = read_inputs(input_path, model, columns)
     X = model.check_inputs(X)  # wrong length or channel count -> XaiError naming both
     if labels is not None and len(labels) != len(X):
         raise XaiError(f"{input_path}: {len(X)} samples but {len(labels)} labels")
