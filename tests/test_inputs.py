@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -99,3 +101,57 @@ def test_npz_lengths_make_padding_in_streamed_rows(tmp_path):
     np.savez(path, X=np.ones((3, 5, 1)), lengths=np.array([5, 2, 3]))
     X, _ = open_input(path).read(1, 3)
     assert np.isnan(X[0, 2:]).all() and not np.isnan(X[0, :2]).any() and np.isnan(X[1, 3:]).all()
+
+
+def test_a_long_format_run_trains_reloads_its_splits_and_reads_long_format_inputs(tmp_path):
+    from test_datasets import FEATURES, long_signal, write_long
+    from xaicore.models.checkpoints import load_checkpoint, load_run_data
+
+    X, labels = long_signal(n=24, steps=8)
+    data = write_long(tmp_path / "log.csv", X, labels)
+    columns = ["--id-column", "sample_id", "--time-column", "time"]
+    run = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "--dataset", str(data), *columns, "--model", "fcn",
+                                 "--epochs", "30", "--out", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    spec = load_checkpoint(run / "checkpoint.pt")["dataset"]
+    assert (spec["id_column"], spec["time_column"]) == ("sample_id", "time")
+    model, dataset = load_run_data(run)
+    assert model.feature_names == FEATURES and dataset.train.X.shape[1:] == (8, 3)
+    assert load_dataset(spec).train.X.tolist() == dataset.train.X.tolist()
+
+    new, new_labels = long_signal(n=6, steps=8, seed=1)
+    unlabelled = write_long(tmp_path / "new.csv", new, new_labels)
+    unlabelled.write_text("\n".join(line.rsplit(",", 1)[0]
+                                    for line in unlabelled.read_text().splitlines()) + "\n")
+    labelled = write_long(tmp_path / "labelled.csv", new, new_labels, [8, 8, 5, 8, 6, 8])
+    out = tmp_path / "p.csv"
+    result = runner.invoke(cli, ["predict", "--run", str(run), "--input", str(unlabelled),
+                                 *columns, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 7 and "true" not in out.read_text().splitlines()[0]
+    predicted, explained = commands_with(run, labelled, tmp_path, columns)
+    assert predicted.exit_code == 0 and explained.exit_code == 0, predicted.output + explained.output
+    with open(tmp_path / "predictions" / "labelled.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and {r["true"] for r in rows} == {"down", "up"}
+    saliency = load_explanation(tmp_path / "labelled" / "saliency@true.zarr")
+    assert saliency.attributions.shape == (6, 8, 3) and saliency.feature_names == FEATURES
+    padded = np.isnan(saliency.inputs).all(-1).sum(1)  # samples as their ids first occur
+    assert sorted(padded.tolist()) == [0, 0, 0, 0, 2, 3]
+
+    result = runner.invoke(cli, ["predict", "--run", str(run), "--input", str(labelled),
+                                 "--out", str(tmp_path / "wide.csv")])
+    assert result.exit_code != 0 and "--id-column" in result.output
+
+
+def commands_with(run, path, tmp_path, columns: list[str]):
+    """``xai predict`` and ``xai explain --input --target true`` on a long-format file."""
+    runner = CliRunner()
+    predicted = runner.invoke(cli, ["predict", "--run", str(run), "--input", str(path), *columns,
+                                    "--out", str(tmp_path / "predictions" / f"{path.stem}.csv")])
+    explained = runner.invoke(cli, ["explain", "--run", str(run), "--input", str(path), *columns,
+                                    "--method", "saliency", "--target", "true", "--out",
+                                    str(tmp_path / path.stem)])
+    return predicted, explained
