@@ -734,6 +734,19 @@ def test_a_clear_win_on_most_metrics_reads_as_a_win_and_an_uninformative_metric_
         assert ig[f"{key}_p_holm"] >= ig[f"{key}_p"]
 
 
+def test_the_summary_counts_the_informative_metrics_and_weighs_better_against_worse():
+    from xai_eval.stats import BETTER, SAME, WORSE, summary
+
+    assert summary({"deletion": WORSE, "insertion": SAME, "ROAD MoRF": WORSE}) == (
+        WORSE, "worse on 2 of 3 metrics (deletion, ROAD MoRF)")
+    assert summary({"deletion": BETTER, "insertion": WORSE}) == (
+        SAME, "better on 1 of 2 metrics (deletion), worse on insertion")
+    assert summary({"deletion": SAME, "insertion": SAME}) == (
+        SAME, "not distinguishable on any of 2 metrics")
+    assert summary({"deletion": BETTER}, "pass") == (BETTER, "better on 1 metric")
+    assert summary({}) == (SAME, "no informative metric")
+
+
 def test_the_cli_table_shows_each_metric_verdict_and_direction():
     from xai_eval.commands import summary_table
     from xai_eval.runner import verdict_table

@@ -33,7 +33,22 @@ from .baseline import RandomExplainer
 from .guard import RANDOM, explainer_call, metric_call
 from .lanes import Lanes, WorkerDied, check_workers
 from .lanes import state as lanes_state
-from .stats import RANKING, label
+from .stats import (
+    BASELINE,
+    BETTER,
+    NOT_TESTED,
+    RANKING,
+    SANITY_ORDER,
+    UNINFORMATIVE,
+    WORSE,
+    bootstrap_indices,
+    corrected_verdict,
+    holm,
+    label,
+    mean_interval,
+    paired_verdict,
+    summary,
+)
 
 RANDOM_DRAWS = 4  # random orders averaged per sample on the batched metrics: a steadier baseline
 
@@ -376,20 +391,6 @@ def verdict_table(scored: dict[str, Any], n_samples: int, seed: int, n_boot: int
     random baseline (Holm-corrected over the metrics compared), the metrics that separate no
     method from random marked uninformative, each method's overall verdict and summary, the
     methods ranked (``rank_key``; verdict column first)."""
-    from .stats import (
-        BASELINE,
-        BETTER,
-        NOT_TESTED,
-        UNINFORMATIVE,
-        WORSE,
-        bootstrap_indices,
-        corrected_verdict,
-        holm,
-        mean_interval,
-        paired_verdict,
-        summary,
-    )
-
     rows, per_sample = scored["rows"], scored["per_sample"]
     directions, versus_random = scored["directions"], scored["versus_random"]
     covered = scored["covered"]
@@ -454,16 +455,12 @@ def table_settings(rows: list[dict], directions: dict[str, bool]) -> dict[str, A
 
 def uninformative_keys(rows: list[dict]) -> list[str]:
     """The scores marked uninformative in a table (``verdict_table``)."""
-    from .stats import UNINFORMATIVE
-
     return list(dict.fromkeys(key[:-len("_vs_random")] for row in rows for key, value in row.items()
                               if key.endswith("_vs_random") and value == UNINFORMATIVE))
 
 
 def rank_key(row: dict) -> tuple:
     """A row's place in the ranking described by ``stats.RANKING``."""
-    from .stats import BASELINE, SANITY_ORDER
-
     effect = row.get("effect", float("nan"))
     return (row["verdict"] == BASELINE, SANITY_ORDER.get(row.get("randomisation", ""), 1),
             row.get("worse", 0) - row.get("better", 0), -effect if np.isfinite(effect) else np.inf)
