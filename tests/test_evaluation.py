@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 
@@ -464,6 +465,12 @@ def test_evaluate_command_writes_table_and_figures(synthetic_run):
     assert grad["deletion_auc"] < rnd["deletion_auc"]
     assert grad["insertion_auc"] > rnd["insertion_auc"]
     assert grad["verdict"] == "better than random" and rnd["verdict"] == "baseline"
+    assert grad["summary"].startswith("better on") and grad["better"] > grad["worse"]
+    settings = json.loads((synthetic_run / "evaluation" / "settings.json").read_text())
+    assert settings["directions"]["deletion_auc"] == "lower"
+    assert settings["directions"]["insertion_auc"] == "higher"
+    assert settings["labels"]["road_lerf_auc"] == "ROAD LeRF"
+    assert "deletion_auc (lower better)" in result.output
     assert grad["aup"] > 1.5 * rnd["aup"]
     assert rnd["randomisation_spearman"] == pytest.approx(1.0)
     figures = synthetic_run / "evaluation"
@@ -471,6 +478,10 @@ def test_evaluate_command_writes_table_and_figures(synthetic_run):
         assert (figures / f"{name}.png").stat().st_size > 1000, name
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 1 and "use --force" in again.output
+    (figures / "auc_summary.png").unlink()
+    no_curves = [a for a in args if a != "--figures"] + ["--force", "--metric", "deletion"]
+    assert CliRunner().invoke(cli, no_curves).exit_code == 0
+    assert (figures / "auc_summary.png").stat().st_size > 1000  # drawn without --figures
     assert CliRunner().invoke(cli, args + ["--force", "--metric", "aup"]).exit_code == 0
     assert list(pd.read_csv(synthetic_run / "evaluation.csv").columns) == ["verdict", "method",
                                                                            "samples", "aup"]
@@ -633,6 +644,121 @@ def test_verdict_rewards_the_oracle_and_condemns_its_reverse():
         oracle, reverse, rand = (r[1]["per_sample"][name] for r in results)
         assert paired_verdict(oracle, rand, metric.higher_is_better, indices)["verdict"] == BETTER
         assert paired_verdict(reverse, rand, metric.higher_is_better, indices)["verdict"] == WORSE
+
+
+def test_holm_matches_a_hand_computed_family():
+    from xai_eval.stats import holm
+
+    # sorted: 0.005, 0.01, 0.03, 0.04 -> 4 * 0.005, 3 * 0.01, max(0.03, 2 * 0.03), max(0.06, 0.04)
+    assert_close(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    # an untested metric (NaN) stays NaN and does not count: m = 2
+    adjusted = holm([0.01, float("nan"), 0.04])
+    assert np.isnan(adjusted[1])
+    assert_close(adjusted[[0, 2]], [0.02, 0.04])
+    assert_close(holm([0.5, 0.6]), [1.0, 1.0])  # capped at 1, never decreasing along the order
+
+
+def test_a_metric_verdict_needs_the_holm_p_and_the_interval_on_one_side():
+    from xai_eval.stats import BETTER, SAME, WORSE, corrected_verdict
+
+    above, below, across = ({"gain_low": lo, "gain_high": hi}
+                            for lo, hi in ((0.1, 0.3), (-0.3, -0.1), (-0.1, 0.3)))
+    assert corrected_verdict(above, 0.03) == BETTER and corrected_verdict(below, 0.03) == WORSE
+    assert corrected_verdict(above, 0.06) == SAME  # significant alone, not after Holm
+    assert corrected_verdict(across, 0.001) == SAME
+    assert corrected_verdict(above, float("nan")) == SAME
+
+
+def synthetic_scores(n: int = 60) -> dict:
+    """Per-sample scores in the shape ``score_methods`` returns them: integrated-gradients as on
+    the demo run (deletion 0.35 vs random 0.61, insertion 0.81 vs 0.61, better on ROAD MoRF,
+    worse on ROAD LeRF), grad-cam better on all four but failing the randomisation check,
+    saliency better on deletion only, and infidelity the same for every method as for random
+    (differences of +-1e-3 alternating: a Wilcoxon p of 1)."""
+    rng = np.random.default_rng(0)
+
+    def around(mean: float) -> np.ndarray:
+        return mean + 0.1 * rng.standard_normal(n)
+
+    random = {"deletion_auc": around(0.608), "insertion_auc": around(0.609),
+              "road_morf_auc": around(0.5), "road_lerf_auc": around(0.5),
+              "infidelity": 0.019 + 0.003 * rng.standard_normal(n)}
+    flip = np.where(np.arange(n) % 2 == 0, 1e-3, -1e-3)
+    per_sample = {
+        "integrated-gradients": {"deletion_auc": around(0.349), "insertion_auc": around(0.810),
+                                 "road_morf_auc": around(0.3), "road_lerf_auc": around(0.3)},
+        "grad-cam": {"deletion_auc": around(0.3), "insertion_auc": around(0.8),
+                     "road_morf_auc": around(0.3), "road_lerf_auc": around(0.7)},
+        "saliency": {"deletion_auc": around(0.45), "insertion_auc": random["insertion_auc"] + flip,
+                     "road_morf_auc": random["road_morf_auc"] - flip,
+                     "road_lerf_auc": random["road_lerf_auc"] + flip},
+        "random": random}
+    for name in ("integrated-gradients", "grad-cam", "saliency"):
+        per_sample[name]["infidelity"] = random["infidelity"] + flip
+    directions = {"deletion_auc": False, "insertion_auc": True, "road_morf_auc": False,
+                  "road_lerf_auc": True, "infidelity": False}
+    rows = {m: {"method": m, "samples": n} for m in per_sample}
+    rows["grad-cam"]["randomisation"] = "fail"
+    rows["integrated-gradients"]["randomisation"] = rows["saliency"]["randomisation"] = "pass"
+    return {"rows": rows, "per_sample": per_sample, "directions": directions,
+            "versus_random": list(directions), "covered": {m: np.arange(n) for m in per_sample}}
+
+
+def test_a_clear_win_on_most_metrics_reads_as_a_win_and_an_uninformative_metric_is_not_counted():
+    from xai_eval.runner import verdict_table
+    from xai_eval.stats import BETTER, SAME, UNINFORMATIVE, WORSE
+
+    table = verdict_table(synthetic_scores(), 60, seed=0, n_boot=500)
+    rows = {r["method"]: r for r in table}
+    ig = rows["integrated-gradients"]
+    assert [ig[f"{k}_vs_random"] for k in ("deletion_auc", "insertion_auc", "road_morf_auc",
+                                          "road_lerf_auc")] == [BETTER, BETTER, BETTER, WORSE]
+    assert ig["verdict"] == BETTER and (ig["better"], ig["worse"]) == (3, 1)
+    # infidelity separates no method from random: marked, and left out of the "of 4"
+    for name in ("integrated-gradients", "grad-cam", "saliency"):
+        assert rows[name]["infidelity_vs_random"] == UNINFORMATIVE
+    assert "infidelity_vs_random" not in rows["random"]
+    assert ig["summary"] == ("better on 3 of 4 metrics (deletion, insertion, ROAD MoRF), "
+                             "worse on ROAD LeRF")
+    assert rows["saliency"]["summary"] == "better on 1 of 4 metrics (deletion)"
+    assert rows["saliency"]["road_lerf_auc_vs_random"] == SAME
+    cam = rows["grad-cam"]
+    assert cam["summary"] == ("better on all 4 metrics; fails the randomisation check (ranked "
+                              "after the methods that pass it)")
+    # passing the sanity check first, then better minus worse; the baseline last
+    assert [r["method"] for r in table] == ["integrated-gradients", "saliency", "grad-cam",
+                                            "random"]
+    assert list(table[0])[:3] == ["verdict", "method", "summary"]
+    # the p-values are adjusted over the five metrics compared: never below the raw ones
+    for key in synthetic_scores()["versus_random"]:
+        assert ig[f"{key}_p_holm"] >= ig[f"{key}_p"]
+
+
+def test_the_summary_counts_the_informative_metrics_and_weighs_better_against_worse():
+    from xai_eval.stats import BETTER, SAME, WORSE, summary
+
+    assert summary({"deletion": WORSE, "insertion": SAME, "ROAD MoRF": WORSE}) == (
+        WORSE, "worse on 2 of 3 metrics (deletion, ROAD MoRF)")
+    assert summary({"deletion": BETTER, "insertion": WORSE}) == (
+        SAME, "better on 1 of 2 metrics (deletion), worse on insertion")
+    assert summary({"deletion": SAME, "insertion": SAME}) == (
+        SAME, "not distinguishable on any of 2 metrics")
+    assert summary({"deletion": BETTER}, "pass") == (BETTER, "better on 1 metric")
+    assert summary({}) == (SAME, "no informative metric")
+
+
+def test_the_cli_table_shows_each_metric_verdict_and_direction():
+    from xai_eval.commands import summary_table
+    from xai_eval.runner import verdict_table
+
+    scored = synthetic_scores()
+    text = summary_table(verdict_table(scored, 60, seed=0, n_boot=500), scored["directions"])
+    header, ig_line = text.splitlines()[:2]
+    assert "deletion_auc (lower better)" in header and "insertion_auc (higher better)" in header
+    assert "infidelity (lower better, uninformative)" in header
+    assert "integrated-gradients" in ig_line and "better on 3 of 4 metrics" in ig_line
+    assert ig_line.count(" better") >= 3 and " worse" in ig_line
+    assert "_p" not in header
 
 
 def test_interval_contains_the_estimate_and_shrinks_with_more_samples():

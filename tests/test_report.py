@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
@@ -54,15 +55,43 @@ def make_run(run: Path, with_evaluation=True) -> Path:
     save_into(run, explanation("attention", signed=False, extras={"attention_heads": heads}),
               "attention.npz")
     if with_evaluation:
-        (run / "evaluation.csv").write_text(
-            "verdict,method,samples,deletion_auc,deletion_auc_low,deletion_auc_high,"
-            "deletion_auc_vs_random,deletion_auc_p\n"
-            "better than random,integrated-gradients,8,0.25,0.2,0.3,better than random,0.01\n"
-            f"baseline,\"{EVIL}\",8,0.5,0.4,0.6,,\n")
-        (run / "evaluation").mkdir()
-        (run / "evaluation" / "settings.json").write_text(json.dumps(
-            {"model_digest": file_digest(run / "checkpoint.pt")}))
+        write_evaluation(run)
     return run
+
+
+#: Scores compared with random: name -> higher is better.
+DIRECTIONS = {"deletion_auc": False, "insertion_auc": True, "road_morf_auc": False,
+              "road_lerf_auc": True, "infidelity": False}
+#: Methods as long as the built-in ones, each with its mean offset from random on every score
+#: (in its better direction): integrated-gradients better on all but ROAD LeRF.
+METHODS = {"integrated-gradients": (0.25, 0.2, 0.2, -0.2), "tsr:integrated-gradients":
+           (0.2, 0.2, 0.2, 0.2), "gradient-shap": (0.1, 0.1, 0.0, 0.0), "deeplift": (0.0,) * 4,
+           "tsr:saliency": (-0.2,) * 4, "occlusion": (0.1, 0.0, 0.1, 0.0), EVIL: (0.3,) * 4,
+           "feature-ablation": (0.2, 0.0, 0.0, 0.0)}
+
+
+def write_evaluation(run: Path) -> None:
+    """RUN/evaluation.csv, its settings and its scores figure as xai evaluate writes them, from
+    seeded per-sample scores of ``METHODS`` (infidelity equal to random's for all of them)."""
+    from xai_eval.runner import table_settings, verdict_table, write_results
+
+    n, rng = 40, np.random.default_rng(1)
+    random = {key: 0.5 + 0.1 * rng.standard_normal(n) for key in DIRECTIONS}
+    per_sample = {"random": random}
+    for method, offsets in METHODS.items():
+        per_sample[method] = {key: random[key] + (1 if up else -1) * shift
+                              + 0.05 * rng.standard_normal(n)
+                              for (key, up), shift in zip(DIRECTIONS.items(), offsets)}
+        per_sample[method]["infidelity"] = random["infidelity"] + np.where(np.arange(n) % 2, 1e-3,
+                                                                           -1e-3)
+    rows = {m: {"method": m, "samples": n, "randomisation": "pass"} for m in per_sample}
+    rows["tsr:integrated-gradients"]["randomisation"] = "fail"
+    scored = {"rows": rows, "per_sample": per_sample, "directions": DIRECTIONS,
+              "versus_random": list(DIRECTIONS), "covered": {m: np.arange(n) for m in per_sample}}
+    table = verdict_table(scored, n, seed=0, n_boot=200)
+    write_results(table, {}, run / "evaluation.csv", run / "evaluation", figures=False,
+                  meta={"model_digest": file_digest(run / "checkpoint.pt"),
+                        **table_settings(table, DIRECTIONS)})
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +119,21 @@ def test_report_is_one_self_contained_file(report):
         assert text in html
     assert 'data-key="compare"' in html
     # each score with its interval in one cell, as the CLI shows it; p-values stay in the CSV
-    assert "0.250 [0.200, 0.300]" in html and "deletion_auc_low" not in html
+    ig = pd.read_csv(report.parent / "evaluation.csv").set_index("method").loc[
+        "integrated-gradients"]
+    cell = f"{ig['deletion_auc']:.3f} [{ig['deletion_auc_low']:.3f}, {ig['deletion_auc_high']:.3f}]"
+    assert cell in html and "deletion_auc_low" not in html
     assert "deletion_auc_p" not in html
+    # one verdict cell per metric, its direction in the header, the summary and the figure
+    grid = html[html.index('id="evaluation-verdicts"'):html.index("</table>",
+                                                                  html.index("evaluation-verdicts"))]
+    assert "ROAD LeRF<br><small>higher is better</small>" in grid
+    assert "deletion<br><small>lower is better</small>" in grid
+    assert "infidelity<br><small>lower is better</small><br><small>uninformative</small>" in grid
+    assert ig["summary"] in grid and ig["summary"].startswith("better on 3 of 4 metrics")
+    assert f'class="v-better" title="{cell}; p (Holm) ' in grid
+    assert grid.count('class="v-useless"') == len(METHODS)
+    assert "Each method&#x27;s scores with their 95% intervals" in html
 
 
 def test_user_names_are_escaped_everywhere(report):
@@ -202,8 +244,8 @@ def test_report_command_refuses_to_overwrite_without_force(report):
 @pytest.mark.browser
 def test_report_in_headless_chromium(report):
     """Chromium drives the interactive report: switching method and sample redraws the series
-    and attribution from the embedded arrays, hovering shows a value, nothing is fetched and the
-    console stays clean."""
+    and attribution from the embedded arrays, hovering shows a value, the evaluation's verdict
+    table fits a 1280 px window, nothing is fetched and the console stays clean."""
     if not shutil.which("chromium") and not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (make browser)")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -278,6 +320,18 @@ def test_report_in_headless_chromium(report):
             names = page.evaluate("""() => document.getElementById('plot').data
                 .filter(t => t.type === 'heatmap').map(t => t.name)""")
             assert names == ["attention", "integrated-gradients"]
+            # the evaluation's verdict table fits the page at 1280 px: nothing scrolls sideways
+            grid = page.evaluate("""() => { const w = document.getElementById('evaluation-verdicts');
+                const cells = [...w.querySelectorAll('td[class^="v-"]:not(.v-none)')];
+                return {scroll: w.scrollWidth, client: w.clientWidth,
+                        table: w.querySelector('table').getBoundingClientRect().right,
+                        right: w.getBoundingClientRect().right,
+                        verdicts: cells.filter(c => c.offsetWidth > 0).length,
+                        title: cells.find(c => c.className === 'v-better').title}; }""")
+            assert grid["scroll"] <= grid["client"] and grid["table"] <= grid["right"], grid
+            assert grid["verdicts"] == len(METHODS) * len(DIRECTIONS), grid
+            assert re.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]; p \(Holm\) \S+",
+                                grid["title"]), grid
             (ROOT / "test-artifacts").mkdir(exist_ok=True)
             page.screenshot(path=str(ROOT / "test-artifacts" / "report.png"), full_page=True)
         finally:

@@ -31,6 +31,7 @@ class InfidelityMetric(BaseMetric):
     name: ClassVar[str] = "infidelity"
     description: ClassVar[str] = "captum infidelity under Gaussian perturbations; lower is better"
     higher_is_better: ClassVar[bool] = False
+    versus_random: ClassVar[bool] = True
     capabilities: ClassVar[frozenset[str]] = frozenset({"curves", "many"})
     options: ClassVar[tuple[Option, ...]] = (
         Option("noise", float, 0.1, "perturbation std relative to each feature's spread", min=1e-9,

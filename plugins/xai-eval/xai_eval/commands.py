@@ -5,6 +5,7 @@ Added to ``xai`` by the ``register_commands`` hook; heavy imports happen inside 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -30,7 +31,8 @@ import click
 @click.option("--device", default=None, help="torch device (default: cuda when available).")
 @click.option("--force", is_flag=True, help="Overwrite an existing RUN/evaluation.csv.")
 @click.option("--figures", is_flag=True,
-              help="Also draw the figures under RUN/evaluation/ (curves, AUC summary, randomisation).")
+              help="Also draw the curves under RUN/evaluation/ (deletion and insertion per method, "
+                   "randomisation, AUP/AUR); the scores figure is always drawn.")
 @click.option("--workers", default=None, type=click.IntRange(1, 256),
               help="Processes sharing the work, one torch thread each (default: the cores, at "
                    "most 8, on CPU; 1 on CUDA). Each task seeds its own draws, so the numbers do "
@@ -47,28 +49,49 @@ def evaluate_cmd(run, methods, metrics, samples, full, seed, device, force, figu
         rows = evaluate_run(run, methods, metrics, samples=samples, seed=seed, force=force,
                             device=device, figures=figures, n_boot=bootstrap, full=full,
                             workers=workers)
-    click.echo(summary_table(rows))
+    settings = json.loads((Path(run) / "evaluation" / "settings.json").read_text())
+    click.echo(summary_table(rows, {k: v == "higher" for k, v in settings["directions"].items()}))
+    click.echo(LEGEND)
     where = f"-> {Path(run) / 'evaluation.csv'}"
     click.echo(where + (f" and figures in {Path(run) / 'evaluation'}" if figures else
-                        " (add --figures for the figures)"), err=True)
+                        " (add --figures for the curves)"), err=True)
 
 
-def summary_table(rows: list[dict]) -> str:
-    """Verdict first, then each score as ``mean [low, high]``; the p-values and per-metric verdicts
-    stay in the CSV."""
+LEGEND = ("better / worse / n.d.: than random or not distinguishable from it (Wilcoxon p, "
+          "Holm-adjusted over the metrics, below 0.05 and the paired bootstrap interval on one "
+          "side of zero); an uninformative metric separates no method from random and is left "
+          "out of the summaries")
+SHORT = {"better than random": "better", "worse than random": "worse",
+         "not distinguishable": "n.d.", "uninformative": "uninformative"}
+HIDDEN = ("_low", "_high", "_p", "_p_holm", "_vs_random")
+
+
+def summary_table(rows: list[dict], directions: dict[str, bool]) -> str:
+    """Verdict, method and summary first, then each score as ``mean [low, high]`` followed by its
+    verdict against random, each header saying which way is better (``directions``: score ->
+    higher is better) and whether the score is uninformative; the p-values stay in the CSV."""
     import pandas as pd
 
+    useless = {key[:-len("_vs_random")] for row in rows for key, value in row.items()
+               if key.endswith("_vs_random") and value == "uninformative"}
     shown = []
     for row in rows:
-        out = {"verdict": row["verdict"], "method": row["method"]}
+        out = {"verdict": row["verdict"], "method": row["method"],
+               "summary": row.get("summary", "")}
         for key, value in row.items():
-            if key in out or key.endswith(("_low", "_high", "_p", "_vs_random")):
+            if key in out or key in ("better", "worse", "effect") or key.endswith(HIDDEN):
                 continue
+            head = key
+            if key in directions:
+                head += f" ({'higher' if directions[key] else 'lower'} better"
+                head += ", uninformative)" if key in useless else ")"
             if f"{key}_low" in row:
-                out[key] = f"{value:.3f} [{row[f'{key}_low']:.3f}, {row[f'{key}_high']:.3f}]"
+                out[head] = f"{value:.3f} [{row[f'{key}_low']:.3f}, {row[f'{key}_high']:.3f}]"
+                if f"{key}_vs_random" in row:
+                    out[head] += f" {SHORT[row[f'{key}_vs_random']]}"
             elif isinstance(value, float):
-                out[key] = f"{value:.3f}"
+                out[head] = f"{value:.3f}"
             else:
-                out[key] = value
+                out[head] = value
         shown.append(out)
-    return pd.DataFrame(shown).to_string(index=False)
+    return pd.DataFrame(shown).fillna("").to_string(index=False)

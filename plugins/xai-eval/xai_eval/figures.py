@@ -8,6 +8,8 @@ import numpy as np
 
 from xaicore.plugin import atomic_path, figure_size
 
+from .stats import BETTER, SAME, UNINFORMATIVE, WORSE, label
+
 FORMATS = ("png", "svg")
 MAX_TICKS = 40  # labelled ticks on an axis; a longer list is labelled at every k-th position
 
@@ -57,20 +59,20 @@ def perturbation_figure(method: str, deletion: dict | None, insertion: dict | No
     return paths
 
 
-#: The AUC scores of the summary figure: (key, title, lower is better).
-AUC_PANELS = (("deletion_auc", "deletion AUC", True), ("insertion_auc", "insertion AUC", False),
-              ("road_morf_auc", "ROAD MoRF AUC", True), ("road_lerf_auc", "ROAD LeRF AUC", False))
-VERDICT_COLOURS = {"better than random": "tab:green", "worse than random": "tab:red",
-                   "not distinguishable": "tab:gray"}
+VERDICT_COLOURS = {BETTER: "tab:green", WORSE: "tab:red", SAME: "tab:gray",
+                   UNINFORMATIVE: "lightgray"}
 
 
-def auc_summary_figure(rows: list[dict], out: Path) -> list[Path]:
-    """Every AUC score of every method with its 95% interval, coloured by its paired verdict
-    against the random baseline, whose mean and interval are the band behind the bars."""
+def auc_summary_figure(rows: list[dict], out: Path, directions: dict[str, bool]) -> list[Path]:
+    """Every score compared with random (``directions``: score -> higher is better) of every
+    method with its 95% interval, coloured by its per-metric verdict, in front of the random
+    baseline's mean and interval (the band behind the bars)."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    panels = [p for p in AUC_PANELS if any(np.isfinite(r.get(p[0], np.nan)) for r in rows)]
+    keys = dict.fromkeys(key[:-len("_vs_random")] for r in rows for key in r
+                         if key.endswith("_vs_random"))
+    panels = [k for k in keys if any(np.isfinite(r.get(k, np.nan)) for r in rows)]
     if not panels:
         return []
     methods = [r for r in rows if r["method"] != "random"]
@@ -79,7 +81,7 @@ def auc_summary_figure(rows: list[dict], out: Path) -> list[Path]:
                                                             1.2 + 2.2 * len(panels)),
                              squeeze=False, sharex=True)
     idx = np.arange(len(methods))
-    for ax, (key, title, lower) in zip(axes[:, 0], panels):
+    for ax, key in zip(axes[:, 0], panels):
         mean = np.array([r.get(key, np.nan) for r in methods], dtype=float)
         low = np.array([r.get(f"{key}_low", np.nan) for r in methods], dtype=float)
         high = np.array([r.get(f"{key}_high", np.nan) for r in methods], dtype=float)
@@ -87,12 +89,15 @@ def auc_summary_figure(rows: list[dict], out: Path) -> list[Path]:
             ax.axhspan(random.get(f"{key}_low", random[key]), random.get(f"{key}_high", random[key]),
                        color="black", alpha=0.12, linewidth=0)
             ax.axhline(random[key], color="black", linestyle="--", linewidth=1)
-        colours = [VERDICT_COLOURS.get(r.get(f"{key}_vs_random"), "tab:blue") for r in methods]
-        ax.bar(idx, mean, 0.6, color=colours,
+        verdicts = [r.get(f"{key}_vs_random") for r in methods]
+        ax.bar(idx, mean, 0.6, color=[VERDICT_COLOURS.get(v, "tab:blue") for v in verdicts],
                # as lists: matplotlib converts a [2, 1] array's rows with a deprecated cast
                yerr=np.vstack([mean - low, high - mean]).clip(0).tolist(), capsize=3)
-        ax.set_ylim(0, 1.02)
-        ax.set_title(f"{title} ({'lower' if lower else 'higher'} is better)", fontsize=10)
+        if key.endswith("_auc"):
+            ax.set_ylim(0, 1.02)
+        useless = ", uninformative on this run" if UNINFORMATIVE in verdicts else ""
+        ax.set_title(f"{label(key)} ({'higher' if directions.get(key) else 'lower'} is better"
+                     f"{useless})", fontsize=10)
     labelled_ticks(axes[-1, 0], [f"{r['method']} (n={r['samples']})" if "samples" in r
                                  else r["method"] for r in methods], rotation=45, ha="right",
                    fontsize=8)
@@ -157,13 +162,19 @@ def localisation_figure(curves: dict, metric: str, out: Path) -> list[Path]:
     return paths
 
 
-def render_all(rows: list[dict], curves: dict, out_dir: Path) -> list[Path]:
-    """Every evaluation figure the computed curves allow, under ``out_dir``."""
+def summary_figure(rows: list[dict], out_dir: Path, directions: dict[str, bool]) -> list[Path]:
+    """The scores against the random band (``auc_summary``), under ``out_dir``."""
     import matplotlib
 
     matplotlib.use("Agg")
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = auc_summary_figure(rows, out_dir / "auc_summary")
+    return auc_summary_figure(rows, out_dir / "auc_summary", directions)
+
+
+def render_all(rows: list[dict], curves: dict, out_dir: Path,
+               directions: dict[str, bool]) -> list[Path]:
+    """Every evaluation figure the computed curves allow, under ``out_dir``."""
+    paths = summary_figure(rows, out_dir, directions)
     deletion, insertion = curves.get("deletion", {}), curves.get("insertion", {})
     for by_method in (deletion, insertion):  # the evaluation scores random as a method of its own
         if "random" in by_method:

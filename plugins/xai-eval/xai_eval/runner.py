@@ -33,6 +33,22 @@ from .baseline import RandomExplainer
 from .guard import RANDOM, explainer_call, metric_call
 from .lanes import Lanes, WorkerDied, check_workers
 from .lanes import state as lanes_state
+from .stats import (
+    BASELINE,
+    BETTER,
+    NOT_TESTED,
+    RANKING,
+    SANITY_ORDER,
+    UNINFORMATIVE,
+    WORSE,
+    bootstrap_indices,
+    corrected_verdict,
+    holm,
+    label,
+    mean_interval,
+    paired_verdict,
+    summary,
+)
 
 RANDOM_DRAWS = 4  # random orders averaged per sample on the batched metrics: a steadier baseline
 
@@ -116,8 +132,12 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
             "workers": workers, "model_digest": model.digest,
             "failed_methods": scored["failed_methods"],
             "interval": "95% percentile bootstrap over samples",
-            "verdict": "paired bootstrap of the per-sample difference with the random baseline "
-                       "(same samples); p: Wilcoxon signed-rank"}
+            "verdict": "per metric: better (worse) than random when the Wilcoxon signed-rank p of "
+                       "the per-sample difference with the random baseline (same samples), "
+                       "Holm-adjusted over the method's metrics, is below 0.05 and the paired "
+                       "bootstrap interval of the difference lies above (below) zero; overall: "
+                       "better (worse) on more informative metrics than worse (better)",
+            "ranking": RANKING, **table_settings(table, scored["directions"])}
     write_results(table, scored["curves"], out_csv, out_dir, figures, meta)
     return table
 
@@ -367,17 +387,10 @@ def assemble(method_list: list[str], metric_list: list[str], metrics: dict[str, 
 
 
 def verdict_table(scored: dict[str, Any], n_samples: int, seed: int, n_boot: int) -> list[dict]:
-    """Every score with its bootstrap interval, every method's verdict against the random
-    baseline, the methods ranked by verdict (verdict column first)."""
-    from .stats import (
-        BASELINE,
-        VERDICT_ORDER,
-        bootstrap_indices,
-        mean_interval,
-        overall_verdict,
-        paired_verdict,
-    )
-
+    """Every score with its bootstrap interval, every method's per-metric verdicts against the
+    random baseline (Holm-corrected over the metrics compared), the metrics that separate no
+    method from random marked uninformative, each method's overall verdict and summary, the
+    methods ranked (``rank_key``; verdict column first)."""
     rows, per_sample = scored["rows"], scored["per_sample"]
     directions, versus_random = scored["directions"], scored["versus_random"]
     covered = scored["covered"]
@@ -386,6 +399,7 @@ def verdict_table(scored: dict[str, Any], n_samples: int, seed: int, n_boot: int
     def resampling(n: int) -> np.ndarray:
         return indices if n == n_samples else bootstrap_indices(n, n_boot, seed)
 
+    effects: dict[str, dict[str, float]] = {}
     for name, row in rows.items():
         mine = covered[name]
         # a method may explain a subset (a costly one), a metric may score one (randomisation)
@@ -393,32 +407,63 @@ def verdict_table(scored: dict[str, Any], n_samples: int, seed: int, n_boot: int
             row[key], row[f"{key}_low"], row[f"{key}_high"] = mean_interval(
                 values, resampling(len(values)))
         if name == RANDOM:
+            continue
+        tests = {key: paired_verdict(per_sample[name][key], per_sample[RANDOM][key][mine],
+                                     directions[key], resampling(len(mine)))
+                 for key in versus_random if key in per_sample[name] and key in per_sample[RANDOM]}
+        for (key, test), p_holm in zip(tests.items(), holm([t["p"] for t in tests.values()])):
+            row[f"{key}_vs_random"] = corrected_verdict(test, float(p_holm))
+            row[f"{key}_p"] = test["p"]
+            row[f"{key}_p_holm"] = float(p_holm)
+        effects[name] = {key: test["effect"] for key, test in tests.items()}
+    uninformative = [key for key in versus_random
+                     if not any(r.get(f"{key}_vs_random") in (BETTER, WORSE) for r in rows.values())]
+    for name, row in rows.items():
+        if name == RANDOM:
             row["verdict"] = BASELINE
             continue
-        verdicts = []
+        counted = {}
         for key in versus_random:
-            if key in per_sample[name] and key in per_sample[RANDOM]:
-                test = paired_verdict(per_sample[name][key], per_sample[RANDOM][key][mine],
-                                      directions[key], resampling(len(mine)))
-                row[f"{key}_vs_random"] = test["verdict"]
-                row[f"{key}_p"] = test["p"]
-                verdicts.append(test["verdict"])
-        row["verdict"] = overall_verdict(verdicts) if verdicts else "not tested"
-    ordered = sorted(rows.values(), key=lambda r: (VERDICT_ORDER.get(r["verdict"], 1.5),
-                                                   -sum(r.get(f"{k}_vs_random") == "better than random"
-                                                        for k in versus_random),
-                                                   rank_key(r, versus_random, directions)))
-    return [{"verdict": r["verdict"], **{k: v for k, v in r.items() if k != "verdict"}}
+            if f"{key}_vs_random" not in row:
+                continue
+            if key in uninformative:
+                row[f"{key}_vs_random"] = UNINFORMATIVE
+            else:
+                counted[key] = row[f"{key}_vs_random"]
+        if not effects[name]:
+            row["verdict"] = NOT_TESTED
+            continue
+        row["verdict"], row["summary"] = summary({label(k): v for k, v in counted.items()},
+                                                 row.get("randomisation"))
+        row["better"] = sum(v == BETTER for v in counted.values())
+        row["worse"] = sum(v == WORSE for v in counted.values())
+        finite = [e for k, e in effects[name].items() if k in counted and np.isfinite(e)]
+        row["effect"] = float(np.mean(finite)) if finite else float("nan")
+    ordered = sorted(rows.values(), key=rank_key)
+    first = ("verdict", "method", "summary")
+    return [{**{k: r[k] for k in first if k in r}, **{k: v for k, v in r.items() if k not in first}}
             for r in ordered]
 
 
-def rank_key(row: dict, keys: list[str], directions: dict[str, bool]) -> float:
-    """Within a verdict: the first verdict score, best first (in the metric's direction)."""
-    for key in keys:
-        value = row.get(key)
-        if value is not None and np.isfinite(value):
-            return -value if directions[key] else value
-    return float("inf")
+def table_settings(rows: list[dict], directions: dict[str, bool]) -> dict[str, Any]:
+    """What a reader of the table needs besides it: which way each score is better, the scores'
+    short names and the uninformative ones (``evaluation/settings.json``)."""
+    return {"directions": {key: "higher" if up else "lower" for key, up in directions.items()},
+            "labels": {key: label(key) for key in directions},
+            "uninformative": uninformative_keys(rows)}
+
+
+def uninformative_keys(rows: list[dict]) -> list[str]:
+    """The scores marked uninformative in a table (``verdict_table``)."""
+    return list(dict.fromkeys(key[:-len("_vs_random")] for row in rows for key, value in row.items()
+                              if key.endswith("_vs_random") and value == UNINFORMATIVE))
+
+
+def rank_key(row: dict) -> tuple:
+    """A row's place in the ranking described by ``stats.RANKING``."""
+    effect = row.get("effect", float("nan"))
+    return (row["verdict"] == BASELINE, SANITY_ORDER.get(row.get("randomisation", ""), 1),
+            row.get("worse", 0) - row.get("better", 0), -effect if np.isfinite(effect) else np.inf)
 
 
 def together_task(metric_name: str, names: list[str], explanations: list[Explanation],
@@ -442,7 +487,7 @@ def together_task(metric_name: str, names: list[str], explanations: list[Explana
 
 def write_results(rows: list[dict], curves: dict, out_csv: Path, out_dir: Path,
                   figures: bool, meta: dict | None = None) -> None:
-    """The CSV, the curves as JSON and (optionally) the figures."""
+    """The CSV, the curves as JSON, the scores figure and (optionally) the other figures."""
     import pandas as pd
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -455,7 +500,10 @@ def write_results(rows: list[dict], curves: dict, out_csv: Path, out_dir: Path,
     write_text(out_dir / "curves.json", json.dumps(jsonable, indent=1))
     if meta is not None:
         write_text(out_dir / "settings.json", json.dumps(meta, indent=1))
-    if figures:
-        from .figures import render_all
+    from .figures import render_all, summary_figure
 
-        render_all(rows, curves, out_dir)
+    directions = {key: way == "higher" for key, way in (meta or {}).get("directions", {}).items()}
+    if figures:
+        render_all(rows, curves, out_dir, directions)
+    else:
+        summary_figure(rows, out_dir, directions)

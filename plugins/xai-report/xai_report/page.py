@@ -31,6 +31,13 @@ th, td { border-bottom:1px solid var(--line); padding:4px 10px; text-align:left;
 th { background:#eef1f6; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; }
 th, td.num, td:first-child { white-space:nowrap; }
+table.verdicts { width:100%; }
+table.verdicts th, table.verdicts td { white-space:normal; }
+table.verdicts td:first-child { white-space:nowrap; }
+table.verdicts small { color:var(--muted); font-weight:normal; }
+td.v-better { background:#e2f3e6; } td.v-worse { background:#fbe3df; }
+td.v-useless { color:var(--muted); font-style:italic; }
+details summary { cursor:pointer; color:var(--accent); margin:4px 0; }
 .cards { display:flex; flex-wrap:wrap; gap:12px; }
 .card { border:1px solid var(--line); border-radius:6px; padding:8px 14px; min-width:150px; }
 .card b { display:block; font-size:22px; }

@@ -130,7 +130,7 @@ def evaluation_section(run_dir: Path) -> str:
         meta = json.loads(settings.read_text())
         digest, failed = meta.get("model_digest", ""), dict(meta.get("failed_methods", {}))
     except (OSError, ValueError, AttributeError, TypeError):
-        digest, failed = "", {}
+        meta, digest, failed = {}, "", {}
     reason = stale_reason(digest, run_dir)
     if reason:
         return (f'<p class="note">{esc(csv_path.name)} is left out: {esc(reason)}; evaluate '
@@ -142,18 +142,70 @@ def evaluation_section(run_dir: Path) -> str:
         raise XaiError(f"{csv_path} could not be read: {exc}") from None
     parts = []
     if rows:
+        parts.append(verdict_grid(rows[0], rows[1:], meta if isinstance(meta, dict) else {}))
+        parts.append('<p class="note">Each cell: the method\'s verdict on that metric against the '
+                     "random baseline on the same samples (Wilcoxon signed-rank p, Holm-adjusted "
+                     "over the method's metrics, below 0.05 and the paired bootstrap interval on "
+                     "one side of zero; &asymp; random: not distinguishable); hover a cell for the "
+                     "score, its 95% bootstrap interval and the adjusted p. A metric marked "
+                     "uninformative separates no method from random on this run and is left out "
+                     "of the summaries.</p>")
         header, cells = evaluation_columns(rows[0], rows[1:])
-        parts.append(table(cells, header))
-        parts.append('<p class="note">Each score: mean over the samples [95% bootstrap interval]. '
-                     "The verdict is a paired test against the random baseline on the same "
-                     "samples; p-values and per-metric verdicts are in evaluation.csv.</p>")
+        parts.append("<details><summary>Every score with its 95% bootstrap interval</summary>"
+                     f"{table(cells, header)}</details>")
     parts += [f'<p class="note">{esc(name)} was not scored: {esc(str(why))}</p>'
               for name, why in failed.items()]
-    figures = [image(p, p.stem.replace("_", " ")) for p in sorted((run_dir / "evaluation")
-                                                                   .glob("*.png"))]
+    pngs = sorted((run_dir / "evaluation").glob("*.png"), key=lambda p: p.stem != SCORES_FIGURE)
+    figures = [image(p, SCORES_CAPTION if p.stem == SCORES_FIGURE else p.stem.replace("_", " "))
+               for p in pngs]
     if figures:
         parts.append(f'<div class="grid half">{"".join(figures)}</div>')
     return "".join(parts)
+
+
+SCORES_FIGURE = "auc_summary"
+SCORES_CAPTION = ("Each method's scores with their 95% intervals, coloured by verdict, against "
+                  "the random baseline's mean and interval (the grey band)")
+VERDICT_CELLS = {"better than random": ("better", "v-better"),
+                 "worse than random": ("worse", "v-worse"),
+                 "not distinguishable": ("\u2248 random", "v-same"),
+                 "uninformative": ("uninformative", "v-useless")}
+
+
+def verdict_grid(header: list[str], rows: list[list[str]], meta: dict) -> str:
+    """The ranked methods, their summaries and one verdict cell per metric compared with random
+    (its score, interval and Holm-adjusted p in the cell's title); each metric's header says which
+    way is better (``directions`` of the evaluation's settings) and whether it is uninformative."""
+    where = {name: i for i, name in enumerate(header)}
+    keys = [name[:-len("_vs_random")] for name in header if name.endswith("_vs_random")]
+    directions = dict(meta.get("directions") or {})
+    labels = dict(meta.get("labels") or {})
+    useless = set(meta.get("uninformative") or [])
+    lead = [name for name in ("method", "samples", "summary", "randomisation") if name in where]
+    heads = "".join(f"<th>{esc(name)}</th>" for name in lead)
+    for key in keys:
+        way = directions.get(key)
+        notes = ([f"{way} is better"] if way else []) + (["uninformative"] if key in useless else [])
+        heads += (f'<th title="{esc(key)}">{esc(labels.get(key, key))}'
+                  + "".join(f"<br><small>{esc(n)}</small>" for n in notes) + "</th>")
+    body = []
+    for row in rows:
+        cells = "".join(f"<td>{esc(row[where[name]])}</td>" for name in lead)
+        for key in keys:
+            verdict = row[where[f"{key}_vs_random"]]
+            text, kind = VERDICT_CELLS.get(verdict, (verdict or "baseline", "v-none"))
+            value = _number(row[where[key]]) if key in where else ""
+            detail = _fmt(value)
+            if f"{key}_low" in where:
+                low, high = (_number(row[where[f"{key}_{end}"]]) for end in ("low", "high"))
+                detail = f"{_fmt(value)} [{_fmt(low)}, {_fmt(high)}]"
+            if f"{key}_p_holm" in where and row[where[f"{key}_p_holm"]]:
+                detail += f"; p (Holm) {_number(row[where[f'{key}_p_holm']]):.2g}"
+            cells += (f'<td class="{kind}" title="{esc(detail)}">{esc(text)}'
+                      f"<br><small>{esc(_fmt(value))}</small></td>")
+        body.append(f"<tr>{cells}</tr>")
+    return (f'<div class="table-wrap" id="evaluation-verdicts"><table class="verdicts"><thead><tr>'
+            f'{heads}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
 def figures_section(run_dir: Path) -> str:
@@ -181,11 +233,11 @@ def figures_section(run_dir: Path) -> str:
 
 
 def evaluation_columns(header: list[str], rows: list[list[str]]) -> tuple[tuple, list[tuple]]:
-    """The CSV's columns as the CLI shows them: each score with its interval in one cell
-    (``mean [low, high]``); the p-values and per-metric verdicts stay in the CSV."""
+    """Every score with its interval in one cell (``mean [low, high]``); the p-values stay in the
+    CSV, the summaries and per-metric verdicts are in ``verdict_grid``."""
     where = {name: i for i, name in enumerate(header)}
-    shown = [name for name in header
-             if not name.endswith(("_low", "_high", "_p", "_vs_random"))]
+    shown = [name for name in header if name not in ("summary", "better", "worse", "effect")
+             and not name.endswith(("_low", "_high", "_p", "_p_holm", "_vs_random"))]
     out = []
     for row in rows:
         cells = []
