@@ -24,17 +24,18 @@ BROKEN = ROOT / "tests" / "plugins" / "xai-broken-plugin"
 XAI = [sys.executable, "-m", "xaicore.cli"]
 
 
-def pip_install_target(target: Path, *packages: Path) -> None:
+def installed(tmp_path_factory, name: str, *packages: Path) -> Path:
+    """A new folder ``name`` holding ``packages`` installed by pip (``--target``)."""
+    target = tmp_path_factory.mktemp(name)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--no-build-isolation", "--target", str(target), *map(str, packages)],
                    check=True, capture_output=True, text=True)
+    return target
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("site")
-    pip_install_target(target, EXAMPLE, BROKEN)
-    return target
+    return installed(tmp_path_factory, "site", EXAMPLE, BROKEN)
 
 
 def run(args, site=None, **env):
@@ -211,9 +212,7 @@ HIJACK = ROOT / "tests" / "plugins" / "xai-hijack-plugin"
 
 @pytest.fixture(scope="module")
 def hijack_site(tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("hijack-site")
-    pip_install_target(target, HIJACK)
-    return target
+    return installed(tmp_path_factory, "hijack-site", HIJACK)
 
 
 def test_builtin_keeps_its_name_against_a_plugin_that_sorts_first(hijack_site):
@@ -368,9 +367,7 @@ FAULTY = ROOT / "tests" / "plugins" / "xai-faulty-plugin"
 
 @pytest.fixture(scope="module")
 def faulty_site(tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("faulty-site")
-    pip_install_target(target, FAULTY)
-    return target
+    return installed(tmp_path_factory, "faulty-site", FAULTY)
 
 
 def test_plugin_code_that_raises_is_one_line_naming_the_plugin(faulty_site, gunpoint_run,
@@ -482,9 +479,7 @@ SLOW = ROOT / "tests" / "plugins" / "xai-slow-plugin"
 
 @pytest.fixture(scope="module")
 def slow_site(tmp_path_factory) -> Path:
-    target = tmp_path_factory.mktemp("slow-site")
-    pip_install_target(target, SLOW)
-    return target
+    return installed(tmp_path_factory, "slow-site", SLOW)
 
 
 def test_a_hook_over_its_time_budget_is_named_and_the_command_goes_on(slow_site):

@@ -5,8 +5,7 @@ Heavy names (``explain``, ``Explanation``, ``load_run``, ``wrap_model``, ``train
 that ``import xaicore`` and the ``xai`` command start without torch.
 """
 
-from importlib import import_module
-from typing import Any
+from xaicore.lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -23,10 +22,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'xaicore' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -8,8 +8,7 @@ value ``module:attr`` names an attribute called otherwise in its module.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from xaicore.lazy import lazy_names
 
 _LAZY: dict[str, str] = {
     # a run's model and data, and the methods that fit it
@@ -48,12 +47,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import ``name`` from its core module on first use."""
-    if name in _LAZY:
-        module, _, attr = _LAZY[name].partition(":")
-        return getattr(import_module(module), attr or name)
-    raise AttributeError(f"module 'xaicore.application' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = sorted(_LAZY)

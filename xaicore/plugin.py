@@ -9,9 +9,7 @@ registers hooks imports no torch, numpy or pandas.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
+from xaicore.lazy import lazy_names
 from xaicore.plugins.hookspecs import hookimpl as hookimpl  # re-exported
 
 _LAZY: dict[str, str] = {
@@ -51,11 +49,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import ``name`` from its core module on first use."""
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'xaicore.plugin' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = sorted([*_LAZY, "hookimpl"])
