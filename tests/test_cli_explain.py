@@ -232,4 +232,5 @@ def test_a_users_baseline_file_reaches_integrated_gradients_from_the_cli(run, tm
     assert ("integrated-gradients: option 'baseline' must be [time, feature] = (150, 1) shared by "
             "every sample or [sample, time, feature] = (3, 150, 1); got shape (149, 1)") in bad.output
     listed = xai("list", "--options", "integrated-gradients")
-    assert "baseline (array or zero or mean or blurred or random, default 'zero')" in listed.output
+    assert ("baseline (array or zero or mean or blurred or random or pad or mask or unk, "
+            "default 'zero')") in listed.output

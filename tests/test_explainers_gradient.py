@@ -373,13 +373,15 @@ def test_bad_baselines_are_one_line_errors_naming_the_expected_shape():
              (np.zeros((1, 4, T, 2)), r"must be \[time, feature\].*got shape \(1, 4, 32, 2\)"),
              (np.full((T, 2), "a"), "must be a real-valued array, not dtype <U1"),
              (inside, "holds NaN or infinite values inside the series"),
-             ("ones", "unknown baseline 'ones'; it must be one of zero, mean, blurred, random, an "
-                      "array"),
+             ("ones", "unknown baseline 'ones'; it must be one of zero, mean, blurred, random, pad, "
+                      "mask, unk, an array"),
+             # a kind of another kind of input: the model's own kind names its baselines
+             ("pad", "unknown baseline 'pad'; choose one of zero, mean, blurred, random"),
              ("missing.npy", "no file 'missing.npy'")]
     for method in ("integrated-gradients", "deeplift", "gradient-shap"):
         for baseline, message in cases:
-            if method == "gradient-shap" and isinstance(baseline, str) and baseline == "ones":
-                message = "unknown baseline 'ones'; it must be one of background, an array"
+            if method == "gradient-shap" and isinstance(baseline, str) and baseline in ("ones", "pad"):
+                message = f"unknown baseline '{baseline}'; it must be one of background, an array"
             with pytest.raises(XaiError, match=message) as caught:
                 explain(model, X, method=method, baseline=baseline)
             assert "\n" not in str(caught.value)

@@ -16,6 +16,7 @@ _LAZY: dict[str, str] = {
     # explainers and results
     "BaseExplainer": "xaicore.explaining.base",
     "build_explanation": "xaicore.explaining.base",
+    "as_background": "xaicore.explaining.background",
     "Explanation": "xaicore.explaining.explanation",
     # metrics
     "BaseMetric": "xaicore.explaining.metric",
@@ -31,6 +32,10 @@ _LAZY: dict[str, str] = {
     "Dataset": "xaicore.data.dataset",
     "DataSplit": "xaicore.data.dataset",
     "as_series": "xaicore.data.dataset",
+    "pad_to": "xaicore.data.dataset",
+    "build_network": "xaicore.models.kinds",
+    "modality_of": "xaicore.models.kinds",
+    "View": "xaicore.models.kinds",
     "series_lengths": "xaicore.data.dataset",
     "LoadedModel": "xaicore.models.loaded",
     "pass_rows": "xaicore.models.devices",

@@ -20,6 +20,53 @@ if TYPE_CHECKING:
 
 
 @runtime_checkable
+class Modality(Protocol):
+    """A kind of input (time series, token sequences, images): how its samples are laid out, how a
+    network is built and wrapped for them, how inputs are checked, and what the methods and metrics
+    that perturb or integrate need from it.
+
+    Every kind's samples travel as float32 arrays ``[sample, position, channel]`` padded with NaN
+    after each sample's length (``axes`` names the three axes: series ``sample, time, feature``,
+    texts ``sample, token, feature`` with token ids in the one channel). ``masks_padding``: the
+    kind's models mask padding themselves, so padded batches reach the explainers whole (texts);
+    otherwise samples are explained in groups of one length. ``baselines`` and ``substrates`` name
+    the reference inputs of path methods and what metrics replace removed cells with, default first.
+    """
+
+    name: str
+    description: str
+    options: ClassVar[tuple[Any, ...]]
+    axes: ClassVar[tuple[str, str, str]]
+    masks_padding: ClassVar[bool]
+    baselines: ClassVar[tuple[str, ...]]
+    substrates: ClassVar[tuple[str, ...]]
+
+    def build(self, cls: type, dataset: Dataset, name: str, params: dict) -> Model:
+        """A new network of class ``cls`` for ``dataset``, wrapped as a Model (untrained)."""
+
+    def checkpoint_entries(self, model: Model, dataset: Dataset) -> dict[str, Any]:
+        """What the checkpoint stores besides the weights to rebuild ``model`` (``restore``)."""
+
+    def restore(self, cls: type, checkpoint: dict, run_dir: Path | None) -> Model:
+        """The Model of a checkpoint of this kind (weights not loaded yet)."""
+
+    def check_inputs(self, model: Model, inputs: Any) -> np.ndarray:
+        """``inputs`` as this kind's float32 array for ``model``, or a one-line XaiError."""
+
+    def differentiable(self, model: Model, inputs: torch.Tensor) -> Any:
+        """None when gradients are taken at the inputs; otherwise a ``View`` (``module``,
+        ``inputs`` and ``fold`` back to the inputs' shape) where they are taken (texts: the
+        embeddings)."""
+
+    def baseline(self, kind: str, model: Model, inputs: torch.Tensor, **options: Any) -> torch.Tensor:
+        """The reference input of ``kind`` (one of ``baselines``) for every sample, in the space
+        ``differentiable`` gives (the inputs themselves when it gives None)."""
+
+    def substrate(self, kind: str, model: Model, inputs: np.ndarray, **options: Any) -> np.ndarray:
+        """What removed cells of ``inputs`` become (``kind`` one of ``substrates``)."""
+
+
+@runtime_checkable
 class Network(Protocol):
     """A registered model architecture: a ``torch.nn.Module`` class built from the data's shape.
 
@@ -31,6 +78,9 @@ class Network(Protocol):
 
     ``options`` declares the parameters ``--param`` may set (their defaults are the network's);
     a network that declares only a ``default_params`` dict gets options typed after it.
+
+    ``modality`` names the kind of input it takes (``protocols.Modality``; the default kind, series,
+    when it names none); a network of another kind takes what that kind's ``build`` gives it.
 
     Optional: ``variable_length = True`` declares that ``forward(x, lengths)`` masks padding (the
     steps from ``lengths[i]`` on are zeros in ``x``) so that a padded series gives the logits of

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -11,6 +11,7 @@ from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
 from xaicore.explaining.lengths import attribute_by_length
 from xaicore.models.devices import backward_safe
+from xaicore.models.kinds import ViewModel, modality_of
 from xaicore.models.loaded import LoadedModel
 from xaicore.models.modules import padded_lengths
 from xaicore.plugins.options import Option, Series, declared, defaults_of, resolve
@@ -45,6 +46,9 @@ class BaseExplainer:
     #: True when the method maps importance over time and gives every feature the same value
     #: (Grad-CAM, attention): series of one time step are refused, the map would be a constant.
     maps_time: ClassVar[bool] = False
+    #: True when the method differentiates the model: it attributes on the view its kind of input
+    #: gives (``Modality.differentiable``: texts' embeddings), folded back to the inputs' shape.
+    differentiates: ClassVar[bool] = False
     #: A costly method (many forward passes per sample) sets the most samples the default
     #: ``xai evaluate`` explains with it (a seeded subset; ``--full`` lifts it); None: all of them.
     evaluation_samples: ClassVar[int | None] = None
@@ -80,9 +84,19 @@ class BaseExplainer:
             with torch.no_grad():
                 first = model.module(inputs)
             target = first.argmax(1)
-        lengths = padded_lengths(inputs)
+        modality = modality_of(model)
+        lengths = None if modality.masks_padding else padded_lengths(inputs)
+        view = modality.differentiable(model, inputs) if self.differentiates else None
         with torch.enable_grad(), backward_safe(model):
-            if lengths is None:
+            if view is not None:  # gradients where the kind of input takes them, folded back
+                if series:
+                    raise XaiError(f"{self.name}: options {', '.join(sorted(series))} take "
+                                   f"arrays only for {modality.name} inputs it differentiates")
+                on_view = cast(LoadedModel, ViewModel(model, view.module))
+                attributions, extras, logits = self.attribute_in_halves(on_view, view.inputs,
+                                                                        target, opts)
+                attributions = view.fold(attributions)
+            elif lengths is None:
                 attributions, extras, logits = self.attribute_in_halves(model, inputs, target, opts)
             else:  # each sample at its own length: no padding reaches the explainer
                 attributions, extras, logits = attribute_by_length(

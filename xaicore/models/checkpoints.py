@@ -19,7 +19,7 @@ from xaicore.models.devices import resolve_device
 from xaicore.models.imported import IMPORTED, build, own_layer
 from xaicore.models.loaded import LoadedModel
 from xaicore.plugins import registry
-from xaicore.plugins.boundary import failure
+from xaicore.plugins.boundary import call
 from xaicore.runs.directory import CHECKPOINT, checkpoint_digest
 
 CHECKPOINT_FORMAT = 1
@@ -113,13 +113,13 @@ def _describe(value: Any) -> str:
 def model_from_checkpoint(ckpt: dict, device: Any = None, source: Path | None = None) -> LoadedModel:
     """Rebuild the network named in the checkpoint and load its weights; ``source``, the file it
     was read from, gives the model its digest."""
-    model = _model_from_checkpoint(ckpt, device)
+    model = _model_from_checkpoint(ckpt, device, None if source is None else Path(source).parent)
     if source is not None:
         model.digest = checkpoint_digest(Path(source))
     return model
 
 
-def _model_from_checkpoint(ckpt: dict, device: Any) -> LoadedModel:
+def _model_from_checkpoint(ckpt: dict, device: Any, run_dir: Path | None) -> LoadedModel:
     if ckpt["model"] == "imported":  # a model brought in with xai import
         spec = ckpt.get("import")
         if not (isinstance(spec, dict) and all(isinstance(spec.get(k), str)
@@ -138,25 +138,13 @@ def _model_from_checkpoint(ckpt: dict, device: Any) -> LoadedModel:
         load_weights(model.module, ckpt["state_dict"], spec["attr"])
         return model.to(resolve_device(device))
     cls = registry.get_model(ckpt["model"])
-    try:
-        network = cls(len(ckpt["feature_names"]), ckpt["seq_len"], len(ckpt["class_names"]),
-                      **ckpt["hyperparameters"])
-    except (TypeError, ValueError) as exc:
-        raise XaiError(f"the checkpoint's hyperparameters do not fit model {ckpt['model']!r}: "
-                       f"{exc}") from None
-    except XaiError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the plugin's constructor
-        raise failure("models", ckpt["model"], f"{ckpt['model']}.__init__", exc) from exc
-    norm = ckpt.get("normalisation")
-    if norm is None:  # xai train always stores it
-        raise XaiError(f"the checkpoint lacks 'normalisation' (the train split's per-feature mean "
-                       f"and std that model {ckpt['model']!r} was trained with)")
-    model = LoadedModel(network, name=ckpt["model"], class_names=ckpt["class_names"],
-                        feature_names=ckpt["feature_names"], seq_len=ckpt["seq_len"],
-                        mean=norm.get("mean"), std=norm.get("std"),
-                        hyperparameters=ckpt["hyperparameters"],
-                        dataset=(ckpt.get("dataset") or {}).get("name", ""))
+    kind = ckpt.get("modality")
+    if kind is not None and not isinstance(kind, str):
+        raise XaiError(f"the checkpoint's field 'modality' must name a kind of input, not "
+                       f"{_describe(kind)}")
+    modality = registry.get_modality(kind)
+    model = call("modalities", modality.name, f"{modality.name}.restore", modality.restore, cls, ckpt,
+                 run_dir)
     load_weights(model.module, ckpt["state_dict"], ckpt["model"])
     return model.to(resolve_device(device))
 

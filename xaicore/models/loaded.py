@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from xaicore.data.dataset import as_series, pad_to, series_lengths
 from xaicore.errors import XaiError
 from xaicore.models.devices import pass_rows
+from xaicore.models.kinds import modality_name, modality_of
 from xaicore.models.layouts import LayoutAdapter, check_layout
 from xaicore.models.modules import SeriesModule, Standardize
 from xaicore.plugins.boundary import guard_forward, owner
@@ -34,6 +34,8 @@ class LoadedModel:
                  gradcam_layer: str | None = None, layout: str | None = None,
                  output: int | None = None) -> None:
         self.network = network
+        #: the kind of input (``protocols.Modality``) the network takes
+        self.modality = modality_name(network)
         guard_forward(network, name)
         self.name = name
         self.class_names = list(class_names)
@@ -107,25 +109,9 @@ class LoadedModel:
         return callable(getattr(self.network, "attention_weights", None))
 
     def check_inputs(self, inputs: Any) -> np.ndarray:
-        """Inputs as float32 ``[batch, time, feature]``, or an XaiError saying what is wrong."""
-        X = as_series(inputs, f"inputs for model {self.name!r}", self.n_features)
-        if X.shape[2] != self.n_features:
-            raise XaiError(f"inputs have {X.shape[2]} feature(s) per time step but model "
-                           f"{self.name!r} was trained on {self.n_features} "
-                           f"({', '.join(self.feature_names)})")
-        if self.variable_length and self.seq_len is not None and X.shape[1] < self.seq_len:
-            X = pad_to(X, self.seq_len)  # shorter series are padded to the trained length
-        if self.seq_len is not None and X.shape[1] != self.seq_len:
-            longest = "at most " if self.variable_length else ""
-            raise XaiError(f"inputs have {X.shape[1]} time steps but model {self.name!r} was "
-                           f"trained on series of length {longest}{self.seq_len}")
-        lengths = series_lengths(X)
-        if not self.variable_length and (lengths < X.shape[1]).any():
-            i = int(np.argmax(lengths < X.shape[1]))
-            raise XaiError(f"inputs are variable-length (sample {i} ends in NaN padding after "
-                           f"{int(lengths[i])} of {X.shape[1]} steps) but model {self.name!r} "
-                           f"cannot mask padding; use a model that can (the built-in ones do)")
-        return X
+        """Inputs as the float32 array of the model's kind of input (series: ``[batch, time,
+        feature]``), or an XaiError saying what is wrong."""
+        return modality_of(self).check_inputs(self, inputs)
 
     @torch.no_grad()
     def logits(self, inputs: Any, batch_size: int | None = None) -> np.ndarray:

@@ -12,6 +12,14 @@ hookimpl = pluggy.HookimplMarker("xai")
 
 
 @hookspec
+def register_modalities(register):
+    """Register kinds of input (classes following ``protocols.Modality``): series, texts, images.
+
+    ``register(name, target, default=True)`` makes it the kind of every network that names none.
+    """
+
+
+@hookspec
 def register_models(register):
     """Register model architectures (``torch.nn.Module`` classes following ``protocols.Network``)."""
 

@@ -16,9 +16,9 @@ from xaicore.plugins import loading as plugins
 from xaicore.plugins.budget import timed_hook
 from xaicore.plugins.options import declared
 
-KINDS = ("models", "explainers", "renderers", "datasets", "metrics", "engines")
-SINGULAR = {"models": "model", "explainers": "explainer", "renderers": "renderer",
-            "datasets": "dataset", "metrics": "metric", "engines": "engine"}
+KINDS = ("modalities", "models", "explainers", "renderers", "datasets", "metrics", "engines")
+SINGULAR = {"modalities": "modality", "models": "model", "explainers": "explainer",
+            "renderers": "renderer", "datasets": "dataset", "metrics": "metric", "engines": "engine"}
 
 
 @dataclass
@@ -190,7 +190,7 @@ def owner(kind: str, name: str) -> str:
 def get(kind: str, name: str) -> Any:
     """The registered object; classes of explainers, renderers and metrics are instantiated."""
     obj = get_entry(kind, name).load()
-    if kind in ("explainers", "renderers", "metrics", "engines") and isinstance(obj, type):
+    if kind in ("modalities", "explainers", "renderers", "metrics", "engines") and isinstance(obj, type):
         try:
             obj = obj()
         except XaiError:
@@ -217,6 +217,19 @@ def get_explainer(name: str) -> Any:
             raise XaiError(f"{wrapper!r} does not wrap other explainers; use it alone")
         explainer = wrap(get("explainers", inner))
     return explainer
+
+
+def get_modality(name: str | None = None) -> Any:
+    """The input kind ``name``; None: the one registered with ``default=True`` (the kind of a
+    network that names none)."""
+    if name is None:
+        defaults = [e.name for e in current().entries["modalities"].values()
+                    if e.info.get("default") and not e.error]
+        if not defaults:
+            raise XaiError("no input kind is registered as the default (register_modalities with "
+                           "default=True); is the series plugin installed?")
+        name = defaults[0]
+    return get("modalities", name)
 
 
 def get_renderer(name: str) -> Any:

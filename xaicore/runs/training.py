@@ -29,6 +29,7 @@ from xaicore.data.loading import load_dataset
 from xaicore.errors import XaiError
 from xaicore.models.checkpoints import CHECKPOINT_FORMAT, load_checkpoint
 from xaicore.models.devices import resolve_device
+from xaicore.models.kinds import modality_of
 from xaicore.models.loaded import LoadedModel
 from xaicore.plugins import registry
 from xaicore.plugins.boundary import call
@@ -213,14 +214,18 @@ def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict,
          seed: int, dev: torch.device, run_dir: Path, progress: bool, previous: dict | None) -> dict:
     model = build_model(dataset, model_name, cls, params).to(dev)
     network, module, hyperparameters = model.network, model.module, model.hyperparameters
-    assert model.normalisation is not None  # build_model always normalises
-    mean, std = (model.normalisation.mean.cpu().numpy().reshape(-1),
-                 model.normalisation.std.cpu().numpy().reshape(-1))
+    modality = modality_of(model)
+    entries = call("modalities", modality.name, f"{modality.name}.checkpoint_entries",
+                   modality.checkpoint_entries, model, dataset)
     Xtr, ytr = (torch.from_numpy(a).to(dev) for a in (dataset.train.X, dataset.train.y))
     model.check_forward(Xtr[:2])
     Xte, yte = (torch.from_numpy(a).to(dev) for a in (dataset.test.X, dataset.test.y))
     generator = torch.Generator().manual_seed(seed)
-    mean_t, std_t = model.normalisation.mean, model.normalisation.std
+    if recipe["augment"] and model.normalisation is None:
+        raise XaiError(f"augment scales and jitters values around the train statistics, which "
+                       f"model {model_name!r} ({model.modality}) does not have; train without it")
+    normalisation = (None if model.normalisation is None else
+                     (model.normalisation.mean, model.normalisation.std))
     steps = len(batches(len(Xtr), recipe["batch_size"], torch.Generator().manual_seed(0)))
     optimizer, scheduler, per_batch = optimisation(module, recipe, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe["label_smoothing"])
@@ -236,7 +241,7 @@ def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict,
 
     began = time.perf_counter()
     run_epochs(module, (Xtr, ytr, Xte, yte), recipe, generator,
-               (optimizer, scheduler, per_batch, criterion), (mean_t, std_t), history, start,
+               (optimizer, scheduler, per_batch, criterion), normalisation, history, start,
                progress)
     seconds = time.perf_counter() - began + (previous["training"]["seconds"] if previous else 0.0)
 
@@ -247,8 +252,7 @@ def _fit(dataset: Dataset, spec: dict, model_name: str, cls: type, params: dict,
         "format": CHECKPOINT_FORMAT, "model": model_name, "hyperparameters": hyperparameters,
         "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
         "class_names": list(dataset.class_names), "feature_names": list(dataset.feature_names),
-        "seq_len": int(dataset.seq_len),
-        "normalisation": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
+        "seq_len": int(dataset.seq_len), "modality": model.modality, **entries,
         "dataset": dict(spec), "optimizer": _to_cpu(optimizer.state_dict()),
         "scheduler": scheduler.state_dict(), "epoch": recipe["epochs"], "seed": int(seed),
         "training": {**recipe, "generator": generator.get_state(), "history": history,
@@ -274,24 +278,14 @@ def data_summary(dataset: Dataset) -> dict[str, Any]:
 
 
 def build_model(dataset: Dataset, model_name: str, cls: type, params: dict) -> LoadedModel:
-    """A new network of the plugin's class for the data, normalised by the train statistics of the
-    valid steps (padding is NaN)."""
-    network = call("models", model_name, f"{model_name}.__init__", cls, dataset.n_features,
-                   dataset.seq_len, dataset.n_classes, **params)
-    hyperparameters = dict(getattr(network, "params", None) or params)
-    if dataset.variable_length and not getattr(network, "variable_length", False):
-        raise XaiError(f"{dataset.name} holds series of different lengths (padded) but model "
-                       f"{model_name!r} cannot mask padding; use one that can (every built-in "
-                       f"model does)")
-    X = dataset.train.X
-    return LoadedModel(network, name=model_name, class_names=dataset.class_names,
-                       feature_names=dataset.feature_names, seq_len=dataset.seq_len,
-                       mean=np.nanmean(X, axis=(0, 1)), std=np.nanstd(X, axis=(0, 1)),
-                       hyperparameters=hyperparameters, dataset=dataset.name)
+    """A new network of the plugin's class for the data, built by its kind of input."""
+    modality = registry.get_modality(getattr(cls, "modality", None) or None)
+    return call("modalities", modality.name, f"{modality.name}.build", modality.build, cls, dataset,
+                model_name, params)
 
 
 def run_epochs(module: nn.Module, tensors: tuple, recipe: dict, generator: torch.Generator,
-               optimisation: tuple, normalisation: tuple, history: list[dict], start: int,
+               optimisation: tuple, normalisation: tuple | None, history: list[dict], start: int,
                progress: bool) -> None:
     """Epochs ``start`` to the recipe's last, each appended to ``history``, under a progress bar.
 
@@ -340,7 +334,7 @@ def optimisation(module: nn.Module, recipe: dict, steps: int) -> tuple[Any, Any,
 def train_epoch(module: nn.Module, X: torch.Tensor, y: torch.Tensor, recipe: dict,
                 generator: torch.Generator, optimizer: torch.optim.Optimizer, scheduler: Any,
                 criterion: nn.Module,
-                normalisation: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
+                normalisation: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[float, float]:
     """One pass over the shuffled training batches (``scheduler`` stepped per batch when given):
     the mean loss and the accuracy."""
     module.train()
@@ -348,7 +342,7 @@ def train_epoch(module: nn.Module, X: torch.Tensor, y: torch.Tensor, recipe: dic
     for idx in batches(len(X), recipe["batch_size"], generator):
         idx = idx.to(X.device)
         xb, yb = X[idx], y[idx]
-        if recipe["augment"]:
+        if recipe["augment"] and normalisation is not None:
             xb = augment(xb, *normalisation, recipe["augment"])
         optimizer.zero_grad(set_to_none=True)
         logits = module(xb)

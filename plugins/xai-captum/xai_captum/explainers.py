@@ -10,10 +10,17 @@ import torch
 from captum.attr import DeepLift
 from torch import nn
 
-from xaicore.plugin import BaseExplainer, LoadedModel, Option, Series, XaiError, pass_rows
+from xaicore.plugin import (
+    BaseExplainer,
+    LoadedModel,
+    Option,
+    Series,
+    XaiError,
+    as_background,
+    modality_of,
+    pass_rows,
+)
 
-from .baselines import KINDS as BASELINE_KINDS
-from .baselines import as_background, make_baseline
 from .integrated import CLENSHAW_CURTIS, integrated_gradients, nested_integrated_gradients
 from .integrated import METHODS as INTEGRATION_METHODS
 from .passes import copies_per_pass, module_rows_that_fit, plan_passes, sample_groups, target_gradient
@@ -31,11 +38,15 @@ AUTO_STEPS = (32, 64, 128, 256, 512, 1024)
 DELTA_TOLERANCE = 0.01  # |delta| above this fraction of |F(x) - F(baseline)| triggers a warning
 FLOAT_EPS = 1e-6  # float32 rounding floor, relative to |F(x)| + |F(baseline)|
 
+#: the reference kinds of the built-in kinds of input (series: zero, mean, blurred, random; texts:
+#: zero, pad, mask, unk); the kind of the model refuses one it does not have
+BASELINE_KINDS = ("zero", "mean", "blurred", "random", "pad", "mask", "unk")
 BASELINE_OPTIONS = (
     Option("baseline", Series, "zero", keywords=BASELINE_KINDS,
-           help="reference input the path starts from: a kind, or your own array, one series "
-                "[time, feature] ([time] for one feature) shared by every sample or one per sample "
-                "[sample, time, feature] (a .npy file from the CLI)"),
+           help="reference input the path starts from: a kind (series: zero, mean, blurred, "
+                "random; texts: zero, pad, mask, unk, special tokens kept), or your own array, one "
+                "series [time, feature] ([time] for one feature) shared by every sample or one per "
+                "sample [sample, time, feature] (a .npy file from the CLI)"),
     Option("background", object, None, help="train inputs [n, time, feature] for the mean baseline"),
     Option("blur_sigma", float, None, min=0.0, max=1e6,
            help="Gaussian blur width in time steps for the blurred baseline (default: length/10)"),
@@ -105,13 +116,13 @@ def grouped_gradient(module: nn.Module, inputs: torch.Tensor, target: torch.Tens
     return torch.cat([g for g, _ in parts]), torch.cat([logits for _, logits in parts])
 
 
-def baselines_for(name: str, inputs: torch.Tensor, opts: dict) -> torch.Tensor:
+def baselines_for(name: str, model: LoadedModel, inputs: torch.Tensor, opts: dict) -> torch.Tensor:
     """The baseline of every sample: the user's array (per sample, shaped like ``inputs`` by
     ``BaseExplainer``) or the one of the chosen kind."""
     if isinstance(opts["baseline"], torch.Tensor):
         return opts["baseline"]
-    return make_baseline(opts["baseline"], inputs, background=opts["background"],
-                         blur_sigma=opts["blur_sigma"], seed=opts["seed"], method=name)
+    return modality_of(model).baseline(opts["baseline"], model, inputs, background=opts["background"],
+                                       blur_sigma=opts["blur_sigma"], seed=opts["seed"], method=name)
 
 
 class IntegratedGradientsExplainer(BaseExplainer):
@@ -125,6 +136,7 @@ class IntegratedGradientsExplainer(BaseExplainer):
     ``n_steps``, and samples still above 1% are warned about.
     """
 
+    differentiates = True
     name = "integrated-gradients"
     options = (
         Option("n_steps", int, "auto", min=1, max=10_000, keywords=("auto",),
@@ -139,7 +151,7 @@ class IntegratedGradientsExplainer(BaseExplainer):
     resolves_predicted = True  # its one forward without gradients gives the class and F(x)
 
     def attribute(self, model, inputs, target, **opts):
-        baselines = baselines_for(self.name, inputs, opts)
+        baselines = baselines_for(self.name, model, inputs, opts)
         with torch.no_grad():  # the logits of the Explanation, and F(x) for completeness
             logits = model.module(inputs)
         _, rows, notes = plan_passes(model.module, inputs, opts["internal_batch_size"], self.name)
@@ -195,6 +207,7 @@ class SaliencyExplainer(BaseExplainer):
 
     resolves_predicted = True  # one forward+backward finds the class and its gradient
 
+    differentiates = True
     name = "saliency"
     options = (Option("abs", bool, True, help="absolute gradient"),)
 
@@ -208,6 +221,7 @@ class InputXGradientExplainer(BaseExplainer):
 
     resolves_predicted = True  # one forward+backward finds the class and its gradient
 
+    differentiates = True
     name = "input-x-gradient"
 
     def attribute(self, model, inputs, target, **opts):
@@ -223,6 +237,7 @@ class SmoothGradExplainer(BaseExplainer):
     ``internal_batch_size`` rows and of what fits in memory.
     """
 
+    differentiates = True
     name = "smoothgrad"
     options = (
         Option("noise_level", float, 0.15, min=0.0, max=10.0,
@@ -274,6 +289,7 @@ def chunked_logits(module: nn.Module, inputs: torch.Tensor, rows: int) -> torch.
 class DeepLiftExplainer(BaseExplainer):
     """DeepLIFT with the rescale rule (Shrikumar et al. 2017) against a baseline."""
 
+    differentiates = True
     name = "deeplift"
     options = BASELINE_OPTIONS
     requires = ("background",)
@@ -291,7 +307,7 @@ class DeepLiftExplainer(BaseExplainer):
         return None
 
     def attribute(self, model, inputs, target, **opts):
-        baselines = baselines_for(self.name, inputs, opts)
+        baselines = baselines_for(self.name, model, inputs, opts)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ss]etting forward, backward hooks.*")
             # inputs and baselines go through one pass together: two rows per sample
@@ -312,6 +328,7 @@ class GradientShapExplainer(BaseExplainer):
     (captum's GradientShap), in batched passes.
     """
 
+    differentiates = True
     name = "gradient-shap"
     options = (
         Option("background", object, None, help="train inputs [n, time, feature] to draw baselines from"),

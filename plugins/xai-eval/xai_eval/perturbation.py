@@ -17,41 +17,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError, pass_rows, series_lengths
+from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError, modality_of, pass_rows
 
-from .options import background_array
-
-SUBSTRATES = ("mean", "smooth")
 ORDERS = ("signed", "abs")
-
-
-def substrate_for(model: LoadedModel, inputs: np.ndarray, kind: str, background: Any = None,
-                  sigma: float | None = None) -> np.ndarray:
-    """What removed cells become: the per-feature train mean, or the input smoothed along time."""
-    if kind == "mean":
-        if background is not None:
-            mean = np.nanmean(background_array(background, inputs.shape[2], "substrate 'mean'"),
-                              axis=(0, 1))
-        elif model.normalisation is not None:
-            mean = model.normalisation.mean.detach().cpu().numpy().reshape(-1)
-        else:
-            raise XaiError("substrate 'mean' needs background= (the train inputs) for a model "
-                           "without stored train normalisation; or use substrate='smooth'")
-        return np.where(np.isnan(inputs), np.nan, mean.astype(np.float32)).astype(np.float32)
-    if kind == "smooth":
-        from scipy.ndimage import gaussian_filter1d
-
-        sigma = float(sigma) if sigma is not None else max(1.0, inputs.shape[1] / 20)
-        if sigma <= 0:
-            raise XaiError(f"sigma must be positive, got {sigma}")
-        out = np.full_like(inputs, np.nan, dtype=np.float32)
-        lengths = series_lengths(inputs)
-        for length in np.unique(lengths):  # each series smoothed within its own length
-            rows = lengths == length
-            out[rows, :length] = gaussian_filter1d(inputs[rows, :length], sigma, axis=1,
-                                                   mode="nearest")
-        return out
-    raise XaiError(f"substrate must be one of {', '.join(SUBSTRATES)}, not {kind!r}")
 
 
 def cell_ranks(scores: np.ndarray) -> np.ndarray:
@@ -164,8 +132,9 @@ class PerturbationMetric(BaseMetric):
     versus_random: ClassVar[bool] = True  # the evaluation compares every method with random on it
     capabilities: ClassVar[frozenset[str]] = frozenset({"curves", "many"})
     options: ClassVar[tuple[Option, ...]] = (
-        Option("substrate", str, "mean", "what removed cells become: mean (train mean) or smooth "
-               "(the input smoothed along time)"),
+        Option("substrate", str, None, "what removed cells become, one the kind of input declares "
+               "(default its first): series mean (train mean) or smooth (the input smoothed along "
+               "time); texts mask or pad (the token, special tokens never removed)"),
         Option("background", object, None, "train inputs [n, time, feature] for substrate mean "
                "when the model stores no normalisation"),
         Option("sigma", float, None, "smoothing width in time steps for substrate smooth (default "
@@ -206,8 +175,9 @@ class PerturbationMetric(BaseMetric):
         for e in explanations[1:]:
             if e.inputs.shape != X.shape or not np.array_equal(e.targets, explanations[0].targets):
                 raise XaiError("evaluate_many needs explanations of the same inputs and targets")
-        substrate = substrate_for(model, X, opts.get("substrate", "mean"), opts["background"],
-                                  opts.get("sigma"))
+        modality = modality_of(model)
+        substrate = modality.substrate(opts.get("substrate") or modality.substrates[0], model, X,
+                                       background=opts["background"], sigma=opts.get("sigma"))
         mode, least_first = self.removal(opts)
         noise_std = self.imputation_noise(model, X, opts)
         counts = step_counts(X.shape[1] * X.shape[2], float(opts["step_fraction"]))

@@ -1,0 +1,1 @@
+"""xai's first kind of input: time series ``[sample, time, feature]``."""
