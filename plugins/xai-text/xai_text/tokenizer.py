@@ -65,7 +65,7 @@ class TextTokenizer:
         if "pad" not in special:
             raise XaiError(f"{where} has no pad token: looked for pad_token in {' and '.join(CONFIGS)} "
                            f"and for {' or '.join(KNOWN['pad'])} in its vocabulary")
-        self._tokenizer = tokenizer
+        self.tokenizer = tokenizer  # the wrapped tokenizers.Tokenizer; encode sets its truncation
         self.special_tokens = {role: special[role] for role in ROLES if role in special}
         self.vocab_size = max(tokenizer.get_vocab(with_added_tokens=True).values()) + 1
         if self.vocab_size > EXACT_IDS:
@@ -83,14 +83,19 @@ class TextTokenizer:
         wrapped as ``[CLS] ... [SEP]``; the same texts give the same vocabulary."""
         if not texts:
             raise XaiError("cannot train a tokenizer on no texts")
-        tokenizer = Tokenizer(models.WordPiece(unk_token=BERT["unk"]))
-        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tokenizer.decoder = decoders.WordPiece()
+        trained = bert_tokenizer({}, lowercase)
+        # The trainer numbers the word-inner pieces ("##a") in the order of a hash map, and breaks
+        # ties between merges by those numbers: naming them up front, sorted, fixes both.
+        inner = sorted({"##" + char for text in texts for word, _ in
+                        trained.pre_tokenizer.pre_tokenize_str(trained.normalizer.normalize_str(text))
+                        for char in word[1:]})
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                            special_tokens=[BERT[role] for role in ROLES],
+                                            special_tokens=[BERT[role] for role in ROLES] + inner,
                                             show_progress=False)
-        tokenizer.train_from_iterator(texts, trainer, length=len(texts))
+        trained.train_from_iterator(texts, trainer, length=len(texts))
+        # the same vocabulary in a tokenizer whose only special tokens are the five
+        tokenizer = bert_tokenizer(trained.get_vocab(), lowercase)
+        tokenizer.add_special_tokens([BERT[role] for role in ROLES])
         tokenizer.post_processor = bert_template(tokenizer, BERT["cls"], BERT["sep"])
         return cls(tokenizer, dict(BERT))
 
@@ -113,20 +118,22 @@ class TextTokenizer:
         else:
             raise XaiError(f"{folder} holds no tokenizer: looked for {TOKENIZER} and {VOCAB}")
         meta = folder / META
-        special = (read_json(meta)["special_tokens"] if meta.is_file()
+        special = (read_json(meta).get("special_tokens") if meta.is_file()
                    else special_names(tokenizer, configs))
+        if not isinstance(special, dict) or not all(isinstance(name, str) for name in special.values()):
+            raise XaiError(f"{meta}: expected special_tokens, an object of token names by role")
         return cls(tokenizer, special, str(folder))
 
     def save(self, folder: str | Path) -> None:
         """``tokenizer.json`` and ``xai_tokenizer.json`` (the special tokens' names) in ``folder``."""
         folder = Path(folder)
-        write_text(folder / TOKENIZER, self._tokenizer.to_str())
+        write_text(folder / TOKENIZER, self.tokenizer.to_str())
         write_text(folder / META, json.dumps({"special_tokens": self.special_tokens}, indent=2) + "\n")
 
     def role_id(self, role: str) -> int | None:
         """The id of the special token of ``role`` (one of ``ROLES``), None if it has none."""
         name = self.special_tokens.get(role)
-        return None if name is None else self._tokenizer.token_to_id(name)
+        return None if name is None else self.tokenizer.token_to_id(name)
 
     @property
     def pad_id(self) -> int:
@@ -145,7 +152,7 @@ class TextTokenizer:
     @property
     def special_ids(self) -> frozenset[int]:
         """The ids of every special token: the named roles' and those the tokenizer marks special."""
-        marked = {i for i, token in self._tokenizer.get_added_tokens_decoder().items() if token.special}
+        marked = {i for i, token in self.tokenizer.get_added_tokens_decoder().items() if token.special}
         return frozenset(marked | {i for role in ROLES if (i := self.role_id(role)) is not None})
 
     def encode(self, texts: Sequence[str], max_length: int) -> Encoded:
@@ -155,18 +162,18 @@ class TextTokenizer:
             raise TypeError("encode takes a sequence of texts, not one string")
         if not texts:
             raise XaiError("no texts to encode")
-        added = self._tokenizer.num_special_tokens_to_add(False)
+        added = self.tokenizer.num_special_tokens_to_add(False)
         if max_length <= added:
             raise XaiError(f"max_length {max_length} leaves no room for a text beside the tokenizer's "
                            f"{added} special tokens")
         empty = next((i for i, text in enumerate(texts) if not text.strip()), None)
         if empty is not None:
             raise XaiError(f"text {empty} is empty; an empty text cannot be explained")
-        self._tokenizer.enable_truncation(max_length)
+        self.tokenizer.enable_truncation(max_length)
         try:
-            encodings = self._tokenizer.encode_batch(list(texts))
+            encodings = self.tokenizer.encode_batch(list(texts))
         finally:
-            self._tokenizer.no_truncation()
+            self.tokenizer.no_truncation()
         lengths = np.array([len(e.ids) for e in encodings], dtype=np.int64)
         ids = np.full((len(texts), int(lengths.max())), self.pad_id, dtype=np.int64)
         word_ids = np.full(ids.shape, -1, dtype=np.int64)
@@ -184,7 +191,7 @@ class TextTokenizer:
         row = np.asarray(ids_row, dtype=np.float64).ravel()
         out = []
         for value in row[~np.isnan(row)]:
-            token = self._tokenizer.id_to_token(int(value))
+            token = self.tokenizer.id_to_token(int(value))
             if token is None:
                 raise XaiError(f"id {int(value)} is not in the tokenizer's vocabulary "
                                f"({self.vocab_size} ids)")
@@ -210,6 +217,16 @@ def surface_words(text: str, encoding: Encoding) -> list[str]:
     return [text[slice(*spans[w])].strip() if w in spans else "" for w in range(max(spans, default=-1) + 1)]
 
 
+def bert_tokenizer(vocab: dict[str, int], lowercase: bool, unk: str = BERT["unk"],
+                   strip_accents: bool | None = None) -> Tokenizer:
+    """A WordPiece tokenizer on ``vocab`` with BERT's normalisation, pre-tokenisation and decoding."""
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=unk))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=strip_accents)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    return tokenizer
+
+
 def bert_template(tokenizer: Tokenizer, cls: str, sep: str) -> processors.TemplateProcessing:
     return processors.TemplateProcessing(
         single=f"{cls} $A {sep}",
@@ -227,13 +244,10 @@ def vocab_tokenizer(path: Path, configs: dict[str, dict]) -> Tokenizer:
     config = configs.get("tokenizer_config.json", {})
     named = configured_names(configs)
     unk = named.get("unk") or next((name for name in KNOWN["unk"] if name in vocab), BERT["unk"])
-    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token=unk))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=bool(config.get("do_lower_case", True)),
-                                                      strip_accents=config.get("strip_accents"))
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
+    tokenizer = bert_tokenizer(vocab, bool(config.get("do_lower_case", True)), unk,
+                               config.get("strip_accents"))
     special = special_names(tokenizer, configs)
-    tokenizer.add_special_tokens(list(special.values()))
+    tokenizer.add_special_tokens([name for name in special.values() if name in vocab])  # else refused
     if "cls" in special and "sep" in special:
         tokenizer.post_processor = bert_template(tokenizer, special["cls"], special["sep"])
     return tokenizer
