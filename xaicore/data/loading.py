@@ -128,7 +128,7 @@ def load_dataset(spec: dict | str | Path) -> Dataset:
     path = Path(name)
     if path.suffix.lower() not in FILE_SUFFIXES:
         loader = registry.get_dataset(name)
-        options = resolve(f"dataset {name}", loader, {})
+        options = resolve(f"dataset {name}", loader, {k: v for k, v in spec.items() if k != "name"})
         dataset = call("datasets", name, f"the loader of dataset {name!r}", loader, name, **options)
         if not isinstance(dataset, Dataset):
             raise XaiError(f"the loader of dataset {name!r} returned {type(dataset).__name__}, "

@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import (
@@ -286,3 +287,20 @@ def read_json(path: Path) -> dict:
     if not isinstance(value, dict):
         raise XaiError(f"{path}: expected a JSON object, found {type(value).__name__}")
     return value
+
+
+def tokenizer_state(tokenizer: TextTokenizer) -> dict[str, Any]:
+    """The tokenizer as plain JSON-able values, stored in a run's checkpoint."""
+    return {"json": tokenizer.tokenizer.to_str(), "special_tokens": dict(tokenizer.special_tokens)}
+
+
+def tokenizer_from_state(state: Any, where: str) -> TextTokenizer:
+    """The tokenizer ``tokenizer_state`` stored, or a one-line error naming ``where``."""
+    if not (isinstance(state, dict) and isinstance(state.get("json"), str)
+            and isinstance(state.get("special_tokens"), dict)):
+        raise XaiError(f"{where} lacks its tokenizer (a 'json' text and 'special_tokens')")
+    try:
+        tokenizer = Tokenizer.from_str(state["json"])
+    except Exception as exc:  # tokenizers raises plain Exception on malformed JSON
+        raise XaiError(f"{where}: its tokenizer does not load: {exc}") from None
+    return TextTokenizer(tokenizer, {str(k): str(v) for k, v in state["special_tokens"].items()}, where)

