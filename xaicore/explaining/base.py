@@ -14,6 +14,7 @@ from xaicore.models.devices import backward_safe
 from xaicore.models.kinds import ViewModel, modality_of
 from xaicore.models.loaded import LoadedModel
 from xaicore.models.modules import padded_lengths
+from xaicore.plugins import registry
 from xaicore.plugins.options import Option, Series, declared, defaults_of, resolve
 
 
@@ -201,8 +202,15 @@ def build_explanation(model: LoadedModel, inputs: torch.Tensor, target: torch.Te
     extras = {k: (v.detach().cpu().numpy() if not isinstance(v, torch.Tensor)
                   or not v.is_floating_point() else v.detach().float().cpu().numpy())
               if isinstance(v, torch.Tensor) else v for k, v in (extras or {}).items()}
-    return Explanation(attributions, inputs.detach().cpu().numpy(), target.cpu().numpy(),
+    X = inputs.detach().cpu().numpy()
+    modality = modality_of(model)
+    annotate = getattr(modality, "annotate", None)  # optional: per-sample extras of the kind
+    if callable(annotate):
+        extras = {**annotate(model, X), **extras}
+    return Explanation(attributions, X, target.cpu().numpy(),
                        probs.argmax(1), probs, method, options, extras,
                        class_names=model.class_names, feature_names=model.feature_names,
                        model_name=model.name, dataset=getattr(model, "dataset", ""),
-                       model_digest=getattr(model, "digest", ""))
+                       model_digest=getattr(model, "digest", ""),
+                       modality="" if modality.name == getattr(registry.get_modality(), "name", "")
+                       else modality.name)

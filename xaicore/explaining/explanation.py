@@ -54,6 +54,8 @@ class Explanation:
     dataset: str = ""
     lengths: np.ndarray = None  # type: ignore[assignment]
     model_digest: str = ""  # sha256 of the checkpoint of the model explained ("" if not from one)
+    #: the kind of input explained (``protocols.Modality``; "" for the default kind, series)
+    modality: str = ""
 
     def __post_init__(self) -> None:
         self.attributions = np.asarray(self.attributions, dtype=np.float32)
@@ -102,6 +104,17 @@ class Explanation:
                            f"{n_classes} classes")
 
     @property
+    def axes(self) -> tuple[str, ...]:
+        """The names of the three axes of ``attributions`` and ``inputs`` (series: sample, time,
+        feature; texts: sample, token, feature), from the kind of input explained."""
+        from xaicore.plugins import registry
+
+        try:
+            return tuple(registry.get_modality(self.modality or None).axes)
+        except XaiError:  # the kind's plugin is not installed here: the axes by position
+            return AXES if not self.modality else ("sample", "position", "feature")
+
+    @property
     def n_samples(self) -> int:
         return self.attributions.shape[0]
 
@@ -122,13 +135,16 @@ class Explanation:
         ``abs_mean`` measure magnitude, the usual answer to "how important is each feature"
         (``over="time"`` gives ``[sample, feature]``).
         """
+        names = self.axes
+        if over == "time" and "time" not in names:
+            over = names[1]  # the default: over the positions of any kind of input
         axes_names = (over,) if isinstance(over, str) else tuple(over)
-        unknown = [a for a in axes_names if a not in AXES]
+        unknown = [a for a in axes_names if a not in names]
         if unknown or not axes_names:
-            raise XaiError(f"over must name axes among {', '.join(AXES)}, got {over!r}")
+            raise XaiError(f"over must name axes among {', '.join(names)}, got {over!r}")
         if how not in HOWS:
             raise XaiError(f"how must be one of {', '.join(HOWS)}, got {how!r}")
-        axes = tuple(sorted(AXES.index(a) for a in set(axes_names)))
+        axes = tuple(sorted(names.index(a) for a in set(axes_names)))
         values = np.abs(self.attributions) if how.startswith("abs_") else self.attributions
         return nan_reduce(values, axes, how.endswith("sum"))
 
@@ -205,7 +221,7 @@ class Explanation:
                            self.predictions[idx], self.probabilities[idx], self.method,
                            dict(self.options), extras, self.labels[idx], self.sample_ids[idx],
                            list(self.class_names), list(self.feature_names), self.model_name,
-                           self.dataset, self.lengths[idx], self.model_digest)
+                           self.dataset, self.lengths[idx], self.model_digest, self.modality)
 
     def save(self, path: str | Path) -> Path:
         """Write a ``.npz`` with the core arrays, ``extra__*`` arrays and a JSON ``metadata`` entry."""
@@ -223,7 +239,7 @@ class Explanation:
                     "options": _jsonable(self.options), "extras": json_extras,
                     "class_names": self.class_names, "feature_names": self.feature_names,
                     "model_name": self.model_name, "dataset": self.dataset,
-                    "model_digest": self.model_digest}
+                    "model_digest": self.model_digest, "modality": self.modality}
         with atomic_open(path, "wb") as fh:
             np.savez_compressed(fh, metadata=np.array(json.dumps(metadata)), **arrays)
         return path
@@ -268,7 +284,8 @@ class Explanation:
                    metadata.get("options", {}), extras, class_names=metadata.get("class_names", []),
                    feature_names=metadata.get("feature_names", []),
                    model_name=metadata.get("model_name", ""), dataset=metadata.get("dataset", ""),
-                   model_digest=str(metadata.get("model_digest") or ""), **held)
+                   model_digest=str(metadata.get("model_digest") or ""),
+                   modality=str(metadata.get("modality") or ""), **held)
 
 
 def nan_reduce(values: np.ndarray, axes: tuple[int, ...], total: bool) -> np.ndarray:

@@ -136,6 +136,12 @@ class TokenModality:
         out[..., :dim] = torch.where(replaced[..., None], reference.to(inputs.dtype), inputs[..., :dim])
         return out
 
+    def annotate(self, model: LoadedModel, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Per explained text: its token strings (``tokens``, "" in the padding) and the word each
+        token belongs to (``word_ids``: a ``##`` piece continues the word before it; -1 for special
+        tokens and padding), for the views and word-level attributions."""
+        return token_extras(model.tokenizer, inputs)
+
     def substrate(self, kind: str, model: LoadedModel, inputs: np.ndarray, **options: Any) -> np.ndarray:
         """The texts with every token but the special ones replaced by the mask or pad token."""
         if kind not in SUBSTRATES:
@@ -145,6 +151,27 @@ class TokenModality:
             raise XaiError(f"substrate {kind!r}: the tokenizer of model {model.name!r} has no {kind} token")
         special = np.isin(inputs, sorted(model.tokenizer.special_ids))
         return np.where(np.isnan(inputs) | special, inputs, np.float32(token)).astype(np.float32)
+
+
+def token_extras(tokenizer: TextTokenizer, inputs: np.ndarray) -> dict[str, np.ndarray]:
+    """``tokens`` and ``word_ids`` ``[sample, token]`` of ids ``[sample, token, 1]``."""
+    n, steps = inputs.shape[:2]
+    tokens = np.full((n, steps), "", dtype=object)
+    word_ids = np.full((n, steps), -1, dtype=np.int64)
+    special = tokenizer.special_ids
+    for i in range(n):
+        word = -1
+        for t, value in enumerate(inputs[i, :, 0]):
+            if np.isnan(value):
+                break
+            token = tokenizer.tokenizer.id_to_token(int(value)) or ""
+            tokens[i, t] = token
+            if int(value) in special:
+                continue
+            if not (token.startswith("##") and word >= 0):
+                word += 1
+            word_ids[i, t] = word
+    return {"tokens": tokens.astype(str), "word_ids": word_ids}
 
 
 def token_model(network: nn.Module, tokenizer: TextTokenizer, **info: Any) -> LoadedModel:
