@@ -48,6 +48,22 @@ def word_text(pieces: list[str] | tuple[str, ...]) -> str:
                    for k, p in enumerate(pieces))
 
 
+def groups(word_ids: np.ndarray) -> list[list[int]]:
+    """Token positions of each word, in the order of their first token; a special token (word id
+    -1) is a group of its own."""
+    out: list[list[int]] = []
+    where: dict[int, int] = {}
+    for t, w in enumerate(int(w) for w in word_ids):
+        if w < 0:
+            out.append([t])
+        elif w in where:
+            out[where[w]].append(t)
+        else:
+            where[w] = len(out)
+            out.append([t])
+    return out
+
+
 def units(e: Explanation, i: int, mode: str = "tokens") -> list[Unit]:
     """Sample position ``i`` as shown: one unit per token, or (``mode="words"``) one per word at
     its first token, with the sum of its tokens' attributions; special tokens stay as they are."""
@@ -56,20 +72,13 @@ def units(e: Explanation, i: int, mode: str = "tokens") -> list[Unit]:
     tokens, values, word_ids = tokens_of(e, i)
     if mode == "tokens":
         return [Unit(t, float(v), bool(w < 0)) for t, v, w in zip(tokens, values, word_ids)]
-    pieces: dict[int, list[str]] = defaultdict(list)
-    sums: dict[int, float] = defaultdict(float)
-    for t, v, w in zip(tokens, values, word_ids):
-        if w >= 0:
-            pieces[int(w)].append(t)
-            sums[int(w)] += float(v)
-    out, seen = [], set()
-    for t, v, w in zip(tokens, values, word_ids):
-        if w < 0:
-            out.append(Unit(t, float(v), True))
-        elif int(w) not in seen:
-            seen.add(int(w))
-            parts = tuple(pieces[int(w)])
-            out.append(Unit(word_text(parts), sums[int(w)], False, parts if len(parts) > 1 else ()))
+    out = []
+    for group in groups(word_ids):
+        pieces = tuple(tokens[t] for t in group)
+        special = bool(word_ids[group[0]] < 0)
+        out.append(Unit(pieces[0] if special else word_text(pieces),
+                        float(sum(values[t] for t in group)), special,
+                        pieces if len(pieces) > 1 else ()))
     return out
 
 
