@@ -22,7 +22,7 @@ from .page import esc
 TOP_LINKS = 8
 #: Texts whose attention is embedded (the first explained ones): each costs layers x heads x
 #: tokens x TOP_LINKS x 4 bytes before base64.
-MAX_ATTENTION_TEXTS = 16
+MAX_ATTENTION_TEXTS = 8
 #: Words listed per class in the dataset view.
 TOP_WORDS = 15
 
@@ -176,7 +176,7 @@ def attention_section() -> str:
     return ('<h3 id="attention">Attention</h3><p class="note">The attention of the text shown above: '
             f"its {TOP_LINKS} strongest links per token, for each layer and head. Hover a token on "
             "the left for its links only; click a map of the model view to show that layer and "
-            "head.</p>"
+            f"head. The attention of the first {MAX_ATTENTION_TEXTS} texts is embedded.</p>"
             '<button type="button" id="attention-open">Show the attention of this text</button>'
             '<div id="attention-view" hidden><div class="att-controls"><label>Layer '
             '<select id="attention-layer"></select></label><span class="label">Heads</span>'
