@@ -27,6 +27,7 @@ from .figures import (
     top_features,
 )
 from .shap_plots import shap_figures
+from .text_units import is_text
 
 MAX_CLASSES = 8  # classes drawn one by one in the importance figures (the most explained)
 
@@ -37,6 +38,7 @@ class GlobalPlots:
     Writes per-feature importance (several features only), per-time-step importance, SHAP bar,
     beeswarm-per-class and waterfall-per-sample plots for SHAP explanations, and attention maps
     (per head and averaged) when the explanation holds ``attention_mean`` / ``attention_heads``.
+    Texts are left out (sample-plots draws them, the html report has their dataset view).
     Options: ``samples``, ``formats`` as for sample-plots; ``shap_segments`` (time segments per
     feature for SHAP values without their own ``segment_bounds``, default 10; the ``shap``
     explainer's players are always drawn as solved) and ``top_k`` (players shown, default 12).
@@ -58,7 +60,7 @@ class GlobalPlots:
         out_dir = Path(out_dir)
         manifest = Manifest(out_dir)
         written: list[Path] = []
-        for e in items:
+        for e in (e for e in items if not is_text(e)):
             key = figure_key(e)
             folder = out_dir / key
             if e.attributions.shape[2] > 1:

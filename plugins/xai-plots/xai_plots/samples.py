@@ -10,7 +10,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from xaicore.plugin import Explanation, XaiError, figure_size
+from xaicore.plugin import Explanation, XaiError, figure_size, write_text
 
 from .drawing import attribution_panel, colored_series, feature_heatmap, series_lines
 from .figures import (
@@ -29,12 +29,15 @@ from .figures import (
     target_kind,
     top_features,
 )
+from .text_html import text_figure, texts_page
+from .text_units import is_text
 
 TOP_CLASSES = 5
 
 
 class SamplePlots:
-    """Per-sample figures under ``out_dir/<method>/``, plus ``compare/`` and misclassification views.
+    """Per-sample figures under ``out_dir/<method>/``, plus ``compare/`` and misclassification views;
+    for texts, ``out_dir/<method>/tokens.html`` (every drawn text coloured by token and by word).
 
     Options: ``samples`` (positions: ints, a slice or "a:b"; default the first 16), ``formats``
     (default png and svg; eps and pdf also work).
@@ -44,11 +47,14 @@ class SamplePlots:
     stage = "explanations"
     options = FIGURE_OPTIONS
     description = "Each sample with its attribution (series band or feature x time heatmap)"
-    kinds = ("auto", "overlay", "heatmap", "compare")  # for Explanation.plot
+    kinds = ("auto", "overlay", "heatmap", "compare", "tokens", "words")  # for Explanation.plot
 
     def figure(self, explanations: Sequence[Explanation], sample: int, kind: str):
-        """One figure in memory of sample position ``sample`` (``Explanation.plot``)."""
+        """One figure in memory of sample position ``sample`` (``Explanation.plot``); for a text,
+        an object Jupyter shows as the coloured text."""
         items = check_explanations(explanations)
+        if is_text(items[0]):
+            return text_figure(items, sample, kind)
         if kind == "compare":
             first = items[0]
             sid = int(first.sample_ids[sample])
@@ -73,6 +79,14 @@ class SamplePlots:
         out_dir = Path(out_dir)
         manifest = Manifest(out_dir)
         written: list[Path] = []
+        for e in (e for e in items if is_text(e)):
+            key = figure_key(e)
+            path = out_dir / key / "tokens.html"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text(path, texts_page(e, pick_samples(e, samples, max_samples)))
+            written += manifest.add([path], kind="tokens", key=key, method=e.method,
+                                    caption=f"{e.method}: attribution of each token and word")
+        items = [e for e in items if not is_text(e)]
         chosen: dict[int, list[int]] = {}
         for e in items:
             positions = pick_samples(e, samples, max_samples)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from xai_plots.text_units import is_text
 from xaicore.application import read_figures, stale_reason
 from xaicore.plugin import Option, XaiError, write_text
 
@@ -15,6 +16,8 @@ from .dataset_view import dataset_section
 from .explorer import SCRIPT, explorer_section
 from .page import document, esc, image, table
 from .run_files import RunFiles, read_run
+from .text_script import TEXT_SCRIPT
+from .text_view import text_section, words_section
 
 REPORT = "report.html"
 RUN_FIGURES = (("training_curves.png", "Training curves: loss and accuracy per epoch"),
@@ -24,7 +27,8 @@ RUN_FIGURES = (("training_curves.png", "Training curves: loss and accuracy per e
 class HtmlReport:
     """``render([], out_dir=RUN, run_dir=RUN)`` writes ``RUN/report.html`` (or ``out=FILE``).
 
-    Saved explanations are drawn in the browser from their arrays (``explorer.py``); streamed
+    Saved explanations are drawn in the browser from their arrays (``explorer.py``, and for texts
+    ``text_view.py``: coloured texts, the words of each class, attention); streamed
     results (``.zarr`` stores) get a dataset view from their summaries; option ``samples``
     ("0:8,misclassified") draws those samples of each store one by one.
     """
@@ -47,6 +51,9 @@ class HtmlReport:
         path = Path(out) if out is not None else Path(out_dir) / REPORT
         sections = [("model", "Model card", model_card(run)),
                     ("explanations", "Explanations", explanations_section(run))]
+        texts = [e for e in run.explanations if is_text(e)]
+        if texts:
+            sections.append(("words", "Words that carry each class", words_section(texts)))
         if run.stores:
             sections.append(("dataset", "Dataset view",
                              dataset_section(run.stores, run.run_dir, samples)))
@@ -56,7 +63,8 @@ class HtmlReport:
             sections.append(("figures", "Figures", figures))
         ckpt = run.checkpoint
         title = f"xai report: {ckpt['model']} on {dataset_name(ckpt)}"
-        scripts = [get_plotlyjs(), SCRIPT] if run.explanations else []
+        scripts = [get_plotlyjs(), SCRIPT] if len(texts) < len(run.explanations) else []
+        scripts += [TEXT_SCRIPT] if texts else []
         html = document(title, f"run directory {run.run_dir.resolve()}", sections, scripts)
         write_text(path, html)
         return [path]
@@ -117,7 +125,10 @@ def explanations_section(run: RunFiles) -> str:
                             "view.</p>")
         return notes + ('<p class="note">No explanations in this run yet: write them with '
                         "<code>xai explain --run DIR --method all</code>.</p>")
-    return notes + explorer_section(run.explanations)
+    series = [e for e in run.explanations if not is_text(e)]
+    texts = [e for e in run.explanations if is_text(e)]
+    return (notes + (explorer_section(series) if series else "")
+            + (text_section(texts) if texts else ""))
 
 
 def evaluation_section(run_dir: Path) -> str:

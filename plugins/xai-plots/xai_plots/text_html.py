@@ -1,0 +1,120 @@
+"""Texts coloured by their attribution as self-contained HTML fragments (inline CSS, escaped text):
+red for evidence for the explained class, blue against, the intensity |value| over the text's
+largest |value|; the value on hover; special tokens grey."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+
+import numpy as np
+
+from xaicore.plugin import Explanation, XaiError
+
+from .text_units import MODES, Unit, scale_of, units
+
+POSITIVE = (214, 39, 40)
+NEGATIVE = (31, 102, 196)
+WHITE_TEXT_FROM = 0.6  # above this intensity the text is written white
+SPAN = "padding:1px 3px;margin:1px;border-radius:3px;display:inline-block;line-height:1.35"
+SPECIAL = "color:#9aa1ad;background:#f0f1f4;font-size:85%"
+BOX = ("font:14px/1.6 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1d2330;"
+       "max-width:100%;word-wrap:break-word")
+
+
+def intensity(value: float, scale: float) -> float:
+    """|value| over ``scale`` in [0, 1], rounded to 3 decimals (0 for no scale or NaN)."""
+    if not scale > 0 or not np.isfinite(value):
+        return 0.0
+    return round(min(abs(value) / scale, 1.0), 3)
+
+
+def token_color(value: float, scale: float) -> str:
+    """The CSS background of an attribution ``value`` in a text whose largest |value| is ``scale``."""
+    r, g, b = POSITIVE if value >= 0 else NEGATIVE
+    return f"rgba({r},{g},{b},{intensity(value, scale):.3f})"
+
+
+def unit_html(unit: Unit, scale: float) -> str:
+    """One token or word as a span, its attribution in the ``title``."""
+    shown = escape(unit.text, quote=True)
+    hover = f"{unit.text}: {unit.value:+.4g}"
+    if unit.pieces:
+        hover += f" (tokens {' '.join(unit.pieces)})"
+    if unit.special:
+        return f'<span style="{SPAN};{SPECIAL}" title="{escape(hover + " (special token)")}">{shown}</span>'
+    a = intensity(unit.value, scale)
+    ink = ";color:#fff" if a > WHITE_TEXT_FROM else ""
+    return (f'<span style="{SPAN};background:{token_color(unit.value, scale)}{ink}" '
+            f'title="{escape(hover)}">{shown}</span>')
+
+
+def caption(e: Explanation, i: int) -> str:
+    """"method · sample 3: predicted positive (0.97), true negative" with class names."""
+    pred, true, target = int(e.predictions[i]), int(e.labels[i]), int(e.targets[i])
+    text = (f"{e.method} · sample {int(e.sample_ids[i])}: predicted {e.class_names[pred]} "
+            f"({float(e.probabilities[i, pred]):.2f})")
+    if true >= 0:
+        text += f", true {e.class_names[true]}" + ("" if true == pred else " (misclassified)")
+    if target != pred:
+        text += f", explaining {e.class_names[target]}"
+    return text
+
+
+def legend(scale: float) -> str:
+    """What the colours mean, with the text's scale."""
+    swatch = "display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px"
+    return (f'<div style="font-size:12px;color:#5d6678;margin-top:4px">'
+            f'<span style="{swatch};background:{token_color(1, 1)}"></span> for the explained class '
+            f'<span style="{swatch};background:{token_color(-1, 1)}"></span> against it; '
+            f"full colour = |attribution| {scale:.4g}; hover for values</div>")
+
+
+def heatmap_html(e: Explanation, i: int, mode: str = "tokens") -> str:
+    """Sample position ``i`` of ``e`` as a coloured text, with its caption and legend."""
+    shown = units(e, i, mode)
+    scale = scale_of(shown)
+    body = "".join(unit_html(u, scale) for u in shown)
+    return (f'<div class="xai-text" data-mode="{mode}" style="{BOX}">'
+            f'<div style="font-weight:600;margin-bottom:4px">{escape(caption(e, i))}</div>'
+            f"<div>{body}</div>{legend(scale)}</div>")
+
+
+def texts_page(e: Explanation, samples: Sequence[int]) -> str:
+    """A whole HTML document of the samples at ``samples``: each text by tokens, by words below."""
+    parts = [f'<div style="margin:14px 0;padding-bottom:10px;border-bottom:1px solid #d9dee8">'
+             f"{heatmap_html(e, i, 'tokens')}<details><summary>by words</summary>"
+             f"{heatmap_html(e, i, 'words')}</details></div>" for i in samples]
+    title = escape(f"{e.method}: attribution of each token")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{title}</title></head><body style=\"margin:20px\"><h1 style=\"font:600 20px "
+            f"system-ui,sans-serif\">{title}</h1>{''.join(parts)}</body></html>\n")
+
+
+class TextView:
+    """Coloured texts for notebooks: Jupyter shows ``_repr_html_``."""
+
+    def __init__(self, html: str) -> None:
+        self.html = html
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+
+def text_figure(explanations: Sequence[Explanation], sample: int, kind: str) -> TextView:
+    """``Explanation.plot`` of a text: ``tokens`` (and ``auto``), ``words``, or ``compare`` (every
+    explanation's tokens of the same sample, one below the other)."""
+    first = explanations[0]
+    if kind == "compare":
+        sid = int(first.sample_ids[sample])
+        parts = [heatmap_html(first, sample)]
+        for e in explanations[1:]:
+            where = np.flatnonzero(e.sample_ids == sid)
+            if not where.size:
+                raise XaiError(f"{e.method} did not explain sample {sid}")
+            parts.append(heatmap_html(e, int(where[0])))
+        return TextView("<hr style='border:0;border-top:1px solid #d9dee8'>".join(parts))
+    mode = "tokens" if kind == "auto" else kind
+    if mode not in MODES:
+        raise XaiError(f"a text explanation is drawn as kind tokens, words or compare, not {kind!r}")
+    return TextView(heatmap_html(first, sample, mode))
