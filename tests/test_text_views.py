@@ -74,7 +74,7 @@ def text_explanation(method: str, texts: list[list[str]], seed: int = 0, layers:
     labels[0] = 1 - labels[0]  # the first text is misclassified
     return Explanation(values, inputs, preds, preds, probs, method, extras=extras, labels=labels,
                        sample_ids=np.arange(20, 20 + n), class_names=CLASSES,
-                       feature_names=["token"], lengths=lengths)
+                       feature_names=["token"], lengths=lengths, modality="tokens")
 
 
 def random_texts(n: int, seed: int, low: int = 3, high: int = 12) -> list[list[str]]:

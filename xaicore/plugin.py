@@ -51,6 +51,7 @@ _LAZY: dict[str, str] = {
     "atomic_path": "xaicore.files",
     "write_text": "xaicore.files",
     "safe_name": "xaicore.files",
+    "file_digest": "xaicore.files",
 }
 
 

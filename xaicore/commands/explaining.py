@@ -70,9 +70,12 @@ def parse_options(items: tuple[str, ...]) -> dict[str, dict]:
                    "(default 10; a killed run explains at most this much again on --resume; "
                    "0: after every batch).")
 @long_format_options("--input (label column optional)")
+@click.option("--text", "texts", multiple=True,
+              help="A text to explain (repeatable) with a text run, instead of its test split; "
+                   "written to RUN/explanations/texts unless --out is given.")
 def explain_cmd(runs, methods, samples, target, option_items, out, figures, device, force,
                 input_path, engine, batch_size, resume, workers, gpus_per_worker, address,
-                checkpoint_seconds, id_column, time_column, label_column):
+                checkpoint_seconds, id_column, time_column, label_column, texts):
     """Explain test samples of trained runs and write one .npz per method (figures on request).
 
     With --input, or --samples all on a large test split, results stream into one chunked
@@ -90,6 +93,12 @@ def explain_cmd(runs, methods, samples, target, option_items, out, figures, devi
     # the engine's declared options: the local engine refuses --workers instead of ignoring it
     engine_options = resolve_options("engines", engine, get_engine(engine), given)
     with hold_runs(runs, "xai explain", [out]):
+        if texts:
+            if input_path is not None:
+                raise XaiError("give --text or --input, not both")
+            explain_runs(list(runs), methods, "all", target, parse_options(option_items), out,
+                         figures, device, force, texts=list(texts))
+            return
         streamed = explain_streamed(list(runs), methods, samples, target,
                                     parse_options(option_items), out, device, force, input_path,
                                     engine, batch_size, resume, engine_options,

@@ -36,18 +36,44 @@ def columns_of(id_column: str | None, time_column: str | None, label_column: str
     return long_columns(id_column, time_column, label_column)
 
 
-def parse_params(items: tuple[str, ...]) -> dict:
+def parse_params(items: tuple[str, ...], flag: str = "--param") -> dict:
     """``--param key=value`` pairs into a dict; values are JSON when they parse (``4``, ``[8,5]``)."""
     params: dict = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise XaiError(f"--param takes KEY=VALUE (e.g. num_heads=8), not {item!r}")
+            raise XaiError(f"{flag} takes KEY=VALUE (e.g. num_heads=8), not {item!r}")
         try:
             params[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
             params[key.strip()] = raw
     return params
+
+
+def is_text_source(path: Path) -> bool:
+    """Whether a --dataset file holds texts by its kind: .tsv, .jsonl, or a folder per class."""
+    name = path.name.lower()
+    return path.is_dir() or any(name.endswith(s) for s in (".tsv", ".jsonl", ".tsv.bz2", ".jsonl.bz2",
+                                                           ".tsv.gz", ".jsonl.gz"))
+
+
+def text_spec(path: Path, test: Path | None, text_column: str | None, label_column: str | None,
+              seed: int, test_size: float, data: dict) -> dict:
+    """The spec of the ``texts`` dataset: the user's files (absolute, with their digests)."""
+    from xaicore.files import file_digest
+
+    if not path.exists():
+        raise XaiError(f"no text dataset at {path}")
+    spec = {"name": "texts", "path": str(path.resolve()), "seed": int(seed),
+            "test_size": float(test_size), **data}
+    for key, value in (("text_column", text_column), ("label_column", label_column)):
+        if value is not None:
+            spec[key] = value
+    if test is not None:
+        spec["test"] = str(Path(test).resolve())
+    if path.is_file():
+        spec["sha256"] = file_digest(path)
+    return spec
 
 
 @click.command("train")
@@ -77,20 +103,33 @@ def parse_params(items: tuple[str, ...]) -> dict:
               help="CPU threads (0: torch's default). One is fastest for these small networks.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 @long_format_options("--dataset (and --test)")
+@click.option("--text-column", help="Texts: the column of --dataset (.csv, .tsv, .jsonl) holding "
+              "the texts; the labels are in --label-column (default: a column named label). A "
+              "folder with one subfolder of .txt files per class needs neither.")
+@click.option("--data", "data_items", multiple=True,
+              help="Dataset option KEY=VALUE (repeatable; JSON values), e.g. max_length=64 or "
+                   "tokenizer=path/to/hf-folder (see `xai list --options DATASET`).")
 def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr, param_items, force,
-              resume, device, threads, quiet, id_column, time_column, label_column):
+              resume, device, threads, quiet, id_column, time_column, label_column, text_column,
+              data_items):
     """Train a model and write a run directory (checkpoint, history, metrics, figures, report)."""
     from xaicore.data.loading import dataset_spec
     from xaicore.runs.training import train
 
     params = parse_params(param_items)
-    columns = columns_of(id_column, time_column, label_column)
-    if resume and (params or test or batch_size or lr or columns):
+    data = parse_params(data_items, "--data")
+    texts = text_column is not None or (dataset is not None and is_text_source(Path(dataset)))
+    columns = {} if texts else columns_of(id_column, time_column, label_column)
+    if resume and (params or test or batch_size or lr or columns or texts or data):
         raise XaiError("--resume continues with the run's own data and recipe; give only --epochs")
     if not resume and not dataset:
         raise XaiError("give --dataset (a registered name or a .csv/.npz file)")
-    spec = None if resume else dataset_spec(dataset, test=test, seed=seed, test_size=test_size,
-                                             **columns)
+    if texts:
+        spec = text_spec(Path(dataset), test, text_column, label_column, seed, test_size, data)
+    elif resume:
+        spec = None
+    else:
+        spec = {**dataset_spec(dataset, test=test, seed=seed, test_size=test_size, **columns), **data}
     model = model or (None if resume else "cnn-lstm-attention")
     metrics = train(spec, model, out, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr,
                     params=params, force=force, device=device, progress=not quiet, resume=resume,

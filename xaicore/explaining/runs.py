@@ -70,16 +70,22 @@ def refuse_file(out_dir: Path) -> None:
 
 
 def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[str, dict],
-                 out: Path | None, figures: bool, device, force: bool) -> list[Explanation]:
-    """Explain the same test samples with every method for every run; return all explanations."""
+                 out: Path | None, figures: bool, device, force: bool,
+                 texts: list[str] | None = None) -> list[Explanation]:
+    """Explain the same test samples (or the given ``texts``, with a text run) with every method
+    for every run; return all explanations."""
     prepared = []
     for run, folder in zip(runs, run_folders(runs)):
         model, dataset = load_run_data(run, device)
+        given = None
+        if texts:  # the user's texts in place of the test split, in their own folder
+            given = model.check_inputs(list(texts))
+            out = out or run / "explanations" / "texts"
         wrong = None
         if "misclassified" in samples:
             predicted = model.logits(dataset.test.X).argmax(1)
             wrong = [int(i) for i in (predicted != dataset.test.y).nonzero()[0]]
-        positions = parse_samples(samples, len(dataset.test), wrong)
+        positions = parse_samples(samples, len(dataset.test) if given is None else len(given), wrong)
         names = method_names(methods, model)
         check_methods(names, model, f" of run {run}")  # before anything is computed
         unknown = sorted(set(options) - set(names))
@@ -93,11 +99,12 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
         if existing and not force:
             raise XaiError(f"{existing[0]} exists (and {len(existing) - 1} more); use --force to "
                            "overwrite")
-        prepared.append((run, model, dataset, positions, names, out_dir))
+        prepared.append((run, model, dataset, positions, names, out_dir, given))
 
     results = []
-    for _, model, dataset, positions, names, out_dir in prepared:
-        X, y = dataset.test.X[positions], dataset.test.y[positions]
+    for _, model, dataset, positions, names, out_dir, given in prepared:
+        X, y = ((dataset.test.X[positions], dataset.test.y[positions]) if given is None
+                else (given[positions], None))
         run_results = []
         for name in names:
             opts = with_requirements(get_explainer(name), options.get(name, {}),

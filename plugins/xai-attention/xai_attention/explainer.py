@@ -29,6 +29,18 @@ def to_input_steps(received: torch.Tensor, n_steps: int) -> torch.Tensor:
     return received[:, index]
 
 
+def query_mean(attention: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``[batch, query, key]`` attention averaged over each sample's own queries: a padded batch
+    (a kind whose models mask padding, such as texts) leaves out the queries of its padding."""
+    valid = (~torch.isnan(inputs)).all(-1).sum(1)
+    if bool((valid == inputs.shape[1]).all()):
+        return attention.mean(1)
+    queries = attention.shape[1]
+    counts = torch.clamp(torch.round(valid * queries / inputs.shape[1]), min=1)
+    real = torch.arange(queries, device=attention.device)[None, :] < counts[:, None]
+    return (attention * real[:, :, None]).sum(1) / counts[:, None].to(attention.dtype)
+
+
 class AttentionExplainer(BaseExplainer):
     """Attention received by each key position (mean over queries), broadcast over features.
 
@@ -70,7 +82,7 @@ class AttentionExplainer(BaseExplainer):
         else:
             combined = means[-1]
         extras["aggregation"] = "rollout" if stackable else f"head mean of layer {len(means) - 1}"
-        received = combined.mean(1)
+        received = query_mean(combined, inputs)
         if received.shape[1] == 1 and inputs.shape[1] > 1:
             raise XaiError(f"attention: model {model.name!r} attends over one position for these "
                            f"{inputs.shape[1]}-step series, so its map would be one constant "

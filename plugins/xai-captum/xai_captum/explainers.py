@@ -343,6 +343,13 @@ class GradientShapExplainer(BaseExplainer):
         SEED, BATCH)
     requires = ("background",)
 
+    def check(self, model: LoadedModel) -> str | None:
+        if modality_of(model).masks_padding:
+            return ("it draws its baselines from other samples of the train split, and other "
+                    "texts (of other lengths, other words) are no reference for a text; use "
+                    "integrated-gradients with baseline pad or mask")
+        return None
+
     def attribute(self, model, inputs, target, **opts):
         own = opts["baseline"] if isinstance(opts["baseline"], torch.Tensor) else None
         gen = torch.Generator(device="cpu").manual_seed(int(opts["seed"]))

@@ -72,6 +72,17 @@ def activations_and_gradients(model: LoadedModel, layer: nn.Module, name: str,
     return acts.detach(), grads.detach(), logits.detach()
 
 
+def time_mean(values: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``values [batch, channel, layer_time]`` averaged over each sample's own steps: a padded batch
+    (a kind whose models mask padding, such as texts) leaves out the layer steps of its padding."""
+    valid = (~torch.isnan(inputs)).all(-1).sum(1)
+    if bool((valid == inputs.shape[1]).all()):
+        return values.mean(2, keepdim=True)
+    steps = values.shape[2]
+    counts = torch.clamp(torch.round(valid * steps / inputs.shape[1]), min=1).to(values.dtype)
+    return values.sum(2, keepdim=True) / counts[:, None, None]
+
+
 def to_input_space(heatmap: torch.Tensor, inputs: torch.Tensor, relu: bool,
                    normalize: str) -> torch.Tensor:
     """``[batch, layer_time]`` heatmap -> ReLU -> linear upsampling -> normalisation -> NTF."""
@@ -138,7 +149,7 @@ class GradCAM(_LayerCAM):
 
     def heatmap(self, model, layer, name, inputs, target, opts):
         acts, grads, logits = activations_and_gradients(model, layer, name, inputs, target)
-        weights = grads.mean(2, keepdim=True)
+        weights = time_mean(grads, inputs)
         return (weights * acts).sum(1), {"channel_weights": weights[:, :, 0]}, logits
 
 

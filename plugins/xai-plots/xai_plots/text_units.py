@@ -17,7 +17,7 @@ CONTINUATION = "##"  # WordPiece's mark of a piece that continues the word befor
 
 def is_text(explanation: Explanation) -> bool:
     """Whether ``explanation`` explains texts (token sequences) rather than series."""
-    return getattr(explanation, "modality", "") == "tokens" or "tokens" in explanation.extras
+    return explanation.modality == "tokens"
 
 
 @dataclass(frozen=True)

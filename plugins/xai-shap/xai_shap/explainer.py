@@ -27,6 +27,7 @@ from xaicore.plugin import (
     Option,
     XaiError,
     as_series,
+    modality_of,
     pass_budget,
     pass_rows,
     saved_bytes_per_row,
@@ -71,6 +72,13 @@ class ShapExplainer(BaseExplainer):
     # about (2 x players + 1) x background + 2 x n_pairs forward rows per sample, many more than
     # saliency's one pass or auto-step IG's; the default evaluation explains 48 samples with it
     evaluation_samples = 48
+
+    def check(self, model: LoadedModel) -> str | None:
+        if modality_of(model).masks_padding:
+            return ("its absent players take the values of train samples at the same positions, "
+                    "and another text's tokens are no reference for a text; use "
+                    "integrated-gradients with baseline pad or mask")
+        return None
     options = (
         Option("background", object, None, "raw train inputs [n, time, feature]"),
         Option("background_size", int, 100, "background samples drawn (seeded) from background",

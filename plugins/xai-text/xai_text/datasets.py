@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from xaicore.plugin import Dataset, DataSplit, Option, XaiError, takes_options
+from xaicore.plugin import Dataset, DataSplit, Option, XaiError, file_digest, takes_options
 
 from .corpus import Corpus, read_texts, rotten_tomatoes, split
 from .tokenizer import TextTokenizer
@@ -32,13 +34,18 @@ def load_rotten_tomatoes(name: str, **options) -> Dataset:
                Option("test", str, None, "its test file (default: a seeded stratified split)"),
                Option("text_column", str, None, "the column holding the texts"),
                Option("label_column", str, None, "the column holding the labels"),
+               Option("sha256", str, None, "the digest of the file a run was trained on: a file "
+                      "changed since is refused"),
                *ENCODING)
 def load_text_files(name: str, path: str | None = None, test: str | None = None,
                     text_column: str | None = None, label_column: str | None = None,
-                    **options) -> Dataset:
+                    sha256: str | None = None, **options) -> Dataset:
     """Labelled texts from the user's own files."""
     if path is None:
         raise XaiError("dataset texts needs path= (a .csv, .tsv, .jsonl file or a folder per class)")
+    if sha256 is not None and Path(path).is_file() and file_digest(path) != sha256:
+        raise XaiError(f"{path} has changed since the run was trained on it (its sha256 differs); "
+                       f"restore the original file or train a new run on this one")
     corpus = read_texts(path, text_column, label_column)
     held_out = None if test is None else read_texts(test, text_column, label_column)
     return encoded_dataset(corpus.source.rsplit("/", 1)[-1], corpus, held_out, **options)
@@ -64,5 +71,5 @@ def encoded_dataset(name: str, corpus: Corpus, test: Corpus | None, *, vocab_siz
            TextTokenizer.train(train_texts, vocab_size=vocab_size))
     train, held_out = (tok.encode(texts, max_length) for texts in (train_texts, test_texts))
     return Dataset(name, DataSplit(train.as_array(), y_train), DataSplit(held_out.as_array(), y_test),
-                   classes, ["token"], {"tokenizer": tok, "texts": {"train": train_texts,
-                                                                   "test": test_texts}})
+                   classes, ["token"], {"tokenizer": tok, "max_length": max_length,
+                                        "texts": {"train": train_texts, "test": test_texts}})

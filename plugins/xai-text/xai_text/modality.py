@@ -38,15 +38,15 @@ class TokenModality:
         if not isinstance(tokenizer, TextTokenizer):
             raise XaiError(f"model {name!r} reads texts, but dataset {dataset.name!r} holds "
                            f"{dataset.n_features}-feature series; train it on a text dataset")
-        network = build_network(cls, name, tokenizer.vocab_size, dataset.seq_len, dataset.n_classes,
+        longest = int(dataset.info.get("max_length", dataset.seq_len))  # the most tokens it reads
+        network = build_network(cls, name, tokenizer.vocab_size, longest, dataset.n_classes,
                                 pad_id=tokenizer.pad_id, **params)
         hyperparameters = dict(getattr(network, "params", None) or params)
         return token_model(network, tokenizer, name=name, class_names=dataset.class_names,
-                           seq_len=dataset.seq_len, hyperparameters=hyperparameters,
-                           dataset=dataset.name)
+                           seq_len=longest, hyperparameters=hyperparameters, dataset=dataset.name)
 
     def checkpoint_entries(self, model: LoadedModel, dataset: Dataset) -> dict[str, Any]:
-        return {"tokenizer": tokenizer_state(model.tokenizer)}
+        return {"seq_len": model.seq_len, "tokenizer": tokenizer_state(model.tokenizer)}
 
     def restore(self, cls: type, checkpoint: dict, run_dir: Path | None) -> LoadedModel:
         name = checkpoint["model"]
