@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from tolerances import assert_close
 
 import xaicore
+from tolerances import assert_close
 from xaicore.cli import cli
 from xaicore.errors import XaiError
 
