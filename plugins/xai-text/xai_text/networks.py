@@ -55,19 +55,19 @@ class TokenHybrid(nn.Module):
 
     modality: ClassVar[str] = "tokens"
     options: ClassVar[tuple[Option, ...]] = (
-        Option("embedding_dim", int, 128, "token embedding width", min=1, max=4096),
-        Option("cnn_channels", int, 128, "Conv1d output channels", min=1, max=4096),
+        Option("embedding_dim", int, 64, "token embedding width", min=1, max=4096),
+        Option("cnn_channels", int, 64, "Conv1d output channels", min=1, max=4096),
         Option("kernel_size", int, 3, "Conv1d kernel size (odd)", min=1, max=63),
-        Option("lstm_hidden_size", int, 64, "hidden units per LSTM direction", min=1, max=4096),
+        Option("lstm_hidden_size", int, 32, "hidden units per LSTM direction", min=1, max=4096),
         Option("lstm_num_layers", int, 1, "stacked BiLSTM layers", min=1, max=8),
         Option("num_heads", int, 4, "attention heads (must divide 2 * lstm_hidden_size)", min=1,
                max=64),
-        Option("dropout", float, 0.5, "dropout on the embeddings, the Conv1d output, between LSTM "
+        Option("dropout", float, 0.4, "dropout on the embeddings, the Conv1d output, between LSTM "
                "layers and before the head", min=0.0, max=0.95),
     )
     default_params: ClassVar[dict[str, Any]] = defaults_of(options)
     training_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 6, "batch_size": 32, "lr": 0.002, "scheduler": "cosine", "weight_decay": 0.01}
+        "epochs": 10, "batch_size": 64, "lr": 0.003, "scheduler": "cosine", "weight_decay": 0.01}
     embedding_layer: ClassVar[str] = "embedding"
     gradcam_layer: ClassVar[str | None] = "conv"
     variable_length: ClassVar[bool] = True
@@ -134,16 +134,16 @@ class TokenTransformer(nn.Module):
 
     modality: ClassVar[str] = "tokens"
     options: ClassVar[tuple[Option, ...]] = (
-        Option("d_model", int, 128, "embedding and encoder width", min=1, max=4096),
+        Option("d_model", int, 64, "embedding and encoder width", min=1, max=4096),
         Option("n_heads", int, 4, "attention heads (must divide d_model)", min=1, max=64),
         Option("n_layers", int, 2, "encoder layers", min=1, max=64),
-        Option("d_ff", int, 256, "feed-forward width", min=1, max=16384),
-        Option("dropout", float, 0.1, "dropout on the embeddings and in the encoder", min=0.0,
+        Option("d_ff", int, 128, "feed-forward width", min=1, max=16384),
+        Option("dropout", float, 0.3, "dropout on the embeddings and in the encoder", min=0.0,
                max=0.95),
     )
     default_params: ClassVar[dict[str, Any]] = defaults_of(options)
     training_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 6, "batch_size": 32, "lr": 0.001, "scheduler": "cosine", "weight_decay": 0.01}
+        "epochs": 8, "batch_size": 64, "lr": 0.002, "scheduler": "cosine", "weight_decay": 0.01}
     embedding_layer: ClassVar[str] = "embedding"
     gradcam_layer: ClassVar[str | None] = None
     variable_length: ClassVar[bool] = True
