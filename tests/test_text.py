@@ -162,3 +162,20 @@ def test_explain_cli_takes_texts_and_writes_them_apart_from_the_test_split(text_
     assert e.aggregate(over="token", how="sum").shape == (2, 1)
     listed = xai("list")
     assert "tokens" in listed.output and "text-cnn-lstm-attention" in listed.output
+
+
+def test_a_run_reads_its_data_with_the_tokenizer_it_kept(text_run, monkeypatch):
+    """The test split of a run is encoded by the run's own tokenizer, even when training a
+    tokenizer again on the same texts would number tokens differently."""
+    from xai_text.tokenizer import TextTokenizer
+
+    from xaicore.models.checkpoints import load_run_data
+
+    trained = TextTokenizer.train
+    monkeypatch.setattr(TextTokenizer, "train", classmethod(
+        lambda cls, texts, vocab_size=8000, **kw: trained(list(texts)[:5], vocab_size=60)))
+    model, dataset = load_run_data(text_run)
+    texts = dataset.info["texts"]["test"]
+    expected = model.check_inputs(texts)
+    assert dataset.info["tokenizer"].digest == model.tokenizer.digest
+    assert np.array_equal(dataset.test.X[:, :expected.shape[1]], expected, equal_nan=True)

@@ -184,5 +184,10 @@ def load_run_data(run: str | Path, device: Any = None) -> tuple[LoadedModel, Dat
     if "dataset" not in ckpt:
         raise XaiError(f"the checkpoint of {run} names no dataset, so it has no test split to "
                        f"explain; use xaicore.explain() with your own inputs")
-    return model_from_checkpoint(ckpt, device, run / CHECKPOINT), load_dataset(ckpt["dataset"])
+    model, dataset = model_from_checkpoint(ckpt, device, run / CHECKPOINT), load_dataset(ckpt["dataset"])
+    modality = registry.get_modality(model.modality)
+    reload = getattr(modality, "reload", None)  # optional: the data as this model reads it
+    if callable(reload):
+        dataset = call("modalities", modality.name, f"{modality.name}.reload", reload, model, dataset)
+    return model, dataset
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xaicore.plugin import Dataset, LoadedModel, View, XaiError, build_network
+from xaicore.plugin import Dataset, DataSplit, LoadedModel, View, XaiError, build_network
 
 from .modules import EmbeddingHead, TokenModule, ids_and_mask
 from .tokenizer import TextTokenizer, check_vocabulary, tokenizer_from_state, tokenizer_state
@@ -58,6 +58,20 @@ class TokenModality:
         return token_model(network, tokenizer, name=name, class_names=checkpoint["class_names"],
                            seq_len=checkpoint["seq_len"], hyperparameters=checkpoint["hyperparameters"],
                            dataset=(checkpoint.get("dataset") or {}).get("name", ""))
+
+    def reload(self, model: LoadedModel, dataset: Dataset) -> Dataset:
+        """The run's dataset encoded by the tokenizer the run kept (a tokenizer trained again on
+        the same texts may number a few tied tokens otherwise)."""
+        tokenizer = dataset.info.get("tokenizer")
+        texts = dataset.info.get("texts")
+        if not isinstance(tokenizer, TextTokenizer) or tokenizer.digest == model.tokenizer.digest \
+                or not isinstance(texts, dict):
+            return dataset
+        train, test = (model.tokenizer.encode(texts[part], model.seq_len).as_array()
+                       for part in ("train", "test"))
+        return Dataset(dataset.name, DataSplit(train, dataset.train.y), DataSplit(test, dataset.test.y),
+                       dataset.class_names, dataset.feature_names,
+                       {**dataset.info, "tokenizer": model.tokenizer})
 
     def check_inputs(self, model: LoadedModel, inputs: Any) -> np.ndarray:
         """Texts (strings, encoded by the model's tokenizer; longer ones cut with a warning naming
