@@ -5,6 +5,7 @@ properties each method has."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -179,3 +180,15 @@ def test_a_run_reads_its_data_with_the_tokenizer_it_kept(text_run, monkeypatch):
     expected = model.check_inputs(texts)
     assert dataset.info["tokenizer"].digest == model.tokenizer.digest
     assert np.array_equal(dataset.test.X[:, :expected.shape[1]], expected, equal_nan=True)
+
+
+def test_the_report_of_a_text_run_shows_texts_words_and_attention(text_run):
+    result = xai("explain", "--run", text_run, "--method", "integrated-gradients", "--method",
+                 "attention", "--samples", "0:6", "--force")
+    assert result.exit_code == 0, result.output
+    result = xai("report", "--run", text_run, "--force")
+    assert result.exit_code == 0, result.output
+    page = (text_run / "report.html").read_text()
+    assert 'id="text-heatmap"' in page and "Words that carry each class" in page
+    assert 'id="attention"' in page  # the attention explainer's layers, stacked per head
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing from the network

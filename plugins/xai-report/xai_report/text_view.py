@@ -80,10 +80,23 @@ def text_entry(tokens: list[str], word_ids: np.ndarray) -> dict[str, Any]:
     return {"tokens": tokens, "unit": unit_of, "words": words, "special": special}
 
 
+def layered_attention(explanation: Explanation) -> np.ndarray | None:
+    """``[sample, layer, head, query, key]``: ``extras["attention"]``, or the attention
+    explainer's ``attention_layer0``, ``attention_layer1``, ... stacked when they have one shape."""
+    given = explanation.extras.get("attention")
+    if given is not None and np.asarray(given).ndim == 5:
+        return np.asarray(given)
+    layers = [explanation.extras.get(f"attention_layer{i}")
+              for i in range(int(explanation.extras.get("n_layers", 0) or 0))]
+    if not layers or any(not isinstance(a, np.ndarray) or a.ndim != 4 for a in layers) \
+            or len({a.shape for a in layers}) != 1:
+        return None
+    return np.stack(layers, axis=1)
+
+
 def attention_holder(explanations: list[Explanation]) -> Explanation | None:
-    """The first explanation holding ``extras["attention"]`` ``[sample, layer, head, query, key]``."""
-    return next((e for e in explanations
-                 if np.asarray(e.extras.get("attention", np.zeros(0))).ndim == 5), None)
+    """The first explanation with attention per layer and head (``layered_attention``)."""
+    return next((e for e in explanations if layered_attention(e) is not None), None)
 
 
 def attention_data(explanations: list[Explanation]) -> dict[str, Any]:
@@ -93,7 +106,8 @@ def attention_data(explanations: list[Explanation]) -> dict[str, Any]:
     if holder is None:
         return {}
     out = {}
-    attention = holder.extras["attention"]
+    attention = layered_attention(holder)
+    assert attention is not None
     for i in range(min(holder.n_samples, MAX_ATTENTION_TEXTS)):
         length = int(holder.lengths[i])
         maps = np.nan_to_num(np.asarray(attention[i, :, :, :length, :length], dtype=np.float32))
