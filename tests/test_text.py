@@ -169,7 +169,6 @@ def test_a_run_reads_its_data_with_the_tokenizer_it_kept(text_run, monkeypatch):
     """The test split of a run is encoded by the run's own tokenizer, even when training a
     tokenizer again on the same texts would number tokens differently."""
     from xai_text.tokenizer import TextTokenizer
-
     from xaicore.models.checkpoints import load_run_data
 
     trained = TextTokenizer.train
@@ -192,3 +191,26 @@ def test_the_report_of_a_text_run_shows_texts_words_and_attention(text_run):
     assert 'id="text-heatmap"' in page and "Words that carry each class" in page
     assert 'id="attention"' in page  # the attention explainer's layers, stacked per head
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing from the network
+
+
+def test_a_file_of_texts_streams_into_stores(text_run, tmp_path):
+    """``--input`` with texts: the file is encoded by the run's tokenizer and explained in
+    batches into one chunked store per method; its labels are the run's classes."""
+    data = tmp_path / "new.csv"
+    data.write_text("body,label\n" + "".join(f'"{t}",{c}\n' for t, c in
+                                             [(POSITIVE[0], "pos"), (NEGATIVE[1], "neg"),
+                                              (POSITIVE[3], "pos")] * 3))
+    result = xai("explain", "--run", text_run, "--method", "saliency", "--input", data,
+                 "--text-column", "body", "--label-column", "label", "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+    stored = xaicore.load_explanation(text_run / "explanations" / "new" / "saliency.zarr").load()
+    pos, neg = stored.class_names.index("pos"), stored.class_names.index("neg")
+    assert stored.n_samples == 9 and stored.labels.tolist()[:3] == [pos, neg, pos]
+    alone = xaicore.explain(xaicore.load_run(text_run), [POSITIVE[0]], method="saliency")
+    n = int(alone.lengths[0])
+    assert_close(stored.attributions[0, :n], alone.attributions[0, :n], rtol=1e-4)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("body,label\nfine text,maybe\n")
+    result = xai("explain", "--run", text_run, "--method", "saliency", "--input", bad,
+                 "--text-column", "body", "--label-column", "label")
+    assert result.exit_code != 0 and "'maybe' are not classes" in result.output

@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "DataSplit": "xaicore.data.dataset",
     "as_series": "xaicore.data.dataset",
     "pad_to": "xaicore.data.dataset",
+    "InputSource": "xaicore.data.inputs",
     "build_network": "xaicore.models.kinds",
     "modality_of": "xaicore.models.kinds",
     "View": "xaicore.models.kinds",

@@ -70,12 +70,14 @@ def parse_options(items: tuple[str, ...]) -> dict[str, dict]:
                    "(default 10; a killed run explains at most this much again on --resume; "
                    "0: after every batch).")
 @long_format_options("--input (label column optional)")
+@click.option("--text-column", help="Texts: the column of --input (.csv, .tsv, .jsonl) holding the "
+              "texts of a text run (labels, optional, in --label-column).")
 @click.option("--text", "texts", multiple=True,
               help="A text to explain (repeatable) with a text run, instead of its test split; "
                    "written to RUN/explanations/texts unless --out is given.")
 def explain_cmd(runs, methods, samples, target, option_items, out, figures, device, force,
                 input_path, engine, batch_size, resume, workers, gpus_per_worker, address,
-                checkpoint_seconds, id_column, time_column, label_column, texts):
+                checkpoint_seconds, id_column, time_column, label_column, text_column, texts):
     """Explain test samples of trained runs and write one .npz per method (figures on request).
 
     With --input, or --samples all on a large test split, results stream into one chunked
@@ -93,6 +95,9 @@ def explain_cmd(runs, methods, samples, target, option_items, out, figures, devi
     # the engine's declared options: the local engine refuses --workers instead of ignoring it
     engine_options = resolve_options("engines", engine, get_engine(engine), given)
     with hold_runs(runs, "xai explain", [out]):
+        columns = ({k: v for k, v in (("text_column", text_column), ("label_column", label_column))
+                    if v is not None} if text_column else
+                   columns_of(id_column, time_column, label_column))
         if texts:
             if input_path is not None:
                 raise XaiError("give --text or --input, not both")
@@ -102,8 +107,7 @@ def explain_cmd(runs, methods, samples, target, option_items, out, figures, devi
         streamed = explain_streamed(list(runs), methods, samples, target,
                                     parse_options(option_items), out, device, force, input_path,
                                     engine, batch_size, resume, engine_options,
-                                    checkpoint_seconds, columns_of(id_column, time_column,
-                                                                   label_column))
+                                    checkpoint_seconds, columns)
         if streamed is None:
             explain_runs(list(runs), methods, samples, target, parse_options(option_items), out,
                          figures, device, force)

@@ -20,7 +20,9 @@ from xaicore.explaining.ranks import spearman_rows
 from xaicore.explaining.streaming import ExplainJob, stream_explanations
 from xaicore.files import atomic_open, clean_stale, safe_name
 from xaicore.models.checkpoints import load_checkpoint, load_run, load_run_data
+from xaicore.models.kinds import modality_of
 from xaicore.plugins import registry
+from xaicore.plugins.boundary import call
 from xaicore.plugins.stages import render_stage
 
 
@@ -211,13 +213,17 @@ def explain_streamed(runs: list[Path], methods, samples: str, target, options: d
         out_dir = out or run / "explanations"
     else:
         model = load_run(run, device)
-        source = open_input(input_path, model.class_names, model.seq_len, columns,
-                            model.n_features)
+        modality = modality_of(model)
+        opener = getattr(modality, "open_input", None)  # optional: the kind reads its own files
+        source = (call("modalities", modality.name, f"{modality.name}.open_input", opener, model,
+                       Path(input_path), columns or {}) if callable(opener) else
+                  open_input(input_path, model.class_names, model.seq_len, columns, model.n_features))
         out_dir = out or run / "explanations" / safe_name(Path(input_path).stem, "input")
     refuse_file(out_dir)
     shape = tuple(source.row_shape) if len(source.row_shape) == 2 else (*source.row_shape, 1)
-    if len(shape) != 2 or shape[1] != model.n_features or (
-            model.seq_len is not None and shape[0] != model.seq_len):
+    shorter = modality_of(model).masks_padding  # padded rows up to the longest the model reads
+    if len(shape) != 2 or shape[1] != model.n_features or (model.seq_len is not None and (
+            shape[0] > model.seq_len if shorter else shape[0] != model.seq_len)):
         raise XaiError(f"{source.path} holds samples of shape {source.row_shape} (time, feature) "
                        f"but model {model.name!r} takes ({model.seq_len}, {model.n_features})")
     names = method_names(methods, model)

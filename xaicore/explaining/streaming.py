@@ -28,6 +28,7 @@ from xaicore.explaining.methods import result_name, with_requirements
 from xaicore.explaining.store import CHECKPOINT_SECONDS, StoreWriter, is_store, table_paths
 from xaicore.files import clean_stale, free_space, is_write_failure, locked, os_reason
 from xaicore.models.checkpoints import load_run, load_run_data
+from xaicore.models.kinds import modality_of
 from xaicore.plugins.boundary import call, iterate
 from xaicore.runs.directory import CHECKPOINT, checkpoint_digest
 
@@ -113,8 +114,9 @@ def explain_batch(model, options: dict[str, dict], job: ExplainJob, start: int,
     """Read rows ``start:stop`` and explain them with every method of the job (the one function
     every engine runs)."""
     X, labels = job.source.read(start, stop)
-    expected = (model.seq_len, model.n_features)
-    if X.shape[1:] != tuple(d if d is not None else X.shape[1] for d in expected):
+    shorter = modality_of(model).masks_padding  # padded rows up to the longest the model reads
+    if X.shape[2] != model.n_features or (model.seq_len is not None and (
+            X.shape[1] > model.seq_len if shorter else X.shape[1] != model.seq_len)):
         raise XaiError(f"{job.source.path}: samples are {X.shape[1:]} (time, feature) but model "
                        f"{model.name!r} takes ({model.seq_len}, {model.n_features})")
     check_finite(X, f"{job.source.path}: rows {start}..{stop - 1}", start,

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from xaicore.plugin import Dataset, DataSplit, LoadedModel, View, XaiError, build_network
+from xaicore.plugin import Dataset, DataSplit, InputSource, LoadedModel, View, XaiError, build_network
 
+from .corpus import read_texts
 from .modules import EmbeddingHead, TokenModule, ids_and_mask
 from .tokenizer import TextTokenizer, check_vocabulary, tokenizer_from_state, tokenizer_state
 
@@ -72,6 +73,21 @@ class TokenModality:
         return Dataset(dataset.name, DataSplit(train, dataset.train.y), DataSplit(test, dataset.test.y),
                        dataset.class_names, dataset.feature_names,
                        {**dataset.info, "tokenizer": model.tokenizer})
+
+    def open_input(self, model: LoadedModel, path: Path, columns: dict) -> InputSource:
+        """The texts of a file (``text_column``; labels, optional, in ``label_column``) encoded by
+        the model's tokenizer, for streaming: held in memory as ids (4 bytes per token)."""
+        corpus = read_texts(path, columns.get("text_column"), columns.get("label_column"),
+                            labels_required=False)
+        X = self.check_inputs(model, corpus.texts)
+        labels = None
+        if corpus.labels:
+            unknown = sorted(set(corpus.labels) - set(model.class_names))
+            if unknown:
+                raise XaiError(f"{path}: labels {', '.join(map(repr, unknown[:3]))} are not classes of "
+                               f"model {model.name!r} ({', '.join(model.class_names)})")
+            labels = np.array([model.class_names.index(label) for label in corpus.labels], np.int64)
+        return InputSource.from_array(X, labels, str(path))
 
     def check_inputs(self, model: LoadedModel, inputs: Any) -> np.ndarray:
         """Texts (strings, encoded by the model's tokenizer; longer ones cut with a warning naming
