@@ -214,3 +214,7 @@ def test_a_file_of_texts_streams_into_stores(text_run, tmp_path):
     result = xai("explain", "--run", text_run, "--method", "saliency", "--input", bad,
                  "--text-column", "body", "--label-column", "label")
     assert result.exit_code != 0 and "'maybe' are not classes" in result.output
+    assert stored.modality == "tokens" and stored.extras["tokens"].dtype.kind == "U"
+    tokens = xaicore.load_run(text_run).tokenizer.tokens
+    assert all(stored.extras["tokens"][i, :int(stored.lengths[i])].tolist() == tokens(stored.inputs[i])
+               for i in range(stored.n_samples))

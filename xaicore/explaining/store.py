@@ -250,8 +250,9 @@ class StoreWriter:
                 small = values[:1].nbytes <= SMALL_ROW_BYTES
                 chunks = (max(self.chunk_rows, SMALL_CHUNK_ROWS) if small else self.chunk_rows,
                           *values.shape[1:])
+                text = values.dtype.kind == "U"  # token strings: any width, in every batch
                 self.arrays[name] = self.group.create_array(
-                    name, shape=shape, chunks=chunks, dtype=values.dtype,
+                    name, shape=shape, chunks=chunks, dtype=str if text else values.dtype,
                     fill_value=_fill(name, values.dtype))
         return self.arrays[name]
 
@@ -272,9 +273,11 @@ def _padded(values: np.ndarray, widest: tuple[int, ...], name: str) -> np.ndarra
                   constant_values=_fill(name, values.dtype))
 
 
-def _fill(name: str, dtype: np.dtype) -> float:
+def _fill(name: str, dtype: np.dtype) -> float | str:
     """What a never-written cell holds: NaN in a float extra (which may widen later, for
-    variable-length input), else 0."""
+    variable-length input), "" in a text one, else 0."""
+    if dtype.kind == "U":
+        return ""
     return np.nan if name.startswith("extras/") and np.issubdtype(dtype, np.floating) else 0
 
 
@@ -337,6 +340,7 @@ class StoredExplanation:
         self.model_name = str(meta.get("model_name", ""))
         self.dataset = str(meta.get("dataset", ""))
         self.model_digest = str(meta.get("model_digest") or "")
+        self.modality = str(meta.get("modality") or "")
         self.json_extras = dict(attrs.get("json_extras", {}))
 
     def __getattr__(self, name: str):
@@ -380,12 +384,12 @@ class StoredExplanation:
             return array.get_orthogonal_selection((idx,) + (slice(None),) * (array.ndim - 1))
 
         extras = {**self.json_extras,
-                  **{k: rows(v) for k, v in self.extras.items() if hasattr(v, "shape")}}
+                  **{k: _in_memory(rows(v)) for k, v in self.extras.items() if hasattr(v, "shape")}}
         return Explanation(rows(self.attributions), rows(self.inputs), rows(self.targets),
                            rows(self.predictions), rows(self.probabilities), self.method,
                            dict(self.options), extras, rows(self.labels), rows(self.sample_ids),
                            list(self.class_names), list(self.feature_names), self.model_name,
-                           self.dataset, model_digest=self.model_digest)
+                           self.dataset, model_digest=self.model_digest, modality=self.modality)
 
     def load(self) -> Explanation:
         """Every sample in memory."""
@@ -400,6 +404,15 @@ class StoredExplanation:
     def __repr__(self) -> str:
         return (f"<StoredExplanation {self.method!r}: {self.n_samples} samples at {self.path}, "
                 f"{json.dumps(self.class_names)[:60]}>")
+
+
+def _in_memory(values: np.ndarray) -> np.ndarray:
+    """Rows read from the store; text (token strings, stored at any width) as a plain unicode
+    array, which ``Explanation.save`` writes without pickling."""
+    if values.dtype.kind != "T":
+        return values
+    width = max((len(text) for text in values.ravel().tolist()), default=1)
+    return values.astype(f"U{max(width, 1)}")
 
 
 def load_explanation(path: str | Path) -> Explanation | StoredExplanation:

@@ -275,4 +275,4 @@ def store_metadata(explanation: Explanation) -> dict:
     return {"method": explanation.method, "options": explanation.options,
             "class_names": explanation.class_names, "feature_names": explanation.feature_names,
             "model_name": explanation.model_name, "dataset": explanation.dataset,
-            "model_digest": explanation.model_digest}
+            "model_digest": explanation.model_digest, "modality": explanation.modality}
