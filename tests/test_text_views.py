@@ -16,6 +16,7 @@ from tolerances import FLOAT16_RTOL, assert_close
 from xai_plots.text_html import NEGATIVE, POSITIVE, heatmap_html, intensity, token_color
 from xai_plots.text_units import class_words, is_text, units, word_text
 from xai_report.text_view import TOP_LINKS, text_data, top_links
+from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
 from xaicore.files import file_digest
 from xaicore.plugins import registry
@@ -169,7 +170,8 @@ def test_plot_renders_text_for_notebooks():
     other = text_explanation("occlusion", [["the", "surprisingly", "good", "movie"]], seed=1)
     both = e.plot(compare=[other])._repr_html_()
     assert "saliency · sample 20" in both and "occlusion · sample 20" in both
-    with pytest.raises(Exception, match="tokens, words or compare"):
+    with pytest.raises(XaiError, match="'overlay' is not a view of token explanations; choose one "
+                                       "of auto, tokens, words, compare"):
         e.plot(kind="overlay")
 
 

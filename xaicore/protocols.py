@@ -31,6 +31,9 @@ class Modality(Protocol):
     kind's models mask padding themselves, so padded batches reach the explainers whole (texts);
     otherwise samples are explained in groups of one length. ``baselines`` and ``substrates`` name
     the reference inputs of path methods and what metrics replace removed cells with, default first.
+    Optional methods: ``annotate(model, inputs)`` (per-sample extras of every explanation: texts'
+    token strings), ``reload(model, dataset)`` (a run's data as its model reads it) and
+    ``open_input(model, path, columns)`` (an ``InputSource`` over a file of this kind).
     """
 
     name: str
@@ -40,6 +43,8 @@ class Modality(Protocol):
     masks_padding: ClassVar[bool]
     baselines: ClassVar[tuple[str, ...]]
     substrates: ClassVar[tuple[str, ...]]
+    #: the figure kinds ``Explanation.plot(kind=...)`` draws its explanations as
+    views: ClassVar[tuple[str, ...]]
 
     def build(self, cls: type, dataset: Dataset, name: str, params: dict) -> Model:
         """A new network of class ``cls`` for ``dataset``, wrapped as a Model (untrained)."""

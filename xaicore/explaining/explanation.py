@@ -173,12 +173,22 @@ class Explanation:
         """A matplotlib figure of the sample at position ``sample``: ``"overlay"`` (the series
         coloured by its attribution), ``"heatmap"`` (feature x time), ``"auto"`` (overlay for one
         feature, series above a heatmap for several), or with ``compare`` (other explanations of
-        the same samples) every method one below the other. Drawn by an installed renderer
-        (xai-plots)."""
+        the same samples) every method one below the other; for texts, the text coloured by its
+        tokens' (``"tokens"``) or words' (``"words"``) attributions, an HTML view in Jupyter.
+        Drawn by an installed renderer (xai-plots)."""
         others = list(compare)
         if not -self.n_samples <= sample < self.n_samples:
             raise XaiError(f"sample position {sample} is out of range: this explanation holds "
                            f"{self.n_samples} samples")
+        from xaicore.plugins import registry
+
+        try:
+            views = tuple(registry.get_modality(self.modality or None).views)
+        except XaiError:  # the kind's plugin is not installed here: the renderer decides
+            views = ()
+        if views and kind not in ("auto", *views):
+            raise XaiError(f"kind {kind!r} is not a view of {self.axes[1]} explanations; choose "
+                           f"one of auto, {', '.join(views)}")
         return figure([self, *others], sample % self.n_samples, "compare" if others else kind)
 
     def _repr_html_(self) -> str:
@@ -192,7 +202,8 @@ class Explanation:
                           f"{38 - 34 * v / top:.1f}" for i, v in enumerate(magnitude))
         labelled = np.asarray(self.labels >= 0)
         facts = [("method", self.method), ("model", self.model_name or "?"),
-                 ("samples", f"{self.n_samples} x {self.attributions.shape[1]} time steps x "
+                 ("samples", f"{self.n_samples} x {self.attributions.shape[1]} "
+                             f"{'time step' if self.axes[1] == 'time' else self.axes[1]}s x "
                              f"{self.attributions.shape[2]} features"),
                  ("classes", ", ".join(map(str, self.class_names[:10]))
                   + (" ..." if len(self.class_names) > 10 else ""))]

@@ -25,6 +25,7 @@ class SeriesModality:
     masks_padding = False
     baselines = KINDS
     substrates = SUBSTRATES
+    views = ("overlay", "heatmap", "compare")
 
     def build(self, cls: type, dataset: Dataset, name: str, params: dict) -> LoadedModel:
         """A new network for the data, normalised by the train statistics of the valid steps."""

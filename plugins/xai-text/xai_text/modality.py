@@ -33,6 +33,7 @@ class TokenModality:
     masks_padding = True
     baselines = BASELINES
     substrates = SUBSTRATES
+    views = ("tokens", "words", "compare")
 
     def build(self, cls: type, dataset: Dataset, name: str, params: dict) -> LoadedModel:
         tokenizer = dataset.info.get("tokenizer")
