@@ -9,7 +9,7 @@ import torch
 
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
-from xaicore.explaining.lengths import attribute_by_length
+from xaicore.explaining.lengths import attribute_by_length, bucket_tops
 from xaicore.models.devices import backward_safe
 from xaicore.models.kinds import ViewModel, modality_of
 from xaicore.models.loaded import LoadedModel
@@ -86,22 +86,19 @@ class BaseExplainer:
                 first = model.module(inputs)
             target = first.argmax(1)
         modality = modality_of(model)
-        lengths = None if modality.masks_padding else padded_lengths(inputs)
-        view = modality.differentiable(model, inputs) if self.differentiates else None
+        if self.differentiates and series and modality.differentiable(model, inputs[:1]) is not None:
+            raise XaiError(f"{self.name}: options {', '.join(sorted(series))} take arrays only "
+                           f"for inputs it differentiates themselves, not {modality.name}")
+        lengths = padded_lengths(inputs)
+        if lengths is not None and modality.masks_padding:
+            # the model masks padding: samples of similar lengths share a padded batch
+            lengths = bucket_tops(lengths)
         with torch.enable_grad(), backward_safe(model):
-            if view is not None:  # gradients where the kind of input takes them, folded back
-                if series:
-                    raise XaiError(f"{self.name}: options {', '.join(sorted(series))} take "
-                                   f"arrays only for {modality.name} inputs it differentiates")
-                on_view = cast(LoadedModel, ViewModel(model, view.module))
-                attributions, extras, logits = self.attribute_in_halves(on_view, view.inputs,
-                                                                        target, opts)
-                attributions = view.fold(attributions)
-            elif lengths is None:
-                attributions, extras, logits = self.attribute_in_halves(model, inputs, target, opts)
-            else:  # each sample at its own length: no padding reaches the explainer
+            if lengths is None:
+                attributions, extras, logits = self.attribute_on(model, inputs, target, opts)
+            else:  # each group at its own length: no padding beyond it reaches the explainer
                 attributions, extras, logits = attribute_by_length(
-                    self.attribute_in_halves, model, inputs, target, opts, lengths, series)
+                    self.attribute_on, model, inputs, target, opts, lengths, series)
         logits = first if logits is None else logits
         if target is None:
             if logits is None:
@@ -110,6 +107,17 @@ class BaseExplainer:
         public = {k: v for k, v in opts.items() if not isinstance(v, (torch.Tensor, np.ndarray))}
         return build_explanation(model, inputs, target, attributions, self.name, public, extras,
                                  logits)
+
+    def attribute_on(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor | None,
+                     opts: dict) -> tuple[Any, dict, torch.Tensor | None]:
+        """``attribute_in_halves`` on the inputs, or for a method that differentiates, on the
+        view the kind of input gives (texts: the embeddings), folded back to the inputs' shape."""
+        view = modality_of(model).differentiable(model, inputs) if self.differentiates else None
+        if view is None:
+            return self.attribute_in_halves(model, inputs, target, opts)
+        on_view = cast(LoadedModel, ViewModel(model, view.module))
+        attributions, extras, logits = self.attribute_in_halves(on_view, view.inputs, target, opts)
+        return view.fold(attributions), extras, logits
 
     def series_names(self) -> frozenset[str]:
         """The options of type ``Series``: given an array, one reaches ``attribute`` per sample,

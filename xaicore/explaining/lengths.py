@@ -51,6 +51,22 @@ def attribute_by_length(attribute: Attribute, model: Any, inputs: torch.Tensor,
     return attributions, extras, logits
 
 
+def bucket_tops(lengths: torch.Tensor, ratio: float = 1.25) -> torch.Tensor:
+    """Each length raised to the longest of its bucket: the sorted lengths cut into buckets whose
+    longest is at most ``ratio`` times their shortest, so a padded batch of texts wastes at most a
+    fifth of its positions on padding (for kinds whose models mask padding)."""
+    values = sorted(set(lengths.tolist()))
+    tops: dict[int, int] = {}
+    start = 0
+    while start < len(values):
+        end = start
+        while end + 1 < len(values) and values[end + 1] <= ratio * values[start]:
+            end += 1
+        tops.update({value: values[end] for value in values[start:end + 1]})
+        start = end + 1
+    return torch.tensor([tops[value] for value in lengths.tolist()], device=lengths.device)
+
+
 def cut_background(background: Any, length: int, steps: int) -> Any:
     """Background series cut to ``length`` steps, padding filled with the per-feature mean (left
     as given when it is not ``[n, steps, feature]``, for the explainer to refuse)."""
