@@ -218,3 +218,14 @@ def test_a_file_of_texts_streams_into_stores(text_run, tmp_path):
     tokens = xaicore.load_run(text_run).tokenizer.tokens
     assert all(stored.extras["tokens"][i, :int(stored.lengths[i])].tolist() == tokens(stored.inputs[i])
                for i in range(stored.n_samples))
+
+
+def test_word_attributions_are_a_groupby_of_the_token_table(text_run):
+    e = xaicore.explain(xaicore.load_run(text_run), ["a wonderful moving film", "dull and tedious"],
+                        method="input-x-gradient")
+    table = e.to_dataframe()
+    assert {"token", "tokens", "word_ids", "attribution"} <= set(table.columns)
+    assert table.groupby("sample").size().tolist() == e.lengths.tolist()
+    words = table[table.word_ids >= 0].groupby(["sample", "word_ids"]).attribution.sum()
+    assert len(words.loc[0]) == 4 and len(words.loc[1]) == 3
+    assert_close(words.loc[1].to_numpy(), e.attributions[1, 1:4, 0])

@@ -31,7 +31,8 @@ class Modality(Protocol):
     kind's models mask padding themselves, so padded batches reach the explainers whole (texts);
     otherwise samples are explained in groups of one length. ``baselines`` and ``substrates`` name
     the reference inputs of path methods and what metrics replace removed cells with, default first.
-    Optional methods: ``annotate(model, inputs)`` (per-sample extras of every explanation: texts'
+    Optional: ``position_extras`` (extras with one value per position, columns of
+    ``Explanation.to_dataframe``), ``annotate(model, inputs)`` (per-sample extras of every explanation: texts'
     token strings), ``reload(model, dataset)`` (a run's data as its model reads it) and
     ``open_input(model, path, columns)`` (an ``InputSource`` over a file of this kind).
     """

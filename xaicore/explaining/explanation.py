@@ -149,7 +149,9 @@ class Explanation:
         return nan_reduce(values, axes, how.endswith("sum"))
 
     def to_dataframe(self):
-        """A long-form pandas frame: one row per sample, valid time step and feature."""
+        """A long-form pandas frame: one row per sample, valid position (its column named by the
+        kind's axis: ``time``, ``token``) and feature; per-position extras of the kind (texts:
+        ``tokens``, ``word_ids``) are columns beside them, so a word-level table is a groupby."""
         import pandas as pd
 
         n, t, f = self.attributions.shape
@@ -157,17 +159,32 @@ class Explanation:
         valid = (t_idx < self.lengths[s_idx]).ravel()
         s_idx, t_idx, f_idx = s_idx.ravel()[valid], t_idx.ravel()[valid], f_idx.ravel()[valid]
         names = np.asarray(self.class_names, dtype=object)
-        return pd.DataFrame({
+        columns = {
             "sample": s_idx,
             "sample_id": self.sample_ids[s_idx],
-            "time": t_idx,
+            self.axes[1]: t_idx,
             "feature": np.asarray(self.feature_names, dtype=object)[f_idx],
             "input": self.inputs.ravel()[valid],
             "attribution": self.attributions.ravel()[valid],
             "target": names[self.targets[s_idx]],
             "prediction": names[self.predictions[s_idx]],
             "method": self.method,
-        })
+        }
+        for key in self._position_extras():
+            value = self.extras.get(key)
+            if isinstance(value, np.ndarray) and value.shape == (n, t):
+                columns[key] = value[s_idx, t_idx]
+        return pd.DataFrame(columns)
+
+    def _position_extras(self) -> tuple[str, ...]:
+        """The extras the kind of input declares one value per position of (texts: ``tokens``,
+        ``word_ids``)."""
+        from xaicore.plugins import registry
+
+        try:
+            return tuple(getattr(registry.get_modality(self.modality or None), "position_extras", ()))
+        except XaiError:
+            return ()
 
     def plot(self, sample: int = 0, kind: str = "auto", compare: Iterable[Explanation] = ()):
         """A matplotlib figure of the sample at position ``sample``: ``"overlay"`` (the series

@@ -34,6 +34,7 @@ class TokenModality:
     baselines = BASELINES
     substrates = SUBSTRATES
     views = ("tokens", "words", "compare")
+    position_extras = ("tokens", "word_ids")  # columns of Explanation.to_dataframe
 
     def build(self, cls: type, dataset: Dataset, name: str, params: dict) -> LoadedModel:
         tokenizer = dataset.info.get("tokenizer")
