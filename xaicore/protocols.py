@@ -31,6 +31,8 @@ class Modality(Protocol):
     kind's models mask padding themselves, so padded batches reach the explainers whole (texts);
     otherwise samples are explained in groups of one length. ``baselines`` and ``substrates`` name
     the reference inputs of path methods and what metrics replace removed cells with, default first.
+    Optional: ``removable(model, inputs)``, the boolean ``[sample, position, channel]`` cells metrics
+    may remove (texts: the real tokens but the special ones); every valid cell when a kind has none.
     """
 
     name: str
@@ -191,6 +193,8 @@ class Metric(Protocol):
     ``capabilities`` declares which optional protocols below it also implements, by the names of
     ``METRIC_CAPABILITIES``; the evaluation uses a method only when its capability is declared
     (``xaicore.explaining.metric.BaseMetric`` checks the declared options of every call).
+    Optional: ``check(model) -> str | None``, why it cannot score explanations of ``model`` (a kind
+    of input it does not fit), or None; the evaluation skips such a metric with that reason.
     """
 
     name: str
