@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError, pass_rows
+from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, pass_rows
 
 from .perturbation import (
     PerturbationMetric,
@@ -24,6 +24,7 @@ from .perturbation import (
     same_inputs,
     substrate_of,
 )
+from .randomisation import row_mean
 
 SHARED = ("substrate", "background", "sigma", "order", "seed", "batch_size", "random_baseline")
 
@@ -31,8 +32,6 @@ SHARED = ("substrate", "background", "sigma", "order", "seed", "batch_size", "ra
 def rationale_sizes(removable: np.ndarray, bins: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """Cells in each sample's rationale per bin ``[sample, bin]`` (at least one, at most the
     removable ones) and whether the bin counts (a size the previous bin had counts once)."""
-    if not bins or min(bins) < 1 or max(bins) > 100:
-        raise XaiError(f"bins must be percentages between 1 and 100, got {bins}")
     cells = removable.reshape(len(removable), -1).sum(1)[:, None]
     percent = np.unique(np.asarray(bins, np.int64))[None, :]
     sizes = np.minimum(np.maximum(1, cells * percent // 100), cells)
@@ -86,11 +85,11 @@ class RationaleMetric(BaseMetric):
         percent = np.unique(np.asarray(opts["bins"], np.int64))
         results = []
         for i in range(len(explanations)):
-            result = {self.name: float(np.nanmean(scores[i]))}
+            result = {self.name: row_mean(scores[i])}
             curve: dict[str, Any] = {"percent": percent, "curve": drops[i].mean(0),
                                      "per_sample": {self.name: scores[i]}}
             if opts["random_baseline"]:
-                result[f"{self.name}_random"] = float(np.nanmean(scores[-1]))
+                result[f"{self.name}_random"] = row_mean(scores[-1])
                 curve["random_curve"] = drops[-1].mean(0)
             results.append((result, curve))
         return results
