@@ -210,6 +210,8 @@ def test_evaluate_on_a_text_run_scores_the_faithfulness_metrics_and_skips_the_ot
     assert "needs mask" in skipped["aup"]
     assert "skipping metric infidelity (cannot score model 'text-cnn-lstm-attention'): " \
            "infidelity adds Gaussian noise" in result.output
+    assert xai("report", "--run", text_run).exit_code == 0
+    assert "Metric road-morf was not run: ROAD imputes" in (text_run / "report.html").read_text()
     asked = xai("evaluate", "--run", text_run, "--samples", "4", "--force", "--method", "saliency",
                 "--metric", "road-morf")
     assert asked.exit_code == 1 and "metric road-morf cannot score model" in asked.output

@@ -89,8 +89,12 @@ def choose_metrics(requested: Iterable[str], context: dict,
             raise XaiError(f"metric {name} needs {', '.join(missing)}, which this run's dataset does "
                            f"not provide (ground-truth masks come with the synthetic-* datasets)")
         check = getattr(metric, "check", None)
-        reason = (f"needs {', '.join(missing)}, which this run's dataset does not provide" if missing
-                  else metric_call(name, "check", check, model) if callable(check) else None)
+        try:
+            reason = (f"needs {', '.join(missing)}, which this run's dataset does not provide"
+                      if missing else metric_call(name, "check", check, model) if callable(check)
+                      else None)
+        except XaiError as exc:  # a check that raises costs its own metric
+            reason = str(exc)
         if reason and requested:
             raise XaiError(f"metric {name} cannot score model {model.name!r}: {reason}")
         if reason:
