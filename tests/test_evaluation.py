@@ -906,3 +906,17 @@ def test_spearman_rows_matches_scipy_with_ties_padding_and_constant_rows():
         keep = ~(np.isnan(a[i]) | np.isnan(b[i]))
         expected = np.nan if i == 3 else spearmanr(a[i, keep], b[i, keep])[0]
         np.testing.assert_allclose(rho[i], expected, rtol=1e-12, equal_nan=True)  # float64
+
+
+def test_metrics_run_by_default_on_the_kinds_they_fit_and_skipped_ones_say_why(test_plugin):
+    from xai_eval.runner import choose_metrics
+
+    model = window_model()
+    chosen, skipped = choose_metrics((), {"background": None}, model)
+    assert {"deletion", "insertion", "road-morf", "infidelity", "randomisation"} <= set(chosen)
+    # on series by name only: the default set (and the demo's verdicts) stay as they were
+    assert not {"comprehensiveness", "sufficiency", "sensitivity-max"} & set(chosen)
+    assert set(skipped) == {"aup", "aur"} and "needs mask" in skipped["aup"]
+    assert choose_metrics(["comprehensiveness"], {}, model) == (["comprehensiveness"], {})
+    with pytest.raises(XaiError, match="metric aup needs mask"):
+        choose_metrics(["aup"], {}, model)

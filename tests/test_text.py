@@ -229,3 +229,56 @@ def test_word_attributions_are_a_groupby_of_the_token_table(text_run):
     words = table[table.word_ids >= 0].groupby(["sample", "word_ids"]).attribution.sum()
     assert len(words.loc[0]) == 4 and len(words.loc[1]) == 3
     assert_close(words.loc[1].to_numpy(), e.attributions[1, 1:4, 0])
+
+
+def test_the_randomisation_check_re_explains_texts_with_the_embedding_randomised_last(text_run):
+    """A deep copy of a token model differentiates its own embedding layer, which the cascade
+    re-initialises last; special tokens (zero for integrated gradients whatever the weights) are
+    left out of the correlation."""
+    import copy
+
+    from xai_eval.randomisation import RandomisationMetric
+
+    model = xaicore.load_run(text_run)
+    assert copy.deepcopy(model).embedding_layer() is not model.embedding_layer()
+    for method in ("integrated-gradients", "saliency"):
+        e = xaicore.explain(model, POSITIVE[:3] + NEGATIVE[:3], method=method)
+        scores, curve = RandomisationMetric().evaluate_curves(model, e)
+        assert curve["layers"][-1] == "embedding" and len(curve["layers"]) == 6, method
+        assert np.isfinite(curve["correlation"]).all() and scores["randomisation"] in (
+            "pass", "fail", "undecided")
+
+
+def test_evaluate_on_a_text_run_scores_the_faithfulness_metrics_and_skips_the_others(text_run):
+    import pandas as pd
+
+    from xai_eval.runner import choose_methods
+
+    model = xaicore.load_run(text_run)
+    defaults = choose_methods((), model)
+    assert not {"shap", "gradient-shap", "deeplift"} & set(defaults)  # each refuses this model
+    assert {"integrated-gradients", "saliency", "attention", "random"} <= set(defaults)
+    methods = ("integrated-gradients", "saliency", "attention")
+    result = xai("evaluate", "--run", text_run, "--samples", "6", "--bootstrap", "200",
+                 *[a for m in methods for a in ("--method", m)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(text_run / "evaluation.csv").set_index("method")
+    assert set(table.index) == {*methods, "random"}
+    for column in ("comprehensiveness", "comprehensiveness_low", "comprehensiveness_vs_random",
+                   "sufficiency", "deletion_auc", "insertion_auc", "randomisation_spearman"):
+        assert table.loc[list(methods), column].notna().all(), column
+    assert not {"road_morf_auc", "road_lerf_auc", "infidelity", "aup"} & set(table.columns)
+    settings = json.loads((text_run / "evaluation" / "settings.json").read_text())
+    assert settings["directions"]["comprehensiveness"] == "higher"
+    assert settings["directions"]["sufficiency"] == "lower"
+    skipped = settings["skipped_metrics"]
+    assert set(skipped) == {"road-morf", "road-lerf", "infidelity", "aup", "aur"}
+    assert "continuous scale, not texts as token sequences" in skipped["road-morf"]
+    assert "needs mask" in skipped["aup"]
+    assert "skipping metric infidelity (cannot score model 'text-cnn-lstm-attention'): " \
+           "infidelity adds Gaussian noise" in result.output
+    assert xai("report", "--run", text_run, "--force").exit_code == 0
+    assert "Metric road-morf was not run: ROAD imputes" in (text_run / "report.html").read_text()
+    asked = xai("evaluate", "--run", text_run, "--samples", "4", "--force", "--method", "saliency",
+                "--metric", "road-morf")
+    assert asked.exit_code == 1 and "metric road-morf cannot score model" in asked.output

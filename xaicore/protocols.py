@@ -31,7 +31,9 @@ class Modality(Protocol):
     kind's models mask padding themselves, so padded batches reach the explainers whole (texts);
     otherwise samples are explained in groups of one length. ``baselines`` and ``substrates`` name
     the reference inputs of path methods and what metrics replace removed cells with, default first.
-    Optional: ``position_extras`` (extras with one value per position, columns of
+    Optional: ``removable(model, inputs)``, the boolean ``[sample, position, channel]`` cells metrics
+    may remove (texts: the real tokens but the special ones; every valid cell when a kind has
+    none), ``position_extras`` (extras with one value per position, columns of
     ``Explanation.to_dataframe``), ``annotate(model, inputs)`` (per-sample extras of every explanation: texts'
     token strings), ``reload(model, dataset)`` (a run's data as its model reads it) and
     ``open_input(model, path, columns)`` (an ``InputSource`` over a file of this kind).
@@ -197,6 +199,8 @@ class Metric(Protocol):
     ``capabilities`` declares which optional protocols below it also implements, by the names of
     ``METRIC_CAPABILITIES``; the evaluation uses a method only when its capability is declared
     (``xaicore.explaining.metric.BaseMetric`` checks the declared options of every call).
+    Optional: ``check(model) -> str | None``, why it cannot score explanations of ``model`` (a kind
+    of input it does not fit), or None; the evaluation skips such a metric with that reason.
     """
 
     name: str

@@ -34,6 +34,8 @@ class BaseMetric:
     requires: ClassVar[tuple[str, ...]] = ()
     #: False keeps a costly metric out of the default evaluation (it runs when asked by name).
     default: ClassVar[bool] = True
+    #: The kinds of input (``Modality.name``) it runs on by default; empty: every kind.
+    default_kinds: ClassVar[tuple[str, ...]] = ()
     #: True asks ``xai evaluate`` for a paired verdict against the random baseline.
     versus_random: ClassVar[bool] = False
 
@@ -53,6 +55,10 @@ class BaseMetric:
     def resolve_options(self, options: dict) -> dict:
         """Defaults overlaid with ``options``, each checked against its declaration."""
         return resolve(f"metric {self.name}", self, options)
+
+    def check(self, model: Any) -> str | None:
+        """None when the metric can score explanations of ``model``, otherwise why it cannot."""
+        return None
 
     def evaluate(self, model: Any, explanation: Any, **options: Any) -> dict[str, float]:
         raise NotImplementedError

@@ -10,6 +10,7 @@ import torch
 from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError, pass_rows
 
 from .guard import explain_again
+from .perturbation import series_only
 
 
 def feature_spread(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
@@ -41,6 +42,9 @@ class InfidelityMetric(BaseMetric):
         Option("batch_size", int, None, "perturbed inputs per forward pass (default: the "
                "device's fastest, xaicore.plugin.pass_rows)", min=1, max=1_000_000),
     )
+
+    def check(self, model: LoadedModel) -> str | None:
+        return series_only(model, "infidelity adds Gaussian noise to the inputs")
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
         return self.evaluate_curves(model, explanation, **options)[0]
@@ -115,6 +119,9 @@ class SensitivityMaxMetric(BaseMetric):
         Option("explainer", object, None, "the explainer to re-run (default: the explanation's "
                "method)"),
     )
+
+    def check(self, model: LoadedModel) -> str | None:
+        return series_only(model, "sensitivity-max adds uniform noise to the inputs")
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
         return self.evaluate_curves(model, explanation, **options)[0]

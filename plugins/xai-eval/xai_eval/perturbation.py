@@ -33,6 +33,53 @@ def cell_ranks(scores: np.ndarray) -> np.ndarray:
     return ranks.reshape(scores.shape)
 
 
+def removable_cells(model: LoadedModel, X: np.ndarray) -> np.ndarray:
+    """The cells of ``X`` a metric may remove: the kind's ``removable`` (texts: the real tokens but
+    the special ones), every valid cell for a kind without one (series)."""
+    removable = getattr(modality_of(model), "removable", None)
+    return np.asarray(removable(model, X), bool) if callable(removable) else ~np.isnan(X)
+
+
+def substrate_of(model: LoadedModel, X: np.ndarray, opts: dict) -> np.ndarray:
+    """What removed cells of ``X`` become: the kind's substrate ``opts["substrate"]`` (default
+    its first)."""
+    modality = modality_of(model)
+    return modality.substrate(opts.get("substrate") or modality.substrates[0], model, X,
+                              background=opts["background"], sigma=opts.get("sigma"))
+
+
+def same_inputs(explanations: list[Explanation]) -> np.ndarray:
+    """The inputs the explanations share, or an XaiError when their inputs or targets differ."""
+    X = explanations[0].inputs
+    for e in explanations[1:]:
+        if e.inputs.shape != X.shape or not np.array_equal(e.targets, explanations[0].targets):
+            raise XaiError("evaluate_many needs explanations of the same inputs and targets")
+    return X
+
+
+def order_ranks(explanations: list[Explanation], removable: np.ndarray, opts: dict,
+                least_first: bool = False) -> np.ndarray:
+    """Ranks ``[ordering * sample, ...]`` of the removable cells (the others rank last) by each
+    explanation's signed or absolute attributions (``order``), then, with ``random_baseline``,
+    by a seeded random order."""
+    orderings = []
+    for e in explanations:
+        scores = np.abs(e.attributions) if opts["order"] == "abs" else e.attributions
+        orderings.append(-scores if least_first else scores)
+    if opts.get("random_baseline", True):
+        orderings.append(np.random.default_rng(int(opts["seed"])).random(removable.shape))
+    return np.concatenate([cell_ranks(np.where(removable, o, np.nan)) for o in orderings])
+
+
+def series_only(model: LoadedModel, what: str) -> str | None:
+    """Why ``what``, which needs inputs on a continuous scale, cannot apply to ``model``'s kind of
+    input (any kind but series), or None."""
+    kind = modality_of(model)
+    if kind.name == "series":
+        return None
+    return f"{what}, which needs inputs on a continuous scale, not {kind.description.lower()}"
+
+
 def step_counts(n_cells: int, step_fraction: float) -> np.ndarray:
     """How many cells are changed at each point of the curve: 0, k, 2k, ..., n_cells."""
     if not 0 < step_fraction <= 1:
@@ -171,29 +218,18 @@ class PerturbationMetric(BaseMetric):
                       **opts: Any) -> list[tuple[dict[str, float], dict[str, Any]]]:
         """Several explanations of the same inputs and targets (e.g. one per method), their perturbed
         copies sent through the model together in batches of ``batch_size``."""
-        X = explanations[0].inputs
-        for e in explanations[1:]:
-            if e.inputs.shape != X.shape or not np.array_equal(e.targets, explanations[0].targets):
-                raise XaiError("evaluate_many needs explanations of the same inputs and targets")
-        modality = modality_of(model)
-        substrate = modality.substrate(opts.get("substrate") or modality.substrates[0], model, X,
-                                       background=opts["background"], sigma=opts.get("sigma"))
+        X = same_inputs(explanations)
+        substrate = substrate_of(model, X, opts)
         mode, least_first = self.removal(opts)
         noise_std = self.imputation_noise(model, X, opts)
         counts = step_counts(X.shape[1] * X.shape[2], float(opts["step_fraction"]))
         fraction = counts / counts[-1]
-        orderings = []
-        for e in explanations:
-            scores = np.abs(e.attributions) if opts["order"] == "abs" else e.attributions
-            orderings.append(-scores if least_first else scores)
         with_random = bool(opts.get("random_baseline", True))
-        if with_random:
-            orderings.append(np.random.default_rng(int(opts["seed"])).random(X.shape))
-        m, n = len(orderings), len(X)
-        padding = np.isnan(X)
-        ranks = np.concatenate([cell_ranks(np.where(padding, np.nan, o)) for o in orderings])
-        # each sample changes the same fraction of its own valid cells at every point
-        valid_cells = (~padding).reshape(n, -1).sum(1)
+        removable = removable_cells(model, X)
+        ranks = order_ranks(explanations, removable, opts, least_first)
+        m, n = len(ranks) // len(X), len(X)
+        # each sample changes the same fraction of its own removable cells at every point
+        valid_cells = removable.reshape(n, -1).sum(1)
         limits = np.round(fraction[None, :] * valid_cells[:, None]).astype(np.int64)
         rows = opts["batch_size"] or pass_rows(model.device, X[0].size)
         targets = explanations[0].targets
@@ -280,6 +316,9 @@ class RoadMetric(PerturbationMetric):
                "fastest, xaicore.plugin.pass_rows)", min=1, max=1_000_000),
         Option("random_baseline", bool, True, "also score a seeded random order"),
     )
+
+    def check(self, model: LoadedModel) -> str | None:
+        return series_only(model, "ROAD imputes removed cells linearly from their neighbours in time")
 
     def score_name(self) -> str:
         return self.name.replace("-", "_") + "_auc"

@@ -15,6 +15,12 @@ METRICS = {
                  "Deletion AUC (RISE): target probability as top cells are replaced; lower is better"),
     "insertion": ("xai_eval.perturbation:InsertionMetric",
                   "Insertion AUC (RISE): target probability as top cells are restored; higher is better"),
+    "comprehensiveness": ("xai_eval.eraser:ComprehensivenessMetric",
+                          "Comprehensiveness (ERASER, AOPC): probability drop without the top 1-50% "
+                          "of cells; higher is better (default on texts)"),
+    "sufficiency": ("xai_eval.eraser:SufficiencyMetric",
+                    "Sufficiency (ERASER, AOPC): probability drop with only the top 1-50% of cells; "
+                    "lower is better (default on texts)"),
     "road-morf": ("xai_eval.perturbation:RoadMorfMetric",
                   "ROAD MoRF (Rong 2022): noisy linear imputation, most relevant first; lower is better"),
     "road-lerf": ("xai_eval.perturbation:RoadLerfMetric",

@@ -4,7 +4,8 @@ On a deep copy of the model, layers are re-initialised from the output backwards
 top-down); after each step the same samples are explained again and the Spearman rank correlation
 between ``|attributions|`` on the trained and on the randomised model is averaged over samples. A
 method that passes loses the correlation quickly; one whose maps barely depend on the weights keeps
-it high. The user's model is never touched.
+it high. The user's model is never touched. Cells no metric removes (texts' special tokens, which
+integrated gradients leaves at zero whatever the weights) are left out of the correlation.
 
 The verdict is sign-insensitive, as Adebayo et al.'s comparison of absolute maps is: a map that
 turns anti-correlated with the trained model's (its ranking flipped) still depends on the weights,
@@ -27,6 +28,7 @@ from xaicore.application import get_explainer, spearman_rows
 from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError
 
 from .guard import explain_again
+from .perturbation import removable_cells
 from .similarity import ssim_rows
 from .stats import bootstrap_indices, mean_interval
 
@@ -153,7 +155,9 @@ class RandomisationMetric(BaseMetric):
             warnings.simplefilter("ignore", RuntimeWarning)
             again = explain_again(explainer, randomised, x, t, **explain_opts)
         reference = np.abs(explanation.attributions[rows])
-        rho = spearman_rows(reference.reshape(len(x), -1),
+        inputs = explanation.inputs[rows]
+        fixed = ~removable_cells(model, inputs) & ~np.isnan(inputs)  # special tokens: not ranked
+        rho = spearman_rows(np.where(fixed, np.nan, reference).reshape(len(x), -1),
                             np.abs(again.attributions).reshape(len(x), -1))
         return layers[groups[part][-1]][0], rho, ssim_rows(reference, again.attributions)
 

@@ -27,7 +27,7 @@ from xaicore.application import (
     with_requirements,
 )
 from xaicore.application import names as installed_names
-from xaicore.plugin import Explanation, LoadedModel, XaiError, atomic_open, write_text
+from xaicore.plugin import Explanation, LoadedModel, XaiError, atomic_open, modality_of, write_text
 
 from .baseline import RandomExplainer
 from .guard import RANDOM, explainer_call, metric_call
@@ -71,22 +71,39 @@ def choose_methods(requested: Iterable[str], model: LoadedModel) -> list[str]:
     return requested
 
 
-def choose_metrics(requested: Iterable[str], context: dict) -> list[str]:
-    """The requested metrics, or every installed metric whose required inputs are available."""
+def choose_metrics(requested: Iterable[str], context: dict,
+                   model: LoadedModel) -> tuple[list[str], dict[str, str]]:
+    """The requested metrics (checked), or every installed metric that runs by default on the
+    model's kind of input; and the default ones skipped, each with why (the inputs it requires are
+    not available, or its ``check`` refuses the model)."""
     requested = list(dict.fromkeys(requested))
+    kind = modality_of(model).name
     names = requested or [n for n in installed_names("metrics")
-                          if getattr(get_metric(n), "default", True)]
-    chosen = []
+                          if getattr(get_metric(n), "default", True)
+                          and kind in (getattr(get_metric(n), "default_kinds", ()) or (kind,))]
+    chosen, skipped = [], {}
     for name in names:
-        missing = [k for k in getattr(get_metric(name), "requires", ()) if k not in context]
-        if not missing:
-            chosen.append(name)
-        elif requested:
+        metric = get_metric(name)
+        missing = [k for k in getattr(metric, "requires", ()) if k not in context]
+        if missing and requested:
             raise XaiError(f"metric {name} needs {', '.join(missing)}, which this run's dataset does "
                            f"not provide (ground-truth masks come with the synthetic-* datasets)")
+        check = getattr(metric, "check", None)
+        try:
+            reason = (f"needs {', '.join(missing)}, which this run's dataset does not provide"
+                      if missing else metric_call(name, "check", check, model) if callable(check)
+                      else None)
+        except XaiError as exc:  # a check that raises costs its own metric
+            reason = str(exc)
+        if reason and requested:
+            raise XaiError(f"metric {name} cannot score model {model.name!r}: {reason}")
+        if reason:
+            skipped[name] = reason
+        else:
+            chosen.append(name)
     if not chosen:
         raise XaiError("no metric to compute")
-    return chosen
+    return chosen, skipped
 
 
 MAX_SAMPLES = 500
@@ -107,6 +124,8 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
     (``failed_methods`` of ``RUN/evaluation/settings.json`` keeps why); when no method but the
     random baseline could be scored, the evaluation is an error and writes nothing.
     """
+    import click
+
     run = Path(run)
     out_csv, out_dir = run / "evaluation.csv", run / "evaluation"
     if out_csv.exists() and not force:
@@ -123,14 +142,17 @@ def evaluate_run(run: str | Path, methods: Iterable[str] = (), metrics: Iterable
     method_list = choose_methods(methods, model)
     if RANDOM not in method_list:
         method_list.append(RANDOM)
-    scored = score_methods(model, method_list, choose_metrics(metrics, context), X, y, positions,
-                           dataset.train.X, context, seed, progress, full, workers)
+    metric_list, skipped_metrics = choose_metrics(metrics, context, model)
+    for name, reason in skipped_metrics.items():
+        click.echo(f"skipping metric {name} (cannot score model {model.name!r}): {reason}", err=True)
+    scored = score_methods(model, method_list, metric_list, X, y, positions, dataset.train.X,
+                           context, seed, progress, full, workers)
     if scored["failed_methods"] and set(scored["rows"]) == {RANDOM}:
         raise XaiError("no method could be scored: " + "; ".join(scored["failed_methods"].values()))
     table = verdict_table(scored, len(positions), seed, n_boot)
     meta = {"samples": len(positions), "test_samples": n_test, "seed": seed, "bootstrap": n_boot,
             "workers": workers, "model_digest": model.digest,
-            "failed_methods": scored["failed_methods"],
+            "failed_methods": scored["failed_methods"], "skipped_metrics": skipped_metrics,
             "interval": "95% percentile bootstrap over samples",
             "verdict": "per metric: better (worse) than random when the Wilcoxon signed-rank p of "
                        "the per-sample difference with the random baseline (same samples), "

@@ -140,8 +140,9 @@ def evaluation_section(run_dir: Path) -> str:
     try:
         meta = json.loads(settings.read_text())
         digest, failed = meta.get("model_digest", ""), dict(meta.get("failed_methods", {}))
+        skipped = dict(meta.get("skipped_metrics", {}))
     except (OSError, ValueError, AttributeError, TypeError):
-        meta, digest, failed = {}, "", {}
+        meta, digest, failed, skipped = {}, "", {}, {}
     reason = stale_reason(digest, run_dir)
     if reason:
         return (f'<p class="note">{esc(csv_path.name)} is left out: {esc(reason)}; evaluate '
@@ -166,6 +167,8 @@ def evaluation_section(run_dir: Path) -> str:
                      f"{table(cells, header)}</details>")
     parts += [f'<p class="note">{esc(name)} was not scored: {esc(str(why))}</p>'
               for name, why in failed.items()]
+    parts += [f'<p class="note">Metric {esc(name)} was not run: {esc(str(why))}</p>'
+              for name, why in skipped.items()]
     pngs = sorted((run_dir / "evaluation").glob("*.png"), key=lambda p: p.stem != SCORES_FIGURE)
     figures = [image(p, SCORES_CAPTION if p.stem == SCORES_FIGURE else p.stem.replace("_", " "))
                for p in pngs]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import Any
@@ -181,8 +182,11 @@ class TokenModality:
         token = getattr(model.tokenizer, f"{kind}_id")
         if token is None:
             raise XaiError(f"substrate {kind!r}: the tokenizer of model {model.name!r} has no {kind} token")
-        special = np.isin(inputs, sorted(model.tokenizer.special_ids))
-        return np.where(np.isnan(inputs) | special, inputs, np.float32(token)).astype(np.float32)
+        return np.where(self.removable(model, inputs), np.float32(token), inputs).astype(np.float32)
+
+    def removable(self, model: LoadedModel, inputs: np.ndarray) -> np.ndarray:
+        """The cells metrics may remove: the real tokens but the special ones."""
+        return ~np.isnan(inputs) & ~np.isin(inputs, sorted(model.tokenizer.special_ids))
 
 
 def token_extras(tokenizer: TextTokenizer, inputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -216,5 +220,6 @@ def token_model(network: nn.Module, tokenizer: TextTokenizer, **info: Any) -> Lo
     if not isinstance(path, str):
         raise XaiError(f"token model {info['name']!r} names no embedding_layer")
     check_vocabulary(tokenizer, model.layer(path).num_embeddings)
-    model.embedding_layer = lambda: model.layer(path)  # type: ignore[attr-defined]
+    # a bound partial, not a closure: a deep copy of the model (the randomisation check) finds its own
+    model.embedding_layer = functools.partial(model.layer, path)  # type: ignore[attr-defined]
     return model
