@@ -26,7 +26,9 @@ class BaseExplainer:
     gets options typed after its default values.
 
     Variable-length inputs (NaN padding) are explained in groups of one length, each cut to that
-    length (``lengths.attribute_by_length``), so ``attribute`` never sees padding.
+    length (``lengths.attribute_by_length``), so ``attribute`` never sees padding; a kind whose
+    models mask padding (texts) is grouped so too on the view it differentiates, so that no pass
+    spends work on padding.
 
     ``attribute(model, inputs, target, **options)`` returns ``(attributions, extras)`` with
     attributions shaped like ``inputs``, or ``(attributions, extras, logits)`` when it already ran
@@ -94,8 +96,14 @@ class BaseExplainer:
                     raise XaiError(f"{self.name}: options {', '.join(sorted(series))} take "
                                    f"arrays only for {modality.name} inputs it differentiates")
                 on_view = cast(LoadedModel, ViewModel(model, view.module))
-                attributions, extras, logits = self.attribute_in_halves(on_view, view.inputs,
-                                                                        target, opts)
+                padded = padded_lengths(inputs) if modality.masks_padding else None
+                if padded is None:
+                    attributions, extras, logits = self.attribute_in_halves(on_view, view.inputs,
+                                                                            target, opts)
+                else:  # groups of one length, cut to it: passes carry no padding
+                    attributions, extras, logits = attribute_by_length(
+                        self.attribute_in_halves, on_view, view.inputs, target, opts, padded)
+                    attributions = torch.from_numpy(attributions)
                 attributions = view.fold(attributions)
             elif lengths is None:
                 attributions, extras, logits = self.attribute_in_halves(model, inputs, target, opts)

@@ -37,8 +37,11 @@ def attribute_by_length(attribute: Attribute, model: Any, inputs: torch.Tensor,
     order = torch.cat([rows for _, rows, _ in groups]).argsort().cpu().numpy()
     attributions = pad_join([as_numpy(part[0]) for _, _, part in groups],
                             inputs.shape[1:])[order]
-    extras = {}
-    for key in groups[0][2][1]:
+    extras: dict[str, Any] = {}
+    for key in dict.fromkeys(key for _, _, part in groups for key in part[1]):
+        if any(key not in part[1] for _, _, part in groups):  # notes of some groups (warnings)
+            extras[key] = list(dict.fromkeys(item for _, _, part in groups for item in part[1].get(key, [])))
+            continue
         values = [part[1][key] for _, _, part in groups]
         if all(is_array(v) for v in values):
             extras[key] = pad_join([as_numpy(v) for v in values])[order]
