@@ -28,8 +28,8 @@ class Modality(Protocol):
     Every kind's samples travel as float32 arrays ``[sample, position, channel]`` padded with NaN
     after each sample's length (``axes`` names the three axes: series ``sample, time, feature``,
     texts ``sample, token, feature`` with token ids in the one channel). ``masks_padding``: the
-    kind's models mask padding themselves, so padded batches reach the explainers whole (texts);
-    otherwise samples are explained in groups of one length. ``baselines`` and ``substrates`` name
+    kind's models mask padding themselves (texts), so they take padded batches and rows shorter
+    than the longest they read; explainers see groups of one length, cut to it, for every kind. ``baselines`` and ``substrates`` name
     the reference inputs of path methods and what metrics replace removed cells with, default first.
     Optional: ``removable(model, inputs)``, the boolean ``[sample, position, channel]`` cells metrics
     may remove (texts: the real tokens but the special ones; every valid cell when a kind has

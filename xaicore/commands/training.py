@@ -10,6 +10,7 @@ import click
 from xaicore.errors import XaiError
 
 COMMANDS: list = []
+HF_MODEL = "hf-model"  # the registered model that reads xai import --hf folders (xai-text)
 SEED = click.IntRange(0, 2**32 - 1)
 
 
@@ -162,19 +163,26 @@ def predict_cmd(run, input_path, out, force, id_column, time_column, label_colum
 
 
 @click.command("import")
-@click.option("--module", "target", required=True,
+@click.option("--module", "target",
               help="Your network class: MODULE:CLASS (importable from here) or FILE.py:CLASS.")
-@click.option("--weights", required=True, type=click.Path(path_type=Path),
+@click.option("--weights", type=click.Path(path_type=Path),
               help="Its trained weights: a file torch.save(net.state_dict(), ...) wrote "
                    "(read with weights_only=True).")
+@click.option("--hf", "hf_folder", type=click.Path(path_type=Path),
+              help="Instead of --module and --weights: a local Hugging Face sequence classifier "
+                   "folder (config.json, model.safetensors or pytorch_model.bin, tokenizer files); "
+                   "--data then names the texts it classifies.")
 @click.option("--params", default=None,
               help="Keyword arguments the class is built with, as JSON (default: the "
                    "'hyperparameters' saved with the weights, else none).")
 @click.option("--output", type=click.IntRange(0, 100),
               help="When forward returns a tuple (logits, attention, ...): the logits' position.")
 @click.option("--data", "dataset", required=True,
-              help="The data it classifies: a registered dataset (GunPoint, ...) or a .csv/.npz "
-                   "file, its class order being the model's output order.")
+              help="The data it classifies: a registered dataset (GunPoint, rotten-tomatoes, ...) "
+                   "or a .csv/.npz file (with --hf: a .csv/.tsv/.jsonl of texts), its class order "
+                   "being the model's output order.")
+@click.option("--text-column", help="With --hf and a file of texts: the column holding the texts "
+              "(the labels are in the column named label).")
 @click.option("--test", type=click.Path(path_type=Path), help="Test file for a .csv/.npz dataset.")
 @click.option("--layout", default="NTF", show_default=True,
               type=click.Choice(["NTF", "NCT", "NT"]),
@@ -184,11 +192,26 @@ def predict_cmd(run, input_path, out, force, id_column, time_column, label_colum
               "net.named_modules() (e.g. conv3).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
 @click.option("--force", is_flag=True, help="Replace a run directory xai wrote before.")
-def import_cmd(target, weights, params, output, dataset, test, layout, gradcam_layer, out, force):
+def import_cmd(target, weights, hf_folder, params, output, dataset, text_column, test, layout,
+               gradcam_layer, out, force):
     """Make a model you trained yourself a run that explain, evaluate and report accept."""
     from xaicore.data.loading import dataset_spec
-    from xaicore.runs.importing import import_model
+    from xaicore.runs.importing import import_folder, import_model
 
+    if hf_folder is not None:
+        if target or weights or params or output is not None or gradcam_layer or layout != "NTF":
+            raise XaiError("--hf reads the model, its weights and tokenizer from the folder; give "
+                           "only --data (and --text-column, --test), --out and --force beside it")
+        path = Path(dataset)
+        spec = (text_spec(path, test, text_column, None, 0, 0.25, {})
+                if text_column is not None or is_text_source(path) or path.suffix == ".csv"
+                else dataset_spec(dataset, test=test))
+        metrics = import_folder(HF_MODEL, hf_folder, spec, out, force=force)
+        click.echo(f"imported {hf_folder}: test accuracy {metrics['test_accuracy']:.4f} on "
+                   f"{metrics['dataset']} -> {out}")
+        return
+    if not (target and weights):
+        raise XaiError("give --module and --weights (your network and its weights), or --hf FOLDER")
     try:
         kwargs = None if params is None else json.loads(params)
     except json.JSONDecodeError as exc:

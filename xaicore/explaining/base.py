@@ -9,7 +9,7 @@ import torch
 
 from xaicore.errors import XaiError
 from xaicore.explaining.explanation import Explanation
-from xaicore.explaining.lengths import attribute_by_length, bucket_tops
+from xaicore.explaining.lengths import attribute_by_length
 from xaicore.models.devices import backward_safe
 from xaicore.models.kinds import ViewModel, modality_of
 from xaicore.models.loaded import LoadedModel
@@ -26,7 +26,9 @@ class BaseExplainer:
     gets options typed after its default values.
 
     Variable-length inputs (NaN padding) are explained in groups of one length, each cut to that
-    length (``lengths.attribute_by_length``), so ``attribute`` never sees padding.
+    length (``lengths.attribute_by_length``), so ``attribute`` never sees padding; a kind whose
+    models mask padding (texts) is grouped so too on the view it differentiates, so that no pass
+    spends work on padding.
 
     ``attribute(model, inputs, target, **options)`` returns ``(attributions, extras)`` with
     attributions shaped like ``inputs``, or ``(attributions, extras, logits)`` when it already ran
@@ -90,9 +92,6 @@ class BaseExplainer:
             raise XaiError(f"{self.name}: options {', '.join(sorted(series))} take arrays only "
                            f"for inputs it differentiates themselves, not {modality.name}")
         lengths = padded_lengths(inputs)
-        if lengths is not None and modality.masks_padding:
-            # the model masks padding: samples of similar lengths share a padded batch
-            lengths = bucket_tops(lengths)
         with torch.enable_grad(), backward_safe(model):
             if lengths is None:
                 attributions, extras, logits = self.attribute_on(model, inputs, target, opts)

@@ -37,8 +37,11 @@ def attribute_by_length(attribute: Attribute, model: Any, inputs: torch.Tensor,
     order = torch.cat([rows for _, rows, _ in groups]).argsort().cpu().numpy()
     attributions = pad_join([as_numpy(part[0]) for _, _, part in groups],
                             inputs.shape[1:])[order]
-    extras = {}
-    for key in groups[0][2][1]:
+    extras: dict[str, Any] = {}
+    for key in dict.fromkeys(key for _, _, part in groups for key in part[1]):
+        if any(key not in part[1] for _, _, part in groups):  # notes of some groups (warnings)
+            extras[key] = list(dict.fromkeys(item for _, _, part in groups for item in part[1].get(key, [])))
+            continue
         values = [part[1][key] for _, _, part in groups]
         if all(is_array(v) for v in values):
             extras[key] = pad_join([as_numpy(v) for v in values])[order]
@@ -49,22 +52,6 @@ def attribute_by_length(attribute: Attribute, model: Any, inputs: torch.Tensor,
     logits = None if groups[0][2][2] is None else \
         torch.cat([part[2] for _, _, part in groups])[torch.from_numpy(order).to(inputs.device)]
     return attributions, extras, logits
-
-
-def bucket_tops(lengths: torch.Tensor, ratio: float = 1.25) -> torch.Tensor:
-    """Each length raised to the longest of its bucket: the sorted lengths cut into buckets whose
-    longest is at most ``ratio`` times their shortest, so a padded batch of texts wastes at most a
-    fifth of its positions on padding (for kinds whose models mask padding)."""
-    values = sorted(set(lengths.tolist()))
-    tops: dict[int, int] = {}
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and values[end + 1] <= ratio * values[start]:
-            end += 1
-        tops.update({value: values[end] for value in values[start:end + 1]})
-        start = end + 1
-    return torch.tensor([tops[value] for value in lengths.tolist()], device=lengths.device)
 
 
 def cut_background(background: Any, length: int, steps: int) -> Any:

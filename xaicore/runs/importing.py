@@ -25,10 +25,13 @@ from xaicore.errors import XaiError
 from xaicore.files import file_digest
 from xaicore.models.checkpoints import CHECKPOINT_FORMAT, load_weights
 from xaicore.models.imported import ADAPTED, IMPORTED, build, network_class, record_import
+from xaicore.models.kinds import modality_of
 from xaicore.models.loaded import LoadedModel
+from xaicore.plugins import registry
+from xaicore.plugins.boundary import call
 from xaicore.runs import directory as runs
 from xaicore.runs.directory import CHECKPOINT
-from xaicore.runs.training import classification_report, report_text, write_predictions
+from xaicore.runs.training import build_model, classification_report, report_text, write_predictions
 
 
 def code_file(target: str) -> tuple[Path, str]:
@@ -124,6 +127,51 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
                       "import": {**spec, "gradcam_layer": gradcam_layer and ADAPTED + gradcam_layer},
                       "epoch": 0, "seed": 0}
         record_import(path, digest)
+        with runs.staged(out, "xai import") as tmp:
+            torch.save(checkpoint, tmp / CHECKPOINT)
+            write_predictions(tmp / "test_predictions.csv", dataset, predicted, probs)
+            (tmp / "classification_report.json").write_text(json.dumps(report, indent=2) + "\n")
+            (tmp / "classification_report.txt").write_text(report_text(report))
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics
+
+
+def import_folder(model_name: str, folder: Path, dataset_spec: dict, out: Path, *,
+                  force: bool = False) -> dict:
+    """Write run directory ``out`` for a model saved as a folder (``xai import --hf``): the
+    registered model ``model_name`` reads it (``from_folder``: its params, weights, class names
+    and the data options that read the dataset as it does); its metrics on the test split. No
+    code from the folder runs."""
+    with runs.run_lock(out, "xai import"):
+        runs.check_replaceable(out, force)
+        cls = registry.get_model(model_name)
+        if not callable(getattr(cls, "from_folder", None)):
+            raise XaiError(f"model {model_name!r} does not read model folders (it has no from_folder)")
+        found = call("models", model_name, f"{model_name}.from_folder", cls.from_folder, str(folder))
+        spec = {**dataset_spec, **found["data"]}
+        dataset = load_dataset(spec)
+        labels = found["labels"]
+        if labels is not None and list(labels) != list(dataset.class_names):
+            raise XaiError(f"the model's classes in output order ({', '.join(labels)}) are not the "
+                           f"dataset's ({', '.join(dataset.class_names)})")
+        model = build_model(dataset, model_name, cls, found["params"])
+        load_weights(model.network, found["state_dict"], model_name)
+        model.check_forward(torch.from_numpy(dataset.test.X[:2]))
+        probs = torch.softmax(torch.from_numpy(model.logits(dataset.test.X)), 1).numpy()
+        predicted = probs.argmax(1)
+        report = classification_report(dataset.test.y, predicted, dataset.class_names)
+        metrics = {"model": model_name, "folder": str(folder), "dataset": dataset.name,
+                   "test_accuracy": float(np.mean(predicted == dataset.test.y)),
+                   "macro_f1": report["macro avg"]["f1-score"]}
+        modality = modality_of(model)
+        entries = call("modalities", modality.name, f"{modality.name}.checkpoint_entries",
+                       modality.checkpoint_entries, model, dataset)
+        checkpoint = {"format": CHECKPOINT_FORMAT, "model": model_name,
+                      "hyperparameters": model.hyperparameters,
+                      "state_dict": {k: v.detach().cpu() for k, v in model.module.state_dict().items()},
+                      "class_names": list(dataset.class_names),
+                      "feature_names": list(dataset.feature_names), "seq_len": int(dataset.seq_len),
+                      "modality": model.modality, **entries, "dataset": spec, "epoch": 0, "seed": 0}
         with runs.staged(out, "xai import") as tmp:
             torch.save(checkpoint, tmp / CHECKPOINT)
             write_predictions(tmp / "test_predictions.csv", dataset, predicted, probs)

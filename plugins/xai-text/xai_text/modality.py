@@ -23,7 +23,8 @@ SUBSTRATES = ("mask", "pad")
 
 class TokenModality:
     """Texts as ``[sample, token, 1]`` token ids (NaN after each text), read by the tokenizer the
-    run keeps; the models mask padding, so padded batches are explained whole. Gradient methods
+    run keeps; the models mask padding, so they take padded batches (explainers get groups of
+    one length, cut to it, as for series). Gradient methods
     attribute on the embeddings, summed over the embedding dimension to one value per token;
     special tokens ([CLS], [SEP]) keep their embedding in every baseline and are never removed."""
 

@@ -23,3 +23,7 @@ def register_models(register):
              description="Texts: embedding, Conv1d, BiLSTM and multi-head self-attention (the seed hybrid)")
     register("text-transformer", "xai_text.networks:TokenTransformer",
              description="Texts: a small transformer encoder that exposes its attention per layer and head")
+    register("hf-distilbert", "xai_text.hf:HFDistilBert",
+             description="Texts: a small Hugging Face DistilBERT built from a config (needs transformers)")
+    register("hf-model", "xai_text.hf:HFModel",
+             description="Texts: a Hugging Face sequence classifier from a config.json (xai import --hf)")
