@@ -113,9 +113,8 @@ def test_a_text_gets_the_same_attributions_alone_and_padded_in_a_batch(text_run)
 
 def test_methods_that_need_other_samples_as_references_refuse_texts(text_run):
     model = xaicore.load_run(text_run)
-    for method in ("gradient-shap", "shap"):
-        with pytest.raises(XaiError, match="no reference for a text"):
-            xaicore.explain(model, ["dull"], method=method)
+    with pytest.raises(XaiError, match="no reference for a text"):
+        xaicore.explain(model, ["dull"], method="gradient-shap")
     with pytest.raises(XaiError, match="unknown baseline 'blurred'; choose one of zero, pad, mask, unk"):
         xaicore.explain(model, ["dull"], method="integrated-gradients", baseline="blurred")
 
