@@ -210,8 +210,11 @@ def test_options_of_one_kind_are_refused_for_the_other(model):
         xaicore.explain(model, ["dull"], method="shap", n_segments=2)
     with pytest.raises(XaiError, match="algorithm 'deep' is per time step"):
         xaicore.explain(model, ["dull"], method="shap", algorithm="deep")
-    with pytest.raises(XaiError, match="become one of mask, pad for tokens, not 'unk'"):
+    with pytest.raises(XaiError, match="shap: option absent must be one of mask, pad for tokens, "
+                                        "not 'unk'"):
         xaicore.explain(model, ["dull"], method="shap", absent="unk")
+    with pytest.raises(XaiError, match="option baseline must be one of mask, pad for tokens"):
+        xaicore.explain(model, ["dull"], method="window-occlusion", baseline="zero")
 
 
 def test_explain_cli_runs_shap_and_occlusion_on_texts(text_run, model):

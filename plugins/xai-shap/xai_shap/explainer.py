@@ -1,5 +1,9 @@
 """``shap``: SHAP values over time segments, in logit space, with the additivity error reported.
 
+Texts (kinds whose models mask padding) play each text's own game instead: players its words or
+tokens, absent ones its mask (or pad) token (``text_shap``, ``tokens.py``); the series path below
+is unchanged by them.
+
 Why not shap's own explainers by default: DeepExplainer has no handlers for LSTM or
 MultiheadAttention (the cnn-lstm-attention hybrid) and its additivity check fails there; GradientExplainer
 (expected gradients) is not additive and needs hundreds of backward passes per sample. The segment
@@ -77,7 +81,8 @@ class ShapExplainer(BaseExplainer):
     """SHAP values of the target logit for segments of each feature, spread evenly over their steps."""
 
     name = "shap"
-    description = "SHAP values over time segments with additivity error reported"
+    description = ("SHAP values over time segments (series) or words and tokens (texts), with "
+                   "additivity error reported")
     requires = ("background",)
     # about (2 x players + 1) x background + 2 x n_pairs forward rows per sample, many more than
     # saliency's one pass or auto-step IG's; the default evaluation explains 48 samples with it
@@ -180,7 +185,7 @@ def text_shap(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor, op
     n = len(inputs)
     unit = options["players"] or "words"
     absent = options["absent"] or modality_of(model).substrates[0]
-    masked = reference(model, inputs, absent, "shap")
+    masked = reference(model, inputs, absent, "shap: option absent")
     players = token_players(model, inputs, unit)
     pairs = options["n_pairs"]
     logits = _logits(model, torch.cat([inputs, masked]), batch_size)

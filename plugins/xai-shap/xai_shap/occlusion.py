@@ -105,7 +105,7 @@ def occlude_texts(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor
     """Each token or word of every text replaced by the mask (or pad) token in turn."""
     unit = options["unit"] or "tokens"
     absent = options["baseline"] or modality_of(model).substrates[0]
-    masked = reference(model, inputs, absent, WindowOcclusion.name)
+    masked = reference(model, inputs, absent, f"{WindowOcclusion.name}: option baseline")
     players = token_players(model, inputs, unit)
     sample = torch.arange(len(inputs), device=inputs.device).repeat_interleave(players.counts)
     first = torch.cumsum(players.counts, 0) - players.counts

@@ -50,13 +50,13 @@ def token_players(model: LoadedModel, inputs: torch.Tensor, unit: str) -> TokenP
     return TokenPlayers(ids, (ids.max(1).values + 1).clamp_min(0))
 
 
-def reference(model: LoadedModel, inputs: torch.Tensor, absent: str, method: str) -> torch.Tensor:
+def reference(model: LoadedModel, inputs: torch.Tensor, absent: str, where: str) -> torch.Tensor:
     """Every sample's text with each player replaced as ``absent`` (the kind's substrate: mask or
-    pad), special tokens and padding kept."""
+    pad), special tokens and padding kept; ``where`` names the option in the error."""
     modality = modality_of(model)
     if absent not in modality.substrates:
-        raise XaiError(f"{method}: absent players become one of {', '.join(modality.substrates)} "
-                       f"for {modality.name}, not {absent!r}")
+        raise XaiError(f"{where} must be one of {', '.join(modality.substrates)} for "
+                       f"{modality.name}, not {absent!r}")
     out = modality.substrate(absent, model, inputs.detach().cpu().numpy())
     return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(inputs.device)
 
