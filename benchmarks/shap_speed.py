@@ -83,8 +83,8 @@ class TableGame:
 
     def __init__(self, table: np.ndarray) -> None:
         self.table = torch.from_numpy(table)
-        self.segments = type("Players", (), {"n_players": int(np.log2(table.shape[1]))})()
-        self.bits = 2 ** torch.arange(self.segments.n_players)
+        self.n_players = int(np.log2(table.shape[1]))
+        self.bits = 2 ** torch.arange(self.n_players)
         self.evaluations = 0
 
     def __call__(self, sample: torch.Tensor, coalitions: torch.Tensor,

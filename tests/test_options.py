@@ -90,7 +90,7 @@ def test_xai_list_options_prints_declarations():
 def test_background_is_declared_not_sniffed():
     needing = {name for name in registry.names("explainers")
                if "background" in getattr(registry.get_explainer(name), "requires", ())}
-    assert {"integrated-gradients", "deeplift", "gradient-shap", "shap"} <= needing
+    assert {"integrated-gradients", "deeplift", "gradient-shap", "shap", "window-occlusion"} <= needing
     assert "saliency" not in needing and "gradcam" not in needing
 
 

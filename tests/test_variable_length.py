@@ -148,7 +148,8 @@ def test_npz_lengths_and_csv_trailing_cells_are_padding(tmp_path):
 
 
 EXPLAINERS = ["integrated-gradients", "saliency", "input-x-gradient", "smoothgrad",
-              "gradient-shap", "deeplift", "gradcam", "gradcam++", "cam", "shap", "attention"]
+              "gradient-shap", "deeplift", "gradcam", "gradcam++", "cam", "shap", "attention",
+              "window-occlusion"]
 
 
 @pytest.fixture(scope="module")

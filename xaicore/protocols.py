@@ -29,8 +29,9 @@ class Modality(Protocol):
     after each sample's length (``axes`` names the three axes: series ``sample, time, feature``,
     texts ``sample, token, feature`` with token ids in the one channel). ``masks_padding``: the
     kind's models mask padding themselves (texts), so they take padded batches and rows shorter
-    than the longest they read; explainers see groups of one length, cut to it, for every kind. ``baselines`` and ``substrates`` name
-    the reference inputs of path methods and what metrics replace removed cells with, default first.
+    than the longest they read; explainers see groups of one length, cut to it, for every kind.
+    ``baselines`` and ``substrates`` name the reference inputs of path methods and what metrics
+    replace removed cells with, default first.
     Optional: ``removable(model, inputs)``, the boolean ``[sample, position, channel]`` cells metrics
     may remove (texts: the real tokens but the special ones; every valid cell when a kind has
     none), ``position_extras`` (extras with one value per position, columns of

@@ -1,5 +1,9 @@
 """``shap``: SHAP values over time segments, in logit space, with the additivity error reported.
 
+Texts (kinds whose models mask padding) play each text's own game instead: players its words or
+tokens, absent ones its mask (or pad) token (``text_shap``, ``tokens.py``); the series path below
+is unchanged by them.
+
 Why not shap's own explainers by default: DeepExplainer has no handlers for LSTM or
 MultiheadAttention (the cnn-lstm-attention hybrid) and its additivity check fails there; GradientExplainer
 (expected gradients) is not additive and needs hundreds of backward passes per sample. The segment
@@ -45,6 +49,7 @@ from .shapley import (
     sampled_cost,
     sampled_shapley,
 )
+from .tokens import UNITS, reference, solve_texts, token_players, word_values
 
 SHORT_SERIES = 32  # univariate series up to this length: one player per time step by default
 GAME_VALUE_BYTES = 64  # bytes per input value of a game row beyond the model's (masks, gathers)
@@ -61,24 +66,28 @@ DETAILS = {
     "deep": "shap's DeepExplainer (DeepLIFT multipliers averaged over the background), per time "
             "step; only for models whose every layer has a DeepExplainer handler",
 }
+TEXT_GAME = ("players a text's words or tokens, absent ones its mask (or pad) token, so the "
+             "reference is the text itself masked; a word's value spread evenly over its tokens")
+TEXT_DETAILS = {
+    "exact": f"exact Shapley values of each text's own game (standard error 0): {TEXT_GAME}",
+    "sampled": f"the unbiased sampled estimate of each text's own game (n_pairs pairs per text, "
+               f"first-order control fitted leave-one-out): {TEXT_GAME}",
+    "auto": f"exact values for the texts of few players (the exact extra), the sampled estimate "
+            f"for the others: {TEXT_GAME}",
+}
 
 
 class ShapExplainer(BaseExplainer):
     """SHAP values of the target logit for segments of each feature, spread evenly over their steps."""
 
     name = "shap"
-    description = "SHAP values over time segments with additivity error reported"
+    description = ("SHAP values over time segments (series) or words and tokens (texts), with "
+                   "additivity error reported")
     requires = ("background",)
     # about (2 x players + 1) x background + 2 x n_pairs forward rows per sample, many more than
     # saliency's one pass or auto-step IG's; the default evaluation explains 48 samples with it
     evaluation_samples = 48
 
-    def check(self, model: LoadedModel) -> str | None:
-        if modality_of(model).masks_padding:
-            return ("its absent players take the values of train samples at the same positions, "
-                    "and another text's tokens are no reference for a text; use "
-                    "integrated-gradients with baseline pad or mask")
-        return None
     options = (
         Option("background", object, None, "raw train inputs [n, time, feature]"),
         Option("background_size", int, 100, "background samples drawn (seeded) from background",
@@ -102,6 +111,10 @@ class ShapExplainer(BaseExplainer):
         Option("standard_error_tolerance", float, 0.1, "largest ||standard error|| / ||values|| "
                "of a sample before a warning (sampled estimates only; exact ones have none)",
                min=0.0),
+        Option("players", str, None, "texts: 'words' (default; a word's tokens are one player) or "
+               "'tokens' (each real non-special token)", choices=UNITS),
+        Option("absent", str, None, "texts: what an absent player's tokens become, a substrate of "
+               "the kind: 'mask' (default) or 'pad'"),
     )
 
     def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
@@ -109,6 +122,11 @@ class ShapExplainer(BaseExplainer):
         n, seq_len, n_features = inputs.shape
         budget = pass_budget(inputs.device) // 2  # half for the game's passes, half for solves
         batch_size, notes = forward_rows(model, inputs, options["batch_size"], budget)
+        if modality_of(model).masks_padding:  # texts: each one's own masked text is its reference
+            return text_shap(model, inputs, target, options, batch_size, budget, notes)
+        if options["players"] is not None or options["absent"] is not None:
+            raise XaiError("shap: players and absent are options of texts; the players of a series "
+                           "are time segments (n_segments) and absent ones come from background")
         n_segments = options["n_segments"]
         if n_segments is None:
             n_segments = seq_len if n_features == 1 and seq_len <= SHORT_SERIES else min(8, seq_len)
@@ -155,6 +173,45 @@ class ShapExplainer(BaseExplainer):
             "n_model_evaluations": evaluations + n + n_background,
             **({"warnings": notes} if notes else {}),
         }
+
+
+def text_shap(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor, options: dict,
+              batch_size: int, budget: int, notes: list[str]) -> tuple[torch.Tensor, dict]:
+    """SHAP values of texts: players their words or tokens, an absent player's tokens the mask (or
+    pad) token; a word's value is spread evenly over its tokens, special tokens and padding get 0."""
+    if options["n_segments"] is not None:
+        raise XaiError("shap: n_segments cuts series into time segments; the players of a text are "
+                       "its words or tokens (players=words or players=tokens)")
+    n = len(inputs)
+    unit = options["players"] or "words"
+    absent = options["absent"] or modality_of(model).substrates[0]
+    masked = reference(model, inputs, absent, "shap: option absent")
+    players = token_players(model, inputs, unit)
+    pairs = options["n_pairs"]
+    logits = _logits(model, torch.cat([inputs, masked]), batch_size)
+    fx, f_masked = logits[:n].gather(1, target[:, None])[:, 0], logits[n:].gather(1, target[:, None])[:, 0]
+    solved = solve_texts(model.module, inputs, masked, players, target, fx, f_masked,
+                         options["algorithm"], pairs, options["seed"], batch_size,
+                         lambda k, algorithm, m: solver_groups(k, algorithm, m, 1, pairs, budget))
+    attributions = solved.values[..., None].float()
+    algorithm = "exact" if bool(solved.exact.all()) else \
+        "sampled" if not bool(solved.exact.any()) else "auto"
+    return attributions, {
+        "algorithm": algorithm,
+        "algorithm_detail": TEXT_DETAILS[algorithm],
+        "output_space": "logit",
+        "players": unit,
+        "absent": absent,
+        "expected_value": f_masked,  # per text: the value of its empty coalition, all masked
+        **additivity(attributions, fx, f_masked, options["additivity_tolerance"]),
+        **standard_errors(attributions, solved.standard_error[..., None],
+                          options["standard_error_tolerance"]),
+        "exact": solved.exact,
+        "n_players": players.counts,
+        "word_values": word_values(solved.values, model, inputs),
+        "n_model_evaluations": solved.evaluations + 2 * n,
+        **({"warnings": notes} if notes else {}),
+    }
 
 
 def solve_games(games: list[SegmentGame], algorithm: str, fx: torch.Tensor, fb: torch.Tensor,

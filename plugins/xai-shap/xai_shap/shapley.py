@@ -8,6 +8,8 @@ the others from ``b``. ``v(all) = f_c(x)`` and ``v(empty) = E_b f_c(b)``, the ex
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 
@@ -16,6 +18,20 @@ from xaicore.plugin import XaiError
 from .segments import Segments
 
 MAX_EXACT_PLAYERS = 16
+
+
+class Game(Protocol):
+    """A batched cooperative game: ``game(sample, coalitions, base)`` gives the target logits of
+    rows (sample and base indices, boolean coalitions ``[rows, players]``)."""
+
+    inputs: torch.Tensor
+    evaluations: int
+
+    @property
+    def n_players(self) -> int: ...
+
+    def __call__(self, sample: torch.Tensor, coalitions: torch.Tensor,
+                 base: torch.Tensor) -> torch.Tensor: ...
 
 
 class SegmentGame:
@@ -30,6 +46,10 @@ class SegmentGame:
         self.segments = segments
         self.batch_size = batch_size
         self.evaluations = 0
+
+    @property
+    def n_players(self) -> int:
+        return self.segments.n_players
 
     @torch.no_grad()
     def __call__(self, sample: torch.Tensor, coalitions: torch.Tensor,
@@ -47,8 +67,9 @@ class SegmentGame:
         return out
 
 
-def sampled_shapley(game: SegmentGame, fx: torch.Tensor, fb: torch.Tensor, n_pairs: int,
-                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def sampled_shapley(game: Game, fx: torch.Tensor, fb: torch.Tensor, n_pairs: int,
+                    generator: torch.Generator | Sequence[torch.Generator],
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Unbiased estimate of the Shapley values: ``(phi [n, players], variance of phi)``, float64.
 
     For every background sample ``b`` (its own game ``v_b``; ``phi`` is their mean):
@@ -72,10 +93,11 @@ def sampled_shapley(game: SegmentGame, fx: torch.Tensor, fb: torch.Tensor, n_pai
     zero over the players), so ``phi`` sums exactly to ``f(x) - E f(b)`` without any projection. The
     variance is the spread of the pairs' estimates within each background sample, divided by
     ``n_pairs`` and averaged over the background, so ``sqrt(variance)`` is a standard error of each
-    value against the exact value of the same game.
+    value against the exact value of the same game. ``generator`` draws every sample's pairs in
+    turn, or is one generator per sample.
     """
     n, n_background = fb.shape
-    m = game.segments.n_players
+    m = game.n_players
     device = fx.device
     eye = torch.eye(m, dtype=torch.bool, device=device)
     known = torch.cat([eye, ~eye, eye.new_ones(1, m)])  # first-order coalitions and N
@@ -102,7 +124,8 @@ def sampled_shapley(game: SegmentGame, fx: torch.Tensor, fb: torch.Tensor, n_pai
     return estimates.mean((1, 2)), variance
 
 
-def draw_pairs(n: int, n_background: int, n_pairs: int, m: int, generator: torch.Generator,
+def draw_pairs(n: int, n_background: int, n_pairs: int, m: int,
+               generator: torch.Generator | Sequence[torch.Generator],
                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """``n_pairs`` pairs ``(S, N - S)`` with ``2 <= |S| <= m / 2`` per sample and background sample:
     coalitions ``[n, nb, k, 2, m]`` and each pair's probability ``[n, nb, k]``.
@@ -115,7 +138,8 @@ def draw_pairs(n: int, n_background: int, n_pairs: int, m: int, generator: torch
     size_weight = torch.where(2 * sizes == m, 0.5, 1.0).double()
     size_weight /= size_weight.sum()
     draws = n_background * n_pairs
-    drawn = [sample_pairs(draws, m, sizes, size_weight, generator) for _ in range(n)]
+    generators = [generator] * n if isinstance(generator, torch.Generator) else list(generator)
+    drawn = [sample_pairs(draws, m, sizes, size_weight, g) for g in generators]
     size = torch.stack([s for s, _ in drawn])
     members = torch.stack([c for _, c in drawn]).to(device).reshape(n, n_background, n_pairs, m)
     probability = (size_weight[size - 2] / torch.tensor([math.comb(m, int(s)) for s in sizes],
@@ -195,7 +219,7 @@ def gram_solve(x: torch.Tensor, w_known: float, w_pair: float, rhs: torch.Tensor
     return a_rhs - a_xt @ torch.linalg.solve(inner, x @ a_rhs)
 
 
-def game_values(game: SegmentGame, coalitions: torch.Tensor) -> torch.Tensor:
+def game_values(game: Game, coalitions: torch.Tensor) -> torch.Tensor:
     """``v_b(S)`` for coalitions ``[n, nb, k, players]`` of every sample and background sample:
     ``[n, nb, k]``."""
     n, n_background, k, m = coalitions.shape
@@ -245,13 +269,13 @@ def sampled_cost(n: int, n_players: int, n_background: int, n_pairs: int) -> int
     return n * n_background * (2 * n_players + (2 * n_pairs if n_players >= 4 else 0))
 
 
-def exact_shapley(game: SegmentGame, n: int, n_background: int) -> tuple[torch.Tensor, torch.Tensor]:
+def exact_shapley(game: Game, n: int, n_background: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact Shapley values ``[n, players]`` (float64): every coalition with every background sample.
 
     Also returns the values of each background sample's own game ``v_b(S) = f(x_S, b_rest)``,
     ``[n, n_background, players]``, whose mean over the background is ``phi``.
     """
-    m = game.segments.n_players
+    m = game.n_players
     if m > MAX_EXACT_PLAYERS:
         raise XaiError(f"exact SHAP values over {m} segments need 2^{m} coalitions per sample; use at "
                        f"most {MAX_EXACT_PLAYERS} segments in all (n_segments x features) or "
