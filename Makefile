@@ -5,8 +5,9 @@ PIP     := $(PY) -m pip
 PLUGINS := $(sort $(wildcard plugins/*/pyproject.toml))
 STAMP   := .venv/.installed
 RUN     ?= runs/gunpoint
+TEXT_RUN ?= runs/rotten-tomatoes
 
-.PHONY: setup demo test lint browser clean
+.PHONY: setup demo demo-text test lint browser clean
 
 setup: $(STAMP)
 
@@ -36,6 +37,14 @@ demo: setup
 	# processes share the cores)
 	.venv/bin/xai evaluate --run $(RUN) --force
 	.venv/bin/xai report --run $(RUN) --force
+
+# texts: the hybrid on the Rotten Tomatoes snippets, explained, evaluated (200 test texts) and reported
+demo-text: setup
+	.venv/bin/xai train --dataset rotten-tomatoes --model text-cnn-lstm-attention --out $(TEXT_RUN) --force
+	.venv/bin/xai explain --run $(TEXT_RUN) --method integrated-gradients --method attention \
+	  --method gradcam --method shap --method saliency --samples 0:48 --force
+	.venv/bin/xai evaluate --run $(TEXT_RUN) --samples 200 --force
+	.venv/bin/xai report --run $(TEXT_RUN) --force
 
 # the linters first (seconds), then the suite
 test: lint browser

@@ -34,3 +34,22 @@ def linear_impute_sparse(x: np.ndarray, removed: np.ndarray, fallback: np.ndarra
                         b[k] += x[i, u, f] / len(neighbours)
             out[i, gone, f] = spsolve(A.tocsr(), b)
     return out
+
+
+def layer_integrated_gradients(model, texts: list[str], targets: np.ndarray, n_steps: int) -> np.ndarray:
+    """captum's ``LayerIntegratedGradients`` on a token model's embedding layer, per token
+    ``[text, token]`` (summed over the embedding), from a PAD baseline that keeps the special
+    tokens (captum's BERT tutorial), trapezoid rule."""
+    import torch
+    from captum.attr import LayerIntegratedGradients
+
+    from xai_text.modules import ids_and_mask
+
+    x = torch.from_numpy(model.check_inputs(texts))
+    ids, mask = ids_and_mask(x, model.tokenizer.pad_id)
+    special = torch.isin(ids, torch.tensor(sorted(model.tokenizer.special_ids)))
+    reference = torch.where(special | ~mask, ids, torch.full_like(ids, model.tokenizer.pad_id))
+    lig = LayerIntegratedGradients(lambda i, m: model.network(i, m), model.embedding_layer())
+    return lig.attribute(ids, baselines=reference, target=torch.from_numpy(targets),
+                         additional_forward_args=(mask,), n_steps=n_steps,
+                         method="riemann_trapezoid").sum(-1).detach().numpy()

@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 
 import xaicore
+from oracles import layer_integrated_gradients
 from tolerances import assert_close
 from xaicore.cli import cli
 from xaicore.errors import XaiError
@@ -102,24 +103,13 @@ def test_a_text_gets_the_same_attributions_alone_and_padded_in_a_batch(hf_run):
 
 
 def test_integrated_gradients_equals_captum_layer_integrated_gradients(hf_run):
-    from captum.attr import LayerIntegratedGradients
-
-    from xai_text.modules import ids_and_mask
-
     model = xaicore.load_run(hf_run)
     texts = ["a wonderful moving film", "dull", "a boring waste of time and flat acting"]
     ours = xaicore.explain(model, texts, method="integrated-gradients", n_steps=32, baseline="pad",
                            integration_method="riemann_trapezoid")
-    x = torch.from_numpy(model.check_inputs(texts))
-    ids, mask = ids_and_mask(x, model.tokenizer.pad_id)
-    special = torch.isin(ids, torch.tensor(sorted(model.tokenizer.special_ids)))
-    reference = torch.where(special | ~mask, ids, torch.full_like(ids, model.tokenizer.pad_id))
-    lig = LayerIntegratedGradients(lambda i, m: model.network(i, m), model.embedding_layer())
-    theirs = lig.attribute(ids, baselines=reference, target=torch.from_numpy(ours.targets),
-                           additional_forward_args=(mask,), n_steps=32,
-                           method="riemann_trapezoid").sum(-1).detach().numpy()
+    theirs = layer_integrated_gradients(model, texts, ours.targets, 32)
     valid = ~np.isnan(ours.attributions[..., 0])
-    assert (valid == mask.numpy()).all()
+    assert (valid == ~np.isnan(model.check_inputs(texts)[..., 0])).all()
     assert_close(ours.attributions[..., 0][valid], theirs[valid])
 
 

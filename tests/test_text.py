@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 import xaicore
+from oracles import layer_integrated_gradients
 from tolerances import assert_close
 from xaicore.cli import cli
 from xaicore.errors import XaiError
@@ -27,10 +28,9 @@ def xai(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory):
-    """A small hybrid trained on a JSONL file of texts (labels pos and neg) through the CLI."""
-    folder = tmp_path_factory.mktemp("texts")
+def train_text_run(folder: Path) -> Path:
+    """A small hybrid trained through the CLI on a JSONL file of the texts above (labels pos and
+    neg) in ``folder``; its run directory."""
     rows = [{"review": t, "sentiment": "pos"} for t in POSITIVE * 6] + \
            [{"review": t, "sentiment": "neg"} for t in NEGATIVE * 6]
     data = folder / "reviews.jsonl"
@@ -43,6 +43,11 @@ def text_run(tmp_path_factory):
                  "--data", "vocab_size=120", "--data", "max_length=16", "--quiet")
     assert result.exit_code == 0, result.output
     return run
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    return train_text_run(tmp_path_factory.mktemp("texts"))
 
 
 def test_a_text_run_is_trained_from_a_file_and_reloads_its_tokenizer(text_run):
@@ -61,24 +66,13 @@ def test_a_text_run_is_trained_from_a_file_and_reloads_its_tokenizer(text_run):
 def test_integrated_gradients_equals_captum_layer_integrated_gradients(text_run):
     """The same path, the same embedding layer and a PAD baseline that keeps [CLS] and [SEP]
     (captum's BERT tutorial): captum's LayerIntegratedGradients gives the same attributions."""
-    from captum.attr import LayerIntegratedGradients
-
-    from xai_text.modules import ids_and_mask
-
     model = xaicore.load_run(text_run)
     texts = ["a wonderful moving film", "dull", "a boring waste of time and flat acting"]
     ours = xaicore.explain(model, texts, method="integrated-gradients", n_steps=48,
                            baseline="pad", integration_method="riemann_trapezoid")
-    x = torch.from_numpy(model.check_inputs(texts))
-    ids, mask = ids_and_mask(x, model.tokenizer.pad_id)
-    special = torch.isin(ids, torch.tensor(sorted(model.tokenizer.special_ids)))
-    reference = torch.where(special | ~mask, ids, torch.full_like(ids, model.tokenizer.pad_id))
-    lig = LayerIntegratedGradients(lambda i, m: model.network(i, m), model.embedding_layer())
-    theirs = lig.attribute(ids, baselines=reference, target=torch.from_numpy(ours.targets),
-                           additional_forward_args=(mask,), n_steps=48,
-                           method="riemann_trapezoid").sum(-1).detach().numpy()
+    theirs = layer_integrated_gradients(model, texts, ours.targets, 48)
     valid = ~np.isnan(ours.attributions[..., 0])
-    assert (valid == mask.numpy()).all()
+    assert (valid == ~np.isnan(model.check_inputs(texts)[..., 0])).all()
     assert_close(ours.attributions[..., 0][valid], theirs[valid])
     assert (theirs[~valid] == 0).all()
 

@@ -4,7 +4,6 @@ and window-occlusion of series against captum's Occlusion."""
 from __future__ import annotations
 
 import itertools
-import json
 import math
 
 import numpy as np
@@ -14,7 +13,7 @@ from click.testing import CliRunner
 
 import xaicore
 from test_shap import HybridNet, data, wrap
-from test_text import NEGATIVE, POSITIVE
+from test_text import train_text_run
 from tolerances import assert_close
 from xaicore.cli import cli
 from xaicore.errors import XaiError
@@ -30,18 +29,7 @@ def xai(*args):
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
     """The small hybrid of test_text trained on a JSONL file of texts through the CLI."""
-    folder = tmp_path_factory.mktemp("texts")
-    rows = [{"review": t, "sentiment": "pos"} for t in POSITIVE * 6] + \
-           [{"review": t, "sentiment": "neg"} for t in NEGATIVE * 6]
-    (folder / "reviews.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = xai("train", "--dataset", folder / "reviews.jsonl", "--text-column", "review",
-                 "--label-column", "sentiment", "--model", "text-cnn-lstm-attention", "--out",
-                 folder / "run", "--epochs", "12", "--param", "embedding_dim=16", "--param",
-                 "cnn_channels=16", "--param", "lstm_hidden_size=8", "--param", "num_heads=2",
-                 "--param", "dropout=0.0", "--data", "vocab_size=120", "--data", "max_length=16",
-                 "--quiet")
-    assert result.exit_code == 0, result.output
-    return folder / "run"
+    return train_text_run(tmp_path_factory.mktemp("texts"))
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -127,12 +128,7 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
                       "import": {**spec, "gradcam_layer": gradcam_layer and ADAPTED + gradcam_layer},
                       "epoch": 0, "seed": 0}
         record_import(path, digest)
-        with runs.staged(out, "xai import") as tmp:
-            torch.save(checkpoint, tmp / CHECKPOINT)
-            write_predictions(tmp / "test_predictions.csv", dataset, predicted, probs)
-            (tmp / "classification_report.json").write_text(json.dumps(report, indent=2) + "\n")
-            (tmp / "classification_report.txt").write_text(report_text(report))
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_run(out, checkpoint, dataset, predicted, probs, report, metrics)
         return metrics
 
 
@@ -172,10 +168,16 @@ def import_folder(model_name: str, folder: Path, dataset_spec: dict, out: Path, 
                       "class_names": list(dataset.class_names),
                       "feature_names": list(dataset.feature_names), "seq_len": int(dataset.seq_len),
                       "modality": model.modality, **entries, "dataset": spec, "epoch": 0, "seed": 0}
-        with runs.staged(out, "xai import") as tmp:
-            torch.save(checkpoint, tmp / CHECKPOINT)
-            write_predictions(tmp / "test_predictions.csv", dataset, predicted, probs)
-            (tmp / "classification_report.json").write_text(json.dumps(report, indent=2) + "\n")
-            (tmp / "classification_report.txt").write_text(report_text(report))
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_run(out, checkpoint, dataset, predicted, probs, report, metrics)
         return metrics
+
+
+def write_run(out: Path, checkpoint: dict, dataset: Any, predicted: np.ndarray, probs: np.ndarray,
+              report: dict, metrics: dict) -> None:
+    """An imported run's files, moved into ``out`` together at the end (``runs.staged``)."""
+    with runs.staged(out, "xai import") as tmp:
+        torch.save(checkpoint, tmp / CHECKPOINT)
+        write_predictions(tmp / "test_predictions.csv", dataset, predicted, probs)
+        (tmp / "classification_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "classification_report.txt").write_text(report_text(report))
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -38,20 +38,29 @@ def target_kind(e: Explanation) -> str:
     return "chosen"
 
 
+def view_of(e: Explanation) -> dict[str, Any]:
+    """One explanation's entry of the page, its per-sample ``attr`` and ``scale`` to be filled."""
+    kind = target_kind(e)
+    return {"key": e.method + KIND_SUFFIX[kind], "method": e.method, "kind": kind,
+            "samples": [int(s) for s in e.sample_ids], "attr": [], "scale": [],
+            "prediction": e.predictions.tolist(), "target": e.targets.tolist(),
+            "label": e.labels.tolist(),
+            "probability": [float(e.probabilities[i, p]) for i, p in enumerate(e.predictions)]}
+
+
+def in_page_order(explanations: list[Explanation]) -> list[Explanation]:
+    """The explanations of the predicted class first, then by method."""
+    return sorted(explanations, key=lambda e: (target_kind(e) != "predicted", e.method))
+
+
 def explorer_data(explanations: list[Explanation]) -> dict[str, Any]:
     """What the page draws: the series of every explained sample once, and per explanation its
     attributions and predictions; each sample at its own length (no padding)."""
     first = explanations[0]
     series: dict[str, Any] = {}
     views = []
-    for e in sorted(explanations, key=lambda e: (target_kind(e) != "predicted", e.method)):
-        kind = target_kind(e)
-        view = {"key": e.method + KIND_SUFFIX[kind], "method": e.method, "kind": kind,
-                "samples": [int(s) for s in e.sample_ids], "attr": [], "scale": [],
-                "prediction": e.predictions.tolist(), "target": e.targets.tolist(),
-                "label": e.labels.tolist(),
-                "probability": [float(e.probabilities[i, p]) for i, p in
-                                enumerate(e.predictions)]}
+    for e in in_page_order(explanations):
+        view = view_of(e)
         for i, sid in enumerate(view["samples"]):
             length = int(e.lengths[i])
             data, scale = packed(e.attributions[i, :length])

@@ -15,7 +15,7 @@ from xai_plots.text_html import NEGATIVE, POSITIVE, WHITE_TEXT_FROM
 from xai_plots.text_units import class_words, groups, tokens_of, word_text
 from xaicore.plugin import Explanation
 
-from .explorer import KIND_SUFFIX, packed, target_kind
+from .explorer import KIND_SUFFIX, in_page_order, packed, target_kind, view_of
 from .page import esc
 
 #: Keys each query keeps in the attention view (its strongest), per layer and head.
@@ -46,13 +46,8 @@ def text_data(explanations: list[Explanation]) -> dict[str, Any]:
     length; the attention of the first ``MAX_ATTENTION_TEXTS`` texts when an explanation holds it."""
     texts: dict[str, Any] = {}
     views = []
-    for e in sorted(explanations, key=lambda e: (target_kind(e) != "predicted", e.method)):
-        kind = target_kind(e)
-        view = {"key": e.method + KIND_SUFFIX[kind], "method": e.method, "kind": kind,
-                "samples": [int(s) for s in e.sample_ids], "attr": [], "scale": [],
-                "prediction": e.predictions.tolist(), "target": e.targets.tolist(),
-                "label": e.labels.tolist(),
-                "probability": [float(e.probabilities[i, p]) for i, p in enumerate(e.predictions)]}
+    for e in in_page_order(explanations):
+        view = view_of(e)
         for i, sid in enumerate(view["samples"]):
             tokens, values, word_ids = tokens_of(e, i)
             data, scale = packed(values)
@@ -166,7 +161,7 @@ def words_section(explanations: list[Explanation]) -> str:
     """Per explanation (shown with the method picked above), each class's words by summed
     attribution over the texts explained for it, with their counts."""
     blocks = []
-    for e in sorted(explanations, key=lambda e: (target_kind(e) != "predicted", e.method)):
+    for e in in_page_order(explanations):
         tables = []
         for c, words in class_words(e, TOP_WORDS).items():
             rows = "".join(f'<tr><td>{esc(w.word)}</td><td class="num">{w.total:.4g}</td>'

@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from xai_models.transformer import EncoderLayer, SelfAttention
 from xaicore.plugin import Option, XaiError, defaults_of, validate
 
-from .attention import SelfAttention, masked_mean
+from .pooling import masked_mean
 
 
 def resolve_params(cls: type, options: tuple[Option, ...], params: dict[str, Any]) -> dict[str, Any]:
@@ -102,29 +103,12 @@ class TokenHybrid(nn.Module):
                                                    enforce_sorted=False)
         h, _ = nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0], batch_first=True,
                                                 total_length=ids.shape[1])
-        h = self.attention(h, mask)
+        h = self.attention(h, ~mask)  # padded keys masked
         return self.fc(self.dropout(masked_mean(h, mask)))
 
     def attention_weights(self) -> list[torch.Tensor]:
         """Weights of the last forward pass: one ``[batch, heads, query, key]`` tensor."""
         return attention_of(self)
-
-
-class EncoderLayer(nn.Module):
-    """Pre-norm encoder layer: x + attention(norm(x)), then x + feed-forward(norm(x))."""
-
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(d_model)
-        self.attention = SelfAttention(d_model, n_heads, dropout)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.ff = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout),
-                                nn.Linear(d_ff, d_model))
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.dropout(self.attention(self.norm1(x), mask))
-        return x + self.dropout(self.ff(self.norm2(x)))
 
 
 class TokenTransformer(nn.Module):
@@ -171,7 +155,7 @@ class TokenTransformer(nn.Module):
         lengths_of(type(self), mask)
         h = self.dropout(self.embedding(ids) + self.position[:, :ids.shape[1]])
         for layer in self.layers:
-            h = layer(h, mask)
+            h = layer(h, ~mask)  # padded keys masked
         return self.fc(masked_mean(self.norm(h), mask))
 
     def attention_weights(self) -> list[torch.Tensor]:
