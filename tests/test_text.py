@@ -276,3 +276,55 @@ def test_evaluate_on_a_text_run_scores_the_faithfulness_metrics_and_skips_the_ot
     asked = xai("evaluate", "--run", text_run, "--samples", "4", "--force", "--method", "saliency",
                 "--metric", "road-morf")
     assert asked.exit_code == 1 and "metric road-morf cannot score model" in asked.output
+
+
+def test_predict_classifies_a_file_of_texts(text_run, tmp_path):
+    data = tmp_path / "new.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": c}) + "\n"
+                            for t, c in [(POSITIVE[0], "pos"), (NEGATIVE[0], "neg")]))
+    out = tmp_path / "predictions.csv"
+    result = xai("predict", "--run", text_run, "--input", data, "--out", out)
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert table.predicted.tolist() == ["pos", "neg"] and table.true.tolist() == ["pos", "neg"]
+    probs = xaicore.load_run(text_run).predict_proba([POSITIVE[0], NEGATIVE[0]])
+    assert_close(table[["prob_neg", "prob_pos"]].to_numpy(), probs, rtol=1e-5, scale=1.0)
+
+
+def test_a_text_model_reads_a_csv_of_texts_without_being_told_the_column(tmp_path):
+    """The model's kind of input reads the file: a text model takes a CSV whose text column has
+    a usual name; training warns when texts are cut to max_length."""
+    data = tmp_path / "reviews.csv"
+    data.write_text("review,label\n" + "".join(f'"{t}",pos\n' for t in POSITIVE * 3)
+                    + "".join(f'"{t}",neg\n' for t in NEGATIVE * 3))
+    with pytest.warns(UserWarning, match=r"texts are longer than max_length 4 tokens and were cut"):
+        result = xai("train", "--dataset", data, "--model", "text-cnn-lstm-attention", "--out",
+                     tmp_path / "run", "--epochs", "1", "--param", "embedding_dim=8", "--param",
+                     "cnn_channels=8", "--param", "lstm_hidden_size=4", "--param", "num_heads=2",
+                     "--data", "max_length=4", "--data", "vocab_size=100", "--quiet")
+    assert result.exit_code == 0, result.output
+    spec = json.loads((tmp_path / "run" / "metrics.json").read_text())["dataset_spec"]
+    assert spec["name"] == "texts" and len(spec["sha256"]) == 64
+    refused = xai("train", "--dataset", data, "--text-column", "review", "--model", "fcn",
+                  "--out", tmp_path / "series")
+    assert refused.exit_code != 0 and "--text-column reads a file of texts" in refused.output
+
+
+def test_a_folder_of_texts_changed_since_training_is_refused(tmp_path):
+    folder = tmp_path / "reviews"
+    for label, texts in (("pos", POSITIVE), ("neg", NEGATIVE)):
+        (folder / label).mkdir(parents=True)
+        for i, text in enumerate(texts * 2):
+            (folder / label / f"{i}.txt").write_text(text)
+    run = tmp_path / "run"
+    result = xai("train", "--dataset", folder, "--model", "text-cnn-lstm-attention", "--out", run,
+                 "--epochs", "1", "--param", "embedding_dim=8", "--param", "cnn_channels=8",
+                 "--param", "lstm_hidden_size=4", "--param", "num_heads=2", "--data",
+                 "vocab_size=100", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert xai("explain", "--run", run, "--method", "saliency", "--samples", "0:2").exit_code == 0
+    (folder / "neg" / "0.txt").write_text("dull and tedious, and more")
+    changed = xai("explain", "--run", run, "--method", "saliency", "--samples", "0:2", "--force")
+    assert changed.exit_code != 0 and "has changed since the run was trained on it" in changed.output

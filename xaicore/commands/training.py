@@ -51,30 +51,23 @@ def parse_params(items: tuple[str, ...], flag: str = "--param") -> dict:
     return params
 
 
-def is_text_source(path: Path) -> bool:
-    """Whether a --dataset file holds texts by its kind: .tsv, .jsonl, or a folder per class."""
-    name = path.name.lower()
-    return path.is_dir() or any(name.endswith(s) for s in (".tsv", ".jsonl", ".tsv.bz2", ".jsonl.bz2",
-                                                           ".tsv.gz", ".jsonl.gz"))
+def kind_spec(model: str | None, dataset: str, test: Path | None, columns: dict, seed: int,
+              test_size: float, data: dict) -> dict | None:
+    """The dataset spec the model's kind of input builds for a file it reads itself (texts: a
+    CSV, TSV, JSONL file or a folder per class), or None for the default reading."""
+    from xaicore.plugins import registry
 
-
-def text_spec(path: Path, test: Path | None, text_column: str | None, label_column: str | None,
-              seed: int, test_size: float, data: dict) -> dict:
-    """The spec of the ``texts`` dataset: the user's files (absolute, with their digests)."""
-    from xaicore.files import file_digest
-
-    if not path.exists():
-        raise XaiError(f"no text dataset at {path}")
-    spec = {"name": "texts", "path": str(path.resolve()), "seed": int(seed),
-            "test_size": float(test_size), **data}
-    for key, value in (("text_column", text_column), ("label_column", label_column)):
-        if value is not None:
-            spec[key] = value
-    if test is not None:
-        spec["test"] = str(Path(test).resolve())
-    if path.is_file():
-        spec["sha256"] = file_digest(path)
-    return spec
+    cls = registry.get_model(model) if model else None
+    modality = registry.get_modality(getattr(cls, "modality", None) or None)
+    build = getattr(modality, "dataset_spec", None)  # optional: the kind reads its own files
+    path = Path(dataset).expanduser()
+    is_file = path.exists() or path.suffix != "" or "/" in dataset
+    if not callable(build) or not is_file:
+        if columns.get("text_column"):
+            raise XaiError(f"--text-column reads a file of texts, but model {model!r} takes "
+                           f"{modality.name}; train a text model on it")
+        return None
+    return build(path, test, columns, seed, test_size, data)
 
 
 @click.command("train")
@@ -119,19 +112,22 @@ def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr
 
     params = parse_params(param_items)
     data = parse_params(data_items, "--data")
-    texts = text_column is not None or (dataset is not None and is_text_source(Path(dataset)))
-    columns = {} if texts else columns_of(id_column, time_column, label_column)
-    if resume and (params or test or batch_size or lr or columns or texts or data):
+    if resume and (params or test or batch_size or lr or data or text_column or id_column
+                   or time_column or label_column):
         raise XaiError("--resume continues with the run's own data and recipe; give only --epochs")
     if not resume and not dataset:
         raise XaiError("give --dataset (a registered name or a .csv/.npz file)")
-    if texts:
-        spec = text_spec(Path(dataset), test, text_column, label_column, seed, test_size, data)
-    elif resume:
-        spec = None
-    else:
-        spec = {**dataset_spec(dataset, test=test, seed=seed, test_size=test_size, **columns), **data}
     model = model or (None if resume else "cnn-lstm-attention")
+    spec = None
+    if not resume:
+        given = {k: v for k, v in (("text_column", text_column), ("label_column", label_column))
+                 if v is not None}
+        spec = None if id_column or time_column else kind_spec(model, dataset, test, given, seed,
+                                                                test_size, data)
+        if spec is None:
+            columns = columns_of(id_column, time_column, label_column)
+            spec = {**dataset_spec(dataset, test=test, seed=seed, test_size=test_size, **columns),
+                    **data}
     metrics = train(spec, model, out, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr,
                     params=params, force=force, device=device, progress=not quiet, resume=resume,
                     threads=threads or None)
@@ -145,18 +141,24 @@ def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr
 @click.option("--run", required=True, type=click.Path(path_type=Path),
               help="Run directory written by `xai train`.")
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
-              help="Series to classify: a .csv (training layout, label column optional) or an "
-                   ".npz with X [sample, time, feature].")
+              help="Samples to classify: series in a .csv (training layout, label column "
+                   "optional) or an .npz with X [sample, time, feature]; texts in a .csv, .tsv or "
+                   ".jsonl with a text column.")
 @click.option("--out", type=click.Path(path_type=Path),
               help="Predictions CSV (default RUN/predictions/<input name>.csv).")
 @click.option("--force", is_flag=True, help="Replace an existing predictions file.")
 @long_format_options("--input (label column optional)")
-def predict_cmd(run, input_path, out, force, id_column, time_column, label_column):
-    """Predict classes and class probabilities for new series with a trained run."""
+@click.option("--text-column", help="Texts: the column of --input (.csv, .tsv, .jsonl) holding the "
+              "texts of a text run (default: a column named text, sentence, review or content; "
+              "labels, optional, in --label-column).")
+def predict_cmd(run, input_path, out, force, id_column, time_column, label_column, text_column):
+    """Predict classes and class probabilities for new samples (series, texts) with a trained run."""
     from xaicore.runs.directory import hold_runs
     from xaicore.runs.predicting import predict
 
-    columns = columns_of(id_column, time_column, label_column)
+    columns = ({k: v for k, v in (("text_column", text_column), ("label_column", label_column))
+                if v is not None} if text_column or not (id_column or time_column) and label_column
+               else columns_of(id_column, time_column, label_column))
     out = out or run / "predictions" / f"{input_path.stem}.csv"
     with hold_runs([run], "xai predict", [out]):
         click.echo(f"predictions -> {predict(run, input_path, out, force=force, columns=columns)}")
@@ -202,10 +204,9 @@ def import_cmd(target, weights, hf_folder, params, output, dataset, text_column,
         if target or weights or params or output is not None or gradcam_layer or layout != "NTF":
             raise XaiError("--hf reads the model, its weights and tokenizer from the folder; give "
                            "only --data (and --text-column, --test), --out and --force beside it")
-        path = Path(dataset)
-        spec = (text_spec(path, test, text_column, None, 0, 0.25, {})
-                if text_column is not None or is_text_source(path) or path.suffix == ".csv"
-                else dataset_spec(dataset, test=test))
+        spec = (kind_spec(HF_MODEL, dataset, test, {} if text_column is None else
+                          {"text_column": text_column}, 0, 0.25, {})
+                or dataset_spec(dataset, test=test))
         metrics = import_folder(HF_MODEL, hf_folder, spec, out, force=force)
         click.echo(f"imported {hf_folder}: test accuracy {metrics['test_accuracy']:.4f} on "
                    f"{metrics['dataset']} -> {out}")

@@ -11,7 +11,9 @@ from xaicore.data.inputs import open_input
 from xaicore.errors import XaiError
 from xaicore.files import atomic_open
 from xaicore.models.checkpoints import load_run
+from xaicore.models.kinds import modality_of
 from xaicore.models.loaded import LoadedModel
+from xaicore.plugins.boundary import call
 
 MAX_CLASS_COLUMNS = 50  # above this many classes, write the top TOP_K classes of each sample
 TOP_K = 5
@@ -23,6 +25,13 @@ def read_inputs(path: str | Path, model: LoadedModel,
     file of any kind ``data.inputs`` reads (a long-format CSV with ``columns``), its labels read
     by the same rule."""
     path = Path(path)
+    modality = modality_of(model)
+    opener = getattr(modality, "open_input", None)  # optional: the kind reads its own files
+    if callable(opener):
+        source = call("modalities", modality.name, f"{modality.name}.open_input", opener, model,
+                      path, columns or {})
+        X, labels = source.read(0, source.n_rows)
+        return X, None if labels is None else [model.class_names[i] for i in labels]
     if not path.is_file() and path.suffix.lower() != ".zarr":
         raise XaiError(f"no input file at {path}")
     if path.suffix.lower() == ".csv" and model.n_features != 1 and not columns:

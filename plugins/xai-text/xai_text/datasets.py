@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +45,36 @@ def load_text_files(name: str, path: str | None = None, test: str | None = None,
     """Labelled texts from the user's own files."""
     if path is None:
         raise XaiError("dataset texts needs path= (a .csv, .tsv, .jsonl file or a folder per class)")
-    if sha256 is not None and Path(path).is_file() and file_digest(path) != sha256:
+    if sha256 is not None and source_digest(Path(path)) != sha256:
         raise XaiError(f"{path} has changed since the run was trained on it (its sha256 differs); "
                        f"restore the original file or train a new run on this one")
     corpus = read_texts(path, text_column, label_column)
     held_out = None if test is None else read_texts(test, text_column, label_column)
     return encoded_dataset(corpus.source.rsplit("/", 1)[-1], corpus, held_out, **options)
+
+
+def file_spec(path: Path, test: Path | None, columns: dict, seed: int, test_size: float,
+              data: dict) -> dict:
+    """The spec of the ``texts`` dataset for the user's file or folder (absolute, with its digest,
+    so a run refuses data changed since it was trained)."""
+    if not path.exists():
+        raise XaiError(f"no text dataset at {path}")
+    spec = {"name": "texts", "path": str(path.resolve()), "seed": int(seed),
+            "test_size": float(test_size), **{k: v for k, v in columns.items() if v is not None},
+            **data, "sha256": source_digest(path)}
+    if test is not None:
+        spec["test"] = str(Path(test).resolve())
+    return spec
+
+
+def source_digest(path: Path) -> str:
+    """The sha256 of a file, or of a folder's files (their paths below it and their bytes)."""
+    if not path.is_dir():
+        return file_digest(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest(file)}\0".encode())
+    return digest.hexdigest()
 
 
 def encoded_dataset(name: str, corpus: Corpus, test: Corpus | None, *, vocab_size: int,
@@ -70,6 +96,12 @@ def encoded_dataset(name: str, corpus: Corpus, test: Corpus | None, *, vocab_siz
     tok = (TextTokenizer.load(tokenizer) if tokenizer else
            TextTokenizer.train(train_texts, vocab_size=vocab_size))
     train, held_out = (tok.encode(texts, max_length) for texts in (train_texts, test_texts))
+    cut = len(train.truncated) + len(held_out.truncated)
+    if cut:
+        warnings.warn(f"{name}: {cut} of {len(train_texts) + len(test_texts)} texts are longer than "
+                      f"max_length {max_length} tokens and were cut to it (train split: "
+                      f"{len(train.truncated)}, test split: {len(held_out.truncated)}); raise "
+                      f"--data max_length to keep them whole", stacklevel=2)
     return Dataset(name, DataSplit(train.as_array(), y_train), DataSplit(held_out.as_array(), y_test),
                    classes, ["token"], {"tokenizer": tok, "max_length": max_length,
                                         "texts": {"train": train_texts, "test": test_texts}})

@@ -14,6 +14,7 @@ from torch import nn
 from xaicore.plugin import Dataset, DataSplit, InputSource, LoadedModel, View, XaiError, build_network
 
 from .corpus import read_texts
+from .datasets import file_spec
 from .modules import EmbeddingHead, TokenModule, ids_and_mask
 from .tokenizer import TextTokenizer, check_vocabulary, tokenizer_from_state, tokenizer_state
 
@@ -63,6 +64,11 @@ class TokenModality:
         return token_model(network, tokenizer, name=name, class_names=checkpoint["class_names"],
                            seq_len=checkpoint["seq_len"], hyperparameters=checkpoint["hyperparameters"],
                            dataset=(checkpoint.get("dataset") or {}).get("name", ""))
+
+    def dataset_spec(self, path: Path, test: Path | None, columns: dict, seed: int, test_size: float,
+                     data: dict) -> dict:
+        """The ``texts`` dataset of a file or folder of texts (``xai train --dataset reviews.csv``)."""
+        return file_spec(path, test, columns, seed, test_size, data)
 
     def reload(self, model: LoadedModel, dataset: Dataset) -> Dataset:
         """The run's dataset encoded by the tokenizer the run kept (a tokenizer trained again on
