@@ -183,6 +183,7 @@ def test_the_report_of_a_text_run_shows_texts_words_and_attention(text_run):
     page = (text_run / "report.html").read_text()
     assert 'id="text-heatmap"' in page and "Words that carry each class" in page
     assert 'id="attention"' in page  # the attention explainer's layers, stacked per head
+    assert "most tokens read" in page and "series length" not in page  # the model card's words
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing from the network
 
 

@@ -30,6 +30,7 @@ _LAZY: dict[str, str] = {
     "names": "xaicore.plugins.registry",
     "get_explainer": "xaicore.explaining.api",
     "get_metric": "xaicore.plugins.registry",
+    "get_modality": "xaicore.plugins.registry",
     "get_renderer": "xaicore.plugins.registry",
     "capabilities_of": "xaicore.explaining.metric",
     "render_stage": "xaicore.plugins.stages",

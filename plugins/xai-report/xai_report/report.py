@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from xai_plots.text_units import is_text
-from xaicore.application import read_figures, stale_reason
+from xaicore.application import get_modality, read_figures, stale_reason
 from xaicore.plugin import Option, XaiError, write_text
 
 from .dataset_view import dataset_section
@@ -89,7 +89,7 @@ def model_card(run: RunFiles) -> str:
     facts = [("model", ckpt["model"]), ("dataset", spec_text),
              ("classes", ", ".join(map(str, ckpt["class_names"]))),
              ("features", ", ".join(map(str, ckpt["feature_names"]))),
-             ("series length", ckpt["seq_len"]), ("epochs trained", ckpt.get("epoch", "?")),
+             (length_label(ckpt), ckpt["seq_len"]), ("epochs trained", ckpt.get("epoch", "?")),
              ("seed", ckpt.get("seed", "?"))]
     parts = [f'<div class="cards">{cards}</div>' if cards else "",
              "<h3>Model and data</h3>", table(facts)]
@@ -274,3 +274,12 @@ def _number(cell: str) -> Any:
         return float(cell)
     except ValueError:
         return cell
+
+
+def length_label(ckpt: dict) -> str:
+    """What the checkpoint's ``seq_len`` is, in its kind of input's words."""
+    try:
+        position = get_modality(ckpt.get("modality") or None).axes[1]
+    except XaiError:  # the kind's plugin is not installed here
+        return "length"
+    return "series length" if position == "time" else f"most {position}s read"
