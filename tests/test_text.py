@@ -4,6 +4,7 @@ properties each method has."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -197,7 +198,11 @@ def test_a_file_of_texts_streams_into_stores(text_run, tmp_path):
     result = xai("explain", "--run", text_run, "--method", "saliency", "--input", data,
                  "--text-column", "body", "--label-column", "label", "--batch-size", "4")
     assert result.exit_code == 0, result.output
-    stored = xaicore.load_explanation(text_run / "explanations" / "new" / "saliency.zarr").load()
+    store = xaicore.load_explanation(text_run / "explanations" / "new" / "saliency.zarr")
+    if importlib.util.find_spec("xarray") is None:  # the hint, where xarray is not installed
+        with pytest.raises(XaiError, match="to_xarray needs xarray, which is not installed: pip"):
+            store.to_xarray()
+    stored = store.load()
     pos, neg = stored.class_names.index("pos"), stored.class_names.index("neg")
     assert stored.n_samples == 9 and stored.labels.tolist()[:3] == [pos, neg, pos]
     alone = xaicore.explain(xaicore.load_run(text_run), [POSITIVE[0]], method="saliency")
@@ -329,3 +334,12 @@ def test_a_folder_of_texts_changed_since_training_is_refused(tmp_path):
     (folder / "neg" / "0.txt").write_text("dull and tedious, and more")
     changed = xai("explain", "--run", run, "--method", "saliency", "--samples", "0:2", "--force")
     assert changed.exit_code != 0 and "has changed since the run was trained on it" in changed.output
+
+
+def test_a_report_names_its_run_folder_not_its_path_and_takes_one_run(text_run, tmp_path):
+    out = tmp_path / "shared.html"
+    assert xai("report", "--run", text_run, "--out", out).exit_code == 0
+    page = out.read_text()
+    assert f"run {text_run.name}" in page and str(text_run.parent) not in page
+    both = xai("report", "--run", text_run, "--run", text_run, "--out", tmp_path / "two.html")
+    assert both.exit_code == 1 and "xai report reports one run, not 2" in both.output

@@ -397,7 +397,12 @@ class StoredExplanation:
 
     def to_xarray(self):
         """An ``xarray.Dataset`` over the store's arrays (lazy with dask installed)."""
-        import xarray as xr
+        try:
+            import xarray as xr
+        except ImportError:
+            raise XaiError("to_xarray needs xarray, which is not installed: pip install xarray "
+                           "(and dask for lazy arrays); the store's arrays are also open as zarr "
+                           "arrays, e.g. stored.attributions") from None
 
         return xr.open_zarr(str(self.path), consolidated=False)
 

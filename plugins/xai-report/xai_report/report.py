@@ -65,7 +65,8 @@ class HtmlReport:
         title = f"xai report: {ckpt['model']} on {dataset_name(ckpt)}"
         scripts = [get_plotlyjs(), SCRIPT] if len(texts) < len(run.explanations) else []
         scripts += [TEXT_SCRIPT] if texts else []
-        html = document(title, f"run directory {run.run_dir.resolve()}", sections, scripts)
+        # the run folder's name only: a report is shared, the path on this machine stays here
+        html = document(title, f"run {run.run_dir.resolve().name}", sections, scripts)
         write_text(path, html)
         return [path]
 
@@ -84,8 +85,10 @@ def model_card(run: RunFiles) -> str:
     cards = "".join(f'<div class="card"><b>{esc(_fmt(v))}</b><span>{esc(k.replace("_", " "))}'
                     f"</span></div>" for k, v in scalars.items() if "accuracy" in k)
     spec = ckpt.get("dataset")
-    spec_text = (", ".join(f"{k}={v}" for k, v in spec.items()) if isinstance(spec, dict)
-                 else str(spec or "?"))
+    # file names only, no paths on this machine, and no digests: the report is shared
+    spec_text = (", ".join(f"{k}={Path(v).name if isinstance(v, str) and Path(v).is_absolute() else v}"
+                           for k, v in spec.items() if not k.endswith("sha256"))
+                 if isinstance(spec, dict) else str(spec or "?"))
     facts = [("model", ckpt["model"]), ("dataset", spec_text),
              ("classes", ", ".join(map(str, ckpt["class_names"]))),
              ("features", ", ".join(map(str, ckpt["feature_names"]))),
