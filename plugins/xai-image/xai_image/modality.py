@@ -51,7 +51,7 @@ class ImageModality:
 
     def checkpoint_entries(self, model: LoadedModel, dataset: Dataset) -> dict[str, Any]:
         assert model.normalisation is not None  # build always normalises
-        height, width = model.image_size  # type: ignore[attr-defined]
+        height, width = model.image_size
         return {"height": height, "width": width,
                 "normalisation": {key: [float(v) for v in getattr(model.normalisation, key).cpu()]
                                   for key in ("mean", "std")}}
@@ -75,7 +75,7 @@ class ImageModality:
         decide the layout of an array: ``[n, C, H, W]`` (torch's), ``[n, H, W, C]`` (channels
         last, read when its shape is not also channels first), ``[n, H, W]`` (one channel) or the
         flattened ``[n, H*W, C]``; anything else, or a NaN or infinite pixel, is refused."""
-        height, width = model.image_size  # type: ignore[attr-defined]
+        height, width = model.image_size
         channels = model.n_features
         what = f"inputs for image model {model.name!r}"
         if hasattr(inputs, "detach"):
@@ -115,9 +115,11 @@ class ImageModality:
             bg = as_background(background, inputs, f"{method} with baseline 'mean'")
             return bg.mean(0, keepdim=True).expand_as(inputs).contiguous()
         if kind == "blurred":
-            height, width = model.image_size  # type: ignore[attr-defined]
-            return gaussian_blur(inputs, height, width, default_sigma(height, width) if blur_sigma is None else blur_sigma)
-        raise XaiError(f"{method}: unknown baseline {kind!r} for images; choose one of {', '.join(BASELINES)}")
+            height, width = model.image_size
+            sigma = default_sigma(height, width) if blur_sigma is None else blur_sigma
+            return gaussian_blur(inputs, height, width, sigma)
+        raise XaiError(f"{method}: unknown baseline {kind!r} for images; choose one of "
+                       f"{', '.join(BASELINES)}")
 
     def substrate(self, kind: str, model: LoadedModel, inputs: np.ndarray, *, sigma: float | None = None,
                   **options: Any) -> np.ndarray:
@@ -127,7 +129,7 @@ class ImageModality:
             mean = model.normalisation.mean.detach().cpu().numpy().reshape(-1)
             return np.broadcast_to(mean.astype(np.float32), inputs.shape).copy()
         if kind == "blurred":
-            height, width = model.image_size  # type: ignore[attr-defined]
+            height, width = model.image_size
             blurred = gaussian_blur(torch.from_numpy(np.asarray(inputs, np.float32)), height, width,
                                     default_sigma(height, width) if sigma is None else sigma)
             return blurred.numpy()
@@ -140,5 +142,5 @@ def image_model(network: nn.Module, height: int, width: int, **info: Any) -> Loa
     assert model.normalisation is not None  # image models always keep the train statistics
     model.module = ImageModule(model.normalisation, network, height, width)
     model.module.eval()
-    model.image_size = (height, width)  # type: ignore[attr-defined]
+    model.image_size = (height, width)
     return model
