@@ -37,9 +37,9 @@ def test_builtins_come_from_their_distributions():
     assert by_name["integrated-gradients"].distribution == "xai-captum"
     assert by_name["gradcam"].distribution == "xai-gradcam"
     assert by_name["gradcam"].version == "0.1.0"
-    assert {e.distribution for e in registry.entries("models")} == {"xai-models", "xai-text"}
+    assert {e.distribution for e in registry.entries("models")} == {"xai-image", "xai-models", "xai-text"}
     assert {e.name: e.distribution for e in registry.entries("modalities")} == {
-        "series": "xai-series", "tokens": "xai-text"}
+        "images": "xai-image", "series": "xai-series", "tokens": "xai-text"}
     assert "GunPoint" in registry.names("datasets")
 
 

@@ -32,7 +32,9 @@ class Modality(Protocol):
     than the longest they read; explainers see groups of one length, cut to it, for every kind.
     ``baselines`` and ``substrates`` name the reference inputs of path methods and what metrics
     replace removed cells with, default first.
-    Optional: ``removable(model, inputs)``, the boolean ``[sample, position, channel]`` cells metrics
+    Optional: ``spatial_dims`` (the spatial axes of the kind's layers, 1 when absent: images 2,
+    whose models keep ``image_size = (H, W)`` and whose Grad-CAM reads Conv2d maps),
+    ``removable(model, inputs)``, the boolean ``[sample, position, channel]`` cells metrics
     may remove (texts: the real tokens but the special ones; every valid cell when a kind has
     none), ``position_extras`` (extras with one value per position, columns of
     ``Explanation.to_dataframe``), ``annotate(model, inputs)`` (per-sample extras of every explanation: texts'

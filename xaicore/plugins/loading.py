@@ -27,7 +27,7 @@ GROUP = "xai"
 #: against any third-party plugin, whatever order the entry points load in.
 BUILTIN_DISTRIBUTIONS = frozenset({
     "xaicore", "xai-ray", "xai-aeon", "xai-attention", "xai-captum", "xai-eval", "xai-gradcam", "xai-models",
-    "xai-plots", "xai-report", "xai-series", "xai-shap", "xai-text",
+    "xai-image", "xai-plots", "xai-report", "xai-series", "xai-shap", "xai-text",
 })
 
 pm = pluggy.PluginManager("xai")

@@ -1,7 +1,11 @@
-"""Grad-CAM, Grad-CAM++ and CAM on a Conv1d layer: one forward and one backward per batch.
+"""Grad-CAM, Grad-CAM++ and CAM on a Conv1d layer (or a Conv2d one for images): one forward and
+one backward per batch.
 
 A heatmap over the layer's time axis is upsampled (linear interpolation) to the input length and
-broadcast to every feature, so attributions are ``[sample, time, feature]`` like the inputs.
+broadcast to every feature, so attributions are ``[sample, time, feature]`` like the inputs. For a
+kind of input with two spatial axes (its ``spatial_dims = 2``, images, whose models keep
+``image_size = (H, W)``), the layer's ``[h, w]`` map is upsampled bilinearly to ``H x W`` and
+flattened row-major to the pixels ``[sample, H*W, channel]``.
 """
 
 from __future__ import annotations
@@ -12,14 +16,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError
+from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, modality_of
 
 NORMALIZE = ("none", "max", "minmax")
 REDUCTIONS = ("mean", "median", "max", "mean_max")
 
 
-def conv1d_names(model: LoadedModel) -> list[str]:
-    return [n for n, m in model.network.named_modules() if isinstance(m, nn.Conv1d)]
+def spatial_dims(model: LoadedModel) -> int:
+    """The spatial axes of the model's kind of input: 1 (series, texts) or 2 (images)."""
+    return int(getattr(modality_of(model), "spatial_dims", 1))
+
+
+def conv_type(model: LoadedModel) -> type[nn.Module]:
+    return nn.Conv2d if spatial_dims(model) == 2 else nn.Conv1d
+
+
+def conv_names(model: LoadedModel) -> list[str]:
+    """The names of the model's convolutions of its kind's dimension (Conv1d, or Conv2d for images)."""
+    conv = conv_type(model)
+    return [n for n, m in model.network.named_modules() if isinstance(m, conv)]
 
 
 def resolve_layer(model: LoadedModel, layer: str | None) -> tuple[str, nn.Module]:
@@ -29,13 +44,14 @@ def resolve_layer(model: LoadedModel, layer: str | None) -> tuple[str, nn.Module
     declared = model.gradcam_layer()
     if declared is None:
         raise XaiError(f"model {model.name!r} declares no Grad-CAM layer; pass layer= one of its "
-                       f"Conv1d layers: {', '.join(conv1d_names(model)) or 'none'}")
+                       f"{conv_type(model).__name__} layers: {', '.join(conv_names(model)) or 'none'}")
     return next(n for n, m in model.network.named_modules() if m is declared), declared
 
 
 def layer_forward(model: LoadedModel, layer: nn.Module, name: str,
                   inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and the layer's output ``[batch, channel, time]`` from one forward pass."""
+    """Logits and the layer's output ``[batch, channel, time]`` (``[batch, channel, h, w]`` for
+    images) from one forward pass."""
     captured: list[Any] = []
     handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
     try:
@@ -45,11 +61,12 @@ def layer_forward(model: LoadedModel, layer: nn.Module, name: str,
     if not captured:
         raise XaiError(f"layer {name!r} of model {model.name!r} is not used in its forward pass")
     acts = captured[-1]
-    if not isinstance(acts, torch.Tensor) or acts.ndim != 3 or acts.shape[0] != inputs.shape[0]:
+    dims = spatial_dims(model)
+    if not isinstance(acts, torch.Tensor) or acts.ndim != 2 + dims or acts.shape[0] != inputs.shape[0]:
         shape = tuple(acts.shape) if isinstance(acts, torch.Tensor) else type(acts).__name__
         raise XaiError(f"layer {name!r} of model {model.name!r} outputs {shape}, not "
-                       f"[batch, channel, time]; choose a Conv1d layer: "
-                       f"{', '.join(conv1d_names(model)) or 'none'}")
+                       f"[batch, channel, {'time' if dims == 1 else 'height, width'}]; choose a "
+                       f"{conv_type(model).__name__} layer: {', '.join(conv_names(model)) or 'none'}")
     return logits, acts
 
 
@@ -72,6 +89,12 @@ def activations_and_gradients(model: LoadedModel, layer: nn.Module, name: str,
     return acts.detach(), grads.detach(), logits.detach()
 
 
+def spatial_mean(values: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``values`` averaged over the layer's map: ``time_mean`` for ``[batch, channel, time]``, the
+    mean over ``h, w`` for an image layer's ``[batch, channel, h, w]`` (images have no padding)."""
+    return values.mean((2, 3), keepdim=True) if values.ndim == 4 else time_mean(values, inputs)
+
+
 def time_mean(values: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """``values [batch, channel, layer_time]`` averaged over each sample's own steps: a padded batch
     (a kind whose models mask padding, such as texts) leaves out the layer steps of its padding."""
@@ -84,11 +107,16 @@ def time_mean(values: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
 
 
 def to_input_space(heatmap: torch.Tensor, inputs: torch.Tensor, relu: bool,
-                   normalize: str) -> torch.Tensor:
-    """``[batch, layer_time]`` heatmap -> ReLU -> linear upsampling -> normalisation -> NTF."""
+                   normalize: str, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """``[batch, layer_time]`` heatmap -> ReLU -> linear upsampling -> normalisation -> NTF; an
+    image layer's ``[batch, h, w]`` map is upsampled bilinearly to ``size`` (H, W) and flattened."""
     if relu:
         heatmap = F.relu(heatmap)
-    heatmap = F.interpolate(heatmap[:, None].float(), size=inputs.shape[1], mode="linear")[:, 0]
+    if heatmap.ndim == 3:
+        assert size is not None  # an image layer's map goes with the images' size
+        heatmap = F.interpolate(heatmap[:, None].float(), size=size, mode="bilinear")[:, 0].flatten(1)
+    else:
+        heatmap = F.interpolate(heatmap[:, None].float(), size=inputs.shape[1], mode="linear")[:, 0]
     if normalize == "max":
         heatmap = heatmap / heatmap.abs().amax(1, keepdim=True).clamp_min(1e-12)
     elif normalize == "minmax":
@@ -101,8 +129,8 @@ class _LayerCAM(BaseExplainer):
     """Shared option checks and layer lookup of the three CAM methods."""
 
     options = (
-        Option("layer", str, None, "dotted path of the Conv1d layer (default: the model's declared "
-               "Grad-CAM layer)"),
+        Option("layer", str, None, "dotted path of the Conv1d (images: Conv2d) layer (default: the "
+               "model's declared Grad-CAM layer)"),
         Option("relu", bool, True, "keep only positive evidence (ReLU on the map)"),
         Option("normalize", str, "none", "scale each map: none, max or minmax"),
     )
@@ -111,12 +139,14 @@ class _LayerCAM(BaseExplainer):
     maps_time = True
 
     def check(self, model: LoadedModel) -> str | None:
-        if not conv1d_names(model):
-            return (f"it has no Conv1d layer ({self.name} weights the channels of a 1-D "
+        conv, dims = conv_type(model).__name__, spatial_dims(model)
+        if not conv_names(model):
+            return (f"it has no {conv} layer ({self.name} weights the channels of a {dims}-D "
                     f"convolution); use a gradient method such as saliency or integrated-gradients")
         if model.gradcam_layer() is None:
-            return (f"it declares no Grad-CAM layer (its Conv1d layers, "
-                    f"{', '.join(conv1d_names(model))}, are not feature maps over time it "
+            over = "time" if dims == 1 else "the image"
+            return (f"it declares no Grad-CAM layer (its {conv} layers, "
+                    f"{', '.join(conv_names(model))}, are not feature maps over {over} it "
                     f"vouches for); use a gradient method such as saliency or integrated-gradients")
         return None
 
@@ -126,19 +156,24 @@ class _LayerCAM(BaseExplainer):
                            f"not {opts['normalize']!r}")
         name, layer = resolve_layer(model, opts["layer"])
         heatmap, extras, logits = self.heatmap(model, layer, name, inputs, target, opts)
-        if heatmap.shape[1] == 1 and inputs.shape[1] > 1:
+        if heatmap.ndim == 3 and heatmap.shape[1] * heatmap.shape[2] == 1:
+            raise XaiError(f"{self.name}: layer {name!r} has a 1x1 map for these images, so its map "
+                           f"would be one constant; choose an earlier Conv2d layer or a gradient method")
+        if heatmap.ndim == 2 and heatmap.shape[1] == 1 and inputs.shape[1] > 1:
             raise XaiError(
                 f"{self.name}: layer {name!r} has one time step for these {inputs.shape[1]}-step "
                 f"series, so its map would be one constant over time; is the layout right (a "
                 f"vector of {inputs.shape[1]} values is one feature over {inputs.shape[1]} time "
                 f"steps, [n, {inputs.shape[1]}, 1], not [n, 1, {inputs.shape[1]}])? Otherwise "
                 f"choose an earlier layer or a gradient method")
-        attributions = to_input_space(heatmap, inputs, bool(opts["relu"]), opts["normalize"])
+        attributions = to_input_space(heatmap, inputs, bool(opts["relu"]), opts["normalize"],
+                                      getattr(model, "image_size", None))
         return attributions, {"layer": name, "layer_heatmap": heatmap, **extras}, logits
 
     def heatmap(self, model: LoadedModel, layer: nn.Module, name: str, inputs: torch.Tensor,
                 target: torch.Tensor, opts: dict) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """``[batch, layer_time]`` map before ReLU and upsampling, extras, and the logits."""
+        """``[batch, layer_time]`` (``[batch, h, w]``) map before ReLU and upsampling, extras, and
+        the logits."""
         raise NotImplementedError
 
 
@@ -149,8 +184,8 @@ class GradCAM(_LayerCAM):
 
     def heatmap(self, model, layer, name, inputs, target, opts):
         acts, grads, logits = activations_and_gradients(model, layer, name, inputs, target)
-        weights = time_mean(grads, inputs)
-        return (weights * acts).sum(1), {"channel_weights": weights[:, :, 0]}, logits
+        weights = spatial_mean(grads, inputs)
+        return (weights * acts).sum(1), {"channel_weights": weights.flatten(1)}, logits
 
 
 class GradCAMPlusPlus(_LayerCAM):
@@ -161,10 +196,11 @@ class GradCAMPlusPlus(_LayerCAM):
     def heatmap(self, model, layer, name, inputs, target, opts):
         acts, grads, logits = activations_and_gradients(model, layer, name, inputs, target)
         g2, g3 = grads.pow(2), grads.pow(3)
-        denominator = 2 * g2 + acts.sum(2, keepdim=True) * g3
+        spatial: int | tuple[int, int] = 2 if acts.ndim == 3 else (2, 3)
+        denominator = 2 * g2 + acts.sum(spatial, keepdim=True) * g3
         alpha = g2 / torch.where(denominator != 0, denominator, torch.ones_like(denominator))
-        weights = (alpha * F.relu(grads)).sum(2, keepdim=True)
-        return (weights * acts).sum(1), {"channel_weights": weights[:, :, 0]}, logits
+        weights = (alpha * F.relu(grads)).sum(spatial, keepdim=True)
+        return (weights * acts).sum(1), {"channel_weights": weights.flatten(1)}, logits
 
 
 class CAM(_LayerCAM):

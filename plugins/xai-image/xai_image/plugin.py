@@ -1,0 +1,21 @@
+"""Registers images as a kind of input, the digits dataset and the small image CNN."""
+
+from xaicore.plugin import hookimpl
+
+
+@hookimpl
+def register_modalities(register):
+    register("images", "xai_image.modality:ImageModality",
+             description="Images [sample, channel, height, width], travelling as [sample, pixel, channel]")
+
+
+@hookimpl
+def register_datasets(register):
+    register("digits", "xai_image.datasets:load_digits",
+             description="scikit-learn's handwritten digits: 1,797 8x8 images, 10 classes, upsampled x4")
+
+
+@hookimpl
+def register_models(register):
+    register("image-cnn", "xai_image.networks:ImageCNN",
+             description="Images: three Conv2d blocks and global average pooling (Grad-CAM on the last)")

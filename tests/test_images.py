@@ -1,0 +1,146 @@
+"""Images as the third kind of input: the kind and its checks, scikit-learn's digits, a small CNN
+trained through the CLI, Grad-CAM on its last Conv2d checked against captum, and integrated
+gradients at the pixels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import xaicore
+from tolerances import assert_close
+from xaicore.cli import cli
+from xaicore.data.loading import load_dataset
+from xaicore.errors import XaiError
+from xaicore.plugins import registry
+
+
+def xai(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    """image-cnn trained for a few epochs on the digits at 16x16 (scale 2), small and quick."""
+    run = tmp_path_factory.mktemp("images") / "run"
+    result = xai("train", "--dataset", "digits", "--model", "image-cnn", "--out", run, "--epochs", "4",
+                 "--param", "channels=8", "--data", "scale=2", "--quiet")
+    assert result.exit_code == 0, result.output
+    return run
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset({"name": "digits", "scale": 2})
+
+
+def test_images_are_a_registered_kind_with_their_dataset_and_model():
+    kind = registry.get_modality("images")
+    assert kind.axes == ("sample", "pixel", "channel") and not kind.masks_padding
+    assert kind.baselines == ("zero", "mean", "blurred") and kind.substrates == ("mean", "blurred")
+    assert "digits" in registry.names("datasets") and "image-cnn" in registry.names("models")
+
+
+def test_digits_are_upsampled_by_repetition_and_split_per_class():
+    data = load_dataset("digits")
+    assert data.info == {"height": 32, "width": 32} and data.feature_names == ["grey"]
+    assert (len(data.train), len(data.test)) == (1347, 450) and data.train.X.shape[1:] == (1024, 1)
+    image = data.train.X[0, :, 0].reshape(32, 32)
+    assert (image == image[::4, ::4].repeat(4, 0).repeat(4, 1)).all()  # nearest x4: 4x4 blocks
+    assert 0 <= data.train.X.min() and data.train.X.max() <= 1
+    shares = [np.bincount(split.y, minlength=10) / len(split) for split in (data.train, data.test)]
+    assert np.abs(shares[0] - shares[1]).max() < 0.01  # stratified
+    again = load_dataset({"name": "digits", "seed": 0})
+    assert (again.test.y == data.test.y).all()
+    assert not (load_dataset({"name": "digits", "seed": 1}).test.y == data.test.y).all()
+
+
+def test_a_cnn_trained_through_the_cli_reloads_with_its_size_and_statistics(image_run, digits):
+    metrics = json.loads((image_run / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.6  # 4 epochs of a tiny CNN; the default run reaches 0.98
+    model = xaicore.load_run(image_run)
+    assert model.modality == "images" and model.image_size == (16, 16)
+    assert_close(model.normalisation.mean.numpy(), digits.train.X.mean(axis=(0, 1)))
+    probs = model.predict_proba(digits.test.X[:64])
+    assert (probs.argmax(1) == digits.test.y[:64]).mean() >= 0.6
+
+
+def test_every_layout_of_the_same_images_gives_the_same_array(image_run, digits):
+    model = xaicore.load_run(image_run)
+    flat = digits.test.X[:3]
+    grid = flat.reshape(3, 16, 16)
+    for layout in (grid[:, None], grid[..., None], grid, torch.from_numpy(grid[:, None])):
+        assert (model.check_inputs(layout) == flat).all()
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (np.zeros((2, 1, 8, 8)), r"must be 1-channel 16x16 images \[n, 1, 16, 16\].*got shape \(2, 1, 8, 8\)"),
+    (np.zeros((2, 3, 16, 16)), r"got shape \(2, 3, 16, 16\)"),
+    (np.zeros((2, 16, 16, 3)), r"got shape \(2, 16, 16, 3\)"),
+    (np.zeros((0, 1, 16, 16)), "hold no images"),
+    (np.full((2, 16, 16), np.nan), "image 0 has a NaN or infinite pixel"),
+    ("a picture", "must be"),
+])
+def test_bad_image_inputs_are_one_line_errors(image_run, inputs, message):
+    model = xaicore.load_run(image_run)
+    with pytest.raises(XaiError, match=message) as error:
+        model.check_inputs(inputs)
+    assert "\n" not in str(error.value)
+
+
+def test_gradcam_equals_captum_layer_gradcam_upsampled_bilinearly(image_run, digits):
+    """The same Conv2d layer, ReLU on the map and bilinear upsampling: captum's LayerGradCam and
+    LayerAttribution.interpolate give the same attributions, broadcast over the channel."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    model = xaicore.load_run(image_run)
+    X = digits.test.X[:12]
+    ours = xaicore.explain(model, X, method="gradcam")
+    assert ours.attributions.shape == (12, 256, 1) and ours.extras["layer"] == "conv3"
+
+    def on_images(images):
+        return model.module(images.permute(0, 2, 3, 1).reshape(len(images), 256, 1))
+
+    images = torch.from_numpy(X).reshape(12, 16, 16, 1).permute(0, 3, 1, 2)
+    maps = LayerGradCam(on_images, model.layer("conv3")).attribute(
+        images, target=torch.as_tensor(ours.targets), relu_attributions=True)
+    theirs = LayerAttribution.interpolate(maps, (16, 16), "bilinear").reshape(12, 256)
+    assert_close(ours.attributions[..., 0], theirs)
+    assert ours.extras["layer_heatmap"].shape == (12, 4, 4)
+
+
+def test_gradcam_refuses_a_layer_that_is_no_image_map(image_run, digits):
+    model = xaicore.load_run(image_run)
+    with pytest.raises(XaiError, match=r"outputs \(3, 10\), not \[batch, channel, height, width\]"):
+        xaicore.explain(model, digits.test.X[:3], method="gradcam", layer="head")
+
+
+@pytest.mark.parametrize("baseline", ["zero", "blurred"])
+def test_integrated_gradients_at_the_pixels_is_complete(image_run, digits, baseline):
+    model = xaicore.load_run(image_run)
+    X = digits.test.X[:6]
+    e = xaicore.explain(model, X, method="integrated-gradients", baseline=baseline)
+    assert e.attributions.shape == X.shape
+    kind = registry.get_modality("images")
+    reference = kind.baseline(baseline, model, torch.from_numpy(X)).numpy()
+    logits, base = model.logits(X), model.logits(reference)
+    rows = np.arange(len(X))
+    difference = logits[rows, e.targets] - base[rows, e.targets]
+    assert (np.abs(e.attributions.sum((1, 2)) - difference) <= 0.01 * np.abs(difference) + 1e-5).all()
+
+
+def test_the_blurred_baseline_and_substrates_keep_the_images_shape(image_run, digits):
+    model = xaicore.load_run(image_run)
+    kind = registry.get_modality("images")
+    flat = np.full((2, 256, 1), 0.5, np.float32)
+    assert_close(kind.baseline("blurred", model, torch.from_numpy(flat)).numpy(), flat)  # constant
+    blurred = kind.substrate("blurred", model, digits.test.X[:2])
+    assert blurred.shape == (2, 256, 1) and blurred.std() < digits.test.X[:2].std()
+    mean = kind.substrate("mean", model, digits.test.X[:2])
+    assert_close(mean, np.broadcast_to(model.normalisation.mean.numpy(), (2, 256, 1)))
+    with pytest.raises(XaiError, match="substrate must be one of mean, blurred for images"):
+        kind.substrate("smooth", model, digits.test.X[:2])
