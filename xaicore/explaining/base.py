@@ -14,7 +14,6 @@ from xaicore.models.devices import backward_safe
 from xaicore.models.kinds import ViewModel, modality_of
 from xaicore.models.loaded import LoadedModel
 from xaicore.models.modules import padded_lengths
-from xaicore.plugins import registry
 from xaicore.plugins.options import Option, Series, declared, defaults_of, resolve
 
 
@@ -26,9 +25,8 @@ class BaseExplainer:
     gets options typed after its default values.
 
     Variable-length inputs (NaN padding) are explained in groups of one length, each cut to that
-    length (``lengths.attribute_by_length``), so ``attribute`` never sees padding; a kind whose
-    models mask padding (texts) is grouped so too on the view it differentiates, so that no pass
-    spends work on padding.
+    length (``lengths.attribute_by_length``), so ``attribute`` never sees padding, whatever the
+    kind of input.
 
     ``attribute(model, inputs, target, **options)`` returns ``(attributions, extras)`` with
     attributions shaped like ``inputs``, or ``(attributions, extras, logits)`` when it already ran
@@ -219,5 +217,4 @@ def build_explanation(model: LoadedModel, inputs: torch.Tensor, target: torch.Te
                        class_names=model.class_names, feature_names=model.feature_names,
                        model_name=model.name, dataset=getattr(model, "dataset", ""),
                        model_digest=getattr(model, "digest", ""),
-                       modality="" if modality.name == getattr(registry.get_modality(), "name", "")
-                       else modality.name)
+                       modality=modality.name)

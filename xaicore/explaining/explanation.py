@@ -54,7 +54,7 @@ class Explanation:
     dataset: str = ""
     lengths: np.ndarray = None  # type: ignore[assignment]
     model_digest: str = ""  # sha256 of the checkpoint of the model explained ("" if not from one)
-    #: the kind of input explained (``protocols.Modality``; "" for the default kind, series)
+    #: the kind of input explained (``protocols.Modality`` name; "" when not known: the default kind)
     modality: str = ""
 
     def __post_init__(self) -> None:
