@@ -197,24 +197,15 @@ class TokenModality:
 
 
 def token_extras(tokenizer: TextTokenizer, inputs: np.ndarray) -> dict[str, np.ndarray]:
-    """``tokens`` and ``word_ids`` ``[sample, token]`` of ids ``[sample, token, 1]``."""
-    n, steps = inputs.shape[:2]
-    tokens = np.full((n, steps), "", dtype=object)
-    word_ids = np.full((n, steps), -1, dtype=np.int64)
-    special = tokenizer.special_ids
-    for i in range(n):
-        word = -1
-        for t, value in enumerate(inputs[i, :, 0]):
-            if np.isnan(value):
-                break
-            token = tokenizer.tokenizer.id_to_token(int(value)) or ""
-            tokens[i, t] = token
-            if int(value) in special:
-                continue
-            if not (token.startswith("##") and word >= 0):
-                word += 1
-            word_ids[i, t] = word
-    return {"tokens": tokens.astype(str), "word_ids": word_ids}
+    """``tokens`` and ``word_ids`` ``[sample, token]`` of ids ``[sample, token, 1]``: a real token
+    that is not special starts a word unless it is a ``##`` piece after one."""
+    values = inputs[..., 0]
+    real = ~np.isnan(values)
+    ids = np.where(real, values, 0).astype(np.int64)
+    tokens = np.where(real, tokenizer.strings[ids], "")
+    word = real & ~np.isin(ids, sorted(tokenizer.special_ids))
+    starts = word & (~np.char.startswith(tokens, "##") | (np.cumsum(word, axis=1) == 1))
+    return {"tokens": tokens, "word_ids": np.where(word, np.cumsum(starts, axis=1) - 1, -1)}
 
 
 def token_model(network: nn.Module, tokenizer: TextTokenizer, **info: Any) -> LoadedModel:

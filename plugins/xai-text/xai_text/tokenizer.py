@@ -6,6 +6,7 @@ after each text's length. ``transformers`` is never imported: a folder is read w
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -130,6 +131,11 @@ class TextTokenizer:
         folder = Path(folder)
         write_text(folder / TOKENIZER, self.tokenizer.to_str())
         write_text(folder / META, json.dumps({"special_tokens": self.special_tokens}, indent=2) + "\n")
+
+    @functools.cached_property
+    def strings(self) -> np.ndarray:
+        """The token string of every id (``""`` for an id without one), indexable by id arrays."""
+        return np.array([self.tokenizer.id_to_token(i) or "" for i in range(self.vocab_size)])
 
     def role_id(self, role: str) -> int | None:
         """The id of the special token of ``role`` (one of ``ROLES``), None if it has none."""
