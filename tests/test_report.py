@@ -11,6 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from browser import browser_page
 from tolerances import FLOAT16_RTOL, assert_close
 from xaicore.cli import cli
 from xaicore.errors import XaiError
@@ -20,7 +21,6 @@ from xaicore.plugins import registry
 
 EVIL = "<script>alert(1)</script>"
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 
 
 def explanation(method, n=3, t=150, f=1, c=2, seed=0, signed=True, extras=None, class_names=None):
@@ -246,95 +246,82 @@ def test_report_in_headless_chromium(report):
     """Chromium drives the interactive report: switching method and sample redraws the series
     and attribution from the embedded arrays, hovering shows a value, the evaluation's verdict
     table fits a 1280 px window, nothing is fetched and the console stays clean."""
-    if not shutil.which("chromium") and not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make browser)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     run = report.parent
     requests, errors = [], []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            dialogs = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            page.goto(report.as_uri())
-            page.wait_for_load_state("load")
-            sizes = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
-            assert all(w > 0 for w in sizes)
-            page.wait_for_selector("#plot .main-svg")
+    with browser_page(requests, errors) as page:
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        sizes = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
+        assert all(w > 0 for w in sizes)
+        page.wait_for_selector("#plot .main-svg")
 
-            def drawn():
-                """The plotted series and the first attribution strip, as the page holds them."""
-                return page.evaluate("""() => { const d = document.getElementById('plot').data;
-                    const strip = d.find(t => t.type === 'heatmap');
-                    return {series: d[0].y, strip: strip ? strip.z[0] : null,
-                            name: strip ? strip.name : null}; }""")
+        def drawn():
+            """The plotted series and the first attribution strip, as the page holds them."""
+            return page.evaluate("""() => { const d = document.getElementById('plot').data;
+                const strip = d.find(t => t.type === 'heatmap');
+                return {series: d[0].y, strip: strip ? strip.z[0] : null,
+                        name: strip ? strip.name : null}; }""")
 
-            def expected(method, sid):
-                e = Explanation.load(run / "explanations" / f"{method}.npz")
-                i = int(np.flatnonzero(e.sample_ids == sid)[0])
-                return e.inputs[i, :, 0], e.attributions[i, :, 0]
+        def expected(method, sid):
+            e = Explanation.load(run / "explanations" / f"{method}.npz")
+            i = int(np.flatnonzero(e.sample_ids == sid)[0])
+            return e.inputs[i, :, 0], e.attributions[i, :, 0]
 
-            DRAWN = 2 * FLOAT16_RTOL  # float16 as embedded, scaled back in the page
-            first = drawn()  # the first method (attention) and the first sample (10)
-            x, a = expected("attention", 10)
-            assert first["name"] == "attention"
-            assert_close(first["series"], x, rtol=DRAWN)
-            assert_close(first["strip"], a, rtol=DRAWN)
-            page.click('button[data-key="integrated-gradients"]')
-            now = drawn()
-            x, a = expected("integrated-gradients", 10)
-            assert now["name"] == "integrated-gradients"
-            assert_close(now["strip"], a, rtol=DRAWN)
-            page.click('button[data-sample="12"]')
-            now = drawn()
-            x, a = expected("integrated-gradients", 12)
-            assert_close(now["series"], x, rtol=DRAWN)
-            assert_close(now["strip"], a, rtol=DRAWN)
-            assert "integrated-gradients" in page.inner_text("#view-status")
-            assert "sample 12" in page.inner_text("#view-status")
-            page.click("#prev")
-            assert "sample 11" in page.inner_text("#view-status")
-            # hover the series at time step 40: a label with that point's value appears
-            point = page.evaluate("""() => { const gd = document.getElementById('plot');
-                gd.scrollIntoView({block: 'center'});
-                const L = gd._fullLayout, box = gd.getBoundingClientRect();
-                return {x: box.left + L.xaxis._offset + L.xaxis.l2p(40),
-                        y: box.top + L.yaxis._offset + L.yaxis.l2p(gd.data[0].y[40])}; }""")
-            page.mouse.move(point["x"] - 5, point["y"])  # enter the plot, then reach the point
-            page.mouse.move(point["x"], point["y"], steps=3)
-            page.wait_for_selector(".hoverlayer .hovertext", timeout=5000)
-            label = page.evaluate(
-                "() => document.querySelector('.hoverlayer .hovertext').textContent")
-            x, _ = expected("integrated-gradients", 11)
-            t, value = re.search(r"t=(\d+): (\S+)", label).groups()
-            assert abs(int(t) - 40) <= 1, label  # the point under the mouse (or its neighbour)
-            # the label prints 3 decimals
-            assert float(value) == pytest.approx(x[int(t)], rel=2e-3, abs=1e-3), label
-            page.click('button[data-key="compare"]')
-            names = page.evaluate("""() => document.getElementById('plot').data
-                .filter(t => t.type === 'heatmap').map(t => t.name)""")
-            assert names == ["attention", "integrated-gradients"]
-            # the evaluation's verdict table fits the page at 1280 px: nothing scrolls sideways
-            grid = page.evaluate("""() => { const w = document.getElementById('evaluation-verdicts');
-                const cells = [...w.querySelectorAll('td[class^="v-"]:not(.v-none)')];
-                return {scroll: w.scrollWidth, client: w.clientWidth,
-                        table: w.querySelector('table').getBoundingClientRect().right,
-                        right: w.getBoundingClientRect().right,
-                        verdicts: cells.filter(c => c.offsetWidth > 0).length,
-                        title: cells.find(c => c.className === 'v-better').title}; }""")
-            assert grid["scroll"] <= grid["client"] and grid["table"] <= grid["right"], grid
-            assert grid["verdicts"] == len(METHODS) * len(DIRECTIONS), grid
-            assert re.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]; p \(Holm\) \S+",
-                                grid["title"]), grid
-            (ROOT / "test-artifacts").mkdir(exist_ok=True)
-            page.screenshot(path=str(ROOT / "test-artifacts" / "report.png"), full_page=True)
-        finally:
-            browser.close()
+        DRAWN = 2 * FLOAT16_RTOL  # float16 as embedded, scaled back in the page
+        first = drawn()  # the first method (attention) and the first sample (10)
+        x, a = expected("attention", 10)
+        assert first["name"] == "attention"
+        assert_close(first["series"], x, rtol=DRAWN)
+        assert_close(first["strip"], a, rtol=DRAWN)
+        page.click('button[data-key="integrated-gradients"]')
+        now = drawn()
+        x, a = expected("integrated-gradients", 10)
+        assert now["name"] == "integrated-gradients"
+        assert_close(now["strip"], a, rtol=DRAWN)
+        page.click('button[data-sample="12"]')
+        now = drawn()
+        x, a = expected("integrated-gradients", 12)
+        assert_close(now["series"], x, rtol=DRAWN)
+        assert_close(now["strip"], a, rtol=DRAWN)
+        assert "integrated-gradients" in page.inner_text("#view-status")
+        assert "sample 12" in page.inner_text("#view-status")
+        page.click("#prev")
+        assert "sample 11" in page.inner_text("#view-status")
+        # hover the series at time step 40: a label with that point's value appears
+        point = page.evaluate("""() => { const gd = document.getElementById('plot');
+            gd.scrollIntoView({block: 'center'});
+            const L = gd._fullLayout, box = gd.getBoundingClientRect();
+            return {x: box.left + L.xaxis._offset + L.xaxis.l2p(40),
+                    y: box.top + L.yaxis._offset + L.yaxis.l2p(gd.data[0].y[40])}; }""")
+        page.mouse.move(point["x"] - 5, point["y"])  # enter the plot, then reach the point
+        page.mouse.move(point["x"], point["y"], steps=3)
+        page.wait_for_selector(".hoverlayer .hovertext", timeout=5000)
+        label = page.evaluate(
+            "() => document.querySelector('.hoverlayer .hovertext').textContent")
+        x, _ = expected("integrated-gradients", 11)
+        t, value = re.search(r"t=(\d+): (\S+)", label).groups()
+        assert abs(int(t) - 40) <= 1, label  # the point under the mouse (or its neighbour)
+        # the label prints 3 decimals
+        assert float(value) == pytest.approx(x[int(t)], rel=2e-3, abs=1e-3), label
+        page.click('button[data-key="compare"]')
+        names = page.evaluate("""() => document.getElementById('plot').data
+            .filter(t => t.type === 'heatmap').map(t => t.name)""")
+        assert names == ["attention", "integrated-gradients"]
+        # the evaluation's verdict table fits the page at 1280 px: nothing scrolls sideways
+        grid = page.evaluate("""() => { const w = document.getElementById('evaluation-verdicts');
+            const cells = [...w.querySelectorAll('td[class^="v-"]:not(.v-none)')];
+            return {scroll: w.scrollWidth, client: w.clientWidth,
+                    table: w.querySelector('table').getBoundingClientRect().right,
+                    right: w.getBoundingClientRect().right,
+                    verdicts: cells.filter(c => c.offsetWidth > 0).length,
+                    title: cells.find(c => c.className === 'v-better').title}; }""")
+        assert grid["scroll"] <= grid["client"] and grid["table"] <= grid["right"], grid
+        assert grid["verdicts"] == len(METHODS) * len(DIRECTIONS), grid
+        assert re.fullmatch(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]; p \(Holm\) \S+",
+                            grid["title"]), grid
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        page.screenshot(path=str(ROOT / "test-artifacts" / "report.png"), full_page=True)
     assert dialogs == [] and errors == []
     assert [u for u in requests if not u.startswith(("data:", "file:"))] == []

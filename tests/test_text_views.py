@@ -4,7 +4,6 @@ notebook, tokens.html files) and the report's text, words-per-class and attentio
 import base64
 import json
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from browser import browser_page
 from tolerances import FLOAT16_RTOL, assert_close
 from xai_plots.text_html import NEGATIVE, POSITIVE, heatmap_html, intensity, token_color
 from xai_plots.text_units import class_words, is_text, units, word_text
@@ -22,7 +22,6 @@ from xaicore.files import file_digest
 from xaicore.plugins import registry
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 EVIL = "<script>"
 WORDS = ["the", "movie", "was", "surprisingly", "good", "bad", "acting", "plot", "boring", "loved",
          EVIL, "it", "and", "never", "again", "wonderful", "terrible", "films"]
@@ -279,9 +278,6 @@ def test_text_report_in_headless_chromium(text_report):
     per class follow the method, and the attention of a 512-token text draws in well under a
     second or two, responds to layer, head and model-view clicks; nothing is fetched and the
     console stays clean."""
-    if not shutil.which("chromium") and not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make browser)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     run = text_report.parent
     requests, errors = [], []
 
@@ -290,119 +286,109 @@ def test_text_report_in_headless_chromium(text_report):
         i = int(np.flatnonzero(e.sample_ids == sid)[0])
         return [(u.text, "special" if u.special else "", u.value) for u in units(e, i, mode)]
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(text_report.as_uri())
-            page.wait_for_selector("#text-heatmap span.tok")
+    with browser_page(requests, errors) as page:
+        page.goto(text_report.as_uri())
+        page.wait_for_selector("#text-heatmap span.tok")
 
-            def shown() -> list[dict]:
-                return page.eval_on_selector_all("#text-heatmap span.tok", """els => els.map(e => ({
-                    text: e.textContent, special: e.classList.contains('special') ? 'special' : '',
-                    value: Number(e.dataset.value), title: e.title,
-                    background: getComputedStyle(e).backgroundColor}))""")
+        def shown() -> list[dict]:
+            return page.eval_on_selector_all("#text-heatmap span.tok", """els => els.map(e => ({
+                text: e.textContent, special: e.classList.contains('special') ? 'special' : '',
+                value: Number(e.dataset.value), title: e.title,
+                background: getComputedStyle(e).backgroundColor}))""")
 
-            def check(method: str, sid: int, mode: str) -> None:
-                now, want = shown(), expected(method, sid, mode)
-                assert [(s["text"], s["special"]) for s in now] == [(t, k) for t, k, _ in want]
-                values = np.array([v for _, _, v in want])
-                assert_close([s["value"] for s in now], values, rtol=2 * FLOAT16_RTOL)
-                status = page.inner_text("#text-status")
-                assert f"text {sid}:" in status and method in status and f"by {mode}" in status
-                # the colours are those of the Python fragments: sign by hue, |value| by alpha
-                words = [v for _, k, v in want if not k]
-                for s, (_, special, v) in zip(now, want):
-                    if special:
-                        continue
-                    rgb = tuple(int(c) for c in re.findall(r"[\d.]+", s["background"])[:3])
-                    assert rgb == (POSITIVE if v >= 0 else NEGATIVE)
-                    channels = re.findall(r"[\d.]+", s["background"])
-                    a = float(channels[3]) if len(channels) > 3 else 1.0
-                    assert a == pytest.approx(intensity(v, max(map(abs, words))), abs=0.01)
+        def check(method: str, sid: int, mode: str) -> None:
+            now, want = shown(), expected(method, sid, mode)
+            assert [(s["text"], s["special"]) for s in now] == [(t, k) for t, k, _ in want]
+            values = np.array([v for _, _, v in want])
+            assert_close([s["value"] for s in now], values, rtol=2 * FLOAT16_RTOL)
+            status = page.inner_text("#text-status")
+            assert f"text {sid}:" in status and method in status and f"by {mode}" in status
+            # the colours are those of the Python fragments: sign by hue, |value| by alpha
+            words = [v for _, k, v in want if not k]
+            for s, (_, special, v) in zip(now, want):
+                if special:
+                    continue
+                rgb = tuple(int(c) for c in re.findall(r"[\d.]+", s["background"])[:3])
+                assert rgb == (POSITIVE if v >= 0 else NEGATIVE)
+                channels = re.findall(r"[\d.]+", s["background"])
+                a = float(channels[3]) if len(channels) > 3 else 1.0
+                assert a == pytest.approx(intensity(v, max(map(abs, words))), abs=0.01)
 
-            check("attention", 20, "tokens")
-            page.click('button[data-text-key="integrated-gradients"]')
-            check("integrated-gradients", 20, "tokens")
-            page.click('button[data-text-sample="22"]')
-            check("integrated-gradients", 22, "tokens")
-            page.click('button[data-text-mode="words"]')
-            check("integrated-gradients", 22, "words")
-            page.click("#text-prev")
-            check("integrated-gradients", 21, "words")
-            page.click('button[data-text-key="occlusion"]')
-            check("occlusion", 21, "words")
-            assert "(misclassified)" not in page.inner_text("#text-status")
-            page.click('button[data-text-sample="20"]')
-            assert "(misclassified)" in page.inner_text("#text-status")
-            # the words per class follow the method
-            visible = page.eval_on_selector_all(
-                "[data-words-key]", "els => els.filter(e => !e.hidden).map(e => e.dataset.wordsKey)")
-            assert visible == ["occlusion"]
-            # the attention of the 512-token text: opened, drawn, fast
-            page.click('button[data-text-sample="21"]')
-            assert page.is_hidden("#attention-view")
-            started = time.perf_counter()
-            page.click("#attention-open")
-            page.wait_for_selector("#attention-model canvas")
-            opened = time.perf_counter() - started
-            drawn_ms = page.evaluate("() => window.xaiText.attention.ms")
-            assert opened < 2.0 and drawn_ms < 1000, (opened, drawn_ms)
-            assert f"{LONG} tokens, 3 layers x 4 heads" in page.inner_text("#attention-status")
-            assert page.eval_on_selector_all("#attention-model canvas", "els => els.length") == 12
-            canvas = page.evaluate("""() => { const c = document.getElementById('attention-canvas');
-                return {height: c.height, ink: (() => { const d = c.getContext('2d')
-                  .getImageData(0, 0, c.width, c.height).data; let n = 0;
-                  for (let i = 3; i < d.length; i += 4) { if (d[i] > 0) { n++; } } return n; })()}; }""")
-            assert canvas["height"] > LONG * 4 and canvas["ink"] > 10_000, canvas
+        check("attention", 20, "tokens")
+        page.click('button[data-text-key="integrated-gradients"]')
+        check("integrated-gradients", 20, "tokens")
+        page.click('button[data-text-sample="22"]')
+        check("integrated-gradients", 22, "tokens")
+        page.click('button[data-text-mode="words"]')
+        check("integrated-gradients", 22, "words")
+        page.click("#text-prev")
+        check("integrated-gradients", 21, "words")
+        page.click('button[data-text-key="occlusion"]')
+        check("occlusion", 21, "words")
+        assert "(misclassified)" not in page.inner_text("#text-status")
+        page.click('button[data-text-sample="20"]')
+        assert "(misclassified)" in page.inner_text("#text-status")
+        # the words per class follow the method
+        visible = page.eval_on_selector_all(
+            "[data-words-key]", "els => els.filter(e => !e.hidden).map(e => e.dataset.wordsKey)")
+        assert visible == ["occlusion"]
+        # the attention of the 512-token text: opened, drawn, fast
+        page.click('button[data-text-sample="21"]')
+        assert page.is_hidden("#attention-view")
+        started = time.perf_counter()
+        page.click("#attention-open")
+        page.wait_for_selector("#attention-model canvas")
+        opened = time.perf_counter() - started
+        drawn_ms = page.evaluate("() => window.xaiText.attention.ms")
+        assert opened < 2.0 and drawn_ms < 1000, (opened, drawn_ms)
+        assert f"{LONG} tokens, 3 layers x 4 heads" in page.inner_text("#attention-status")
+        assert page.eval_on_selector_all("#attention-model canvas", "els => els.length") == 12
+        canvas = page.evaluate("""() => { const c = document.getElementById('attention-canvas');
+            return {height: c.height, ink: (() => { const d = c.getContext('2d')
+              .getImageData(0, 0, c.width, c.height).data; let n = 0;
+              for (let i = 3; i < d.length; i += 4) { if (d[i] > 0) { n++; } } return n; })()}; }""")
+        assert canvas["height"] > LONG * 4 and canvas["ink"] > 10_000, canvas
 
-            def pixels() -> str:
-                return page.evaluate("() => document.getElementById('attention-canvas').toDataURL()")
+        def pixels() -> str:
+            return page.evaluate("() => document.getElementById('attention-canvas').toDataURL()")
 
-            every_head = pixels()
-            page.click('#attention-heads button[data-head="1"]')
-            assert page.get_attribute('#attention-heads button[data-head="1"]',
-                                      "aria-pressed") == "false"
-            assert pixels() != every_head
-            page.select_option("#attention-layer", "2")
-            layer_two = pixels()
-            assert layer_two != every_head
-            page.click('#attention-model canvas[data-layer="1"][data-head="3"]')
-            assert page.input_value("#attention-layer") == "1"
-            assert page.eval_on_selector_all("#attention-model canvas.on",
-                                             "els => els.map(e => e.title)") == ["layer 1, head 3"]
-            assert pixels() != layer_two
-            # hovering a query token leaves only its links
-            page.evaluate("""() => { const h = document.querySelector('.att-head');
-                h.scrollIntoView({block: 'end'}); h.scrollTop = 0; }  // below the sticky toolbar""")
-            box = page.query_selector("#attention-canvas").bounding_box()
-            row = int(page.get_attribute("#attention-canvas", "data-row"))
-            one_head = pixels()
-            page.mouse.move(box["x"] + 100, box["y"] + 4 + row * 3.5)
-            assert page.evaluate("() => window.xaiText.attention.hover") == 3
-            assert pixels() != one_head
-            page.mouse.move(box["x"] + 100, box["y"] - 20)
-            assert page.evaluate("() => window.xaiText.attention.hover") == -1
-            # the rows scrolled to (the last ones) are drawn (only those near the window are)
-            assert page.get_attribute("#attention-canvas", "data-rows").startswith("0:")
-            page.evaluate("""() => { const h = document.querySelector('.att-head');
-                h.scrollTop = h.scrollHeight; }""")
-            page.wait_for_function("""() => document.getElementById('attention-canvas')
-                .dataset.rows.split(':')[1] == 512""")
-            # another text draws its own attention
-            page.click('button[data-text-sample="23"]')
-            length = len(expected("attention", 23, "tokens"))
-            assert f"text 23: {length} tokens" in page.inner_text("#attention-status")
-            (ROOT / "test-artifacts").mkdir(exist_ok=True)
-            page.click('button[data-text-sample="21"]')
-            page.evaluate("() => document.getElementById('explanations').scrollIntoView()")
-            page.screenshot(path=str(ROOT / "test-artifacts" / "text-report.png"))
-        finally:
-            browser.close()
+        every_head = pixels()
+        page.click('#attention-heads button[data-head="1"]')
+        assert page.get_attribute('#attention-heads button[data-head="1"]',
+                                  "aria-pressed") == "false"
+        assert pixels() != every_head
+        page.select_option("#attention-layer", "2")
+        layer_two = pixels()
+        assert layer_two != every_head
+        page.click('#attention-model canvas[data-layer="1"][data-head="3"]')
+        assert page.input_value("#attention-layer") == "1"
+        assert page.eval_on_selector_all("#attention-model canvas.on",
+                                         "els => els.map(e => e.title)") == ["layer 1, head 3"]
+        assert pixels() != layer_two
+        # hovering a query token leaves only its links
+        page.evaluate("""() => { const h = document.querySelector('.att-head');
+            h.scrollIntoView({block: 'end'}); h.scrollTop = 0; }  // below the sticky toolbar""")
+        box = page.query_selector("#attention-canvas").bounding_box()
+        row = int(page.get_attribute("#attention-canvas", "data-row"))
+        one_head = pixels()
+        page.mouse.move(box["x"] + 100, box["y"] + 4 + row * 3.5)
+        assert page.evaluate("() => window.xaiText.attention.hover") == 3
+        assert pixels() != one_head
+        page.mouse.move(box["x"] + 100, box["y"] - 20)
+        assert page.evaluate("() => window.xaiText.attention.hover") == -1
+        # the rows scrolled to (the last ones) are drawn (only those near the window are)
+        assert page.get_attribute("#attention-canvas", "data-rows").startswith("0:")
+        page.evaluate("""() => { const h = document.querySelector('.att-head');
+            h.scrollTop = h.scrollHeight; }""")
+        page.wait_for_function("""() => document.getElementById('attention-canvas')
+            .dataset.rows.split(':')[1] == 512""")
+        # another text draws its own attention
+        page.click('button[data-text-sample="23"]')
+        length = len(expected("attention", 23, "tokens"))
+        assert f"text 23: {length} tokens" in page.inner_text("#attention-status")
+        (ROOT / "test-artifacts").mkdir(exist_ok=True)
+        page.click('button[data-text-sample="21"]')
+        page.evaluate("() => document.getElementById('explanations').scrollIntoView()")
+        page.screenshot(path=str(ROOT / "test-artifacts" / "text-report.png"))
     assert errors == []
     assert [u for u in requests if not u.startswith(("data:", "file:"))] == []
