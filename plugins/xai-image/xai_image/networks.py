@@ -50,3 +50,79 @@ class ImageCNN(nn.Module):
         x = self.pool(torch.relu(self.bn2(self.conv2(x))))
         x = torch.relu(self.bn3(self.conv3(x)))
         return self.head(self.dropout(x.mean((2, 3))))
+
+
+class BasicBlock(nn.Module):
+    """ResNet's basic block: two 3x3 Conv2d-BatchNorm, ReLU between them and after the sum with the
+    shortcut (a strided 1x1 Conv2d-BatchNorm when the shape changes), torchvision's names."""
+
+    def __init__(self, n_in: int, n_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(n_in, n_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(n_out)
+        self.relu = nn.ReLU(inplace=False)
+        self.conv2 = nn.Conv2d(n_out, n_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(n_out)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or n_in != n_out:
+            self.downsample = nn.Sequential(nn.Conv2d(n_in, n_out, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(n_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + shortcut)
+
+
+STEMS = ("small", "imagenet")
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 (He et al. 2016): a stem, four stages of two basic blocks of ``channels``, 2x, 4x and
+    8x channels (the last three halve the size), global average pooling and a linear head. Its
+    parameter names are torchvision's ``resnet18``'s, so such a state dict loads into it (stem
+    ``imagenet``, ``channels`` 64). Stem ``small`` (for images up to about 64 pixels: a 3x3 Conv2d,
+    no max-pool) or ``imagenet`` (7x7 stride 2 and a 3x3 stride-2 max-pool). Grad-CAM targets the
+    last block's second Conv2d."""
+
+    modality: ClassVar[str] = "images"
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("channels", int, 64, "channels of the first stage (64 is ResNet-18's; the next stages "
+               "double them)", min=1, max=1024),
+        Option("stem", str, "small", "small: a 3x3 Conv2d, no max-pool (small images); imagenet: "
+               "torchvision's 7x7 stride-2 Conv2d and stride-2 max-pool", choices=STEMS),
+    )
+    default_params: ClassVar[dict[str, Any]] = defaults_of(options)
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "epochs": 15, "batch_size": 64, "lr": 0.003, "scheduler": "cosine", "weight_decay": 0.0001}
+    gradcam_layer: ClassVar[str | None] = "layer4.1.conv2"
+
+    def __init__(self, n_channels: int, height: int, width: int, n_classes: int, **params: Any) -> None:
+        super().__init__()
+        p = self.params = validate("model ResNet18", self.options, params, noun="parameter")
+        shrink = 8 * (4 if p["stem"] == "imagenet" else 1)
+        if min(height, width) < shrink or n_classes < 2:
+            raise XaiError(f"ResNet18 with stem {p['stem']!r} halves the image {shrink.bit_length() - 1} "
+                           f"times: it needs at least {shrink}x{shrink} pixels and 2 classes (got "
+                           f"{height}x{width} and {n_classes})")
+        c = p["channels"]
+        if p["stem"] == "imagenet":
+            self.conv1 = nn.Conv2d(n_channels, c, 7, stride=2, padding=3, bias=False)
+            self.maxpool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
+        else:
+            self.conv1 = nn.Conv2d(n_channels, c, 3, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(c)
+        self.relu = nn.ReLU(inplace=False)
+        self.layer1 = nn.Sequential(BasicBlock(c, c, 1), BasicBlock(c, c, 1))
+        self.layer2 = nn.Sequential(BasicBlock(c, 2 * c, 2), BasicBlock(2 * c, 2 * c, 1))
+        self.layer3 = nn.Sequential(BasicBlock(2 * c, 4 * c, 2), BasicBlock(4 * c, 4 * c, 1))
+        self.layer4 = nn.Sequential(BasicBlock(4 * c, 8 * c, 2), BasicBlock(8 * c, 8 * c, 1))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8 * c, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))

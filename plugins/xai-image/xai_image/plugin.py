@@ -1,4 +1,4 @@
-"""Registers images as a kind of input, the digits dataset and the small image CNN."""
+"""Registers images as a kind of input, the digits dataset and the image networks."""
 
 from xaicore.plugin import hookimpl
 
@@ -19,3 +19,5 @@ def register_datasets(register):
 def register_models(register):
     register("image-cnn", "xai_image.networks:ImageCNN",
              description="Images: three Conv2d blocks and global average pooling (Grad-CAM on the last)")
+    register("image-resnet18", "xai_image.networks:ResNet18",
+             description="Images: ResNet-18 (four stages of basic blocks; torchvision's parameter names)")
