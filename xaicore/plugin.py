@@ -34,6 +34,10 @@ _LAZY: dict[str, str] = {
     "as_series": "xaicore.data.dataset",
     "pad_to": "xaicore.data.dataset",
     "InputSource": "xaicore.data.inputs",
+    "open_input": "xaicore.data.inputs",
+    "class_order": "xaicore.data.loading",
+    "label_texts": "xaicore.data.loading",
+    "stratified_split": "xaicore.data.loading",
     "build_network": "xaicore.models.kinds",
     "modality_of": "xaicore.models.kinds",
     "View": "xaicore.models.kinds",
@@ -53,6 +57,7 @@ _LAZY: dict[str, str] = {
     "write_text": "xaicore.files",
     "safe_name": "xaicore.files",
     "file_digest": "xaicore.files",
+    "source_digest": "xaicore.files",
 }
 
 

@@ -9,10 +9,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from xaicore.plugin import Dataset, LoadedModel, XaiError, as_background, build_network
+from xaicore.plugin import (
+    Dataset,
+    InputSource,
+    LoadedModel,
+    XaiError,
+    as_background,
+    build_network,
+)
 
 from .blur import default_sigma, gaussian_blur
+from .datasets import image_spec
 from .modules import ImageModule
+from .sources import open_images
 
 BASELINES = ("zero", "mean", "blurred")
 SUBSTRATES = ("mean", "blurred")
@@ -47,12 +56,13 @@ class ImageModality:
                            feature_names=dataset.feature_names, mean=X.mean(axis=(0, 1)),
                            std=X.std(axis=(0, 1)),
                            hyperparameters=dict(getattr(network, "params", None) or params),
-                           dataset=dataset.name)
+                           dataset=dataset.name, reading=dataset.info.get("reading"))
 
     def checkpoint_entries(self, model: LoadedModel, dataset: Dataset) -> dict[str, Any]:
         assert model.normalisation is not None  # build always normalises
         height, width = model.image_size
-        return {"height": height, "width": width,
+        reading = {} if model.image_reading is None else {"reading": model.image_reading}
+        return {"height": height, "width": width, **reading,
                 "normalisation": {key: [float(v) for v in getattr(model.normalisation, key).cpu()]
                                   for key in ("mean", "std")}}
 
@@ -68,7 +78,19 @@ class ImageModality:
         return image_model(network, height, width, name=name, class_names=checkpoint["class_names"],
                            feature_names=checkpoint["feature_names"], mean=norm.get("mean"),
                            std=norm.get("std"), hyperparameters=checkpoint["hyperparameters"],
-                           dataset=(checkpoint.get("dataset") or {}).get("name", ""))
+                           dataset=(checkpoint.get("dataset") or {}).get("name", ""),
+                           reading=checkpoint.get("reading"))
+
+    def dataset_spec(self, path: Path, test: Path | None, columns: dict, seed: int, test_size: float,
+                     data: dict) -> dict:
+        """The ``images`` dataset of a folder per class or an ``.npz`` (``xai train --dataset
+        ROOT --model image-cnn``): the model's kind decides that the file holds images."""
+        return image_spec(path, test, columns, seed, test_size, data)
+
+    def open_input(self, model: LoadedModel, path: Path, columns: dict) -> InputSource:
+        """A folder of images, an image file or an array file of images, read in row ranges by
+        the run's rule (``sources.open_images``)."""
+        return open_images(model, path, columns)
 
     def check_inputs(self, model: LoadedModel, inputs: Any) -> np.ndarray:
         """Images as float32 ``[sample, H*W, channel]``. The model's channels C and size H x W
@@ -136,11 +158,14 @@ class ImageModality:
         raise XaiError(f"substrate must be one of {', '.join(SUBSTRATES)} for images, not {kind!r}")
 
 
-def image_model(network: nn.Module, height: int, width: int, **info: Any) -> LoadedModel:
-    """An image network as a Model: flattened pixels in, standardised and reshaped for it."""
+def image_model(network: nn.Module, height: int, width: int, reading: dict | None = None,
+                **info: Any) -> LoadedModel:
+    """An image network as a Model: flattened pixels in, standardised and reshaped for it;
+    ``reading`` is the rule its run reads image files by (``reading.Reading.record``), if any."""
     model = LoadedModel(network, seq_len=height * width, **info)
     assert model.normalisation is not None  # image models always keep the train statistics
     model.module = ImageModule(model.normalisation, network, height, width)
     model.module.eval()
     model.image_size = (height, width)
+    model.image_reading = reading
     return model

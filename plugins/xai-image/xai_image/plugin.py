@@ -13,6 +13,8 @@ def register_modalities(register):
 def register_datasets(register):
     register("digits", "xai_image.datasets:load_digits",
              description="scikit-learn's handwritten digits: 1,797 8x8 images, 10 classes, upsampled x4")
+    register("images", "xai_image.datasets:load_image_files",
+             description="Your own images: --dataset ROOT (a folder per class) or an .npz of images")
 
 
 @hookimpl

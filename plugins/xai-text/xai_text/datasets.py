@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from xaicore.plugin import Dataset, DataSplit, Option, XaiError, file_digest, takes_options
+from xaicore.plugin import Dataset, DataSplit, Option, XaiError, source_digest, takes_options
 
 from .corpus import Corpus, read_texts, rotten_tomatoes, split
 from .tokenizer import TextTokenizer
@@ -65,16 +64,6 @@ def file_spec(path: Path, test: Path | None, columns: dict, seed: int, test_size
     if test is not None:
         spec["test"] = str(Path(test).resolve())
     return spec
-
-
-def source_digest(path: Path) -> str:
-    """The sha256 of a file, or of a folder's files (their paths below it and their bytes)."""
-    if not path.is_dir():
-        return file_digest(path)
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest(file)}\0".encode())
-    return digest.hexdigest()
 
 
 def encoded_dataset(name: str, corpus: Corpus, test: Corpus | None, *, vocab_size: int,
