@@ -93,6 +93,32 @@ def test_ray_engine_on_variable_length_series_equals_the_local_engine(tmp_path, 
     assert np.isnan(b.attributions).any()
 
 
+def test_ray_engine_decodes_an_image_folder_by_the_runs_rule_as_the_local_engine(tmp_path,
+                                                                                 local_ray):
+    """The workers read the image files themselves, resized by the rule the run recorded."""
+    from test_image_data import digits_8bit, write_folder
+
+    write_folder(tmp_path / "digits", digits_8bit(6, (0, 1)), scale=1)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--dataset", str(tmp_path / "digits"), "--model",
+                                      "image-cnn", "--out", str(run), "--epochs", "1", "--param",
+                                      "channels=2", "--data", "size=16", "--quiet"])
+    assert result.exit_code == 0, result.output
+    outs = {}
+    for engine, extra in (("local", []), ("ray", ["--workers", "2"])):
+        outs[engine] = tmp_path / engine
+        result = CliRunner().invoke(cli, [
+            "explain", "--run", str(run), "--input", str(tmp_path / "digits"), "--method",
+            "gradcam", "--batch-size", "4", "--engine", engine, "--out", str(outs[engine]),
+            *extra])
+        assert result.exit_code == 0, result.output
+    a = load_explanation(outs["local"] / "gradcam.zarr").load()
+    b = load_explanation(outs["ray"] / "gradcam.zarr").load()
+    assert b.inputs.shape == (12, 256, 1) and b.labels.tolist() == [0] * 6 + [1] * 6
+    assert (b.inputs == a.inputs).all()  # the same decoding in every process
+    assert_close(b.attributions, a.attributions)
+
+
 # joining a cluster fails fast; a request no node can hold is refused
 
 EXPLAIN = ("import sys; from xai_ray import engine; engine.CONNECT_TIMEOUT_S = float(sys.argv[1]); "
