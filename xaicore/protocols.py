@@ -38,8 +38,10 @@ class Modality(Protocol):
     may remove (texts: the real tokens but the special ones; every valid cell when a kind has
     none), ``position_extras`` (extras with one value per position, columns of
     ``Explanation.to_dataframe``), ``annotate(model, inputs)`` (per-sample extras of every explanation: texts'
-    token strings), ``reload(model, dataset)`` (a run's data as its model reads it) and
-    ``open_input(model, path, columns)`` (an ``InputSource`` over a file of this kind).
+    token strings), ``reload(model, dataset)`` (a run's data as its model reads it),
+    ``open_input(model, path, columns)`` (an ``InputSource`` over a file of this kind) and
+    ``dataset_spec(path, test, columns, seed, test_size, data)`` (the dataset spec of a file or
+    folder of this kind: the model's kind decides how ``xai train --dataset PATH`` reads PATH).
     """
 
     name: str

@@ -18,7 +18,7 @@ from xaicore.plugin import InputSource, LoadedModel, XaiError, open_input
 
 from .arrays import pixel_scale, stored_dtype
 from .folders import folder_images, is_image
-from .reading import LAYOUTS, SUFFIXES, Decoder, Reading
+from .reading import SUFFIXES, Decoder, Reading
 
 ARRAY_SUFFIXES = (".npz", ".npy", ".zarr")
 
@@ -115,7 +115,6 @@ def array_input(model: LoadedModel, path: Path) -> ImageArrays:
                        f"{channels}]) images")
     preferred = Reading.recorded(getattr(model, "image_reading", None)).layout
     layout = preferred if preferred in fits else (fits or ["NHWC"])[0]
-    assert layout in LAYOUTS
     scale = pixel_scale(stored_dtype(path, base.kind, base.array_name), str(path))
     values: dict[str, Any] = {f.name: getattr(base, f.name) for f in fields(InputSource)}
     values["row_shape"] = (height * width, channels)
