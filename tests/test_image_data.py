@@ -182,6 +182,24 @@ def test_the_colour_rule_converts_every_image(tmp_path):
     assert_close(best, expected, rtol=1 / 255, scale=1.0)
 
 
+def test_16_bit_and_palette_greys_are_greyscale_read_to_their_full_range(tmp_path):
+    rng = np.random.default_rng(1)
+    deep = {c: rng.integers(0, 65536, (2, 5, 7), dtype=np.uint16) for c in ("a", "b")}
+    for c, stack in deep.items():
+        for i, image in enumerate(stack):
+            save(tmp_path / "deep" / c / f"{i}.png", image)
+    palette = Image.fromarray(rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)).convert("P")
+    palette.putpalette([v for g in range(256) for v in (g, g, g)])  # every entry a grey
+    palette.save(tmp_path / "deep" / "a" / "palette.png")
+    data = load_dataset(spec(tmp_path / "deep"))
+    assert data.feature_names == ["grey"] and (data.info["height"], data.info["width"]) == (5, 7)
+    X = np.concatenate([data.train.X, data.test.X])[..., 0]
+    for image in [*deep["a"], *deep["b"]]:  # 16 bits: divided by 65535, nothing lost
+        assert any((x == image.reshape(-1).astype(np.float32) / np.float32(65535)).all() for x in X)
+    grey = np.asarray(palette.convert("L"), np.float32).reshape(-1) / np.float32(255)
+    assert any((x == grey).all() for x in X)
+
+
 def test_npz_images_in_either_layout_are_the_same_images_as_the_pngs(folder, tmp_path):
     root, written = folder
     files = sorted(written)

@@ -146,9 +146,9 @@ class Decoder:
         """The pixels ``[height, width, channel]`` of the file at ``path``."""
         image = open_image(path)
         size, colour = (image.size[1], image.size[0]), colour_of(image, path)
-        if self.first is None and self.model is None:
-            self.first, self.size, self.colour = path, self.reading.size or size, \
-                self.reading.mode or colour
+        if self.first is None and self.model is None:  # training: the first file is the reference
+            self.first = path
+            self.size, self.colour = self.reading.size or size, self.reading.mode or colour
         if self.reading.size is None and size != self.size:
             assert self.size is not None
             raise XaiError(self.mismatch(path, f"{size[0]}x{size[1]} pixels",
