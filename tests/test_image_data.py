@@ -263,6 +263,8 @@ def test_explain_streams_a_folder_and_arrays_as_the_same_images_in_memory(run, f
     np.savez(tmp_path / "images.npz", X=np.stack([written[p] for p in files])[..., None],
              y=np.array([p.parent.name for p in files]))
     np.save(tmp_path / "images.npy", X.reshape(48, 1, 16, 16))
+    eight_bit = np.stack([written[p] for p in files])[:, None]
+    assert (model.check_inputs(eight_bit) == X).all()  # the API divides 8-bit pixels as files do
     for name in ("images.npz", "images.npy"):
         result = xai("explain", "--run", run, "--input", tmp_path / name, "--method", "gradcam",
                      "--out", tmp_path / name[-3:])

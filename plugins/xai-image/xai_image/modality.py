@@ -18,6 +18,7 @@ from xaicore.plugin import (
     build_network,
 )
 
+from .arrays import SCALES
 from .blur import default_sigma, gaussian_blur
 from .datasets import image_spec
 from .modules import ImageModule
@@ -96,16 +97,20 @@ class ImageModality:
         """Images as float32 ``[sample, H*W, channel]``. The model's channels C and size H x W
         decide the layout of an array: ``[n, C, H, W]`` (torch's), ``[n, H, W, C]`` (channels
         last, read when its shape is not also channels first), ``[n, H, W]`` (one channel) or the
-        flattened ``[n, H*W, C]``; anything else, or a NaN or infinite pixel, is refused."""
+        flattened ``[n, H*W, C]``; anything else, or a NaN or infinite pixel, is refused. 8- and
+        16-bit unsigned pixels are divided by 255 and 65535, as those of image and array files."""
         height, width = model.image_size
         channels = model.n_features
         what = f"inputs for image model {model.name!r}"
         if hasattr(inputs, "detach"):
             inputs = inputs.detach().cpu().numpy()
         try:
-            X = np.asarray(inputs, dtype=np.float32)
+            raw = np.asarray(inputs)
+            X = raw.astype(np.float32, copy=False)  # a copy when the pixels are scaled below
         except (TypeError, ValueError):
             raise XaiError(f"{what} must be an array of images [n, {channels}, {height}, {width}]") from None
+        if raw.dtype in SCALES:
+            X /= np.float32(SCALES[raw.dtype])
         shape = X.shape[1:]
         if X.ndim == 4 and shape == (channels, height, width):
             X = X.transpose(0, 2, 3, 1)
