@@ -6,6 +6,7 @@ users' own image networks through ``xai import``."""
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 
 import numpy as np
@@ -394,7 +395,11 @@ def test_a_builder_function_of_a_package_is_imported_by_its_module_name(own_imag
     result = xai("import", "--module", "vision.models:small_net", "--params", '{"num_classes": 10}',
                  "--weights", root / "net.pt", "--data", "digits", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
+    for name in [n for n in sys.modules if n == "vision" or n.startswith("vision.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.chdir(root)  # the run reloads from any folder: the package is found by its file
     model = xaicore.load_run(tmp_path / "run")
+    assert "vision.models" in sys.modules
     test = torch.from_numpy(data.test.X[:8]).reshape(-1, 32, 32, 1).permute(0, 3, 1, 2)
     with torch.no_grad():
         assert_close(model.logits(data.test.X[:8]), net(test).numpy())

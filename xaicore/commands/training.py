@@ -173,7 +173,8 @@ def predict_cmd(run, input_path, out, force, id_column, time_column, label_colum
 
 @click.command("import")
 @click.option("--module", "target",
-              help="Your network class: MODULE:CLASS (importable from here) or FILE.py:CLASS.")
+              help="Your network class: MODULE:CLASS (importable from here, or installed) or "
+                   "FILE.py:CLASS; or a function returning the network (torchvision.models:resnet18).")
 @click.option("--weights", type=click.Path(path_type=Path),
               help="Its trained weights: a file torch.save(net.state_dict(), ...) wrote "
                    "(read with weights_only=True).")
@@ -193,14 +194,16 @@ def predict_cmd(run, input_path, out, force, id_column, time_column, label_colum
 @click.option("--text-column", help="With --hf and a file of texts: the column holding the texts "
               "(the labels are in the column named label).")
 @click.option("--test", type=click.Path(path_type=Path), help="Test file for a .csv/.npz dataset.")
-@click.option("--kind", help="The kind of input your network takes (a registered kind, see "
-              "`xai list`; default: the kind of the --data, else series of time steps).")
-@click.option("--layout", help="The model's input layout: NTF [batch, time, feature] (the "
-              "default), NCT [batch, channel, time] or NT [batch, time] (one feature); another "
-              "kind of input declares its own (NCHW, the default, or NHWC, channels last).")
+@click.option("--kind", help="The kind of input your network takes: a registered kind (the "
+              "MODALITIES of `xai list`); default: the kind whose data --data names (a registered "
+              "dataset), else time series. A file of another kind needs it, as it reads the file.")
+@click.option("--layout", help="The model's input layout. Time series: NTF [batch, time, "
+              "feature] (the default), NCT [batch, channel, time] or NT [batch, time] (one "
+              "feature); another kind declares its own (see its error): e.g. NCHW (the default) "
+              "or NHWC (channels last).")
 @click.option("--gradcam-layer", help="Name of the convolution layer Grad-CAM reads, as in "
-              "net.named_modules() (e.g. conv3; default: the network's declared one, for a kind "
-              "that finds one the last convolution with a map larger than 1x1).")
+              "net.named_modules() (e.g. conv3). Default: the network's own gradcam_layer; a kind "
+              "may find one (the last Conv2d run whose map is larger than 1x1).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
 @click.option("--force", is_flag=True, help="Replace a run directory xai wrote before.")
 def import_cmd(target, weights, hf_folder, params, output, dataset, text_column, test, kind, layout,

@@ -61,14 +61,17 @@ def _import_file(path: Path) -> Any:
 
 
 def _import_by_name(name: str, path: Path) -> Any:
-    sys.path.insert(0, str(Path.cwd()))  # where xai import found it
+    # the folder holding the top package of ``path``, so the name finds it from any folder
+    folder = path.parent if path.name == "__init__.py" else path
+    root = str(folder.parents[min(name.count("."), len(folder.parents) - 1)])
+    sys.path.insert(0, root)
     try:
         module = importlib.import_module(name)
     except Exception as exc:  # noqa: BLE001 - the user's code
         raise XaiError(f"importing {name} failed: {type(exc).__name__}: "
                        f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     finally:
-        sys.path.remove(str(Path.cwd()))
+        sys.path.remove(root)
     found = Path(getattr(module, "__file__", None) or "").resolve()
     if found != path:
         raise XaiError(f"module {name} is now {found}, not the file {path} you imported; import "
