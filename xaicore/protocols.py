@@ -39,9 +39,16 @@ class Modality(Protocol):
     none), ``position_extras`` (extras with one value per position, columns of
     ``Explanation.to_dataframe``), ``annotate(model, inputs)`` (per-sample extras of every explanation: texts'
     token strings), ``reload(model, dataset)`` (a run's data as its model reads it),
-    ``open_input(model, path, columns)`` (an ``InputSource`` over a file of this kind) and
+    ``open_input(model, path, columns)`` (an ``InputSource`` over a file of this kind),
     ``dataset_spec(path, test, columns, seed, test_size, data)`` (the dataset spec of a file or
-    folder of this kind: the model's kind decides how ``xai train --dataset PATH`` reads PATH).
+    folder of this kind: the model's kind decides how ``xai train --dataset PATH`` reads PATH), and for
+    users' own networks (``xai import --module``): ``claims(dataset)`` (whether a dataset holds
+    this kind's samples, so that import takes it without ``--kind``), ``layouts`` (the input
+    layouts such a network may take, name to description, the default first) and
+    ``adopt(network, facts, info)`` (the network as a Model: ``facts`` the dataset's ``info`` at
+    import, the checkpoint at reload, holding what ``checkpoint_entries`` stored; ``info`` the
+    ``LoadedModel`` keywords, ``layout`` and ``output`` among them). A kind without ``adopt``
+    takes no such networks, unless it is the default kind.
     """
 
     name: str
@@ -87,7 +94,10 @@ class Network(Protocol):
     ``[batch, class]``. ``gradcam_layer`` names (dotted attribute path) the convolution Grad-CAM
     targets by default, or is None. A network with attention also defines ``attention_weights()``,
     returning the weights of its last forward pass as a list (one per attention layer, input to
-    output) of ``[batch, heads, query, key]`` tensors.
+    output) of ``[batch, heads, query, key]`` tensors; ``prefix_tokens`` (optional, 0 when absent)
+    says how many tokens of its own come before the input's (a ViT's CLS token: attention is
+    then read from the first token's row), and ``token_grid`` (rows, columns) where the tokens
+    after them lie on an image (row-major).
 
     ``options`` declares the parameters ``--param`` may set (their defaults are the network's);
     a network that declares only a ``default_params`` dict gets options typed after it.

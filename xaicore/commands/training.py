@@ -58,14 +58,21 @@ def kind_spec(model: str | None, dataset: str, test: Path | None, columns: dict,
     from xaicore.plugins import registry
 
     cls = registry.get_model(model) if model else None
-    modality = registry.get_modality(getattr(cls, "modality", None) or None)
+    return file_spec(registry.get_modality(getattr(cls, "modality", None) or None), dataset, test,
+                     columns, seed, test_size, data, f"model {model!r}")
+
+
+def file_spec(modality: object, dataset: str, test: Path | None, columns: dict, seed: int,
+              test_size: float, data: dict, reader: str) -> dict | None:
+    """The dataset spec ``modality`` builds for a file it reads itself, or None for the default
+    reading; ``reader`` (what reads the data) names it in the refusal of --text-column."""
     build = getattr(modality, "dataset_spec", None)  # optional: the kind reads its own files
     path = Path(dataset).expanduser()
     is_file = path.exists() or path.suffix != "" or "/" in dataset
     if not callable(build) or not is_file:
         if columns.get("text_column"):
-            raise XaiError(f"--text-column reads a file of texts, but model {model!r} takes "
-                           f"{modality.name}; train a text model on it")
+            raise XaiError(f"--text-column reads a file of texts, but {reader} takes "
+                           f"{getattr(modality, 'name', '')}; train a text model on it")
         return None
     return build(path, test, columns, seed, test_size, data)
 
@@ -166,7 +173,8 @@ def predict_cmd(run, input_path, out, force, id_column, time_column, label_colum
 
 @click.command("import")
 @click.option("--module", "target",
-              help="Your network class: MODULE:CLASS (importable from here) or FILE.py:CLASS.")
+              help="Your network class: MODULE:CLASS (importable from here, or installed) or "
+                   "FILE.py:CLASS; or a function returning the network (torchvision.models:resnet18).")
 @click.option("--weights", type=click.Path(path_type=Path),
               help="Its trained weights: a file torch.save(net.state_dict(), ...) wrote "
                    "(read with weights_only=True).")
@@ -186,22 +194,27 @@ def predict_cmd(run, input_path, out, force, id_column, time_column, label_colum
 @click.option("--text-column", help="With --hf and a file of texts: the column holding the texts "
               "(the labels are in the column named label).")
 @click.option("--test", type=click.Path(path_type=Path), help="Test file for a .csv/.npz dataset.")
-@click.option("--layout", default="NTF", show_default=True,
-              type=click.Choice(["NTF", "NCT", "NT"]),
-              help="The model's input layout: [batch, time, feature], [batch, channel, time] or "
-                   "[batch, time] (one feature).")
+@click.option("--kind", help="The kind of input your network takes: a registered kind (the "
+              "MODALITIES of `xai list`); default: the kind whose data --data names (a registered "
+              "dataset), else time series. A file of another kind needs it, as it reads the file.")
+@click.option("--layout", help="The model's input layout. Time series: NTF [batch, time, "
+              "feature] (the default), NCT [batch, channel, time] or NT [batch, time] (one "
+              "feature); another kind declares its own (see its error): e.g. NCHW (the default) "
+              "or NHWC (channels last).")
 @click.option("--gradcam-layer", help="Name of the convolution layer Grad-CAM reads, as in "
-              "net.named_modules() (e.g. conv3).")
+              "net.named_modules() (e.g. conv3). Default: the network's own gradcam_layer; a kind "
+              "may find one (the last Conv2d run whose map is larger than 1x1).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
 @click.option("--force", is_flag=True, help="Replace a run directory xai wrote before.")
-def import_cmd(target, weights, hf_folder, params, output, dataset, text_column, test, layout,
+def import_cmd(target, weights, hf_folder, params, output, dataset, text_column, test, kind, layout,
                gradcam_layer, out, force):
     """Make a model you trained yourself a run that explain, evaluate and report accept."""
     from xaicore.data.loading import dataset_spec
     from xaicore.runs.importing import import_folder, import_model
 
     if hf_folder is not None:
-        if target or weights or params or output is not None or gradcam_layer or layout != "NTF":
+        if (target or weights or params or output is not None or gradcam_layer or layout
+                or kind):
             raise XaiError("--hf reads the model, its weights and tokenizer from the folder; give "
                            "only --data (and --text-column, --test), --out and --force beside it")
         spec = (kind_spec(HF_MODEL, dataset, test, {} if text_column is None else
@@ -217,9 +230,12 @@ def import_cmd(target, weights, hf_folder, params, output, dataset, text_column,
         kwargs = None if params is None else json.loads(params)
     except json.JSONDecodeError as exc:
         raise XaiError(f"--params is not valid JSON: {exc}") from None
-    metrics = import_model(target, weights, kwargs, dataset_spec(dataset, test=test), out,
-                           layout=layout, gradcam_layer=gradcam_layer, output=output,
-                           force=force)
+    from xaicore.plugins import registry
+
+    spec = (kind and file_spec(registry.get_modality(kind), dataset, test, {}, 0, 0.25, {},
+                               f"kind {kind!r}")) or dataset_spec(dataset, test=test)
+    metrics = import_model(target, weights, kwargs, spec, out, kind=kind, layout=layout,
+                           gradcam_layer=gradcam_layer, output=output, force=force)
     click.echo(f"imported {target}: test accuracy {metrics['test_accuracy']:.4f} on "
                f"{metrics['dataset']} -> {out}")
 

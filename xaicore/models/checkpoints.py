@@ -125,16 +125,29 @@ def _model_from_checkpoint(ckpt: dict, device: Any, run_dir: Path | None) -> Loa
         if not (isinstance(spec, dict) and all(isinstance(spec.get(k), str)
                                                for k in ("file", "attr", "sha256", "layout"))
                 and (spec.get("output") is None or type(spec.get("output")) is int)
-                and (spec.get("gradcam_layer") is None or isinstance(spec["gradcam_layer"], str))):
+                and all(spec.get(k) is None or isinstance(spec[k], str)
+                        for k in ("gradcam_layer", "module"))):
             raise XaiError("the checkpoint of an imported model lacks its 'import' entry (file, "
-                           "attr, sha256, layout; output and gradcam_layer an int and a string "
-                           "or none)")
-        model = LoadedModel(build(spec, ckpt["hyperparameters"]), name=IMPORTED,
-                            class_names=ckpt["class_names"], feature_names=ckpt["feature_names"],
-                            seq_len=ckpt["seq_len"], hyperparameters=ckpt["hyperparameters"],
-                            gradcam_layer=own_layer(spec.get("gradcam_layer")),
-                            layout=spec["layout"], output=spec.get("output"),
-                            dataset=(ckpt.get("dataset") or {}).get("name", ""))
+                           "attr, sha256, layout; output an int, gradcam_layer and module "
+                           "strings, or none)")
+        info = {"name": IMPORTED, "class_names": ckpt["class_names"],
+                "feature_names": ckpt["feature_names"], "hyperparameters": ckpt["hyperparameters"],
+                "gradcam_layer": own_layer(spec.get("gradcam_layer")), "layout": spec["layout"],
+                "output": spec.get("output"), "dataset": (ckpt.get("dataset") or {}).get("name", "")}
+        kind = ckpt.get("modality")  # a kind that adopted the network (absent: the default kind)
+        if kind is None:
+            model = LoadedModel(build(spec, ckpt["hyperparameters"]), seq_len=ckpt["seq_len"], **info)
+        else:
+            if not isinstance(kind, str):
+                raise XaiError(f"the checkpoint's field 'modality' must name a kind of input, not "
+                               f"{_describe(kind)}")
+            modality = registry.get_modality(kind)
+            adopt = getattr(modality, "adopt", None)
+            if not callable(adopt):
+                raise XaiError(f"the checkpoint's imported model takes {modality.name} inputs, "
+                               f"but that kind of input adopts no networks of yours")
+            model = call("modalities", modality.name, f"{modality.name}.adopt", adopt,
+                         build(spec, ckpt["hyperparameters"]), ckpt, info)
         load_weights(model.module, ckpt["state_dict"], spec["attr"])
         return model.to(resolve_device(device))
     cls = registry.get_model(ckpt["model"])

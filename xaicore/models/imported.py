@@ -10,11 +10,14 @@ did not choose.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import inspect
 import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -25,8 +28,20 @@ IMPORTED = "imported"
 ADAPTED = "net."  # the network inside its LayoutAdapter: weights and layers are named net.*
 
 
-def network_class(path: Path, attr: str) -> type:
-    """Import the user's file and return its ``nn.Module`` subclass ``attr``."""
+def network_class(path: Path, attr: str, module: str | None = None) -> Any:
+    """The user's ``nn.Module`` subclass ``attr`` of file ``path``, or a function returning such a
+    network (``torchvision.models.resnet18``). The file is imported as a file of its own, unless
+    ``module`` names the package module it is (its relative imports need the package): that is
+    imported by name, and only if the name still leads to ``path``."""
+    loaded = _import_by_name(module, path) if module else _import_file(path)
+    cls = getattr(loaded, attr, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module) or inspect.isfunction(cls)):
+        raise XaiError(f"{path} has no torch.nn.Module class {attr!r} (nor a function that "
+                       f"returns one)")
+    return cls
+
+
+def _import_file(path: Path) -> Any:
     name = f"xai_imported_{file_digest(path)[:12]}"
     module = sys.modules.get(name)
     if module is None:
@@ -42,10 +57,26 @@ def network_class(path: Path, attr: str) -> type:
         finally:
             sys.path.remove(str(path.parent))
         sys.modules[name] = module
-    cls = getattr(module, attr, None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise XaiError(f"{path} has no torch.nn.Module class {attr!r}")
-    return cls
+    return module
+
+
+def _import_by_name(name: str, path: Path) -> Any:
+    # the folder holding the top package of ``path``, so the name finds it from any folder
+    folder = path.parent if path.name == "__init__.py" else path
+    root = str(folder.parents[min(name.count("."), len(folder.parents) - 1)])
+    sys.path.insert(0, root)
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - the user's code
+        raise XaiError(f"importing {name} failed: {type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    finally:
+        sys.path.remove(root)
+    found = Path(getattr(module, "__file__", None) or "").resolve()
+    if found != path:
+        raise XaiError(f"module {name} is now {found}, not the file {path} you imported; import "
+                       f"the model again")
+    return module
 
 
 def own_layer(stored: str | None) -> str | None:
@@ -104,10 +135,13 @@ def build(spec: dict, params: dict, chosen: bool = False) -> nn.Module:
                        f"machine (no record in {imported_code_book()}); xai runs only code you "
                        f"imported: if you trust it, run xai import --module {path}:{spec['attr']} "
                        f"again")
-    cls = network_class(path, spec["attr"])
+    cls = network_class(path, spec["attr"], spec.get("module"))
     try:
         net = cls(**params)
     except Exception as exc:  # noqa: BLE001 - the user's constructor
         raise XaiError(f"{spec['attr']}(**params) failed: {type(exc).__name__}: {exc}") from None
+    if not isinstance(net, nn.Module):
+        raise XaiError(f"{spec['attr']}(**params) returned a {type(net).__name__}, not a "
+                       f"torch.nn.Module")
     return net
 

@@ -79,9 +79,10 @@ class LoadedModel:
         try:
             return self.network.get_submodule(path)
         except AttributeError:
-            layers = [n for n, m in self.network.named_modules() if isinstance(m, nn.Conv1d)]
-            raise XaiError(f"model {self.name!r} has no layer {path!r}; its Conv1d layers are: "
-                           f"{', '.join(layers) or 'none'}") from None
+            conv = nn.Conv2d if getattr(modality_of(self), "spatial_dims", 1) == 2 else nn.Conv1d
+            layers = [n for n, m in self.network.named_modules() if isinstance(m, conv)]
+            raise XaiError(f"model {self.name!r} has no layer {path!r}; its {conv.__name__} layers "
+                           f"are: {', '.join(layers) or 'none'}") from None
 
     def check_forward(self, x: torch.Tensor) -> None:
         """Run ``x`` (a few samples) through the model and refuse an output that is not logits
@@ -97,6 +98,11 @@ class LoadedModel:
                    else f"a {type(out).__name__}")
             raise XaiError(f"{owner('models', self.name)}: model {self.name!r} must return logits "
                            f"[batch, classes] = {list(expected)} from forward, not {got}")
+
+    @property
+    def gradcam_layer_name(self) -> str | None:
+        """The dotted name of the layer Grad-CAM targets by default, or None."""
+        return self._gradcam_layer
 
     def gradcam_layer(self) -> nn.Module | None:
         return self.layer(self._gradcam_layer) if self._gradcam_layer else None

@@ -27,6 +27,7 @@ from xaicore.files import file_digest
 from xaicore.models.checkpoints import CHECKPOINT_FORMAT, load_weights
 from xaicore.models.imported import ADAPTED, IMPORTED, build, network_class, record_import
 from xaicore.models.kinds import modality_of
+from xaicore.models.layouts import LAYOUTS
 from xaicore.models.loaded import LoadedModel
 from xaicore.plugins import registry
 from xaicore.plugins.boundary import call
@@ -35,8 +36,9 @@ from xaicore.runs.directory import CHECKPOINT
 from xaicore.runs.training import build_model, classification_report, report_text, write_predictions
 
 
-def code_file(target: str) -> tuple[Path, str]:
-    """The Python file and attribute of ``module.path:Name`` or ``file.py:Name``."""
+def code_file(target: str) -> tuple[Path, str, str | None]:
+    """The Python file and attribute of ``module.path:Name`` or ``file.py:Name``, and the module's
+    name when it belongs to a package (imported by name then, for its relative imports)."""
     where, sep, attr = target.rpartition(":")
     if not sep or not where or not attr.isidentifier():
         raise XaiError(f"--module takes MODULE:CLASS or FILE.py:CLASS, not {target!r}")
@@ -44,18 +46,22 @@ def code_file(target: str) -> tuple[Path, str]:
         path = Path(where).expanduser().resolve()
         if not path.is_file():
             raise XaiError(f"no Python file at {path}")
-        return path, attr
+        return path, attr, None
     sys.path.insert(0, str(Path.cwd()))
     try:
         spec = importlib.util.find_spec(where)
     except (ImportError, ValueError) as exc:
         raise XaiError(f"cannot find module {where!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - finding a submodule imports its packages' code
+        raise XaiError(f"cannot find module {where!r}: importing its package failed: "
+                       f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     finally:
         sys.path.remove(str(Path.cwd()))
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         raise XaiError(f"cannot find module {where!r} (run from the folder that holds it, or "
                        f"name its file: path/to/{where.split('.')[-1]}.py:{attr})")
-    return Path(spec.origin).resolve(), attr
+    packaged = spec.submodule_search_locations is not None or bool(spec.parent)
+    return Path(spec.origin).resolve(), attr, where if packaged else None
 
 
 def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -88,29 +94,47 @@ def constructor_params(cls: type, hyper: dict) -> dict:
 
 
 def import_model(target: str, weights: Path, params: dict | None, dataset_spec: dict, out: Path,
-                 *, layout: str = "NTF", gradcam_layer: str | None = None,
-                 output: int | None = None, force: bool = False) -> dict:
+                 *, kind: str | None = None, layout: str | None = None,
+                 gradcam_layer: str | None = None, output: int | None = None,
+                 force: bool = False) -> dict:
     """Write run directory ``out`` for the user's model; its metrics on the test split.
 
-    ``params`` None: the ``hyperparameters`` saved beside the weights that the class takes."""
+    ``params`` None: the ``hyperparameters`` saved beside the weights that the class takes.
+    ``kind`` names the kind of input the network takes (default: the kind that claims the data,
+    else the default kind); a kind other than the default takes the network through its
+    ``adopt`` and declares its own ``layouts``."""
     with runs.run_lock(out, "xai import"):
         runs.check_replaceable(out, force)
-        path, attr = code_file(target)
+        path, attr, module = code_file(target)
         state, hyper = read_weights(Path(weights))
         if params is None:
-            params = constructor_params(network_class(path, attr), hyper)
+            params = constructor_params(network_class(path, attr, module), hyper)
         if not isinstance(params, dict):
             raise XaiError(f"--params must be a JSON object of keyword arguments, not {params!r}")
+        dataset = load_dataset(dataset_spec)
+        modality = registry.get_modality(kind) if kind else claiming_kind(dataset)
+        adopt = getattr(modality, "adopt", None)
+        if not callable(adopt) and modality.name != registry.get_modality(None).name:
+            raise XaiError(f"{modality.name} models cannot be imported with --module (that kind "
+                           f"of input takes no networks of yours)")
+        layouts = getattr(modality, "layouts", None) or LAYOUTS
+        layout = layout or next(iter(layouts))
+        if layout not in layouts:
+            raise XaiError(f"--layout must be one of "
+                           f"{', '.join(f'{k} {v}' for k, v in layouts.items())} for "
+                           f"{modality.name}; not {layout!r}")
         digest = file_digest(path)
         spec = {"file": str(path), "attr": attr, "sha256": digest, "layout": layout,
-                "output": output}
+                "output": output, "module": module}
         net = build(spec, params, chosen=True)
         load_weights(net, state, attr)
-        dataset = load_dataset(dataset_spec)
-        model = LoadedModel(net, name=IMPORTED, class_names=dataset.class_names,
-                            feature_names=dataset.feature_names, seq_len=dataset.seq_len,
-                            gradcam_layer=gradcam_layer, dataset=dataset.name, layout=layout,
-                            output=output)
+        info: dict[str, Any] = {
+            "name": IMPORTED, "class_names": dataset.class_names,
+            "feature_names": dataset.feature_names, "gradcam_layer": gradcam_layer,
+            "dataset": dataset.name, "layout": layout, "output": output}
+        model = (call("modalities", modality.name, f"{modality.name}.adopt", adopt, net, dataset.info,
+                      {**info, "hyperparameters": params}) if callable(adopt)
+                 else LoadedModel(net, seq_len=dataset.seq_len, **info))
         if gradcam_layer:
             model.layer(gradcam_layer)  # an unknown layer is named now, not at explain time
         model.check_forward(torch.from_numpy(dataset.test.X[:2]))
@@ -120,16 +144,33 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
         metrics = {"model": IMPORTED, "module": target, "dataset": dataset.name,
                    "test_accuracy": float(np.mean(predicted == dataset.test.y)),
                    "macro_f1": report["macro avg"]["f1-score"], "layout": layout}
+        entries: dict = {}
+        if callable(adopt):
+            metrics["modality"] = model.modality
+            entries = {"modality": model.modality, **call(
+                "modalities", modality.name, f"{modality.name}.checkpoint_entries",
+                modality.checkpoint_entries, model, dataset)}
+        layer = model.gradcam_layer_name
         checkpoint = {"format": CHECKPOINT_FORMAT, "model": IMPORTED, "hyperparameters": params,
                       "state_dict": {k: v.detach().cpu() for k, v in model.module.state_dict().items()},
                       "class_names": list(dataset.class_names),
                       "feature_names": list(dataset.feature_names), "seq_len": int(dataset.seq_len),
-                      "dataset": dict(dataset_spec),
-                      "import": {**spec, "gradcam_layer": gradcam_layer and ADAPTED + gradcam_layer},
+                      **entries, "dataset": dict(dataset_spec),
+                      "import": {**spec, "gradcam_layer": layer and ADAPTED + layer},
                       "epoch": 0, "seed": 0}
         record_import(path, digest)
         write_run(out, checkpoint, dataset, predicted, probs, report, metrics)
         return metrics
+
+
+def claiming_kind(dataset: Any) -> Any:
+    """The registered kind of input whose optional ``claims(dataset)`` holds, else the default."""
+    for name in registry.names("modalities"):
+        modality = registry.get_modality(name)
+        claims = getattr(modality, "claims", None)
+        if callable(claims) and call("modalities", name, f"{name}.claims", claims, dataset):
+            return modality
+    return registry.get_modality(None)
 
 
 def import_folder(model_name: str, folder: Path, dataset_spec: dict, out: Path, *,

@@ -1,10 +1,11 @@
-"""Attention weights of the last forward pass: per head, head mean, rollout, at input time steps."""
+"""Attention weights of the last forward pass: per head, head mean, rollout, at the input's
+positions (time steps, tokens, or the pixels of each patch)."""
 
 from __future__ import annotations
 
 import torch
 
-from xaicore.plugin import BaseExplainer, LoadedModel, XaiError
+from xaicore.plugin import BaseExplainer, LoadedModel, XaiError, modality_of
 
 
 def rollout(head_means: list[torch.Tensor]) -> torch.Tensor:
@@ -29,6 +30,27 @@ def to_input_steps(received: torch.Tensor, n_steps: int) -> torch.Tensor:
     return received[:, index]
 
 
+def to_pixels(received: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """``[batch, patch]`` values on a row-major ``grid`` of patches to ``[batch, H*W]`` row-major
+    pixels: pixel ``(r, c)`` takes patch ``(floor(r * rows / H), floor(c * columns / W))``."""
+    (rows, columns), (height, width) = grid, size
+    r = torch.arange(height, device=received.device) * rows // height
+    c = torch.arange(width, device=received.device) * columns // width
+    return received[:, (r[:, None] * columns + c[None, :]).flatten()]
+
+
+def patch_grid(model: LoadedModel, n_patches: int) -> tuple[int, int]:
+    """The network's ``token_grid`` (rows, columns of the tokens after its prefix), checked
+    against the number of keys its attention has."""
+    grid = getattr(model.network, "token_grid", None)
+    if not (isinstance(grid, (tuple, list)) and len(grid) == 2
+            and int(grid[0]) * int(grid[1]) == n_patches):
+        raise XaiError(f"attention: model {model.name!r} attends over {n_patches} tokens of an "
+                       f"image but declares no token_grid (rows, columns) of that many patches, "
+                       f"so they cannot be placed on the image; use a gradient method instead")
+    return int(grid[0]), int(grid[1])
+
+
 def query_mean(attention: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """``[batch, query, key]`` attention averaged over each sample's own queries: a padded batch
     (a kind whose models mask padding, such as texts) leaves out the queries of its padding."""
@@ -46,6 +68,12 @@ class AttentionExplainer(BaseExplainer):
 
     Stacked layers (all square and of one length) are combined by rollout; otherwise the head
     mean of the last layer is used. Attention does not depend on the target class.
+
+    A network whose tokens start with ``prefix_tokens`` of its own (a ViT's CLS token) is
+    explained by the first token's row over the tokens after the prefix (the CLS token's
+    attention, or its rollout), kept per layer and head in ``cls_attention``. For a kind with
+    two spatial axes (images) those tokens are patches on the network's ``token_grid``, and each
+    pixel gets its patch's value.
     """
 
     name = "attention"
@@ -82,7 +110,23 @@ class AttentionExplainer(BaseExplainer):
         else:
             combined = means[-1]
         extras["aggregation"] = "rollout" if stackable else f"head mean of layer {len(means) - 1}"
-        received = query_mean(combined, inputs)
+        prefix = int(getattr(model.network, "prefix_tokens", 0) or 0)
+        if prefix:
+            received = combined[:, 0, prefix:]
+            extras["query"] = f"token 0 (the first of {prefix} prefix tokens), keys after them"
+            if all(w.shape == layers[0].shape for w in layers):
+                extras["cls_attention"] = torch.stack([w[:, :, 0, prefix:] for w in layers], 1).float()
+        else:
+            received = query_mean(combined, inputs)
+        if getattr(modality_of(model), "spatial_dims", 1) == 2:
+            grid = patch_grid(model, received.shape[1])
+            if received.shape[1] == 1:
+                raise XaiError(f"attention: model {model.name!r} attends over one patch of the "
+                               f"image, so its map would be one constant; use a smaller patch "
+                               f"size or a gradient method")
+            extras["key_attention"], extras["token_grid"] = received, list(grid)
+            pixels = to_pixels(received, grid, model.image_size)
+            return pixels[:, :, None].expand(-1, -1, inputs.shape[2]).contiguous(), extras, logits
         if received.shape[1] == 1 and inputs.shape[1] > 1:
             raise XaiError(f"attention: model {model.name!r} attends over one position for these "
                            f"{inputs.shape[1]}-step series, so its map would be one constant "

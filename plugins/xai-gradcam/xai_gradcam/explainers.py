@@ -157,8 +157,12 @@ class _LayerCAM(BaseExplainer):
         name, layer = resolve_layer(model, opts["layer"])
         heatmap, extras, logits = self.heatmap(model, layer, name, inputs, target, opts)
         if heatmap.ndim == 3 and heatmap.shape[1] * heatmap.shape[2] == 1:
-            raise XaiError(f"{self.name}: layer {name!r} has a 1x1 map for these images, so its map "
-                           f"would be one constant; choose an earlier Conv2d layer or a gradient method")
+            names = conv_names(model)
+            earlier = names[:names.index(name)] if name in names else names
+            raise XaiError(f"{self.name}: layer {name!r} gives a 1x1 map for these "
+                           f"{'x'.join(map(str, model.image_size))} images, so the heatmap would be "
+                           f"one constant over the image; pass layer= an earlier Conv2d layer "
+                           f"({', '.join(earlier) or 'it has none'}) or use a gradient method")
         if heatmap.ndim == 2 and heatmap.shape[1] == 1 and inputs.shape[1] > 1:
             raise XaiError(
                 f"{self.name}: layer {name!r} has one time step for these {inputs.shape[1]}-step "

@@ -21,6 +21,7 @@ from xaicore.plugin import (
 from .arrays import SCALES
 from .blur import default_sigma, gaussian_blur
 from .datasets import image_spec
+from .imported import LAYOUTS, adopt
 from .modules import ImageModule
 from .sources import open_images
 
@@ -60,12 +61,24 @@ class ImageModality:
                            dataset=dataset.name, reading=dataset.info.get("reading"))
 
     def checkpoint_entries(self, model: LoadedModel, dataset: Dataset) -> dict[str, Any]:
-        assert model.normalisation is not None  # build always normalises
         height, width = model.image_size
         reading = {} if model.image_reading is None else {"reading": model.image_reading}
+        if model.normalisation is None:  # an imported network reads the pixels as they are
+            return {"height": height, "width": width, **reading}
         return {"height": height, "width": width, **reading,
                 "normalisation": {key: [float(v) for v in getattr(model.normalisation, key).cpu()]
                                   for key in ("mean", "std")}}
+
+    def claims(self, dataset: Dataset) -> bool:
+        """Whether ``dataset`` holds images (its info gives their height and width)."""
+        return all(isinstance(dataset.info.get(key), int) for key in ("height", "width"))
+
+    #: the layouts a user's network may take its images in (``xai import --layout``)
+    layouts = LAYOUTS
+
+    def adopt(self, network: nn.Module, facts: dict, info: dict[str, Any]) -> LoadedModel:
+        """A user's network (``xai import``) as an image model (``imported.adopt``)."""
+        return adopt(network, facts, **info)
 
     def restore(self, cls: type, checkpoint: dict, run_dir: Path | None) -> LoadedModel:
         name = checkpoint["model"]
@@ -150,10 +163,14 @@ class ImageModality:
 
     def substrate(self, kind: str, model: LoadedModel, inputs: np.ndarray, *, sigma: float | None = None,
                   **options: Any) -> np.ndarray:
-        """Removed pixels become the train split's per-channel mean, or the image blurred."""
+        """Removed pixels become the train split's per-channel mean (that of ``background``, the
+        train inputs, for an imported network), or the image blurred."""
         if kind == "mean":
-            assert model.normalisation is not None  # every image model keeps its train statistics
-            mean = model.normalisation.mean.detach().cpu().numpy().reshape(-1)
+            if model.normalisation is not None:
+                mean = model.normalisation.mean.detach().cpu().numpy().reshape(-1)
+            else:  # an imported network keeps no train statistics: the background's
+                mean = as_background(options.get("background"), torch.from_numpy(
+                    np.asarray(inputs, np.float32)), "substrate 'mean'").mean((0, 1)).cpu().numpy()
             return np.broadcast_to(mean.astype(np.float32), inputs.shape).copy()
         if kind == "blurred":
             height, width = model.image_size
@@ -163,13 +180,15 @@ class ImageModality:
         raise XaiError(f"substrate must be one of {', '.join(SUBSTRATES)} for images, not {kind!r}")
 
 
-def image_model(network: nn.Module, height: int, width: int, reading: dict | None = None,
-                **info: Any) -> LoadedModel:
-    """An image network as a Model: flattened pixels in, standardised and reshaped for it;
-    ``reading`` is the rule its run reads image files by (``reading.Reading.record``), if any."""
+def image_model(network: nn.Module, height: int, width: int, *, reading: dict | None = None,
+                forward: nn.Module | None = None, **info: Any) -> LoadedModel:
+    """An image network as a Model: flattened pixels in, standardised (when it has the train
+    statistics) and reshaped for it; ``reading`` is the rule its run reads image files by
+    (``reading.Reading.record``), if any; ``forward`` calls ``network`` in its own way (an
+    imported one)."""
     model = LoadedModel(network, seq_len=height * width, **info)
-    assert model.normalisation is not None  # image models always keep the train statistics
-    model.module = ImageModule(model.normalisation, network, height, width)
+    model.modality = ImageModality.name
+    model.module = ImageModule(model.normalisation or nn.Identity(), forward or network, height, width)
     model.module.eval()
     model.image_size = (height, width)
     model.image_reading = reading

@@ -23,3 +23,5 @@ def register_models(register):
              description="Images: three Conv2d blocks and global average pooling (Grad-CAM on the last)")
     register("image-resnet18", "xai_image.networks:ResNet18",
              description="Images: ResNet-18 (four stages of basic blocks; torchvision's parameter names)")
+    register("image-vit", "xai_image.vit:VisionTransformer",
+             description="Images: a small Vision Transformer (CLS token; attention per layer and head)")
