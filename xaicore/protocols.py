@@ -38,8 +38,16 @@ class Modality(Protocol):
     may remove (texts: the real tokens but the special ones; every valid cell when a kind has
     none), ``position_extras`` (extras with one value per position, columns of
     ``Explanation.to_dataframe``), ``annotate(model, inputs)`` (per-sample extras of every explanation: texts'
-    token strings), ``reload(model, dataset)`` (a run's data as its model reads it) and
-    ``open_input(model, path, columns)`` (an ``InputSource`` over a file of this kind).
+    token strings), ``reload(model, dataset)`` (a run's data as its model reads it),
+    ``open_input(model, path, columns)`` (an ``InputSource`` over a file of this kind), and the
+    players of perturbation games (SHAP, occlusion): ``player_units``, a dict of the units players
+    may be (default first) to the names of the explainer options their players take, and
+    ``players(model, inputs, unit, **options) -> (unit, ids)``: for ``unit`` (None: the default,
+    which a kind may replace by another, warning, when what it needs is not installed) the unit
+    used and int64 ``ids [sample, position]``, each position's player (all its channels one
+    player), numbered from 0 per sample, -1 for positions that are never players (texts' special
+    tokens); an absent player's positions take one of the kind's ``substrates``. A kind without
+    players (series) is cut into time segments by the methods that need players.
     """
 
     name: str

@@ -22,7 +22,8 @@ PLAYER_OPTIONS = {
     "patch": "sizes images' grid patches",
 }
 COMPACTNESS = Option("compactness", float, None, "images, players=superpixels: SLIC's balance of "
-                     "colour against space (higher: squarer superpixels; default 0.1)", min=0.0)
+                     "colour against space (higher: squarer superpixels; default 0.1 on pixels "
+                     "scaled to [0, 1], 10 for three channels, segmented in CIELAB)", min=0.0)
 PATCH = Option("patch", int, None, "images, players=patches: the side of the square patches in "
                "pixels (default a quarter of the shorter side: a 4 x 4 grid)", min=1, max=1_000_000)
 #: the kind's substrate an absent player takes when none is named: a blur where the kind has one
@@ -71,6 +72,8 @@ def kind_players(model: LoadedModel, inputs: torch.Tensor, unit: str | None, opt
     with the options of ``PLAYER_OPTIONS`` given in ``options``; the kind's unit refuses those it
     does not take."""
     kind = modality_of(model)
+    if not has_players(model):
+        raise XaiError(f"{method}: the kind of input {kind.name} declares no players")
     check_unit(model, unit, method, option)
     given = {name: options[name] for name in PLAYER_OPTIONS if options.get(name) is not None}
     named = unit or next(iter(kind.player_units))
