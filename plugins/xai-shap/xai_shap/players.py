@@ -58,23 +58,17 @@ def has_players(model: LoadedModel) -> bool:
     return callable(getattr(modality_of(model), "players", None))
 
 
-def check_unit(model: LoadedModel, unit: str | None, method: str, option: str) -> None:
-    """A one-line XaiError when ``unit`` is not one of the kind's ``player_units``."""
-    kind = modality_of(model)
-    if unit is not None and unit not in kind.player_units:
-        raise XaiError(f"{method}: option {option} must be one of {', '.join(kind.player_units)} "
-                       f"for {kind.name}, not {unit!r}")
-
-
 def kind_players(model: LoadedModel, inputs: torch.Tensor, unit: str | None, options: dict,
                  method: str, option: str = "players") -> Players:
     """The players of ``inputs`` by ``unit`` (None: the kind's default), as the kind gives them,
-    with the options of ``PLAYER_OPTIONS`` given in ``options``; the kind's unit refuses those it
-    does not take."""
+    with the options of ``PLAYER_OPTIONS`` given in ``options``; a unit the kind does not declare,
+    or an option its unit does not take, is a one-line XaiError."""
     kind = modality_of(model)
     if not has_players(model):
         raise XaiError(f"{method}: the kind of input {kind.name} declares no players")
-    check_unit(model, unit, method, option)
+    if unit is not None and unit not in kind.player_units:
+        raise XaiError(f"{method}: option {option} must be one of {', '.join(kind.player_units)} "
+                       f"for {kind.name}, not {unit!r}")
     given = {name: options[name] for name in PLAYER_OPTIONS if options.get(name) is not None}
     named = unit or next(iter(kind.player_units))
     takes = kind.player_units[named]
