@@ -48,7 +48,15 @@ class Modality(Protocol):
     ``adopt(network, facts, info)`` (the network as a Model: ``facts`` the dataset's ``info`` at
     import, the checkpoint at reload, holding what ``checkpoint_entries`` stored; ``info`` the
     ``LoadedModel`` keywords, ``layout`` and ``output`` among them). A kind without ``adopt``
-    takes no such networks, unless it is the default kind.
+    takes no such networks, unless it is the default kind. The players of perturbation games
+    (SHAP, occlusion): ``player_units``, a dict of the units players
+    may be (default first) to the names of the explainer options their players take, and
+    ``players(model, inputs, unit, **options) -> (unit, ids)``: for ``unit`` (None: the default,
+    which a kind may replace by another, warning, when what it needs is not installed) the unit
+    used and int64 ``ids [sample, position]``, each position's player (all its channels one
+    player), numbered from 0 per sample, -1 for positions that are never players (texts' special
+    tokens); an absent player's positions take one of the kind's ``substrates``. A kind without
+    players (series) is cut into time segments by the methods that need players.
     """
 
     name: str

@@ -23,6 +23,7 @@ from .blur import default_sigma, gaussian_blur
 from .datasets import image_spec
 from .imported import LAYOUTS, adopt
 from .modules import ImageModule
+from .players import UNITS, image_players
 from .sources import open_images
 
 BASELINES = ("zero", "mean", "blurred")
@@ -45,6 +46,8 @@ class ImageModality:
     views = ("overlay", "heatmap", "compare")
     #: spatial axes of the kind's layers (Grad-CAM reads Conv2d maps)
     spatial_dims = 2
+    #: the players of perturbation games (shap, window-occlusion) and the options each takes
+    player_units = UNITS
 
     def build(self, cls: type, dataset: Dataset, name: str, params: dict) -> LoadedModel:
         """A new network for the dataset's images, standardised by the train split's channels."""
@@ -160,6 +163,12 @@ class ImageModality:
             return gaussian_blur(inputs, height, width, sigma)
         raise XaiError(f"{method}: unknown baseline {kind!r} for images; choose one of "
                        f"{', '.join(BASELINES)}")
+
+    def players(self, model: LoadedModel, inputs: np.ndarray, unit: str | None,
+                **options: Any) -> tuple[str, np.ndarray]:
+        """Each pixel's superpixel (SLIC; default, grid patches without scikit-image) or patch."""
+        height, width = model.image_size
+        return image_players(inputs.reshape(len(inputs), height, width, -1), unit, **options)
 
     def substrate(self, kind: str, model: LoadedModel, inputs: np.ndarray, *, sigma: float | None = None,
                   **options: Any) -> np.ndarray:

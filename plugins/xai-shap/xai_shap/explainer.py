@@ -1,8 +1,10 @@
 """``shap``: SHAP values over time segments, in logit space, with the additivity error reported.
 
-Texts (kinds whose models mask padding) play each text's own game instead: players its words or
-tokens, absent ones its mask (or pad) token (``text_shap``, ``tokens.py``); the series path below
-is unchanged by them.
+Kinds that declare players (``Modality.players``: texts' words or tokens, images' superpixels or
+grid patches) play each sample's own game instead: absent players take the kind's substrate (texts
+their mask or pad token, images blurred by default or the mean), so the reference is the sample
+itself with every player absent (``players_shap``, ``players.py``); the series path below is
+unchanged by them.
 
 Why not shap's own explainers by default: DeepExplainer has no handlers for LSTM or
 MultiheadAttention (the cnn-lstm-attention hybrid) and its additivity check fails there; GradientExplainer
@@ -38,6 +40,17 @@ from xaicore.plugin import (
 )
 
 from .deep import deep_shap
+from .players import (
+    COMPACTNESS,
+    PATCH,
+    default_absent,
+    has_players,
+    kind_players,
+    player_extras,
+    reference,
+    solve_players,
+    word_values,
+)
 from .segments import make_segments
 from .shapley import (
     MAX_EXACT_PLAYERS,
@@ -49,7 +62,6 @@ from .shapley import (
     sampled_cost,
     sampled_shapley,
 )
-from .tokens import UNITS, reference, solve_texts, token_players, word_values
 
 SHORT_SERIES = 32  # univariate series up to this length: one player per time step by default
 GAME_VALUE_BYTES = 64  # bytes per input value of a game row beyond the model's (masks, gathers)
@@ -66,23 +78,25 @@ DETAILS = {
     "deep": "shap's DeepExplainer (DeepLIFT multipliers averaged over the background), per time "
             "step; only for models whose every layer has a DeepExplainer handler",
 }
-TEXT_GAME = ("players a text's words or tokens, absent ones its mask (or pad) token, so the "
-             "reference is the text itself masked; a word's value spread evenly over its tokens")
-TEXT_DETAILS = {
-    "exact": f"exact Shapley values of each text's own game (standard error 0): {TEXT_GAME}",
-    "sampled": f"the unbiased sampled estimate of each text's own game (n_pairs pairs per text, "
-               f"first-order control fitted leave-one-out): {TEXT_GAME}",
-    "auto": f"exact values for the texts of few players (the exact extra), the sampled estimate "
-            f"for the others: {TEXT_GAME}",
+PLAYER_GAME = ("players the sample's {players}, absent ones its {absent} substrate, so the "
+               "reference is the sample itself with every player absent; a player's value spread "
+               "evenly over its positions")
+PLAYER_DETAILS = {
+    "exact": f"exact Shapley values of each sample's own game (standard error 0): {PLAYER_GAME}",
+    "sampled": f"the unbiased sampled estimate of each sample's own game (n_pairs pairs per "
+               f"sample, first-order control fitted leave-one-out): {PLAYER_GAME}",
+    "auto": f"exact values for the samples of few players (the exact extra), the sampled "
+            f"estimate for the others: {PLAYER_GAME}",
 }
 
 
 class ShapExplainer(BaseExplainer):
-    """SHAP values of the target logit for segments of each feature, spread evenly over their steps."""
+    """SHAP values of the target logit for segments of each feature, or for each sample's players,
+    spread evenly over their positions."""
 
     name = "shap"
-    description = ("SHAP values over time segments (series) or words and tokens (texts), with "
-                   "additivity error reported")
+    description = ("SHAP values over time segments (series), words and tokens (texts) or "
+                   "superpixels and patches (images), with additivity error reported")
     requires = ("background",)
     # about (2 x players + 1) x background + 2 x n_pairs forward rows per sample, many more than
     # saliency's one pass or auto-step IG's; the default evaluation explains 48 samples with it
@@ -92,8 +106,9 @@ class ShapExplainer(BaseExplainer):
         Option("background", object, None, "raw train inputs [n, time, feature]"),
         Option("background_size", int, 100, "background samples drawn (seeded) from background",
                min=1, max=1_000_000),
-        Option("n_segments", int, None, "contiguous time segments per feature (default: one per "
-               "step for univariate series of at most 32 steps, else min(8, length))", min=1,
+        Option("n_segments", int, None, "series: contiguous time segments per feature (default: "
+               "one per step for univariate series of at most 32 steps, else min(8, length)); "
+               "images, players=superpixels: the superpixels SLIC aims at (default 16)", min=1,
                max=1_000_000),
         Option("n_pairs", int, 300, "sampled: coalitions (each with its complement) drawn per "
                "sample beyond the first-order ones, spread over the background samples (at least 2 "
@@ -111,10 +126,15 @@ class ShapExplainer(BaseExplainer):
         Option("standard_error_tolerance", float, 0.1, "largest ||standard error|| / ||values|| "
                "of a sample before a warning (sampled estimates only; exact ones have none)",
                min=0.0),
-        Option("players", str, None, "texts: 'words' (default; a word's tokens are one player) or "
-               "'tokens' (each real non-special token)", choices=UNITS),
-        Option("absent", str, None, "texts: what an absent player's tokens become, a substrate of "
-               "the kind: 'mask' (default) or 'pad'"),
+        Option("players", str, None, "one of the kind's units: texts 'words' (default; a word's "
+               "tokens are one player) or 'tokens' (each real non-special token); images "
+               "'superpixels' (default, SLIC; grid patches when scikit-image is not installed) "
+               "or 'patches'"),
+        Option("absent", str, None, "texts and images: what an absent player's positions become, a "
+               "substrate of the kind: texts 'mask' (default) or 'pad', images 'blurred' "
+               "(default) or 'mean' (the train split's per-channel mean)"),
+        COMPACTNESS,
+        PATCH,
     )
 
     def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
@@ -122,11 +142,12 @@ class ShapExplainer(BaseExplainer):
         n, seq_len, n_features = inputs.shape
         budget = pass_budget(inputs.device) // 2  # half for the game's passes, half for solves
         batch_size, notes = forward_rows(model, inputs, options["batch_size"], budget)
-        if modality_of(model).masks_padding:  # texts: each one's own masked text is its reference
-            return text_shap(model, inputs, target, options, batch_size, budget, notes)
-        if options["players"] is not None or options["absent"] is not None:
-            raise XaiError("shap: players and absent are options of texts; the players of a series "
-                           "are time segments (n_segments) and absent ones come from background")
+        if has_players(model):  # each sample's own game, its reference the sample all absent
+            return players_shap(model, inputs, target, options, batch_size, budget, notes)
+        if any(options[name] is not None for name in ("players", "absent", "compactness", "patch")):
+            raise XaiError("shap: players and absent are options of texts and images; the players "
+                           "of a series are time segments (n_segments) and absent ones come from "
+                           "background")
         n_segments = options["n_segments"]
         if n_segments is None:
             n_segments = seq_len if n_features == 1 and seq_len <= SHORT_SERIES else min(8, seq_len)
@@ -175,40 +196,39 @@ class ShapExplainer(BaseExplainer):
         }
 
 
-def text_shap(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor, options: dict,
-              batch_size: int, budget: int, notes: list[str]) -> tuple[torch.Tensor, dict]:
-    """SHAP values of texts: players their words or tokens, an absent player's tokens the mask (or
-    pad) token; a word's value is spread evenly over its tokens, special tokens and padding get 0."""
-    if options["n_segments"] is not None:
-        raise XaiError("shap: n_segments cuts series into time segments; the players of a text are "
-                       "its words or tokens (players=words or players=tokens)")
+def players_shap(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor, options: dict,
+                 batch_size: int, budget: int, notes: list[str]) -> tuple[torch.Tensor, dict]:
+    """SHAP values of each sample's own game over the players its kind gives (texts' words or
+    tokens, images' superpixels or patches), an absent player's positions the kind's substrate;
+    a player's value is spread evenly over its positions, non-players (special tokens) get 0."""
     n = len(inputs)
-    unit = options["players"] or "words"
-    absent = options["absent"] or modality_of(model).substrates[0]
+    kind = modality_of(model)
+    players = kind_players(model, inputs, options["players"], options, "shap")
+    absent = options["absent"] or default_absent(model)
     masked = reference(model, inputs, absent, "shap: option absent")
-    players = token_players(model, inputs, unit)
     pairs = options["n_pairs"]
     logits = _logits(model, torch.cat([inputs, masked]), batch_size)
     fx, f_masked = logits[:n].gather(1, target[:, None])[:, 0], logits[n:].gather(1, target[:, None])[:, 0]
-    solved = solve_texts(model.module, inputs, masked, players, target, fx, f_masked,
-                         options["algorithm"], pairs, options["seed"], batch_size,
-                         lambda k, algorithm, m: solver_groups(k, algorithm, m, 1, pairs, budget))
-    attributions = solved.values[..., None].float()
+    solved = solve_players(model.module, inputs, masked, players, target, fx, f_masked,
+                           options["algorithm"], pairs, options["seed"], batch_size, kind.name,
+                           lambda k, algorithm, m: solver_groups(k, algorithm, m, 1, pairs, budget))
+    channels = inputs.shape[2]  # every channel of a position carries its share (texts have one)
+    attributions = (solved.values[..., None] / channels).expand(-1, -1, channels).float()
     algorithm = "exact" if bool(solved.exact.all()) else \
         "sampled" if not bool(solved.exact.any()) else "auto"
     return attributions, {
         "algorithm": algorithm,
-        "algorithm_detail": TEXT_DETAILS[algorithm],
+        "algorithm_detail": PLAYER_DETAILS[algorithm].format(players=players.unit, absent=absent),
         "output_space": "logit",
-        "players": unit,
+        "players": players.unit,
         "absent": absent,
-        "expected_value": f_masked,  # per text: the value of its empty coalition, all masked
+        "expected_value": f_masked,  # per sample: the value of its empty coalition, all absent
         **additivity(attributions, fx, f_masked, options["additivity_tolerance"]),
-        **standard_errors(attributions, solved.standard_error[..., None],
-                          options["standard_error_tolerance"]),
+        **standard_errors(attributions, (solved.standard_error[..., None] / channels)
+                          .expand(-1, -1, channels), options["standard_error_tolerance"]),
         "exact": solved.exact,
-        "n_players": players.counts,
-        "word_values": word_values(solved.values, model, inputs),
+        **player_extras(players),
+        **word_values(solved.values, model, inputs),
         "n_model_evaluations": solved.evaluations + 2 * n,
         **({"warnings": notes} if notes else {}),
     }

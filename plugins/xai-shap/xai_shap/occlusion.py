@@ -5,9 +5,14 @@ at the end), are replaced by the kind's baseline (``zero`` or the train ``mean``
 the mean drop of the windows that cover it. This is captum's ``Occlusion`` with
 ``sliding_window_shapes=(window, 1)``, ``strides=(stride, 1)`` and the same baseline: captum adds
 each window's whole drop to its cells and divides by how many windows cover each cell (tested).
-Texts: each token (``unit="tokens"``) or word (``unit="words"``) is replaced by the mask (or pad)
-token; a word's drop is spread evenly over its tokens, so they sum to it; special tokens and
-padding are never replaced and get 0. Occluded inputs of all samples go through in full batches.
+Kinds with two spatial axes (images): ``window x window`` squares of pixels, all channels together,
+every ``stride`` pixels along rows and columns: captum's ``Occlusion`` on ``[N, C, H, W]`` with
+``sliding_window_shapes=(C, window, window)`` and ``strides=(C, stride, stride)`` (tested).
+Kinds that declare players (``unit``: texts' tokens, the default for texts, or words; images'
+superpixels or patches): each player is replaced in turn by the kind's substrate (texts their mask
+or pad token, images blurred by default or the mean) and its drop spread evenly over its
+positions, so they sum to it; texts' special tokens and padding are never replaced and get 0.
+Occluded inputs of all samples go through in full batches.
 (Named ``window-occlusion``: ``occlusion`` is the documented example plugin's explainer.)
 """
 
@@ -20,26 +25,47 @@ import torch
 
 from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, modality_of, pass_rows
 
-from .tokens import UNITS, reference, token_players, word_values
+from .players import (
+    COMPACTNESS,
+    PATCH,
+    default_absent,
+    has_players,
+    kind_players,
+    occlusion_drops,
+    player_extras,
+    reference,
+    word_values,
+)
+
+TEXT_UNIT = "tokens"  # texts' default unit: each token occluded alone
 
 
 class WindowOcclusion(BaseExplainer):
-    """Drop in the target logit when a window of a series, or a token or word of a text, is replaced."""
+    """Drop in the target logit when a window of a series or an image, or a player (a text's token
+    or word, an image's superpixel or patch), is replaced."""
 
     name = "window-occlusion"
-    description = "Drop in the target logit when a series window or a text's token or word is occluded"
+    description = ("Drop in the target logit when a series window, an image patch or a player (a "
+                   "text's token or word, an image's superpixel) is occluded")
     requires = ("background",)
     options = (
-        Option("window", int, 10, "series: time steps of one feature occluded together (at most "
-               "the series length; longer windows are cut to it)", min=1, max=1_000_000),
-        Option("stride", int, 5, "series: steps from one window's start to the next (at most "
-               "window, as captum's Occlusion requires)", min=1, max=1_000_000),
-        Option("baseline", str, None, "what occluded cells become: series one of the kind's "
-               "baselines (zero, the default, or mean, the mean train series); texts mask (default) "
-               "or pad"),
-        Option("unit", str, None, "texts: tokens (default) or words, each occluded alone",
-               choices=UNITS),
-        Option("background", object, None, "raw train inputs (series baseline mean)"),
+        Option("window", int, 10, "series: time steps of one feature occluded together; images: "
+               "the side of the squares of pixels occluded together (at most the series length or "
+               "the image's side; longer windows are cut to it)", min=1, max=1_000_000),
+        Option("stride", int, 5, "steps (series) or pixels along rows and columns (images) from one "
+               "window's start to the next (at most window, as captum's Occlusion requires)",
+               min=1, max=1_000_000),
+        Option("baseline", str, None, "what occluded cells become: windows one of the kind's "
+               "baselines (zero, the default, or mean, the mean train series or image; images also "
+               "blurred); players one of the kind's substrates (texts mask, the default, or pad; "
+               "images blurred, the default, or mean)"),
+        Option("unit", str, None, "occlude each player of the kind alone instead of windows: texts "
+               "tokens (default) or words; images superpixels (SLIC) or patches"),
+        Option("n_segments", int, None, "images, unit=superpixels: the superpixels SLIC aims at "
+               "(default 16)", min=1, max=1_000_000),
+        COMPACTNESS,
+        PATCH,
+        Option("background", object, None, "raw train inputs (baseline mean)"),
     )
 
     def attribute(self, model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
@@ -48,38 +74,66 @@ class WindowOcclusion(BaseExplainer):
         with torch.no_grad():
             logits = model.module(inputs)
         fx = logits.gather(1, target[:, None])[:, 0]
-        if modality.masks_padding:
-            return (*occlude_texts(model, inputs, target, fx, options), logits)
+        if modality.masks_padding or (options["unit"] is not None and has_players(model)):
+            return (*occlude_players(model, inputs, target, fx, options), logits)
         if options["unit"] is not None:
-            raise XaiError(f"{self.name}: unit is an option of texts; a series is occluded in "
-                           f"windows (window, stride)")
+            raise XaiError(f"{self.name}: unit is an option of texts and images; a series is "
+                           f"occluded in windows (window, stride)")
+        for name in ("n_segments", "compactness", "patch"):
+            if options[name] is not None:
+                raise XaiError(f"{self.name}: {name} shapes the players of unit=superpixels or "
+                               f"patches; windows are sized by window and stride")
         kind = options["baseline"] or modality.baselines[0]
         if kind not in modality.baselines:
             raise XaiError(f"{self.name}: baseline must be one of {', '.join(modality.baselines)} "
                            f"for {modality.name}, not {kind!r}")
         base = modality.baseline(kind, model, inputs, background=options["background"],
                                  method=self.name)
-        masks = window_masks(inputs.shape[1], inputs.shape[2], options["window"], options["stride"],
-                             self.name).to(inputs.device)
+        if getattr(modality, "spatial_dims", 1) == 2:
+            height, width = model.image_size
+            masks = square_masks(height, width, options["window"], options["stride"], self.name)
+        else:
+            masks = window_masks(inputs.shape[1], inputs.shape[2], options["window"],
+                                 options["stride"], self.name)
+        masks = masks.to(inputs.device)
         drop = drops(model, inputs, base, target, fx, masks)  # [n, windows]
         covered = masks.sum(0).to(drop.dtype)
         attributions = torch.einsum("nk,ktf->ntf", drop, masks.to(drop.dtype)) / covered
+        attributions = attributions.expand(-1, -1, inputs.shape[2])  # a square's channels alike
         return attributions.float(), {"baseline": kind, "windows": len(masks)}, logits
+
+
+def starts(size: int, window: int, stride: int, method: str, what: str) -> list[int]:
+    """Where windows of ``window`` (cut to ``size``) start along an axis of ``size``, every
+    ``stride``: ``ceil((size - window) / stride) + 1`` of them (captum's shift counts)."""
+    window = min(window, size)
+    if stride > window and window < size:
+        raise XaiError(f"{method}: stride {stride} is larger than the window ({window} {what}): "
+                       f"{what} between windows would never be occluded")
+    return [i * stride for i in range(math.ceil((size - window) / stride) + 1)]
 
 
 def window_masks(steps: int, features: int, window: int, stride: int, method: str) -> torch.Tensor:
     """Boolean masks ``[windows, time, feature]``: for each feature, ``window`` steps from every
-    ``stride``-th step, ``ceil((steps - window) / stride) + 1`` of them (captum's shift counts)."""
-    window = min(window, steps)
-    if stride > window and window < steps:
-        raise XaiError(f"{method}: stride {stride} is larger than the window ({window} steps): "
-                       f"steps between windows would never be occluded")
-    starts = [i * stride for i in range(math.ceil((steps - window) / stride) + 1)]
-    masks = torch.zeros(len(starts), features, steps, features, dtype=torch.bool)
-    for i, start in enumerate(starts):
+    ``stride``-th step (``starts``)."""
+    begins = starts(steps, window, stride, method, "steps")
+    masks = torch.zeros(len(begins), features, steps, features, dtype=torch.bool)
+    for i, start in enumerate(begins):
         for f in range(features):
             masks[i, f, start:start + window, f] = True
     return masks.reshape(-1, steps, features)
+
+
+def square_masks(height: int, width: int, window: int, stride: int, method: str) -> torch.Tensor:
+    """Boolean masks ``[windows, H*W, 1]`` of row-major pixels: ``window x window`` squares from
+    every ``stride``-th row and column (``starts``; cut at the edges), row by row."""
+    rows = starts(height, window, stride, method, "pixels")
+    columns = starts(width, window, stride, method, "pixels")
+    masks = torch.zeros(len(rows), len(columns), height, width, dtype=torch.bool)
+    for i, top in enumerate(rows):
+        for j, left in enumerate(columns):
+            masks[i, j, top:top + window, left:left + window] = True
+    return masks.reshape(-1, height * width, 1)
 
 
 @torch.no_grad()
@@ -99,25 +153,20 @@ def drops(model: LoadedModel, inputs: torch.Tensor, base: torch.Tensor, target: 
     return out.reshape(n, k)
 
 
-@torch.no_grad()
-def occlude_texts(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor, fx: torch.Tensor,
-                  options: dict) -> tuple[torch.Tensor, dict]:
-    """Each token or word of every text replaced by the mask (or pad) token in turn."""
-    unit = options["unit"] or "tokens"
-    absent = options["baseline"] or modality_of(model).substrates[0]
+def occlude_players(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
+                    fx: torch.Tensor, options: dict) -> tuple[torch.Tensor, dict]:
+    """Each player of every sample (a text's token or word, an image's superpixel or patch)
+    replaced by the kind's substrate in turn, its drop spread evenly over its positions."""
+    kind = modality_of(model)
+    players = kind_players(model, inputs, options["unit"] or (TEXT_UNIT if kind.masks_padding
+                                                              else None),
+                           options, WindowOcclusion.name, option="unit")
+    absent = options["baseline"] or default_absent(model)
     masked = reference(model, inputs, absent, f"{WindowOcclusion.name}: option baseline")
-    players = token_players(model, inputs, unit)
-    sample = torch.arange(len(inputs), device=inputs.device).repeat_interleave(players.counts)
-    first = torch.cumsum(players.counts, 0) - players.counts
-    which = torch.arange(len(sample), device=inputs.device) - first[sample]
-    drop = torch.zeros(len(inputs), max(int(players.counts.max()), 1), dtype=fx.dtype,
-                       device=inputs.device)
-    size = pass_rows(inputs.device, inputs[0].numel())
-    for start in range(0, len(sample), size):
-        i, j = sample[start:start + size], which[start:start + size]
-        occluded = (players.ids[i] == j[:, None])[..., None]
-        logits = model.module(torch.where(occluded, masked[i], inputs[i]))
-        drop[i, j] = fx[i] - logits.gather(1, target[i][:, None])[:, 0]
+    drop = occlusion_drops(model, inputs, masked, players, target, fx,
+                           pass_rows(inputs.device, inputs[0].numel()))
     values = players.spread(drop, torch.arange(len(inputs), device=inputs.device))
-    return values[..., None].float(), {"unit": unit, "baseline": absent,
-                                       "word_values": word_values(values, model, inputs)}
+    channels = inputs.shape[2]  # every channel of a position carries its share (texts have one)
+    attributions = (values[..., None] / channels).expand(-1, -1, channels)
+    return attributions.float(), {"unit": players.unit, "baseline": absent,
+                                  **player_extras(players), **word_values(values, model, inputs)}

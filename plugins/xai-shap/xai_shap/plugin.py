@@ -6,8 +6,8 @@ from xaicore.plugin import hookimpl
 @hookimpl
 def register_explainers(register):
     register("shap", "xai_shap.explainer:ShapExplainer",
-             description="SHAP values over time segments (series) or words and tokens (texts), "
-                         "with additivity error reported")
+             description="SHAP values over time segments (series), words and tokens (texts) or "
+                         "superpixels and patches (images), with additivity error reported")
     register("window-occlusion", "xai_shap.occlusion:WindowOcclusion",
-             description="Drop in the target logit when a series window or a text's token or word "
-                         "is occluded")
+             description="Drop in the target logit when a series window, an image patch or a "
+                         "player (a text's token or word, an image's superpixel) is occluded")

@@ -38,6 +38,8 @@ class TokenModality:
     substrates = SUBSTRATES
     views = ("tokens", "words", "compare")
     position_extras = ("tokens", "word_ids")  # columns of Explanation.to_dataframe
+    #: the players of perturbation games (shap, window-occlusion), none taking options
+    player_units: dict[str, tuple[str, ...]] = {"words": (), "tokens": ()}
 
     def build(self, cls: type, dataset: Dataset, name: str, params: dict) -> LoadedModel:
         tokenizer = dataset.info.get("tokenizer")
@@ -181,6 +183,15 @@ class TokenModality:
         token belongs to (``word_ids``: a ``##`` piece continues the word before it; -1 for special
         tokens and padding), for the views and word-level attributions."""
         return token_extras(model.tokenizer, inputs)
+
+    def players(self, model: LoadedModel, inputs: np.ndarray, unit: str | None) -> tuple[str, np.ndarray]:
+        """Each token's player: its word (``words``, the default: a word's tokens are one player)
+        or itself (``tokens``: each real non-special token); -1 for special tokens and padding."""
+        word_ids = token_extras(model.tokenizer, inputs)["word_ids"]
+        if unit in (None, "words"):
+            return "words", word_ids
+        real = word_ids >= 0
+        return "tokens", np.where(real, np.cumsum(real, axis=1) - 1, -1)
 
     def substrate(self, kind: str, model: LoadedModel, inputs: np.ndarray, **options: Any) -> np.ndarray:
         """The texts with every token but the special ones replaced by the mask or pad token."""
