@@ -29,6 +29,8 @@ from .figures import (
     target_kind,
     top_features,
 )
+from .image_figures import IMAGE_KINDS, image_figure, methods_figure
+from .image_units import is_image
 from .text_html import text_figure, texts_page
 from .text_units import is_text
 
@@ -63,8 +65,13 @@ class SamplePlots:
                 if not (e.sample_ids == sid).any():
                     raise XaiError(f"{e.method} did not explain sample {sid}")
                 rows.append((e, _position(e, sid)))
-            return comparison_figure(rows)
+            return methods_figure(rows) if is_image(first) else comparison_figure(rows)
         e = items[0]
+        if is_image(e):
+            if kind not in ("auto", *IMAGE_KINDS):
+                raise XaiError(f"an image explanation is drawn as kind overlay, heatmap or "
+                               f"compare, not {kind!r}")
+            return image_figure(e, sample, "heatmap" if kind == "heatmap" else "overlay")
         if kind == "heatmap":
             return heatmap_figure(e, sample)
         if kind == "overlay" and e.inputs.shape[2] > 1:
@@ -94,8 +101,8 @@ class SamplePlots:
             key = figure_key(e)
             for i in positions:
                 sid = int(e.sample_ids[i])
-                written += manifest.add(save(sample_figure(e, i), out_dir / key / f"sample_{sid}",
-                                             formats),
+                drawn = image_figure(e, i) if is_image(e) else sample_figure(e, i)
+                written += manifest.add(save(drawn, out_dir / key / f"sample_{sid}", formats),
                                         kind="sample", key=key, method=e.method, sample_id=sid,
                                         caption=f"{e.method}: attribution of sample {sid}")
         by_kind = defaultdict(list)
@@ -107,11 +114,11 @@ class SamplePlots:
             key = "compare" if kind == "predicted" else f"compare-{kind}"
             for sid in _shared_ids(group, chosen):
                 rows = [(e, _position(e, sid)) for e in group]
-                written += manifest.add(save(comparison_figure(rows), out_dir / key / f"sample_{sid}",
-                                             formats),
+                drawn = methods_figure(rows) if is_image(group[0]) else comparison_figure(rows)
+                written += manifest.add(save(drawn, out_dir / key / f"sample_{sid}", formats),
                                         kind="compare", key=key, method="all", sample_id=sid,
                                         caption=f"every method for sample {sid}")
-        for pred_e, true_e in _target_pairs(items):
+        for pred_e, true_e in _target_pairs([e for e in items if not is_image(e)]):
             key = figure_key(pred_e)
             for sid in _shared_ids([pred_e, true_e], chosen):
                 i, j = _position(pred_e, sid), _position(true_e, sid)
