@@ -144,5 +144,5 @@ def class_means_figure(e: Explanation, classes: int = 10):
     axes[0, 0].set_ylabel("mean image", fontsize=8)
     axes[1, 0].set_ylabel("mean |attribution|", fontsize=8)
     colour_bar(fig, axes[1, :].tolist(), Scale(False, bound), fraction=0.03)
-    fig.suptitle(text(f"{e.method} · per explained class (samples)"), fontsize=10)
+    fig.suptitle(text(f"{e.method} · per explained class (how many explained)"), fontsize=10)
     return fig

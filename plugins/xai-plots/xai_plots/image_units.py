@@ -10,6 +10,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +31,8 @@ SIGNED_LEVELS = 127
 POSITIVE_LEVELS = 255
 
 
-def is_image(explanation: Explanation) -> bool:
-    """Whether ``explanation`` explains images (pixels of two spatial axes)."""
+def is_image(explanation: Any) -> bool:
+    """Whether ``explanation`` (or a result store) explains images (pixels of two spatial axes)."""
     return explanation.modality == "images"
 
 

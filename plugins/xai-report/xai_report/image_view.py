@@ -160,13 +160,14 @@ def image_section(explanations: list[Explanation]) -> str:
 @dataclass
 class ClassImages:
     """What the view per class shows of one class: how many images it has, their mean, a few of
-    them (sample id, image ``[H, W, C]``, the predicted class where it is known, else None) and
+    them (sample id, image ``[H, W, C]``, and for a misclassified one what it was taken for, e.g.
+    "predicted 8", else None) and
     the mean |attribution| map of each method over its explained images (view key: map, count)."""
 
     name: str
     count: int
     mean: np.ndarray
-    examples: list[tuple[int, np.ndarray, int | None]]
+    examples: list[tuple[int, np.ndarray, str | None]]
     maps: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)
 
 
@@ -185,7 +186,8 @@ def test_split_classes(run_dir: Path, explanations: list[Explanation]) -> list[C
     if X.shape[1:] != first.inputs.shape[1:] or len(dataset.class_names) != len(first.class_names):
         return None
     height, width = image_size(first)
-    predicted = {int(s): int(p) for e in explanations for s, p in zip(e.sample_ids, e.predictions)}
+    predicted = {int(s): str(first.class_names[p]) for e in explanations
+                 for s, p in zip(e.sample_ids, e.predictions)}
     out = []
     for c, name in enumerate(first.class_names):
         members = np.flatnonzero(y == c)
@@ -193,7 +195,7 @@ def test_split_classes(run_dir: Path, explanations: list[Explanation]) -> list[C
             continue
         images = X[members].reshape(len(members), height, width, -1)
         out.append(ClassImages(str(name), len(members), images.mean(axis=0),
-                               [(int(k), images[j], predicted.get(int(k)))
+                               [(int(k), images[j], wrong(predicted.get(int(k)), str(name)))
                                 for j, k in enumerate(members[:EXAMPLES])]))
     add_maps(out, explanations, lambda e, i: int(e.labels[i]))
     return out
@@ -206,19 +208,54 @@ def explained_classes(explanations: list[Explanation]) -> list[ClassImages]:
     def label_of(e: Explanation, i: int) -> int:
         return int(e.labels[i]) if e.labels[i] >= 0 else int(e.predictions[i])
 
-    seen: dict[int, tuple[int, np.ndarray, int]] = {}
+    names = explanations[0].class_names
+    seen: dict[int, tuple[int, np.ndarray, str]] = {}
     for e in explanations:
         for i, sid in enumerate(int(s) for s in e.sample_ids):
-            seen.setdefault(sid, (label_of(e, i), image_of(e, i), int(e.predictions[i])))
-    names = explanations[0].class_names
+            seen.setdefault(sid, (label_of(e, i), image_of(e, i), str(names[e.predictions[i]])))
     out = []
     for c in sorted({label for label, _, _ in seen.values()}):
         members = [(sid, image, p) for sid, (label, image, p) in sorted(seen.items()) if label == c]
         out.append(ClassImages(str(names[c]), len(members),
                                np.mean([image for _, image, _ in members], axis=0),
-                               [(sid, image, p) for sid, image, p in members[:EXAMPLES]]))
+                               [(sid, image, wrong(p, str(names[c])))
+                                for sid, image, p in members[:EXAMPLES]]))
     add_maps(out, explanations, label_of)
     return out
+
+
+def wrong(predicted: str | None, true: str) -> str | None:
+    """What a misclassified image was taken for ("predicted 8"), None when it was not (or when
+    it is not known)."""
+    return None if predicted is None or predicted == true else f"predicted {predicted}"
+
+
+def store_classes(store: Any, frame: Any) -> str:
+    """The class rows of a streamed result (a ``StoredExplanation`` of images and its per-sample
+    table): per explained class, its mean image and mean |attribution| over every sample
+    streamed (the store's summaries) and its first ``EXAMPLES`` images (read alone)."""
+    summary = store.class_summary()
+    targets = frame["target"].to_numpy()
+    classes = []
+    for c, name in enumerate(store.class_names):
+        count = int(summary["count"][c])
+        if count <= 0:
+            continue
+        chosen = store.select(np.flatnonzero(targets == c)[:EXAMPLES])
+        height, width = image_size(chosen)
+        examples = [(int(chosen.sample_ids[k]), image_of(chosen, k),
+                     f"true {store.class_names[chosen.labels[k]]}"
+                     if 0 <= chosen.labels[k] != chosen.predictions[k] else None)
+                    for k in range(chosen.n_samples)]
+        magnitude = summary["attribution_abs_mean"][c].reshape(height, width, -1)
+        same = magnitude.shape[2] == 1 or bool((magnitude == magnitude[..., :1]).all())
+        classes.append(ClassImages(str(name), count, summary["input_mean"][c].reshape(height, width, -1),
+                                   examples, {store.method: (magnitude[..., 0] if same
+                                                             else magnitude.sum(axis=2), count)}))
+    return ('<p class="note">Per explained class: how many samples were explained for it, their '
+            "mean image and mean |attribution| (from the summaries written while streaming) and "
+            f"the first {EXAMPLES} of them (a red outline: misclassified).</p>"
+            + class_rows(classes, toggled=False))
 
 
 def add_maps(classes: list[ClassImages], explanations: list[Explanation], label_of) -> None:
@@ -248,6 +285,16 @@ def image_classes_section(explanations: list[Explanation], run_dir: Path) -> str
                  "unknown; the run's data cannot be read here)")
     else:
         where = "each class of the test split"
+    return (f'<p class="note">Per class, {where}: how many images it has, their mean image, the '
+            "mean |attribution| of the method picked above over its explained images (on one "
+            f"scale per method, all classes alike) and its first {EXAMPLES} images (by sample id; "
+            "a red outline: misclassified).</p>" + class_rows(classes, toggled=True))
+
+
+def class_rows(classes: list[ClassImages], toggled: bool) -> str:
+    """One row per class: its mean image, each method's mean |attribution| over it (``toggled``:
+    marked to follow the method picked in the explanations' view) and its example images, every
+    image on one grey-level range."""
     low, high = display_range([c.mean for c in classes] + [im for c in classes
                                                             for _, im, _ in c.examples])
     bounds: dict[str, float] = {}
@@ -260,26 +307,22 @@ def image_classes_section(explanations: list[Explanation], run_dir: Path) -> str
         cells = [f'<figure><img src="{data_uri(shown)}" alt="mean image of class {esc(c.name)}">'
                  f"<figcaption>mean image</figcaption></figure>"]
         for key in bounds:
+            mark = f' data-class-key="{esc(key)}"' if toggled else ""
             if key not in c.maps:
-                cells.append(f'<figure data-class-key="{esc(key)}"><figcaption>no image of '
-                             "this class explained</figcaption></figure>")
+                cells.append(f"<figure{mark}><figcaption>no image of this class explained"
+                             "</figcaption></figure>")
                 continue
             values, n = c.maps[key]
             levels = quantised(values, Scale(False, bounds[key]))
             drawn = overlay_levels(grey_of(shown), levels, False, OPACITY)
-            cells.append(f'<figure data-class-key="{esc(key)}"><img src="{data_uri(drawn)}" '
-                         f'alt="mean |attribution| of {esc(key)}"><figcaption>mean |attr| of {n}'
-                         f"</figcaption></figure>")
-        for sid, image, prediction in c.examples:
-            wrong = prediction is not None and str(ordered[0].class_names[prediction]) != c.name
-            note = f", predicted {ordered[0].class_names[prediction]}" if wrong else ""
-            outline = ' class="wrong"' if wrong else ""
+            cells.append(f'<figure{mark}><img src="{data_uri(drawn)}" alt="mean |attribution| of '
+                         f'{esc(key)}"><figcaption>mean |attr| of {n:,}</figcaption></figure>')
+        for sid, image, mistake in c.examples:
+            note = f", {mistake}" if mistake else ""
+            outline = ' class="wrong"' if mistake else ""
             cells.append(f'<figure><img{outline} src="{data_uri(image_levels(image, low, high))}" '
-                         f'alt="image {sid}" title="image {sid}{esc(note)}"><figcaption>{sid}{esc(note)}'
-                         "</figcaption></figure>")
+                         f'alt="image {sid}" title="image {sid}{esc(note)}"><figcaption>{sid}'
+                         f"{esc(note)}</figcaption></figure>")
         parts.append(f'<div class="img-class" data-class="{esc(c.name)}"><h4>{esc(c.name)}<br>'
                      f"<small>{c.count:,} images</small></h4>{''.join(cells)}</div>")
-    return (f'<p class="note">Per class, {where}: how many images it has, their mean image, the '
-            "mean |attribution| of the method picked above over its explained images (on one "
-            f"scale per method, all classes alike) and its first {EXAMPLES} images (by sample id; "
-            "a red outline: misclassified).</p>" + "".join(parts))
+    return "".join(parts)
