@@ -12,8 +12,6 @@ import numpy as np
 from xaicore.plugin import Explanation, Option, figure_size
 
 from .attention import attention_figures
-from .image_figures import class_means_figure
-from .image_units import is_image
 from .figures import (
     DEFAULT_MAX_SAMPLES,
     FIGURE_OPTIONS,
@@ -28,6 +26,8 @@ from .figures import (
     text,
     top_features,
 )
+from .image_figures import class_means_figure
+from .image_units import is_image
 from .shap_plots import shap_figures
 from .text_units import is_text
 

@@ -174,26 +174,30 @@ def overlay_levels(grey: np.ndarray, levels: np.ndarray, is_signed: bool,
 
 
 def pooled(values: np.ndarray, factor: int) -> np.ndarray:
-    """``values [H, W]`` averaged over ``factor x factor`` blocks (the last ones partial)."""
+    """``values [H, W]`` (or ``[H, W, C]``) averaged over ``factor x factor`` blocks (the last
+    ones partial)."""
     if factor <= 1:
         return values
-    height, width = values.shape
+    height, width = values.shape[:2]
     rows, cols = -(-height // factor), -(-width // factor)
-    padded = np.full((rows * factor, cols * factor), np.nan)
+    padded = np.full((rows * factor, cols * factor, *values.shape[2:]), np.nan)
     padded[:height, :width] = values
-    blocks = padded.reshape(rows, factor, cols, factor)
+    blocks = padded.reshape(rows, factor, cols, factor, *values.shape[2:])
     return np.nanmean(blocks, axis=(1, 3))
 
 
 def png_bytes(levels: np.ndarray) -> bytes:
     """uint8 ``[H, W]`` (grey), ``[H, W, 1]`` or ``[H, W, 3]`` (RGB) as a PNG file's bytes (no
-    colour profile: browsers and readers take the levels as they are)."""
+    colour profile: browsers and readers take the levels as they are), each row stored as its
+    difference from the row above (PNG's "Up" filter), which smooth images compress well."""
     q = np.ascontiguousarray(np.asarray(levels, dtype=np.uint8))
     if q.ndim == 3 and q.shape[2] == 1:
         q = q[..., 0]
     height, width = q.shape[:2]
     colour = 2 if q.ndim == 3 else 0
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), q.reshape(height, -1)], axis=1)
+    flat = q.reshape(height, -1)
+    up = np.diff(flat, axis=0, prepend=np.zeros((1, flat.shape[1]), np.uint8))  # filter "Up", mod 256
+    rows = np.concatenate([np.full((height, 1), 2, np.uint8), up], axis=1)
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return (struct.pack(">I", len(body)) + kind + body

@@ -42,6 +42,8 @@ MAX_MAP_SIDE = 128
 OPACITY = 0.7
 #: Example images per class in the dataset view.
 EXAMPLES = 6
+#: Largest side of an image of the view per class (a thumbnail; larger ones are block means).
+THUMBNAIL_SIDE = 64
 
 CSS = """
 .img-row { display:flex; flex-wrap:wrap; gap:14px; align-items:flex-start; margin:10px 0; }
@@ -294,16 +296,18 @@ def image_classes_section(explanations: list[Explanation], run_dir: Path) -> str
 def class_rows(classes: list[ClassImages], toggled: bool) -> str:
     """One row per class: its mean image, each method's mean |attribution| over it (``toggled``:
     marked to follow the method picked in the explanations' view) and its example images, every
-    image on one grey-level range."""
+    image on one grey-level range, at most ``THUMBNAIL_SIDE`` pixels a side."""
     low, high = display_range([c.mean for c in classes] + [im for c in classes
                                                             for _, im, _ in c.examples])
+    height, width = classes[0].mean.shape[:2] if classes else (1, 1)
+    factor = max(1, -(-max(height, width) // THUMBNAIL_SIDE))
     bounds: dict[str, float] = {}
     for c in classes:
         for key, (values, _) in c.maps.items():
             bounds[key] = max(bounds.get(key, 1e-30), float(values.max()))
     parts = []
     for c in classes:
-        shown = image_levels(c.mean, low, high)
+        shown = image_levels(pooled(c.mean, factor), low, high)
         cells = [f'<figure><img src="{data_uri(shown)}" alt="mean image of class {esc(c.name)}">'
                  f"<figcaption>mean image</figcaption></figure>"]
         for key in bounds:
@@ -313,14 +317,15 @@ def class_rows(classes: list[ClassImages], toggled: bool) -> str:
                              "</figcaption></figure>")
                 continue
             values, n = c.maps[key]
-            levels = quantised(values, Scale(False, bounds[key]))
+            levels = quantised(pooled(values, factor), Scale(False, bounds[key]))
             drawn = overlay_levels(grey_of(shown), levels, False, OPACITY)
             cells.append(f'<figure{mark}><img src="{data_uri(drawn)}" alt="mean |attribution| of '
                          f'{esc(key)}"><figcaption>mean |attr| of {n:,}</figcaption></figure>')
         for sid, image, mistake in c.examples:
             note = f", {mistake}" if mistake else ""
             outline = ' class="wrong"' if mistake else ""
-            cells.append(f'<figure><img{outline} src="{data_uri(image_levels(image, low, high))}" '
+            thumbnail = image_levels(pooled(image, factor), low, high)
+            cells.append(f'<figure><img{outline} src="{data_uri(thumbnail)}" '
                          f'alt="image {sid}" title="image {sid}{esc(note)}"><figcaption>{sid}'
                          f"{esc(note)}</figcaption></figure>")
         parts.append(f'<div class="img-class" data-class="{esc(c.name)}"><h4>{esc(c.name)}<br>'
