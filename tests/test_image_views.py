@@ -284,6 +284,19 @@ def test_image_report_in_headless_chromium(image_run, digits):
         page.eval_on_selector("#image-opacity", "el => { el.value = 100; "
                                                 "el.dispatchEvent(new Event('input')); }")
         check("saliency", ids[4], 1.0)
+        # hovering the map names the pixel and its attribution (within a level of the scale)
+        page.evaluate("() => document.getElementById('image-view').scrollIntoView({block: 'center'})")
+        box = page.query_selector("#image-heat").bounding_box()
+        row, column = 5, 11
+        page.mouse.move(box["x"] + (column + 0.5) * box["width"] / SIDE,
+                        box["y"] + (row + 0.5) * box["height"] / SIDE)
+        hovered = page.inner_text("#image-hover")
+        assert hovered.startswith(f"row {row}, column {column}: attribution "), hovered
+        shown_value = float(re.search(r"attribution (\S+?),", hovered).group(1))
+        e = es["saliency"]
+        truth = float(e.attributions[ids.index(ids[4])].reshape(SIDE, SIDE)[row, column])
+        _, _, bound = expected_levels(e, ids.index(ids[4]))
+        assert abs(shown_value - min(truth, bound)) <= bound / 255 + 1e-3 * bound, (hovered, truth)
         marked = page.eval_on_selector_all("button.wrong[data-image-sample]",
                                            "els => els.map(e => Number(e.dataset.imageSample))")
         assert set(marked) == wrong

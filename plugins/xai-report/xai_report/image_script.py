@@ -12,7 +12,7 @@ IMAGE_SCRIPT = r"""
   if (!tabs.length || !buttons.length) { return; }
   var slider = document.getElementById('image-opacity');
   var state = {key: tabs[0].getAttribute('data-image-key'), sample: buttons[0].getAttribute('data-image-sample'),
-               opacity: Number(slider.value) / 100, drawn: ''};
+               opacity: Number(slider.value) / 100, drawn: '', current: null};
   var decoded = {};
   function levels(uri) {  // the RGBA bytes of an embedded PNG
     if (!decoded[uri]) {
@@ -64,7 +64,7 @@ IMAGE_SCRIPT = r"""
     [true, false].forEach(function (isSigned) {
       var those = shown.filter(function (s) { return s.v.signed === isSigned; });
       if (!those.length) { return; }
-      var one = those.length === 1 ? those[0] : null, item = document.createElement('span');
+      var one = shown.length === 1 ? those[0] : null, item = document.createElement('span');
       var high = one ? fmt(one.v.scale[one.i]) : 'max', low = isSigned ? (one ? fmt(-one.v.scale[one.i]) : '-max') : '0';
       item.className = isSigned ? 'legend-signed' : 'legend-positive';
       item.appendChild(document.createTextNode((isSigned ? 'diverging, centred on 0: ' : 'sequential: ') + low));
@@ -87,6 +87,7 @@ IMAGE_SCRIPT = r"""
   }
   function draw() {
     var key = state.key, sample = state.sample, opacity = state.opacity, sid = Number(sample);
+    state.current = null;
     var shown = (key === 'compare' ? D.views.filter(function (v) { return v.kind === 'predicted'; }) : [views[key]])
       .map(function (v) { return {v: v, i: v.samples.indexOf(sid)}; }).filter(function (s) { return s.i >= 0; });
     var label = tabs.filter(function (b) { return b.getAttribute('data-image-key') === key; })[0].textContent;
@@ -120,6 +121,7 @@ IMAGE_SCRIPT = r"""
         });
       } else {
         var s = shown[0];
+        state.current = {v: s.v, i: s.i, map: got[1], px: px};
         drawImage(document.getElementById('image-input'), px);
         drawHeat(document.getElementById('image-heat'), got[1], s.v.signed);
         drawOverlay(document.getElementById('image-overlay'), px, got[1], s.v.signed);
@@ -130,6 +132,22 @@ IMAGE_SCRIPT = r"""
       state.drawn = key + '|' + sample + '|' + opacity;
     });
   }
+  function value(q, v, i) {  // the attribution a level stands for
+    return v.signed ? (q - L.signed) / L.signed * v.scale[i] : q / L.positive * v.scale[i];
+  }
+  function hover(ev) {
+    var c = state.current, box = ev.target.getBoundingClientRect(), out = document.getElementById('image-hover');
+    if (!c || !box.width) { return; }
+    var x = Math.floor((ev.clientX - box.left) / box.width * W), y = Math.floor((ev.clientY - box.top) / box.height * H);
+    if (x < 0 || y < 0 || x >= W || y >= H) { out.textContent = ''; return; }
+    var q = level(c.map, y * W + x), g = D.range[0] + c.px[4 * (y * W + x)] / 255 * (D.range[1] - D.range[0]);
+    out.textContent = 'row ' + y + ', column ' + x + ': attribution ' + Number(value(q, c.v, c.i).toPrecision(4)) +
+      (D.channels === 1 ? ', pixel ' + Number(g.toPrecision(4)) : '') + (K > 1 ? ' (mean of its ' + K + 'x' + K + ' block)' : '');
+  }
+  ['image-heat', 'image-overlay'].forEach(function (id) {
+    document.getElementById(id).addEventListener('mousemove', hover);
+    document.getElementById(id).addEventListener('mouseleave', function () { document.getElementById('image-hover').textContent = ''; });
+  });
   function show() {
     tabs.forEach(function (b) { b.setAttribute('aria-pressed', String(b.getAttribute('data-image-key') === state.key)); });
     buttons.forEach(function (b) { b.setAttribute('aria-pressed', String(b.getAttribute('data-image-sample') === state.sample)); });

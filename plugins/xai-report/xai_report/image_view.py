@@ -146,6 +146,7 @@ def image_section(explanations: list[Explanation]) -> str:
             '<figure><canvas id="image-heat"></canvas><figcaption>attribution</figcaption></figure>'
             '<figure><canvas id="image-overlay"></canvas><figcaption id="image-overlay-caption">'
             "attribution over the image (grey)</figcaption></figure></div>"
+            '<p id="image-hover" class="note"></p>'
             '<div id="image-compare" class="img-row compare" hidden></div>'
             '<div class="img-legend" id="image-legend"></div>'
             '<p class="note">Each map on its own scale: methods with signed attributions on a '
@@ -153,7 +154,8 @@ def image_section(explanations: list[Explanation]) -> str:
             "others on a sequential one from 0 (white) to red; the largest "
             f"{SATURATED:.0%} of each map's |attribution| saturate its scale. Over the image, "
             "a pixel's colour is as opaque as its |attribution| is large (times the opacity "
-            "slider), so unattributed pixels show the image. Maps are embedded quantised to 8 bits "
+            "slider), so unattributed pixels show the image; hover a map for its values. Maps are "
+            "embedded quantised to 8 bits "
             f"(255 levels on the scale of each map) and images to 8-bit grey levels.{pooled_note} "
             "Misclassified images have a red outline.</p>"
             f'<script type="application/json" id="xai-image-data">{payload}</script>')
