@@ -199,7 +199,7 @@ def test_report_of_images_speaks_of_images(image_run):
     assert "xai-image-data" in html and 'id="xai-data"' not in html and "plotly.js v" not in html
     words = page_text(html)
     assert "image size" in words and "16 x 16 pixels" in words and "channels" in words
-    for series_word in ("time step", "series length", "most pixels read"):
+    for series_word in ("time step", "series length", "most pixels read", "seq_len"):
         assert series_word not in words, series_word
 
 

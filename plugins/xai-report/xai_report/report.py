@@ -109,6 +109,8 @@ def model_card(run: RunFiles) -> str:
     if hyper:
         parts += ["<h3>Hyperparameters</h3>", table(sorted(hyper.items()), ("name", "value"))]
     shown = {k for k in scalars if "accuracy" in k} | set(hyper) | {"model", "dataset", "seed"}
+    if "image size" in dict(facts):  # the card's image size and channels, not a length
+        shown |= {"seq_len", "n_features"}
     other = [(k, v) for k, v in metrics.items()
              if k not in shown and isinstance(v, (int, float, str)) and str(v)]
     if other:
