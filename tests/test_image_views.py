@@ -188,6 +188,21 @@ def test_sample_plots_write_each_sample_and_the_method_grid(image_run, tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in out] == ["gradcam/class_means.png"]
 
 
+def test_misclassified_images_get_the_predicted_and_the_true_class_side_by_side(image_run, tmp_path):
+    e = load(image_run, "gradcam")
+    wrong = np.flatnonzero(e.predictions != e.labels)
+    assert wrong.size  # two epochs of a tiny CNN leave some of ten images misclassified
+    true = Explanation(e.attributions, e.inputs, e.labels, e.predictions, e.probabilities, "gradcam",
+                       extras=dict(e.extras), labels=e.labels, sample_ids=e.sample_ids,
+                       class_names=e.class_names, feature_names=e.feature_names, modality="images")
+    chosen = [int(wrong[0]), int(np.flatnonzero(e.predictions == e.labels)[0])]
+    written = registry.get_renderer("sample-plots").render([e, true], tmp_path, samples=chosen,
+                                                           formats=["png"])
+    names = {p.relative_to(tmp_path).as_posix() for p in written}
+    assert {n for n in names if "misclassified" in n} == {
+        f"gradcam/misclassified_sample_{int(e.sample_ids[wrong[0]])}.png"}
+
+
 # -- the report ------------------------------------------------------------------------------------
 
 def page_text(html: str) -> str:

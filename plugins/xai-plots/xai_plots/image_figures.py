@@ -119,6 +119,39 @@ def methods_figure(rows: Sequence[tuple[Explanation, int]]):
     return fig
 
 
+def misclassified_figure(pred_e: Explanation, i: int, true_e: Explanation, j: int,
+                         top: int = 5):
+    """A misclassified image: why the predicted class and why the true class, over the image on
+    one scale, and the top classes' probabilities."""
+    low, high = display_range([image_of(pred_e, i)])
+    maps = [heatmap_of(pred_e, i), heatmap_of(true_e, j)]
+    scale = scale_of(np.concatenate([m.ravel() for m in maps]), signed(pred_e) or signed(true_e))
+    grey = grey_of(image_levels(image_of(pred_e, i), low, high))
+    fig, axes = plt.subplots(1, 4, figsize=(4 * PANEL_INCHES + 1.0, PANEL_INCHES + 0.9),
+                             width_ratios=[1, 1, 1, 0.9], layout="constrained")
+    axes[0].imshow(shown_image(pred_e, i, low, high), cmap="gray", vmin=0, vmax=255,
+                   interpolation="nearest")
+    bare(axes[0], "image")
+    for ax, e, k, values, role in ((axes[1], pred_e, i, maps[0], "predicted"),
+                                   (axes[2], true_e, j, maps[1], "true")):
+        ax.imshow(overlay_levels(grey, quantised(values, scale), scale.signed, OPACITY),
+                  interpolation="nearest")
+        bare(ax, f"why {label(e.class_names[int(e.targets[k])])} ({role} class)")
+    colour_bar(fig, axes[1:3].tolist(), scale, orientation="horizontal", fraction=0.06, pad=0.02)
+    probs = pred_e.probabilities[i]
+    shown = np.argsort(probs)[::-1][:top]
+    colours = ["tab:red" if c == pred_e.predictions[i] else
+               "tab:green" if c == pred_e.labels[i] else "0.6" for c in shown]
+    axes[3].barh(range(len(shown)), probs[shown], color=colours)
+    axes[3].set_yticks(range(len(shown)), [label(pred_e.class_names[c]) for c in shown])
+    axes[3].invert_yaxis()
+    axes[3].set_xlim(0, 1)
+    axes[3].set_xlabel("probability", fontsize=8)
+    axes[3].set_title("top classes (red: predicted, green: true)", fontsize=8)
+    fig.suptitle(sample_title(pred_e, i) + text("\nboth maps on one scale"), fontsize=10)
+    return fig
+
+
 def class_means_figure(e: Explanation, classes: int = 10):
     """Per explained class (the ``classes`` most explained): the mean image and the mean
     |attribution| over the samples explained for it."""

@@ -29,7 +29,7 @@ from .figures import (
     target_kind,
     top_features,
 )
-from .image_figures import IMAGE_KINDS, image_figure, methods_figure
+from .image_figures import IMAGE_KINDS, image_figure, methods_figure, misclassified_figure
 from .image_units import is_image
 from .text_html import text_figure, texts_page
 from .text_units import is_text
@@ -118,15 +118,16 @@ class SamplePlots:
                 written += manifest.add(save(drawn, out_dir / key / f"sample_{sid}", formats),
                                         kind="compare", key=key, method="all", sample_id=sid,
                                         caption=f"every method for sample {sid}")
-        for pred_e, true_e in _target_pairs([e for e in items if not is_image(e)]):
+        for pred_e, true_e in _target_pairs(items):
             key = figure_key(pred_e)
             for sid in _shared_ids([pred_e, true_e], chosen):
                 i, j = _position(pred_e, sid), _position(true_e, sid)
                 if pred_e.labels[i] < 0 or pred_e.labels[i] == pred_e.predictions[i]:
                     continue
+                drawn = (misclassified_figure if is_image(pred_e) else misclassification_figure)(
+                    pred_e, i, true_e, j)
                 written += manifest.add(
-                    save(misclassification_figure(pred_e, i, true_e, j),
-                         out_dir / key / f"misclassified_sample_{sid}", formats),
+                    save(drawn, out_dir / key / f"misclassified_sample_{sid}", formats),
                     kind="misclassified", key=key, method=pred_e.method, sample_id=sid,
                     caption=f"{pred_e.method}: predicted-class vs true-class explanation "
                             f"of misclassified sample {sid}")
