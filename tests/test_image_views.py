@@ -165,6 +165,10 @@ def test_plot_draws_the_overlay_heatmap_and_one_panel_per_method(image_run):
     titled = [ax.get_title() for ax in both.axes if ax.get_title()]
     assert titled == ["image", *METHODS]
     assert f"sample {sid}:" in both._suptitle.get_text()
+    import matplotlib.pyplot as plt
+
+    for figure in (fig, heat, both):
+        plt.close(figure)  # a notebook's figures stay open; a test's are closed
     with pytest.raises(XaiError, match="'tokens' is not a view of pixel explanations; choose one of "
                                        "auto, overlay, heatmap, compare"):
         es[0].plot(kind="tokens")
