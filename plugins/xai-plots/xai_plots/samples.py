@@ -39,7 +39,9 @@ TOP_CLASSES = 5
 
 class SamplePlots:
     """Per-sample figures under ``out_dir/<method>/``, plus ``compare/`` and misclassification views;
-    for texts, ``out_dir/<method>/tokens.html`` (every drawn text coloured by token and by word).
+    for texts, ``out_dir/<method>/tokens.html`` (every drawn text coloured by token and by word);
+    for images, the image, its map and their overlay, and in ``compare/`` every method's overlay
+    side by side (``image_figures.py``).
 
     Options: ``samples`` (positions: ints, a slice or "a:b"; default the first 16), ``formats``
     (default png and svg; eps and pdf also work).
@@ -48,7 +50,8 @@ class SamplePlots:
     name = "sample-plots"
     stage = "explanations"
     options = FIGURE_OPTIONS
-    description = "Each sample with its attribution (series band or feature x time heatmap)"
+    description = ("Each sample with its attribution (series band or feature x time heatmap; "
+                   "image, map and overlay)")
     kinds = ("auto", "overlay", "heatmap", "compare", "tokens", "words")  # for Explanation.plot
 
     def figure(self, explanations: Sequence[Explanation], sample: int, kind: str):
