@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from browser import browser_page
-from xai_plots.image_units import dequantised, image_size, png_bytes, quantised, scale_of
+from xai_plots.image_units import image_size, png_bytes, quantised, scale_of
 from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
 from xaicore.errors import XaiError
@@ -120,6 +120,13 @@ def test_image_explanations_record_their_size_and_lay_out_their_pixels(image_run
                       modality="images")
     with pytest.raises(XaiError, match="250 pixels per image, which are not 15x15; explain again"):
         image_size(odd)
+
+
+def dequantised(levels: np.ndarray, scale) -> np.ndarray:
+    """The values the levels of a scale stand for: -127..127 around 127 of [-bound, bound], or
+    0..255 of [0, bound]."""
+    q = np.asarray(levels, dtype=np.float64)
+    return (q - 127) / 127 * scale.bound if scale.signed else q / 255 * scale.bound
 
 
 def test_quantised_maps_keep_zero_and_their_values_to_half_a_level():

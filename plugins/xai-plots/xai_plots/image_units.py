@@ -111,14 +111,6 @@ def quantised(values: np.ndarray, scale: Scale) -> np.ndarray:
     return np.rint(np.clip(v, 0, 1) * POSITIVE_LEVELS).astype(np.uint8)
 
 
-def dequantised(levels: np.ndarray, scale: Scale) -> np.ndarray:
-    """The values uint8 ``levels`` of ``scale`` stand for."""
-    q = np.asarray(levels, dtype=np.float64)
-    if scale.signed:
-        return (q - SIGNED_LEVELS) / SIGNED_LEVELS * scale.bound
-    return q / POSITIVE_LEVELS * scale.bound
-
-
 def weight(levels: np.ndarray, is_signed: bool) -> np.ndarray:
     """How strongly each level is drawn over the image, in [0, 1]: |value| over the bound."""
     q = np.asarray(levels, dtype=np.float64)
