@@ -27,7 +27,7 @@ SPANS = {DIVERGING: (0.08, 0.92), SEQUENTIAL: (0.0, 0.85)}
 SATURATED = 0.02
 #: Quantisation levels of a signed map: -127..127 around 0 (stored 0..254, 127 is exactly 0).
 SIGNED_LEVELS = 127
-#: Quantisation levels of a non-negative map: 0..255 from 0 to its largest value.
+#: Quantisation levels of a non-negative map: 0..255 from 0 to the bound of its scale.
 POSITIVE_LEVELS = 255
 
 
