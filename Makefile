@@ -6,8 +6,9 @@ PLUGINS := $(sort $(wildcard plugins/*/pyproject.toml))
 STAMP   := .venv/.installed
 RUN     ?= runs/gunpoint
 TEXT_RUN ?= runs/rotten-tomatoes
+IMAGE_RUN ?= runs/digits
 
-.PHONY: setup demo demo-text test lint browser clean
+.PHONY: setup demo demo-text demo-image test lint browser clean
 
 setup: $(STAMP)
 
@@ -45,6 +46,16 @@ demo-text: setup
 	  --method gradcam --method shap --method saliency --samples 0:48 --force
 	.venv/bin/xai evaluate --run $(TEXT_RUN) --samples 200 --force
 	.venv/bin/xai report --run $(TEXT_RUN) --force
+
+# images: the small CNN on scikit-learn's digits (32x32), explained by the image methods side by side,
+# evaluated against random (200 test images) and reported
+demo-image: setup
+	.venv/bin/xai train --dataset digits --model image-cnn --out $(IMAGE_RUN) --force
+	.venv/bin/xai explain --run $(IMAGE_RUN) --method gradcam --method gradcam++ \
+	  --method integrated-gradients --method smoothgrad --method input-x-gradient --method shap \
+	  --method window-occlusion --samples 0:16,misclassified --force
+	.venv/bin/xai evaluate --run $(IMAGE_RUN) --samples 200 --force
+	.venv/bin/xai report --run $(IMAGE_RUN) --force
 
 # the linters first (seconds), then the suite
 test: lint browser

@@ -145,6 +145,11 @@ class ImageModality:
             raise XaiError(f"{what}: image {i} has a NaN or infinite pixel")
         return X
 
+    def annotate(self, model: LoadedModel, inputs: np.ndarray) -> dict[str, Any]:
+        """Every explanation records its images' ``image_size`` ``[H, W]`` (JSON), which its views
+        read to lay the pixels out again."""
+        return {"image_size": [int(side) for side in model.image_size]}
+
     def differentiable(self, model: LoadedModel, inputs: torch.Tensor) -> None:
         return None  # gradients are taken at the pixels themselves
 

@@ -26,6 +26,8 @@ from .figures import (
     text,
     top_features,
 )
+from .image_figures import class_means_figure
+from .image_units import is_image
 from .shap_plots import shap_figures
 from .text_units import is_text
 
@@ -38,7 +40,8 @@ class GlobalPlots:
     Writes per-feature importance (several features only), per-time-step importance, SHAP bar,
     beeswarm-per-class and waterfall-per-sample plots for SHAP explanations, and attention maps
     (per head and averaged) when the explanation holds ``attention_mean`` / ``attention_heads``.
-    Texts are left out (sample-plots draws them, the html report has their dataset view).
+    Texts are left out (sample-plots draws them, the html report has their dataset view); images
+    get the mean image and mean |attribution| of each explained class.
     Options: ``samples``, ``formats`` as for sample-plots; ``shap_segments`` (time segments per
     feature for SHAP values without their own ``segment_bounds``, default 10; the ``shap``
     explainer's players are always drawn as solved) and ``top_k`` (players shown, default 12).
@@ -60,7 +63,13 @@ class GlobalPlots:
         out_dir = Path(out_dir)
         manifest = Manifest(out_dir)
         written: list[Path] = []
-        for e in (e for e in items if not is_text(e)):
+        for e in (e for e in items if is_image(e)):
+            key = figure_key(e)
+            written += manifest.add(save(class_means_figure(e, MAX_CLASSES), out_dir / key /
+                                         "class_means", formats),
+                                    kind="global", key=key, method=e.method,
+                                    caption="mean image and mean |attribution| per explained class")
+        for e in (e for e in items if not is_text(e) and not is_image(e)):
             key = figure_key(e)
             folder = out_dir / key
             if e.attributions.shape[2] > 1:

@@ -10,7 +10,8 @@ def register_renderers(register):
     register("confusion-matrix", "xai_plots.training:ConfusionMatrix",
              description="Confusion matrix of the test split (PNG, SVG)")
     register("sample-plots", "xai_plots.samples:SamplePlots",
-             description="Each sample with its attribution (series band or feature x time heatmap)")
+             description="Each sample with its attribution (series band or feature x time heatmap; "
+                         "image, map and overlay)")
     register("global-plots", "xai_plots.global_plots:GlobalPlots",
              description="Feature and time-step importance, SHAP summaries, attention maps")
 

@@ -29,6 +29,8 @@ from .figures import (
     target_kind,
     top_features,
 )
+from .image_figures import IMAGE_KINDS, image_figure, methods_figure, misclassified_figure
+from .image_units import is_image
 from .text_html import text_figure, texts_page
 from .text_units import is_text
 
@@ -37,7 +39,9 @@ TOP_CLASSES = 5
 
 class SamplePlots:
     """Per-sample figures under ``out_dir/<method>/``, plus ``compare/`` and misclassification views;
-    for texts, ``out_dir/<method>/tokens.html`` (every drawn text coloured by token and by word).
+    for texts, ``out_dir/<method>/tokens.html`` (every drawn text coloured by token and by word);
+    for images, the image, its map and their overlay, and in ``compare/`` every method's overlay
+    side by side (``image_figures.py``).
 
     Options: ``samples`` (positions: ints, a slice or "a:b"; default the first 16), ``formats``
     (default png and svg; eps and pdf also work).
@@ -46,7 +50,8 @@ class SamplePlots:
     name = "sample-plots"
     stage = "explanations"
     options = FIGURE_OPTIONS
-    description = "Each sample with its attribution (series band or feature x time heatmap)"
+    description = ("Each sample with its attribution (series band or feature x time heatmap; "
+                   "image, map and overlay)")
     kinds = ("auto", "overlay", "heatmap", "compare", "tokens", "words")  # for Explanation.plot
 
     def figure(self, explanations: Sequence[Explanation], sample: int, kind: str):
@@ -63,8 +68,13 @@ class SamplePlots:
                 if not (e.sample_ids == sid).any():
                     raise XaiError(f"{e.method} did not explain sample {sid}")
                 rows.append((e, _position(e, sid)))
-            return comparison_figure(rows)
+            return methods_figure(rows) if is_image(first) else comparison_figure(rows)
         e = items[0]
+        if is_image(e):
+            if kind not in ("auto", *IMAGE_KINDS):
+                raise XaiError(f"an image explanation is drawn as kind overlay, heatmap or "
+                               f"compare, not {kind!r}")
+            return image_figure(e, sample, "heatmap" if kind == "heatmap" else "overlay")
         if kind == "heatmap":
             return heatmap_figure(e, sample)
         if kind == "overlay" and e.inputs.shape[2] > 1:
@@ -94,8 +104,8 @@ class SamplePlots:
             key = figure_key(e)
             for i in positions:
                 sid = int(e.sample_ids[i])
-                written += manifest.add(save(sample_figure(e, i), out_dir / key / f"sample_{sid}",
-                                             formats),
+                drawn = image_figure(e, i) if is_image(e) else sample_figure(e, i)
+                written += manifest.add(save(drawn, out_dir / key / f"sample_{sid}", formats),
                                         kind="sample", key=key, method=e.method, sample_id=sid,
                                         caption=f"{e.method}: attribution of sample {sid}")
         by_kind = defaultdict(list)
@@ -107,8 +117,8 @@ class SamplePlots:
             key = "compare" if kind == "predicted" else f"compare-{kind}"
             for sid in _shared_ids(group, chosen):
                 rows = [(e, _position(e, sid)) for e in group]
-                written += manifest.add(save(comparison_figure(rows), out_dir / key / f"sample_{sid}",
-                                             formats),
+                drawn = methods_figure(rows) if is_image(group[0]) else comparison_figure(rows)
+                written += manifest.add(save(drawn, out_dir / key / f"sample_{sid}", formats),
                                         kind="compare", key=key, method="all", sample_id=sid,
                                         caption=f"every method for sample {sid}")
         for pred_e, true_e in _target_pairs(items):
@@ -117,9 +127,10 @@ class SamplePlots:
                 i, j = _position(pred_e, sid), _position(true_e, sid)
                 if pred_e.labels[i] < 0 or pred_e.labels[i] == pred_e.predictions[i]:
                     continue
+                drawn = (misclassified_figure if is_image(pred_e) else misclassification_figure)(
+                    pred_e, i, true_e, j)
                 written += manifest.add(
-                    save(misclassification_figure(pred_e, i, true_e, j),
-                         out_dir / key / f"misclassified_sample_{sid}", formats),
+                    save(drawn, out_dir / key / f"misclassified_sample_{sid}", formats),
                     kind="misclassified", key=key, method=pred_e.method, sample_id=sid,
                     caption=f"{pred_e.method}: predicted-class vs true-class explanation "
                             f"of misclassified sample {sid}")

@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from xai_plots.image_units import is_image
 from xaicore.application import StoredExplanation, parse_samples, render_stage
 from xaicore.plugin import Explanation, XaiError
 
+from .image_view import store_classes
 from .page import esc, image, image_data, table
 
 #: Classes drawn in the per-class figures (the most frequent ones when there are more).
@@ -56,6 +58,11 @@ def _store_block(store: StoredExplanation, run_dir: Path, samples: str | None) -
                                                    counts.head(MAX_CLASSES).items())
                   + (f", … {len(counts) - MAX_CLASSES} more" if len(counts) > MAX_CLASSES
                      else "")))
+    if is_image(store):
+        figure = image_data(_confidence_figure(frame), "Confidence of the prediction")
+        return (head + table(facts) + store_classes(store, frame)
+                + f'<div class="grid half">{figure}</div>' + _worth_a_look(frame, centre=False)
+                + _drill_down(store, frame, samples))
     figures = [image_data(_class_figure(store, classes),
                           "Per explained class: mean input and mean attribution over time "
                           "(|attribution| shaded)"),
@@ -155,18 +162,22 @@ def _confidence_figure(frame) -> bytes:
     return _png(fig)
 
 
-def _worth_a_look(frame) -> str:
-    columns = ["sample_id", "prediction_name", "probability", "label_name", "center_t"]
+def _worth_a_look(frame, centre: bool = True) -> str:
+    """The least confident and the misclassified samples; ``centre``: with the centre of their
+    |attribution| on the time axis."""
+    columns = ["sample_id", "prediction_name", "probability", "label_name"]
+    header = ("sample", "predicted", "probability", "true")
+    if centre:
+        columns, header = columns + ["center_t"], header + ("centre (t)",)
     rows = frame.nsmallest(LISTED, "probability")[columns]
     parts = [f"<h4>The {len(rows)} least confident samples</h4>",
-             table([tuple(_plain(v) for v in r) for r in rows.itertuples(index=False)],
-                   ("sample", "predicted", "probability", "true", "centre (t)"))]
+             table([tuple(_plain(v) for v in r) for r in rows.itertuples(index=False)], header)]
     wrong = frame[frame["correct"].eq(False).fillna(False)]
     if len(wrong):
         shown = wrong.head(LISTED)[columns]
         parts += [f"<h4>Misclassified: {len(wrong):,} samples (first {len(shown)})</h4>",
                   table([tuple(_plain(v) for v in r) for r in shown.itertuples(index=False)],
-                        ("sample", "predicted", "probability", "true", "centre (t)"))]
+                        header)]
     return "".join(parts)
 
 

@@ -8,12 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from xai_plots.image_units import is_image
 from xai_plots.text_units import is_text
 from xaicore.application import get_modality, read_figures, stale_reason
 from xaicore.plugin import Option, XaiError, write_text
 
 from .dataset_view import dataset_section
 from .explorer import SCRIPT, explorer_section
+from .image_script import IMAGE_SCRIPT
+from .image_view import image_classes_section, image_section
 from .page import document, esc, image, table
 from .run_files import RunFiles, read_run
 from .text_script import TEXT_SCRIPT
@@ -27,8 +30,9 @@ RUN_FIGURES = (("training_curves.png", "Training curves: loss and accuracy per e
 class HtmlReport:
     """``render([], out_dir=RUN, run_dir=RUN)`` writes ``RUN/report.html`` (or ``out=FILE``).
 
-    Saved explanations are drawn in the browser from their arrays (``explorer.py``, and for texts
-    ``text_view.py``: coloured texts, the words of each class, attention); streamed
+    Saved explanations are drawn in the browser from their arrays (``explorer.py``, for texts
+    ``text_view.py``: coloured texts, the words of each class, attention; for images
+    ``image_view.py``: overlays, every method side by side, the images of each class); streamed
     results (``.zarr`` stores) get a dataset view from their summaries; option ``samples``
     ("0:8,misclassified") draws those samples of each store one by one.
     """
@@ -52,8 +56,12 @@ class HtmlReport:
         sections = [("model", "Model card", model_card(run)),
                     ("explanations", "Explanations", explanations_section(run))]
         texts = [e for e in run.explanations if is_text(e)]
+        images = [e for e in run.explanations if is_image(e)]
         if texts:
             sections.append(("words", "Words that carry each class", words_section(texts)))
+        if images:
+            sections.append(("classes", "Images per class",
+                             image_classes_section(images, run.run_dir)))
         if run.stores:
             sections.append(("dataset", "Dataset view",
                              dataset_section(run.stores, run.run_dir, samples)))
@@ -63,8 +71,10 @@ class HtmlReport:
             sections.append(("figures", "Figures", figures))
         ckpt = run.checkpoint
         title = f"xai report: {ckpt['model']} on {dataset_name(ckpt)}"
-        scripts = [get_plotlyjs(), SCRIPT] if len(texts) < len(run.explanations) else []
+        series = len(run.explanations) - len(texts) - len(images)
+        scripts = [get_plotlyjs(), SCRIPT] if series else []
         scripts += [TEXT_SCRIPT] if texts else []
+        scripts += [IMAGE_SCRIPT] if images else []
         # the run folder's name only: a report is shared, the path on this machine stays here
         html = document(title, f"run {run.run_dir.resolve().name}", sections, scripts)
         write_text(path, html)
@@ -91,8 +101,7 @@ def model_card(run: RunFiles) -> str:
                  if isinstance(spec, dict) else str(spec or "?"))
     facts = [("model", ckpt["model"]), ("dataset", spec_text),
              ("classes", ", ".join(map(str, ckpt["class_names"]))),
-             ("features", ", ".join(map(str, ckpt["feature_names"]))),
-             (length_label(ckpt), ckpt["seq_len"]), ("epochs trained", ckpt.get("epoch", "?")),
+             *shape_facts(ckpt), ("epochs trained", ckpt.get("epoch", "?")),
              ("seed", ckpt.get("seed", "?"))]
     parts = [f'<div class="cards">{cards}</div>' if cards else "",
              "<h3>Model and data</h3>", table(facts)]
@@ -100,6 +109,8 @@ def model_card(run: RunFiles) -> str:
     if hyper:
         parts += ["<h3>Hyperparameters</h3>", table(sorted(hyper.items()), ("name", "value"))]
     shown = {k for k in scalars if "accuracy" in k} | set(hyper) | {"model", "dataset", "seed"}
+    if "image size" in dict(facts):  # the card's image size and channels, not a length
+        shown |= {"seq_len", "n_features"}
     other = [(k, v) for k, v in metrics.items()
              if k not in shown and isinstance(v, (int, float, str)) and str(v)]
     if other:
@@ -128,10 +139,11 @@ def explanations_section(run: RunFiles) -> str:
                             "view.</p>")
         return notes + ('<p class="note">No explanations in this run yet: write them with '
                         "<code>xai explain --run DIR --method all</code>.</p>")
-    series = [e for e in run.explanations if not is_text(e)]
+    series = [e for e in run.explanations if not is_text(e) and not is_image(e)]
     texts = [e for e in run.explanations if is_text(e)]
+    images = [e for e in run.explanations if is_image(e)]
     return (notes + (explorer_section(series) if series else "")
-            + (text_section(texts) if texts else ""))
+            + (text_section(texts) if texts else "") + (image_section(images) if images else ""))
 
 
 def evaluation_section(run_dir: Path) -> str:
@@ -277,6 +289,16 @@ def _number(cell: str) -> Any:
         return float(cell)
     except ValueError:
         return cell
+
+
+def shape_facts(ckpt: dict) -> list[tuple[str, Any]]:
+    """The input's channels (or features) and its size, in its kind of input's words: an image's
+    height x width, else how long a series (or a text) the model reads."""
+    names = ", ".join(map(str, ckpt["feature_names"]))
+    height, width = ckpt.get("height"), ckpt.get("width")
+    if isinstance(height, int) and isinstance(width, int):
+        return [("channels", names), ("image size", f"{height} x {width} pixels")]
+    return [("features", names), (length_label(ckpt), ckpt["seq_len"])]
 
 
 def length_label(ckpt: dict) -> str:
