@@ -12,6 +12,8 @@ own valid cells), the padding stays padding, and smoothing and imputation stay w
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -71,11 +73,11 @@ def order_ranks(explanations: list[Explanation], removable: np.ndarray, opts: di
     return np.concatenate([cell_ranks(np.where(removable, o, np.nan)) for o in orderings])
 
 
-def series_only(model: LoadedModel, what: str) -> str | None:
+def continuous_only(model: LoadedModel, what: str) -> str | None:
     """Why ``what``, which needs inputs on a continuous scale, cannot apply to ``model``'s kind of
-    input (any kind but series), or None."""
+    input (one that does not declare ``continuous``: token ids), or None."""
     kind = modality_of(model)
-    if kind.name == "series":
+    if getattr(kind, "continuous", False):
         return None
     return f"{what}, which needs inputs on a continuous scale, not {kind.description.lower()}"
 
@@ -115,6 +117,16 @@ def linear_impute(x: torch.Tensor, removed: torch.Tensor, fallback: torch.Tensor
     return torch.where(removed, value, x)
 
 
+Imputer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def imputer_of(model: LoadedModel) -> Imputer:
+    """How ROAD imputes removed cells of ``model``'s inputs: the kind's ``impute`` (images: from
+    the eight neighbours in the image plane), else ``linear_impute`` along the positions."""
+    impute = getattr(modality_of(model), "impute", None)
+    return partial(impute, model) if callable(impute) else linear_impute
+
+
 def road_noise(shape: tuple[int, ...], std: np.ndarray, seed: int) -> np.ndarray:
     """ROAD's Gaussian noise ``[sample, point, time, feature]`` (per-feature ``std``), drawn once
     per sample and curve point: every ordering of a sample meets the same noise, so a method's
@@ -134,7 +146,7 @@ def probability_curves(model: LoadedModel, inputs: np.ndarray, substrate: np.nda
     All points of several samples go through the model in one forward pass of about
     ``batch_size`` series. With ``noise`` (``[sample, point, time, feature]``; row ``i`` of the
     inputs takes ``noise[i % len(noise)]``) removed cells are not replaced by ``substrate`` but
-    imputed from their kept neighbours plus that noise (ROAD).
+    imputed from their kept neighbours (the kind's ``imputer_of``) plus that noise (ROAD).
     """
     n, T, F = inputs.shape
     device = model.device
@@ -143,6 +155,7 @@ def probability_curves(model: LoadedModel, inputs: np.ndarray, substrate: np.nda
     out = np.empty((n, points), dtype=np.float64)
     if noise is not None:
         fallback = torch.as_tensor(np.asarray(substrate[0, 0], np.float32), device=device).view(1, 1, F)
+        impute = imputer_of(model)
     model.module.eval()
     for start in range(0, n, per_batch):
         sl = slice(start, start + per_batch)
@@ -153,7 +166,7 @@ def probability_curves(model: LoadedModel, inputs: np.ndarray, substrate: np.nda
         if noise is not None:
             xs = x.expand(b, points, T, F).reshape(b * points, T, F)
             gone = changed.reshape(b * points, T, F)
-            filled = linear_impute(xs, gone, fallback)
+            filled = impute(xs, gone, fallback)
             drawn = torch.as_tensor(noise[np.arange(start, start + b) % len(noise)], device=device)
             batch = (torch.where(gone, filled + drawn.reshape(b * points, T, F), xs)
                      if mode == "deletion" else None)
@@ -289,7 +302,9 @@ def feature_spread(model: LoadedModel, X: np.ndarray) -> np.ndarray:
 
 
 class RoadMetric(PerturbationMetric):
-    """ROAD (Rong et al., ICML 2022): removal by noisy linear imputation from neighbours in time.
+    """ROAD (Rong et al., ICML 2022): removal by noisy linear imputation from the kept neighbours
+    (in time for series, ``linear_impute``; a kind's own ``impute`` where it declares one: the
+    eight neighbours in the image plane for images).
 
     MoRF removes the most relevant cells first (the probability should fall: lower AUC is better);
     LeRF the least relevant first (it should stay: higher is better). Imputing from the kept
@@ -300,8 +315,9 @@ class RoadMetric(PerturbationMetric):
     mode = "deletion"
     least_first: ClassVar[bool] = False
     options: ClassVar[tuple[Option, ...]] = (
-        Option("imputation", str, "linear", "linear (noisy linear imputation from neighbours in "
-               "time, ROAD) or mean (the train-mean substrate)", choices=("linear", "mean")),
+        Option("imputation", str, "linear", "linear (noisy linear imputation from the kept "
+               "neighbours, ROAD: in time for series, in the plane for images) or mean (the "
+               "train-mean substrate)", choices=("linear", "mean")),
         Option("noise", float, 0.01, "std of the noise added to imputed cells, relative to each "
                "feature's spread", min=0.0, max=100.0),
         Option("background", object, None, "train inputs [n, time, feature] for the mean when the "
@@ -318,7 +334,7 @@ class RoadMetric(PerturbationMetric):
     )
 
     def check(self, model: LoadedModel) -> str | None:
-        return series_only(model, "ROAD imputes removed cells linearly from their neighbours in time")
+        return continuous_only(model, "ROAD imputes removed cells linearly from their neighbours")
 
     def score_name(self) -> str:
         return self.name.replace("-", "_") + "_auc"

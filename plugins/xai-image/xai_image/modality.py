@@ -12,6 +12,7 @@ from torch import nn
 from xaicore.plugin import Dataset, LoadedModel, XaiError, as_background, build_network
 
 from .blur import default_sigma, gaussian_blur
+from .imputation import impute_pixels
 from .modules import ImageModule
 
 BASELINES = ("zero", "mean", "blurred")
@@ -34,6 +35,8 @@ class ImageModality:
     views = ("overlay", "heatmap", "compare")
     #: spatial axes of the kind's layers (Grad-CAM reads Conv2d maps)
     spatial_dims = 2
+    #: pixel values lie on a continuous scale: metrics may add noise to them (infidelity)
+    continuous = True
 
     def build(self, cls: type, dataset: Dataset, name: str, params: dict) -> LoadedModel:
         """A new network for the dataset's images, standardised by the train split's channels."""
@@ -134,6 +137,15 @@ class ImageModality:
                                     default_sigma(height, width) if sigma is None else sigma)
             return blurred.numpy()
         raise XaiError(f"substrate must be one of {', '.join(SUBSTRATES)} for images, not {kind!r}")
+
+    def impute(self, model: LoadedModel, inputs: torch.Tensor, removed: torch.Tensor,
+               fallback: torch.Tensor) -> torch.Tensor:
+        """Removed pixels as ROAD imputes them: each the weighted mean of its eight neighbours,
+        solved over every removed pixel of an image channel at once (``imputation.py``)."""
+        height, width = model.image_size
+        filled = impute_pixels(inputs.detach().cpu().numpy(), removed.cpu().numpy(), height, width,
+                               fallback.detach().cpu().numpy())
+        return torch.from_numpy(filled).to(inputs.device)
 
 
 def image_model(network: nn.Module, height: int, width: int, **info: Any) -> LoadedModel:
