@@ -5,6 +5,9 @@ input, starting from the substrate) in order of attribution, about ``step_fracti
 step. The curve is the probability of the explained class; its area (trapezoid over the fraction of
 cells changed, 0..1) is the score. The same curve for a seeded random order is reported beside it.
 
+Every kind of input steps the same way: an image's cells are its ``(pixel, channel)`` values, so
+a 32x32 grey image changes about 102 pixels per step.
+
 Variable-length series: only valid cells are ranked and changed (the fraction is of each sample's
 own valid cells), the padding stays padding, and smoothing and imputation stay within the series.
 """
@@ -194,11 +197,13 @@ class PerturbationMetric(BaseMetric):
     options: ClassVar[tuple[Option, ...]] = (
         Option("substrate", str, None, "what removed cells become, one the kind of input declares "
                "(default its first): series mean (train mean) or smooth (the input smoothed along "
-               "time); texts mask or pad (the token, special tokens never removed)"),
+               "time); texts mask or pad (the token, special tokens never removed); images mean "
+               "(the train mean per channel) or blurred (the image blurred)"),
         Option("background", object, None, "train inputs [n, time, feature] for substrate mean "
                "when the model stores no normalisation"),
-        Option("sigma", float, None, "smoothing width in time steps for substrate smooth (default "
-               "length / 20)", min=1e-9, max=1e6),
+        Option("sigma", float, None, "smoothing width: time steps for series' smooth (default "
+               "length / 20), pixels for images' blurred (default a tenth of the shorter side)",
+               min=1e-9, max=1e6),
         Option("step_fraction", float, 0.1, "share of the cells changed per curve point (11 "
                "points, as ROAD; on the demo run the AUCs of 0.01 differ by at most 0.005)",
                min=1e-9, max=1.0),
