@@ -34,6 +34,11 @@ class Modality(Protocol):
     replace removed cells with, default first.
     Optional: ``spatial_dims`` (the spatial axes of the kind's layers, 1 when absent: images 2,
     whose models keep ``image_size = (H, W)`` and whose Grad-CAM reads Conv2d maps),
+    ``continuous`` (True when its values lie on a continuous scale, so metrics may impute them or
+    add noise to them; False when absent), ``impute(model, inputs, removed, fallback)`` (ROAD's
+    noise-free imputation of the ``removed`` cells, a boolean tensor like ``inputs``, from the kept
+    ones, which it leaves unchanged; ``fallback [1, 1, channel]`` where a channel keeps no cell;
+    a kind without it is interpolated linearly along the positions),
     ``removable(model, inputs)``, the boolean ``[sample, position, channel]`` cells metrics
     may remove (texts: the real tokens but the special ones; every valid cell when a kind has
     none), ``position_extras`` (extras with one value per position, columns of

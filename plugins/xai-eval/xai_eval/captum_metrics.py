@@ -10,7 +10,7 @@ import torch
 from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError, pass_rows
 
 from .guard import explain_again
-from .perturbation import series_only
+from .perturbation import continuous_only
 
 
 def feature_spread(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
@@ -44,7 +44,7 @@ class InfidelityMetric(BaseMetric):
     )
 
     def check(self, model: LoadedModel) -> str | None:
-        return series_only(model, "infidelity adds Gaussian noise to the inputs")
+        return continuous_only(model, "infidelity adds Gaussian noise to the inputs")
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
         return self.evaluate_curves(model, explanation, **options)[0]
@@ -121,7 +121,7 @@ class SensitivityMaxMetric(BaseMetric):
     )
 
     def check(self, model: LoadedModel) -> str | None:
-        return series_only(model, "sensitivity-max adds uniform noise to the inputs")
+        return continuous_only(model, "sensitivity-max adds uniform noise to the inputs")
 
     def evaluate(self, model: LoadedModel, explanation: Explanation, **options: Any) -> dict[str, float]:
         return self.evaluate_curves(model, explanation, **options)[0]

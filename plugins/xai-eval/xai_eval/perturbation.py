@@ -5,6 +5,9 @@ input, starting from the substrate) in order of attribution, about ``step_fracti
 step. The curve is the probability of the explained class; its area (trapezoid over the fraction of
 cells changed, 0..1) is the score. The same curve for a seeded random order is reported beside it.
 
+Every kind of input steps the same way: an image's cells are its ``(pixel, channel)`` values, so
+a 32x32 grey image changes about 102 pixels per step.
+
 Variable-length series: only valid cells are ranked and changed (the fraction is of each sample's
 own valid cells), the padding stays padding, and smoothing and imputation stay within the series.
 """
@@ -12,6 +15,8 @@ own valid cells), the padding stays padding, and smoothing and imputation stay w
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -71,11 +76,11 @@ def order_ranks(explanations: list[Explanation], removable: np.ndarray, opts: di
     return np.concatenate([cell_ranks(np.where(removable, o, np.nan)) for o in orderings])
 
 
-def series_only(model: LoadedModel, what: str) -> str | None:
+def continuous_only(model: LoadedModel, what: str) -> str | None:
     """Why ``what``, which needs inputs on a continuous scale, cannot apply to ``model``'s kind of
-    input (any kind but series), or None."""
+    input (one that does not declare ``continuous``: token ids), or None."""
     kind = modality_of(model)
-    if kind.name == "series":
+    if getattr(kind, "continuous", False):
         return None
     return f"{what}, which needs inputs on a continuous scale, not {kind.description.lower()}"
 
@@ -115,6 +120,16 @@ def linear_impute(x: torch.Tensor, removed: torch.Tensor, fallback: torch.Tensor
     return torch.where(removed, value, x)
 
 
+Imputer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def imputer_of(model: LoadedModel) -> Imputer:
+    """How ROAD imputes removed cells of ``model``'s inputs: the kind's ``impute`` (images: from
+    the eight neighbours in the image plane), else ``linear_impute`` along the positions."""
+    impute = getattr(modality_of(model), "impute", None)
+    return partial(impute, model) if callable(impute) else linear_impute
+
+
 def road_noise(shape: tuple[int, ...], std: np.ndarray, seed: int) -> np.ndarray:
     """ROAD's Gaussian noise ``[sample, point, time, feature]`` (per-feature ``std``), drawn once
     per sample and curve point: every ordering of a sample meets the same noise, so a method's
@@ -134,7 +149,7 @@ def probability_curves(model: LoadedModel, inputs: np.ndarray, substrate: np.nda
     All points of several samples go through the model in one forward pass of about
     ``batch_size`` series. With ``noise`` (``[sample, point, time, feature]``; row ``i`` of the
     inputs takes ``noise[i % len(noise)]``) removed cells are not replaced by ``substrate`` but
-    imputed from their kept neighbours plus that noise (ROAD).
+    imputed from their kept neighbours (the kind's ``imputer_of``) plus that noise (ROAD).
     """
     n, T, F = inputs.shape
     device = model.device
@@ -143,6 +158,7 @@ def probability_curves(model: LoadedModel, inputs: np.ndarray, substrate: np.nda
     out = np.empty((n, points), dtype=np.float64)
     if noise is not None:
         fallback = torch.as_tensor(np.asarray(substrate[0, 0], np.float32), device=device).view(1, 1, F)
+        impute = imputer_of(model)
     model.module.eval()
     for start in range(0, n, per_batch):
         sl = slice(start, start + per_batch)
@@ -153,7 +169,7 @@ def probability_curves(model: LoadedModel, inputs: np.ndarray, substrate: np.nda
         if noise is not None:
             xs = x.expand(b, points, T, F).reshape(b * points, T, F)
             gone = changed.reshape(b * points, T, F)
-            filled = linear_impute(xs, gone, fallback)
+            filled = impute(xs, gone, fallback)
             drawn = torch.as_tensor(noise[np.arange(start, start + b) % len(noise)], device=device)
             batch = (torch.where(gone, filled + drawn.reshape(b * points, T, F), xs)
                      if mode == "deletion" else None)
@@ -181,11 +197,13 @@ class PerturbationMetric(BaseMetric):
     options: ClassVar[tuple[Option, ...]] = (
         Option("substrate", str, None, "what removed cells become, one the kind of input declares "
                "(default its first): series mean (train mean) or smooth (the input smoothed along "
-               "time); texts mask or pad (the token, special tokens never removed)"),
+               "time); texts mask or pad (the token, special tokens never removed); images mean "
+               "(the train mean per channel) or blurred (the image blurred)"),
         Option("background", object, None, "train inputs [n, time, feature] for substrate mean "
                "when the model stores no normalisation"),
-        Option("sigma", float, None, "smoothing width in time steps for substrate smooth (default "
-               "length / 20)", min=1e-9, max=1e6),
+        Option("sigma", float, None, "smoothing width: time steps for series' smooth (default "
+               "length / 20), pixels for images' blurred (default a tenth of the shorter side)",
+               min=1e-9, max=1e6),
         Option("step_fraction", float, 0.1, "share of the cells changed per curve point (11 "
                "points, as ROAD; on the demo run the AUCs of 0.01 differ by at most 0.005)",
                min=1e-9, max=1.0),
@@ -289,7 +307,9 @@ def feature_spread(model: LoadedModel, X: np.ndarray) -> np.ndarray:
 
 
 class RoadMetric(PerturbationMetric):
-    """ROAD (Rong et al., ICML 2022): removal by noisy linear imputation from neighbours in time.
+    """ROAD (Rong et al., ICML 2022): removal by noisy linear imputation from the kept neighbours
+    (in time for series, ``linear_impute``; a kind's own ``impute`` where it declares one: the
+    eight neighbours in the image plane for images).
 
     MoRF removes the most relevant cells first (the probability should fall: lower AUC is better);
     LeRF the least relevant first (it should stay: higher is better). Imputing from the kept
@@ -300,8 +320,9 @@ class RoadMetric(PerturbationMetric):
     mode = "deletion"
     least_first: ClassVar[bool] = False
     options: ClassVar[tuple[Option, ...]] = (
-        Option("imputation", str, "linear", "linear (noisy linear imputation from neighbours in "
-               "time, ROAD) or mean (the train-mean substrate)", choices=("linear", "mean")),
+        Option("imputation", str, "linear", "linear (noisy linear imputation from the kept "
+               "neighbours, ROAD: in time for series, in the plane for images) or mean (the "
+               "train-mean substrate)", choices=("linear", "mean")),
         Option("noise", float, 0.01, "std of the noise added to imputed cells, relative to each "
                "feature's spread", min=0.0, max=100.0),
         Option("background", object, None, "train inputs [n, time, feature] for the mean when the "
@@ -318,7 +339,7 @@ class RoadMetric(PerturbationMetric):
     )
 
     def check(self, model: LoadedModel) -> str | None:
-        return series_only(model, "ROAD imputes removed cells linearly from their neighbours in time")
+        return continuous_only(model, "ROAD imputes removed cells linearly from their neighbours")
 
     def score_name(self) -> str:
         return self.name.replace("-", "_") + "_auc"

@@ -11,7 +11,7 @@ The verdict is sign-insensitive, as Adebayo et al.'s comparison of absolute maps
 turns anti-correlated with the trained model's (its ranking flipped) still depends on the weights,
 so a method passes only when the mean over samples of ``|rho|`` at the last step lies below
 ``pass_below``; the reported Spearman columns keep their sign. The SSIM of the normalised
-absolute maps (``similarity.py``) is reported beside it.
+absolute maps (``similarity.py``; per channel over the image plane for images) is reported beside it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from xaicore.application import get_explainer, spearman_rows
-from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError
+from xaicore.plugin import BaseMetric, Explanation, LoadedModel, Option, XaiError, modality_of
 
 from .guard import explain_again
 from .perturbation import removable_cells
@@ -47,6 +47,14 @@ def layers_in_forward_order(model: LoadedModel, inputs: torch.Tensor) -> list[tu
         for hook in hooks:
             hook.remove()
     return [(owners[m], m) for m in called]
+
+
+def spatial_grid(model: LoadedModel) -> tuple[int, int] | None:
+    """``(H, W)`` for a kind with two spatial axes (images: the model's ``image_size``), else None."""
+    if getattr(modality_of(model), "spatial_dims", 1) != 2:
+        return None
+    height, width = model.image_size
+    return int(height), int(width)
 
 
 def randomise(module: nn.Module, seed: int) -> None:
@@ -159,7 +167,8 @@ class RandomisationMetric(BaseMetric):
         fixed = ~removable_cells(model, inputs) & ~np.isnan(inputs)  # special tokens: not ranked
         rho = spearman_rows(np.where(fixed, np.nan, reference).reshape(len(x), -1),
                             np.abs(again.attributions).reshape(len(x), -1))
-        return layers[groups[part][-1]][0], rho, ssim_rows(reference, again.attributions)
+        return (layers[groups[part][-1]][0], rho,
+                ssim_rows(reference, again.attributions, spatial_grid(model)))
 
     def combine(self, explanation: Explanation, steps: list[tuple[str, np.ndarray, np.ndarray]],
                 **opts: Any) -> tuple[dict[str, float], dict[str, Any]]:

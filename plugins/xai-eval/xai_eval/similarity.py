@@ -10,7 +10,7 @@ normalised to [0, 1]). The means, variances and covariance are local: over a uni
 cells along each axis (scikit-image's default, which Adebayo et al. 2018 used; clipped to an axis
 shorter than 7), with population (1/N) moments, at every position where the window fits; the
 map's SSIM is the mean over those positions. A time series map ``[time, feature]`` is a 2-D map
-(``[time]`` a 1-D one).
+(``[time]`` a 1-D one); an image map ``[H*W pixels, channel]`` is one ``[H, W]`` map per channel.
 """
 
 from __future__ import annotations
@@ -49,13 +49,21 @@ def normalised(attributions: np.ndarray) -> np.ndarray:
     return magnitude / top if top > 0 else magnitude
 
 
-def ssim_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per sample of ``[sample, time, feature]`` maps: the SSIM of the normalised absolute maps
-    over the time steps valid in both (padding is NaN); NaN for a sample with NaN inside them."""
+def ssim_rows(a: np.ndarray, b: np.ndarray, grid: tuple[int, int] | None = None) -> np.ndarray:
+    """Per sample of ``[sample, position, channel]`` maps: the SSIM of the normalised absolute maps
+    over the positions valid in both (padding is NaN); NaN for a sample with NaN inside them.
+    With ``grid = (H, W)`` (images: the positions are H*W pixels, row-major) the SSIM of each
+    channel's ``[H, W]`` map, averaged over the channels."""
     out = np.full(len(a), np.nan)
     for i, (x, y) in enumerate(zip(np.asarray(a), np.asarray(b))):
         valid = ~(np.isnan(x).all(1) | np.isnan(y).all(1))
         x, y = x[valid], y[valid]
-        if len(x) and np.isfinite(x).all() and np.isfinite(y).all():
-            out[i] = ssim(normalised(x), normalised(y))
+        if not (len(x) and np.isfinite(x).all() and np.isfinite(y).all()):
+            continue
+        x, y = normalised(x), normalised(y)
+        if grid is None:
+            out[i] = ssim(x, y)
+        else:
+            out[i] = np.mean([ssim(x[:, c].reshape(grid), y[:, c].reshape(grid))
+                              for c in range(x.shape[1])])
     return out

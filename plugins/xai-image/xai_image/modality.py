@@ -22,6 +22,7 @@ from .arrays import SCALES
 from .blur import default_sigma, gaussian_blur
 from .datasets import image_spec
 from .imported import LAYOUTS, adopt
+from .imputation import impute_pixels
 from .modules import ImageModule
 from .players import UNITS, image_players
 from .sources import open_images
@@ -48,6 +49,8 @@ class ImageModality:
     spatial_dims = 2
     #: the players of perturbation games (shap, window-occlusion) and the options each takes
     player_units = UNITS
+    #: pixel values lie on a continuous scale: metrics may add noise to them (infidelity)
+    continuous = True
 
     def build(self, cls: type, dataset: Dataset, name: str, params: dict) -> LoadedModel:
         """A new network for the dataset's images, standardised by the train split's channels."""
@@ -192,6 +195,15 @@ class ImageModality:
                                     default_sigma(height, width) if sigma is None else sigma)
             return blurred.numpy()
         raise XaiError(f"substrate must be one of {', '.join(SUBSTRATES)} for images, not {kind!r}")
+
+    def impute(self, model: LoadedModel, inputs: torch.Tensor, removed: torch.Tensor,
+               fallback: torch.Tensor) -> torch.Tensor:
+        """Removed pixels as ROAD imputes them: each the weighted mean of its eight neighbours,
+        solved over every removed pixel of an image channel at once (``imputation.py``)."""
+        height, width = model.image_size
+        filled = impute_pixels(inputs.detach().cpu().numpy(), removed.cpu().numpy(), height, width,
+                               fallback.detach().cpu().numpy())
+        return torch.from_numpy(filled).to(inputs.device)
 
 
 def image_model(network: nn.Module, height: int, width: int, *, reading: dict | None = None,

@@ -26,6 +26,8 @@ class SeriesModality:
     baselines = KINDS
     substrates = SUBSTRATES
     views = ("overlay", "heatmap", "compare")
+    #: values on a continuous scale: metrics may add noise to them (infidelity)
+    continuous = True
 
     def build(self, cls: type, dataset: Dataset, name: str, params: dict) -> LoadedModel:
         """A new network for the data, normalised by the train statistics of the valid steps."""
