@@ -421,3 +421,15 @@ def test_bad_image_imports_are_one_line_errors_that_write_nothing(own_image_mode
     assert result.exit_code == 1 and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_deeplift_on_the_resnet_sums_to_the_logit_difference(resnet_run, digits):
+    """Every ReLU of the ResNet is its own module and it has no max-pool (small stem), so
+    captum's rescale rule keeps completeness: the attributions sum to f(x) - f(black)."""
+    model = xaicore.load_run(resnet_run)
+    X = digits.test.X[:4]
+    e = xaicore.explain(model, X, method="deeplift", baseline="zero")
+    rows = np.arange(len(X))
+    difference = model.logits(X)[rows, e.targets] - model.logits(np.zeros_like(X))[rows, e.targets]
+    assert_close(e.attributions.astype(np.float64).sum((1, 2)), difference,
+                 scale=float(np.abs(difference).max()))

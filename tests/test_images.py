@@ -144,3 +144,26 @@ def test_the_blurred_baseline_and_substrates_keep_the_images_shape(image_run, di
     assert_close(mean, np.broadcast_to(model.normalisation.mean.numpy(), (2, 256, 1)))
     with pytest.raises(XaiError, match="substrate must be one of mean, blurred for images"):
         kind.substrate("smooth", model, digits.test.X[:2])
+
+
+def test_deeplift_reports_its_completeness_gap_on_the_image_cnn(image_run, digits):
+    """captum's max-pool rule does not keep DeepLIFT's summation to delta (the completeness gap
+    is not 0 on this CNN); the convergence_delta extra is that gap, sum - (f(x) - f(black))."""
+    model = xaicore.load_run(image_run)
+    X = digits.test.X[:4]
+    e = xaicore.explain(model, X, method="deeplift", baseline="zero")
+    rows = np.arange(len(X))
+    difference = model.logits(X)[rows, e.targets] - model.logits(np.zeros_like(X))[rows, e.targets]
+    gap = e.attributions.astype(np.float64).sum((1, 2)) - difference
+    assert_close(e.extras["convergence_delta"], gap, scale=float(np.abs(difference).max()))
+
+
+def test_deeplift_refuses_a_network_that_reuses_a_nonlinearity(image_run):
+    """A ReLU module called twice in one forward (captum's DeepLift would fail in its hooks) is a
+    one-line refusal before anything runs, and --method all skips deeplift saying why."""
+    model = xaicore.load_run(image_run)
+    network = model.network
+    network.relu2 = network.relu1  # the same module at both uses
+    with pytest.raises(XaiError, match=r"calls relu1 more than once in a forward pass") as error:
+        xaicore.explain(model, np.zeros((2, 256, 1), np.float32), method="deeplift")
+    assert "\n" not in str(error.value)

@@ -304,6 +304,11 @@ class DeepLiftExplainer(BaseExplainer):
                     f"attention layers, so its attributions would silently break completeness; "
                     f"this model has {', '.join(layers)}. Use integrated-gradients or "
                     f"gradient-shap instead")
+        reused = reused_nonlinearities(model)
+        if reused:
+            return (f"captum's DeepLift keeps one input and output per nonlinear module, but this "
+                    f"network calls {', '.join(reused)} more than once in a forward pass; give "
+                    f"each use its own module, or use integrated-gradients or gradient-shap")
         return None
 
     def attribute(self, model, inputs, target, **opts):
@@ -316,6 +321,29 @@ class DeepLiftExplainer(BaseExplainer):
                 leaf(inputs[group]), baselines=baselines[group], target=target[group])
                 for group in sample_groups(len(inputs), max(1, fit // 2))])
         return attr, convergence(self.name, model, attr, inputs, baselines, target)
+
+
+def reused_nonlinearities(model: LoadedModel) -> list[str]:
+    """The nonlinear modules DeepLift overrides (ReLU, max-pools, ...) that one forward pass of
+    a zero input calls more than once (none checked when the model's length is not fixed)."""
+    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR
+
+    if not isinstance(model.seq_len, int):
+        return []
+    calls: dict[str, int] = {}
+    hooks = [module.register_forward_hook(
+        lambda *_, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
+        for name, module in model.network.named_modules()
+        if type(module) in SUPPORTED_NON_LINEAR]
+    try:
+        with torch.no_grad():
+            model.module(torch.zeros(1, model.seq_len, model.n_features, device=model.device))
+    except Exception:  # a network that cannot take a zero input: DeepLift's own call reports it
+        return []
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [name for name, count in calls.items() if count > 1]
 
 
 class GradientShapExplainer(BaseExplainer):

@@ -41,14 +41,16 @@ class ImageCNN(nn.Module):
         self.conv1, self.bn1 = block(n_channels, width_1)
         self.conv2, self.bn2 = block(width_1, 2 * width_1)
         self.conv3, self.bn3 = block(2 * width_1, 4 * width_1)
-        self.pool = nn.MaxPool2d(2)
+        # one module per use: captum's DeepLift refuses a nonlinearity called twice in a forward
+        self.relu1, self.relu2, self.relu3 = nn.ReLU(), nn.ReLU(), nn.ReLU()
+        self.pool1, self.pool2 = nn.MaxPool2d(2), nn.MaxPool2d(2)
         self.dropout = nn.Dropout(p["dropout"])
         self.head = nn.Linear(4 * width_1, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(torch.relu(self.bn1(self.conv1(x))))
-        x = self.pool(torch.relu(self.bn2(self.conv2(x))))
-        x = torch.relu(self.bn3(self.conv3(x)))
+        x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
+        x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
+        x = self.relu3(self.bn3(self.conv3(x)))
         return self.head(self.dropout(x.mean((2, 3))))
 
 
@@ -60,19 +62,20 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(n_in, n_out, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(n_out)
-        self.relu = nn.ReLU(inplace=False)
+        self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(n_out, n_out, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(n_out)
+        self.relu2 = nn.ReLU()  # its own module, as relu1: DeepLift refuses one called twice
         self.downsample: nn.Module | None = None
         if stride != 1 or n_in != n_out:
             self.downsample = nn.Sequential(nn.Conv2d(n_in, n_out, 1, stride=stride, bias=False),
                                             nn.BatchNorm2d(n_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + shortcut)
+        return self.relu2(out + shortcut)
 
 
 STEMS = ("small", "imagenet")
@@ -114,7 +117,7 @@ class ResNet18(nn.Module):
             self.conv1 = nn.Conv2d(n_channels, c, 3, padding=1, bias=False)
             self.maxpool = nn.Identity()
         self.bn1 = nn.BatchNorm2d(c)
-        self.relu = nn.ReLU(inplace=False)
+        self.relu = nn.ReLU()
         self.layer1 = nn.Sequential(BasicBlock(c, c, 1), BasicBlock(c, c, 1))
         self.layer2 = nn.Sequential(BasicBlock(c, 2 * c, 2), BasicBlock(2 * c, 2 * c, 1))
         self.layer3 = nn.Sequential(BasicBlock(2 * c, 4 * c, 2), BasicBlock(4 * c, 4 * c, 1))
