@@ -44,12 +44,14 @@ BASELINE_KINDS = ("zero", "mean", "blurred", "random", "pad", "mask", "unk")
 BASELINE_OPTIONS = (
     Option("baseline", Series, "zero", keywords=BASELINE_KINDS,
            help="reference input the path starts from: a kind (series: zero, mean, blurred, "
-                "random; texts: zero, pad, mask, unk, special tokens kept), or your own array, one "
+                "random; texts: zero, pad, mask, unk, special tokens kept; images: zero, mean, "
+                "blurred), or your own array, one "
                 "series [time, feature] ([time] for one feature) shared by every sample or one per "
                 "sample [sample, time, feature] (a .npy file from the CLI)"),
     Option("background", object, None, help="train inputs [n, time, feature] for the mean baseline"),
     Option("blur_sigma", float, None, min=0.0, max=1e6,
-           help="Gaussian blur width in time steps for the blurred baseline (default: length/10)"),
+           help="Gaussian blur width for the blurred baseline, in time steps or pixels "
+                "(default: a tenth of the length or of the image's shorter side)"),
     Option("seed", int, 0, min=0, max=2**32 - 1, help="seed of the random baseline"),
 )
 SEED = Option("seed", int, 0, min=0, max=2**32 - 1, help="seed of the random draws")
