@@ -8,7 +8,7 @@ RUN     ?= runs/gunpoint
 TEXT_RUN ?= runs/rotten-tomatoes
 IMAGE_RUN ?= runs/digits
 
-.PHONY: setup demo demo-text demo-image test lint browser clean
+.PHONY: setup demo demo-text demo-image test lint browser bench-env clean
 
 setup: $(STAMP)
 
@@ -64,6 +64,22 @@ test: lint browser
 # ruff and mypy, configured in pyproject.toml; both run, and either failing fails the target
 lint: setup
 	.venv/bin/ruff check; ruff=$$?; .venv/bin/mypy && exit $$ruff
+
+# the image benchmark's second environment (benchmarks/image_speed.py against pytorch-grad-cam,
+# benchmarks/torchvision_check.py): torchvision does not import beside the pinned torch 2.13.0, so
+# torch 2.14.1 + torchvision 0.29.1 (a CUDA build, about 5.5 GB, that runs on the CPU), grad-cam and
+# captum, then xai itself with torch held at 2.14.1. Not part of demo or test.
+BENCH_PY := .venv-bench/bin/python
+
+bench-env: .venv-bench/.installed
+
+.venv-bench/.installed: pyproject.toml $(PLUGINS)
+	test -x $(BENCH_PY) || python3 -m venv .venv-bench
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1 grad-cam==1.5.7 captum
+	$(BENCH_PY) -m pip install --quiet torch==2.14.1 -e . $(addprefix -e ,$(dir $(PLUGINS)))
+	$(BENCH_PY) -c "import torch, torchvision, pytorch_grad_cam; assert torch.__version__.split('+')[0] == '2.14.1', torch.__version__"
+	touch $@
 
 clean:
 	rm -rf .venv runs

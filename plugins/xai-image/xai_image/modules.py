@@ -23,4 +23,7 @@ class ImageModule(nn.Module):
             raise XaiError(f"image model expects [batch, {self.height * self.width} pixels, channel] "
                            f"({self.height}x{self.width}), got {tuple(x.shape)}")
         x = self.normalisation(x)
-        return self.network(x.reshape(len(x), self.height, self.width, x.shape[2]).permute(0, 3, 1, 2))
+        # contiguous: the permuted view is channels-last in memory, and convolutions on it take
+        # other kernels, with larger float error than on the [B, C, H, W] layout networks expect
+        images = x.reshape(len(x), self.height, self.width, x.shape[2]).permute(0, 3, 1, 2)
+        return self.network(images.contiguous())
