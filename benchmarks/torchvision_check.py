@@ -8,42 +8,35 @@ with its worst difference and failing the script (exit status 1) when off:
 1. ``torchvision.models.resnet18(num_classes=10)`` (seeded; BatchNorm's running statistics and
    affine parameters seeded too, eval mode) wrapped for xai with ``image_model`` (the Python API;
    its Grad-CAM layer named) and explained by ``xaicore.explain`` with gradcam and
-   integrated-gradients: attributions of the images' shape, finite, and integrated gradients'
-   completeness gaps reported.
+   integrated-gradients (each image for another class): attributions of the images' shape,
+   finite, and integrated gradients' completeness gaps reported.
 2. Its ``state_dict`` loads (strict) into xai's ``ResNet18(stem="imagenet", channels=64)``, whose
    logits equal torchvision's, and whose gradcam and integrated-gradients attributions through
    xai equal those of the torchvision model.
-3. pytorch-grad-cam's ``GradCAM`` on torchvision's own ``layer4[-1]`` (its README's choice for a
-   ResNet) equals xai's gradcam with ``layer="layer4.1"`` and ``normalize="minmax"``.
+3. pytorch-grad-cam's ``GradCAM`` on torchvision's ``layer4[-1]`` (``layer4.1``, the last basic
+   block: its README's choice for a ResNet) equals xai's gradcam with ``layer="layer4.1"`` and
+   ``normalize="minmax"``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 import numpy as np
 import torch
 from torch import nn
 
 import xaicore
+from image_speed import seeded_norms
 from xai_image.modality import image_model
 from xai_image.networks import ResNet18
+from xaicore.plugin import LoadedModel
 
 CLASSES = 10
 FLOAT32_RTOL = 1e-5
 failures: list[str] = []
-
-
-def seeded_norms(network: nn.Module) -> nn.Module:
-    """Eval mode with BatchNorm's running statistics and affine parameters drawn (seeded)."""
-    for norm in network.modules():
-        if isinstance(norm, nn.BatchNorm2d):
-            norm.running_mean.uniform_(-0.1, 0.1)
-            norm.running_var.uniform_(0.5, 1.5)
-            norm.weight.data.uniform_(0.5, 1.5)
-            norm.bias.data.uniform_(-0.1, 0.1)
-    return network.eval()
 
 
 def check(name: str, ours: np.ndarray, theirs: np.ndarray, rtol: float = FLOAT32_RTOL) -> None:
@@ -55,9 +48,9 @@ def check(name: str, ours: np.ndarray, theirs: np.ndarray, rtol: float = FLOAT32
         failures.append(name)
 
 
-def wrapped(network: nn.Module, size: int, name: str, layer: str) -> object:
+def wrapped(network: nn.Module, size: int, name: str, layer: str) -> LoadedModel:
     """An image network as an xai model: RGB ``size x size`` images, ImageNet's channel statistics."""
-    network.modality = "images"  # the kind of input xai reads it as
+    network.modality = "images"  # type: ignore[assignment]  # the kind of input xai reads it as
     return image_model(network, size, size, name=name, class_names=[str(c) for c in range(CLASSES)],
                        feature_names=["red", "green", "blue"], mean=[0.485, 0.456, 0.406],
                        std=[0.229, 0.224, 0.225], gradcam_layer=layer)
@@ -70,6 +63,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore", RuntimeWarning)  # integrated gradients' gaps are printed below
     import torchvision
 
     torch.manual_seed(0)
@@ -87,13 +81,14 @@ def main() -> None:
 
     tv_model = wrapped(theirs, args.size, "torchvision-resnet18", "layer4.1.conv2")
     xai_model = wrapped(ours, args.size, "image-resnet18", "layer4.1.conv2")
+    classes = np.arange(args.images) % CLASSES  # every class, not only the predicted one
     print(f"\ntorchvision's resnet18 through xaicore.explain ({args.images} images "
-          f"3x{args.size}x{args.size}):")
+          f"3x{args.size}x{args.size}, classes {classes.tolist()}):")
     for method, options in (("gradcam", {}), ("integrated-gradients", {"n_steps": 32})):
-        tv = xaicore.explain(tv_model, images, method=method, **options)
-        mine = xaicore.explain(xai_model, images, method=method, **options)
+        tv = xaicore.explain(tv_model, images, method=method, target=classes, **options)
+        mine = xaicore.explain(xai_model, images, method=method, target=classes, **options)
         shape, finite = tv.attributions.shape, bool(np.isfinite(tv.attributions).all())
-        print(f"  {method}: attributions {shape}, finite: {finite}, classes {tv.targets.tolist()}")
+        print(f"  {method}: attributions {shape}, finite: {finite}")
         if shape != (args.images, args.size * args.size, 3) or not finite:
             failures.append(f"{method} on torchvision's resnet18")
         if method == "integrated-gradients":
@@ -110,13 +105,13 @@ def main() -> None:
     except ImportError:
         print("pytorch-grad-cam is not installed: its check is skipped")
     else:
-        explained = xaicore.explain(tv_model, images, method="gradcam", layer="layer4.1",
-                                    normalize="minmax")
+        explained = xaicore.explain(tv_model, images, method="gradcam", target=classes,
+                                    layer="layer4.1", normalize="minmax")
         targets = [ClassifierOutputTarget(int(c)) for c in explained.targets]
         standardised = tv_model.normalisation(torch.from_numpy(
             images.transpose(0, 2, 3, 1).reshape(args.images, -1, 3))).reshape(
                 args.images, args.size, args.size, 3).permute(0, 3, 1, 2)
-        with GradCAM(model=theirs, target_layers=[theirs.layer4[-1]]) as cam:
+        with GradCAM(model=theirs, target_layers=[theirs.get_submodule("layer4.1")]) as cam:
             maps = cam(input_tensor=standardised.contiguous(), targets=targets)
         print(f"\npytorch-grad-cam's GradCAM on torchvision's layer4[-1] ({maps.shape[1]}x"
               f"{maps.shape[2]} maps, the layer's {args.size // 32}x{args.size // 32} map resized):")
