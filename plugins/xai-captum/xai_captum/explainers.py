@@ -19,6 +19,7 @@ from xaicore.plugin import (
     as_background,
     modality_of,
     pass_rows,
+    saved_bytes_per_row,
 )
 
 from .integrated import CLENSHAW_CURTIS, integrated_gradients, nested_integrated_gradients
@@ -254,7 +255,8 @@ class SmoothGradExplainer(BaseExplainer):
             raise XaiError(f"{self.name}: n_samples must be >= 1 and noise_level >= 0; got "
                            f"{opts['n_samples']} and {opts['noise_level']}")
         fit, rows, notes = plan_passes(model.module, inputs, opts["internal_batch_size"], self.name)
-        per_pass = copies_per_pass(len(inputs), rows, inputs.device, self.name, fit)
+        per_pass = copies_per_pass(len(inputs), rows, inputs.device, self.name, fit,
+                                   saved_bytes_per_row(model.module, inputs[0]))
         std = inputs.std(1, keepdim=True) if inputs.shape[1] > 1 else torch.ones_like(inputs[:, :1])
         scale = float(opts["noise_level"]) * std
         gen = torch.Generator(device="cpu").manual_seed(int(opts["seed"]))
@@ -391,7 +393,8 @@ class GradientShapExplainer(BaseExplainer):
             if len(bg) > size:
                 bg = bg[torch.randperm(len(bg), generator=gen)[:size].to(bg.device)]
         fit, rows, notes = plan_passes(model.module, inputs, opts["internal_batch_size"], self.name)
-        per_pass = copies_per_pass(len(inputs), rows, inputs.device, self.name, fit)
+        per_pass = copies_per_pass(len(inputs), rows, inputs.device, self.name, fit,
+                                   saved_bytes_per_row(model.module, inputs[0]))
         total = torch.zeros_like(inputs, dtype=torch.float32)
         for start in range(0, n, per_pass):
             copies = min(per_pass, n - start)

@@ -95,7 +95,8 @@ def weighted_gradients(module: nn.Module, baselines: torch.Tensor, diff: torch.T
     most ``internal_batch_size`` rows (whole copies of the batch, at least one per pass; by
     default the device's ``passes.AUTO_ROWS``) and at most ``fit`` rows."""
     batch = diff.shape[0]
-    per_pass = copies_per_pass(batch, internal_batch_size, diff.device, METHOD, fit)
+    per_pass = copies_per_pass(batch, internal_batch_size, diff.device, METHOD, fit,
+                               saved_bytes_per_row(module, diff[0]))
     w = torch.tensor(weights, dtype=torch.float32, device=diff.device)
     sums = torch.zeros((len(w), *diff.shape), dtype=torch.float32, device=diff.device)
     for start in range(0, len(alphas), per_pass):

@@ -16,6 +16,9 @@ from torch import nn
 from xaicore.plugin import XaiError, pass_budget, saved_bytes_per_row
 
 AUTO_ROWS = {"cpu": 128, "cuda": 8192}  # rows per pass when the caller gives no batch size
+#: on CPU, the bytes a default pass's saved tensors may take: rows larger than AUTO_ROWS allows
+#: (large images through a ResNet) go in fewer rows per pass, which stay faster in cache
+CPU_PASS_SAVED_BYTES = 2**29
 BYTES_FACTOR = 256  # bytes per input value of a row for buffers the probe does not see
 
 
@@ -57,20 +60,29 @@ def plan_passes(module: nn.Module, inputs: torch.Tensor, internal_batch_size: in
 
 
 def copies_per_pass(batch: int, internal_batch_size: int | None, device: torch.device,
-                    method: str, fit: int | None = None) -> int:
+                    method: str, fit: int | None = None, saved: int = 0) -> int:
     """How many copies of a ``batch``-row batch go through one pass (at least one), within
     ``fit`` rows when given.
 
     By default a pass holds ``AUTO_ROWS`` rows for the device: on CPU small passes stay in cache
-    and are fastest (hybrid, 64x150 inputs, IG 50 steps: 128 rows 0.87x of 50 plain passes,
-    256 rows 1.11x, all 3200 rows at once 2.3x); on CUDA large passes fill the device.
+    and are fastest, and rows whose forward keeps ``saved`` bytes each for backward go at most
+    ``CPU_PASS_SAVED_BYTES`` to a pass; on CUDA large passes fill the device.
     """
-    rows = int(internal_batch_size or AUTO_ROWS.get(device.type, AUTO_ROWS["cuda"]))
+    rows = int(internal_batch_size or default_rows(device, saved))
     if rows < 1:
         raise XaiError(f"{method}: internal_batch_size must be positive, got {rows}")
     if fit is not None:
         rows = min(rows, fit)
     return max(1, rows // batch)
+
+
+def default_rows(device: torch.device, saved: int = 0) -> int:
+    """Rows per pass when the caller gives none (``copies_per_pass``)."""
+    if device.type != "cpu":
+        return AUTO_ROWS.get(device.type, AUTO_ROWS["cuda"])
+    if saved <= 0:
+        return AUTO_ROWS["cpu"]
+    return max(1, min(AUTO_ROWS["cpu"], CPU_PASS_SAVED_BYTES // saved))
 
 
 def sample_groups(batch: int, fit: int) -> list[slice]:
