@@ -14,6 +14,7 @@ import torch
 from click.testing import CliRunner
 
 import xaicore
+from image_runs import train_digits
 from tolerances import assert_close, assert_identical, is_close
 from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
@@ -30,22 +31,14 @@ def xai(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def train(tmp_path_factory, model: str, epochs: int):
-    run = tmp_path_factory.mktemp(model) / "run"
-    result = xai("train", "--dataset", "digits", "--model", model, "--out", run, "--epochs", epochs,
-                 "--param", "channels=8", "--data", "scale=2", "--quiet")
-    assert result.exit_code == 0, result.output
-    return run
-
-
 @pytest.fixture(scope="module")
 def cnn_run(tmp_path_factory):
-    return train(tmp_path_factory, "image-cnn", 3)
+    return train_digits(tmp_path_factory, epochs=3)
 
 
 @pytest.fixture(scope="module")
 def resnet_run(tmp_path_factory):
-    return train(tmp_path_factory, "image-resnet18", 2)
+    return train_digits(tmp_path_factory, "image-resnet18", epochs=2)
 
 
 @pytest.fixture(scope="module")

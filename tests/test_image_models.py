@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 
 import xaicore
+from image_runs import train_digits
 from tolerances import assert_close
 from xaicore.cli import cli
 from xaicore.data.dataset import Dataset, DataSplit
@@ -31,13 +32,6 @@ def xai(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def train(tmp_path_factory, name, model, *args):
-    run = tmp_path_factory.mktemp(name) / "run"
-    result = xai("train", "--dataset", "digits", "--model", model, "--out", run, "--quiet", *args)
-    assert result.exit_code == 0, result.output
-    return run
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset({"name": "digits", "scale": 2})
@@ -47,20 +41,17 @@ def digits():
 def vit_run(tmp_path_factory):
     """image-vit, two layers of two heads over 4x4 patches of the 16x16 digits, four epochs."""
     params = [a for k, v in TINY_VIT.items() for a in ("--param", f"{k}={v}")]
-    return train(tmp_path_factory, "vit", "image-vit", "--data", "scale=2", "--epochs", "4",
-                 "--lr", "0.005", *params)
+    return train_digits(tmp_path_factory, "image-vit", "--lr", "0.005", *params, epochs=4)
 
 
 @pytest.fixture(scope="module")
 def cnn_run(tmp_path_factory):
-    return train(tmp_path_factory, "cnn", "image-cnn", "--data", "scale=2", "--epochs", "2",
-                 "--param", "channels=8")
+    return train_digits(tmp_path_factory, epochs=2)
 
 
 @pytest.fixture(scope="module")
 def resnet_run(tmp_path_factory):
-    return train(tmp_path_factory, "resnet", "image-resnet18", "--data", "scale=2", "--epochs", "1",
-                 "--param", "channels=8")
+    return train_digits(tmp_path_factory, "image-resnet18", epochs=1)
 
 
 def bilinear(maps: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -16,6 +16,7 @@ import torch
 from click.testing import CliRunner
 
 import xaicore
+from image_runs import train_digits
 from tolerances import assert_close
 from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
@@ -32,11 +33,7 @@ def xai(*args):
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
     """image-cnn trained for a few epochs on the 16x16 digits, small and quick."""
-    run = tmp_path_factory.mktemp("image-shap") / "run"
-    result = xai("train", "--dataset", "digits", "--model", "image-cnn", "--out", run, "--epochs", "3",
-                 "--param", "channels=8", "--data", "scale=2", "--quiet")
-    assert result.exit_code == 0, result.output
-    return run
+    return train_digits(tmp_path_factory, epochs=3)
 
 
 @pytest.fixture(scope="module")

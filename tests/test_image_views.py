@@ -15,6 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from browser import browser_page
+from image_runs import train_digits
 from xai_plots.image_units import image_size, png_bytes, quantised, scale_of
 from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
@@ -36,10 +37,7 @@ def xai(*args):
 def image_run(tmp_path_factory) -> Path:
     """image-cnn trained for 2 epochs on the 16x16 digits, three methods explaining test images
     0..9, and its report."""
-    run = tmp_path_factory.mktemp("imageviews") / "run"
-    result = xai("train", "--dataset", "digits", "--model", "image-cnn", "--out", run, "--epochs", "2",
-                 "--param", "channels=8", "--data", "scale=2", "--quiet")
-    assert result.exit_code == 0, result.output
+    run = train_digits(tmp_path_factory, epochs=2)
     methods = [a for m in METHODS for a in ("--method", m)]
     result = xai("explain", "--run", run, *methods, "--samples", "0:10")
     assert result.exit_code == 0, result.output

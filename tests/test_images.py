@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 import xaicore
+from image_runs import train_digits
 from tolerances import assert_close
 from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
@@ -26,11 +27,7 @@ def xai(*args):
 @pytest.fixture(scope="module")
 def image_run(tmp_path_factory):
     """image-cnn trained for a few epochs on the digits at 16x16 (scale 2), small and quick."""
-    run = tmp_path_factory.mktemp("images") / "run"
-    result = xai("train", "--dataset", "digits", "--model", "image-cnn", "--out", run, "--epochs", "4",
-                 "--param", "channels=8", "--data", "scale=2", "--quiet")
-    assert result.exit_code == 0, result.output
-    return run
+    return train_digits(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
