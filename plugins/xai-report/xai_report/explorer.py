@@ -75,21 +75,29 @@ def explorer_data(explanations: list[Explanation]) -> dict[str, Any]:
             "length": int(first.attributions.shape[1]), "series": series, "views": views}
 
 
+def pickers(views: list[dict], prefix: str = "", compare: bool = True) -> tuple[str, str]:
+    """The method tabs (with "all methods" when ``compare`` and there are several) and the
+    sample buttons (misclassified ones marked) of a view's toolbar, as ``data-{prefix}key`` and
+    ``data-{prefix}sample`` buttons."""
+    keys = [(v["key"], v["method"] + ("" if v["kind"] == "predicted" else f" ({v['kind']} class)"))
+            for v in views]
+    samples = sorted({s for v in views for s in v["samples"]})
+    wrong = {s for v in views for s, p, t in zip(v["samples"], v["prediction"], v["label"])
+             if t >= 0 and p != t}
+    tabs = "".join(f'<button type="button" data-{prefix}key="{esc(k)}">{esc(label)}</button>'
+                   for k, label in keys)
+    if compare and len(keys) > 1:
+        tabs += f'<button type="button" data-{prefix}key="compare">all methods</button>'
+    marked = ' class="wrong" title="misclassified"'
+    buttons = "".join(f'<button type="button" data-{prefix}sample="{s}"'
+                      f'{marked if s in wrong else ""}>{s}</button>' for s in samples)
+    return tabs, buttons
+
+
 def explorer_section(explanations: list[Explanation]) -> str:
     """The toolbar, the two plot areas and the embedded data."""
     data = explorer_data(explanations)
-    keys = [(v["key"], v["method"] + ("" if v["kind"] == "predicted" else f" ({v['kind']} class)"))
-            for v in data["views"]]
-    samples = sorted({s for v in data["views"] for s in v["samples"]})
-    wrong = {s for v in data["views"] for s, p, t in zip(v["samples"], v["prediction"],
-                                                           v["label"]) if t >= 0 and p != t}
-    tabs = "".join(f'<button type="button" data-key="{esc(k)}">{esc(label)}</button>'
-                   for k, label in keys)
-    if len(keys) > 1:
-        tabs += '<button type="button" data-key="compare">all methods</button>'
-    marked = ' class="wrong" title="misclassified"'
-    buttons = "".join(f'<button type="button" data-sample="{s}"{marked if s in wrong else ""}>'
-                      f"{s}</button>" for s in samples)
+    tabs, buttons = pickers(data["views"])
     payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     return (f'<div class="toolbars"><div class="toolbar"><span class="label">Method</span>{tabs}'
             f'</div><div class="toolbar"><span class="label">Sample</span>'

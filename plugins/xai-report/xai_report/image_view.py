@@ -33,7 +33,7 @@ from xai_plots.image_units import (
 )
 from xaicore.plugin import Explanation, XaiError
 
-from .explorer import in_page_order, view_of
+from .explorer import in_page_order, pickers, view_of
 from .page import esc
 
 #: Largest side of an embedded attribution map: larger maps are averaged over square blocks.
@@ -115,18 +115,7 @@ def image_section(explanations: list[Explanation]) -> str:
     """Method, sample and opacity controls, the image / map / overlay canvases, the side-by-side
     grid of every method ("all methods"), the colour legend and the embedded data."""
     data = image_data(explanations)
-    keys = [(v["key"], v["method"] + ("" if v["kind"] == "predicted" else f" ({v['kind']} class)"))
-            for v in data["views"]]
-    samples = sorted({s for v in data["views"] for s in v["samples"]})
-    wrong = {s for v in data["views"] for s, p, t in zip(v["samples"], v["prediction"], v["label"])
-             if t >= 0 and p != t}
-    tabs = "".join(f'<button type="button" data-image-key="{esc(k)}">{esc(label)}</button>'
-                   for k, label in keys)
-    if len(keys) > 1:
-        tabs += '<button type="button" data-image-key="compare">all methods</button>'
-    marked = ' class="wrong" title="misclassified"'
-    buttons = "".join(f'<button type="button" data-image-sample="{s}"{marked if s in wrong else ""}>'
-                      f"{s}</button>" for s in samples)
+    tabs, buttons = pickers(data["views"], "image-")
     percent = round(100 * OPACITY)
     pooled_note = (f" Maps of images larger than {MAX_MAP_SIDE} pixels a side are embedded as the "
                    f"means of {data['factor']}x{data['factor']} pixel blocks."

@@ -15,7 +15,7 @@ from xai_plots.text_html import NEGATIVE, POSITIVE, WHITE_TEXT_FROM
 from xai_plots.text_units import class_words, groups, tokens_of, word_text
 from xaicore.plugin import Explanation
 
-from .explorer import KIND_SUFFIX, in_page_order, packed, target_kind, view_of
+from .explorer import KIND_SUFFIX, in_page_order, packed, pickers, target_kind, view_of
 from .page import esc
 
 #: Keys each query keeps in the attention view (its strongest), per layer and head.
@@ -129,16 +129,7 @@ def top_links(maps: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def text_section(explanations: list[Explanation]) -> str:
     """Method, sample and token/word pickers, the coloured text, and the embedded data."""
     data = text_data(explanations)
-    keys = [(v["key"], v["method"] + ("" if v["kind"] == "predicted" else f" ({v['kind']} class)"))
-            for v in data["views"]]
-    samples = sorted({s for v in data["views"] for s in v["samples"]})
-    wrong = {s for v in data["views"] for s, p, t in zip(v["samples"], v["prediction"], v["label"])
-             if t >= 0 and p != t}
-    tabs = "".join(f'<button type="button" data-text-key="{esc(k)}">{esc(label)}</button>'
-                   for k, label in keys)
-    marked = ' class="wrong" title="misclassified"'
-    buttons = "".join(f'<button type="button" data-text-sample="{s}"{marked if s in wrong else ""}>'
-                      f"{s}</button>" for s in samples)
+    tabs, buttons = pickers(data["views"], "text-", compare=False)
     modes = "".join(f'<button type="button" data-text-mode="{m}">{m}</button>'
                     for m in ("tokens", "words"))
     payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
