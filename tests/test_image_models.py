@@ -154,6 +154,33 @@ def test_attention_rollout_at_the_pixels_equals_the_formula(vit_run, digits):
     assert e.attributions.shape == X.shape
 
 
+@pytest.mark.parametrize("layer, head", [(0, None), (-1, None), (1, 0), (0, 1)])
+def test_one_layer_or_one_head_of_the_cls_attention_at_the_pixels(vit_run, digits, layer, head):
+    """layer= (and head=) explain by that layer's head mean (or that head) of the CLS row,
+    recomputed from the hooked query-key products."""
+    model = xaicore.load_run(vit_run)
+    X = digits.test.X[:4]
+    e = xaicore.explain(model, X, method="attention", layer=layer, head=head)
+    weights = recomputed_attention(model, X)[layer]
+    expected = weights.mean(1) if head is None else weights[:, head]
+    assert_close(e.attributions[..., 0], patches_to_pixels(expected[:, 0, 1:], (4, 4), 4))
+    index = layer % len(e.extras["cls_attention"][0])
+    assert e.extras["aggregation"] == (f"head mean of layer {index}" if head is None
+                                       else f"head {head} of layer {index}")
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"layer": 2}, r"layer 2 does not exist; the model has 2 attention layers \(0 to 1"),
+    ({"layer": 0, "head": 2}, r"head 2 does not exist; layer 0 has 2 heads \(0 to 1\)"),
+    ({"head": 0}, "head picks a head of one layer; give layer too"),
+])
+def test_a_layer_or_head_the_model_lacks_is_refused(vit_run, digits, options, message):
+    model = xaicore.load_run(vit_run)
+    with pytest.raises(XaiError, match=message) as error:
+        xaicore.explain(model, digits.test.X[:2], method="attention", **options)
+    assert "\n" not in str(error.value)
+
+
 def test_one_attention_layer_is_its_head_mean_and_one_patch_is_refused(digits):
     cls = registry.get_model("image-vit")
     model = build_model(digits, "image-vit", cls, {**TINY_VIT, "depth": 1, "patch_size": 8})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from xaicore.plugin import BaseExplainer, LoadedModel, XaiError, modality_of
+from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, modality_of
 
 
 def rollout(head_means: list[torch.Tensor]) -> torch.Tensor:
@@ -21,6 +21,29 @@ def rollout(head_means: list[torch.Tensor]) -> torch.Tensor:
         mixed = mixed / mixed.sum(-1, keepdim=True)
         result = mixed if result is None else mixed @ result
     return result
+
+
+def chosen(layers: list[torch.Tensor], means: list[torch.Tensor], rolled: torch.Tensor | None,
+           layer: int | None, head: int | None) -> tuple[torch.Tensor, str]:
+    """The ``[batch, query, key]`` attention explained and how it was taken: the rollout when
+    there is one, else the last layer's head mean; or ``layer``'s head mean, or its ``head``."""
+    if layer is None:
+        if head is not None:
+            raise XaiError("attention: head picks a head of one layer; give layer too")
+        if rolled is not None:
+            return rolled, "rollout"
+        return means[-1], f"head mean of layer {len(means) - 1}"
+    if not -len(layers) <= layer < len(layers):
+        raise XaiError(f"attention: layer {layer} does not exist; the model has {len(layers)} "
+                       f"attention layers (0 to {len(layers) - 1}, or -1 for the last)")
+    index = layer % len(layers)
+    if head is None:
+        return means[index], f"head mean of layer {index}"
+    heads = layers[index].shape[1]
+    if head >= heads:
+        raise XaiError(f"attention: head {head} does not exist; layer {index} has {heads} heads "
+                       f"(0 to {heads - 1})")
+    return layers[index][:, head].detach().float(), f"head {head} of layer {index}"
 
 
 def to_input_steps(received: torch.Tensor, n_steps: int) -> torch.Tensor:
@@ -67,7 +90,8 @@ class AttentionExplainer(BaseExplainer):
     """Attention received by each key position (mean over queries), broadcast over features.
 
     Stacked layers (all square and of one length) are combined by rollout; otherwise the head
-    mean of the last layer is used. Attention does not depend on the target class.
+    mean of the last layer is used; ``layer`` (and ``head``) picks one layer's head mean (or one
+    head) instead. Attention does not depend on the target class.
 
     A network whose tokens start with ``prefix_tokens`` of its own (a ViT's CLS token) is
     explained by the first token's row over the tokens after the prefix (the CLS token's
@@ -77,7 +101,12 @@ class AttentionExplainer(BaseExplainer):
     """
 
     name = "attention"
-    options = ()  # attention takes no options
+    options = (
+        Option("layer", int, None, "one layer's attention instead of the rollout over all of "
+               "them (0 the first, -1 the last)", min=-1024, max=1023),
+        Option("head", int, None, "with layer: one head of it instead of the heads' mean (0 the "
+               "first)", min=0, max=1023),
+    )
     maps_time = True
 
     def check(self, model: LoadedModel) -> str | None:
@@ -106,10 +135,9 @@ class AttentionExplainer(BaseExplainer):
         stackable = len(means) > 1 and all(m.shape[1] == m.shape[2] == means[0].shape[1]
                                            for m in means)
         if stackable:
-            combined = extras["rollout"] = rollout(means)
-        else:
-            combined = means[-1]
-        extras["aggregation"] = "rollout" if stackable else f"head mean of layer {len(means) - 1}"
+            extras["rollout"] = rollout(means)
+        combined, extras["aggregation"] = chosen(layers, means, extras.get("rollout"), opts["layer"],
+                                                 opts["head"])
         prefix = int(getattr(model.network, "prefix_tokens", 0) or 0)
         if prefix:
             received = combined[:, 0, prefix:]
