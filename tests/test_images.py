@@ -164,3 +164,22 @@ def test_deeplift_refuses_a_network_that_reuses_a_nonlinearity(image_run):
     with pytest.raises(XaiError, match=r"calls relu1 more than once in a forward pass") as error:
         xaicore.explain(model, np.zeros((2, 256, 1), np.float32), method="deeplift")
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_networks_get_images_in_nchw_memory_layout(channels):
+    """The permuted [B, H*W, C] pixels are copied to [B, C, H, W] strides, also for one channel
+    (where .contiguous() keeps the channels-last strides: convolutions then take oneDNN's
+    channels-last kernels, one of whose CPU backward passes crashes on a strided 1x1 Conv2d)."""
+    from xai_image.modules import ImageModule
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.stride())
+            return x.flatten(1)[:, :2]
+
+    module = ImageModule(torch.nn.Identity(), Probe(), 8, 6)
+    module(torch.rand(2, 48, channels))
+    assert seen == [(channels * 48, 48, 6, 1)]

@@ -23,7 +23,8 @@ class ImageModule(nn.Module):
             raise XaiError(f"image model expects [batch, {self.height * self.width} pixels, channel] "
                            f"({self.height}x{self.width}), got {tuple(x.shape)}")
         x = self.normalisation(x)
-        # contiguous: the permuted view is channels-last in memory, and convolutions on it take
-        # other kernels, with larger float error than on the [B, C, H, W] layout networks expect
+        # copied to [B, C, H, W] strides: the permuted view is channels-last in memory (also with
+        # one channel, which .contiguous() leaves as it is), and convolutions on it take other
+        # kernels, with larger float error, and one of oneDNN's CPU backward kernels crashes
         images = x.reshape(len(x), self.height, self.width, x.shape[2]).permute(0, 3, 1, 2)
-        return self.network(images.contiguous())
+        return self.network(images.clone(memory_format=torch.contiguous_format))
