@@ -451,3 +451,30 @@ def test_deeplift_on_the_resnet_sums_to_the_logit_difference(resnet_run, digits)
     difference = model.logits(X)[rows, e.targets] - model.logits(np.zeros_like(X))[rows, e.targets]
     assert_close(e.attributions.astype(np.float64).sum((1, 2)), difference,
                  scale=float(np.abs(difference).max()))
+
+
+def test_an_image_folder_is_imported_with_its_size_rule(own_image_model, tmp_path):
+    """`--data FOLDER --data size=32`: the folder's images of two sizes read by the rule the
+    kind's refusal names, which the run keeps for its inputs."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    root, _, _ = own_image_model
+    digits = load_digits()
+    folder = tmp_path / "digits"
+    for c in range(10):
+        (folder / str(c)).mkdir(parents=True)
+        for i, image in enumerate(digits.images[digits.target == c][:4]):
+            pixels = (image * 255 / 16).round().astype(np.uint8)
+            scale = 4 if i % 2 else 3  # 32x32 and 24x24
+            Image.fromarray(pixels.repeat(scale, 0).repeat(scale, 1)).save(folder / str(c) / f"{i}.png")
+    common = ("import", "--module", root / "imagenet.py:Net", "--weights", root / "net.pt",
+              "--kind", "images", "--data", folder)
+    refused = xai(*common, "--out", tmp_path / "refused")
+    assert refused.exit_code != 0 and "give --data size=HxW" in refused.output
+    assert not (tmp_path / "refused").exists()
+    result = xai(*common, "--data", "size=32", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    model = xaicore.load_run(tmp_path / "run")
+    assert model.image_size == (32, 32) and model.image_reading["size"] == [32, 32]
+    assert "one dataset" in xai(*common, "--data", "digits", "--out", tmp_path / "two").output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -49,6 +50,16 @@ def parse_params(items: tuple[str, ...], flag: str = "--param") -> dict:
         except json.JSONDecodeError:
             params[key.strip()] = raw
     return params
+
+
+def split_data(items: tuple[str, ...]) -> tuple[str, dict]:
+    """``xai import --data``: the one dataset (a name or path) and the KEY=VALUE options beside it."""
+    options = tuple(item for item in items if re.match(r"[A-Za-z_]\w*=", item))
+    named = [item for item in items if item not in options]
+    if len(named) != 1:
+        raise XaiError(f"--data names one dataset (a registered name, a file or a folder), with "
+                       f"KEY=VALUE options beside it; got {', '.join(map(repr, named)) or 'none'}")
+    return named[0], parse_params(options, "--data")
 
 
 def kind_spec(model: str | None, dataset: str, test: Path | None, columns: dict, seed: int,
@@ -187,10 +198,11 @@ def predict_cmd(run, input_path, out, force, id_column, time_column, label_colum
                    "'hyperparameters' saved with the weights, else none).")
 @click.option("--output", type=click.IntRange(0, 100),
               help="When forward returns a tuple (logits, attention, ...): the logits' position.")
-@click.option("--data", "dataset", required=True,
+@click.option("--data", "data_items", required=True, multiple=True,
               help="The data it classifies: a registered dataset (GunPoint, rotten-tomatoes, ...) "
-                   "or a .csv/.npz file (with --hf: a .csv/.tsv/.jsonl of texts), its class order "
-                   "being the model's output order.")
+                   "or a .csv/.npz file or a folder its kind reads (with --hf: a .csv/.tsv/.jsonl "
+                   "of texts), its class order being the model's output order; repeated as "
+                   "KEY=VALUE, the dataset's options as for xai train (e.g. --data size=32).")
 @click.option("--text-column", help="With --hf and a file of texts: the column holding the texts "
               "(the labels are in the column named label).")
 @click.option("--test", type=click.Path(path_type=Path), help="Test file for a .csv/.npz dataset.")
@@ -206,11 +218,13 @@ def predict_cmd(run, input_path, out, force, id_column, time_column, label_colum
               "may find one (the last Conv2d run whose map is larger than 1x1).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
 @click.option("--force", is_flag=True, help="Replace a run directory xai wrote before.")
-def import_cmd(target, weights, hf_folder, params, output, dataset, text_column, test, kind, layout,
-               gradcam_layer, out, force):
+def import_cmd(target, weights, hf_folder, params, output, data_items, text_column, test, kind,
+               layout, gradcam_layer, out, force):
     """Make a model you trained yourself a run that explain, evaluate and report accept."""
     from xaicore.data.loading import dataset_spec
     from xaicore.runs.importing import import_folder, import_model
+
+    dataset, data = split_data(data_items)
 
     if hf_folder is not None:
         if (target or weights or params or output is not None or gradcam_layer or layout
@@ -218,8 +232,8 @@ def import_cmd(target, weights, hf_folder, params, output, dataset, text_column,
             raise XaiError("--hf reads the model, its weights and tokenizer from the folder; give "
                            "only --data (and --text-column, --test), --out and --force beside it")
         spec = (kind_spec(HF_MODEL, dataset, test, {} if text_column is None else
-                          {"text_column": text_column}, 0, 0.25, {})
-                or dataset_spec(dataset, test=test))
+                          {"text_column": text_column}, 0, 0.25, data)
+                or {**dataset_spec(dataset, test=test), **data})
         metrics = import_folder(HF_MODEL, hf_folder, spec, out, force=force)
         click.echo(f"imported {hf_folder}: test accuracy {metrics['test_accuracy']:.4f} on "
                    f"{metrics['dataset']} -> {out}")
@@ -232,8 +246,8 @@ def import_cmd(target, weights, hf_folder, params, output, dataset, text_column,
         raise XaiError(f"--params is not valid JSON: {exc}") from None
     from xaicore.plugins import registry
 
-    spec = (kind and file_spec(registry.get_modality(kind), dataset, test, {}, 0, 0.25, {},
-                               f"kind {kind!r}")) or dataset_spec(dataset, test=test)
+    spec = (kind and file_spec(registry.get_modality(kind), dataset, test, {}, 0, 0.25, data,
+                               f"kind {kind!r}")) or {**dataset_spec(dataset, test=test), **data}
     metrics = import_model(target, weights, kwargs, spec, out, kind=kind, layout=layout,
                            gradcam_layer=gradcam_layer, output=output, force=force)
     click.echo(f"imported {target}: test accuracy {metrics['test_accuracy']:.4f} on "
