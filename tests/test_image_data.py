@@ -368,3 +368,10 @@ def test_bad_input_images_are_one_line_errors_and_write_nothing(run, folder, tmp
     refused(xai("predict", "--run", run, "--input", inputs, "--out", tmp_path / "p.csv"),
             *fragments)
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_samples_beside_input_is_refused_not_ignored(folder, run, tmp_path):
+    result = xai("explain", "--run", run, "--input", folder[0], "--samples", "0:4", "--method",
+                 "saliency", "--out", tmp_path / "out")
+    assert result.exit_code != 0 and "--input explains every row of its file" in result.output
+    assert not (tmp_path / "out").exists()

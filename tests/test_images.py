@@ -183,3 +183,10 @@ def test_networks_get_images_in_nchw_memory_layout(channels):
     module = ImageModule(torch.nn.Identity(), Probe(), 8, 6)
     module(torch.rand(2, 48, channels))
     assert seen == [(channels * 48, 48, 6, 1)]
+
+
+def test_temporal_saliency_rescaling_refuses_images(image_run, digits):
+    model = xaicore.load_run(image_run)
+    with pytest.raises(XaiError, match="input has two spatial axes, not a time axis") as error:
+        xaicore.explain(model, digits.test.X[:2], method="tsr:saliency")
+    assert "\n" not in str(error.value)

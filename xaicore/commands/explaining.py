@@ -104,6 +104,10 @@ def explain_cmd(runs, methods, samples, target, option_items, out, figures, devi
             explain_runs(list(runs), methods, "all", target, parse_options(option_items), out,
                          figures, device, force, texts=list(texts))
             return
+        if input_path is not None and click.get_current_context().get_parameter_source(
+                "samples") is click.core.ParameterSource.COMMANDLINE:
+            raise XaiError("--samples picks samples of the run's test split; --input explains "
+                           "every row of its file (give a file of the rows to explain)")
         streamed = explain_streamed(list(runs), methods, samples, target,
                                     parse_options(option_items), out, device, force, input_path,
                                     engine, batch_size, resume, engine_options,

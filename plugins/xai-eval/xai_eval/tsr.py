@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.plugin import Explanation, LoadedModel, Option, XaiError, build_explanation, declared
+from xaicore.plugin import (
+    Explanation,
+    LoadedModel,
+    Option,
+    XaiError,
+    build_explanation,
+    declared,
+    modality_of,
+)
 
 from .guard import explain_again, explainer_call
 
@@ -62,6 +70,9 @@ class TSRExplainer:
         self.requires = tuple(getattr(inner, "requires", ()))
 
     def check(self, model: LoadedModel) -> str | None:
+        if getattr(modality_of(model), "spatial_dims", 1) != 1:
+            return ("Temporal Saliency Rescaling rescales time steps and features; this model's "
+                    "input has two spatial axes, not a time axis. Use the method without tsr:")
         return explainer_call(self.inner.name, "check", self.inner.check, model)
 
     def _explain(self, model: LoadedModel, x: torch.Tensor, t: torch.Tensor,

@@ -21,11 +21,13 @@ PLAYER_OPTIONS = {
     "compactness": "shapes images' superpixels",
     "patch": "sizes images' grid patches",
 }
-COMPACTNESS = Option("compactness", float, None, "images, players=superpixels: SLIC's balance of "
-                     "colour against space (higher: squarer superpixels; default 0.1 on pixels "
-                     "scaled to [0, 1], 10 for three channels, segmented in CIELAB)", min=0.0)
-PATCH = Option("patch", int, None, "images, players=patches: the side of the square patches in "
-               "pixels (default a quarter of the shorter side: a 4 x 4 grid)", min=1, max=1_000_000)
+COMPACTNESS = Option("compactness", float, None, "images, superpixels (shap players=, "
+                     "occlusion unit=): SLIC's balance of colour against space (higher: squarer "
+                     "superpixels; default 0.1 on pixels scaled to [0, 1], 10 for three "
+                     "channels, segmented in CIELAB)", min=0.0)
+PATCH = Option("patch", int, None, "images, patches (shap players=, occlusion unit=): the side of "
+               "the square patches in pixels (default a quarter of the shorter side: a 4 x 4 "
+               "grid)", min=1, max=1_000_000)
 #: the kind's substrate an absent player takes when none is named: a blur where the kind has one
 #: (shap's image masker and the RISE and LIME practice), else the kind's default
 PREFERRED_ABSENT = "blurred"
