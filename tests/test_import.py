@@ -118,6 +118,8 @@ def test_bad_imports_are_one_line_errors(own_model, tmp_path):
         (["--module", root / "mynet.py:NotANetwork"], "has no torch.nn.Module class"),
         (["--module", "nowhere_at_all:Net"], "cannot find module 'nowhere_at_all'"),
         (["--gradcam-layer", "conv9"], "has no layer 'conv9'; its Conv1d layers are: conv1, conv2"),
+        (["--gradcam-layer", "fc"], "--gradcam-layer fc outputs (2, 2), not a map [batch, "
+                                    "channel, ...] that Grad-CAM weighs"),
         (["--params", "{channels: 8}"], "--params is not valid JSON"),
     ]
     base = {"--module": root / "mynet.py:Net", "--weights": root / "net.pt",

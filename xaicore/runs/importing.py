@@ -135,9 +135,20 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
         model = (call("modalities", modality.name, f"{modality.name}.adopt", adopt, net, dataset.info,
                       {**info, "hyperparameters": params}) if callable(adopt)
                  else LoadedModel(net, seq_len=dataset.seq_len, **info))
-        if gradcam_layer:
-            model.layer(gradcam_layer)  # an unknown layer is named now, not at explain time
-        model.check_forward(torch.from_numpy(dataset.test.X[:2]))
+        shapes: list[tuple[int, ...]] = []
+        hook = None
+        if gradcam_layer:  # an unknown layer, or one that gives no map, is named now
+            hook = model.layer(gradcam_layer).register_forward_hook(
+                lambda _module, _inputs, output: shapes.append(tuple(getattr(output, "shape", ()))))
+        try:
+            model.check_forward(torch.from_numpy(dataset.test.X[:2]))
+        finally:
+            if hook is not None:
+                hook.remove()
+        if gradcam_layer and not (shapes and len(shapes[0]) >= 3):
+            raise XaiError(f"--gradcam-layer {gradcam_layer} outputs "
+                           f"{shapes[0] if shapes else 'nothing in a forward pass'}, not a map "
+                           f"[batch, channel, ...] that Grad-CAM weighs; name a convolution layer")
         probs = torch.softmax(torch.from_numpy(model.logits(dataset.test.X)), 1).numpy()
         predicted = probs.argmax(1)
         report = classification_report(dataset.test.y, predicted, dataset.class_names)
