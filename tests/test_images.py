@@ -190,3 +190,22 @@ def test_temporal_saliency_rescaling_refuses_images(image_run, digits):
     with pytest.raises(XaiError, match="input has two spatial axes, not a time axis") as error:
         xaicore.explain(model, digits.test.X[:2], method="tsr:saliency")
     assert "\n" not in str(error.value)
+
+
+def test_a_baseline_image_is_taken_in_the_layouts_inputs_are(image_run, digits):
+    """Integrated gradients from the user's own baseline image: [C, H, W] or [H, W, C] shared,
+    [n, C, H, W] per image, the same as the flattened [H*W, C]; complete against it."""
+    model = xaicore.load_run(image_run)
+    X = digits.test.X[:3]
+    flat = np.full((256, 1), 0.25, np.float32)
+    flat[:128] = 0.75
+    reference = xaicore.explain(model, X, method="integrated-gradients", baseline=flat).attributions
+    image = flat.reshape(16, 16, 1)
+    for baseline in (image.transpose(2, 0, 1), image, np.repeat(image.transpose(2, 0, 1)[None], 3, 0)):
+        e = xaicore.explain(model, X, method="integrated-gradients", baseline=baseline)
+        assert_close(e.attributions, reference)
+    rows = np.arange(3)
+    difference = model.logits(X)[rows, e.targets] - model.logits(np.repeat(flat[None], 3, 0))[rows, e.targets]
+    assert (np.abs(e.attributions.sum((1, 2)) - difference) <= 0.01 * np.abs(difference) + 1e-5).all()
+    with pytest.raises(XaiError, match=r"must be \[time, feature\]"):
+        xaicore.explain(model, X, method="integrated-gradients", baseline=np.zeros((1, 8, 8)))

@@ -117,7 +117,7 @@ def bad_values(option: Option) -> list:
     """Values ``option`` must refuse: of the wrong type, out of its range, not one of its choices."""
     wrong_type = {int: ["abc", 2.5], float: ["abc", float("nan")], bool: ["maybe", 1],
                   str: [3], list: ["abc", [True]], object: [],
-                  Series: ["abc", [["a"]], [[[[0.0]]]], [[0.0], [0.0, 1.0]], "missing.npy"]}[option.type]
+                  Series: ["abc", [["a"]], [[[[[0.0]]]]], [[0.0], [0.0, 1.0]], "missing.npy"]}[option.type]
     out = list(wrong_type)
     if option.choices is not None:
         out.append("not-one-of-them")

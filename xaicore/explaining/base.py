@@ -76,7 +76,8 @@ class BaseExplainer:
         predicts for each sample, found in the explainer's own forward pass where it can."""
         opts = self.resolve_options(options)
         series = {k for k in self.series_names() if isinstance(opts.get(k), np.ndarray)}
-        opts = {k: per_sample(self.name, k, v, inputs) if k in series else v for k, v in opts.items()}
+        opts = {k: per_sample(self.name, k, v, inputs, model) if k in series else v
+                for k, v in opts.items()}
         if self.maps_time and inputs.shape[1] == 1:
             raise XaiError(one_step_message(self.name, inputs.shape[2]))
         model.module.eval()
@@ -145,12 +146,29 @@ class BaseExplainer:
         return join_parts(parts)
 
 
-def per_sample(method: str, name: str, value: np.ndarray, inputs: torch.Tensor) -> torch.Tensor:
+def as_inputs(model: Any, array: np.ndarray, row: tuple[int, int]) -> np.ndarray:
+    """``array`` as the model's inputs read it: one input (``[steps, features]``) when the
+    model's ``check_inputs`` takes it as one, else as many; unchanged when it takes neither."""
+    for batch in (array[None], array):
+        try:
+            converted = model.check_inputs(batch)
+        except XaiError:
+            continue
+        return converted[0] if len(batch) == 1 and converted.shape[1:] == row else converted
+    return array
+
+
+def per_sample(method: str, name: str, value: np.ndarray, inputs: torch.Tensor,
+               model: Any = None) -> torch.Tensor:
     """A ``Series`` option's array as one series per sample, shaped like ``inputs`` on its device:
     ``[time, feature]`` (``[time]`` for one feature) repeated for every sample, or
-    ``[sample, time, feature]`` as given; NaN or infinite values only where the inputs are padding."""
+    ``[sample, time, feature]`` as given, or either in a layout ``model``'s inputs take (an
+    image ``[C, H, W]``: its kind's ``check_inputs``); NaN or infinite values only where the
+    inputs are padding."""
     n, steps, features = inputs.shape
     array = value[:, None] if value.ndim == 1 and features == 1 else value
+    if array.shape not in ((steps, features), (n, steps, features)) and model is not None:
+        array = as_inputs(model, array, (steps, features))
     if array.shape == (steps, features):
         array = np.broadcast_to(array, (n, steps, features))
     if array.shape != (n, steps, features):

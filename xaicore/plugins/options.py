@@ -137,9 +137,10 @@ def _as_series(option: Option, owner: str, value: Any) -> Any:
         raise XaiError(f"{where} must be {expected}, not a ragged or mixed sequence") from None
     if array.dtype.kind not in "iuf":
         raise XaiError(f"{where} must be a real-valued array, not dtype {array.dtype}")
-    if not 1 <= array.ndim <= 3:
+    if not 1 <= array.ndim <= 4:
         raise XaiError(f"{where} must be [time, feature] ([time] for one feature) or "
-                       f"[sample, time, feature]; got shape {array.shape}")
+                       f"[sample, time, feature] (or an input of the model's own layout, such as "
+                       f"an image [channel, height, width]); got shape {array.shape}")
     return array.astype(np.float32, copy=False)
 
 
