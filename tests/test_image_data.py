@@ -283,6 +283,7 @@ def test_predict_classifies_a_folder_and_reads_its_class_folders_as_labels(run, 
     assert result.exit_code == 0, result.output
     rows = np.genfromtxt(out, delimiter=",", names=True, dtype=None, encoding="utf-8")
     assert [str(t) for t in rows["true"]] == [p.parent.name for p in sorted(written)]
+    assert list(rows["source"]) == [p.relative_to(root).as_posix() for p in sorted(written)]
     probabilities = xaicore.load_run(run).predict_proba(in_order(written))
     written_probabilities = np.stack([rows[f"prob_{c}"] for c in "012"], axis=1)
     assert np.abs(written_probabilities - probabilities).max() <= 5e-7  # 6 decimals in the CSV

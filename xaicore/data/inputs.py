@@ -49,6 +49,8 @@ class InputSource:
     lengths: np.ndarray | None = field(default=None, repr=False)
     header: list[str] = field(default_factory=list, repr=False)  # of a CSV
     file_class_names: list[str] | None = None  # the class names the file's integer labels index
+    #: a name per row where the input has them (a folder's files, relative to it), else None
+    row_names: list[str] | None = field(default=None, repr=False)
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         if self.kind == "npy":

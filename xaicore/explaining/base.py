@@ -147,12 +147,15 @@ class BaseExplainer:
 
 
 def as_inputs(model: Any, array: np.ndarray, row: tuple[int, int]) -> np.ndarray:
-    """``array`` as the model's inputs read it: one input (``[steps, features]``) when the
-    model's ``check_inputs`` takes it as one, else as many; unchanged when it takes neither."""
+    """``array`` laid out as the model's inputs read it: one input (``[steps, features]``) when
+    the model's ``check_inputs`` takes it as one, else as many; unchanged when it takes neither
+    or only by changing its values' count (padding a shorter series is no layout)."""
     for batch in (array[None], array):
         try:
             converted = model.check_inputs(batch)
         except XaiError:
+            continue
+        if converted.size != batch.size:
             continue
         return converted[0] if len(batch) == 1 and converted.shape[1:] == row else converted
     return array

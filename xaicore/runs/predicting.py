@@ -19,11 +19,11 @@ MAX_CLASS_COLUMNS = 50  # above this many classes, write the top TOP_K classes o
 TOP_K = 5
 
 
-def read_inputs(path: str | Path, model: LoadedModel,
-                columns: dict | None = None) -> tuple[np.ndarray, list[str] | None]:
-    """Series ``[n, time, feature]`` and their labels as class names (or None) from an input
-    file of any kind ``data.inputs`` reads (a long-format CSV with ``columns``), its labels read
-    by the same rule."""
+def read_inputs(path: str | Path, model: LoadedModel, columns: dict | None = None
+                ) -> tuple[np.ndarray, list[str] | None, list[str] | None]:
+    """Series ``[n, time, feature]``, their labels as class names (or None) and the rows' names
+    (or None) from an input file of any kind ``data.inputs`` reads (a long-format CSV with
+    ``columns``), its labels read by the same rule."""
     path = Path(path)
     modality = modality_of(model)
     opener = getattr(modality, "open_input", None)  # optional: the kind reads its own files
@@ -31,7 +31,8 @@ def read_inputs(path: str | Path, model: LoadedModel,
         source = call("modalities", modality.name, f"{modality.name}.open_input", opener, model,
                       path, columns or {})
         X, labels = source.read(0, source.n_rows)
-        return X, None if labels is None else [model.class_names[i] for i in labels]
+        return (X, None if labels is None else [model.class_names[i] for i in labels],
+                source.row_names)
     if not path.is_file() and path.suffix.lower() != ".zarr":
         raise XaiError(f"no input file at {path}")
     if path.suffix.lower() == ".csv" and model.n_features != 1 and not columns:
@@ -45,33 +46,35 @@ def read_inputs(path: str | Path, model: LoadedModel,
                        f"trained on series of length {model.seq_len} ({model.seq_len} value "
                        f"columns, plus an optional label column)")
     X, labels = source.read(0, source.n_rows)
-    return X, None if labels is None else [model.class_names[i] for i in labels]
+    return X, None if labels is None else [model.class_names[i] for i in labels], source.row_names
 
 
 def predict(run_dir: str | Path, input_path: str | Path, out_path: str | Path,
             force: bool = False, columns: dict | None = None) -> Path:
     """Write one row per input series: predicted class, probability of every class (and the
-    true label when the input has one); the output path. ``columns`` (``id_column``,
+    true label when the input has one; its name, ``source``, when the input names its rows:
+    a folder's files); the output path. ``columns`` (``id_column``,
     ``time_column``, optionally ``label_column``) read a long-format CSV."""
     out_path = Path(out_path)
     if out_path.exists() and not force:
         raise XaiError(f"{out_path} already exists; pass --force to replace it")
     model = load_run(run_dir)
-    X, labels = read_inputs(input_path, model, columns)
+    X, labels, row_names = read_inputs(input_path, model, columns)
     X = model.check_inputs(X)  # wrong length or channel count -> XaiError naming both
     if labels is not None and len(labels) != len(X):
         raise XaiError(f"{input_path}: {len(X)} samples but {len(labels)} labels")
     probs = model.predict_proba(X)
     names = model.class_names
-    fields = ["sample", "predicted"] + (["true", "correct"] if labels is not None else []) + \
-        probability_columns(names)
+    fields = ["sample"] + (["source"] if row_names is not None else []) + ["predicted"] + \
+        (["true", "correct"] if labels is not None else []) + probability_columns(names)
     with atomic_open(out_path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(fields)
         for i, p in enumerate(probs):
             predicted = names[int(p.argmax())]
             truth = [labels[i], int(labels[i] == predicted)] if labels is not None else []
-            writer.writerow([i, predicted, *truth, *probability_cells(p, names)])
+            source = [row_names[i]] if row_names is not None else []
+            writer.writerow([i, *source, predicted, *truth, *probability_cells(p, names)])
     return out_path
 
 

@@ -84,7 +84,13 @@ def open_images(model: LoadedModel, path: Path, columns: dict) -> InputSource:
         decoder.decode(file)
     height, width = model.image_size
     return ImageFiles(str(path), len(files), (height * width, model.n_features), "images",
-                      labels=indices, files=[str(file) for file in files], decoder=decoder)
+                      labels=indices, files=[str(file) for file in files], decoder=decoder,
+                      row_names=[relative(Path(file), path) for file in files])
+
+
+def relative(file: Path, root: Path) -> str:
+    """A file's name relative to the input folder (a single file: its own name)."""
+    return file.name if file == root else file.relative_to(root).as_posix()
 
 
 def model_decoder(model: LoadedModel, path: Path) -> Decoder:
