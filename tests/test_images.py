@@ -209,3 +209,28 @@ def test_a_baseline_image_is_taken_in_the_layouts_inputs_are(image_run, digits):
     assert (np.abs(e.attributions.sum((1, 2)) - difference) <= 0.01 * np.abs(difference) + 1e-5).all()
     with pytest.raises(XaiError, match=r"must be \[time, feature\]"):
         xaicore.explain(model, X, method="integrated-gradients", baseline=np.zeros((1, 8, 8)))
+
+
+def test_a_network_in_the_notebook_is_wrapped_as_an_image_model(image_run, digits):
+    """wrap_model(kind="images") adopts a [B, C, H, W] network as xai import does: the same
+    logits, Grad-CAM on its last Conv2d equal to captum's LayerGradCam on the same layer."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(),
+                              torch.nn.Linear(16, 10)).eval()
+    model = xaicore.wrap_model(net, kind="images", facts={"height": 16, "width": 16},
+                               n_classes=10, n_features=1)
+    X = digits.test.X[:4]
+    images = torch.from_numpy(X).reshape(4, 16, 16, 1).permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():
+        assert_close(model.logits(X), net(images).numpy())
+    e = xaicore.explain(model, X, method="gradcam")
+    assert e.extras["layer"] == "0" and e.modality == "images"
+    maps = LayerGradCam(net, net[0]).attribute(images, target=torch.as_tensor(e.targets),
+                                               relu_attributions=True)
+    assert_close(e.attributions[..., 0],
+                 LayerAttribution.interpolate(maps, (16, 16), "bilinear").reshape(4, 256).detach())
+    with pytest.raises(XaiError, match="layout must be one of NCHW"):
+        xaicore.wrap_model(net, kind="images", facts={"height": 16, "width": 16}, n_classes=10,
+                           n_features=1, layout="NTF")

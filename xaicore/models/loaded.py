@@ -13,7 +13,8 @@ from xaicore.models.devices import pass_rows
 from xaicore.models.kinds import modality_name, modality_of
 from xaicore.models.layouts import LayoutAdapter, check_layout
 from xaicore.models.modules import SeriesModule, Standardize
-from xaicore.plugins.boundary import guard_forward, owner
+from xaicore.plugins import registry
+from xaicore.plugins.boundary import call, guard_forward, owner
 
 
 class LoadedModel:
@@ -135,14 +136,20 @@ class LoadedModel:
 def wrap_model(module: nn.Module, *, class_names: list[str] | None = None,
                n_classes: int | None = None, feature_names: list[str] | None = None,
                n_features: int | None = None, seq_len: int | None = None,
-               gradcam_layer: str | None = None, name: str = "custom", layout: str = "NTF",
-               output: int | None = None) -> LoadedModel:
+               gradcam_layer: str | None = None, name: str = "custom", layout: str | None = None,
+               output: int | None = None, kind: str | None = None,
+               facts: dict | None = None) -> LoadedModel:
     """Make a torch classifier explainable by xai: inputs and attributions stay
     ``[batch, time, feature]``, and the module is given them in its own ``layout``: ``NTF``
-    ``[batch, time, feature]``, ``NCT`` ``[batch, channel, time]`` (Conv1d) or ``NT``
-    ``[batch, time]`` (a vector of T values is one feature over T steps). ``output`` picks the
-    logits when ``forward`` returns a tuple; ``gradcam_layer`` is a name in
-    ``module.named_modules()``."""
+    ``[batch, time, feature]`` (the default), ``NCT`` ``[batch, channel, time]`` (Conv1d) or
+    ``NT`` ``[batch, time]`` (a vector of T values is one feature over T steps). ``output`` picks
+    the logits when ``forward`` returns a tuple; ``gradcam_layer`` is a name in
+    ``module.named_modules()``.
+
+    ``kind`` names another kind of input the module takes (``xai list``'s MODALITIES), which
+    adopts it as ``xai import`` does: ``facts`` are what the kind needs to know of its inputs
+    (images: ``{"height": H, "width": W}``), ``layout`` one of the kind's (images: ``NCHW``, the
+    default, or ``NHWC``) and ``n_features`` its channels."""
     if class_names is None:
         if n_classes is None:
             raise XaiError("wrap_model needs class_names or n_classes")
@@ -151,5 +158,24 @@ def wrap_model(module: nn.Module, *, class_names: list[str] | None = None,
         if n_features is None:
             raise XaiError("wrap_model needs feature_names or n_features")
         feature_names = [f"feature_{i}" for i in range(n_features)]
-    return LoadedModel(module, name=name, class_names=class_names, feature_names=feature_names,
-                       seq_len=seq_len, gradcam_layer=gradcam_layer, layout=layout, output=output)
+    if kind is None or kind == registry.get_modality(None).name:
+        return LoadedModel(module, name=name, class_names=class_names,
+                           feature_names=feature_names, seq_len=seq_len,
+                           gradcam_layer=gradcam_layer, layout=layout or "NTF", output=output)
+    modality = registry.get_modality(kind)
+    adopt = getattr(modality, "adopt", None)
+    if not callable(adopt):
+        raise XaiError(f"wrap_model: {modality.name} models take no networks of yours")
+    layouts = getattr(modality, "layouts", None) or {}
+    layout = layout or next(iter(layouts), None)
+    if layout not in layouts:
+        raise XaiError(f"wrap_model: layout must be one of "
+                       f"{', '.join(f'{k} {v}' for k, v in layouts.items())} for "
+                       f"{modality.name}; not {layout!r}")
+    info: dict[str, Any] = {"name": name, "class_names": class_names, "feature_names": feature_names,
+            "gradcam_layer": gradcam_layer, "dataset": "", "layout": layout, "output": output,
+            "hyperparameters": {}}
+    model = call("modalities", modality.name, f"{modality.name}.adopt", adopt, module,
+                 dict(facts or {}), info)
+    module.eval()
+    return model
