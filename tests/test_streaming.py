@@ -199,6 +199,13 @@ def test_a_chunk_with_nan_names_the_sample_and_keeps_the_chunks_before(setup):
     assert result.exit_code == 1 and "first at sample 200" in result.output
     assert "Traceback" not in result.output
     assert store_attrs(root / "nan" / "saliency.zarr")["rows_written"] == 192
+    assert "the 192 samples before them are written" in result.output
+    bad[:64] = X[:64]
+    bad[3, 5, 0] = np.nan
+    np.save(root / "nan-first.npy", bad)
+    result = xai("explain", "--run", run, "--input", root / "nan-first.npy", "--method",
+                 "saliency", "--batch-size", "64", "--out", root / "nan-first")
+    assert result.exit_code == 1 and result.output.rstrip().endswith("; nothing was written")
 
 
 def test_bad_requests_are_one_line_errors(setup):

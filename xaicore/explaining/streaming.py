@@ -120,7 +120,8 @@ def explain_batch(model, options: dict[str, dict], job: ExplainJob, start: int,
         raise XaiError(f"{job.source.path}: samples are {X.shape[1:]} (time, feature) but model "
                        f"{model.name!r} takes ({model.seq_len}, {model.n_features})")
     check_finite(X, f"{job.source.path}: rows {start}..{stop - 1}", start,
-                 f"; the {start} samples before them are written")
+                 f"; the {start} samples before them are written" if start else
+                 "; nothing was written")
     ids = np.arange(start, stop, dtype=np.int64)
     return {m: explain(model, X, method=m, target=job.target, labels=labels, sample_ids=ids,
                        **options[m]) for m in job.methods}
