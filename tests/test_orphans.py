@@ -38,7 +38,8 @@ SCRIPT = textwrap.dedent("""
             forker.join()
         else:
             submit()
-        print("submitted", flush=True)
+        sys.stdout.write("submitted\\n")  # one write too: print's newline is a second one
+        sys.stdout.flush()
         for future in futures:
             future.result()
 """)
