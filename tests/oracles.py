@@ -53,3 +53,49 @@ def layer_integrated_gradients(model, texts: list[str], targets: np.ndarray, n_s
     return lig.attribute(ids, baselines=reference, target=torch.from_numpy(targets),
                          additional_forward_args=(mask,), n_steps=n_steps,
                          method="riemann_trapezoid").sum(-1).detach().numpy()
+
+
+def feature_shapley_cam(model, layer_name: str, x: np.ndarray, base: np.ndarray,
+                        targets: np.ndarray) -> np.ndarray:
+    """dCAM (``xai_gradcam.dimensions``) written as Shapley's average over every ordering of the
+    features, one sample at a time: the layer map ``sum_k alpha_k A_k`` of the input holding the
+    sample on the features added so far and ``base`` elsewhere, ``alpha`` the time-mean gradient
+    of the target logit at the sample; ``[sample, feature, layer_time]``."""
+    import itertools
+
+    import torch
+
+    layer = model.layer(layer_name)
+    captured: list = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    try:
+        result = []
+        for i in range(len(x)):
+            sample = torch.from_numpy(np.ascontiguousarray(x[i:i + 1])).requires_grad_(True)
+            logits = model.module(sample)
+            (grad,) = torch.autograd.grad(logits[0, int(targets[i])], captured[-1])
+            alpha = grad[0].mean(1).double().numpy()
+
+            def worth(features: list[int], i: int = i, alpha: np.ndarray = alpha) -> np.ndarray:
+                z = np.array(base[i], dtype=np.float32)
+                z[:, features] = x[i][:, features]
+                with torch.no_grad():
+                    model.module(torch.from_numpy(z[None]))
+                return alpha @ captured[-1][0].double().numpy()
+
+            n_features = x.shape[2]
+            orders = list(itertools.permutations(range(n_features)))
+            phi = 0.0
+            for order in orders:
+                gains = np.zeros((n_features, len(worth([]))))
+                before, kept = worth([]), []
+                for f in order:
+                    kept.append(f)
+                    after = worth(kept)
+                    gains[f] = after - before
+                    before = after
+                phi = phi + gains
+            result.append(phi / len(orders))
+    finally:
+        handle.remove()
+    return np.stack(result)

@@ -197,8 +197,8 @@ def test_method_all_says_which_methods_it_skips_and_why(capsys):
     model = xaicore.wrap_model(GRUNet(), class_names=["a", "b"], n_features=1, name="gru")
     names = method_names(("all",), model)
     skipped = capsys.readouterr().err.splitlines()
-    assert [line.split()[1] for line in skipped] == ["attention", "cam", "deeplift", "gradcam",
-                                                    "gradcam++"]
+    assert [line.split()[1] for line in skipped] == ["attention", "cam", "dcam", "deeplift",
+                                                    "gradcam", "gradcam++"]
     for line in skipped:
         name = line.split()[1]
         reason = get_explainer(name).check(model)

@@ -148,8 +148,8 @@ def test_npz_lengths_and_csv_trailing_cells_are_padding(tmp_path):
 
 
 EXPLAINERS = ["integrated-gradients", "saliency", "input-x-gradient", "smoothgrad",
-              "gradient-shap", "deeplift", "gradcam", "gradcam++", "cam", "shap", "attention",
-              "window-occlusion"]
+              "gradient-shap", "deeplift", "gradcam", "gradcam++", "cam", "dcam", "shap",
+              "attention", "window-occlusion"]
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ def background() -> np.ndarray:
 
 @pytest.mark.parametrize("method", EXPLAINERS)
 def test_explainers_leave_padding_nan_and_keep_lengths(method, series, background, tmp_path):
-    model = built("fcn" if method in ("deeplift", "cam", "gradcam", "gradcam++")
+    model = built("fcn" if method in ("deeplift", "cam", "gradcam", "gradcam++", "dcam")
                   else "transformer" if method == "attention" else "cnn-lstm-attention")
     explainer = registry.get_explainer(method)
     options = {"background": background} if "background" in explainer.requires else {}
@@ -171,8 +171,10 @@ def test_explainers_leave_padding_nan_and_keep_lengths(method, series, backgroun
     assert e.lengths.tolist() == LENGTHS
     assert np.isnan(e.attributions[~valid]).all() and np.isfinite(e.attributions[valid]).all()
     assert np.isnan(e.inputs[~valid]).all()
-    # aggregates are over valid steps only: the mean over time of sample 3 uses its 9 steps
-    assert_close(e.aggregate("time", "abs_mean")[3], np.abs(e.attributions[3, :9]).mean(0))
+    # aggregates are over valid steps only: the mean over time of sample 3 uses its 9 steps (of
+    # a map shared by the features, over time and features: it has no per-feature importance)
+    over, axes = (("time", "feature"), (0, 1)) if e.time_only else ("time", 0)
+    assert_close(e.aggregate(over, "abs_mean")[3], np.abs(e.attributions[3, :9]).mean(axes))
     again = Explanation.load(e.save(tmp_path / "e.npz"))
     assert again.lengths.tolist() == LENGTHS
     assert len(e.to_dataframe()) == sum(LENGTHS) * F

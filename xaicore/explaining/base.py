@@ -45,7 +45,8 @@ class BaseExplainer:
     #: Data the explainer takes from the run when it explains it: "background" = the train inputs.
     requires: ClassVar[tuple[str, ...]] = ()
     #: True when the method maps importance over time and gives every feature the same value
-    #: (Grad-CAM, attention): series of one time step are refused, the map would be a constant.
+    #: (Grad-CAM, attention): series of one time step are refused, the map would be a constant,
+    #: and its explanations say so (``extras["time_only"]``: views show no per-feature split).
     maps_time: ClassVar[bool] = False
     #: True when the method differentiates the model: it attributes on the view its kind of input
     #: gives (``Modality.differentiable``: texts' embeddings), folded back to the inputs' shape.
@@ -103,6 +104,8 @@ class BaseExplainer:
                 raise XaiError(f"{self.name} resolves the predicted class but returned no logits")
             target = logits.detach().argmax(1)
         public = {k: v for k, v in opts.items() if not isinstance(v, (torch.Tensor, np.ndarray))}
+        if self.maps_time:
+            extras = {**extras, "time_only": True}
         return build_explanation(model, inputs, target, attributions, self.name, public, extras,
                                  logits)
 

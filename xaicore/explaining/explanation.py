@@ -115,6 +115,13 @@ class Explanation:
             return AXES if not self.modality else ("sample", "position", "feature")
 
     @property
+    def time_only(self) -> bool:
+        """True when the explainer declared its map one value per position copied to every
+        feature (``extras["time_only"]``: Grad-CAM, CAM, attention), so it computes no split over
+        features to show or sum."""
+        return bool(self.extras.get("time_only", False))
+
+    @property
     def n_samples(self) -> int:
         return self.attributions.shape[0]
 
@@ -133,7 +140,9 @@ class Explanation:
 
         ``sum`` and ``mean`` keep the sign (positive and negative evidence cancel); ``abs_sum`` and
         ``abs_mean`` measure magnitude, the usual answer to "how important is each feature"
-        (``over="time"`` gives ``[sample, feature]``).
+        (``over="time"`` gives ``[sample, feature]``). An explanation whose map is shared by
+        every feature (``time_only``) has no per-feature importance: reducing over time while
+        keeping the features is an ``XaiError``.
         """
         names = self.axes
         if over == "time" and "time" not in names:
@@ -145,6 +154,11 @@ class Explanation:
         if how not in HOWS:
             raise XaiError(f"how must be one of {', '.join(HOWS)}, got {how!r}")
         axes = tuple(sorted(names.index(a) for a in set(axes_names)))
+        if self.time_only and self.attributions.shape[2] > 1 and 1 in axes and 2 not in axes:
+            raise XaiError(f"{self.method} maps {names[1]} only: every feature holds the same "
+                           f"value, so it has no per-feature importance; aggregate over "
+                           f"('{names[1]}', '{names[2]}') too, or use a per-feature method (dcam, "
+                           f"integrated-gradients)")
         values = np.abs(self.attributions) if how.startswith("abs_") else self.attributions
         return nan_reduce(values, axes, how.endswith("sum"))
 
@@ -227,8 +241,10 @@ class Explanation:
         if labelled.any():
             accuracy = float(np.mean(self.predictions[labelled] == self.labels[labelled]))
             facts.append(("accuracy", f"{accuracy:.3f} on {int(labelled.sum())} labelled"))
-        if self.attributions.shape[2] > 1:
-            share = self.aggregate(("sample", "time"), "abs_sum")
+        if self.attributions.shape[2] > 1 and self.time_only:
+            facts.append(("features", f"one map over {self.axes[1]} shared by every feature"))
+        elif self.attributions.shape[2] > 1:
+            share = self.aggregate(("sample", self.axes[1]), "abs_sum")
             order = np.argsort(-share)[:3]
             facts.append(("top features", ", ".join(
                 f"{self.feature_names[f]} ({share[f] / max(share.sum(), 1e-30):.0%})"

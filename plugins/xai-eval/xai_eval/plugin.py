@@ -8,6 +8,7 @@ SYNTHETIC = {
     "synthetic-rare-time": "a few time steps across most features",
     "synthetic-rare-feature": "a few features across most time steps",
     "synthetic-moving": "a large box at a random place in every sample",
+    "synthetic-one-channel": "the label carried by one known feature among distractors",
 }
 
 METRICS = {

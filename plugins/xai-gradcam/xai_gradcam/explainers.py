@@ -117,12 +117,20 @@ def to_input_space(heatmap: torch.Tensor, inputs: torch.Tensor, relu: bool,
         heatmap = F.interpolate(heatmap[:, None].float(), size=size, mode="bilinear")[:, 0].flatten(1)
     else:
         heatmap = F.interpolate(heatmap[:, None].float(), size=inputs.shape[1], mode="linear")[:, 0]
+    return normalized(heatmap, normalize)[:, :, None].expand(-1, -1, inputs.shape[2]).contiguous()
+
+
+def normalized(maps: torch.Tensor, normalize: str) -> torch.Tensor:
+    """Each sample's map (all axes after the first) scaled: ``none``, by its largest magnitude
+    (``max``) or to [0, 1] (``minmax``)."""
+    if normalize == "none":
+        return maps
+    flat = maps.flatten(1)
+    shape = (-1,) + (1,) * (maps.ndim - 1)
     if normalize == "max":
-        heatmap = heatmap / heatmap.abs().amax(1, keepdim=True).clamp_min(1e-12)
-    elif normalize == "minmax":
-        low = heatmap.amin(1, keepdim=True)
-        heatmap = (heatmap - low) / (heatmap.amax(1, keepdim=True) - low).clamp_min(1e-12)
-    return heatmap[:, :, None].expand(-1, -1, inputs.shape[2]).contiguous()
+        return maps / flat.abs().amax(1).clamp_min(1e-12).view(shape)
+    low = flat.amin(1).view(shape)
+    return (maps - low) / (flat.amax(1).view(shape) - low).clamp_min(1e-12)
 
 
 class _LayerCAM(BaseExplainer):
@@ -151,11 +159,24 @@ class _LayerCAM(BaseExplainer):
         return None
 
     def attribute(self, model, inputs, target, **opts):
+        name, layer = self.layer_of(model, opts)
+        heatmap, extras, logits = self.heatmap(model, layer, name, inputs, target, opts)
+        self.check_map(model, name, heatmap, inputs)
+        attributions = to_input_space(heatmap, inputs, bool(opts["relu"]), opts["normalize"],
+                                      getattr(model, "image_size", None))
+        return attributions, {"layer": name, "layer_heatmap": heatmap, **extras}, logits
+
+    def layer_of(self, model: LoadedModel, opts: dict) -> tuple[str, nn.Module]:
+        """The layer the options name (or the model's declared one), after checking ``normalize``."""
         if opts["normalize"] not in NORMALIZE:
             raise XaiError(f"{self.name}: normalize must be one of {', '.join(NORMALIZE)}, "
                            f"not {opts['normalize']!r}")
-        name, layer = resolve_layer(model, opts["layer"])
-        heatmap, extras, logits = self.heatmap(model, layer, name, inputs, target, opts)
+        return resolve_layer(model, opts["layer"])
+
+    def check_map(self, model: LoadedModel, name: str, heatmap: torch.Tensor,
+                  inputs: torch.Tensor) -> None:
+        """A layer map of one cell (one time step of a longer series, a 1x1 map of an image) would
+        be one constant: refused, naming the likely cause."""
         if heatmap.ndim == 3 and heatmap.shape[1] * heatmap.shape[2] == 1:
             names = conv_names(model)
             earlier = names[:names.index(name)] if name in names else names
@@ -170,9 +191,6 @@ class _LayerCAM(BaseExplainer):
                 f"vector of {inputs.shape[1]} values is one feature over {inputs.shape[1]} time "
                 f"steps, [n, {inputs.shape[1]}, 1], not [n, 1, {inputs.shape[1]}])? Otherwise "
                 f"choose an earlier layer or a gradient method")
-        attributions = to_input_space(heatmap, inputs, bool(opts["relu"]), opts["normalize"],
-                                      getattr(model, "image_size", None))
-        return attributions, {"layer": name, "layer_heatmap": heatmap, **extras}, logits
 
     def heatmap(self, model: LoadedModel, layer: nn.Module, name: str, inputs: torch.Tensor,
                 target: torch.Tensor, opts: dict) -> tuple[torch.Tensor, dict, torch.Tensor]:

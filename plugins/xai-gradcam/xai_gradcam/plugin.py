@@ -1,4 +1,4 @@
-"""Registers Grad-CAM, Grad-CAM++ and CAM for Conv1d layers."""
+"""Registers Grad-CAM, Grad-CAM++, CAM and dCAM for Conv1d layers."""
 
 from xaicore.plugin import hookimpl
 
@@ -11,3 +11,6 @@ def register_explainers(register):
              description="Grad-CAM++ (Chattopadhyay et al. 2018) on a Conv1d or Conv2d layer")
     register("cam", "xai_gradcam.explainers:CAM",
              description="Class activation values at a layer, reduced over channels")
+    register("dcam", "xai_gradcam.dimensions:DimensionCAM",
+             description="dimension-wise CAM of a Conv1d layer: each feature's Shapley share of the "
+                         "Grad-CAM map (after dCAM, Boniol et al. 2022)")

@@ -1,0 +1,162 @@
+"""dCAM, the dimension-wise class activation map: Shapley values of the CAM over features (checked
+against a direct enumeration of orderings), its additivity to Grad-CAM, a feature the model never
+reads, the sampled estimate, refusals, and a model trained on a set whose label one known feature
+carries."""
+
+import numpy as np
+import pytest
+import torch
+
+from nets_explainers import TinyCNN, TinyMLP, inputs, loaded
+from oracles import feature_shapley_cam
+from tolerances import assert_close, assert_identical
+from xaicore.errors import XaiError
+from xaicore.explaining.api import explain
+from xaicore.models.loaded import LoadedModel
+from xaicore.plugins import registry
+
+T, F = 32, 3
+
+
+@pytest.fixture(scope="module")
+def cnn() -> LoadedModel:
+    return loaded(TinyCNN, n_features=F, seq_len=T)
+
+
+def upsampled(layer_map: np.ndarray) -> np.ndarray:
+    """A ``[sample, layer_time]`` map upsampled as every CAM method upsamples it."""
+    return torch.nn.functional.interpolate(torch.as_tensor(layer_map)[:, None], size=T,
+                                           mode="linear")[:, 0].numpy()
+
+
+def test_dcam_is_the_shapley_value_of_the_class_activation_map_over_features(cnn):
+    X, targets = inputs(4, T, F), np.array([0, 1, 2, 1])
+    e = explain(cnn, X, method="dcam", target=targets, baseline="zero", relu=False)
+    assert e.extras["algorithm"] == "exact" and e.extras["coalitions"] == 2 ** F
+    oracle = feature_shapley_cam(cnn, "conv2", X, np.zeros_like(X), targets)
+    assert np.abs(oracle).max() > 0
+    # differences of layer maps: their rounding is of the maps' size, not of the differences'
+    assert_close(e.extras["feature_maps"], oracle, scale=float(np.abs(e.extras["layer_heatmap"]).max()))
+    each = np.stack([upsampled(e.extras["feature_maps"][:, f]) for f in range(F)], 2)
+    assert_identical(e.attributions, each)  # the same interpolation of the same maps
+
+
+@pytest.mark.parametrize("algorithm", ["exact", "sampled"])
+def test_the_feature_maps_add_up_to_gradcam_minus_the_baselines_map(cnn, algorithm):
+    X = inputs(5, T, F)
+    background = inputs(7, T, F, seed=4)
+    e = explain(cnn, X, method="dcam", relu=False, algorithm=algorithm, permutations=6,
+                background=background)
+    gradcam = explain(cnn, X, method="gradcam", relu=False)
+    assert e.extras["algorithm"] == algorithm and not e.time_only and gradcam.time_only
+    assert_identical(e.targets, gradcam.targets)  # both explain the class their forward predicts
+    expected = gradcam.attributions[:, :, 0] - upsampled(e.extras["baseline_heatmap"])
+    assert_close(e.attributions.sum(2), expected, scale=float(np.abs(gradcam.attributions).max()))
+    assert np.abs(e.attributions[:, :, 0] - e.attributions[:, :, 1]).max() > 0  # its own map each
+
+
+def test_a_feature_the_model_never_reads_gets_nothing(cnn):
+    model = loaded(TinyCNN, n_features=F, seq_len=T)
+    with torch.no_grad():
+        model.network.conv1.weight[:, 1] = 0.0
+    for algorithm in ("exact", "sampled"):
+        e = explain(model, inputs(4, T, F), method="dcam", baseline="zero", relu=False,
+                    algorithm=algorithm, permutations=4)
+        # the same forward with or without it: zero up to the rounding of the maps subtracted
+        assert_close(e.attributions[:, :, 1], np.zeros((4, T)),
+                     scale=float(np.abs(e.extras["layer_heatmap"]).max()))
+        assert np.abs(e.attributions[:, :, [0, 2]]).max() > 0
+
+
+def test_two_features_and_an_ordering_with_its_reverse_are_every_ordering():
+    model = loaded(TinyCNN, n_features=2, seq_len=T)
+    X = inputs(3, T, 2)
+    exact = explain(model, X, method="dcam", baseline="zero", algorithm="exact")
+    sampled = explain(model, X, method="dcam", baseline="zero", algorithm="sampled", permutations=2)
+    assert sampled.extras["algorithm"] == "sampled"
+    assert_close(sampled.attributions, exact.attributions)
+
+
+def test_the_sampled_estimate_approaches_the_exact_values(cnn):
+    X = inputs(3, T, F)
+    exact = explain(cnn, X, method="dcam", baseline="zero", relu=False).attributions
+    sampled = explain(cnn, X, method="dcam", baseline="zero", relu=False, algorithm="sampled",
+                      permutations=400, seed=1).attributions
+    # a sampled estimator against the exact values: within 5% of the map's scale, not float error
+    assert_close(sampled, exact, rtol=0.05)
+
+
+def test_auto_chooses_exact_while_it_is_cheaper_than_the_orderings():
+    few = explain(loaded(TinyCNN, n_features=4, seq_len=T), inputs(2, T, 4), method="dcam",
+                  baseline="zero")
+    many = explain(loaded(TinyCNN, n_features=7, seq_len=T), inputs(2, T, 7), method="dcam",
+                   baseline="zero", permutations=4)
+    assert few.extras["algorithm"] == "exact" and few.extras["coalitions"] == 16
+    assert many.extras["algorithm"] == "sampled" and many.extras["coalitions"] == 4 * 6 + 2
+
+
+def test_batched_result_equals_per_sample_results(cnn):
+    X = inputs(4, T, F)
+    batched = explain(cnn, X, method="dcam", baseline="zero", target=1).attributions
+    single = np.concatenate([explain(cnn, X[i:i + 1], method="dcam", baseline="zero",
+                                     target=1).attributions for i in range(len(X))])
+    assert_close(batched, single)
+
+
+def test_clear_errors(cnn):
+    X = inputs(2, T, F)
+    with pytest.raises(XaiError, match="dcam cannot explain model 'TinyMLP'.*no Conv1d"):
+        explain(loaded(TinyMLP, n_features=F, seq_len=T), X, method="dcam", baseline="zero")
+    transformer = LoadedModel(registry.get_model("transformer")(F, T, 3), name="transformer",
+                              class_names=["a", "b", "c"], feature_names=["x", "y", "z"], seq_len=T)
+    with pytest.raises(XaiError, match="dcam cannot explain model 'transformer'.*declares no "
+                                       "Grad-CAM layer"):
+        explain(transformer, X, method="dcam", baseline="zero")
+    with pytest.raises(XaiError, match="dcam with baseline .mean. needs training data: pass background="):
+        explain(cnn, X, method="dcam")
+    with pytest.raises(XaiError, match="dcam: baseline must be one of zero, mean, blurred, random"):
+        explain(cnn, X, method="dcam", baseline="pad")
+    with pytest.raises(XaiError, match="dcam: algorithm must be one of auto, exact, sampled"):
+        explain(cnn, X, method="dcam", baseline="zero", algorithm="kernel")
+    with pytest.raises(XaiError, match="dcam: normalize must be one of none, max, minmax"):
+        explain(cnn, X, method="dcam", baseline="zero", normalize="z")
+    with pytest.raises(XaiError, match="dcam.*permutations.*2"):
+        explain(cnn, X, method="dcam", baseline="zero", permutations=1)
+
+
+# ---------- a label carried by one known feature ----------
+
+def test_dcam_finds_the_feature_that_carries_the_label_where_gradcam_cannot(tmp_path):
+    """fcn trained on synthetic-one-channel (4 features, each with a shifted window; only the
+    middle feature's sign is the class): dCAM puts most of its mass on the carrier, inside its
+    window, where Grad-CAM's map, copied to every feature, puts 1/F on each feature and so at most
+    1/F inside the window (its AUP's bound). AUR, the share of the window's own mass that the top
+    cells cover, measures localisation in time as much as across features: dCAM's is not lower."""
+    import xaicore
+    from xai_eval.localisation import AUPMetric, AURMetric
+
+    torch.set_num_threads(1)
+    spec = {"name": "synthetic-one-channel", "n_train": 400, "n_test": 64, "seq_len": 40,
+            "n_features": 4, "signal": 3.0, "seed": 0}
+    metrics = xaicore.train(spec, "fcn", tmp_path / "run", epochs=15, progress=False,
+                            params={"filters": [16, 32, 16], "kernel_sizes": [7, 5, 3]})
+    assert metrics["test_accuracy"] > 0.9
+    model = xaicore.load_run(tmp_path / "run")
+    dataset = xaicore.load_dataset(spec)
+    carrier, mask, X = dataset.info["carrier"], dataset.info["mask_test"], dataset.test.X
+    assert carrier == 2 and mask[:, :, carrier].any(1).all() and not mask[:, :, [0, 1, 3]].any()
+    scores, shares = {}, {}
+    for method, options in (("dcam", {"background": dataset.train.X}), ("gradcam", {})):
+        e = xaicore.explain(model, X, method=method, target="predicted", **options)
+        scores[method] = (AUPMetric().evaluate(model, e, mask=mask)["aup"],
+                          AURMetric().evaluate(model, e, mask=mask)["aur"])
+        per_feature = np.abs(e.attributions).sum(1)  # [sample, feature]
+        shares[method] = per_feature / per_feature.sum(1, keepdims=True)
+    print(f"AUP, AUR: {scores}; carrier share: dcam {shares['dcam'][:, carrier].mean():.3f}, "
+          f"gradcam {shares['gradcam'][:, carrier].mean():.3f}")
+    (dcam_aup, dcam_aur), (gradcam_aup, gradcam_aur) = scores["dcam"], scores["gradcam"]
+    assert_close(shares["gradcam"], np.full((len(X), 4), 0.25))  # one map copied to 4 features
+    assert gradcam_aup <= 1 / 4 + 1e-6
+    assert dcam_aup > 3 * gradcam_aup and dcam_aur >= gradcam_aur, scores
+    assert shares["dcam"][:, carrier].mean() > 0.6
+    assert (shares["dcam"].argmax(1) == carrier).mean() > 0.9
