@@ -4,14 +4,19 @@ reads, the sampled estimate, refusals, and a model trained on a set whose label 
 carries."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from click.testing import CliRunner
 
+from browser import browser_page
 from nets_explainers import TinyCNN, TinyMLP, inputs, loaded
 from oracles import feature_shapley_cam
 from tolerances import assert_close, assert_identical
+from xaicore.cli import cli
 from xaicore.errors import XaiError
 from xaicore.explaining.api import explain
+from xaicore.explaining.explanation import Explanation
 from xaicore.models.loaded import LoadedModel
 from xaicore.plugins import registry
 
@@ -126,23 +131,34 @@ def test_clear_errors(cnn):
 
 # ---------- a label carried by one known feature ----------
 
-def test_dcam_finds_the_feature_that_carries_the_label_where_gradcam_cannot(tmp_path):
-    """fcn trained on synthetic-one-channel (4 features, each with a shifted window; only the
-    middle feature's sign is the class): dCAM puts most of its mass on the carrier, inside its
-    window, where Grad-CAM's map, copied to every feature, puts 1/F on each feature and so at most
-    1/F inside the window (its AUP's bound). AUR, the share of the window's own mass that the top
-    cells cover, measures localisation in time as much as across features: dCAM's is not lower."""
+SPEC = {"name": "synthetic-one-channel", "n_train": 400, "n_test": 64, "seq_len": 40,
+        "n_features": 4, "signal": 3.0, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def one_channel_run(tmp_path_factory):
+    """fcn trained (seconds, one thread) on synthetic-one-channel: 4 features, each with a
+    shifted window; only the middle feature's sign is the class."""
+    import xaicore
+
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("dcam") / "run"
+    metrics = xaicore.train(SPEC, "fcn", run, epochs=15, progress=False,
+                            params={"filters": [16, 32, 16], "kernel_sizes": [7, 5, 3]})
+    assert metrics["test_accuracy"] > 0.9
+    return run
+
+
+def test_dcam_finds_the_feature_that_carries_the_label_where_gradcam_cannot(one_channel_run):
+    """dCAM puts most of its mass on the carrier, inside its window, where Grad-CAM's map, copied
+    to every feature, puts 1/F on each feature and so at most 1/F inside the window (its AUP's
+    bound). AUR, the share of the window's own mass that the top cells cover, measures
+    localisation in time as much as across features: dCAM's is not lower."""
     import xaicore
     from xai_eval.localisation import AUPMetric, AURMetric
 
-    torch.set_num_threads(1)
-    spec = {"name": "synthetic-one-channel", "n_train": 400, "n_test": 64, "seq_len": 40,
-            "n_features": 4, "signal": 3.0, "seed": 0}
-    metrics = xaicore.train(spec, "fcn", tmp_path / "run", epochs=15, progress=False,
-                            params={"filters": [16, 32, 16], "kernel_sizes": [7, 5, 3]})
-    assert metrics["test_accuracy"] > 0.9
-    model = xaicore.load_run(tmp_path / "run")
-    dataset = xaicore.load_dataset(spec)
+    model = xaicore.load_run(one_channel_run)
+    dataset = xaicore.load_dataset(SPEC)
     carrier, mask, X = dataset.info["carrier"], dataset.info["mask_test"], dataset.test.X
     assert carrier == 2 and mask[:, :, carrier].any(1).all() and not mask[:, :, [0, 1, 3]].any()
     scores, shares = {}, {}
@@ -160,3 +176,99 @@ def test_dcam_finds_the_feature_that_carries_the_label_where_gradcam_cannot(tmp_
     assert dcam_aup > 3 * gradcam_aup and dcam_aur >= gradcam_aur, scores
     assert shares["dcam"][:, carrier].mean() > 0.6
     assert (shares["dcam"].argmax(1) == carrier).mean() > 0.9
+
+
+def xai(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_dcam_runs_through_explain_streaming_evaluate_and_the_report(one_channel_run, tmp_path):
+    """The CLI explains with dcam (the run's train split as background), streams it into a
+    store, scores it with AUP/AUR from the synthetic set's mask, and the report draws its four
+    rows where Grad-CAM's map is one row over time with no per-feature bars."""
+    import xaicore
+
+    run = one_channel_run
+    xai("explain", "--run", run, "--method", "dcam", "--method", "gradcam", "--samples", "0:6")
+    e = Explanation.load(run / "explanations" / "dcam.npz")
+    assert e.attributions.shape == (6, 40, 4) and e.extras["algorithm"] == "exact"
+    assert not e.time_only and Explanation.load(run / "explanations" / "gradcam.npz").time_only
+    X = xaicore.load_dataset(SPEC).test.X[:8]
+    np.save(tmp_path / "new.npy", X)
+    xai("explain", "--run", run, "--input", tmp_path / "new.npy", "--method", "dcam",
+        "--method", "gradcam", "--out", tmp_path / "streamed")
+    streamed = xaicore.load_explanation(tmp_path / "streamed" / "dcam.zarr").load()
+    again = xaicore.explain(xaicore.load_run(run), X, method="dcam",
+                            background=xaicore.load_dataset(SPEC).train.X)
+    assert_close(streamed.attributions, again.attributions)
+    assert xaicore.load_explanation(tmp_path / "streamed" / "gradcam.zarr").json_extras["time_only"]
+    xai("evaluate", "--run", run, "--method", "dcam", "--method", "gradcam", "--samples", "16",
+        "--metric", "aup", "--metric", "aur", "--metric", "deletion", "--workers", "1",
+        "--bootstrap", "200")
+    table = pd.read_csv(run / "evaluation.csv").set_index("method")
+    assert table.loc["dcam", "aup"] > 3 * table.loc["gradcam", "aup"]
+    xai("report", "--run", run)
+    html = (run / "report.html").read_text()
+    start = html.index('<script type="application/json" id="xai-data">')
+    start = html.index(">", start) + 1
+    import json
+
+    views = {v["method"]: v for v in json.loads(html[start:html.index("</script>", start)])["views"]}
+    assert views["gradcam"]["shared"] and not views["dcam"]["shared"]
+    import base64
+
+    width = {m: len(base64.b64decode(v["attr"][0])) // 2 // 40 for m, v in views.items()}
+    assert width == {"dcam": 4, "gradcam": 1}  # Grad-CAM's one map, embedded once
+    requests, errors = [], []
+    with browser_page(requests, errors) as page:
+        page.goto((run / "report.html").as_uri())
+        page.wait_for_selector("#plot .main-svg")
+        drawn = """() => ({strip: document.getElementById('plot').data.filter(t => t.type ===
+            'heatmap').map(t => t.y), bars: document.getElementById('global').data.filter(t =>
+            t.type === 'bar').length})"""
+        page.click('button[data-key="gradcam"]')
+        assert page.evaluate(drawn) == {"strip": [["every feature"]], "bars": 0}
+        page.click('button[data-key="dcam"]')
+        assert page.evaluate(drawn) == {"strip": [["f0", "f1", "f2", "f3"]], "bars": 1}
+        page.click('button[data-key="compare"]')
+        assert page.evaluate(drawn) == {"strip": [["f0", "f1", "f2", "f3"], ["every feature"]],
+                                        "bars": 1}
+    assert not errors and all(r.startswith("file:") for r in requests)
+
+
+def test_a_time_only_map_has_no_per_feature_summary_or_figure(tmp_path):
+    """Grad-CAM's explanation says it is time-only; aggregate refuses a per-feature split,
+    the notebook summary names no top feature, the heatmaps draw one row, and global-plots draws
+    no feature-importance bars for it (while dcam, with a map per feature, gets all of them)."""
+    from xai_plots.samples import SHARED_ROW, comparison_figure, heatmap_figure
+
+    model = loaded(TinyCNN, n_features=F, seq_len=T)
+    X = inputs(3, T, F)
+    gradcam = explain(model, X, method="gradcam")
+    dcam = explain(model, X, method="dcam", baseline="zero")
+    assert gradcam.extras["time_only"] is True and "time_only" not in dcam.extras
+    with pytest.raises(XaiError, match="gradcam maps time only.*no per-feature importance"):
+        gradcam.aggregate(over="time")
+    assert_close(gradcam.aggregate(("time", "feature"), "abs_mean"),
+                 np.abs(gradcam.attributions).mean((1, 2)))
+    assert dcam.aggregate(over="time").shape == (3, F)
+    assert "top features" not in gradcam._repr_html_()
+    assert "shared by every feature" in gradcam._repr_html_()
+    assert "top features" in dcam._repr_html_()
+    heat = heatmap_figure(gradcam, 0).axes[1]
+    assert heat.get_images()[0].get_array().shape == (1, T)
+    assert [t.get_text() for t in heat.get_yticklabels()] == [SHARED_ROW]
+    assert heatmap_figure(dcam, 0).axes[1].get_images()[0].get_array().shape == (F, T)
+    rows = comparison_figure([(dcam, 0), (gradcam, 0)]).axes
+    assert [a.get_images()[0].get_array().shape for a in rows[1:3]] == [(F, T), (1, T)]
+    again = Explanation.load(gradcam.save(tmp_path / "g.npz"))
+    assert again.time_only  # saved with the explanation
+    written = registry.get_renderer("global-plots").render([gradcam, dcam], tmp_path / "figures")
+    names = {p.relative_to(tmp_path / "figures").as_posix() for p in written}
+    assert "dcam/feature_importance.png" in names and "gradcam/time_importance.png" in names
+    assert "gradcam/feature_importance.png" not in names
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

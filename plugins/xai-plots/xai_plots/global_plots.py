@@ -37,7 +37,8 @@ MAX_CLASSES = 8  # classes drawn one by one in the importance figures (the most 
 class GlobalPlots:
     """Figures over all samples of each explanation, under ``out_dir/<method>/``.
 
-    Writes per-feature importance (several features only), per-time-step importance, SHAP bar,
+    Writes per-feature importance (several features, and a map of each: not for one the explainer
+    copies to every feature, ``time_only``), per-time-step importance, SHAP bar,
     beeswarm-per-class and waterfall-per-sample plots for SHAP explanations, and attention maps
     (per head and averaged) when the explanation holds ``attention_mean`` / ``attention_heads``.
     Texts are left out (sample-plots draws them, the html report has their dataset view); images
@@ -72,7 +73,7 @@ class GlobalPlots:
         for e in (e for e in items if not is_text(e) and not is_image(e)):
             key = figure_key(e)
             folder = out_dir / key
-            if e.attributions.shape[2] > 1:
+            if e.attributions.shape[2] > 1 and not e.time_only:  # a shared map has no split
                 written += manifest.add(save(feature_importance_figure(e), folder /
                                              "feature_importance", formats),
                                         kind="global", key=key, method=e.method,

@@ -158,6 +158,18 @@ def names_of(e: Explanation, features: np.ndarray) -> list[str]:
     return [e.feature_names[f] for f in features]
 
 
+#: The row label of a map the explainer declared shared by every feature (``time_only``).
+SHARED_ROW = "every feature (one map)"
+
+
+def map_rows(e: Explanation, attribution: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """The heatmap rows of ``attribution [time, feature]``: one per feature, or the one row of a
+    map copied to every feature (Grad-CAM, attention: ``e.time_only``), which has no split."""
+    if e.time_only and attribution.shape[1] > 1:
+        return attribution[:, :1], [SHARED_ROW]
+    return attribution, names
+
+
 def titled(fig, title: str, total: int, shown: int) -> None:
     """The figure's title, with what was folded on a second line."""
     note = folded(shown, total)
@@ -184,12 +196,12 @@ def heatmap_figure(e: Explanation, i: int):
     keep = shown_features([attribution])
     series, attribution, names = series[:, keep], attribution[:, keep], names_of(e, keep)
     cmap, norm = color_scale(attribution)
-    n_features = len(keep)
-    fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=figure_size(10, 3.2 + 0.3 * n_features),
-                                  height_ratios=[1.0, max(1.0, 0.25 * n_features)],
+    n_features, rows = len(keep), 1 if e.time_only else len(keep)
+    fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=figure_size(10, 3.2 + 0.3 * rows),
+                                  height_ratios=[1.0, max(1.0, 0.25 * rows)],
                                   layout="constrained")
     series_lines(top, series, names)
-    mappable = feature_heatmap(ax, attribution, names, cmap, norm)
+    mappable = feature_heatmap(ax, *map_rows(e, attribution, names), cmap, norm)
     ax.set_xlabel("time step")
     fig.colorbar(mappable, ax=[top, ax], label="attribution", fraction=0.04)
     titled(fig, sample_title(e, i), e.inputs.shape[2], n_features)
@@ -233,7 +245,7 @@ def comparison_figure(rows: list[tuple[Explanation, int]]):
     for ax, (e, j) in zip(axes[extra:, 0], rows):
         series, attribution = (values[:, keep] for values in own_length(e, j))
         cmap, norm = color_scale(attribution)
-        mappable = attribution_panel(ax, series, attribution, names, cmap, norm)
+        mappable = attribution_panel(ax, series, *map_rows(e, attribution, names), cmap, norm)
         ax.set_title(label(e.method), fontsize=10, loc="left")
         fig.colorbar(mappable, ax=ax, pad=0.015, fraction=0.03)
     axes[-1, 0].set_xlabel("time step")
@@ -252,7 +264,7 @@ def misclassification_figure(pred_e: Explanation, i: int, true_e: Explanation, j
     names = names_of(pred_e, keep)
     for ax, e, k, role in ((axes[0], pred_e, i, "predicted"), (axes[1], true_e, j, "true")):
         series, attribution = (values[:, keep] for values in own_length(e, k))
-        mappable = attribution_panel(ax, series, attribution, names, cmap, norm)
+        mappable = attribution_panel(ax, series, *map_rows(e, attribution, names), cmap, norm)
         ax.set_title(f"why {label(e.class_names[int(e.targets[k])])} ({role} class)", fontsize=10)
         ax.set_xlabel("time step")
     fig.colorbar(mappable, ax=axes[:2].tolist(), label="attribution", fraction=0.03)

@@ -63,15 +63,22 @@ def _store_block(store: StoredExplanation, run_dir: Path, samples: str | None) -
         return (head + table(facts) + store_classes(store, frame)
                 + f'<div class="grid half">{figure}</div>' + _worth_a_look(frame, centre=False)
                 + _drill_down(store, frame, samples))
+    shared = time_only(store)
     figures = [image_data(_class_figure(store, classes),
                           "Per explained class: mean input and mean attribution over time "
                           "(|attribution| shaded)"),
                image_data(_where_figure(store, frame),
                           "Where the attribution concentrates: centre of |attribution| on the "
-                          "time axis (and each feature's share of it)"),
+                          "time axis" + (" (one map shared by every feature: no feature's share)"
+                                         if shared else " (and each feature's share of it)")),
                image_data(_confidence_figure(frame), "Confidence of the prediction")]
     return (head + table(facts) + f'<div class="grid half">{"".join(figures)}</div>'
             + _worth_a_look(frame) + _drill_down(store, frame, samples))
+
+
+def time_only(store: StoredExplanation) -> bool:
+    """Whether the store's explainer declared its map shared by every feature (``time_only``)."""
+    return bool(dict(getattr(store, "json_extras", {}) or {}).get("time_only", False))
 
 
 def _top_classes(counts: np.ndarray) -> list[int]:
@@ -91,9 +98,11 @@ def _class_figure(store: StoredExplanation, classes: dict[str, np.ndarray]) -> b
             name = store.feature_names[f] if f < len(store.feature_names) else f"feature {f}"
             ax.plot(steps, classes["input_mean"][c, :, f], lw=1.2, label=f"input {name}")
         twin = ax.twinx()
-        magnitude = classes["attribution_abs_mean"][c].sum(axis=1)
+        # a map shared by every feature counted once, not once per feature
+        over_features = (lambda a: a[:, 0]) if time_only(store) else (lambda a: a.sum(axis=1))
+        magnitude = over_features(classes["attribution_abs_mean"][c])
         twin.fill_between(steps, 0, magnitude, color="tab:red", alpha=0.25, lw=0)
-        twin.plot(steps, classes["attribution_mean"][c].sum(axis=1), color="tab:red", lw=1,
+        twin.plot(steps, over_features(classes["attribution_mean"][c]), color="tab:red", lw=1,
                   label="mean attribution")
         twin.set_ylabel("attribution", color="tab:red", fontsize=8)
         ax.set_title(f"class {store.class_names[c]} ({int(classes['count'][c]):,} samples)",
@@ -109,7 +118,8 @@ def _class_figure(store: StoredExplanation, classes: dict[str, np.ndarray]) -> b
 def _where_figure(store: StoredExplanation, frame) -> bytes:
     plt = _pyplot()
     share_cols = [c for c in frame.columns if c.startswith("share_")][:20]
-    several = len(share_cols) > 1  # one feature always holds all of it
+    # one feature always holds all of it; a map shared by every feature gives each 1/F by copying
+    several = len(share_cols) > 1 and not time_only(store)
     fig, axes = plt.subplots(1, 2 if several else 1, figsize=(9 if several else 5, 3.2),
                              squeeze=False)
     left = axes[0, 0]

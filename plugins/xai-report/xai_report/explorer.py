@@ -2,7 +2,9 @@
 (float16 after scaling each sample to its largest magnitude: about 3 significant digits, which the
 eye cannot tell from the original), and drawn in the browser by Plotly's JavaScript bundled
 inline from the ``plotly`` Python package: zoom, hover values, method / sample switching, all
-methods side by side, and each method's importance over time and features."""
+methods side by side, and each method's importance over time and features. A map the explainer
+copies to every feature (``Explanation.time_only``: Grad-CAM, attention) is embedded and drawn as
+its one row over time, with no per-feature bars."""
 
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ def view_of(e: Explanation) -> dict[str, Any]:
     kind = target_kind(e)
     return {"key": e.method + KIND_SUFFIX[kind], "method": e.method, "kind": kind,
             "samples": [int(s) for s in e.sample_ids], "attr": [], "scale": [],
+            "shared": bool(e.time_only and e.attributions.shape[2] > 1),
             "prediction": e.predictions.tolist(), "target": e.targets.tolist(),
             "label": e.labels.tolist(),
             "probability": [float(e.probabilities[i, p]) for i, p in enumerate(e.predictions)]}
@@ -55,7 +58,8 @@ def in_page_order(explanations: list[Explanation]) -> list[Explanation]:
 
 def explorer_data(explanations: list[Explanation]) -> dict[str, Any]:
     """What the page draws: the series of every explained sample once, and per explanation its
-    attributions and predictions; each sample at its own length (no padding)."""
+    attributions (one column for a map shared by every feature) and predictions; each sample at its
+    own length (no padding)."""
     first = explanations[0]
     series: dict[str, Any] = {}
     views = []
@@ -63,7 +67,8 @@ def explorer_data(explanations: list[Explanation]) -> dict[str, Any]:
         view = view_of(e)
         for i, sid in enumerate(view["samples"]):
             length = int(e.lengths[i])
-            data, scale = packed(e.attributions[i, :length])
+            data, scale = packed(e.attributions[i, :length, :1] if view["shared"]
+                                 else e.attributions[i, :length])
             view["attr"].append(data)
             view["scale"].append(scale)
             if str(sid) not in series:
@@ -128,8 +133,8 @@ SCRIPT = r"""
     }
     return out;
   }
-  function column(flat, f) { var c = []; for (var t = 0; t < flat.length / F; t++) { c.push(flat[t * F + f]); } return c; }
-  function rows(flat) { var z = []; for (var f = 0; f < F; f++) { z.push(column(flat, f)); } return z; }
+  function column(flat, f, w) { w = w || F; var c = []; for (var t = 0; t < flat.length / w; t++) { c.push(flat[t * w + f]); } return c; }
+  function rows(flat, w) { w = w || F; var z = []; for (var f = 0; f < w; f++) { z.push(column(flat, f, w)); } return z; }
   var views = {}; D.views.forEach(function (v) { views[v.key] = v; });
   function attr(v, sid) { var i = v.samples.indexOf(Number(sid)); return i < 0 ? null : unpack(v.attr[i], v.scale[i]); }
   function series(sid) { var s = D.series[sid]; return unpack(s.data, s.scale); }
@@ -149,9 +154,9 @@ SCRIPT = r"""
     }
     return traces;
   }
-  function strip(a, axis, name, single) {
-    var c = colors(a);
-    return {z: rows(a), x: steps.slice(0, a.length / F), y: D.features, type: 'heatmap', xaxis: 'x', yaxis: axis,
+  function strip(a, axis, name, single, shared) {
+    var c = colors(a), w = shared ? 1 : F;
+    return {z: rows(a, w), x: steps.slice(0, a.length / w), y: shared ? ['every feature'] : D.features, type: 'heatmap', xaxis: 'x', yaxis: axis,
             colorscale: c.colorscale, reversescale: !!c.reversescale, zmin: c.zmin, zmax: c.zmax,
             showscale: axis === 'y2' && single, colorbar: {title: {text: 'attribution'}, len: 0.45, y: 0.2},
             name: name, hovertemplate: name + ' %{y} t=%{x}: %{z:.4g}<extra></extra>'};
@@ -180,7 +185,7 @@ SCRIPT = r"""
     layout.yaxis = {domain: [top + 0.02, 1], title: {text: 'value'}};
     drawn.forEach(function (v, k) {
       var a = attr(v, state.sample), axis = 'y' + (k + 2), height = top / n;
-      traces.push(strip(a, axis, v.method, n === 1));
+      traces.push(strip(a, axis, v.method, n === 1, v.shared));
       layout['yaxis' + (k + 2)] = {domain: [top - (k + 1) * height + 0.01, top - k * height - 0.01],
                                    title: {text: v.method, font: {size: 11}}, showticklabels: F > 1};
     });
@@ -193,25 +198,25 @@ SCRIPT = r"""
   }
   function drawGlobal() {
     var shown = state.key === 'compare' ? D.views.filter(function (v) { return v.kind === 'predicted'; }) : [views[state.key]];
-    var traces = [];
+    var traces = [], bars = F > 1 && shown.some(function (v) { return !v.shared; });
     shown.forEach(function (v) {
-      var time = new Float64Array(T), feat = new Float64Array(F);
+      var time = new Float64Array(T), feat = new Float64Array(F), w = v.shared ? 1 : F;
       v.samples.forEach(function (sid, i) {
         var a = unpack(v.attr[i], v.scale[i]), total = 0;
         for (var j = 0; j < a.length; j++) { total += Math.abs(a[j]); }
         total = total || 1;
-        for (var t = 0; t < a.length / F; t++) { for (var f = 0; f < F; f++) {
-          var m = Math.abs(a[t * F + f]) / total / v.samples.length; time[t] += m; feat[f] += m; } }
+        for (var t = 0; t < a.length / w; t++) { for (var f = 0; f < w; f++) {
+          var m = Math.abs(a[t * w + f]) / total / v.samples.length; time[t] += m; feat[f] += m; } }
       });
       traces.push({x: steps, y: Array.from(time), type: 'scatter', mode: 'lines', name: v.method,
                    hovertemplate: v.method + ' t=%{x}: %{y:.3g}<extra></extra>'});
-      if (F > 1) { traces.push({x: D.features, y: Array.from(feat), type: 'bar', name: v.method + ' (features)',
+      if (bars && !v.shared) { traces.push({x: D.features, y: Array.from(feat), type: 'bar', name: v.method + ' (features)',
                                 xaxis: 'x2', yaxis: 'y2', hovertemplate: v.method + ' %{x}: %{y:.3g}<extra></extra>'}); }
     });
     var layout = {height: 300, margin: {l: 70, r: 30, t: 20, b: 40}, hovermode: 'closest',
-                  xaxis: {title: {text: 'time step'}, domain: F > 1 ? [0, 0.68] : [0, 1]},
+                  xaxis: {title: {text: 'time step'}, domain: bars ? [0, 0.68] : [0, 1]},
                   yaxis: {title: {text: 'share of |attribution|'}}};
-    if (F > 1) { layout.xaxis2 = {domain: [0.75, 1], anchor: 'y2'}; layout.yaxis2 = {anchor: 'x2'}; }
+    if (bars) { layout.xaxis2 = {domain: [0.75, 1], anchor: 'y2'}; layout.yaxis2 = {anchor: 'x2'}; }
     Plotly.react('global', traces, layout, config);
   }
   function show() {
