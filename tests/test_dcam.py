@@ -117,6 +117,8 @@ def test_clear_errors(cnn):
     with pytest.raises(XaiError, match="dcam cannot explain model 'transformer'.*declares no "
                                        "Grad-CAM layer"):
         explain(transformer, X, method="dcam", baseline="zero")
+    with pytest.raises(XaiError, match="dcam cannot explain model 'TinyCNN'.*reads one feature"):
+        explain(loaded(TinyCNN, n_features=1, seq_len=T), inputs(2, T, 1), method="dcam")
     with pytest.raises(XaiError, match="dcam with baseline .mean. needs training data: pass background="):
         explain(cnn, X, method="dcam")
     with pytest.raises(XaiError, match="dcam: baseline must be one of zero, mean, blurred, random"):
@@ -198,12 +200,13 @@ def test_dcam_runs_through_explain_streaming_evaluate_and_the_report(one_channel
     X = xaicore.load_dataset(SPEC).test.X[:8]
     np.save(tmp_path / "new.npy", X)
     xai("explain", "--run", run, "--input", tmp_path / "new.npy", "--method", "dcam",
-        "--method", "gradcam", "--out", tmp_path / "streamed")
-    streamed = xaicore.load_explanation(tmp_path / "streamed" / "dcam.zarr").load()
+        "--method", "gradcam")
+    (store,) = (run / "explanations").glob("*/dcam.zarr")
+    streamed = xaicore.load_explanation(store).load()
     again = xaicore.explain(xaicore.load_run(run), X, method="dcam",
                             background=xaicore.load_dataset(SPEC).train.X)
     assert_close(streamed.attributions, again.attributions)
-    assert xaicore.load_explanation(tmp_path / "streamed" / "gradcam.zarr").json_extras["time_only"]
+    assert xaicore.load_explanation(store.parent / "gradcam.zarr").json_extras["time_only"]
     xai("evaluate", "--run", run, "--method", "dcam", "--method", "gradcam", "--samples", "16",
         "--metric", "aup", "--metric", "aur", "--metric", "deletion", "--workers", "1",
         "--bootstrap", "200")
@@ -211,6 +214,9 @@ def test_dcam_runs_through_explain_streaming_evaluate_and_the_report(one_channel
     assert table.loc["dcam", "aup"] > 3 * table.loc["gradcam", "aup"]
     xai("report", "--run", run)
     html = (run / "report.html").read_text()
+    # the dataset view of the two stores: feature shares for dcam only
+    assert html.count("shared by every feature: no feature&#x27;s share)</figcaption>") == 1
+    assert html.count("(and each feature&#x27;s share of it)</figcaption>") == 1
     start = html.index('<script type="application/json" id="xai-data">')
     start = html.index(">", start) + 1
     import json
@@ -254,6 +260,8 @@ def test_a_time_only_map_has_no_per_feature_summary_or_figure(tmp_path):
     assert_close(gradcam.aggregate(("time", "feature"), "abs_mean"),
                  np.abs(gradcam.attributions).mean((1, 2)))
     assert dcam.aggregate(over="time").shape == (3, F)
+    univariate = explain(loaded(TinyCNN, n_features=1, seq_len=T), inputs(3, T, 1), method="gradcam")
+    assert univariate.time_only and univariate.aggregate(over="time").shape == (3, 1)  # no split
     assert "top features" not in gradcam._repr_html_()
     assert "shared by every feature" in gradcam._repr_html_()
     assert "top features" in dcam._repr_html_()

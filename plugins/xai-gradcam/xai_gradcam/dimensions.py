@@ -155,6 +155,9 @@ class DimensionCAM(_LayerCAM):
         if axes[1] != "time":
             return (f"it reads {axes[1]}s, and dcam splits a series' map over its features; use "
                     f"gradcam")
+        if len(model.feature_names) == 1:
+            return ("it reads one feature, so there is no map to split over features: gradcam's "
+                    "map is that feature's")
         return super().check(model)
 
     def attribute(self, model, inputs, target, **opts):
@@ -175,7 +178,7 @@ class DimensionCAM(_LayerCAM):
                                  blur_sigma=opts["blur_sigma"], seed=opts["seed"], method=self.name)
         n_features, count = inputs.shape[2], opts["permutations"]
         sampled_cost = count * (n_features - 1) + 1  # every ordering's prefixes, and no feature
-        exact = n_features == 1 or opts["algorithm"] == "exact" or (
+        exact = opts["algorithm"] == "exact" or (
             opts["algorithm"] == "auto" and 2 ** n_features - 1 <= sampled_cost)
         if exact:
             masks = all_coalitions(n_features, inputs.device)[:-1]  # the last, every feature: full

@@ -98,12 +98,10 @@ def _class_figure(store: StoredExplanation, classes: dict[str, np.ndarray]) -> b
             name = store.feature_names[f] if f < len(store.feature_names) else f"feature {f}"
             ax.plot(steps, classes["input_mean"][c, :, f], lw=1.2, label=f"input {name}")
         twin = ax.twinx()
-        # a map shared by every feature counted once, not once per feature
-        over_features = (lambda a: a[:, 0]) if time_only(store) else (lambda a: a.sum(axis=1))
-        magnitude = over_features(classes["attribution_abs_mean"][c])
+        magnitude = _over_features(store, classes["attribution_abs_mean"][c])
         twin.fill_between(steps, 0, magnitude, color="tab:red", alpha=0.25, lw=0)
-        twin.plot(steps, over_features(classes["attribution_mean"][c]), color="tab:red", lw=1,
-                  label="mean attribution")
+        twin.plot(steps, _over_features(store, classes["attribution_mean"][c]), color="tab:red",
+                  lw=1, label="mean attribution")
         twin.set_ylabel("attribution", color="tab:red", fontsize=8)
         ax.set_title(f"class {store.class_names[c]} ({int(classes['count'][c]):,} samples)",
                      fontsize=9, loc="left")
@@ -113,6 +111,12 @@ def _class_figure(store: StoredExplanation, classes: dict[str, np.ndarray]) -> b
     axes[-1, 0].set_xlabel("time step")
     fig.tight_layout()
     return _png(fig)
+
+
+def _over_features(store: StoredExplanation, values: np.ndarray) -> np.ndarray:
+    """``values [time, feature]`` summed over the features; a map shared by every feature
+    (``time_only``) counted once, not once per feature."""
+    return values[:, 0] if time_only(store) else values.sum(axis=1)
 
 
 def _where_figure(store: StoredExplanation, frame) -> bytes:
