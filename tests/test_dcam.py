@@ -137,6 +137,27 @@ SPEC = {"name": "synthetic-one-channel", "n_train": 400, "n_test": 64, "seq_len"
         "n_features": 4, "signal": 3.0, "seed": 0}
 
 
+def test_synthetic_one_channel_carries_the_label_on_its_middle_feature_only():
+    from xai_eval.synthetic import load as load_synthetic
+
+    d = load_synthetic("synthetic-one-channel", n_train=400, n_test=8, seq_len=50, n_features=5,
+                       signal=4.0)
+    X, y, mask = d.train.X, d.train.y, d.info["mask_train"]
+    assert d.info["carrier"] == 2 and (mask.sum((1, 2)) == 10).all()  # a fifth of 50 steps
+    assert not mask[:, :, [0, 1, 3, 4]].any()
+    inside = (X * mask).sum((1, 2)) / 10  # the carrier's window: +signal or -signal, by class
+    assert (np.sign(inside) == np.where(y == 1, 1, -1)).all()
+    # every feature has a window as strong; on the others its sign says nothing of the class
+    extreme = np.abs(X).max(1)  # [sample, feature]
+    assert (extreme > 3).mean() > 0.9
+    sign = np.sign(X[np.arange(len(X))[:, None], np.abs(X).argmax(1), np.arange(5)])
+    agreement = (sign[:, [0, 1, 3, 4]] == np.where(y == 1, 1, -1)[:, None]).mean(0)
+    assert (np.abs(agreement - 0.5) < 0.1).all()
+    again = load_synthetic("synthetic-one-channel", n_train=400, n_test=8, seq_len=50,
+                           n_features=5, signal=4.0)
+    assert_identical(again.train.X, X)  # seeded: the same draw
+
+
 @pytest.fixture(scope="module")
 def one_channel_run(tmp_path_factory):
     """fcn trained (seconds, one thread) on synthetic-one-channel: 4 features, each with a
