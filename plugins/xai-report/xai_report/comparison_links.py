@@ -1,0 +1,50 @@
+"""How a run's own report reaches the comparison reports that include it: each comparison records
+itself in ``RUN/comparisons.json``, and the run's report links every recorded one that exists."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from xaicore.plugin import write_text
+
+from .page import esc
+
+RECORD = "comparisons.json"
+
+
+def recorded(run_dir: Path) -> list[dict]:
+    """The comparison reports recorded in the run (``{"report": path, "runs": [label, ...]}``);
+    an unreadable record counts as none."""
+    try:
+        data = json.loads((Path(run_dir) / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    entries = data.get("reports") if isinstance(data, dict) else None
+    return [e for e in entries or [] if isinstance(e, dict) and isinstance(e.get("report"), str)
+            and isinstance(e.get("runs"), list)]
+
+
+def record(run_dir: Path, report: Path, labels: list[str]) -> Path:
+    """Add (or renew) the comparison report at ``report`` in the run's record."""
+    where = str(Path(report).resolve())
+    entries = [e for e in recorded(run_dir) if e["report"] != where]
+    entries.append({"report": where, "runs": [str(label) for label in labels]})
+    return write_text(Path(run_dir) / RECORD, json.dumps({"reports": entries}, indent=1) + "\n")
+
+
+def links_section(run_dir: Path, report: Path) -> str:
+    """Links from the report at ``report`` to every recorded comparison report that exists, by
+    relative path (a report is shared with the folders around it); "" when there is none."""
+    items = []
+    for entry in recorded(run_dir):
+        target = Path(entry["report"])
+        if target.is_file():
+            href = Path(os.path.relpath(target, Path(report).resolve().parent)).as_posix()
+            items.append(f'<li><a href="{esc(href)}">{esc(target.name)}</a>: '
+                         f'{esc(" vs ".join(map(str, entry["runs"])))}</li>')
+    if not items:
+        return ""
+    return ("<p>This run's model is compared with others, on the same test samples, in:</p>"
+            f'<ul class="comparisons">{"".join(items)}</ul>')
