@@ -220,6 +220,14 @@ def test_comparison_report_in_a_browser(runs, comparison):
             link.click()
             page.wait_for_load_state("load")
             assert page.url == comparison.as_uri()
+        # written again now that the runs have reports, the comparison links back to each
+        assert xai("report", "--run", a, "--run", b, "--out", comparison, "--force").exit_code == 0
+        for run in runs:
+            page.goto(comparison.as_uri())
+            page.locator(f'#models tr[data-model="{run.name}"] a').click()
+            page.wait_for_load_state("load")
+            assert page.url == (run / "report.html").as_uri()
+        assert errors == []
 
 
 def left_titles(fig) -> list[str]:
@@ -255,3 +263,24 @@ def test_plot_compare_labels_panels_with_model_and_method():
     other = made("fcn", "saliency", "c" * 64, np.array([0, 1]))
     titles = left_titles(fcn.plot(0, compare=[other]))
     assert titles[1].startswith("fcn #aaaaaaa · saliency") and titles[2].startswith("fcn #ccccccc")
+
+
+def test_dataset_files_are_told_by_their_bytes_not_their_place():
+    from xaicore.explaining.agreement import dataset_difference
+
+    here = {"name": "/a/data.csv", "test": None, "seed": 0, "test_size": 0.25, "sha256": "1" * 64}
+    moved = {**here, "name": "/b/data.csv"}
+    assert dataset_difference(here, moved) is None
+    assert dataset_difference(here, {**moved, "sha256": "2" * 64}).startswith("dataset file 1111")
+    assert dataset_difference(here, {**here, "seed": 1}) == "seed 0 vs 1"
+    assert dataset_difference({"name": "GunPoint"}, "GunPoint") is None
+
+
+def test_agreement_leaves_padding_out_and_counts_ties_by_position():
+    from xaicore.explaining.ranks import top_k_overlap
+
+    a = np.array([[5.0, 4.0, 3.0, 2.0, 1.0, np.nan], [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]])
+    b = np.array([[5.0, 1.0, 3.0, 2.0, 4.0, 9.0], [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]])
+    # row 0: 5 valid cells, k = round(0.4 * 5) = 2: {0, 1} against {0, 4}; the NaN cell's 9 is out
+    # row 1: k = round(0.4 * 6) = 2: the first two of the tied ones, {0, 1} against {2, 3}
+    assert_close(top_k_overlap(a, b, 0.4), [0.5, 0.0])

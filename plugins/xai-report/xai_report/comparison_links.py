@@ -41,10 +41,14 @@ def links_section(run_dir: Path, report: Path) -> str:
     for entry in recorded(run_dir):
         target = Path(entry["report"])
         if target.is_file():
-            href = Path(os.path.relpath(target, Path(report).resolve().parent)).as_posix()
-            items.append(f'<li><a href="{esc(href)}">{esc(target.name)}</a>: '
+            items.append(f'<li><a href="{esc(relative(target, report))}">{esc(target.name)}</a>: '
                          f'{esc(" vs ".join(map(str, entry["runs"])))}</li>')
     if not items:
         return ""
     return ("<p>This run's model is compared with others, on the same test samples, in:</p>"
             f'<ul class="comparisons">{"".join(items)}</ul>')
+
+
+def relative(target: Path, page: Path) -> str:
+    """The link from the page at ``page`` to ``target``: its path relative to the page's folder."""
+    return Path(os.path.relpath(Path(target).resolve(), Path(page).resolve().parent)).as_posix()

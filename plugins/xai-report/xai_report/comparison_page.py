@@ -19,7 +19,9 @@ from xaicore.application import AGREEMENT_MEASURES, AGREEMENT_TOP_K
 from xaicore.plugin import Explanation, write_text
 
 from .comparison import Comparison
+from .comparison_links import relative
 from .page import document, esc, image_data
+from .report import REPORT
 
 MAX_DRAWN = 32  # samples drawn as figures; the tables cover every shared sample
 HEADS = {"prediction_agreement": "same prediction", "spearman_abs": "Spearman of |attribution|",
@@ -40,15 +42,19 @@ def interval(mean: float, low: float, high: float, measure: str) -> str:
             f'data-low="{low!r}" data-high="{high!r}">{shown}</td>')
 
 
-def models_section(c: Comparison) -> str:
-    """Each model: its run, its test accuracy as trained, and its accuracy on the shared samples."""
+def models_section(c: Comparison, out: Path) -> str:
+    """Each model: its run (linked to the run's report where there is one), its test accuracy as
+    trained, and its accuracy on the shared samples."""
     rows = []
     shared = set(c.sample_ids)
     for r in c.runs:
         known = [p for s in shared for p in [r.prediction(s)] if p is not None and p[2] >= 0]
         right = sum(p[0] == p[2] for p in known) / len(known) if known else float("nan")
         test = r.files.metrics.get("test_accuracy")
-        rows.append(f'<tr data-model="{esc(r.label)}"><td>{esc(r.label)}</td><td>{esc(r.folder)}'
+        own = r.files.run_dir / REPORT
+        run = (f'<a href="{esc(relative(own, out))}">{esc(r.folder)}</a>' if own.is_file()
+               else esc(r.folder))
+        rows.append(f'<tr data-model="{esc(r.label)}"><td>{esc(r.label)}</td><td>{run}'
                     f"</td><td>{esc(r.files.checkpoint['model'])}</td>"
                     + (number(float(test), "test_accuracy") if isinstance(test, (int, float))
                        else "<td>?</td>")
@@ -168,7 +174,7 @@ def write_page(c: Comparison, out: Path) -> Path:
     jump = " ".join(f'<a href="#sample-{sid}">{sid}</a>' for sid in c.sample_ids)
     note = (f'<p class="note">Figures are drawn for the first {MAX_DRAWN} samples; the tables '
             f"cover all {len(c.sample_ids)}.</p>" if len(c.sample_ids) > MAX_DRAWN else "")
-    sections = [("models", "Models", models_section(c)),
+    sections = [("models", "Models", models_section(c, out)),
                 ("agreement", "Agreement between models", agreement_section(c)),
                 ("samples", "Samples", f'<p class="note">Samples: {jump}</p>{note}{blocks}')]
     labels = [r.label for r in c.runs]
