@@ -156,6 +156,15 @@ def test_models_of_one_name_are_told_apart_by_run_folder(runs, tmp_path):
     assert "fcn (fcn) vs fcn (fcn-again)" in html
     # the same weights explained the same samples: every measure is exactly 1
     assert 'data-measure="spearman_abs" data-value="1.0" data-low="1.0" data-high="1.0"' in html
+    # a run whose model is replaced since no longer links the comparison of its earlier model
+    ckpt = torch.load(twin / "checkpoint.pt", weights_only=True)
+    ckpt["epoch"] += 1
+    torch.save(ckpt, twin / "checkpoint.pt")
+    for run, linked in ((first, True), (twin, False)):
+        assert xai("report", "--run", run).exit_code == 0
+        own = (run / "report.html").read_text()
+        assert ('<a href="../twins.html">twins.html</a>' in own) == linked
+        assert ("twins.html is not linked: it compared an earlier model" in own) == (not linked)
 
 
 def test_comparison_report_in_a_browser(runs, comparison):

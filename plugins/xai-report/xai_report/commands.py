@@ -60,8 +60,8 @@ def compare_runs(runs: list[Path], out: Path) -> None:
     comparison = read_comparison(runs)
     path = write_page(comparison, out)
     labels = [r.label for r in comparison.runs]
-    for run in runs:
-        record(run, path, labels)
+    for run, compared in zip(runs, comparison.runs):
+        record(run, path, labels, compared.model_digest)
         if (run / "report.html").is_file():
             click.echo(f"{run / 'report.html'} links it once written again (xai report --run "
                        f"{run} --force)", err=True)

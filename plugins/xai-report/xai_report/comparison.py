@@ -26,6 +26,12 @@ class ComparedRun:
     def folder(self) -> str:
         return self.files.run_dir.resolve().name
 
+    @property
+    def model_digest(self) -> str:
+        """The digest of the model its explanations were computed with (the run's own: results
+        of another model are left out when the run is read)."""
+        return next(iter(self.by_method.values())).model_digest
+
     def prediction(self, sid: int) -> tuple[int, float, int] | None:
         """The model's predicted class, its probability and the true class (-1: unknown) of
         sample ``sid``, from any of its explanations of that sample; None when none holds it."""

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from xaicore.application import stale_reason
 from xaicore.plugin import write_text
 
 from .page import esc
@@ -26,21 +27,27 @@ def recorded(run_dir: Path) -> list[dict]:
             and isinstance(e.get("runs"), list)]
 
 
-def record(run_dir: Path, report: Path, labels: list[str]) -> Path:
-    """Add (or renew) the comparison report at ``report`` in the run's record."""
+def record(run_dir: Path, report: Path, labels: list[str], model_digest: str) -> Path:
+    """Add (or renew) the comparison report at ``report`` in the run's record, with the digest of
+    the run's model it compared."""
     where = str(Path(report).resolve())
     entries = [e for e in recorded(run_dir) if e["report"] != where]
-    entries.append({"report": where, "runs": [str(label) for label in labels]})
+    entries.append({"report": where, "runs": [str(label) for label in labels],
+                    "model_digest": model_digest})
     return write_text(Path(run_dir) / RECORD, json.dumps({"reports": entries}, indent=1) + "\n")
 
 
 def links_section(run_dir: Path, report: Path) -> str:
-    """Links from the report at ``report`` to every recorded comparison report that exists, by
-    relative path (a report is shared with the folders around it); "" when there is none."""
+    """Links from the report at ``report`` to every recorded comparison report that exists and
+    compared the run's model as it is now, by relative path (a report is shared with the folders
+    around it); a note for one of an earlier model; "" when there is none."""
     items = []
     for entry in recorded(run_dir):
         target = Path(entry["report"])
-        if target.is_file():
+        if target.is_file() and stale_reason(str(entry.get("model_digest", "")), run_dir):
+            items.append(f"<li>{esc(target.name)} is not linked: it compared an earlier model of "
+                         "this run; compare again with xai report --run A --run B --force</li>")
+        elif target.is_file():
             items.append(f'<li><a href="{esc(relative(target, report))}">{esc(target.name)}</a>: '
                          f'{esc(" vs ".join(map(str, entry["runs"])))}</li>')
     if not items:
