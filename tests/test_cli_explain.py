@@ -89,7 +89,7 @@ def test_several_runs_give_a_side_by_side_comparison(run, tmp_path):
     assert_identical(a.attributions, b.attributions)
     row = pd.read_csv(out / "comparison.csv").iloc[0]
     # the same weights explain the same samples identically
-    assert row["prediction_agreement"] == 1.0 and row["spearman_time_importance"] == pytest.approx(1.0)
+    assert row["prediction_agreement"] == 1.0 and row["spearman_abs"] == pytest.approx(1.0)
     assert xai("explain", "--run", run, "--run", twin, "--method", "saliency").exit_code == 1
 
 

@@ -168,7 +168,9 @@ def test_plot_draws_the_overlay_heatmap_and_one_panel_per_method(image_run):
     assert [ax.get_title() for ax in heat.axes][0] == "attribution"
     both = es[0].plot(2, compare=es[1:])
     titled = [ax.get_title() for ax in both.axes if ax.get_title()]
-    assert titled == ["image", *METHODS]
+    # one model: each panel names it and its method
+    assert titled == ["image", *(f"{e.model_name} · {e.method}" for e in es)]
+    assert es[0].model_name
     assert f"sample {sid}:" in both._suptitle.get_text()
     import matplotlib.pyplot as plt
 

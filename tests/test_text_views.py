@@ -168,7 +168,8 @@ def test_plot_renders_text_for_notebooks():
     assert "surprisingly" in e.plot(kind="words")._repr_html_()
     other = text_explanation("occlusion", [["the", "surprisingly", "good", "movie"]], seed=1)
     both = e.plot(compare=[other])._repr_html_()
-    assert "saliency · sample 20" in both and "occlusion · sample 20" in both
+    # each text names its model and method (an explanation made in Python records no model)
+    assert "model · saliency · sample 20" in both and "model · occlusion · sample 20" in both
     with pytest.raises(XaiError, match="'overlay' is not a view of token explanations; choose one "
                                        "of auto, tokens, words, compare"):
         e.plot(kind="overlay")

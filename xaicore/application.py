@@ -45,6 +45,15 @@ _LAZY: dict[str, str] = {
     "set_memory_share": "xaicore.models.devices",
     # statistics
     "spearman_rows": "xaicore.explaining.ranks",
+    "bootstrap_indices": "xaicore.explaining.intervals",
+    "mean_interval": "xaicore.explaining.intervals",
+    # agreement of models' explanations (comparison.csv, the comparison report)
+    "Agreement": "xaicore.explaining.agreement",
+    "agreement": "xaicore.explaining.agreement",
+    "model_labels": "xaicore.explaining.agreement",
+    "dataset_difference": "xaicore.explaining.agreement",
+    "AGREEMENT_MEASURES": "xaicore.explaining.agreement:MEASURES",
+    "AGREEMENT_TOP_K": "xaicore.explaining.agreement:TOP_K",
 }
 
 

@@ -8,15 +8,14 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 from xaicore.data.inputs import InputSource, open_input
 from xaicore.data.loading import load_dataset
 from xaicore.errors import UnknownNameError, XaiError
+from xaicore.explaining.agreement import agreement_rows, dataset_difference, model_labels
 from xaicore.explaining.api import explain, get_explainer
 from xaicore.explaining.explanation import Explanation
 from xaicore.explaining.methods import check_methods, method_names, result_name, with_requirements
-from xaicore.explaining.ranks import spearman_rows
 from xaicore.explaining.streaming import ExplainJob, stream_explanations
 from xaicore.files import atomic_open, clean_stale, safe_name
 from xaicore.models.checkpoints import load_checkpoint, load_run, load_run_data
@@ -76,8 +75,12 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
                  texts: list[str] | None = None) -> list[Explanation]:
     """Explain the same test samples (or the given ``texts``, with a text run) with every method
     for every run; return all explanations."""
+    if not texts:  # several runs are compared sample by sample: on the same test split
+        for run in runs[1:]:
+            same_split(runs[0], run)
     prepared = []
-    for run, folder in zip(runs, run_folders(runs)):
+    folders = run_folders(runs)
+    for run, folder in zip(runs, folders):
         model, dataset = load_run_data(run, device)
         given = None
         if texts:  # the user's texts in place of the test split, in their own folder
@@ -103,8 +106,9 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
                            "overwrite")
         prepared.append((run, model, dataset, positions, names, out_dir, given))
 
-    results = []
-    for _, model, dataset, positions, names, out_dir, given in prepared:
+    results, labels = [], []
+    owners = model_labels([p[1].name for p in prepared], folders)
+    for (_, model, dataset, positions, names, out_dir, given), owner in zip(prepared, owners):
         X, y = ((dataset.test.X[positions], dataset.test.y[positions]) if given is None
                 else (given[positions], None))
         run_results = []
@@ -119,12 +123,13 @@ def explain_runs(runs: list[Path], methods, samples: str, target, options: dict[
             click.echo(f"{model.name} {name:<22} {len(X)} samples  "
                        f"{time.perf_counter() - start:6.2f} s  -> {path}", err=True)
             run_results.append(explanation)
+            labels.append(owner)
         if figures:
             render_figures(run_results + counterparts(run_results, out_dir, target),
                            out_dir / "figures")
         results += run_results
     if len(runs) > 1 and out is not None:  # xai explain refuses several runs without --out
-        write_comparison(results, out)
+        write_comparison(results, labels, out)
     return results
 
 
@@ -157,25 +162,23 @@ def render_figures(explanations: list[Explanation], out_dir: Path) -> None:
         click.echo(f"warning: {warning}", err=True)
 
 
-def write_comparison(explanations: list[Explanation], out: Path) -> Path:
-    """``comparison.csv``: per method, how the models' attributions of the same samples agree."""
+def same_split(first: Path, run: Path) -> None:
+    """Refuse two runs whose test splits differ, naming the difference."""
+    a, b = (load_checkpoint(r / "checkpoint.pt").get("dataset", "?") for r in (first, run))
+    difference = dataset_difference(a, b)
+    if difference:
+        raise XaiError(f"runs {first} and {run} were trained on different datasets ({difference}): "
+                       f"models are compared on the same test samples")
+
+
+def write_comparison(explanations: list[Explanation], labels: list[str], out: Path) -> Path:
+    """``comparison.csv``: per method and pair of models (``labels`` name the model of each
+    explanation), how their attributions of the same samples agree, with bootstrap intervals."""
     import pandas as pd
 
-    rows = []
-    by_method: dict[str, list[Explanation]] = {}
-    for e in explanations:
-        by_method.setdefault(e.method, []).append(e)
-    for method, group in by_method.items():
-        for i, a in enumerate(group):
-            for b in group[i + 1:]:
-                ia, ib = a.aggregate("feature", "abs_sum"), b.aggregate("feature", "abs_sum")
-                rho = spearman_rows(ia, ib)
-                rows.append({"method": method, "model_a": a.model_name, "model_b": b.model_name,
-                             "prediction_agreement": float(np.mean(a.predictions == b.predictions)),
-                             "spearman_time_importance": float(np.nanmean(rho))})
     path = out / "comparison.csv"
     with atomic_open(path, "w", newline="") as handle:
-        pd.DataFrame(rows).to_csv(handle, index=False)
+        pd.DataFrame(agreement_rows(explanations, labels)).to_csv(handle, index=False)
     click.echo(f"side-by-side comparison -> {path}", err=True)
     return path
 

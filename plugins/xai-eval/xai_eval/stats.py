@@ -12,10 +12,12 @@ the same numbers.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
+
+from xaicore.application import bootstrap_indices as bootstrap_indices  # used by runner, randomisation
+from xaicore.application import mean_interval
 
 BETTER, SAME, WORSE, BASELINE = ("better than random", "not distinguishable", "worse than random",
                                  "baseline")
@@ -35,27 +37,6 @@ LABELS = {"deletion_auc": "deletion", "insertion_auc": "insertion", "road_morf_a
 def label(key: str) -> str:
     """The short name of a score (``road_lerf_auc`` -> ``ROAD LeRF``)."""
     return LABELS.get(key, key.replace("_", " "))
-
-
-def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """``[n_boot, n]`` resampling indices (with replacement), the same for every method and metric."""
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-
-
-def mean_interval(values: np.ndarray, indices: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of the finite ``values`` and its percentile bootstrap interval (a resample drawing only
-    undefined values, e.g. the correlation of a constant map, is left out)."""
-    values = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(values).any():
-        return float("nan"), float("nan"), float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # "Mean of empty slice": that resample
-        means = np.nanmean(values[indices], axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.nanpercentile(means, [tail, 100 - tail])
-    mean = float(np.nanmean(values))
-    # a percentile interval can miss the point estimate by rounding when every resample agrees
-    return mean, float(min(low, mean)), float(max(high, mean))
 
 
 def paired_verdict(method: np.ndarray, baseline: np.ndarray, higher_is_better: bool,

@@ -12,6 +12,7 @@ from matplotlib.colors import Normalize
 
 from xaicore.plugin import Explanation, XaiError, figure_size
 
+from .compare_labels import comparison_title, panel_labels
 from .figures import label, sample_title, text
 from .image_units import (
     Scale,
@@ -106,14 +107,14 @@ def methods_figure(rows: Sequence[tuple[Explanation, int]]):
     flat[0].imshow(shown_image(first, i, low, high), cmap="gray", vmin=0, vmax=255,
                    interpolation="nearest")
     bare(flat[0], "image")
-    for ax, (e, j) in zip(flat[1:], rows):
+    for ax, (e, j), title in zip(flat[1:], rows, panel_labels(rows, sep="\n")):
         drawn, scale = overlay(e, j, low, high)
         ax.imshow(drawn, interpolation="nearest")
-        bare(ax, label(e.method))
+        bare(ax, title)
         colour_bar(fig, ax, scale, orientation="horizontal", fraction=0.06, pad=0.02)
     for ax in flat[panels:]:
         ax.set_axis_off()
-    fig.suptitle(sample_title(first, i, with_method=False)
+    fig.suptitle(comparison_title(rows)
                  + text(f"\nattribution over the image at {OPACITY:.0%}, each method on its own "
                         f"scale"), fontsize=10)
     return fig

@@ -12,6 +12,7 @@ import numpy as np
 
 from xaicore.plugin import Explanation, XaiError, figure_size, write_text
 
+from .compare_labels import comparison_title, panel_labels
 from .drawing import attribution_panel, colored_series, feature_heatmap, series_lines
 from .figures import (
     DEFAULT_MAX_SAMPLES,
@@ -226,7 +227,8 @@ def overlay_figure(e: Explanation, i: int):
 
 
 def comparison_figure(rows: list[tuple[Explanation, int]]):
-    """Every method's attribution of one sample, one row each, on a shared time axis.
+    """Every method's attribution of one sample, one row each, on a shared time axis, each row
+    labelled with its model and method.
 
     Several features: the series comes first, then one feature x time heatmap per method.
     """
@@ -242,14 +244,14 @@ def comparison_figure(rows: list[tuple[Explanation, int]]):
     if extra:
         series_lines(axes[0, 0], own_length(first, i)[0][:, keep], names)
         axes[0, 0].set_title("input series", fontsize=10, loc="left")
-    for ax, (e, j) in zip(axes[extra:, 0], rows):
+    for ax, (e, j), title in zip(axes[extra:, 0], rows, panel_labels(rows)):
         series, attribution = (values[:, keep] for values in own_length(e, j))
         cmap, norm = color_scale(attribution)
         mappable = attribution_panel(ax, series, *map_rows(e, attribution, names), cmap, norm)
-        ax.set_title(label(e.method), fontsize=10, loc="left")
+        ax.set_title(title, fontsize=10, loc="left")
         fig.colorbar(mappable, ax=ax, pad=0.015, fraction=0.03)
     axes[-1, 0].set_xlabel("time step")
-    titled(fig, sample_title(first, i, with_method=False), first.inputs.shape[2], n_features)
+    titled(fig, comparison_title(rows), first.inputs.shape[2], n_features)
     return fig
 
 

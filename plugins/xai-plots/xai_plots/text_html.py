@@ -11,6 +11,7 @@ import numpy as np
 
 from xaicore.plugin import Explanation, XaiError
 
+from .compare_labels import model_names
 from .text_units import MODES, Unit, scale_of, units
 
 POSITIVE = (214, 39, 40)
@@ -49,11 +50,11 @@ def unit_html(unit: Unit, scale: float) -> str:
             f'title="{escape(hover)}">{shown}</span>')
 
 
-def caption(e: Explanation, i: int) -> str:
-    """"method · sample 3: predicted positive (0.97), true negative" with class names."""
+def caption(e: Explanation, i: int, model: str = "") -> str:
+    """"[model · ]method · sample 3: predicted positive (0.97), true negative" with class names."""
     pred, true, target = int(e.predictions[i]), int(e.labels[i]), int(e.targets[i])
-    text = (f"{e.method} · sample {int(e.sample_ids[i])}: predicted {e.class_names[pred]} "
-            f"({float(e.probabilities[i, pred]):.2f})")
+    text = (f"{model + ' · ' if model else ''}{e.method} · sample {int(e.sample_ids[i])}: "
+            f"predicted {e.class_names[pred]} ({float(e.probabilities[i, pred]):.2f})")
     if true >= 0:
         text += f", true {e.class_names[true]}" + ("" if true == pred else " (misclassified)")
     if target != pred:
@@ -70,13 +71,14 @@ def legend(scale: float) -> str:
             f"full colour = |attribution| {scale:.4g}; hover for values</div>")
 
 
-def heatmap_html(e: Explanation, i: int, mode: str = "tokens") -> str:
-    """Sample position ``i`` of ``e`` as a coloured text, with its caption and legend."""
+def heatmap_html(e: Explanation, i: int, mode: str = "tokens", model: str = "") -> str:
+    """Sample position ``i`` of ``e`` as a coloured text, with its caption (led by ``model``, the
+    name of its model, when given) and legend."""
     shown = units(e, i, mode)
     scale = scale_of(shown)
     body = "".join(unit_html(u, scale) for u in shown)
     return (f'<div class="xai-text" data-mode="{mode}" style="{BOX}">'
-            f'<div style="font-weight:600;margin-bottom:4px">{escape(caption(e, i))}</div>'
+            f'<div style="font-weight:600;margin-bottom:4px">{escape(caption(e, i, model))}</div>'
             f"<div>{body}</div>{legend(scale)}</div>")
 
 
@@ -107,12 +109,13 @@ def text_figure(explanations: Sequence[Explanation], sample: int, kind: str) -> 
     first = explanations[0]
     if kind == "compare":
         sid = int(first.sample_ids[sample])
-        parts = [heatmap_html(first, sample)]
-        for e in explanations[1:]:
+        models = model_names(explanations)
+        parts = [heatmap_html(first, sample, model=models[0])]
+        for e, model in zip(explanations[1:], models[1:]):
             where = np.flatnonzero(e.sample_ids == sid)
             if not where.size:
                 raise XaiError(f"{e.method} did not explain sample {sid}")
-            parts.append(heatmap_html(e, int(where[0])))
+            parts.append(heatmap_html(e, int(where[0]), model=model))
         return TextView("<hr style='border:0;border-top:1px solid #d9dee8'>".join(parts))
     mode = "tokens" if kind == "auto" else kind
     if mode not in MODES:

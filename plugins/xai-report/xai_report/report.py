@@ -13,6 +13,7 @@ from xai_plots.text_units import is_text
 from xaicore.application import get_modality, read_figures, stale_reason
 from xaicore.plugin import Option, XaiError, write_text
 
+from .comparison_links import links_section
 from .dataset_view import dataset_section
 from .explorer import SCRIPT, explorer_section
 from .image_script import IMAGE_SCRIPT
@@ -69,6 +70,9 @@ class HtmlReport:
         figures = figures_section(run.run_dir)
         if figures:
             sections.append(("figures", "Figures", figures))
+        compared = links_section(run.run_dir, path)
+        if compared:
+            sections.append(("comparisons", "Comparisons with other models", compared))
         ckpt = run.checkpoint
         title = f"xai report: {ckpt['model']} on {dataset_name(ckpt)}"
         series = len(run.explanations) - len(texts) - len(images)
