@@ -98,7 +98,7 @@ def diverging(level: int) -> tuple[int, int, int]:
     """The colour of a signed level, from matplotlib's RdBu_r over its span [0.08, 0.92]."""
     from matplotlib import colormaps
 
-    rgba = colormaps["RdBu_r"](0.08 + 0.84 * level / 254)
+    rgba = colormaps["RdBu_r"](np.linspace(0.08, 0.92, 255))[level]
     return tuple(int(round(c * 255)) for c in rgba[:3])
 
 
@@ -153,8 +153,8 @@ def test_an_unsigned_text_map_is_white_to_red():
     colours = [background(style) for style, _, _ in spans(html)[1:-1]]
     # 255 levels from 0 to the largest (4), rounded to the nearest (2 / 4 * 255 = 127.5 -> 128)
     levels = (64, 128, 0, 255, 191)
-    assert colours == [tuple(int(round(c * 255)) for c in colormaps["Reds"](0.85 * k / 255)[:3])
-                       for k in levels]
+    reds = colormaps["Reds"](np.linspace(0, 0.85, 256))
+    assert colours == [tuple(int(round(c * 255)) for c in reds[k, :3]) for k in levels]
     assert colours[2] == (255, 245, 240)  # 0 is white (Reds' lightest)
     luma = [0.299 * r + 0.587 * g + 0.114 * b for r, g, b in colours]
     assert np.all(np.diff([luma[k] for k in np.argsort(values[1:-1])]) < 0)  # darker with value
