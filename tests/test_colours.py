@@ -85,6 +85,15 @@ def motion_report(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def sensors_report(tmp_path_factory) -> Path:
+    """Sixty features: more than can each have a label on its row."""
+    names = [f"sensor_{k:02d}" for k in range(60)]
+    es = [explanation("integrated-gradients", features=names, t=50),
+          explanation("gradcam", features=names, t=50, signed=False, seed=2)]
+    return make_run(tmp_path_factory.mktemp("sensors"), es, 50)
+
+
+@pytest.fixture(scope="module")
 def demo_report(tmp_path_factory) -> Path:
     """The demo's shape: one feature of 150 steps, its eleven methods, attention near uniform."""
     es = [explanation(m, t=150, signed=m not in UNSIGNED, seed=k) for k, m in enumerate(DEMO)]
@@ -192,7 +201,7 @@ def test_report_colours_equal_the_figures_and_the_legend_states_them(motion_repo
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("fixture", ["demo_report", "motion_report"])
+@pytest.mark.parametrize("fixture", ["demo_report", "motion_report", "sensors_report"])
 def test_labels_never_overlap(fixture, request):
     """No two labels (ticks, axis titles, method labels, legend entries, annotations) of the
     sample view and of the summary overlap, in each method's view and in "all methods"."""

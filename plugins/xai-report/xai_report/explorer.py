@@ -193,9 +193,11 @@ SCRIPT = r"""
   if (!tabs.length || !buttons.length) { return; }
   var state = {key: tabs[0].getAttribute('data-key'), sample: buttons[0].getAttribute('data-sample')};
   var config = {responsive: true, displaylogo: false, scrollZoom: false};
-  // the sample view's heights in pixels: the series, then per method a label line and its strip
-  // (a row per feature, tall enough for its tick label)
-  var SERIES = 200, LABEL = 22, GAP = 14, ROW = F > 1 ? 18 : 44, MARGIN = {l: 70, r: 30, t: 24, b: 46};
+  // the sample view's heights in pixels: the series, then per method a label line and its strip,
+  // a row per feature tall enough for its tick label (many features: thinner rows, and Plotly
+  // labels as many of them as fit)
+  var LABELLED = 24, SERIES = 200, LABEL = 22, GAP = 14, MARGIN = {l: 70, r: 30, t: 24, b: 46};
+  var ROW = F === 1 ? 44 : F <= LABELLED ? 18 : Math.max(4, Math.floor(18 * LABELLED / F));
   function drawSample() {
     var x = series(state.sample), traces = seriesTraces(x), status = '';
     var shown = state.key === 'compare' ? D.views.filter(function (v) { return v.kind === 'predicted'; })
@@ -216,9 +218,10 @@ SCRIPT = r"""
       var bar = n === 1 ? {title: {text: 'attribution', side: 'right'}, len: at(height), lenmode: 'fraction',
                            y: at(bottom), yanchor: 'bottom', thickness: 14, nticks: 4} : null;
       traces.push(strip(a, axis, d.v, c, bar));
-      layout['yaxis' + (k + 2)] = F > 1 ? {domain: [at(bottom), at(top)], automargin: true, tickmode: 'array',
-                                           tickvals: D.features, ticktext: D.features, tickfont: {size: 11}}
-                                        : {domain: [at(bottom), at(top)], showticklabels: false, ticks: ''};
+      layout['yaxis' + (k + 2)] = F === 1 ? {domain: [at(bottom), at(top)], showticklabels: false, ticks: ''}
+        : F <= LABELLED ? {domain: [at(bottom), at(top)], automargin: true, tickmode: 'array', tickvals: D.features,
+                           ticktext: D.features, tickfont: {size: 11}}
+        : {domain: [at(bottom), at(top)], automargin: true, tickfont: {size: 11}};
       layout.annotations.push({text: '<b>' + escText(d.v.method) + '</b>  ' + (c.signed ? 'signed ' : 'unsigned ') + range(c),
                                xref: 'paper', yref: 'paper', x: 0, y: at(top) + at(3), xanchor: 'left', yanchor: 'bottom',
                                showarrow: false, font: {size: 12}});
