@@ -32,3 +32,38 @@ def browser_page(requests: list[str], errors: list[str]) -> Iterator[Any]:
             yield page
         finally:
             browser.close()
+
+
+#: The SVG text labels the page shows under the elements of a CSS selector (a Plotly chart's ticks,
+#: titles, legend entries, annotations): their text and bounding box in CSS pixels.
+LABELS_JS = """(selector) => {
+  const out = [];
+  for (const root of document.querySelectorAll(selector)) {
+    for (const el of root.querySelectorAll('text')) {
+      const style = getComputedStyle(el), box = el.getBoundingClientRect();
+      if (!el.textContent.trim() || !box.width || !box.height || style.visibility === 'hidden'
+          || Number(style.opacity) === 0) { continue; }
+      out.push({text: el.textContent, left: box.left, top: box.top, right: box.right,
+                bottom: box.bottom});
+    }
+  }
+  return out;
+}"""
+
+
+def overlapping_labels(page: Any, selector: str, slack: float = 1.0) -> list[tuple[str, str]]:
+    """The pairs of labels under ``selector`` (e.g. a Plotly chart's div) whose bounding boxes,
+    each shrunk by ``slack`` pixels a side, intersect."""
+    boxes = page.evaluate(LABELS_JS, selector)
+    pairs = []
+    for k, a in enumerate(boxes):
+        for b in boxes[k + 1:]:
+            if (min(a["right"], b["right"]) - max(a["left"], b["left"]) > 2 * slack
+                    and min(a["bottom"], b["bottom"]) - max(a["top"], b["top"]) > 2 * slack):
+                pairs.append((a["text"], b["text"]))
+    return pairs
+
+
+def label_count(page: Any, selector: str) -> int:
+    """How many labels ``overlapping_labels`` compares under ``selector``."""
+    return len(page.evaluate(LABELS_JS, selector))

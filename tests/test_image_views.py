@@ -16,7 +16,8 @@ from click.testing import CliRunner
 
 from browser import browser_page
 from image_runs import train_digits
-from xai_plots.image_units import image_size, png_bytes, quantised, scale_of
+from xai_plots.colours import quantised
+from xai_plots.image_units import image_size, png_bytes, scale_of
 from xaicore.cli import cli
 from xaicore.data.loading import load_dataset
 from xaicore.errors import XaiError

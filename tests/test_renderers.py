@@ -67,14 +67,21 @@ def test_multivariate_sample_plot_is_series_above_feature_heatmap(tmp_path):
     from xai_plots.samples import sample_figure
 
     fig = sample_figure(e, 1)
-    series_ax, heat_ax = fig.axes[:2]
+    series_ax, heat_ax, bar_ax = fig.axes[:3]
     assert len(series_ax.get_lines()) == 6
-    image = heat_ax.get_images()[0].get_array()
-    assert image.shape == (6, 100)  # feature x time
+    image = np.asarray(heat_ax.get_images()[0].get_array())
+    assert image.shape == (6, 100, 3)  # feature x time, in RGB
     assert [t.get_text() for t in heat_ax.get_yticklabels()] == MOTION
-    norm = heat_ax.get_images()[0].norm
-    assert heat_ax.get_images()[0].get_cmap().name != "RdBu_r"  # non-negative: sequential
-    assert norm.vmin == pytest.approx(image.min()) and norm.vmax == pytest.approx(image.max())
+    # non-negative: the sequential scale from 0 (white) to the largest value (Reds' end of its
+    # span), 255 levels rounded to the nearest
+    from matplotlib import colormaps
+
+    values = e.attributions[1].T.astype(np.float64)
+    levels = np.rint(values / values.max() * 255)
+    want = np.rint(colormaps["Reds"](np.linspace(0, 0.85, 256))[levels.astype(int), :3] * 255)
+    assert (image == want).all()
+    assert bar_ax.get_ylim() == pytest.approx((0.0, values.max()), rel=1e-6)  # the colour bar
+    assert "unsigned: white at 0 to red" in fig.get_supxlabel()
     title = fig._suptitle.get_text()
     assert "predicted class" in title and "sample 1" in title
     import matplotlib.pyplot as plt
@@ -82,13 +89,25 @@ def test_multivariate_sample_plot_is_series_above_feature_heatmap(tmp_path):
 
 
 def test_signed_attributions_use_a_diverging_scale_centred_on_zero():
-    from xai_plots.figures import color_scale
+    from matplotlib import colormaps
 
-    cmap, norm = color_scale(np.array([-0.2, 0.0, 1.0]))
-    assert cmap == "RdBu_r" and norm(0.0) == pytest.approx(0.5)
-    assert norm(-1.0) == pytest.approx(0.0) and norm(1.0) == pytest.approx(1.0)
-    cmap, norm = color_scale(np.array([0.0, 2.0]))
-    assert cmap != "RdBu_r" and norm(0.0) == 0.0
+    from xai_plots.samples import sample_figure
+
+    e = explanation("integrated-gradients", n=2)
+    e.attributions[1] = np.abs(e.attributions[1])  # no value below 0 in this sample: still signed
+    for i in range(2):
+        fig = sample_figure(e, i)
+        band = np.asarray(fig.axes[0].get_images()[0].get_array())[0]  # [time, rgb]
+        values = e.attributions[i, :, 0].astype(np.float64)
+        bound = np.abs(values).max()
+        levels = np.rint(values / bound * 127) + 127  # 0 is level 127, the scale's white middle
+        want = np.rint(colormaps["RdBu_r"](np.linspace(0.08, 0.92, 255))[levels.astype(int), :3] * 255)
+        assert (band == want).all()
+        low, high = fig.axes[1].get_ylim()  # the colour bar: centred on 0
+        assert low == pytest.approx(-bound, rel=1e-6) and high == pytest.approx(bound, rel=1e-6)
+        assert "red: for class" in fig.get_supxlabel() and "blue: against it" in fig.get_supxlabel()
+        import matplotlib.pyplot as plt
+        plt.close(fig)
 
 
 def test_global_plots_shap_attention_and_eps(tmp_path):
@@ -132,7 +151,8 @@ def test_attention_heatmap_is_query_by_key(tmp_path):
     fig = attention_figure(e, 0, heads[0].mean(0), heads[0])
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in panels] == ["mean over heads", "head 0", "head 1", "head 2"]
-    assert panels[1].get_images()[0].get_array().shape == (8, 12)
+    assert panels[1].get_images()[0].get_array().shape == (8, 12, 3)  # query x key, in RGB
+    assert "white at 0 to red" in fig.get_supxlabel()
     assert "attention" in fig._suptitle.get_text()
     import matplotlib.pyplot as plt
     plt.close(fig)

@@ -13,7 +13,8 @@ import torch
 
 from browser import browser_page
 from tolerances import FLOAT16_RTOL, assert_close
-from xai_plots.text_html import NEGATIVE, POSITIVE, heatmap_html, intensity, token_color
+from xai_plots.colours import Scale, colour_table, is_signed, quantised
+from xai_plots.text_html import heatmap_html, token_color
 from xai_plots.text_units import class_words, is_text, units, word_text
 from xai_report.text_view import TOP_LINKS, text_data, top_links
 from xaicore.errors import XaiError
@@ -88,9 +89,17 @@ def spans(html: str) -> list[tuple[str, str, str]]:
     return re.findall(r'<span style="([^"]*)" title="([^"]*)">([^<]*)</span>', html)
 
 
-def alpha(style: str) -> tuple[tuple[int, int, int], float]:
-    r, g, b, a = re.search(r"background:rgba\((\d+),(\d+),(\d+),([\d.]+)\)", style).groups()
-    return (int(r), int(g), int(b)), float(a)
+def background(style: str) -> tuple[int, int, int]:
+    r, g, b = re.search(r"background:rgb\((\d+),(\d+),(\d+)\)", style).groups()
+    return int(r), int(g), int(b)
+
+
+def diverging(level: int) -> tuple[int, int, int]:
+    """The colour of a signed level, from matplotlib's RdBu_r over its span [0.08, 0.92]."""
+    from matplotlib import colormaps
+
+    rgba = colormaps["RdBu_r"](np.linspace(0.08, 0.92, 255))[level]
+    return tuple(int(round(c * 255)) for c in rgba[:3])
 
 
 def test_is_text_tells_texts_from_series():
@@ -122,15 +131,34 @@ def test_colours_follow_sign_and_magnitude():
     values = [5.0, 1.0, -2.0, 0.5, -4.0, 3.0, 9.0]  # [CLS] ... [SEP]: the specials' 5 and 9 ignored
     e = text_explanation("saliency", [["good", "bad", "plot", "it", "never"]], attributions=[values])
     shown = spans(heatmap_html(e, 0))[1:-1]
-    colours = [alpha(style) for style, _, _ in shown]
-    assert [c for c, _ in colours] == [POSITIVE, NEGATIVE, POSITIVE, NEGATIVE, POSITIVE]
-    # intensity by |value| over the text's largest |value| of a word token (4), not the specials'
-    assert [a for _, a in colours] == [0.25, 0.5, 0.125, 1.0, 0.75]
+    colours = [background(style) for style, _, _ in shown]
+    # the diverging scale up to the text's largest |value| of a word token (4), not the specials':
+    # 127 levels a side, rounded to the nearest (halves to even: -2 / 4 * 127 = -63.5 -> -64)
+    assert colours == [diverging(127 + k) for k in (32, -64, 16, -127, 95)]
+    red, blue = colours[0], colours[1]
+    assert red[0] > red[2] and blue[2] > blue[0]  # red for the class, blue against it
+    assert "color:#fff" in shown[3][0] and "color:#fff" not in shown[0][0]  # white over dark blue
     assert [title for _, title, _ in shown] == ["good: +1", "bad: -2", "plot: +0.5", "it: -4",
                                                 "never: +3"]
-    assert "color:#fff" in shown[3][0] and "color:#fff" not in shown[0][0]
-    assert intensity(2.0, 0.0) == 0.0 and intensity(float("nan"), 1.0) == 0.0
-    assert token_color(-1.0, 2.0) == f"rgba({','.join(map(str, NEGATIVE))},0.500)"
+    assert token_color(-1.0, Scale(True, 2.0)) == "rgb({},{},{})".format(*diverging(127 - 64))
+    assert "red: for class" in heatmap_html(e, 0) and "blue: against it" in heatmap_html(e, 0)
+
+
+def test_an_unsigned_text_map_is_white_to_red():
+    from matplotlib import colormaps
+
+    values = [0.0, 1.0, 2.0, 0.0, 4.0, 3.0, 0.0]  # no value below 0: the sequential scale
+    e = text_explanation("attention", [["good", "bad", "plot", "it", "never"]], attributions=[values])
+    html = heatmap_html(e, 0)
+    colours = [background(style) for style, _, _ in spans(html)[1:-1]]
+    # 255 levels from 0 to the largest (4), rounded to the nearest (2 / 4 * 255 = 127.5 -> 128)
+    levels = (64, 128, 0, 255, 191)
+    reds = colormaps["Reds"](np.linspace(0, 0.85, 256))
+    assert colours == [tuple(int(round(c * 255)) for c in reds[k, :3]) for k in levels]
+    assert colours[2] == (255, 245, 240)  # 0 is white (Reds' lightest)
+    luma = [0.299 * r + 0.587 * g + 0.114 * b for r, g, b in colours]
+    assert np.all(np.diff([luma[k] for k in np.argsort(values[1:-1])]) < 0)  # darker with value
+    assert "unsigned: white at 0 to red" in html
 
 
 def test_words_merge_pieces_and_sum_their_attributions():
@@ -145,7 +173,8 @@ def test_words_merge_pieces_and_sum_their_attributions():
     assert words[2].pieces == ("surprising", "##ly")
     shown = spans(heatmap_html(e, 0, "words"))
     assert shown[2][1] == "surprisingly: +1.5 (tokens surprising ##ly)"
-    assert alpha(shown[3][0]) == (NEGATIVE, 1.0) and alpha(shown[2][0]) == (POSITIVE, 0.5)
+    # on the scale of the largest word (3): -3 the darkest blue, 1.5 = 63.5 levels rounds to 64
+    assert background(shown[3][0]) == diverging(0) and background(shown[2][0]) == diverging(127 + 64)
     assert word_text(["un", "##believ", "##able"]) == "unbelievable"
     assert word_text(["##s"]) == "##s"  # a first piece is kept as it is
 
@@ -304,16 +333,18 @@ def test_text_report_in_headless_chromium(text_report):
             assert_close([s["value"] for s in now], values, rtol=2 * FLOAT16_RTOL)
             status = page.inner_text("#text-status")
             assert f"text {sid}:" in status and method in status and f"by {mode}" in status
-            # the colours are those of the Python fragments: sign by hue, |value| by alpha
+            # the colours are those of the Python fragments: the level of each value on the
+            # text's scale (the page's values are float16, so a value on a level's edge may
+            # fall on its neighbour)
             words = [v for _, k, v in want if not k]
+            signed = is_signed(Explanation.load(run / "explanations" / f"{method}.npz"))
+            scale = Scale(signed, max(map(abs, words)))
+            table = [tuple(c) for c in colour_table(signed).tolist()]
             for s, (_, special, v) in zip(now, want):
                 if special:
                     continue
-                rgb = tuple(int(c) for c in re.findall(r"[\d.]+", s["background"])[:3])
-                assert rgb == (POSITIVE if v >= 0 else NEGATIVE)
-                channels = re.findall(r"[\d.]+", s["background"])
-                a = float(channels[3]) if len(channels) > 3 else 1.0
-                assert a == pytest.approx(intensity(v, max(map(abs, words))), abs=0.01)
+                rgb = tuple(int(c) for c in re.findall(r"\d+", s["background"])[:3])
+                assert abs(table.index(rgb) - int(quantised(np.array(v), scale))) <= 1, (v, rgb)
 
         check("attention", 20, "tokens")
         page.click('button[data-text-key="integrated-gradients"]')

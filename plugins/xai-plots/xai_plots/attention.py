@@ -12,6 +12,8 @@ import numpy as np
 
 from xaicore.plugin import Explanation, XaiError, figure_size
 
+from .colours import colours, scale_for
+from .drawing import mappable
 from .figures import sample_title
 
 LAYER_KEY = re.compile(r"attention(?:_mean)?_layer(\d+)")
@@ -82,15 +84,18 @@ def attention_figure(e: Explanation, i: int, mean: np.ndarray, heads: np.ndarray
                              figsize=figure_size(3.6 * columns, 3.2 * rows + 0.5), layout="constrained")
     extent = (-0.5, keys - 0.5, queries - 0.5, -0.5)
     for ax, (panel, matrix) in zip(axes.ravel(), maps):
-        image = ax.imshow(block_mean(matrix), cmap="viridis", vmin=0.0, interpolation="nearest",
-                          extent=extent)
-        fig.colorbar(image, ax=ax, shrink=0.8)
+        shown = block_mean(matrix)
+        scale = scale_for(shown, False)
+        ax.imshow(colours(shown, scale), interpolation="nearest", extent=extent)
+        fig.colorbar(mappable(scale), ax=ax, shrink=0.8)
         ax.set_title(panel, fontsize=10)
         ax.set_xlabel("key time step")
         ax.set_ylabel("query time step")
     for ax in axes.ravel()[len(maps):]:
         ax.set_visible(False)
     fig.suptitle(f"{title} · {sample_title(e, i, with_method=False)}", fontsize=11)
+    fig.supxlabel("colours: each map's weights, white at 0 to red at its largest", fontsize=8,
+                  color="0.25")
     return fig
 
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the explanation renderers: options, file names, colour scales, saving, manifest."""
+"""Shared pieces of the explanation renderers: options, file names, colour legends, saving, manifest."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ if "ipykernel" not in sys.modules:  # files only; in Jupyter the inline backend 
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.colors import Normalize, TwoSlopeNorm  # noqa: E402
 
 from xaicore.plugin import (  # noqa: E402
     MAX_FIGURE_INCHES,
@@ -27,6 +26,8 @@ from xaicore.plugin import (  # noqa: E402
     safe_name,
     write_text,
 )
+
+from .colours import legend  # noqa: E402
 
 FORMATS = ("png", "svg", "eps", "pdf")
 DEFAULT_FORMATS = ("png", "svg")
@@ -39,8 +40,6 @@ FIGURE_OPTIONS: tuple[Option, ...] = (
 )
 MANIFEST = "manifest.json"
 PNG_DPI = 110
-DIVERGING = "RdBu_r"
-SEQUENTIAL = "Reds"
 MAX_PIXELS = (int(MAX_FIGURE_INCHES[0] * PNG_DPI), int(MAX_FIGURE_INCHES[1] * PNG_DPI))  # the largest PNG
 MAX_FEATURES = 20  # features drawn one by one; the others are folded, and the title says so
 MAX_LABEL = 40  # characters of a name on an axis or in a legend
@@ -101,10 +100,15 @@ def text(value: Any) -> str:
     return str(value).replace("$", r"\$")
 
 
-def label(value: Any) -> str:
-    """``text`` of a name, cut to ``MAX_LABEL`` characters (long names would widen the figure)."""
+def cut(value: Any) -> str:
+    """A name cut to ``MAX_LABEL`` characters (long names would widen the figure)."""
     name = str(value)
-    return text(name if len(name) <= MAX_LABEL else name[:MAX_LABEL - 1] + "\u2026")
+    return name if len(name) <= MAX_LABEL else name[:MAX_LABEL - 1] + "\u2026"
+
+
+def label(value: Any) -> str:
+    """``text`` of a name, cut to ``MAX_LABEL`` characters."""
+    return text(cut(value))
 
 
 def top_features(scores: np.ndarray, k: int = MAX_FEATURES) -> np.ndarray:
@@ -156,17 +160,17 @@ def sample_title(explanation: Explanation, i: int, with_method: bool = True) -> 
     return head + ", ".join(parts)
 
 
-def color_scale(values: np.ndarray) -> tuple[str, Normalize]:
-    """Diverging colours centred on 0 for signed attributions; sequential from the smallest to the
-    largest value for non-negative ones (as CAM overlays are min-max scaled)."""
-    values = np.asarray(values, dtype=np.float64)
-    finite = values[np.isfinite(values)]
-    low = float(finite.min()) if finite.size else 0.0
-    high = float(finite.max()) if finite.size else 0.0
-    if low < 0:
-        bound = max(abs(low), abs(high), 1e-12)
-        return DIVERGING, TwoSlopeNorm(vcenter=0.0, vmin=-bound, vmax=bound)
-    return SEQUENTIAL, Normalize(vmin=low, vmax=max(high, low + 1e-12))
+def explained(explanation: Explanation, i: int) -> str:
+    """"class Gun": the class sample position ``i`` was explained for, as a legend names it."""
+    return f"class {cut(explanation.class_names[int(explanation.targets[i])])}"
+
+
+def convention(fig, signed: Iterable[bool], target: str) -> None:
+    """What the colours mean for ``target`` (e.g. ``explained``), for each kind of scale drawn,
+    on a line below the figure."""
+    kinds = sorted({bool(s) for s in signed}, reverse=True)
+    fig.supxlabel(text("colours: " + "; ".join(legend(s, target) for s in kinds)), fontsize=8,
+                  color="0.25")
 
 
 def save(fig, base: Path, formats: Sequence[str]) -> list[Path]:

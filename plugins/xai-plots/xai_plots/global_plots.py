@@ -81,7 +81,8 @@ class GlobalPlots:
             written += manifest.add(save(time_importance_figure(e), folder / "time_importance",
                                          formats),
                                     kind="global", key=key, method=e.method,
-                                    caption="mean |attribution| per time step, by explained class")
+                                    caption="share of |attribution| per time step, by explained class, "
+                                            "against an even spread")
             positions = pick_samples(e, samples, max_samples)
             for name, fig, sample_id, caption in shap_figures(e, positions, shap_segments, top_k):
                 written += manifest.add(save(fig, folder / name, formats),
@@ -142,18 +143,45 @@ def feature_importance_figure(e: Explanation):
     return fig
 
 
+def time_shares(e: Explanation) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's share of its |attribution| at each time step (over features; NaN past its own
+    length, and for a sample of no attribution at all) ``[sample, time]``, and the share a map
+    spread evenly over the time steps would give, averaged over the samples as the shares are
+    ``[time]`` (1/T for series of one length T)."""
+    per_step = e.aggregate(over="feature", how="abs_sum")  # [sample, time]
+    steps = np.arange(per_step.shape[1])
+    inside = steps[None, :] < np.asarray(e.lengths)[:, None]
+    per_step = np.where(inside, per_step, np.nan)
+    total = np.nansum(per_step, axis=1, keepdims=True)
+    shares = np.where(total > 0, per_step / np.where(total > 0, total, 1.0), np.nan)
+    even = np.where(inside, 1.0 / np.maximum(np.asarray(e.lengths), 1)[:, None], np.nan)
+    return shares, _nanmean(even)
+
+
 def time_importance_figure(e: Explanation):
-    """Mean |attribution| per time step (over features and samples), one line per class."""
-    per_sample = e.aggregate(over="feature", how="abs_mean")  # [sample, time]
+    """Each time step's share of the samples' |attribution| (over features), one line per class,
+    on an axis from 0 with the share of an even spread over time drawn and labelled, so that a
+    near-uniform map reads as one."""
+    shares, even = time_shares(e)
     fig, ax = plt.subplots(figsize=(9, 3.4))
-    for name, values in _by_class(e, per_sample):
+    groups = _by_class(e, shares)
+    for name, values in groups:
         ax.plot(values, linewidth=1.5, label=label(name))
-    ax.plot(_nanmean(per_sample), color="black", linewidth=1.0, linestyle="--", label="all")
-    ax.set_xlim(0, per_sample.shape[1] - 1)
+    overall = _nanmean(shares)
+    ax.plot(overall, color="black", linewidth=1.0, linestyle="--", label="all")
+    ax.plot(even, color="0.45", linewidth=1.0, linestyle=":")
+    lengths = np.unique(e.lengths)
+    last = int(np.flatnonzero(np.isfinite(even))[-1]) if np.isfinite(even).any() else 0
+    ax.text(last, even[last], f"uniform 1/{int(lengths[0])}" if len(lengths) == 1
+            else "uniform (1/length of each series)", ha="right", va="bottom", fontsize=8,
+            color="0.3")
+    drawn = np.concatenate([overall, even, *(values for _, values in groups)])
+    top = float(drawn[np.isfinite(drawn)].max(initial=0.0))
+    ax.set_ylim(0, 1.1 * top if top > 0 else 1.0)
+    ax.set_xlim(0, shares.shape[1] - 1)
     ax.set_xlabel("time step")
-    ax.set_ylabel("mean |attribution|")
+    ax.set_ylabel("share of |attribution|")
     ax.set_title(text(f"{e.method} · time-step importance"), fontsize=11)
     ax.legend(title=_class_legend(e), fontsize=8, frameon=False, loc="upper left",
               bbox_to_anchor=(1.01, 1.0))
     return fig
-

@@ -7,25 +7,14 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
 
 from xaicore.plugin import Explanation, XaiError, figure_size
 
+from .colours import Scale, colours, is_signed, quantised
 from .compare_labels import comparison_title, panel_labels
-from .figures import label, sample_title, text
-from .image_units import (
-    Scale,
-    display_range,
-    grey_of,
-    heatmap_of,
-    image_levels,
-    image_of,
-    overlay_levels,
-    quantised,
-    scale_of,
-    signed,
-)
+from .drawing import mappable
+from .figures import convention, explained, label, sample_title, text
+from .image_units import display_range, grey_of, heatmap_of, image_levels, image_of, overlay_levels, scale_of
 
 #: Opacity of the attribution over the image in the figures (the report has a slider).
 OPACITY = 0.7
@@ -46,14 +35,13 @@ def overlay(e: Explanation, i: int, low: float, high: float,
     """Sample position ``i``'s attribution over its image in grey (``overlay_levels``), and
     the map's scale."""
     values = heatmap_of(e, i)
-    scale = scale_of(values, signed(e))
+    scale = scale_of(values, is_signed(e))
     grey = grey_of(image_levels(image_of(e, i), low, high))
     return overlay_levels(grey, quantised(values, scale), scale.signed, opacity), scale
 
 
 def colour_bar(fig, ax, scale: Scale, **kwargs) -> None:
-    mappable = ScalarMappable(norm=Normalize(scale.low, scale.bound), cmap=scale.colormap())
-    bar = fig.colorbar(mappable, ax=ax, **kwargs)
+    bar = fig.colorbar(mappable(scale), ax=ax, **kwargs)
     bar.ax.tick_params(labelsize=7)
 
 
@@ -68,27 +56,27 @@ def image_figure(e: Explanation, i: int, kind: str = "overlay"):
     or ``heatmap`` (the map alone), with the map's colour scale."""
     low, high = display_range([image_of(e, i)])
     values = heatmap_of(e, i)
-    scale = scale_of(values, signed(e))
+    scale = scale_of(values, is_signed(e))
     if kind == "heatmap":
         fig, ax = plt.subplots(figsize=(4.2, 3.8), layout="constrained")
-        ax.imshow(values, cmap=scale.colormap(), norm=Normalize(scale.low, scale.bound),
-                  interpolation="nearest")
+        ax.imshow(colours(values, scale), interpolation="nearest")
         bare(ax, "attribution")
         colour_bar(fig, ax, scale, fraction=0.05)
         fig.suptitle(sample_title(e, i), fontsize=10)
+        convention(fig, [scale.signed], explained(e, i))
         return fig
     fig, axes = plt.subplots(1, 3, figsize=(3 * PANEL_INCHES + 0.8, PANEL_INCHES + 0.9),
                              layout="constrained")
     axes[0].imshow(shown_image(e, i, low, high), cmap="gray", vmin=0, vmax=255,
                    interpolation="nearest")
     bare(axes[0], "image")
-    axes[1].imshow(values, cmap=scale.colormap(), norm=Normalize(scale.low, scale.bound),
-                   interpolation="nearest")
+    axes[1].imshow(colours(values, scale), interpolation="nearest")
     bare(axes[1], "attribution")
     axes[2].imshow(overlay(e, i, low, high)[0], interpolation="nearest")
     bare(axes[2], f"overlay ({OPACITY:.0%})")
     colour_bar(fig, axes.tolist(), scale, fraction=0.04, label="attribution")
     fig.suptitle(sample_title(e, i), fontsize=10)
+    convention(fig, [scale.signed], explained(e, i))
     return fig
 
 
@@ -107,16 +95,19 @@ def methods_figure(rows: Sequence[tuple[Explanation, int]]):
     flat[0].imshow(shown_image(first, i, low, high), cmap="gray", vmin=0, vmax=255,
                    interpolation="nearest")
     bare(flat[0], "image")
+    kinds = []
     for ax, (e, j), title in zip(flat[1:], rows, panel_labels(rows, sep="\n")):
         drawn, scale = overlay(e, j, low, high)
         ax.imshow(drawn, interpolation="nearest")
         bare(ax, title)
         colour_bar(fig, ax, scale, orientation="horizontal", fraction=0.06, pad=0.02)
+        kinds.append(scale.signed)
     for ax in flat[panels:]:
         ax.set_axis_off()
     fig.suptitle(comparison_title(rows)
                  + text(f"\nattribution over the image at {OPACITY:.0%}, each method on its own "
                         f"scale"), fontsize=10)
+    convention(fig, kinds, explained(first, i))
     return fig
 
 
@@ -126,7 +117,7 @@ def misclassified_figure(pred_e: Explanation, i: int, true_e: Explanation, j: in
     one scale, and the top classes' probabilities."""
     low, high = display_range([image_of(pred_e, i)])
     maps = [heatmap_of(pred_e, i), heatmap_of(true_e, j)]
-    scale = scale_of(np.concatenate([m.ravel() for m in maps]), signed(pred_e) or signed(true_e))
+    scale = scale_of(np.concatenate([m.ravel() for m in maps]), is_signed(pred_e) or is_signed(true_e))
     grey = grey_of(image_levels(image_of(pred_e, i), low, high))
     fig, axes = plt.subplots(1, 4, figsize=(4 * PANEL_INCHES + 1.0, PANEL_INCHES + 0.9),
                              width_ratios=[1, 1, 1, 0.9], layout="constrained")
@@ -139,6 +130,7 @@ def misclassified_figure(pred_e: Explanation, i: int, true_e: Explanation, j: in
                   interpolation="nearest")
         bare(ax, f"why {label(e.class_names[int(e.targets[k])])} ({role} class)")
     colour_bar(fig, axes[1:3].tolist(), scale, orientation="horizontal", fraction=0.06, pad=0.02)
+    convention(fig, [scale.signed], "the class each map explains")
     probs = pred_e.probabilities[i]
     shown = np.argsort(probs)[::-1][:top]
     colours = ["tab:red" if c == pred_e.predictions[i] else
@@ -172,11 +164,12 @@ def class_means_figure(e: Explanation, classes: int = 10):
         axes[0, k].imshow(mean_image if mean_image.shape[2] == 3 else mean_image[..., 0],
                           cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         bare(axes[0, k], f"{label(e.class_names[c])} ({int(rows.sum())})")
-        axes[1, k].imshow(magnitude[rows].mean(0), cmap=Scale(False, bound).colormap(), vmin=0,
-                          vmax=bound, interpolation="nearest")
+        axes[1, k].imshow(colours(magnitude[rows].mean(0), Scale(False, bound)),
+                          interpolation="nearest")
         bare(axes[1, k], "")
     axes[0, 0].set_ylabel("mean image", fontsize=8)
     axes[1, 0].set_ylabel("mean |attribution|", fontsize=8)
     colour_bar(fig, axes[1, :].tolist(), Scale(False, bound), fraction=0.03)
+    convention(fig, [False], "the class of each column")
     fig.suptitle(text(f"{e.method} · per explained class (how many explained)"), fontsize=10)
     return fig

@@ -1,34 +1,24 @@
 """What an image explanation shows: each sample as an ``H x W`` image and its attribution as an
-``H x W`` map, the colour scale of a method (diverging and centred on 0 when it gives signed
-values, sequential from 0 when it gives none below 0), 8-bit quantisation of both and PNG bytes.
-Pure numpy functions of an ``Explanation`` of the image input kind (``[sample, H*W pixels,
-channel]``, row-major, ``extras["image_size"] = [H, W]``)."""
+``H x W`` map, the bound of a map's colour scale (its colours are ``colours.py``'s), overlays,
+8-bit images and PNG bytes. Pure numpy functions of an ``Explanation`` of the image input kind
+(``[sample, H*W pixels, channel]``, row-major, ``extras["image_size"] = [H, W]``)."""
 
 from __future__ import annotations
 
 import math
 import struct
 import zlib
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from xaicore.plugin import Explanation, XaiError
 
-#: Colour maps: red for evidence for the explained class and blue against it, as the series and
-#: text views colour them; non-negative maps from white to red. Each is cut short of its darkest
-#: end (``SPANS``), which would not show over the black and the white parts of an image.
-DIVERGING = "RdBu_r"
-SEQUENTIAL = "Reds"
-SPANS = {DIVERGING: (0.08, 0.92), SEQUENTIAL: (0.0, 0.85)}
+from .colours import POSITIVE_LEVELS, SIGNED_LEVELS, Scale, colour_table
+
 #: The share of a map's pixels, those of the largest |attribution|, that saturate its colour scale
 #: (captum's ``visualize_image_attr`` default): a few extreme pixels would leave the rest pale.
 SATURATED = 0.02
-#: Quantisation levels of a signed map: -127..127 around 0 (stored 0..254, 127 is exactly 0).
-SIGNED_LEVELS = 127
-#: Quantisation levels of a non-negative map: 0..255 from 0 to the bound of its scale.
-POSITIVE_LEVELS = 255
 
 
 def is_image(explanation: Any) -> bool:
@@ -69,30 +59,6 @@ def heatmap_of(e: Explanation, i: int) -> np.ndarray:
     return values.sum(axis=2)
 
 
-def signed(e: Explanation) -> bool:
-    """Whether a method gives signed attributions (any below 0 in any sample): its maps are drawn
-    on a diverging scale centred on 0; the others on a sequential scale from 0."""
-    return bool((np.nan_to_num(e.attributions) < 0).any())
-
-
-@dataclass(frozen=True)
-class Scale:
-    """A map's colour scale: diverging over ``[-bound, bound]`` or sequential over ``[0, bound]``."""
-
-    signed: bool
-    bound: float
-
-    @property
-    def low(self) -> float:
-        return -self.bound if self.signed else 0.0
-
-    def colormap(self):
-        """The matplotlib colour map of the scale's levels (``colour_table``)."""
-        from matplotlib.colors import ListedColormap
-
-        return ListedColormap(colour_table(self.signed) / 255.0)
-
-
 def scale_of(values: np.ndarray, is_signed: bool) -> Scale:
     """The scale of one map: the |value| that ``SATURATED`` of its pixels exceed (its largest
     |value| when that is 0; 1e-30 for an all-zero map)."""
@@ -103,31 +69,12 @@ def scale_of(values: np.ndarray, is_signed: bool) -> Scale:
     return Scale(is_signed, max(bound if bound > 0 else float(finite.max()), 1e-30))
 
 
-def quantised(values: np.ndarray, scale: Scale) -> np.ndarray:
-    """``values`` as uint8 levels of ``scale``: signed 0..254 (127 is 0), non-negative 0..255."""
-    v = np.nan_to_num(np.asarray(values, dtype=np.float64)) / scale.bound
-    if scale.signed:
-        return (np.rint(np.clip(v, -1, 1) * SIGNED_LEVELS) + SIGNED_LEVELS).astype(np.uint8)
-    return np.rint(np.clip(v, 0, 1) * POSITIVE_LEVELS).astype(np.uint8)
-
-
 def weight(levels: np.ndarray, is_signed: bool) -> np.ndarray:
     """How strongly each level is drawn over the image, in [0, 1]: |value| over the bound."""
     q = np.asarray(levels, dtype=np.float64)
     if is_signed:
         return np.abs(q - SIGNED_LEVELS) / SIGNED_LEVELS
     return q / POSITIVE_LEVELS
-
-
-def colour_table(is_signed: bool) -> np.ndarray:
-    """uint8 RGB of every level ``[levels, 3]`` (255 signed, 256 non-negative): the scale's
-    matplotlib colour map over its span."""
-    from matplotlib import colormaps
-
-    n = 2 * SIGNED_LEVELS + 1 if is_signed else POSITIVE_LEVELS + 1
-    name = DIVERGING if is_signed else SEQUENTIAL
-    rgba = colormaps[name](np.linspace(*SPANS[name], n))
-    return np.rint(rgba[:, :3] * 255).astype(np.uint8)
 
 
 def display_range(images: list[np.ndarray]) -> tuple[float, float]:

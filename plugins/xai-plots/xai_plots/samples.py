@@ -12,6 +12,7 @@ import numpy as np
 
 from xaicore.plugin import Explanation, XaiError, figure_size, write_text
 
+from .colours import is_signed, scale_for
 from .compare_labels import comparison_title, panel_labels
 from .drawing import attribution_panel, colored_series, feature_heatmap, series_lines
 from .figures import (
@@ -20,7 +21,8 @@ from .figures import (
     Manifest,
     check_explanations,
     check_formats,
-    color_scale,
+    convention,
+    explained,
     figure_key,
     folded,
     label,
@@ -182,12 +184,13 @@ def sample_figure(e: Explanation, i: int):
     series, attribution = own_length(e, i)
     if series.shape[1] > 1:
         return heatmap_figure(e, i)
-    cmap, norm = color_scale(attribution)
+    scale = scale_for(attribution, is_signed(e))
     fig, ax = plt.subplots(figsize=(9, 3.4), layout="constrained")
-    mappable = attribution_panel(ax, series, attribution, e.feature_names, cmap, norm)
+    mappable = attribution_panel(ax, series, attribution, e.feature_names, scale)
     ax.set_xlabel("time step")
     fig.colorbar(mappable, ax=ax, label="attribution", pad=0.015)
     fig.suptitle(sample_title(e, i), fontsize=11)
+    convention(fig, [scale.signed], explained(e, i))
     return fig
 
 
@@ -196,16 +199,17 @@ def heatmap_figure(e: Explanation, i: int):
     series, attribution = own_length(e, i)
     keep = shown_features([attribution])
     series, attribution, names = series[:, keep], attribution[:, keep], names_of(e, keep)
-    cmap, norm = color_scale(attribution)
+    scale = scale_for(attribution, is_signed(e))
     n_features, rows = len(keep), 1 if e.time_only else len(keep)
     fig, (top, ax) = plt.subplots(2, 1, sharex=True, figsize=figure_size(10, 3.2 + 0.3 * rows),
                                   height_ratios=[1.0, max(1.0, 0.25 * rows)],
                                   layout="constrained")
     series_lines(top, series, names)
-    mappable = feature_heatmap(ax, *map_rows(e, attribution, names), cmap, norm)
+    mappable = feature_heatmap(ax, *map_rows(e, attribution, names), scale)
     ax.set_xlabel("time step")
     fig.colorbar(mappable, ax=[top, ax], label="attribution", fraction=0.04)
     titled(fig, sample_title(e, i), e.inputs.shape[2], n_features)
+    convention(fig, [scale.signed], explained(e, i))
     return fig
 
 
@@ -214,15 +218,16 @@ def overlay_figure(e: Explanation, i: int):
     series, attribution = own_length(e, i)
     keep = shown_features([attribution])
     series, attribution = series[:, keep], attribution[:, keep]
-    cmap, norm = color_scale(attribution)
+    scale = scale_for(attribution, is_signed(e))
     fig, axes = plt.subplots(len(keep), 1, sharex=True, squeeze=False,
                              figsize=figure_size(9, 0.6 + 1.6 * len(keep)), layout="constrained")
     for k, (f, ax) in enumerate(zip(keep, axes[:, 0])):
-        mappable = colored_series(ax, series[:, k], attribution[:, k], cmap, norm)
+        mappable = colored_series(ax, series[:, k], attribution[:, k], scale)
         ax.set_ylabel(label(e.feature_names[f]), fontsize=9)
     axes[-1, 0].set_xlabel("time step")
     fig.colorbar(mappable, ax=axes[:, 0].tolist(), label="attribution", fraction=0.04)
     titled(fig, sample_title(e, i), e.inputs.shape[2], len(keep))
+    convention(fig, [scale.signed], explained(e, i))
     return fig
 
 
@@ -244,14 +249,17 @@ def comparison_figure(rows: list[tuple[Explanation, int]]):
     if extra:
         series_lines(axes[0, 0], own_length(first, i)[0][:, keep], names)
         axes[0, 0].set_title("input series", fontsize=10, loc="left")
+    kinds = []
     for ax, (e, j), title in zip(axes[extra:, 0], rows, panel_labels(rows)):
         series, attribution = (values[:, keep] for values in own_length(e, j))
-        cmap, norm = color_scale(attribution)
-        mappable = attribution_panel(ax, series, *map_rows(e, attribution, names), cmap, norm)
-        ax.set_title(title, fontsize=10, loc="left")
+        scale = scale_for(attribution, is_signed(e))
+        mappable = attribution_panel(ax, series, *map_rows(e, attribution, names), scale)
+        ax.set_title(title + ("" if scale.signed else " (unsigned)"), fontsize=10, loc="left")
         fig.colorbar(mappable, ax=ax, pad=0.015, fraction=0.03)
+        kinds.append(scale.signed)
     axes[-1, 0].set_xlabel("time step")
     titled(fig, comparison_title(rows), first.inputs.shape[2], n_features)
+    convention(fig, kinds, explained(first, i))
     return fig
 
 
@@ -260,13 +268,13 @@ def misclassification_figure(pred_e: Explanation, i: int, true_e: Explanation, j
     keep = shown_features([own_length(pred_e, i)[1], own_length(true_e, j)[1]])
     both = np.concatenate([pred_e.attributions[i][:, keep].ravel(),
                            true_e.attributions[j][:, keep].ravel()])
-    cmap, norm = color_scale(both)
+    scale = scale_for(both, is_signed(pred_e) or is_signed(true_e))
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.6),
                              width_ratios=[1.0, 1.0, 0.45], layout="constrained")
     names = names_of(pred_e, keep)
     for ax, e, k, role in ((axes[0], pred_e, i, "predicted"), (axes[1], true_e, j, "true")):
         series, attribution = (values[:, keep] for values in own_length(e, k))
-        mappable = attribution_panel(ax, series, *map_rows(e, attribution, names), cmap, norm)
+        mappable = attribution_panel(ax, series, *map_rows(e, attribution, names), scale)
         ax.set_title(f"why {label(e.class_names[int(e.targets[k])])} ({role} class)", fontsize=10)
         ax.set_xlabel("time step")
     fig.colorbar(mappable, ax=axes[:2].tolist(), label="attribution", fraction=0.03)
@@ -282,6 +290,7 @@ def misclassification_figure(pred_e: Explanation, i: int, true_e: Explanation, j
     axes[2].set_xlabel("probability")
     axes[2].set_title("top classes (red: predicted, green: true)", fontsize=9)
     titled(fig, sample_title(pred_e, i), pred_e.inputs.shape[2], len(keep))
+    convention(fig, [scale.signed], "the class each panel explains")
     return fig
 
 

@@ -1,6 +1,7 @@
-"""Texts coloured by their attribution as self-contained HTML fragments (inline CSS, escaped text):
-red for evidence for the explained class, blue against, the intensity |value| over the text's
-largest |value|; the value on hover; special tokens grey."""
+"""Texts coloured by their attribution as self-contained HTML fragments (inline CSS, escaped text),
+in the colours of ``colours.py`` on a scale up to the text's largest |value|: a signed method's
+red for evidence for the explained class, blue against, an unsigned one's white to red; the value
+on hover; special tokens grey."""
 
 from __future__ import annotations
 
@@ -11,32 +12,22 @@ import numpy as np
 
 from xaicore.plugin import Explanation, XaiError
 
+from .colours import Scale, colours, css, ink, is_signed, legend
 from .compare_labels import model_names
 from .text_units import MODES, Unit, scale_of, units
 
-POSITIVE = (214, 39, 40)
-NEGATIVE = (31, 102, 196)
-WHITE_TEXT_FROM = 0.6  # above this intensity the text is written white
 SPAN = "padding:1px 3px;margin:1px;border-radius:3px;display:inline-block;line-height:1.35"
 SPECIAL = "color:#9aa1ad;background:#f0f1f4;font-size:85%"
 BOX = ("font:14px/1.6 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1d2330;"
        "max-width:100%;word-wrap:break-word")
 
 
-def intensity(value: float, scale: float) -> float:
-    """|value| over ``scale`` in [0, 1], rounded to 3 decimals (0 for no scale or NaN)."""
-    if not scale > 0 or not np.isfinite(value):
-        return 0.0
-    return round(min(abs(value) / scale, 1.0), 3)
+def token_color(value: float, scale: Scale) -> str:
+    """The CSS background of an attribution ``value`` on ``scale``."""
+    return css(colours(np.array(value), scale))
 
 
-def token_color(value: float, scale: float) -> str:
-    """The CSS background of an attribution ``value`` in a text whose largest |value| is ``scale``."""
-    r, g, b = POSITIVE if value >= 0 else NEGATIVE
-    return f"rgba({r},{g},{b},{intensity(value, scale):.3f})"
-
-
-def unit_html(unit: Unit, scale: float) -> str:
+def unit_html(unit: Unit, scale: Scale) -> str:
     """One token or word as a span, its attribution in the ``title``."""
     shown = escape(unit.text, quote=True)
     hover = f"{unit.text}: {unit.value:+.4g}"
@@ -44,9 +35,9 @@ def unit_html(unit: Unit, scale: float) -> str:
         hover += f" (tokens {' '.join(unit.pieces)})"
     if unit.special:
         return f'<span style="{SPAN};{SPECIAL}" title="{escape(hover + " (special token)")}">{shown}</span>'
-    a = intensity(unit.value, scale)
-    ink = ";color:#fff" if a > WHITE_TEXT_FROM else ""
-    return (f'<span style="{SPAN};background:{token_color(unit.value, scale)}{ink}" '
+    colour = colours(np.array(unit.value), scale)
+    over = ink(colour)
+    return (f'<span style="{SPAN};background:{css(colour)}{";color:" + over if over else ""}" '
             f'title="{escape(hover)}">{shown}</span>')
 
 
@@ -62,24 +53,27 @@ def caption(e: Explanation, i: int, model: str = "") -> str:
     return text
 
 
-def legend(scale: float) -> str:
+def legend_html(scale: Scale, target: str) -> str:
     """What the colours mean, with the text's scale."""
     swatch = "display:inline-block;width:12px;height:12px;border-radius:2px;vertical-align:-1px"
-    return (f'<div style="font-size:12px;color:#5d6678;margin-top:4px">'
-            f'<span style="{swatch};background:{token_color(1, 1)}"></span> for the explained class '
-            f'<span style="{swatch};background:{token_color(-1, 1)}"></span> against it; '
-            f"full colour = |attribution| {scale:.4g}; hover for values</div>")
+    ends = ((-1.0, 1.0) if scale.signed else (0.0, 1.0))
+    swatches = "".join(f'<span style="{swatch};background:{token_color(end * scale.bound, scale)};'
+                       f'border:1px solid #d9dee8"></span> ' for end in ends)
+    return (f'<div class="xai-legend" style="font-size:12px;color:#5d6678;margin-top:4px">'
+            f"{swatches}{escape(legend(scale.signed, target))}; full colour = |attribution| "
+            f"{scale.bound:.4g}; hover for values</div>")
 
 
 def heatmap_html(e: Explanation, i: int, mode: str = "tokens", model: str = "") -> str:
     """Sample position ``i`` of ``e`` as a coloured text, with its caption (led by ``model``, the
     name of its model, when given) and legend."""
     shown = units(e, i, mode)
-    scale = scale_of(shown)
+    scale = Scale(is_signed(e), max(scale_of(shown), 1e-30))
     body = "".join(unit_html(u, scale) for u in shown)
+    target = f"class {e.class_names[int(e.targets[i])]}"
     return (f'<div class="xai-text" data-mode="{mode}" style="{BOX}">'
             f'<div style="font-weight:600;margin-bottom:4px">{escape(caption(e, i, model))}</div>'
-            f"<div>{body}</div>{legend(scale)}</div>")
+            f"<div>{body}</div>{legend_html(scale, target)}</div>")
 
 
 def texts_page(e: Explanation, samples: Sequence[int]) -> str:

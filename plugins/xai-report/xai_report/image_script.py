@@ -3,9 +3,9 @@
 IMAGE_SCRIPT = r"""
 (function () {
   var holder = document.getElementById('xai-image-data');
-  if (!holder) { return; }
+  if (!holder || !window.xaiColours) { return; }
   var D = JSON.parse(holder.textContent), H = D.height, W = D.width, K = D.factor;
-  var w = Math.ceil(W / K), L = D.levels;
+  var X = window.xaiColours, w = Math.ceil(W / K), L = X.levels;
   var views = {}; D.views.forEach(function (v) { views[v.key] = v; });
   function all(selector) { return Array.prototype.slice.call(document.querySelectorAll(selector)); }
   var tabs = all('button[data-image-key]'), buttons = all('button[data-image-sample]');
@@ -29,7 +29,7 @@ IMAGE_SCRIPT = r"""
     }
     return decoded[uri];
   }
-  function table(isSigned) { return isSigned ? D.colors.signed : D.colors.positive; }
+  function table(isSigned) { return X.table(isSigned); }
   function weight(q, isSigned) { return isSigned ? Math.abs(q - L.signed) / L.signed : q / L.positive; }
   function grey(px, k) {
     return D.channels === 3 ? 0.299 * px[4 * k] + 0.587 * px[4 * k + 1] + 0.114 * px[4 * k + 2] : px[4 * k];
@@ -52,25 +52,18 @@ IMAGE_SCRIPT = r"""
   }
   function fmt(x) { return Number(x.toPrecision(3)).toString(); }
   function range(v, i) { return v.signed ? fmt(-v.scale[i]) + ' to ' + fmt(v.scale[i]) : '0 to ' + fmt(v.scale[i]); }
-  function bar(isSigned) {
-    var t = table(isSigned), c = document.createElement('canvas'); c.width = t.length; c.height = 1;
-    var g = c.getContext('2d'), out = g.createImageData(t.length, 1);
-    t.forEach(function (rgb, k) { out.data[4 * k] = rgb[0]; out.data[4 * k + 1] = rgb[1]; out.data[4 * k + 2] = rgb[2]; out.data[4 * k + 3] = 255; });
-    g.putImageData(out, 0, 0); c.setAttribute('data-scale', isSigned ? 'diverging' : 'sequential');
-    return c;
-  }
   function legend(shown) {
     var box = document.getElementById('image-legend'); box.textContent = '';
     [true, false].forEach(function (isSigned) {
       var those = shown.filter(function (s) { return s.v.signed === isSigned; });
       if (!those.length) { return; }
       var one = shown.length === 1 ? those[0] : null, item = document.createElement('span');
-      var high = one ? fmt(one.v.scale[one.i]) : 'max', low = isSigned ? (one ? fmt(-one.v.scale[one.i]) : '-max') : '0';
+      var high = one ? fmt(one.v.scale[one.i]) : 'max', low = isSigned ? (one ? fmt(-one.v.scale[one.i]) : '\u2212max') : '0';
+      var target = 'class ' + D.classes[those[0].v.target[those[0].i]];
       item.className = isSigned ? 'legend-signed' : 'legend-positive';
       item.appendChild(document.createTextNode((isSigned ? 'diverging, centred on 0: ' : 'sequential: ') + low));
-      item.appendChild(bar(isSigned));
-      item.appendChild(document.createTextNode(high + (isSigned ? ' (blue: against the explained class, red: for it)'
-                                                                : ' (a method with no value below 0)')));
+      item.appendChild(X.swatch(isSigned));
+      item.appendChild(document.createTextNode(high + ' (' + X.legend(isSigned, target) + ')'));
       box.appendChild(item);
     });
   }

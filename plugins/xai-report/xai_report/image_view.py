@@ -12,12 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from xai_plots.colours import Scale, quantised
 from xai_plots.image_units import (
-    POSITIVE_LEVELS,
     SATURATED,
-    SIGNED_LEVELS,
-    Scale,
-    colour_table,
     display_range,
     grey_of,
     heatmap_of,
@@ -27,9 +24,7 @@ from xai_plots.image_units import (
     overlay_levels,
     png_bytes,
     pooled,
-    quantised,
     scale_of,
-    signed,
 )
 from xaicore.plugin import Explanation, XaiError
 
@@ -94,7 +89,6 @@ def image_data(explanations: list[Explanation]) -> dict[str, Any]:
     views = []
     for e in ordered:
         view = view_of(e)
-        view["signed"] = signed(e)
         for i, sid in enumerate(view["samples"]):
             values = pooled(heatmap_of(e, i), factor)
             scale = scale_of(values, view["signed"])
@@ -105,10 +99,7 @@ def image_data(explanations: list[Explanation]) -> dict[str, Any]:
         views.append(view)
     return {"classes": [str(c) for c in first.class_names], "height": height, "width": width,
             "channels": int(first.inputs.shape[2]), "factor": factor, "range": [low, high],
-            "images": images, "views": views, "opacity": OPACITY,
-            "colors": {"signed": colour_table(True).tolist(),
-                       "positive": colour_table(False).tolist()},
-            "levels": {"signed": SIGNED_LEVELS, "positive": POSITIVE_LEVELS}}
+            "images": images, "views": views, "opacity": OPACITY}
 
 
 def image_section(explanations: list[Explanation]) -> str:

@@ -60,6 +60,10 @@ button.wrong { border-color:#c0392b; }
 .note { color:var(--muted); }
 pre { background:#f3f5f9; padding:10px; overflow:auto; font-size:13px; }
 .plot { width:100%; min-height:200px; }
+.colour-legend { display:flex; flex-wrap:wrap; gap:18px; align-items:center; font-size:13px;
+                 color:var(--muted); margin:4px 0; }
+.colour-legend canvas { width:160px; height:12px; image-rendering:pixelated; vertical-align:middle;
+                        border:1px solid var(--line); margin:0 6px; }
 """
 
 def esc(value: Any) -> str:

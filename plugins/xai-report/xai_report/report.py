@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from xai_plots.colours import colour_script
 from xai_plots.image_units import is_image
 from xai_plots.text_units import is_text
 from xaicore.application import get_modality, read_figures, stale_reason
@@ -76,7 +77,8 @@ class HtmlReport:
         ckpt = run.checkpoint
         title = f"xai report: {ckpt['model']} on {dataset_name(ckpt)}"
         series = len(run.explanations) - len(texts) - len(images)
-        scripts = [get_plotlyjs(), SCRIPT] if series else []
+        scripts = [colour_script()] if run.explanations else []
+        scripts += [get_plotlyjs(), SCRIPT] if series else []
         scripts += [TEXT_SCRIPT] if texts else []
         scripts += [IMAGE_SCRIPT] if images else []
         # the run folder's name only: a report is shared, the path on this machine stays here

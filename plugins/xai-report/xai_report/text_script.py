@@ -3,8 +3,8 @@
 TEXT_SCRIPT = r"""
 (function () {
   var holder = document.getElementById('xai-text-data');
-  if (!holder) { return; }
-  var D = JSON.parse(holder.textContent), C = D.colors;
+  if (!holder || !window.xaiColours) { return; }
+  var D = JSON.parse(holder.textContent), X = window.xaiColours;
   function half(h) {
     var s = (h & 0x8000) ? -1 : 1, e = (h >> 10) & 0x1f, f = h & 0x3ff;
     return e === 0 ? s * Math.pow(2, -14) * (f / 1024)
@@ -19,14 +19,6 @@ TEXT_SCRIPT = r"""
     var bin = atob(b64), n = bin.length / 2, out = new Uint16Array(n);
     for (var i = 0; i < n; i++) { out[i] = bin.charCodeAt(2 * i) | (bin.charCodeAt(2 * i + 1) << 8); }
     return out;
-  }
-  function intensity(v, scale) {
-    if (!(scale > 0) || !isFinite(v)) { return 0; }
-    return Math.round(Math.min(Math.abs(v) / scale, 1) * 1000) / 1000;
-  }
-  function color(v, scale) {
-    var c = v >= 0 ? C.positive : C.negative;
-    return 'rgba(' + c.join(',') + ',' + intensity(v, scale).toFixed(3) + ')';
   }
   function fmt(v) { return (v >= 0 ? '+' : '') + Number(v.toPrecision(4)); }
   var views = {}; D.views.forEach(function (v) { views[v.key] = v; });
@@ -50,6 +42,17 @@ TEXT_SCRIPT = r"""
     if (v.target[i] !== p) { text += ', explaining ' + D.classes[v.target[i]]; }
     return text;
   }
+  function legend(v, i, scale) {  // what the colours mean, with the text's scale
+    var box = document.getElementById('text-legend'), item = document.createElement('span');
+    box.textContent = '';
+    if (i < 0) { return; }
+    item.className = v.signed ? 'legend-signed' : 'legend-positive';
+    item.appendChild(document.createTextNode(v.signed ? '\u2212' + fmtScale(scale) : '0'));
+    item.appendChild(X.swatch(v.signed));
+    item.appendChild(document.createTextNode(fmtScale(scale) + ': ' + X.legend(v.signed, 'class ' + D.classes[v.target[i]])));
+    box.appendChild(item);
+  }
+  function fmtScale(x) { return Number(x.toPrecision(3)).toString(); }
   function drawText() {
     var v = views[state.key], i = v.samples.indexOf(Number(state.sample));
     var box = document.getElementById('text-heatmap'), label = tabs.filter(function (b) {
@@ -58,10 +61,12 @@ TEXT_SCRIPT = r"""
     var status = 'Method: ' + label + ' \u00b7 by ' + state.mode + ' \u00b7 ';
     if (i < 0) {
       document.getElementById('text-status').textContent = status + 'this method did not explain text ' + state.sample;
+      legend(v, i, 0);
       return;
     }
     var shown = shownUnits(D.texts[state.sample], unpack(v.attr[i], v.scale[i]), state.mode), scale = 0;
     shown.forEach(function (u) { if (!u.special && isFinite(u.value)) { scale = Math.max(scale, Math.abs(u.value)); } });
+    scale = Math.max(scale, 1e-30);
     var frag = document.createDocumentFragment();
     shown.forEach(function (u) {
       var s = document.createElement('span'), hover = u.text + ': ' + fmt(u.value);
@@ -69,14 +74,16 @@ TEXT_SCRIPT = r"""
       s.textContent = u.text;
       if (u.pieces.length > 1) { hover += ' (tokens ' + u.pieces.join(' ') + ')'; }
       if (u.special) { hover += ' (special token)'; } else {
-        s.style.background = color(u.value, scale);
-        if (intensity(u.value, scale) > C.white) { s.style.color = '#fff'; }
+        var rgb = X.rgb(u.value, scale, v.signed);
+        s.style.background = X.css(rgb);
+        if (X.ink(rgb)) { s.style.color = X.ink(rgb); }
       }
       s.title = hover;
       s.setAttribute('data-value', String(u.value));
       frag.appendChild(s);
     });
     box.appendChild(frag);
+    legend(v, i, scale);
     document.getElementById('text-status').textContent = status + caption(v, i);
   }
 
@@ -159,7 +166,8 @@ TEXT_SCRIPT = r"""
         var ctx = cv.getContext('2d'), img = ctx.createImageData(S, S);
         for (var py = 0; py < S; py++) { for (var px = 0; px < S; px++) {
           var v = top > 0 ? m[Math.floor(py * nb / S) * nb + Math.floor(px * nb / S)] / top : 0, o = 4 * (py * S + px);
-          img.data[o] = 255 - 224 * v; img.data[o + 1] = 255 - 153 * v; img.data[o + 2] = 255 - 75 * v; img.data[o + 3] = 255;
+          var rgb = X.rgb(v, 1, false);
+          img.data[o] = rgb[0]; img.data[o + 1] = rgb[1]; img.data[o + 2] = rgb[2]; img.data[o + 3] = 255;
         } }
         ctx.putImageData(img, 0, 0);
         box.appendChild(cv);

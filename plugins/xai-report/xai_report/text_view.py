@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from xai_plots.text_html import NEGATIVE, POSITIVE, WHITE_TEXT_FROM
 from xai_plots.text_units import class_words, groups, tokens_of, word_text
 from xaicore.plugin import Explanation
 
@@ -57,8 +56,7 @@ def text_data(explanations: list[Explanation]) -> dict[str, Any]:
                 texts[str(sid)] = text_entry(tokens, word_ids)
         views.append(view)
     return {"classes": [str(c) for c in explanations[0].class_names], "texts": texts,
-            "views": views, "attention": attention_data(explanations),
-            "colors": {"positive": POSITIVE, "negative": NEGATIVE, "white": WHITE_TEXT_FROM}}
+            "views": views, "attention": attention_data(explanations)}
 
 
 def text_entry(tokens: list[str], word_ids: np.ndarray) -> dict[str, Any]:
@@ -140,9 +138,11 @@ def text_section(explanations: list[Explanation]) -> str:
             f'{buttons}<button type="button" id="text-next" title="next text (right arrow)">&rarr;'
             f'</button></div><div class="toolbar"><span class="label">Show</span>{modes}</div>'
             '<p id="text-status"></p></div><div id="text-heatmap"></div>'
-            '<p class="note">Red: evidence for the explained class, blue: against it; the '
-            "strongest token (or word) of each text in full colour; hover for values. Special "
-            "tokens are grey. By words, a word's attribution is the sum of its tokens'. "
+            '<div id="text-legend" class="colour-legend"></div>'
+            '<p class="note">A signed method (one with values below 0): red for evidence for the '
+            "explained class, blue against it; an unsigned one (attention, |gradient|): white at 0 "
+            "to red. The strongest token (or word) of each text in full colour; hover for values. "
+            "Special tokens are grey. By words, a word's attribution is the sum of its tokens'. "
             "Misclassified texts have a red outline.</p>"
             + (attention_section() if data["attention"] else "")
             + f'<script type="application/json" id="xai-text-data">{payload}</script>')
