@@ -269,6 +269,8 @@ def test_a_time_only_map_has_no_per_feature_summary_or_figure(tmp_path):
     """Grad-CAM's explanation says it is time-only; aggregate refuses a per-feature split,
     the notebook summary names no top feature, the heatmaps draw one row, and global-plots draws
     no feature-importance bars for it (while dcam, with a map per feature, gets all of them)."""
+    import matplotlib.pyplot as plt
+
     from xai_plots.samples import SHARED_ROW, comparison_figure, heatmap_figure
 
     model = loaded(TinyCNN, n_features=F, seq_len=T)
@@ -287,11 +289,12 @@ def test_a_time_only_map_has_no_per_feature_summary_or_figure(tmp_path):
     assert "shared by every feature" in gradcam._repr_html_()
     assert "top features" in dcam._repr_html_()
     heat = heatmap_figure(gradcam, 0).axes[1]
-    assert heat.get_images()[0].get_array().shape == (1, T)
+    assert heat.get_images()[0].get_array().shape[:2] == (1, T)  # one RGB row
     assert [t.get_text() for t in heat.get_yticklabels()] == [SHARED_ROW]
-    assert heatmap_figure(dcam, 0).axes[1].get_images()[0].get_array().shape == (F, T)
+    assert heatmap_figure(dcam, 0).axes[1].get_images()[0].get_array().shape[:2] == (F, T)
     rows = comparison_figure([(dcam, 0), (gradcam, 0)]).axes
-    assert [a.get_images()[0].get_array().shape for a in rows[1:3]] == [(F, T), (1, T)]
+    assert [a.get_images()[0].get_array().shape[:2] for a in rows[1:3]] == [(F, T), (1, T)]
+    plt.close("all")
     again = Explanation.load(gradcam.save(tmp_path / "g.npz"))
     assert again.time_only  # saved with the explanation
     written = registry.get_renderer("global-plots").render([gradcam, dcam], tmp_path / "figures")
