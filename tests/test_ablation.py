@@ -266,8 +266,7 @@ def test_cli_explains_streams_evaluates_and_reports_the_new_methods(fcn_run, tmp
                    "--out", tmp_path / "streamed")
     assert streamed.exit_code == 0, streamed.output
     for method in METHODS:
-        e = xaicore.load_explanation(next((tmp_path / "streamed").glob(
-            f"{result_name(method, 'predicted')}.*")))
+        e = xaicore.load_explanation(tmp_path / "streamed" / f"{result_name(method, 'predicted')}.zarr")
         assert_close(e.attributions[:], stored[method].attributions,
                      scale=float(np.abs(stored[method].attributions).max()))
 

@@ -46,8 +46,8 @@ class NoiseTunnel:
     name = "noise-tunnel"
     description = ("SmoothGrad, SmoothGrad² or VarGrad around a gradient method (series, images): "
                    "noise-tunnel:<method>")
-    defaults: dict[str, Any] = {}
-    options: tuple[Option, ...] = ()  # noise-tunnel:<method> declares them, with <method>'s
+    options = TUNNEL_OPTIONS  # what xai list shows; noise-tunnel:<method> takes them and <method>'s
+    defaults = {option.name: option.default for option in TUNNEL_OPTIONS}
 
     def check(self, model: LoadedModel) -> str | None:
         return ALONE
