@@ -44,8 +44,8 @@ class NoiseTunnel:
     """The registered ``noise-tunnel`` entry: ``wrap(explainer)`` returns the tunnel around it."""
 
     name = "noise-tunnel"
-    description = ("SmoothGrad, SmoothGrad² or VarGrad around a gradient method (series, images): "
-                   "noise-tunnel:<method>")
+    description = ("noise-tunnel:<method> (series, images): SmoothGrad, SmoothGrad² or VarGrad "
+                   "around a gradient method")
     options = TUNNEL_OPTIONS  # what xai list shows; noise-tunnel:<method> takes them and <method>'s
     defaults = {option.name: option.default for option in TUNNEL_OPTIONS}
 
