@@ -282,3 +282,37 @@ def test_cli_explains_streams_evaluates_and_reports_the_new_methods(fcn_run, tmp
     assert report.exit_code == 0, report.output
     html = (fcn_run / "report.html").read_text()
     assert all(method in html for method in METHODS)
+
+
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory):
+    from image_runs import train_digits
+
+    return xaicore.load_run(train_digits(tmp_path_factory, epochs=1))
+
+
+def test_noise_tunnel_on_images_equals_captums_and_series_options_are_refused(image_model,
+                                                                              monkeypatch):
+    """Images: the tunnel around saliency equals captum's NoiseTunnel(Saliency) on [N, C, H, W]
+    given the same noise (the digits have one channel, so our [n, H*W, 1] draws and captum's
+    [n, 1, H, W] ones are the same numbers in the same order); feature windows and feature
+    ablation are for series only."""
+    import captum.attr
+
+    from test_image_metrics import flat, images, on_images
+    from xaicore.data.loading import load_dataset
+
+    X = load_dataset({"name": "digits", "scale": 2}).test.X[:3]
+    e = xaicore.explain(image_model, X, method="noise-tunnel:saliency", nt_type="vargrad",
+                        nt_samples=4, nt_stdevs=0.2, nt_seed=3, abs=False)
+    replay_noise(monkeypatch, 3, 4, images(X))
+    expected = captum.attr.NoiseTunnel(captum.attr.Saliency(on_images(image_model))).attribute(
+        images(X), nt_type="vargrad", nt_samples=4, stdevs=0.2, target=torch.from_numpy(e.targets),
+        abs=False)
+    assert_close(e.attributions, flat(expected), scale=float(np.abs(flat(expected)).max()))
+    with pytest.raises(XaiError, match="feature_window and feature_stride group the features of a "
+                                       "series; images are occluded in squares"):
+        xaicore.explain(image_model, X, method="window-occlusion", feature_window=2)
+    with pytest.raises(XaiError, match="feature-ablation cannot explain .*time segments x feature "
+                                       "groups of a series"):
+        xaicore.explain(image_model, X, method="feature-ablation")
