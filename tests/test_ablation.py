@@ -316,3 +316,19 @@ def test_noise_tunnel_on_images_equals_captums_and_series_options_are_refused(im
     with pytest.raises(XaiError, match="feature-ablation cannot explain .*time segments x feature "
                                        "groups of a series"):
         xaicore.explain(image_model, X, method="feature-ablation")
+
+
+def test_texts_are_refused_by_the_tunnel_and_by_feature_ablation(tmp_path):
+    """Noise on token ids is no text, and a text has no feature groups: both say so before
+    anything is computed, and --method all leaves feature-ablation out with that reason."""
+    from test_text import train_text_run
+
+    run = train_text_run(tmp_path)
+    model = xaicore.load_run(run)
+    for method, reason in (("noise-tunnel:saliency", "noise on a text's token ids is no text"),
+                           ("feature-ablation", "time segments x feature groups of a series")):
+        with pytest.raises(XaiError, match=f"{method} cannot explain .*{reason}"):
+            xaicore.explain(model, ["a joyful film"], method=method)
+    result = xai("explain", "--run", run, "--method", "all", "--samples", "0:2", "--no-figures")
+    assert result.exit_code == 0, result.output
+    assert "skipping feature-ablation (cannot explain model" in result.output
