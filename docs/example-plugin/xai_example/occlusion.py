@@ -1,4 +1,11 @@
-"""Sliding-window occlusion: how much the target logit drops when a window is replaced by a baseline."""
+"""Sliding-window occlusion: how much the target logit drops when a window is replaced by a baseline.
+
+Windows of ``window`` steps of one feature, side by side (no overlap; the last one cut at the end).
+Each window's drop is spread evenly over its cells (divided by the window's width), so a window's
+cells sum to its drop. This is not captum's ``Occlusion``, which gives every cell the whole drop of
+each window covering it (averaged over them): with ``window=1`` the two agree; for captum's values
+multiply by the width, or use the built-in ``window-occlusion``, which equals captum's.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,11 @@ from xaicore.plugin import BaseExplainer, Option
 
 class Occlusion(BaseExplainer):
     name = "occlusion"
-    description = "Drop in the target logit when a time window is replaced by a baseline"
+    description = ("Drop in the target logit when a time window is replaced by a baseline, spread "
+                   "evenly over the window's cells")
     options = (
-        Option("window", int, 1, min=1, max=100_000, help="time steps occluded together"),
+        Option("window", int, 1, min=1, max=100_000, help="time steps occluded together (each "
+               "cell gets its window's drop divided by the window's width)"),
         Option("baseline", float, 0.0, help="value the window is replaced by"),
     )
 
@@ -30,5 +39,5 @@ class Occlusion(BaseExplainer):
         attributions = torch.zeros_like(inputs)
         for i, s in enumerate(starts):
             width = min(window, t - s)
-            attributions[:, s:s + width, :] = (drop[i].T / width)[:, None, :]
+            attributions[:, s:s + width, :] = (drop[i].T / width)[:, None, :]  # cells sum to the drop
         return attributions, {}

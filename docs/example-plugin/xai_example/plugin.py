@@ -6,7 +6,8 @@ from xaicore.plugin import hookimpl
 @hookimpl
 def register_explainers(register):
     register("occlusion", "xai_example.occlusion:Occlusion",
-             description="Drop in the target logit when a time window is replaced by a baseline")
+             description="Drop in the target logit when a time window is replaced by a baseline, "
+                         "spread evenly over the window's cells")
 
 
 @hookimpl

@@ -16,3 +16,6 @@ METHODS = {
 def register_explainers(register):
     for name, (cls, description) in METHODS.items():
         register(name, f"xai_captum.explainers:{cls}", description=description)
+    register("noise-tunnel", "xai_captum.tunnel:NoiseTunnel",
+             description="noise-tunnel:<method> (series, images): SmoothGrad, SmoothGrad² or "
+                         "VarGrad around a gradient method")

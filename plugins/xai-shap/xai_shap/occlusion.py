@@ -1,10 +1,12 @@
 """``window-occlusion``: the drop in the target logit when part of the input is replaced.
 
-Series: windows of ``window`` steps of one feature, starting every ``stride`` steps (the last one cut
-at the end), are replaced by the kind's baseline (``zero`` or the train ``mean``, ...); each cell gets
-the mean drop of the windows that cover it. This is captum's ``Occlusion`` with
-``sliding_window_shapes=(window, 1)``, ``strides=(stride, 1)`` and the same baseline: captum adds
-each window's whole drop to its cells and divides by how many windows cover each cell (tested).
+Series: windows of ``window`` steps by ``feature_window`` features (default one feature alone),
+starting every ``stride`` steps and every ``feature_stride`` features (the last ones cut at the
+ends), are replaced by the kind's baseline (``zero`` or the train ``mean``, ...); each cell gets the
+mean drop of the windows that cover it. This is captum's ``Occlusion`` with
+``sliding_window_shapes=(window, feature_window)``, ``strides=(stride, feature_stride)`` and the
+same baseline: captum adds each window's whole drop to its cells and divides by how many windows
+cover each cell (tested).
 Kinds with two spatial axes (images): ``window x window`` squares of pixels, all channels together,
 every ``stride`` pixels along rows and columns: captum's ``Occlusion`` on ``[N, C, H, W]`` with
 ``sliding_window_shapes=(C, window, window)`` and ``strides=(C, stride, stride)`` (tested).
@@ -55,6 +57,11 @@ class WindowOcclusion(BaseExplainer):
         Option("stride", int, 5, "steps (series) or pixels along rows and columns (images) from one "
                "window's start to the next (at most window, as captum's Occlusion requires)",
                min=1, max=1_000_000),
+        Option("feature_window", int, 1, "series: features occluded together in each window "
+               "(neighbouring features in the inputs' order; at most the number of features, "
+               "longer windows are cut to it)", min=1, max=1_000_000),
+        Option("feature_stride", int, 1, "series: features from one window's first feature to the "
+               "next window's (at most feature_window)", min=1, max=1_000_000),
         Option("baseline", str, None, "what occluded cells become: windows one of the kind's "
                "baselines (zero, the default, or mean, the mean train series or image; images also "
                "blurred); players one of the kind's substrates (texts mask, the default, or pad; "
@@ -74,7 +81,13 @@ class WindowOcclusion(BaseExplainer):
         with torch.no_grad():
             logits = model.module(inputs)
         fx = logits.gather(1, target[:, None])[:, 0]
-        if modality.masks_padding or (options["unit"] is not None and has_players(model)):
+        spatial = getattr(modality, "spatial_dims", 1) == 2
+        players = modality.masks_padding or (options["unit"] is not None and has_players(model))
+        if (players or spatial) and (options["feature_window"], options["feature_stride"]) != (1, 1):
+            raise XaiError(f"{self.name}: feature_window and feature_stride group the features of "
+                           f"a series; {modality.name} are occluded "
+                           f"{'by player' if players else 'in squares, all channels together'}")
+        if players:
             return (*occlude_players(model, inputs, target, fx, options), logits)
         if options["unit"] is not None:
             raise XaiError(f"{self.name}: unit is an option of texts and images; a series is "
@@ -89,12 +102,13 @@ class WindowOcclusion(BaseExplainer):
                            f"for {modality.name}, not {kind!r}")
         base = modality.baseline(kind, model, inputs, background=options["background"],
                                  method=self.name)
-        if getattr(modality, "spatial_dims", 1) == 2:
+        if spatial:
             height, width = model.image_size
             masks = square_masks(height, width, options["window"], options["stride"], self.name)
         else:
             masks = window_masks(inputs.shape[1], inputs.shape[2], options["window"],
-                                 options["stride"], self.name)
+                                 options["stride"], self.name, options["feature_window"],
+                                 options["feature_stride"])
         masks = masks.to(inputs.device)
         drop = drops(model, inputs, base, target, fx, masks)  # [n, windows]
         covered = masks.sum(0).to(drop.dtype)
@@ -113,14 +127,17 @@ def starts(size: int, window: int, stride: int, method: str, what: str) -> list[
     return [i * stride for i in range(math.ceil((size - window) / stride) + 1)]
 
 
-def window_masks(steps: int, features: int, window: int, stride: int, method: str) -> torch.Tensor:
-    """Boolean masks ``[windows, time, feature]``: for each feature, ``window`` steps from every
-    ``stride``-th step (``starts``)."""
+def window_masks(steps: int, features: int, window: int, stride: int, method: str,
+                 feature_window: int = 1, feature_stride: int = 1) -> torch.Tensor:
+    """Boolean masks ``[windows, time, feature]``: ``window`` steps from every ``stride``-th step
+    by ``feature_window`` features from every ``feature_stride``-th feature (``starts``), time
+    window by time window."""
     begins = starts(steps, window, stride, method, "steps")
-    masks = torch.zeros(len(begins), features, steps, features, dtype=torch.bool)
+    firsts = starts(features, feature_window, feature_stride, method, "features")
+    masks = torch.zeros(len(begins), len(firsts), steps, features, dtype=torch.bool)
     for i, start in enumerate(begins):
-        for f in range(features):
-            masks[i, f, start:start + window, f] = True
+        for j, first in enumerate(firsts):
+            masks[i, j, start:start + window, first:first + feature_window] = True
     return masks.reshape(-1, steps, features)
 
 

@@ -11,3 +11,6 @@ def register_explainers(register):
     register("window-occlusion", "xai_shap.occlusion:WindowOcclusion",
              description="Drop in the target logit when a series window, an image patch or a "
                          "player (a text's token or word, an image's superpixel) is occluded")
+    register("feature-ablation", "xai_shap.ablation:FeatureAblation",
+             description="Series: drop in the target logit when each group of cells (time segments "
+                         "x feature groups) is replaced by a baseline")
