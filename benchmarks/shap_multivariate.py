@@ -1,17 +1,16 @@
 """Time of ``shap``'s default on BasicMotions (6 features x 8 segments = 48 players) against the
-previous default, in one run.
+previous default and against Owen values, in one run.
 
 The previous default was the sampled estimate with 300 pairs in one round (``algorithm='sampled',
-max_pairs=300`` computes exactly that); the default is now exact Owen values over the features,
-then the time segments (``algorithm='auto'`` on a multivariate series). For each it prints the
-time, the model rows and the relative standard error (``||standard error|| / ||values||`` per
-sample: max and median), then the ratio of the times. It also projects what the sampled estimate
-would need to reach the 5% target on every sample, from its first round (the error falls as
-1 / sqrt(pairs)), and with ``--sampled-samples N`` runs the sampled rounds to the target on the
-first N samples to check the projection.
+max_pairs=300`` computes exactly that); the default now raises each sample's pairs in rounds until
+its relative standard error is at most 5%. ``algorithm='owen'`` (exact Owen values, a different
+solution) is timed beside them. For each it prints the time, the model rows and the relative
+standard error (``||standard error|| / ||values||`` per sample: max and median), then the ratios
+of the times. It also prints what the first round projects the rounds will need (the error falls
+as 1 / sqrt(pairs)).
 
-Usage: .venv/bin/python benchmarks/shap_multivariate.py [--run RUN_DIR] [--samples 8]
-       [--threads 1] [--epochs 200] [--sampled-samples 0]
+Usage: .venv/bin/python benchmarks/shap_multivariate.py [--run RUN_DIR] [--samples 4]
+       [--threads 1] [--epochs 200]
 Without --run, cnn-lstm-attention is trained on BasicMotions (seed 0) in a temporary directory.
 """
 
@@ -52,11 +51,9 @@ def line(name: str, extras: dict, seconds: float, n: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, help="a BasicMotions run (default: train one)")
-    parser.add_argument("--samples", type=int, default=8, help="test samples explained")
+    parser.add_argument("--samples", type=int, default=4, help="test samples explained")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--epochs", type=int, default=200, help="training epochs without --run")
-    parser.add_argument("--sampled-samples", type=int, default=0,
-                        help="run the sampled rounds to the 5%% target on this many samples")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
@@ -79,24 +76,20 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         previous, previous_time = explain(model, X, background, algorithm="sampled", max_pairs=300)
         print(line("previous default (sampled, 300 pairs)", previous, previous_time, n))
-        default, default_time = explain(model, X, background)
-        print(line("default", default, default_time, n))
-        print(f"\ndefault / previous default time: {default_time / previous_time:.1f}x "
-              f"(model rows: {default['n_model_evaluations'] / previous['n_model_evaluations']:.1f}x)")
         relative = np.asarray(previous["relative_standard_error"])
         n_background, m = previous["background_size"], 6 * previous["n_segments"]
         pairs = 300 * (relative / TARGET) ** 2
         rows = n_background * 2 * m + 2 * pairs
-        per_row = previous_time / previous["n_model_evaluations"]
-        print(f"sampled to {TARGET:.0%} on every sample, projected from its first round: "
-              f"{np.median(pairs):,.0f} pairs per sample (median; max {pairs.max():,.0f}), "
-              f"{rows.sum():,.0f} model rows, about {rows.sum() * per_row:,.0f} s "
-              f"({rows.sum() * per_row / default_time:.1f}x the default)")
-        if args.sampled_samples:
-            k = args.sampled_samples
-            sampled, sampled_time = explain(model, X[:k], background, algorithm="sampled",
-                                            max_pairs=10_000_000)
-            print(line(f"sampled rounds to {TARGET:.0%} ({k} samples)", sampled, sampled_time, k))
+        print(f"projected from the first round: {np.median(pairs):,.0f} pairs per sample (median; "
+              f"max {pairs.max():,.0f}) for {TARGET:.0%}, {rows.sum():,.0f} model rows")
+        default, default_time = explain(model, X, background)
+        print(line("default (sampled, rounds to 5%)", default, default_time, n))
+        owen, owen_time = explain(model, X, background, algorithm="owen")
+        print(line("owen", owen, owen_time, n))
+        print(f"\ndefault / previous default time: {default_time / previous_time:.1f}x (model rows "
+              f"{default['n_model_evaluations'] / previous['n_model_evaluations']:.1f}x); "
+              f"owen / default: {owen_time / default_time:.2f}x (model rows "
+              f"{owen['n_model_evaluations'] / default['n_model_evaluations']:.2f}x)")
 
 
 if __name__ == "__main__":

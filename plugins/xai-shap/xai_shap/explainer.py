@@ -14,12 +14,11 @@ the sampled estimate) sum exactly to f(x) - E f(background). DeepExplainer is of
 (``algorithm="deep"``) for models whose every layer it handles, with its additivity checked.
 
 Default: exact values (every coalition with every background sample) when they cost at most twice
-the sampled estimate (up to 5 players), else exact Owen values over features, then time segments,
-for multivariate series (``owen.py``; the sampled estimate cannot reach its error target on them
-at a bearable cost), else the unbiased sampled estimate of ``sampled_shapley``, its pairs doubled
-in rounds until every sample's standard error meets ``standard_error_tolerance``. Each value
-carries a standard error (``standard_error`` extra: 0 when exact). See docs/shap.md for the game
-and the evidence.
+the sampled estimate (up to 5 players), else the unbiased sampled estimate of ``sampled_shapley``,
+its pairs raised in rounds until every sample's standard error meets ``standard_error_tolerance``.
+Each value carries a standard error (``standard_error`` extra: 0 when exact). On request, exact
+Owen values over features, then time segments (``algorithm="owen"``, ``owen.py``), a different
+solution of the same game. See docs/shap.md for the game and the evidence.
 """
 
 from __future__ import annotations
@@ -70,6 +69,7 @@ from .shapley import (
     sampled_shapley,
 )
 
+FLOAT32_SLACK = 1e-5  # relative rounding of the float32 attributions the tolerance is checked on
 ADVICE_MARGIN = 1.5  # the advised max_pairs' room for the noise of the standard error's estimate
 SHORT_SERIES = 32  # univariate series up to this length: one player per time step by default
 GAME_VALUE_BYTES = 64  # bytes per input value of a game row beyond the model's (masks, gathers)
@@ -128,12 +128,12 @@ class ShapExplainer(BaseExplainer):
                "samples (at least 2 each); the error falls as 1 / sqrt(pairs)", min=2,
                max=1_000_000),
         Option("max_pairs", int, 100_000, "sampled: the most pairs per sample the rounds reach "
-               "(the pairs of a sample above standard_error_tolerance are doubled, round after "
-               "round; at least n_pairs)", min=2, max=100_000_000),
+               "(a sample above standard_error_tolerance gets the pairs its error projects it "
+               "needs, round after round; at least n_pairs)", min=2, max=100_000_000),
         Option("algorithm", str, "auto", "auto (exact when it costs at most twice the sampled "
-               "estimate, else owen for multivariate series and sampled for the others), sampled, "
-               "exact, owen (exact Owen values over features, then time segments, halved; series "
-               "only), or deep (DeepExplainer where it covers every layer)", choices=ALGORITHMS),
+               "estimate, else sampled), sampled, exact, owen (exact Owen values over features, "
+               "then time segments, halved: a different solution; series only), or deep "
+               "(DeepExplainer where it covers every layer)", choices=ALGORITHMS),
         Option("seed", int, 0, "seed of the background draw and the sampled coalitions", min=0,
                max=2**63 - 1),
         Option("batch_size", int, None, "rows per forward pass (default: the device's "
@@ -142,7 +142,7 @@ class ShapExplainer(BaseExplainer):
         Option("additivity_tolerance", float, 0.01, "largest additivity error (share of "
                "|f(x) - E f(background)|) before a warning"),
         Option("standard_error_tolerance", float, 0.05, "sampled: the largest ||standard error|| "
-               "/ ||values|| (L2 per sample) a sample may keep: its pairs are doubled until it is "
+               "/ ||values|| (L2 per sample) a sample may keep: its pairs are raised until it is "
                "met or max_pairs reached, then a warning (exact values have none)", min=0.0),
         Option("players", str, None, "one of the kind's units: texts 'words' (default; a word's "
                "tokens are one player) or 'tokens' (each real non-special token); images "
@@ -180,7 +180,7 @@ class ShapExplainer(BaseExplainer):
         if algorithm == "auto":
             cheap = exact_cost(n, m, n_background) <= 2 * sampled_cost(n, m, n_background,
                                                                         pairs_per_background)
-            algorithm = "exact" if cheap else "owen" if n_features > 1 else "sampled"
+            algorithm = "exact" if cheap else "sampled"
 
         fx_all, fb_all = _logits(model, inputs, batch_size), _logits(model, background, batch_size)
         expected = fb_all.mean(0)
@@ -206,7 +206,7 @@ class ShapExplainer(BaseExplainer):
             solved = {**standard_errors(attributions, segments.spread(variance.sqrt()),
                                         options["standard_error_tolerance"],
                                         Advice(max_per_background * n_background, m,
-                                               2 * n_background, owen=True)),
+                                               2 * m * n_background, owen=True)),
                       "n_segments": segments.n_segments, "segment_bounds": segments.bounds}
         return attributions, {
             "algorithm": algorithm,
@@ -253,7 +253,8 @@ def players_shap(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
         **additivity(attributions, fx, f_masked, options["additivity_tolerance"]),
         **standard_errors(attributions, (solved.standard_error[..., None] / channels)
                           .expand(-1, -1, channels), options["standard_error_tolerance"],
-                          Advice(most, int(players.counts.max()), 2)),
+                          Advice(most, int(players.counts.max()),
+                                 2 * int(players.counts.max()))),
         "exact": solved.exact,
         **player_extras(players),
         **word_values(solved.values, model, inputs),
@@ -374,12 +375,13 @@ def additivity(attributions: torch.Tensor, fx: torch.Tensor, base_value: torch.T
 class Advice:
     """What the warning of a sampled estimate above its tolerance can advise: the pairs per
     sample the rounds reached at most (``max_pairs``), the most players of a sample (exact values
-    are advised only up to ``MAX_EXACT_PLAYERS``), the model rows one more pair costs and whether
-    Owen values are an algorithm of the game (series)."""
+    are advised only up to ``MAX_EXACT_PLAYERS``), the model rows of a sample's first-order
+    coalitions (each pair then adds two) and whether Owen values are an algorithm of the game
+    (series)."""
 
     max_pairs: int
     players: int
-    rows_per_pair: int
+    first_order_rows: int
     owen: bool = False
 
 
@@ -391,7 +393,8 @@ def standard_errors(attributions: torch.Tensor, standard_error: torch.Tensor, to
     relative = (standard_error.norm(dim=(1, 2))
                 / attributions.double().norm(dim=(1, 2)).clamp_min(1e-12))
     worst = float(relative.max())
-    if worst > tolerance:
+    # the rounds met the target on float64 values; these are float32 attributions
+    if worst > tolerance * (1 + FLOAT32_SLACK):
         needed = math.ceil(ADVICE_MARGIN * advice.max_pairs * (worst / max(tolerance, 1e-6)) ** 2)
         exact = " or use algorithm='exact'" if advice.players <= MAX_EXACT_PLAYERS else \
             " or use algorithm='owen' (exact Owen values, a different solution: docs/shap.md)" \
@@ -399,7 +402,8 @@ def standard_errors(attributions: torch.Tensor, standard_error: torch.Tensor, to
         warnings.warn(f"shap: sampled values are uncertain: standard error up to {worst:.1%} of "
                       f"the values (L2 norm per sample, tolerance {tolerance:.0%}) with max_pairs "
                       f"{advice.max_pairs:,} pairs per sample; raise max_pairs to {needed:,} "
-                      f"(about {needed * advice.rows_per_pair:,} model rows per sample){exact} "
+                      f"(about {2 * needed + advice.first_order_rows:,} model rows per sample)"
+                      f"{exact} "
                       f"(see the standard_error extra)", RuntimeWarning, stacklevel=4)
     return {"standard_error": standard_error.float(), "relative_standard_error": relative}
 

@@ -161,9 +161,12 @@ class PlayerGame:
 def choose(algorithm: str, m: int, pairs: int, kind: str) -> str:
     """``exact`` or ``sampled`` for a sample of ``m`` players (``auto``: exact when it costs at
     most twice the sampled estimate, as for series)."""
-    if algorithm in ("deep", "owen"):
-        raise XaiError(f"shap: algorithm {algorithm!r} is for series (deep: per time step, owen: "
-                       f"over features and time segments); {kind} take auto, sampled or exact")
+    if algorithm == "deep":
+        raise XaiError(f"shap: algorithm 'deep' is per time step of a series; {kind} take auto, "
+                       f"sampled or exact")
+    if algorithm == "owen":
+        raise XaiError(f"shap: algorithm 'owen' is over the features and time segments of a "
+                       f"series; {kind} take auto, sampled or exact")
     if algorithm == "exact" and m > MAX_EXACT_PLAYERS:
         raise XaiError(f"shap: exact values of a sample with {m} players need 2^{m} coalitions; "
                        f"at most {MAX_EXACT_PLAYERS} players, or algorithm='sampled'")
@@ -178,7 +181,7 @@ def solve_players(module: torch.nn.Module, inputs: torch.Tensor, reference: torc
                   split: Callable[[int, str, int], list[slice]], goal: Goal) -> Solved:
     """Shapley values of every sample's own game, samples of one player count solved together
     (``split(n, algorithm, m)`` cuts a group to fit in memory); sampled pairs come from one
-    generator per sample seeded ``seed`` and are doubled towards ``goal`` (its players weighted
+    generator per sample seeded ``seed`` and are raised towards ``goal`` (its players weighted
     by their positions here), so a sample gets the same values alone as in any batch."""
     n, positions = players.ids.shape
     values = torch.zeros(n, positions, dtype=torch.float64, device=inputs.device)

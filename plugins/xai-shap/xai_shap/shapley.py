@@ -7,6 +7,7 @@ the others from ``b``. ``v(all) = f_c(x)`` and ``v(empty) = E_b f_c(b)``, the ex
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -21,6 +22,7 @@ from xaicore.plugin import XaiError
 from .segments import Segments
 
 MAX_EXACT_PLAYERS = 16
+JUMP = 1.2  # a round raises a sample's pairs to 1.2 x what its standard error projects it needs
 
 
 class Game(Protocol):
@@ -126,9 +128,10 @@ def sampled_shapley(game: Game, fx: torch.Tensor, fb: torch.Tensor, n_pairs: int
     value against the exact value of the same game. ``generator`` draws every sample's pairs in
     turn, or is one generator per sample.
 
-    With a ``goal``, the samples whose relative standard error is above its target get as many
-    new pairs again (drawn as the first ones, from the same generators), round after round, until
-    they meet it or reach ``goal.max_pairs``; each estimate uses all of its sample's pairs.
+    With a ``goal``, each sample whose relative standard error ``r`` is above its target ``t`` gets
+    new pairs (drawn as the first ones, from its generator) up to ``JUMP * pairs * (r / t)^2``,
+    what the error projects it needs as it falls as ``1 / sqrt(pairs)``, round after round until it
+    meets the target or reaches ``goal.max_pairs``; each estimate uses all of its sample's pairs.
     """
     n, n_background = fb.shape
     m = game.n_players
@@ -148,45 +151,61 @@ def sampled_shapley(game: Game, fx: torch.Tensor, fb: torch.Tensor, n_pairs: int
     rows = torch.arange(n, device=device)
     coalitions, probability, v = drawn_values(game, rows, fb, n_pairs, generators)
     phi, variance = pair_estimates(v_known, coalitions, v, probability, known)
-    k = n_pairs
-    while goal is not None and k < goal.max_pairs:
+    if goal is None:
+        return phi, variance
+    draws = [(coalitions[i:i + 1], probability[i:i + 1], v[i:i + 1]) for i in range(n)]
+    pairs = torch.full((n,), n_pairs)
+    for round_ in itertools.count(2):
         relative = goal.relative(phi[rows], variance[rows], rows)
-        above = (relative > goal.target).nonzero()[:, 0]
-        if not len(above):
+        above = (relative > goal.target) & (pairs[rows.cpu()] < goal.max_pairs).to(device)
+        rows, relative = rows[above], relative[above]
+        if not len(rows):
             break
-        if k == n_pairs:
-            announce(goal, relative[above], k, n, n_background, game.evaluations
-                     / max(time.perf_counter() - began, 1e-9))
-        more = min(k, goal.max_pairs - k)
-        rows = rows[above]
-        extra = drawn_values(game, rows, fb, more, [generators[int(i)] for i in rows])
-        coalitions, probability, v = (torch.cat([old[above], new], 2) for old, new in
-                                      zip((coalitions, probability, v), extra))
-        k += more
-        size = max(1, goal.budget // sampled_bytes(m, n_background, k))
-        for start in range(0, len(rows), size):
-            part = slice(start, start + size)
-            phi[rows[part]], variance[rows[part]] = pair_estimates(
-                v_known[rows[part]], coalitions[part], v[part], probability[part], known)
+        now = pairs[rows.cpu()]
+        wanted = (JUMP * now * (relative.cpu() / goal.target).square()).ceil().long()
+        wanted = wanted.clamp_max(min(goal.max_pairs, fitting_pairs(goal.budget, m, n_background)))
+        if round_ == 2:
+            announce(goal, relative, now, wanted, n, n_background,
+                     game.evaluations / max(time.perf_counter() - began, 1e-9))
+        for i, more in zip(rows.tolist(), (wanted - now).tolist()):
+            if more <= 0:  # the pairs that fit in memory are reached
+                continue
+            extra = drawn_values(game, rows.new_tensor([i]), fb, more, [generators[i]])
+            draws[i] = tuple(torch.cat([old, new], 2) for old, new in zip(draws[i], extra))
+            phi[i], variance[i] = (t[0] for t in pair_estimates(v_known[i:i + 1], draws[i][0],
+                                                                draws[i][2], draws[i][1], known))
+            pairs[i] += more
+        rows = rows[(wanted > now).to(device)]
         still = int((goal.relative(phi[rows], variance[rows], rows) > goal.target).sum())
-        goal.report(f"shap: {len(rows)} of {n} samples now at {k * n_background:,} pairs; {still} "
-                    f"still above {goal.target:.0%}")
+        goal.report(f"shap: round {round_}: {len(rows)} of {n} samples raised to "
+                    f"{int(pairs[rows.cpu()].min()) * n_background:,}-"
+                    f"{int(pairs[rows.cpu()].max()) * n_background:,} pairs; {still} still above "
+                    f"{goal.target:.0%}")
     return phi, variance
 
 
-def announce(goal: Goal, relative: torch.Tensor, k: int, n: int, n_background: int,
-             rate: float) -> None:
-    """The cost of the rounds to come, up front: the pairs each sample above the target needs if
-    the standard error falls as ``1 / sqrt(pairs)`` (doubling, at most ``goal.max_pairs``), their
-    model rows and the time at the rows per second measured so far."""
-    needed = (k * (relative / goal.target).square()).clamp_max(goal.max_pairs)
-    final = torch.minimum(k * 2 ** torch.log2(needed / k).ceil(), torch.tensor(goal.max_pairs))
-    rows = int(2 * n_background * (final - k).sum())
+def fitting_pairs(budget: int, m: int, n_background: int) -> int:
+    """The most pairs per background sample whose estimate of one sample fits in ``budget``."""
+    low, high = 1, 1 << 40
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if sampled_bytes(m, n_background, middle) <= budget else \
+            (low, middle - 1)
+    return low
+
+
+def announce(goal: Goal, relative: torch.Tensor, now: torch.Tensor, wanted: torch.Tensor, n: int,
+             n_background: int, rate: float) -> None:
+    """The cost of the rounds to come, up front: the pairs each sample above the target is raised
+    to (what the standard error falls to as ``1 / sqrt(pairs)``, with a margin; at most
+    ``goal.max_pairs``), their model rows and the time at the rows per second measured so far."""
+    rows = int(2 * n_background * (wanted - now).sum())
     goal.report(f"shap: {len(relative)} of {n} samples have a standard error above "
                 f"{goal.target:.0%} of their values (up to {float(relative.max()):.0%}) with "
-                f"{k * n_background:,} pairs; doubling their pairs (at most "
-                f"{goal.max_pairs * n_background:,}): about {rows:,} more model rows, "
-                f"~{rows / rate:,.0f} s at {rate:,.0f} rows/s")
+                f"{int(now.min()) * n_background:,} pairs; raising them to "
+                f"{int(wanted.min()) * n_background:,}-{int(wanted.max()) * n_background:,} "
+                f"pairs (at most {goal.max_pairs * n_background:,}): about {rows:,} more model "
+                f"rows, ~{rows / rate:,.0f} s at {rate:,.0f} rows/s")
 
 
 def drawn_values(game: Game, rows: torch.Tensor, fb: torch.Tensor, k: int,
