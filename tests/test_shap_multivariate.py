@@ -191,3 +191,19 @@ def test_every_advice_of_the_standard_error_warning_can_be_followed(n_features, 
     other = xaicore.explain(model, X, algorithm=algorithm, **options)
     assert other.extras["algorithm"] == algorithm
     assert np.abs(other.extras["standard_error"]).max() == 0
+
+
+def test_auto_never_spends_more_than_exact_values_would():
+    # 8 players: the rounds stop where the sampled rows reach the exact values' rows, and the
+    # samples still above the target get exact values
+    model, X, background = wrap(HybridNet, n_features=1, seq_len=16), data(3, 16, 1), \
+        data(5, 16, 1, seed=1)
+    options = dict(method="shap", background=background, n_segments=8, target=0)
+    e = xaicore.explain(model, X, standard_error_tolerance=1e-4, n_pairs=10, **options)
+    exact = xaicore.explain(model, X, algorithm="exact", **options)
+    assert e.extras["algorithm"] == "sampled" and e.extras["exact"].all()
+    assert_close(e.attributions, exact.attributions)
+    assert np.abs(e.extras["standard_error"]).max() == 0
+    # first-order rows, the pairs up to the exact values' rows, then exact values
+    per_sample = len(background) * (2 * 8 + 2 * ((2 ** 8 - 2 * 8) // 2) + 2 ** 8)
+    assert e.extras["n_model_evaluations"] <= 3 * per_sample + 3 + len(background)

@@ -177,10 +177,14 @@ class ShapExplainer(BaseExplainer):
         pairs_per_background = max(2, -(-options["n_pairs"] // n_background))
         max_per_background = max(pairs_per_background, -(-options["max_pairs"] // n_background))
         algorithm = options["algorithm"]
+        exact_above = algorithm == "auto" and m <= MAX_EXACT_PLAYERS
         if algorithm == "auto":
             cheap = exact_cost(n, m, n_background) <= 2 * sampled_cost(n, m, n_background,
                                                                         pairs_per_background)
             algorithm = "exact" if cheap else "sampled"
+        if exact_above:  # no more pairs than cost as many rows as exact values; then exact ones
+            max_per_background = min(max_per_background,
+                                     max(pairs_per_background, (2 ** m - 2 * m) // 2))
 
         fx_all, fb_all = _logits(model, inputs, batch_size), _logits(model, background, batch_size)
         expected = fb_all.mean(0)
@@ -198,16 +202,17 @@ class ShapExplainer(BaseExplainer):
             sizes = torch.bincount(segments.ids.flatten(), minlength=m)
             goal = Goal(options["standard_error_tolerance"], max_per_background, budget,
                         sizes.expand(n, m))
-            phi, variance = solve_games(games, algorithm, fx, fb_all[:, target].T,
+            phi, variance, exact = solve_games(games, algorithm, fx, fb_all[:, target].T,
                                         expected[target], pairs_per_background, options["seed"],
-                                        goal, tree)
+                                        goal, tree, exact_above)
             attributions = segments.spread(phi).float()
             evaluations = sum(game.evaluations for game in games)
             solved = {**standard_errors(attributions, segments.spread(variance.sqrt()),
                                         options["standard_error_tolerance"],
                                         Advice(max_per_background * n_background, m,
                                                2 * m * n_background, owen=True)),
-                      "n_segments": segments.n_segments, "segment_bounds": segments.bounds}
+                      "n_segments": segments.n_segments, "segment_bounds": segments.bounds,
+                      **({"exact": exact} if exact_above and algorithm == "sampled" else {})}
         return attributions, {
             "algorithm": algorithm,
             "algorithm_detail": DETAILS[algorithm],
@@ -264,12 +269,13 @@ def players_shap(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
 
 
 def solve_games(games: list[SegmentGame], algorithm: str, fx: torch.Tensor, fb: torch.Tensor,
-                base: torch.Tensor, pairs: int, seed: int, goal: Goal,
-                tree: Node) -> tuple[torch.Tensor, torch.Tensor]:
+                base: torch.Tensor, pairs: int, seed: int, goal: Goal, tree: Node,
+                exact_above: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Shapley values (Owen values over ``tree`` for ``owen``) and their variance (0 when exact)
     of consecutive groups of samples, one game each; ``fx``, ``fb``, ``base`` and ``goal`` are of
     the whole batch. The sampled draws come from one generator, so they are those of the whole
-    batch."""
+    batch. With ``exact_above``, the samples still above the goal after the sampled rounds get
+    exact values, one sample at a time; the third tensor says which samples' values are exact."""
     generator = torch.Generator().manual_seed(seed)
     parts, start = [], 0
     for game in games:
@@ -278,18 +284,27 @@ def solve_games(games: list[SegmentGame], algorithm: str, fx: torch.Tensor, fb: 
         m = game.segments.n_players
         if algorithm == "owen" and m > 1:
             phi = owen_values(game, fx[rows], fb[rows], tree)
-            parts.append((phi, torch.zeros_like(phi)))
+            parts.append((phi, torch.zeros_like(phi), torch.zeros(len(phi), dtype=torch.bool)))
             continue
         if algorithm == "sampled" and m > 1:
-            parts.append(sampled_shapley(game, fx[rows], fb[rows], pairs, generator,
-                                         replace(goal, sizes=None if goal.sizes is None
-                                                 else goal.sizes[rows])))
+            group = replace(goal, sizes=None if goal.sizes is None else goal.sizes[rows])
+            phi, variance = sampled_shapley(game, fx[rows], fb[rows], pairs, generator, group)
+            everyone = torch.arange(len(phi), device=phi.device)
+            above = group.relative(phi, variance, everyone) > goal.target
+            above &= exact_above
+            for i in above.nonzero()[:, 0].tolist():
+                one = SegmentGame(game.module, game.inputs[i:i + 1], game.background,
+                                  game.target[i:i + 1], game.segments, game.batch_size)
+                phi[i] = exact_shapley(one, 1, len(game.background))[0][0]
+                variance[i] = 0
+                game.evaluations += one.evaluations
+            parts.append((phi, variance, above.cpu()))
             continue
         phi = (fx[rows] - base[rows])[:, None] if m == 1 else \
             exact_shapley(game, len(game.inputs), len(game.background))[0]
-        parts.append((phi, torch.zeros_like(phi)))
-    phi, variance = (torch.cat(values) for values in zip(*parts))
-    return phi, variance
+        parts.append((phi, torch.zeros_like(phi), torch.full((len(phi),), algorithm == "exact")))
+    phi, variance, exact = (torch.cat(values) for values in zip(*parts))
+    return phi, variance, exact
 
 
 def forward_rows(model: LoadedModel, inputs: torch.Tensor, asked: int | None,
