@@ -191,15 +191,15 @@ def test_same_seed_same_result_and_seeded_background():
 def test_extras_describe_the_expected_value_and_the_game():
     model, X, background = wrap(HybridNet), data(5), data(20, seed=1)
     e = xaicore.explain(model, X, method="shap", background=background, n_segments=6,
-                        n_pairs=2, target="c1", algorithm="sampled")
+                        n_pairs=2, max_pairs=2, target="c1", algorithm="sampled")
     expected = model.logits(background).astype(np.float64).mean(0)
     assert isinstance(e.extras["expected_value"], list) and len(e.extras["expected_value"]) == 3
     assert_close(e.extras["expected_value"], expected)
     assert_close(e.extras["base_value"], np.full(5, expected[1]))
     assert e.extras["segment_bounds"] == [0, 4, 8, 12, 16, 20, 24]
     assert e.extras["output_space"] == "logit" and e.extras["background_size"] == 20
-    # 5 samples x 20 background samples x (2 x 12 first-order + 2 x 2 paired coalitions), plus
-    # f(x) and f(background)
+    # 5 samples x 20 background samples x (2 x 12 first-order + 2 x 2 paired coalitions; no
+    # further rounds at max_pairs = n_pairs), plus f(x) and f(background)
     assert e.extras["n_model_evaluations"] == 5 * 20 * (24 + 4) + 5 + 20
     assert e.options["n_pairs"] == 2 and "background" not in e.options
     per_sample = [k for k, v in e.extras.items() if isinstance(v, np.ndarray)]
@@ -348,7 +348,8 @@ def test_sampled_values_report_a_standard_error_that_covers_the_error():
         data(6, 16, 1, seed=1)
     with pytest.warns(RuntimeWarning, match="standard error"):
         e = xaicore.explain(model, X, method="shap", background=background, target=0,
-                            n_pairs=24, standard_error_tolerance=0.0)
+                            n_pairs=24, max_pairs=24, standard_error_tolerance=0.0,
+                            algorithm="sampled")  # auto would give exact values to the samples above
     assert e.extras["algorithm"] == "sampled"
     se = e.extras["standard_error"]
     assert np.all(se >= 0) and np.all(se.reshape(4, -1).max(1) > 0)

@@ -14,14 +14,18 @@ the sampled estimate) sum exactly to f(x) - E f(background). DeepExplainer is of
 (``algorithm="deep"``) for models whose every layer it handles, with its additivity checked.
 
 Default: exact values (every coalition with every background sample) when they cost at most twice
-the sampled estimate (up to 5 players), else the unbiased sampled estimate of ``sampled_shapley``.
-Each value carries a standard error (``standard_error`` extra: 0 when exact). See docs/shap.md for
-the game and the evidence.
+the sampled estimate (up to 5 players), else the unbiased sampled estimate of ``sampled_shapley``,
+its pairs raised in rounds until every sample's standard error meets ``standard_error_tolerance``.
+Each value carries a standard error (``standard_error`` extra: 0 when exact). On request, exact
+Owen values over features, then time segments (``algorithm="owen"``, ``owen.py``), a different
+solution of the same game. See docs/shap.md for the game and the evidence.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +44,7 @@ from xaicore.plugin import (
 )
 
 from .deep import deep_shap
+from .owen import Node, hierarchy, owen_bytes, owen_cost, owen_values
 from .players import (
     COMPACTNESS,
     PATCH,
@@ -54,6 +59,7 @@ from .players import (
 from .segments import make_segments
 from .shapley import (
     MAX_EXACT_PLAYERS,
+    Goal,
     SegmentGame,
     exact_bytes,
     exact_cost,
@@ -63,10 +69,12 @@ from .shapley import (
     sampled_shapley,
 )
 
+FLOAT32_SLACK = 1e-5  # relative rounding of the float32 attributions the tolerance is checked on
+ADVICE_MARGIN = 1.5  # the advised max_pairs' room for the noise of the standard error's estimate
 SHORT_SERIES = 32  # univariate series up to this length: one player per time step by default
 GAME_VALUE_BYTES = 64  # bytes per input value of a game row beyond the model's (masks, gathers)
 
-ALGORITHMS = ("auto", "sampled", "exact", "deep")
+ALGORITHMS = ("auto", "sampled", "exact", "owen", "deep")
 DETAILS = {
     "sampled": "Shapley values over time segments per feature, per background sample: single "
                "players, their complements and n_pairs drawn coalitions with their complements; "
@@ -75,6 +83,11 @@ DETAILS = {
                "correction, so unbiased; sums exactly to f(x) - E f(background)",
     "exact": "exact Shapley values over time segments per feature: every coalition with every "
              "background sample (standard error 0)",
+    "owen": "exact Owen values over time segments per feature, over a binary hierarchy of the "
+            "players (features halved, then each feature's segments halved): the mean marginal "
+            "contribution over the orders that keep every node's players together, a solution "
+            "other than the Shapley value; every needed coalition with every background sample "
+            "(standard error 0); sums exactly to f(x) - E f(background)",
     "deep": "shap's DeepExplainer (DeepLIFT multipliers averaged over the background), per time "
             "step; only for models whose every layer has a DeepExplainer handler",
 }
@@ -111,11 +124,16 @@ class ShapExplainer(BaseExplainer):
                "images, players=superpixels: the superpixels SLIC aims at (default 16)", min=1,
                max=1_000_000),
         Option("n_pairs", int, 300, "sampled: coalitions (each with its complement) drawn per "
-               "sample beyond the first-order ones, spread over the background samples (at least 2 "
-               "each); the error falls as 1 / sqrt(n_pairs)", min=2, max=1_000_000),
+               "sample beyond the first-order ones in the first round, spread over the background "
+               "samples (at least 2 each); the error falls as 1 / sqrt(pairs)", min=2,
+               max=1_000_000),
+        Option("max_pairs", int, 100_000, "sampled: the most pairs per sample the rounds reach "
+               "(a sample above standard_error_tolerance gets the pairs its error projects it "
+               "needs, round after round; at least n_pairs)", min=2, max=100_000_000),
         Option("algorithm", str, "auto", "auto (exact when it costs at most twice the sampled "
-               "estimate, else sampled), sampled, exact, or deep (DeepExplainer where it covers "
-               "every layer)", choices=ALGORITHMS),
+               "estimate, else sampled), sampled, exact, owen (exact Owen values over features, "
+               "then time segments, halved: a different solution; series only), or deep "
+               "(DeepExplainer where it covers every layer)", choices=ALGORITHMS),
         Option("seed", int, 0, "seed of the background draw and the sampled coalitions", min=0,
                max=2**63 - 1),
         Option("batch_size", int, None, "rows per forward pass (default: the device's "
@@ -123,9 +141,9 @@ class ShapExplainer(BaseExplainer):
                min=1, max=1_000_000_000),
         Option("additivity_tolerance", float, 0.01, "largest additivity error (share of "
                "|f(x) - E f(background)|) before a warning"),
-        Option("standard_error_tolerance", float, 0.1, "largest ||standard error|| / ||values|| "
-               "of a sample before a warning (sampled estimates only; exact ones have none)",
-               min=0.0),
+        Option("standard_error_tolerance", float, 0.05, "sampled: the largest ||standard error|| "
+               "/ ||values|| (L2 per sample) a sample may keep: its pairs are raised until it is "
+               "met or max_pairs reached, then a warning (exact values have none)", min=0.0),
         Option("players", str, None, "one of the kind's units: texts 'words' (default; a word's "
                "tokens are one player) or 'tokens' (each real non-special token); images "
                "'superpixels' (default, SLIC; grid patches when scikit-image is not installed) "
@@ -152,15 +170,21 @@ class ShapExplainer(BaseExplainer):
         if n_segments is None:
             n_segments = seq_len if n_features == 1 and seq_len <= SHORT_SERIES else min(8, seq_len)
         segments = make_segments(seq_len, n_features, n_segments, inputs.device)
+        tree = hierarchy(n_features, segments.n_segments)
         background, chosen = select_background(options["background"], inputs,
                                                 options["background_size"], options["seed"])
         m, n_background = segments.n_players, len(background)
         pairs_per_background = max(2, -(-options["n_pairs"] // n_background))
+        max_per_background = max(pairs_per_background, -(-options["max_pairs"] // n_background))
         algorithm = options["algorithm"]
+        exact_above = algorithm == "auto" and m <= MAX_EXACT_PLAYERS
         if algorithm == "auto":
             cheap = exact_cost(n, m, n_background) <= 2 * sampled_cost(n, m, n_background,
                                                                         pairs_per_background)
             algorithm = "exact" if cheap else "sampled"
+        if exact_above:  # no more pairs than cost as many rows as exact values; then exact ones
+            max_per_background = min(max_per_background,
+                                     max(pairs_per_background, (2 ** m - 2 * m) // 2))
 
         fx_all, fb_all = _logits(model, inputs, batch_size), _logits(model, background, batch_size)
         expected = fb_all.mean(0)
@@ -174,14 +198,21 @@ class ShapExplainer(BaseExplainer):
             games = [SegmentGame(model.module, inputs[group], background, target[group],
                                  segments, batch_size)
                      for group in solver_groups(n, algorithm, m, n_background,
-                                                pairs_per_background, budget)]
-            phi, variance = solve_games(games, algorithm, fx, fb_all[:, target].T,
-                                        expected[target], pairs_per_background, options["seed"])
+                                                pairs_per_background, budget, owen_cost(tree))]
+            sizes = torch.bincount(segments.ids.flatten(), minlength=m)
+            goal = Goal(options["standard_error_tolerance"], max_per_background, budget,
+                        sizes.expand(n, m))
+            phi, variance, exact = solve_games(games, algorithm, fx, fb_all[:, target].T,
+                                        expected[target], pairs_per_background, options["seed"],
+                                        goal, tree, exact_above)
             attributions = segments.spread(phi).float()
             evaluations = sum(game.evaluations for game in games)
             solved = {**standard_errors(attributions, segments.spread(variance.sqrt()),
-                                        options["standard_error_tolerance"]),
-                      "n_segments": segments.n_segments, "segment_bounds": segments.bounds}
+                                        options["standard_error_tolerance"],
+                                        Advice(max_per_background * n_background, m,
+                                               2 * m * n_background, owen=True)),
+                      "n_segments": segments.n_segments, "segment_bounds": segments.bounds,
+                      **({"exact": exact} if exact_above and algorithm == "sampled" else {})}
         return attributions, {
             "algorithm": algorithm,
             "algorithm_detail": DETAILS[algorithm],
@@ -206,12 +237,13 @@ def players_shap(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
     players = kind_players(model, inputs, options["players"], options, "shap")
     absent = options["absent"] or default_absent(model)
     masked = reference(model, inputs, absent, "shap: option absent")
-    pairs = options["n_pairs"]
+    pairs, most = options["n_pairs"], max(options["n_pairs"], options["max_pairs"])
     logits = _logits(model, torch.cat([inputs, masked]), batch_size)
     fx, f_masked = logits[:n].gather(1, target[:, None])[:, 0], logits[n:].gather(1, target[:, None])[:, 0]
     solved = solve_players(model.module, inputs, masked, players, target, fx, f_masked,
                            options["algorithm"], pairs, options["seed"], batch_size, kind.name,
-                           lambda k, algorithm, m: solver_groups(k, algorithm, m, 1, pairs, budget))
+                           lambda k, algorithm, m: solver_groups(k, algorithm, m, 1, pairs, budget),
+                           Goal(options["standard_error_tolerance"], most, budget))
     channels = inputs.shape[2]  # every channel of a position carries its share (texts have one)
     attributions = (solved.values[..., None] / channels).expand(-1, -1, channels).float()
     algorithm = "exact" if bool(solved.exact.all()) else \
@@ -225,7 +257,9 @@ def players_shap(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
         "expected_value": f_masked,  # per sample: the value of its empty coalition, all absent
         **additivity(attributions, fx, f_masked, options["additivity_tolerance"]),
         **standard_errors(attributions, (solved.standard_error[..., None] / channels)
-                          .expand(-1, -1, channels), options["standard_error_tolerance"]),
+                          .expand(-1, -1, channels), options["standard_error_tolerance"],
+                          Advice(most, int(players.counts.max()),
+                                 2 * int(players.counts.max()))),
         "exact": solved.exact,
         **player_extras(players),
         **word_values(solved.values, model, inputs),
@@ -235,24 +269,42 @@ def players_shap(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor,
 
 
 def solve_games(games: list[SegmentGame], algorithm: str, fx: torch.Tensor, fb: torch.Tensor,
-                base: torch.Tensor, pairs: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shapley values and their variance (0 when exact) of consecutive groups of samples, one
-    game each; ``fx``, ``fb`` and ``base`` are of the whole batch. The sampled draws come from
-    one generator, so they are those of the whole batch."""
+                base: torch.Tensor, pairs: int, seed: int, goal: Goal, tree: Node,
+                exact_above: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shapley values (Owen values over ``tree`` for ``owen``) and their variance (0 when exact)
+    of consecutive groups of samples, one game each; ``fx``, ``fb``, ``base`` and ``goal`` are of
+    the whole batch. The sampled draws come from one generator, so they are those of the whole
+    batch. With ``exact_above``, the samples still above the goal after the sampled rounds get
+    exact values, one sample at a time; the third tensor says which samples' values are exact."""
     generator = torch.Generator().manual_seed(seed)
     parts, start = [], 0
     for game in games:
         rows = slice(start, start + len(game.inputs))
         start = rows.stop
         m = game.segments.n_players
+        if algorithm == "owen" and m > 1:
+            phi = owen_values(game, fx[rows], fb[rows], tree)
+            parts.append((phi, torch.zeros_like(phi), torch.zeros(len(phi), dtype=torch.bool)))
+            continue
         if algorithm == "sampled" and m > 1:
-            parts.append(sampled_shapley(game, fx[rows], fb[rows], pairs, generator))
+            group = replace(goal, sizes=None if goal.sizes is None else goal.sizes[rows])
+            phi, variance = sampled_shapley(game, fx[rows], fb[rows], pairs, generator, group)
+            everyone = torch.arange(len(phi), device=phi.device)
+            above = group.relative(phi, variance, everyone) > goal.target
+            above &= exact_above
+            for i in above.nonzero()[:, 0].tolist():
+                one = SegmentGame(game.module, game.inputs[i:i + 1], game.background,
+                                  game.target[i:i + 1], game.segments, game.batch_size)
+                phi[i] = exact_shapley(one, 1, len(game.background))[0][0]
+                variance[i] = 0
+                game.evaluations += one.evaluations
+            parts.append((phi, variance, above.cpu()))
             continue
         phi = (fx[rows] - base[rows])[:, None] if m == 1 else \
             exact_shapley(game, len(game.inputs), len(game.background))[0]
-        parts.append((phi, torch.zeros_like(phi)))
-    phi, variance = (torch.cat(values) for values in zip(*parts))
-    return phi, variance
+        parts.append((phi, torch.zeros_like(phi), torch.full((len(phi),), algorithm == "exact")))
+    phi, variance, exact = (torch.cat(values) for values in zip(*parts))
+    return phi, variance, exact
 
 
 def forward_rows(model: LoadedModel, inputs: torch.Tensor, asked: int | None,
@@ -276,23 +328,28 @@ def forward_rows(model: LoadedModel, inputs: torch.Tensor, asked: int | None,
     return fit, [message]
 
 
-def solver_bytes(algorithm: str, m: int, n_background: int, pairs: int) -> int:
+def solver_bytes(algorithm: str, m: int, n_background: int, pairs: int, coalitions: int) -> int:
     """Peak bytes of one sample's coalitions and solve (``shapley.sampled_bytes``,
-    ``exact_bytes``; exact values over too many players are refused by ``exact_shapley``)."""
+    ``exact_bytes``, ``owen_bytes`` of Owen values over ``coalitions``; exact values over too many
+    players are refused by ``exact_shapley``)."""
     if m == 1 or (algorithm == "exact" and m > MAX_EXACT_PLAYERS):
         return 0
     if algorithm == "exact":
         return exact_bytes(m, n_background)
+    if algorithm == "owen":
+        return owen_bytes(m, n_background, coalitions)
     return sampled_bytes(m, n_background, pairs)
 
 
 def solver_groups(n: int, algorithm: str, m: int, n_background: int, pairs: int,
-                  budget: int) -> list[slice]:
+                  budget: int, coalitions: int = 0) -> list[slice]:
     """Consecutive ranges of the ``n`` samples whose coalitions and solves fit in ``budget``
-    together (``solver_bytes`` each); an XaiError naming the estimate when one sample's do not."""
-    per_sample = solver_bytes(algorithm, m, n_background, pairs)
+    together (``solver_bytes`` each; ``coalitions`` those of Owen values); an XaiError naming the
+    estimate when one sample's do not."""
+    per_sample = solver_bytes(algorithm, m, n_background, pairs, coalitions)
     if per_sample > budget:
-        what = f"{2 ** m:,} coalitions" if algorithm == "exact" else f"{pairs:,} pairs"
+        what = f"{2 ** m:,} coalitions" if algorithm == "exact" else \
+            f"{coalitions:,} coalitions" if algorithm == "owen" else f"{pairs:,} pairs"
         raise XaiError(f"shap: {algorithm} values of one sample ({m} players, {n_background} "
                        f"background samples, {what} each) need about {per_sample / 2**30:.1f} GiB "
                        f"but only {budget / 2**30:.1f} GiB is available; lower n_pairs, "
@@ -329,19 +386,42 @@ def additivity(attributions: torch.Tensor, fx: torch.Tensor, base_value: torch.T
             "additivity_error_max": worst, "additivity_ok": worst <= tolerance}
 
 
-def standard_errors(attributions: torch.Tensor, standard_error: torch.Tensor,
-                    tolerance: float) -> dict[str, torch.Tensor]:
+@dataclass
+class Advice:
+    """What the warning of a sampled estimate above its tolerance can advise: the pairs per
+    sample the rounds reached at most (``max_pairs``), the most players of a sample (exact values
+    are advised only up to ``MAX_EXACT_PLAYERS``), the model rows of a sample's first-order
+    coalitions (each pair then adds two) and whether Owen values are an algorithm of the game
+    (series)."""
+
+    max_pairs: int
+    players: int
+    first_order_rows: int
+    owen: bool = False
+
+
+def standard_errors(attributions: torch.Tensor, standard_error: torch.Tensor, tolerance: float,
+                    advice: Advice) -> dict[str, torch.Tensor]:
     """The standard errors and their size relative to the values per sample, warned above
-    ``tolerance``."""
+    ``tolerance`` with the ``max_pairs`` that would meet it (the error falls as 1 / sqrt(pairs),
+    with room for the noise of its estimate)."""
     relative = (standard_error.norm(dim=(1, 2))
                 / attributions.double().norm(dim=(1, 2)).clamp_min(1e-12))
     worst = float(relative.max())
-    if worst > tolerance:
-        warnings.warn(f"shap: sampled values are uncertain: standard error up to {worst:.0%} of "
-                      f"the values (L2 norm per sample, tolerance {tolerance:.0%}); raise n_pairs "
-                      f"or use algorithm='exact' (see the standard_error extra)", RuntimeWarning,
-                      stacklevel=4)
+    # the rounds met the target on float64 values; these are float32 attributions
+    if worst > tolerance * (1 + FLOAT32_SLACK):
+        needed = math.ceil(ADVICE_MARGIN * advice.max_pairs * (worst / max(tolerance, 1e-6)) ** 2)
+        exact = " or use algorithm='exact'" if advice.players <= MAX_EXACT_PLAYERS else \
+            " or use algorithm='owen' (exact Owen values, a different solution: docs/shap.md)" \
+            if advice.owen else ""
+        warnings.warn(f"shap: sampled values are uncertain: standard error up to {worst:.1%} of "
+                      f"the values (L2 norm per sample, tolerance {tolerance:.0%}) with max_pairs "
+                      f"{advice.max_pairs:,} pairs per sample; raise max_pairs to {needed:,} "
+                      f"(about {2 * needed + advice.first_order_rows:,} model rows per sample)"
+                      f"{exact} "
+                      f"(see the standard_error extra)", RuntimeWarning, stacklevel=4)
     return {"standard_error": standard_error.float(), "relative_standard_error": relative}
+
 
 
 def select_background(background: Any, inputs: torch.Tensor, size: Any,

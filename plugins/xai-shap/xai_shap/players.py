@@ -5,7 +5,7 @@ substrate, so the reference is the sample itself with every player absent."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,14 @@ import torch
 
 from xaicore.plugin import LoadedModel, Option, XaiError, modality_of
 
-from .shapley import MAX_EXACT_PLAYERS, exact_cost, exact_shapley, sampled_cost, sampled_shapley
+from .shapley import (
+    MAX_EXACT_PLAYERS,
+    Goal,
+    exact_cost,
+    exact_shapley,
+    sampled_cost,
+    sampled_shapley,
+)
 
 #: what each option of the players does, for the refusal of one a kind's unit does not take
 PLAYER_OPTIONS = {
@@ -157,6 +164,9 @@ def choose(algorithm: str, m: int, pairs: int, kind: str) -> str:
     if algorithm == "deep":
         raise XaiError(f"shap: algorithm 'deep' is per time step of a series; {kind} take auto, "
                        f"sampled or exact")
+    if algorithm == "owen":
+        raise XaiError(f"shap: algorithm 'owen' is over the features and time segments of a "
+                       f"series; {kind} take auto, sampled or exact")
     if algorithm == "exact" and m > MAX_EXACT_PLAYERS:
         raise XaiError(f"shap: exact values of a sample with {m} players need 2^{m} coalitions; "
                        f"at most {MAX_EXACT_PLAYERS} players, or algorithm='sampled'")
@@ -168,10 +178,11 @@ def choose(algorithm: str, m: int, pairs: int, kind: str) -> str:
 def solve_players(module: torch.nn.Module, inputs: torch.Tensor, reference: torch.Tensor,
                   players: Players, target: torch.Tensor, fx: torch.Tensor, f_ref: torch.Tensor,
                   algorithm: str, pairs: int, seed: int, batch_size: int, kind: str,
-                  split: Callable[[int, str, int], list[slice]]) -> Solved:
+                  split: Callable[[int, str, int], list[slice]], goal: Goal) -> Solved:
     """Shapley values of every sample's own game, samples of one player count solved together
     (``split(n, algorithm, m)`` cuts a group to fit in memory); sampled pairs come from one
-    generator per sample seeded ``seed``, so a sample gets the same values alone as in any batch."""
+    generator per sample seeded ``seed`` and are raised towards ``goal`` (its players weighted
+    by their positions here), so a sample gets the same values alone as in any batch."""
     n, positions = players.ids.shape
     values = torch.zeros(n, positions, dtype=torch.float64, device=inputs.device)
     error = torch.zeros_like(values)
@@ -192,12 +203,21 @@ def solve_players(module: torch.nn.Module, inputs: torch.Tensor, reference: torc
                 variance = torch.zeros_like(phi)
             else:
                 generators = [torch.Generator().manual_seed(seed) for _ in range(len(rows))]
-                phi, variance = sampled_shapley(game, fx[rows], f_ref[rows, None], pairs, generators)
+                phi, variance = sampled_shapley(game, fx[rows], f_ref[rows, None], pairs, generators,
+                                                replace(goal, sizes=player_sizes(players, rows, m)))
                 exact[rows] = m < 4  # first-order coalitions are all of them
             values[rows] = players.spread(phi, rows)
             error[rows] = players.spread(variance.sqrt(), rows)
             evaluations += game.evaluations
     return Solved(values, error, exact, evaluations)
+
+
+def player_sizes(players: Players, rows: torch.Tensor, m: int) -> torch.Tensor:
+    """How many positions each of the ``m`` players of the samples ``rows`` has: ``[rows, m]``."""
+    ids = players.ids[rows]
+    counts = torch.zeros(len(rows), m + 1, dtype=torch.long, device=ids.device)
+    counts.scatter_add_(1, torch.where(ids >= 0, ids, m), torch.ones_like(ids))
+    return counts[:, :m]
 
 
 @dataclass

@@ -7,8 +7,12 @@ the others from ``b``. ``v(all) = f_c(x)`` and ``v(empty) = E_b f_c(b)``, the ex
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -18,6 +22,7 @@ from xaicore.plugin import XaiError
 from .segments import Segments
 
 MAX_EXACT_PLAYERS = 16
+JUMP = 1.2  # a round raises a sample's pairs to 1.2 x what its standard error projects it needs
 
 
 class Game(Protocol):
@@ -67,9 +72,36 @@ class SegmentGame:
         return out
 
 
+def show(message: str) -> None:
+    """Shows the cost and progress of the sampled rounds on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Goal:
+    """What the sampled rounds aim at: every sample's ``||standard error|| / ||values||`` (the
+    players weighted by ``1 / sizes [n, players]``, their positions, as the values are spread
+    over them; None: all alike) at most ``target``, with at most ``max_pairs`` pairs per
+    background sample, the estimates of a round solved in groups of samples that fit in
+    ``budget`` bytes; ``report`` shows the cost up front and the progress of each round."""
+
+    target: float
+    max_pairs: int
+    budget: int
+    sizes: torch.Tensor | None = None
+    report: Callable[[str], None] = show
+
+    def relative(self, phi: torch.Tensor, variance: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``||standard error|| / ||values||`` of the samples ``rows`` as their attributions have it."""
+        weight = 1 / self.sizes[rows].double() if self.sizes is not None else \
+            torch.ones_like(phi)
+        return ((variance * weight).sum(1).sqrt()
+                / (phi.square() * weight).sum(1).sqrt().clamp_min(1e-12))
+
+
 def sampled_shapley(game: Game, fx: torch.Tensor, fb: torch.Tensor, n_pairs: int,
                     generator: torch.Generator | Sequence[torch.Generator],
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+                    goal: Goal | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Unbiased estimate of the Shapley values: ``(phi [n, players], variance of phi)``, float64.
 
     For every background sample ``b`` (its own game ``v_b``; ``phi`` is their mean):
@@ -95,10 +127,16 @@ def sampled_shapley(game: Game, fx: torch.Tensor, fb: torch.Tensor, n_pairs: int
     ``n_pairs`` and averaged over the background, so ``sqrt(variance)`` is a standard error of each
     value against the exact value of the same game. ``generator`` draws every sample's pairs in
     turn, or is one generator per sample.
+
+    With a ``goal``, each sample whose relative standard error ``r`` is above its target ``t`` gets
+    new pairs (drawn as the first ones, from its generator) up to ``JUMP * pairs * (r / t)^2``,
+    what the error projects it needs as it falls as ``1 / sqrt(pairs)``, round after round until it
+    meets the target or reaches ``goal.max_pairs``; each estimate uses all of its sample's pairs.
     """
     n, n_background = fb.shape
     m = game.n_players
     device = fx.device
+    began = time.perf_counter()
     eye = torch.eye(m, dtype=torch.bool, device=device)
     known = torch.cat([eye, ~eye, eye.new_ones(1, m)])  # first-order coalitions and N
     v0 = fb[..., None]  # [n, nb, 1]
@@ -109,23 +147,97 @@ def sampled_shapley(game: Game, fx: torch.Tensor, fb: torch.Tensor, n_pairs: int
         residual = v_known - torch.einsum("km,nbm->nbk", known.double(), p)
         return (p + torch.einsum("nbk,km->nbm", residual, shapley_weights(known))).mean(1), \
             torch.zeros(n, m, dtype=torch.float64, device=device)
-    coalitions, probability = draw_pairs(n, n_background, n_pairs, m, generator, device)
-    v = game_values(game, coalitions.reshape(n, n_background, 2 * n_pairs, m))
-    v = v.reshape(n, n_background, n_pairs, 2) - v0[..., None]
+    generators = [generator] * n if isinstance(generator, torch.Generator) else list(generator)
+    rows = torch.arange(n, device=device)
+    coalitions, probability, v = drawn_values(game, rows, fb, n_pairs, generators)
+    phi, variance = pair_estimates(v_known, coalitions, v, probability, known)
+    if goal is None:
+        return phi, variance
+    draws = [(coalitions[i:i + 1], probability[i:i + 1], v[i:i + 1]) for i in range(n)]
+    pairs = torch.full((n,), n_pairs)
+    for round_ in itertools.count(2):
+        relative = goal.relative(phi[rows], variance[rows], rows)
+        above = (relative > goal.target) & (pairs[rows.cpu()] < goal.max_pairs).to(device)
+        rows, relative = rows[above], relative[above]
+        if not len(rows):
+            break
+        now = pairs[rows.cpu()]
+        wanted = (JUMP * now * (relative.cpu() / goal.target).square()).ceil().long()
+        wanted = wanted.clamp_max(min(goal.max_pairs, fitting_pairs(goal.budget, m, n_background)))
+        if round_ == 2:
+            announce(goal, relative, now, wanted, n, n_background,
+                     game.evaluations / max(time.perf_counter() - began, 1e-9))
+        for i, more in zip(rows.tolist(), (wanted - now).tolist()):
+            if more <= 0:  # the pairs that fit in memory are reached
+                continue
+            extra = drawn_values(game, rows.new_tensor([i]), fb, more, [generators[i]])
+            draws[i] = tuple(torch.cat([old, new], 2) for old, new in zip(draws[i], extra))
+            phi[i], variance[i] = (t[0] for t in pair_estimates(v_known[i:i + 1], draws[i][0],
+                                                                draws[i][2], draws[i][1], known))
+            pairs[i] += more
+        rows = rows[(wanted > now).to(device)]
+        still = int((goal.relative(phi[rows], variance[rows], rows) > goal.target).sum())
+        goal.report(f"shap: round {round_}: {len(rows)} of {n} samples raised to "
+                    f"{int(pairs[rows.cpu()].min()) * n_background:,}-"
+                    f"{int(pairs[rows.cpu()].max()) * n_background:,} pairs; {still} still above "
+                    f"{goal.target:.0%}")
+    return phi, variance
+
+
+def fitting_pairs(budget: int, m: int, n_background: int) -> int:
+    """The most pairs per background sample whose estimate of one sample fits in ``budget``."""
+    low, high = 1, 1 << 40
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if sampled_bytes(m, n_background, middle) <= budget else \
+            (low, middle - 1)
+    return low
+
+
+def announce(goal: Goal, relative: torch.Tensor, now: torch.Tensor, wanted: torch.Tensor, n: int,
+             n_background: int, rate: float) -> None:
+    """The cost of the rounds to come, up front: the pairs each sample above the target is raised
+    to (what the standard error falls to as ``1 / sqrt(pairs)``, with a margin; at most
+    ``goal.max_pairs``), their model rows and the time at the rows per second measured so far."""
+    rows = int(2 * n_background * (wanted - now).sum())
+    goal.report(f"shap: {len(relative)} of {n} samples have a standard error above "
+                f"{goal.target:.0%} of their values (up to {float(relative.max()):.0%}) with "
+                f"{int(now.min()) * n_background:,} pairs; raising them to "
+                f"{int(wanted.min()) * n_background:,}-{int(wanted.max()) * n_background:,} "
+                f"pairs (at most {goal.max_pairs * n_background:,}): about {rows:,} more model "
+                f"rows, ~{rows / rate:,.0f} s at {rate:,.0f} rows/s")
+
+
+def drawn_values(game: Game, rows: torch.Tensor, fb: torch.Tensor, k: int,
+                 generators: Sequence[torch.Generator],
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``k`` pairs per background sample drawn for the samples ``rows`` of ``game`` (one generator
+    each) and evaluated: coalitions ``[r, nb, k, 2, m]``, probabilities ``[r, nb, k]`` and
+    ``v - v({})`` ``[r, nb, k, 2]``."""
+    n_background, m = fb.shape[1], game.n_players
+    coalitions, probability = draw_pairs(len(rows), n_background, k, m, generators, fb.device)
+    v = game_values(game, coalitions.reshape(len(rows), n_background, 2 * k, m), rows)
+    return coalitions, probability, v.reshape(len(rows), n_background, k, 2) - fb[rows, :, None, None]
+
+
+def pair_estimates(v_known: torch.Tensor, coalitions: torch.Tensor, v: torch.Tensor,
+                   probability: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``phi`` and its variance from the first-order values and the drawn pairs (steps 2 and 3 of
+    ``sampled_shapley``)."""
+    n, n_background, n_pairs, _, m = coalitions.shape
     theta = leave_one_out_fits(v_known, coalitions, v)  # [n, nb, k, m]
     residual_known = v_known[:, :, None] - torch.einsum("km,nbjm->nbjk", known.double(), theta)
     residual = v - torch.einsum("nbjsm,nbjm->nbjs", coalitions.double(), theta)
     weights = shapley_weights(coalitions.reshape(-1, m)).reshape(*coalitions.shape)
     estimates = (theta + torch.einsum("nbjk,km->nbjm", residual_known, shapley_weights(known))
                  + torch.einsum("nbjs,nbjsm->nbjm", residual, weights) / probability[..., None])
-    variance = torch.zeros(n, m, dtype=torch.float64, device=device)
+    variance = torch.zeros(n, m, dtype=torch.float64, device=v.device)
     if n_pairs > 1:
         variance = estimates.var(2).sum(1) / n_pairs / n_background ** 2
     return estimates.mean((1, 2)), variance
 
 
-def draw_pairs(n: int, n_background: int, n_pairs: int, m: int,
-               generator: torch.Generator | Sequence[torch.Generator],
+def draw_pairs(n: int, n_background: int, n_pairs: int, m: int, generators: Sequence[torch.Generator],
                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """``n_pairs`` pairs ``(S, N - S)`` with ``2 <= |S| <= m / 2`` per sample and background sample:
     coalitions ``[n, nb, k, 2, m]`` and each pair's probability ``[n, nb, k]``.
@@ -138,7 +250,6 @@ def draw_pairs(n: int, n_background: int, n_pairs: int, m: int,
     size_weight = torch.where(2 * sizes == m, 0.5, 1.0).double()
     size_weight /= size_weight.sum()
     draws = n_background * n_pairs
-    generators = [generator] * n if isinstance(generator, torch.Generator) else list(generator)
     drawn = [sample_pairs(draws, m, sizes, size_weight, g) for g in generators]
     size = torch.stack([s for s, _ in drawn])
     members = torch.stack([c for _, c in drawn]).to(device).reshape(n, n_background, n_pairs, m)
@@ -206,9 +317,13 @@ def gram_solve(x: torch.Tensor, w_known: float, w_pair: float, rhs: torch.Tensor
 
     The first-order part ``A`` has the closed-form inverse ``(I - c 11') / (4 w_known)`` with
     ``c = (m - 4) / (4 + m (m - 4))``, and the ``k`` pairs enter by the Woodbury identity, so the
-    memory grows with ``k m`` per background sample, not ``m^2`` (480 players: 1.8 MB each).
+    memory grows with ``k m`` per background sample, not ``m^2`` (480 players: 1.8 MB each). With
+    more pairs than players the dense ``m x m`` system is the smaller one and is solved instead.
     """
     m, k = x.shape[-1], x.shape[-2]
+    if k > m:
+        first_order = w_known * (4 * torch.eye(m, dtype=x.dtype, device=x.device) + (m - 4))
+        return torch.linalg.solve(first_order + w_pair * x.transpose(-1, -2) @ x, rhs)
     c = (m - 4) / (4 + m * (m - 4))
 
     def a_inverse(r: torch.Tensor) -> torch.Tensor:
@@ -219,12 +334,14 @@ def gram_solve(x: torch.Tensor, w_known: float, w_pair: float, rhs: torch.Tensor
     return a_rhs - a_xt @ torch.linalg.solve(inner, x @ a_rhs)
 
 
-def game_values(game: Game, coalitions: torch.Tensor) -> torch.Tensor:
-    """``v_b(S)`` for coalitions ``[n, nb, k, players]`` of every sample and background sample:
-    ``[n, nb, k]``."""
+def game_values(game: Game, coalitions: torch.Tensor,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+    """``v_b(S)`` for coalitions ``[n, nb, k, players]`` of the samples ``rows`` (default: every
+    sample of the game) and every background sample: ``[n, nb, k]``."""
     n, n_background, k, m = coalitions.shape
     device = coalitions.device
-    sample = torch.arange(n, device=device)[:, None, None].expand(n, n_background, k)
+    rows = torch.arange(n, device=device) if rows is None else rows
+    sample = rows[:, None, None].expand(n, n_background, k)
     base = torch.arange(n_background, device=device)[None, :, None].expand(n, n_background, k)
     return game(sample.reshape(-1), coalitions.reshape(-1, m),
                 base.reshape(-1)).reshape(n, n_background, k)
@@ -250,7 +367,7 @@ def sampled_bytes(m: int, n_background: int, n_pairs: int) -> int:
     temporaries computed from it."""
     draws = n_background * n_pairs
     first_order = n_background * 2 * m * (m + 24)
-    return first_order + 48 * n_background * n_pairs ** 2 + 256 * draws * (m + 2)
+    return first_order + 48 * n_background * min(n_pairs, m) ** 2 + 256 * draws * (m + 2)
 
 
 def exact_bytes(m: int, n_background: int) -> int:
