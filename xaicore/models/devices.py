@@ -26,6 +26,7 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+LOADAVG = "/proc/loadavg"
 #: cgroup CPU quota files: v2 (``QUOTA PERIOD`` or ``max PERIOD``), then v1 (quota, period).
 CGROUP_CPU_FILES = (("/sys/fs/cgroup/cpu.max",),
                     ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
@@ -57,7 +58,7 @@ def busy_cpus() -> float:
     The load average remembers a competitor that paused a moment; the runnable count sees one
     that started seconds ago."""
     try:
-        fields = Path("/proc/loadavg").read_text().split()
+        fields = Path(LOADAVG).read_text().split()
         return max(float(fields[0]), float(fields[3].split("/")[0]) - 1)
     except (OSError, ValueError, IndexError):
         return 0.0
