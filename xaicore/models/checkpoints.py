@@ -133,9 +133,6 @@ def _model_from_checkpoint(ckpt: dict, device: Any, run_dir: Path | None) -> Loa
             raise XaiError("the checkpoint of an imported model lacks its 'import' entry (file, "
                            "attr, sha256, layout; output an int, gradcam_layer, module and "
                            "weights_sha256 strings, source a dict of strings, or none)")
-        if spec.get("weights_sha256") not in (None, weights_digest(ckpt["state_dict"])):
-            raise XaiError("the weights in this run's checkpoint are not the ones imported (their "
-                           "digest differs from the one recorded): import the model again")
         info = {"name": imported_name(ckpt), "class_names": ckpt["class_names"],
                 "feature_names": ckpt["feature_names"], "hyperparameters": ckpt["hyperparameters"],
                 "gradcam_layer": own_layer(spec.get("gradcam_layer")), "layout": spec["layout"],
@@ -155,6 +152,9 @@ def _model_from_checkpoint(ckpt: dict, device: Any, run_dir: Path | None) -> Loa
             model = call("modalities", modality.name, f"{modality.name}.adopt", adopt,
                          build(spec, ckpt["hyperparameters"]), ckpt, info)
         load_weights(model.module, ckpt["state_dict"], spec["attr"])
+        if spec.get("weights_sha256") not in (None, weights_digest(ckpt["state_dict"])):
+            raise XaiError("the weights in this run's checkpoint are not the ones imported (their "
+                           "digest differs from the one recorded): import the model again")
         return model.to(resolve_device(device))
     cls = registry.get_model(ckpt["model"])
     kind = ckpt.get("modality")
