@@ -4,10 +4,11 @@
 ``dataset_scale.py``) in a child process, with ``--threads 0`` (torch's default: one thread per
 core), ``--threads auto`` (``xaicore.models.devices.choose_threads``) and ``--threads 1``, first on
 the machine as it is ("idle": nothing of this script's runs beside it), then beside ``--competitors``
-CPU-bound processes (a Python busy loop each) started before it. The settings alternate within each
-repeat, so every ratio compares runs minutes apart at most. The rate is the slope of the child's own
-progress from a quarter of its rows to its last update (start-up and warm-up left out); a child still
-running after ``--max-seconds`` is killed and rated on the rows it explained by then.
+CPU-bound processes (a Python busy loop each) started before it; each setting's idle and loaded runs
+follow each other, so the load the machine carries from elsewhere is alike in both. The rate is the
+slope of the child's own progress from a quarter of its rows to its last update (start-up and
+warm-up left out); a child still running ``--max-seconds`` after its first progress line is killed
+and rated on the rows it explained by then.
 
 ``share`` is the rows/s a fair share of the machine gives: a setting's idle rows/s x the CPUs
 available / the processes competing (this one and the competitors). The load the machine carried
@@ -58,9 +59,11 @@ def explain_rate(run: Path, data: Path, threads: str, batch: int, out: Path,
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     with open(log, "w") as stderr:
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
-        deadline = time.monotonic() + max_seconds
-        while child.poll() is None and time.monotonic() < deadline:
+        deadline = None  # max_seconds from its first progress line (start-up is not rated)
+        while child.poll() is None and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.5)
+            if deadline is None and "explained" in log.read_text():
+                deadline = time.monotonic() + max_seconds
         stopped = child.poll() is None
         if stopped:
             child.kill()  # its progress so far is all the rate needs
@@ -97,25 +100,24 @@ def main() -> None:
     cpus = available_cpus()
     rates: dict[str, list[float]] = {}
     for _ in range(args.repeats):
-        for condition in ("idle", "loaded"):
-            busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
-                    for _ in range(args.competitors if condition == "loaded" else 0)]
-            try:
-                time.sleep(2.0 if busy else 0.0)  # the competitors are running before xai starts
-                for threads in SETTINGS:
+        for threads in SETTINGS:
+            for condition in ("idle", "loaded"):  # back to back: the same background for both
+                busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+                        for _ in range(args.competitors if condition == "loaded" else 0)]
+                try:
+                    time.sleep(2.0 if busy else 0.0)  # the competitors run before xai starts
                     auto = chosen_auto() if threads == "auto" else None
                     before = load()
                     result = explain_rate(run, data, threads, args.batch,
                                           args.workdir / f"out-{condition}-{threads}",
                                           args.max_seconds)
-                    rates.setdefault(f"{condition} {threads}", []).append(result["rows_per_s"])
-                    print(json.dumps({"condition": condition, "threads": threads,
-                                      "auto_chose": auto, **result, "loadavg_before": before}),
-                          flush=True)
-            finally:
-                for process in busy:
-                    process.kill()
-                    process.wait()
+                finally:
+                    for process in busy:
+                        process.kill()
+                        process.wait()
+                rates.setdefault(f"{condition} {threads}", []).append(result["rows_per_s"])
+                print(json.dumps({"condition": condition, "threads": threads, "auto_chose": auto,
+                                  **result, "loadavg_before": before}), flush=True)
     median = {key: float(np.median(v)) for key, v in rates.items()}
     processes = 1 + args.competitors
     summary = {"cpus": cpus, "processes_competing_when_loaded": processes,
