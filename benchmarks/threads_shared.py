@@ -11,7 +11,10 @@ warm-up left out); a child still running ``--max-seconds`` after its first progr
 and rated on the rows it explained by then.
 
 ``share`` is the rows/s a fair share of the machine gives: a setting's idle rows/s x the CPUs
-available / the processes competing (this one and the competitors). The load the machine carried
+available / the processes competing (this one and the competitors). ``rows_per_cpu_s`` divides the
+rows of the rated stretch by the CPU time the child used meanwhile (``/proc/PID/stat``): it says
+how well the CPU time a process gets is used, whatever share of the machine it gets; threads that
+wait for a busy CPU burn CPU time spinning, and it falls. The load the machine carried
 from elsewhere (``/proc/loadavg``) is printed beside every run: on a machine shared with other work
 "idle" is only as idle as that.
 
@@ -57,13 +60,17 @@ def explain_rate(run: Path, data: Path, threads: str, batch: int, out: Path,
                "--force", "--device", "cpu", "--threads", threads]
     log = out.parent / f"{out.name}.log"
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    samples: list[tuple[int, float]] = []  # (rows explained, CPU seconds used) while it runs
     with open(log, "w") as stderr:
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
         deadline = None  # max_seconds from its first progress line (start-up is not rated)
         while child.poll() is None and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.5)
-            if deadline is None and "explained" in log.read_text():
-                deadline = time.monotonic() + max_seconds
+            done = re.findall(r"explained (\d+)/", log.read_text())
+            cpu = cpu_seconds(child.pid)
+            if done and cpu is not None:
+                samples.append((int(done[-1]), cpu))
+                deadline = deadline or time.monotonic() + max_seconds
         stopped = child.poll() is None
         if stopped:
             child.kill()  # its progress so far is all the rate needs
@@ -78,8 +85,19 @@ def explain_rate(run: Path, data: Path, threads: str, batch: int, out: Path,
     rows1, t1 = points[-1]
     if t1 <= t0:
         rows0, t0 = points[0]
+    (r0, c0), (r1, c1) = samples[0], samples[-1]
     return {"rows_per_s": round((rows1 - rows0) / (t1 - t0), 1), "rows": rows1,
+            "rows_per_cpu_s": round((r1 - r0) / (c1 - c0), 1) if c1 > c0 else None,
             "stopped_after_s": max_seconds if stopped else None}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of process ``pid`` so far (None once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -99,6 +117,7 @@ def main() -> None:
 
     cpus = available_cpus()
     rates: dict[str, list[float]] = {}
+    per_cpu: dict[str, list[float]] = {}
     for _ in range(args.repeats):
         for threads in SETTINGS:
             for condition in ("idle", "loaded"):  # back to back: the same background for both
@@ -116,6 +135,9 @@ def main() -> None:
                         process.kill()
                         process.wait()
                 rates.setdefault(f"{condition} {threads}", []).append(result["rows_per_s"])
+                if result["rows_per_cpu_s"]:
+                    per_cpu.setdefault(f"{condition} {threads}", []).append(
+                        result["rows_per_cpu_s"])
                 print(json.dumps({"condition": condition, "threads": threads, "auto_chose": auto,
                                   **result, "loadavg_before": before}), flush=True)
     median = {key: float(np.median(v)) for key, v in rates.items()}
@@ -126,6 +148,9 @@ def main() -> None:
         share = median[f"idle {threads}"] * cpus / processes
         summary[f"threads {threads}: loaded / idle share"] = round(
             median[f"loaded {threads}"] / share, 3)
+    for threads in SETTINGS:
+        pair = [float(np.median(per_cpu.get(f"{c} {threads}", [np.nan]))) for c in ("idle", "loaded")]
+        summary[f"threads {threads}: rows per CPU-second idle, loaded"] = [round(v, 1) for v in pair]
     summary["loaded: auto / default"] = round(median["loaded auto"] / median["loaded 0"], 2)
     summary["idle: auto / default"] = round(median["idle auto"] / median["idle 0"], 2)
     print(json.dumps(summary, indent=1))
