@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from xaicore.commands.training import columns_of, long_format_options
+from xaicore.commands.training import columns_of, long_format_options, threads_option
 from xaicore.errors import XaiError
 
 COMMANDS: list = []
@@ -49,6 +49,7 @@ def parse_options(items: tuple[str, ...]) -> dict[str, dict]:
               help="Also draw figures with the installed renderers (or later: xai figures, "
                    "xai report).")
 @click.option("--device", default=None, help="torch device (default: cuda when available).")
+@threads_option("auto")
 @click.option("--force", is_flag=True, help="Overwrite existing explanation files.")
 @click.option("--input", "input_path", type=click.Path(path_type=Path),
               help="Explain this data instead of the test split (.npy, .npz with X, .csv, .zarr), "
@@ -75,7 +76,7 @@ def parse_options(items: tuple[str, ...]) -> dict[str, dict]:
 @click.option("--text", "texts", multiple=True,
               help="A text to explain (repeatable) with a text run, instead of its test split; "
                    "written to RUN/explanations/texts unless --out is given.")
-def explain_cmd(runs, methods, samples, target, option_items, out, figures, device, force,
+def explain_cmd(runs, methods, samples, target, option_items, out, figures, device, threads, force,
                 input_path, engine, batch_size, resume, workers, gpus_per_worker, address,
                 checkpoint_seconds, id_column, time_column, label_column, text_column, texts):
     """Explain test samples of trained runs and write one .npz per method (figures on request).
@@ -84,9 +85,11 @@ def explain_cmd(runs, methods, samples, target, option_items, out, figures, devi
     store per method (METHOD.zarr), in constant memory, on the chosen --engine.
     """
     from xaicore.explaining.runs import explain_runs, explain_streamed, get_engine
+    from xaicore.models.devices import use_threads
     from xaicore.plugins.registry import resolve_options
     from xaicore.runs.directory import hold_runs
 
+    use_threads(threads)
     if len(runs) > 1 and out is None:
         raise XaiError("with several --run, give --out for the side-by-side result")
     target = target.strip()

@@ -32,6 +32,30 @@ def long_format_options(what: str):
     return decorate
 
 
+class Threads(click.ParamType):
+    """``--threads``: a count, 0 (torch's default) or ``auto`` (None)."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return None
+        if not (text.isdigit() and int(text) <= 1024):
+            self.fail(f"{value!r} is not a thread count from 0 to 1024 nor 'auto'", param, ctx)
+        return int(text)
+
+
+def threads_option(default: str):
+    """``--threads`` of a command that runs torch on the CPU (resolved by
+    ``xaicore.models.devices.choose_threads``)."""
+    return click.option("--threads", default=default, show_default=True, type=Threads(),
+                        help="CPU threads: N, 0 (torch's default) or auto (the CPUs this process "
+                             "may use that other processes leave free, at least 1).")
+
+
 def columns_of(id_column: str | None, time_column: str | None, label_column: str | None) -> dict:
     from xaicore.data.loading import long_columns
 
@@ -111,8 +135,7 @@ def file_spec(modality: object, dataset: str, test: Path | None, columns: dict, 
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its optimizer state up to --epochs in total.")
 @click.option("--device", default=None, help="torch device: cpu, cuda, cuda:N (default: cuda if available).")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(0, 1024),
-              help="CPU threads (0: torch's default). One is fastest for these small networks.")
+@threads_option("1")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 @long_format_options("--dataset (and --test)")
 @click.option("--text-column", help="Texts: the column of --dataset (.csv, .tsv, .jsonl) holding "
@@ -126,6 +149,7 @@ def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr
               data_items):
     """Train a model and write a run directory (checkpoint, history, metrics, figures, report)."""
     from xaicore.data.loading import dataset_spec
+    from xaicore.models.devices import choose_threads
     from xaicore.runs.training import train
 
     params = parse_params(param_items)
@@ -148,7 +172,7 @@ def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr
                     **data}
     metrics = train(spec, model, out, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr,
                     params=params, force=force, device=device, progress=not quiet, resume=resume,
-                    threads=threads or None)
+                    threads=choose_threads(threads))
     if quiet:  # otherwise train() has printed the same summary
         click.echo(f"test accuracy {metrics['test_accuracy']:.4f}  train accuracy "
                    f"{metrics['train_accuracy']:.4f}  {metrics['epochs']} epochs  "
@@ -165,15 +189,19 @@ def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr
 @click.option("--out", type=click.Path(path_type=Path),
               help="Predictions CSV (default RUN/predictions/<input name>.csv).")
 @click.option("--force", is_flag=True, help="Replace an existing predictions file.")
+@threads_option("auto")
 @long_format_options("--input (label column optional)")
 @click.option("--text-column", help="Texts: the column of --input (.csv, .tsv, .jsonl) holding the "
               "texts of a text run (default: a column named text, sentence, review or content; "
               "labels, optional, in --label-column).")
-def predict_cmd(run, input_path, out, force, id_column, time_column, label_column, text_column):
+def predict_cmd(run, input_path, out, force, threads, id_column, time_column, label_column,
+                text_column):
     """Predict classes and class probabilities for new samples (series, texts) with a trained run."""
+    from xaicore.models.devices import use_threads
     from xaicore.runs.directory import hold_runs
     from xaicore.runs.predicting import predict
 
+    use_threads(threads)
     columns = ({k: v for k, v in (("text_column", text_column), ("label_column", label_column))
                 if v is not None} if text_column or not (id_column or time_column) and label_column
                else columns_of(id_column, time_column, label_column))
@@ -216,10 +244,13 @@ def predict_cmd(run, input_path, out, force, id_column, time_column, label_colum
 @click.option("--gradcam-layer", help="Name of the convolution layer Grad-CAM reads, as in "
               "net.named_modules() (e.g. conv3). Default: the network's own gradcam_layer; a kind "
               "may find one (the last Conv2d run whose map is larger than 1x1).")
+@click.option("--name", help="The model's name in the CLI, the report, comparison.csv and "
+              "explanations (default: the class or function's name): letters, digits, _ . + -.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
-@click.option("--force", is_flag=True, help="Replace a run directory xai wrote before.")
+@click.option("--force", is_flag=True, help="Replace a run directory xai wrote before (an imported "
+              "run keeps the results whose model outputs are unchanged).")
 def import_cmd(target, weights, hf_folder, params, output, data_items, text_column, test, kind,
-               layout, gradcam_layer, out, force):
+               layout, gradcam_layer, name, out, force):
     """Make a model you trained yourself a run that explain, evaluate and report accept."""
     from xaicore.data.loading import dataset_spec
     from xaicore.runs.importing import import_folder, import_model
@@ -228,7 +259,7 @@ def import_cmd(target, weights, hf_folder, params, output, data_items, text_colu
 
     if hf_folder is not None:
         if (target or weights or params or output is not None or gradcam_layer or layout
-                or kind):
+                or kind or name is not None):
             raise XaiError("--hf reads the model, its weights and tokenizer from the folder; give "
                            "only --data (and --text-column, --test), --out and --force beside it")
         spec = (kind_spec(HF_MODEL, dataset, test, {} if text_column is None else
@@ -249,9 +280,20 @@ def import_cmd(target, weights, hf_folder, params, output, data_items, text_colu
     spec = (kind and file_spec(registry.get_modality(kind), dataset, test, {}, 0, 0.25, data,
                                f"kind {kind!r}")) or {**dataset_spec(dataset, test=test), **data}
     metrics = import_model(target, weights, kwargs, spec, out, kind=kind, layout=layout,
-                           gradcam_layer=gradcam_layer, output=output, force=force)
-    click.echo(f"imported {target}: test accuracy {metrics['test_accuracy']:.4f} on "
-               f"{metrics['dataset']} -> {out}")
+                           gradcam_layer=gradcam_layer, output=output, force=force, name=name)
+    click.echo(f"imported {target} as {metrics['model']}: test accuracy "
+               f"{metrics['test_accuracy']:.4f} on {metrics['dataset']} -> {out}")
+    if "kept" in metrics:
+        click.echo(f"of the earlier import's results, kept {len(metrics['kept'])}"
+                   f"{listed(metrics['kept'])} and removed {len(metrics['removed'])}"
+                   f"{listed(metrics['removed'])}: {metrics['why']}")
+
+
+def listed(paths: list[str], most: int = 6) -> str:
+    """`` (a, b, ...)``: the first ``most`` of ``paths``, or nothing when there are none."""
+    if not paths:
+        return ""
+    return f" ({', '.join(paths[:most])}{', ...' if len(paths) > most else ''})"
 
 
 COMMANDS.extend([train_cmd, predict_cmd, import_cmd])

@@ -16,7 +16,7 @@ from xaicore.data.dataset import Dataset
 from xaicore.data.loading import load_dataset
 from xaicore.errors import XaiError
 from xaicore.models.devices import resolve_device
-from xaicore.models.imported import IMPORTED, build, own_layer
+from xaicore.models.imported import IMPORTED, build, check_name, default_name, own_layer, weights_digest
 from xaicore.models.loaded import LoadedModel
 from xaicore.plugins import registry
 from xaicore.plugins.boundary import call
@@ -120,17 +120,20 @@ def model_from_checkpoint(ckpt: dict, device: Any = None, source: Path | None = 
 
 
 def _model_from_checkpoint(ckpt: dict, device: Any, run_dir: Path | None) -> LoadedModel:
-    if ckpt["model"] == "imported":  # a model brought in with xai import
+    if ckpt["model"] == IMPORTED:  # a model brought in with xai import
         spec = ckpt.get("import")
+        source = spec.get("source") if isinstance(spec, dict) else None
         if not (isinstance(spec, dict) and all(isinstance(spec.get(k), str)
                                                for k in ("file", "attr", "sha256", "layout"))
                 and (spec.get("output") is None or type(spec.get("output")) is int)
                 and all(spec.get(k) is None or isinstance(spec[k], str)
-                        for k in ("gradcam_layer", "module"))):
+                        for k in ("gradcam_layer", "module", "weights_sha256"))
+                and (source is None or isinstance(source, dict) and all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in source.items()))):
             raise XaiError("the checkpoint of an imported model lacks its 'import' entry (file, "
-                           "attr, sha256, layout; output an int, gradcam_layer and module "
-                           "strings, or none)")
-        info = {"name": IMPORTED, "class_names": ckpt["class_names"],
+                           "attr, sha256, layout; output an int, gradcam_layer, module and "
+                           "weights_sha256 strings, source a dict of strings, or none)")
+        info = {"name": imported_name(ckpt), "class_names": ckpt["class_names"],
                 "feature_names": ckpt["feature_names"], "hyperparameters": ckpt["hyperparameters"],
                 "gradcam_layer": own_layer(spec.get("gradcam_layer")), "layout": spec["layout"],
                 "output": spec.get("output"), "dataset": (ckpt.get("dataset") or {}).get("name", "")}
@@ -149,6 +152,9 @@ def _model_from_checkpoint(ckpt: dict, device: Any, run_dir: Path | None) -> Loa
             model = call("modalities", modality.name, f"{modality.name}.adopt", adopt,
                          build(spec, ckpt["hyperparameters"]), ckpt, info)
         load_weights(model.module, ckpt["state_dict"], spec["attr"])
+        if spec.get("weights_sha256") not in (None, weights_digest(ckpt["state_dict"])):
+            raise XaiError("the weights in this run's checkpoint are not the ones imported (their "
+                           "digest differs from the one recorded): import the model again")
         return model.to(resolve_device(device))
     cls = registry.get_model(ckpt["model"])
     kind = ckpt.get("modality")
@@ -160,6 +166,19 @@ def _model_from_checkpoint(ckpt: dict, device: Any, run_dir: Path | None) -> Loa
                  run_dir)
     load_weights(model.module, ckpt["state_dict"], ckpt["model"])
     return model.to(resolve_device(device))
+
+
+def imported_name(ckpt: dict) -> str:
+    """The name of an imported model (``xai import --name``; its class's for runs from before
+    names), checked."""
+    name = ckpt.get("model_name")
+    if name is None:
+        return default_name(ckpt["import"]["attr"])
+    try:
+        return check_name(name)
+    except XaiError:
+        raise XaiError(f"the checkpoint's field 'model_name' must be a model name, not "
+                       f"{_describe(name)}") from None
 
 
 def load_weights(module: nn.Module, state: dict, name: str) -> None:

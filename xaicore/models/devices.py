@@ -2,7 +2,9 @@
 
 Explainers plan their passes with these: ``pass_rows`` for forward passes without gradients,
 ``free_memory`` and ``saved_bytes_per_row`` for passes that keep tensors for a backward, and
-``memory_share`` for processes that work side by side (``set_memory_share``).
+``memory_share`` for processes that work side by side (``set_memory_share``). The commands choose
+their CPU threads with ``choose_threads``: as many as the CPUs this process may use that other
+processes leave free, at least one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,73 @@ from xaicore.errors import XaiError
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+LOADAVG = "/proc/loadavg"
+#: cgroup CPU quota files: v2 (``QUOTA PERIOD`` or ``max PERIOD``), then v1 (quota, period).
+CGROUP_CPU_FILES = (("/sys/fs/cgroup/cpu.max",),
+                    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, within its cgroup's CPU quota."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = cgroup_cpus()
+    return max(1, min(cores or 1, quota or cores or 1))
+
+
+def cgroup_cpus() -> int | None:
+    """The CPUs (rounded up) this process's cgroup may use per period, or None when unlimited."""
+    for files in CGROUP_CPU_FILES:
+        try:
+            parts = " ".join(Path(f).read_text() for f in files).split()
+            quota, period = int(parts[0]), int(parts[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        return -(-quota // period) if quota > 0 and period > 0 else None
+    return None
+
+
+def busy_cpus() -> float:
+    """CPUs other processes keep busy: the larger of the 1-minute load average and the tasks
+    runnable right now (less the one reading), from ``/proc/loadavg`` (0 where there is none).
+
+    The load average remembers a competitor that paused a moment; the runnable count sees one
+    that started seconds ago."""
+    try:
+        fields = Path(LOADAVG).read_text().split()
+        return max(float(fields[0]), float(fields[3].split("/")[0]) - 1)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def choose_threads(requested: int | None = None) -> int:
+    """CPU threads for this process's torch work: ``requested`` when given (0: torch's default),
+    else (None: automatic) the available CPUs that other processes leave free (a CPU counts as
+    busy when they use more than half of it), at least 1 and at most torch's default (which
+    follows ``OMP_NUM_THREADS``).
+
+    torch's threads wait for each other at every operation, so a thread whose CPU another process
+    holds stalls all of them; one thread per free CPU never waits for a busy one."""
+    if requested is not None and requested < 0:
+        raise XaiError(f"threads must be 0 (torch's default), a positive count or automatic, not "
+                       f"{requested}")
+    if requested == 0:
+        return _torch_default_threads
+    if requested:
+        return requested
+    free = int(available_cpus() - busy_cpus() + 0.5)
+    return max(1, min(free, available_cpus(), _torch_default_threads))
+
+
+def use_threads(requested: int | None = None) -> int:
+    """Set torch's CPU threads to ``choose_threads(requested)``; the count set."""
+    threads = choose_threads(requested)
+    torch.set_num_threads(threads)
+    return threads
+
+
+_torch_default_threads = torch.get_num_threads()  # before any command changes it
 
 
 def pass_rows(device: torch.device | str, values_per_row: int) -> int:

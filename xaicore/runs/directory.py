@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from xaicore.errors import XaiError
@@ -133,9 +133,25 @@ def stale_reason(digest: str, run: Path) -> str | None:
     if not digest:
         return ("it records no model digest (an older xai, or a model wrapped in Python, wrote "
                 "it), so it may be another model's")
-    if digest != checkpoint_digest(run / CHECKPOINT):
+    current = checkpoint_digest(run / CHECKPOINT)
+    same = (marker(run) or {}).get("same_outputs")
+    if digest != current and digest not in (same.get(current, []) if isinstance(same, dict) else []):
         return "another model computed it: the run's checkpoint has changed since"
     return None
+
+
+def record_same_outputs(out: Path, digests: list[str]) -> None:
+    """Note in run ``out``'s marker that results its earlier checkpoints ``digests`` computed
+    (those kept when ``xai import --force`` found the same outputs) are results of the checkpoint
+    now in it."""
+    data = marker(out) or {}
+    current = checkpoint_digest(out / CHECKPOINT)
+    same = data.get("same_outputs")
+    known: dict = same if isinstance(same, dict) else {}
+    earlier = [d for old in digests for d in [old, *known.get(old, [])] if d != current]
+    data["same_outputs"] = {current: sorted(set(earlier))} if earlier else {}
+    with atomic_path(out / MARKER) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def checkpoint_digest(path: Path) -> str:
@@ -169,11 +185,12 @@ def xai_version() -> str:
 
 
 @contextlib.contextmanager
-def staged(out: Path, what: str, removed: list[str] | None = None) -> Iterator[Path]:
+def staged(out: Path, what: str, removed: list[str] | None = None,
+           keep: Callable[[str], bool] | None = None) -> Iterator[Path]:
     """A temporary folder to write a run's training files into, under the run's lock: on
-    success they replace the run's and the old model's results go (``install_training``; their
-    paths are added to ``removed``); on failure the folder is removed, and ``out`` too when this
-    created it and it is empty."""
+    success they replace the run's and the old model's results go, but those ``keep`` accepts
+    (``install_training``; the paths removed are added to ``removed``); on failure the folder is
+    removed, and ``out`` too when this created it and it is empty."""
     created = not out.exists() or not foreign_entries(out)
     with run_lock(out, what):
         if not is_run(out):
@@ -183,7 +200,7 @@ def staged(out: Path, what: str, removed: list[str] | None = None) -> Iterator[P
         tmp.mkdir()
         try:
             yield tmp
-            gone = install_training(tmp, out)
+            gone = install_training(tmp, out, keep)
             if removed is not None:
                 removed += gone
         except BaseException as exc:
@@ -204,10 +221,10 @@ def written_files(out: Path) -> list[str]:
     return [f for f in files if isinstance(f, str) and inside_run(out, f) is not None]
 
 
-def install_training(new: Path, out: Path) -> list[str]:
+def install_training(new: Path, out: Path, keep: Callable[[str], bool] | None = None) -> list[str]:
     """Move the training files of folder ``new`` into ``out``, each replacing its old version in
     one rename; remove training files of the old run that the new one lacks and the results
-    computed from the old model (returned)."""
+    computed from the old model but those ``keep`` accepts (the removed are returned)."""
     files = sorted(p.relative_to(new).as_posix() for p in new.rglob("*") if p.is_file())
     old = set(written_files(out))
     for rel in files:
@@ -222,16 +239,17 @@ def install_training(new: Path, out: Path) -> list[str]:
     legacy = legacy_results(out)  # by the format-1 rule, before the marker says format 2
     with atomic_path(out / MARKER) as tmp:
         tmp.write_text(json.dumps(data, indent=1) + "\n")
-    return remove_results(out, legacy)
+    return remove_results(out, legacy, keep)
 
 
-def remove_results(out: Path, legacy: list[str] | None = None) -> list[str]:
+def remove_results(out: Path, legacy: list[str] | None = None,
+                   keep: Callable[[str], bool] | None = None) -> list[str]:
     """Remove the results xai recorded writing into run ``out`` (its ledger, else ``legacy`` or
-    those of ``legacy_results``), each only while it is inside the run; folders that still hold
-    other files stay. Returns what was removed."""
+    those of ``legacy_results``) but those ``keep`` accepts, each only while it is inside the
+    run; folders that still hold other files stay. Returns what was removed."""
     removed = []
     for rel in written(out) or (legacy_results(out) if legacy is None else legacy):
-        if rel.split("/")[0] not in RESULTS:
+        if rel.split("/")[0] not in RESULTS or (keep is not None and keep(rel)):
             continue
         path = inside_run(out, rel)
         if path is None:

@@ -23,9 +23,19 @@ import torch
 
 from xaicore.data.loading import load_dataset
 from xaicore.errors import XaiError
-from xaicore.files import file_digest
-from xaicore.models.checkpoints import CHECKPOINT_FORMAT, load_weights
-from xaicore.models.imported import ADAPTED, IMPORTED, build, network_class, record_import
+from xaicore.files import file_digest, written
+from xaicore.models.checkpoints import CHECKPOINT_FORMAT, load_checkpoint, load_weights
+from xaicore.models.imported import (
+    ADAPTED,
+    IMPORTED,
+    build,
+    check_name,
+    code_identity,
+    default_name,
+    network_class,
+    record_import,
+    weights_digest,
+)
 from xaicore.models.kinds import modality_of
 from xaicore.models.layouts import LAYOUTS
 from xaicore.models.loaded import LoadedModel
@@ -96,16 +106,20 @@ def constructor_params(cls: type, hyper: dict) -> dict:
 def import_model(target: str, weights: Path, params: dict | None, dataset_spec: dict, out: Path,
                  *, kind: str | None = None, layout: str | None = None,
                  gradcam_layer: str | None = None, output: int | None = None,
-                 force: bool = False) -> dict:
+                 force: bool = False, name: str | None = None) -> dict:
     """Write run directory ``out`` for the user's model; its metrics on the test split.
 
     ``params`` None: the ``hyperparameters`` saved beside the weights that the class takes.
     ``kind`` names the kind of input the network takes (default: the kind that claims the data,
     else the default kind); a kind other than the default takes the network through its
-    ``adopt`` and declares its own ``layouts``."""
+    ``adopt`` and declares its own ``layouts``. ``name`` names the model everywhere (default:
+    the class or function's name). Replacing an imported run (``force``) keeps the results
+    whose model outputs are unchanged (``kept_results``); ``metrics["kept"]`` and
+    ``metrics["removed"]`` list them."""
     with runs.run_lock(out, "xai import"):
         runs.check_replaceable(out, force)
         path, attr, module = code_file(target)
+        name = default_name(attr) if name is None else check_name(name)
         state, hyper = read_weights(Path(weights))
         if params is None:
             params = constructor_params(network_class(path, attr, module), hyper)
@@ -127,9 +141,10 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
         spec = {"file": str(path), "attr": attr, "sha256": digest, "layout": layout,
                 "output": output, "module": module}
         net = build(spec, params, chosen=True)
+        spec["source"] = code_identity(network_class(path, attr, module), net, path)
         load_weights(net, state, attr)
         info: dict[str, Any] = {
-            "name": IMPORTED, "class_names": dataset.class_names,
+            "name": name, "class_names": dataset.class_names,
             "feature_names": dataset.feature_names, "gradcam_layer": gradcam_layer,
             "dataset": dataset.name, "layout": layout, "output": output}
         model = (call("modalities", modality.name, f"{modality.name}.adopt", adopt, net, dataset.info,
@@ -149,10 +164,11 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
             raise XaiError(f"--gradcam-layer {gradcam_layer} outputs "
                            f"{shapes[0] if shapes else 'nothing in a forward pass'}, not a map "
                            f"[batch, channel, ...] that Grad-CAM weighs; name a convolution layer")
-        probs = torch.softmax(torch.from_numpy(model.logits(dataset.test.X)), 1).numpy()
+        logits = model.logits(dataset.test.X)
+        probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
         predicted = probs.argmax(1)
         report = classification_report(dataset.test.y, predicted, dataset.class_names)
-        metrics = {"model": IMPORTED, "module": target, "dataset": dataset.name,
+        metrics = {"model": name, "imported": True, "module": target, "dataset": dataset.name,
                    "test_accuracy": float(np.mean(predicted == dataset.test.y)),
                    "macro_f1": report["macro avg"]["f1-score"], "layout": layout}
         entries: dict = {}
@@ -162,16 +178,72 @@ def import_model(target: str, weights: Path, params: dict | None, dataset_spec: 
                 "modalities", modality.name, f"{modality.name}.checkpoint_entries",
                 modality.checkpoint_entries, model, dataset)}
         layer = model.gradcam_layer_name
-        checkpoint = {"format": CHECKPOINT_FORMAT, "model": IMPORTED, "hyperparameters": params,
-                      "state_dict": {k: v.detach().cpu() for k, v in model.module.state_dict().items()},
+        saved = {k: v.detach().cpu() for k, v in model.module.state_dict().items()}
+        checkpoint = {"format": CHECKPOINT_FORMAT, "model": IMPORTED, "model_name": name,
+                      "hyperparameters": params, "state_dict": saved,
                       "class_names": list(dataset.class_names),
                       "feature_names": list(dataset.feature_names), "seq_len": int(dataset.seq_len),
                       **entries, "dataset": dict(dataset_spec),
-                      "import": {**spec, "gradcam_layer": layer and ADAPTED + layer},
+                      "import": {**spec, "gradcam_layer": layer and ADAPTED + layer,
+                                 "weights_sha256": weights_digest(saved)},
+                      "test_logits": torch.from_numpy(np.ascontiguousarray(logits, np.float32)),
                       "epoch": 0, "seed": 0}
+        keep, earlier, why = kept_results(out, checkpoint)
         record_import(path, digest)
-        write_run(out, checkpoint, dataset, predicted, probs, report, metrics)
+        removed: list[str] = []
+        write_run(out, checkpoint, dataset, predicted, probs, report, metrics, removed, keep)
+        if earlier is not None:
+            kept = [rel for rel in written(out) if keep(rel)]
+            if kept:
+                runs.record_same_outputs(out, [earlier])
+            metrics.update(kept=kept, removed=removed, why=why)
         return metrics
+
+
+def kept_results(out: Path, new: dict) -> tuple[Any, str | None, str]:
+    """Which results of the imported run already in ``out`` stay when ``new`` replaces its
+    checkpoint, the old checkpoint's digest (None when there is no imported run there) and why.
+
+    Results on the test split (``explanations/METHOD.npz``, their figures, the evaluation) stay
+    when the new model's logits on the same test split equal the recorded ones (within float
+    rounding) and Grad-CAM reads the same layer; every result stays when, besides, the weights and
+    the model's code are the same; the report goes (it describes the model)."""
+    old_path = out / CHECKPOINT
+    try:
+        old = load_checkpoint(old_path) if old_path.is_file() else None
+    except XaiError:
+        old = None
+    if old is None or old.get("model") != IMPORTED or not isinstance(old.get("import"), dict):
+        return (lambda rel: False), None, ""
+    earlier = runs.checkpoint_digest(old_path)
+    logits, before = new["test_logits"], old.get("test_logits")
+    why = ("the earlier import recorded no outputs to compare" if not isinstance(before, torch.Tensor)
+           else "its test split or classes differ" if (
+               old.get("dataset") != new["dataset"] or old["class_names"] != new["class_names"]
+               or before.shape != logits.shape)
+           else "Grad-CAM reads another layer" if (
+               new["import"]["gradcam_layer"] != old["import"].get("gradcam_layer"))
+           else "the model's outputs on the test split changed" if not torch.allclose(
+               before.float(), logits, rtol=1e-5, atol=1e-5 * float(logits.abs().max()))
+           else "")
+    same_outputs = not why
+    same_model = same_outputs and all(
+        old["import"].get(k) == new["import"][k] for k in ("weights_sha256", "source", "layout",
+                                                           "output"))
+
+    def keep(rel: str) -> bool:
+        if rel == "report.html" or not same_outputs:
+            return False
+        if same_model:
+            return True
+        parts = rel.split("/")
+        return (parts[0] in ("evaluation", "evaluation.csv")
+                or (parts[0] == "explanations" and (
+                    parts[1:2] == ["figures"]
+                    or (len(parts) == 2 and parts[1].endswith(".npz")))))
+
+    return keep, earlier, why or ("the model is the same" if same_model else
+                                  "the model's outputs on the test split are unchanged")
 
 
 def claiming_kind(dataset: Any) -> Any:
@@ -225,9 +297,11 @@ def import_folder(model_name: str, folder: Path, dataset_spec: dict, out: Path, 
 
 
 def write_run(out: Path, checkpoint: dict, dataset: Any, predicted: np.ndarray, probs: np.ndarray,
-              report: dict, metrics: dict) -> None:
-    """An imported run's files, moved into ``out`` together at the end (``runs.staged``)."""
-    with runs.staged(out, "xai import") as tmp:
+              report: dict, metrics: dict, removed: list[str] | None = None,
+              keep: Any = None) -> None:
+    """An imported run's files, moved into ``out`` together at the end (``runs.staged``: the old
+    model's results go, but those ``keep`` accepts; the removed are added to ``removed``)."""
+    with runs.staged(out, "xai import", removed, keep) as tmp:
         torch.save(checkpoint, tmp / CHECKPOINT)
         write_predictions(tmp / "test_predictions.csv", dataset, predicted, probs)
         (tmp / "classification_report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -105,7 +105,7 @@ def model_card(run: RunFiles) -> str:
     spec_text = (", ".join(f"{k}={Path(v).name if isinstance(v, str) and Path(v).is_absolute() else v}"
                            for k, v in spec.items() if not k.endswith("sha256"))
                  if isinstance(spec, dict) else str(spec or "?"))
-    facts = [("model", ckpt["model"]), ("dataset", spec_text),
+    facts = [("model", ckpt.get("model_name") or ckpt["model"]), ("dataset", spec_text),
              ("classes", ", ".join(map(str, ckpt["class_names"]))),
              *shape_facts(ckpt), ("epochs trained", ckpt.get("epoch", "?")),
              ("seed", ckpt.get("seed", "?"))]
