@@ -34,6 +34,25 @@ def own_state_folder(tmp_path_factory):
         os.environ["XDG_STATE_HOME"] = before
 
 
+@pytest.fixture
+def thread_free():
+    """This test process with no thread but the main one, as forking evaluation workers needs
+    (``xai_eval.lanes.check_workers`` refuses otherwise). A test that streamed into a Zarr store
+    in-process leaves zarr's IO loop and its executor threads running; they are stopped here
+    (zarr starts them again on its next use). Any other thread fails the test by name."""
+    import sys
+    import threading
+    import time
+
+    if "zarr.core.sync" in sys.modules:
+        sys.modules["zarr.core.sync"].cleanup_resources()
+    deadline = time.monotonic() + 5.0
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)  # executor threads end once they see the loop closed
+    others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    assert not others, f"threads left running by earlier tests: {others}"
+
+
 @pytest.fixture(scope="session")
 def gunpoint_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run directory of cnn-lstm-attention trained on GunPoint (seed 0, test accuracy > 0.8).

@@ -515,7 +515,8 @@ def test_a_costly_method_is_scored_and_compared_on_its_own_subset(synthetic_run)
 
 
 def test_worker_processes_give_the_same_numbers_and_pass_on_warnings_and_failures(synthetic_run,
-                                                                                 capsys):
+                                                                                 capsys,
+                                                                                 thread_free):
     """Two forked workers (each task seeded on its own) give the table one process gives (with
     one torch thread here, as in each worker, so rounding is alike); an
     explainer's warning raised in a worker reaches the caller; a metric failing there is a
@@ -540,7 +541,7 @@ def test_worker_processes_give_the_same_numbers_and_pass_on_warnings_and_failure
     assert tables[1].loc["test-costly", "samples"] == 4
 
 
-def test_a_worker_that_dies_is_a_one_line_error_not_a_hang(synthetic_run):
+def test_a_worker_that_dies_is_a_one_line_error_not_a_hang(synthetic_run, thread_free):
     from xai_eval.runner import evaluate_run
 
     with pytest.raises(XaiError, match="evaluation worker process died"):
@@ -570,7 +571,7 @@ def test_each_worker_plans_its_passes_with_its_share_of_the_memory(synthetic_run
         set_memory_share(1.0)
 
 
-def test_workers_are_checked(synthetic_run):
+def test_workers_are_checked(synthetic_run, thread_free):
     from xai_eval.lanes import check_workers
 
     assert check_workers(None, torch.device("cuda")) == 1  # auto: one process beside a GPU

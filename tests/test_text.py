@@ -336,10 +336,12 @@ def test_a_folder_of_texts_changed_since_training_is_refused(tmp_path):
     assert changed.exit_code != 0 and "has changed since the run was trained on it" in changed.output
 
 
-def test_a_report_names_its_run_folder_not_its_path_and_takes_one_run(text_run, tmp_path):
+def test_a_report_names_its_run_folder_not_its_path_and_refuses_a_run_given_twice(text_run, tmp_path):
     out = tmp_path / "shared.html"
     assert xai("report", "--run", text_run, "--out", out).exit_code == 0
     page = out.read_text()
     assert f"run {text_run.name}" in page and str(text_run.parent) not in page
     both = xai("report", "--run", text_run, "--run", text_run, "--out", tmp_path / "two.html")
-    assert both.exit_code == 1 and "xai report reports one run, not 2" in both.output
+    # several runs make a comparison report (tests/test_comparison.py); one run twice is refused
+    assert both.exit_code == 1 and "is given twice" in both.output
+    assert not (tmp_path / "two.html").exists()
