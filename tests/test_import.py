@@ -306,18 +306,24 @@ def stale(run, path):
     return stale_reason(Explanation.load(path).model_digest, run)
 
 
-def test_force_keeps_the_results_of_the_same_model(own_model, tmp_path):
-    """Importing again after a harmless edit of the file: the same code and weights, so every
-    result stays (and is the run's, not stale), the report alone goes; the output says so."""
+def explained_import(own_model, tmp_path):
+    """A copy of the user's code imported as a run, with gradcam on its test split and saliency
+    streamed over 8 other series: the results a re-import may keep."""
     root, _, _ = own_model
     code, run = tmp_path / "code", tmp_path / "run"
     shutil.copytree(root, code)
     assert imported(code, run).exit_code == 0
-    test = xaicore.load_dataset("GunPoint").test
-    np.save(tmp_path / "new.npy", test.X[:8])
+    np.save(tmp_path / "new.npy", xaicore.load_dataset("GunPoint").test.X[:8])
     assert explained(run, "gradcam").exit_code == 0
     assert xai("explain", "--run", run, "--input", tmp_path / "new.npy", "--method",
                "saliency").exit_code == 0
+    return code, run
+
+
+def test_force_keeps_the_results_of_the_same_model(own_model, tmp_path):
+    """Importing again after a harmless edit of the file: the same code and weights, so every
+    result stays (and is the run's, not stale), the report alone goes; the output says so."""
+    code, run = explained_import(own_model, tmp_path)
     assert xai("report", "--run", run).exit_code == 0
     (code / "mynet.py").write_text(NET + "\n\nclass Unrelated(nn.Module):\n    pass\n")
     result = imported(code, run, "--force")
@@ -333,15 +339,7 @@ def test_force_keeps_test_split_results_when_the_outputs_are_unchanged(own_model
     """New model code with the same outputs on the test split (a mean written as a sum over the
     length): explanations of the test split stay; results on other inputs, which the test split
     cannot vouch for, go. New outputs: everything goes."""
-    root, _, _ = own_model
-    code, run = tmp_path / "code", tmp_path / "run"
-    shutil.copytree(root, code)
-    assert imported(code, run).exit_code == 0
-    test = xaicore.load_dataset("GunPoint").test
-    np.save(tmp_path / "new.npy", test.X[:8])
-    assert explained(run, "gradcam").exit_code == 0
-    assert xai("explain", "--run", run, "--input", tmp_path / "new.npy", "--method",
-               "saliency").exit_code == 0
+    code, run = explained_import(own_model, tmp_path)
     text = NET.replace("return self.fc(h.mean(2))\n\n\nclass",
                        "return self.fc(h.sum(2) / h.shape[2])\n\n\nclass", 1)
     assert text != NET
