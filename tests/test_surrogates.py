@@ -294,14 +294,15 @@ def image_model():
 def test_images_kernel_shap_exact_equals_shap_and_lime_runs(image_model, players, absent):
     model, images = image_model
     options = {"players": players, "absent": absent, "background": images,
-               **({"patch": 6} if players == "patches" else {"n_segments": 4})}
+               **({"patch": 6} if players == "patches" else {"n_segments": 8})}
     e = xaicore.explain(model, images, method="kernel-shap", **options)
     shap = xaicore.explain(model, images, method="shap", algorithm="exact", **options)
     assert e.extras["exact"].all()
     assert_close(e.attributions, shap.attributions, scale=float(np.abs(shap.attributions).max()))
     lime = xaicore.explain(model, images, method="lime", n_samples=100, **options)
     ids = lime.extras["player_ids"][0]
-    assert_close(lime.attributions[0, ids == 0], lime.attributions[0, ids == 0][0])  # spread evenly
+    first = lime.attributions[0, ids == 0]
+    assert_close(first, np.full_like(first, first[0, 0]))  # spread evenly over pixels and channels
 
 
 @pytest.fixture(scope="module")
@@ -315,12 +316,15 @@ def fcn_run(tmp_path_factory):
     return run
 
 
-def test_cli_lists_explains_and_evaluates_them_against_random(fcn_run):
-    listing = xai("list")
+def test_cli_lists_explains_streams_and_evaluates_them_against_random(fcn_run, tmp_path):
+    import json
+
+    listing = xai("list", "--json")
     assert listing.exit_code == 0
-    for method in METHODS:
-        line = next(row for row in listing.output.splitlines() if row.strip().startswith(method))
-        assert "time segments (series)" in line or "time segments" in listing.output
+    described = {row["name"]: row["description"] for row in json.loads(listing.output)["explainers"]}
+    for method in METHODS:  # what each can explain
+        assert all(unit in described[method] for unit in ("time segments (series)", "words and "
+                   "tokens (texts)", "superpixels and patches (images)")), described[method]
     methods = [arg for method in METHODS for arg in ("--method", method)]
     options = ("--option", "kernel-shap.n_samples=128", "--option", "lime.n_samples=128")
     result = xai("explain", "--run", fcn_run, *methods, *options, "--samples", "0:4", "--no-figures")
@@ -330,12 +334,20 @@ def test_cli_lists_explains_and_evaluates_them_against_random(fcn_run):
     from xaicore.models.checkpoints import load_checkpoint
 
     background = load_dataset(load_checkpoint(fcn_run / "checkpoint.pt")["dataset"]).train.X
+    stored = {method: xaicore.load_explanation(fcn_run / "explanations" /
+                                               f"{result_name(method, 'predicted')}.npz")
+              for method in METHODS}
+    X = stored["lime"].inputs
+    np.save(tmp_path / "four.npy", X)  # the same samples streamed into stores
+    streamed = xai("explain", "--run", fcn_run, "--input", tmp_path / "four.npy", *methods, *options,
+                   "--out", tmp_path / "streamed")
+    assert streamed.exit_code == 0, streamed.output
     for method in METHODS:
-        stored = xaicore.load_explanation(fcn_run / "explanations" / f"{result_name(method, 'predicted')}.npz")
-        direct = xaicore.explain(model, stored.inputs, method=method, n_samples=128,
-                                 background=background)
-        assert_close(stored.attributions, direct.attributions,
-                     scale=float(np.abs(direct.attributions).max()))
+        direct = xaicore.explain(model, X, method=method, n_samples=128, background=background)
+        scale = float(np.abs(direct.attributions).max())
+        assert_close(stored[method].attributions, direct.attributions, scale=scale)
+        store = xaicore.load_explanation(tmp_path / "streamed" / f"{result_name(method, 'predicted')}.zarr")
+        assert_close(store.attributions[:], direct.attributions, scale=scale)
     evaluated = xai("evaluate", "--run", fcn_run, *methods, "--method", "random", "--samples", "8",
                     "--metric", "deletion", "--workers", "1")
     assert evaluated.exit_code == 0, evaluated.output
