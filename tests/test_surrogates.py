@@ -220,14 +220,29 @@ def test_lime_is_the_closed_form_weighted_ridge_and_a_linear_models_weights():
     assert_close(e.extras["score"], np.ones(3))
 
 
+def model_defaults(method: str) -> dict:
+    from xaicore.plugins import registry
+
+    return dict(registry.get_explainer(method).defaults)
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_seeded_and_a_sample_alone_as_in_a_batch(method):
+def test_seeded_and_a_sample_alone_as_in_a_batch(method, monkeypatch):
+    import xai_shap.surrogates as surrogates
+
     model, X, background = wrap(HybridNet, n_features=2, seq_len=12), data(4, 12), \
         data(8, 12, seed=1)
     options = {"background": background, "n_samples": 64, "n_segments": 6}
     one = xaicore.explain(model, X, method=method, **options)
     alone = xaicore.explain(model, X[2:3], method=method, target=int(one.targets[2]), **options)
     assert_close(alone.attributions, one.attributions[2:3], rtol=1e-4)  # other batch splits
+    with monkeypatch.context() as patch:  # regressions solved one sample at a time
+        patch.setattr(surrogates, "pass_budget", lambda device: 1)
+        assert len(surrogates.groups(surrogates.build_game(
+            model, torch.from_numpy(X), torch.from_numpy(one.targets), {
+                **model_defaults(method), **options}, method), 64)) == 4
+        apart = xaicore.explain(model, X, method=method, **options)
+    assert_close(apart.attributions, one.attributions, rtol=1e-4)
     again = xaicore.explain(model, X, method=method, **options)
     assert_close(again.attributions, one.attributions)
     other = xaicore.explain(model, X, method=method, seed=1, **options)
@@ -242,6 +257,7 @@ def test_seeded_and_a_sample_alone_as_in_a_batch(method):
     ("lime", {"distance": "manhattan"}, "distance"),
     ("lime", {"n_samples": 1}, "option 'n_samples' must be in"),
     ("kernel-shap", {"n_samples": 3, "n_segments": 6}, "do not determine the values of 12 players"),
+    ("lime", {"n_samples": 4, "n_segments": 6, "alpha": 0.0}, "raise n_samples or alpha"),
     ("kernel-shap", {"absent": "mean", "background": None}, "baseline 'mean'"),
 ])
 def test_bad_options_are_refused_in_one_line(method, options, message):

@@ -31,7 +31,15 @@ from typing import Any
 
 import torch
 
-from xaicore.plugin import BaseExplainer, LoadedModel, Option, XaiError, modality_of, pass_rows
+from xaicore.plugin import (
+    BaseExplainer,
+    LoadedModel,
+    Option,
+    XaiError,
+    modality_of,
+    pass_budget,
+    pass_rows,
+)
 
 from .explainer import SHORT_SERIES
 from .players import (
@@ -50,6 +58,7 @@ DISTANCES = ("cosine", "euclidean")
 #: LIME's default kernel widths: texts and images on the cosine distance, tabular data on the
 #: euclidean one (times the square root of the number of players)
 COSINE_WIDTH, EUCLIDEAN_WIDTH = 0.25, 0.75
+SOLVE_BYTES = 48  # bytes per coalition and player of one sample's regression (float64 copies)
 
 PLAYER_OPTIONS = (
     Option("n_segments", int, None, "series: contiguous time segments per feature (as shap: one "
@@ -222,15 +231,16 @@ class KernelShap(BaseExplainer):
         logits, fx, f_ref = ends(model, game)
         values = torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device)
         exact = torch.ones(len(inputs), dtype=torch.bool, device=inputs.device)
-        for m, rows in groups(game):
+        for m, rows in groups(game, options["n_samples"]):
             if m == 1:
                 phi = (fx - f_ref)[rows, None]
             else:
-                z, weights, exact[rows] = kernel_coalitions(m, options["n_samples"], len(rows),
-                                                            options["seed"])
+                z, weights, every = kernel_coalitions(m, options["n_samples"], len(rows),
+                                                      options["seed"])
                 z, weights = z.to(inputs.device), weights.to(inputs.device)
                 y = play(game, rows, z) - f_ref[rows, None]
                 phi = constrained_fit(z.double(), y, weights, fx[rows] - f_ref[rows], self.name)
+                exact[rows] = every
             values[rows] = game.spread(phi, rows)
         attributions = values.float()
         return attributions, {
@@ -271,11 +281,12 @@ class Lime(BaseExplainer):
         values = torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device)
         intercept = torch.zeros(n, dtype=torch.float64, device=inputs.device)
         score = torch.ones_like(intercept)
-        for m, rows in groups(game):
+        for m, rows in groups(game, options["n_samples"]):
             z = lime_coalitions(m, options["n_samples"], len(rows), options["seed"]).to(inputs.device)
             weights = lime_weights(z, options["distance"], options["kernel_width"])
             y = play(game, rows, z)
-            beta, intercept[rows], score[rows] = ridge(z.double(), y, weights, options["alpha"])
+            beta, intercept[rows], score[rows] = ridge(z.double(), y, weights, options["alpha"],
+                                                       self.name)
             values[rows] = game.spread(beta, rows)
         return values.float(), {
             **common_extras(model, inputs, game, values, fx, f_ref),
@@ -307,8 +318,8 @@ def lime_weights(z: torch.Tensor, distance: str, width: float | None) -> torch.T
     return torch.exp(-d ** 2 / (2 * width ** 2))
 
 
-def ridge(z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
-          alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def ridge(z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, alpha: float,
+          method: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per sample, ``beta [g, m]``, intercept and weighted R^2 of the ridge regression minimising
     ``sum_k w_k (y_k - b - z_k beta)^2 + alpha |beta|^2`` (intercept not penalised)."""
     m = z.shape[-1]
@@ -318,7 +329,12 @@ def ridge(z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
     zc, yc = z - z_mean[:, None], y - y_mean[:, None]
     zw = zc.transpose(1, 2) * weights[:, None, :]
     gram = zw @ zc + alpha * torch.eye(m, dtype=z.dtype, device=z.device)
-    beta = torch.linalg.solve(gram, (zw @ yc[..., None]))[..., 0]
+    try:
+        beta = torch.linalg.solve(gram, (zw @ yc[..., None]))[..., 0]
+    except torch.linalg.LinAlgError:
+        raise XaiError(f"{method}: the {z.shape[1]} coalitions drawn do not determine the "
+                       f"coefficients of {m} players without a penalty; raise n_samples or "
+                       f"alpha") from None
     residual = yc - (zc @ beta[..., None])[..., 0]
     spread = (weights * yc ** 2).sum(1)
     score = 1 - (weights * residual ** 2).sum(1) / spread.clamp_min(1e-300)
@@ -335,9 +351,16 @@ def ends(model: LoadedModel, game: Game) -> tuple[torch.Tensor, torch.Tensor, to
     return logits[:n], chosen[:n], chosen[n:]
 
 
-def groups(game: Game) -> list[tuple[int, torch.Tensor]]:
-    """The samples of each player count (samples without players keep 0)."""
-    return [(int(m), (game.counts == m).nonzero()[:, 0]) for m in game.counts.unique() if m > 0]
+def groups(game: Game, n_samples: int) -> list[tuple[int, torch.Tensor]]:
+    """The samples of each player count (samples without players keep 0), in runs whose
+    regressions (``n_samples`` coalitions each) fit in half the device's pass budget."""
+    budget = pass_budget(game.inputs.device) // 2
+    out = []
+    for m in (int(c) for c in game.counts.unique() if c > 0):
+        rows = (game.counts == m).nonzero()[:, 0]
+        size = max(1, budget // (SOLVE_BYTES * n_samples * (m + 2)))
+        out += [(m, part) for part in rows.split(size)]
+    return out
 
 
 def play(game: Game, rows: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
