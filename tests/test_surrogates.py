@@ -332,7 +332,7 @@ def fcn_run(tmp_path_factory):
     return run
 
 
-def test_cli_lists_explains_streams_and_evaluates_them_against_random(fcn_run, tmp_path):
+def test_cli_lists_explains_streams_evaluates_against_random_and_reports(fcn_run, tmp_path):
     import json
 
     listing = xai("list", "--json")
@@ -372,3 +372,7 @@ def test_cli_lists_explains_streams_and_evaluates_them_against_random(fcn_run, t
     table = pd.read_csv(fcn_run / "evaluation.csv").set_index("method")
     assert set(METHODS) <= set(table.index)
     assert table.loc[list(METHODS), "verdict"].notna().all()
+    report = xai("report", "--run", fcn_run)
+    assert report.exit_code == 0, report.output
+    html = (fcn_run / "report.html").read_text()
+    assert all(method in html for method in METHODS)

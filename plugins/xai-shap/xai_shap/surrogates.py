@@ -26,6 +26,7 @@ A player's value is spread evenly over its cells, so the cells of a player sum t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +82,8 @@ PLAYER_OPTIONS = (
 class Game:
     """Every sample's own game: ``ids[i, cell]`` the player of each cell of sample ``i`` (-1: never
     a player, always present), ``counts[i]`` its number of players, ``reference`` what absent
-    cells become, ``extras`` what the explanation records about the players."""
+    cells become, ``spread(values [rows, m], rows)`` a player's value spread evenly over its cells
+    (``Players.spread``, ``Segments.spread``), ``extras`` what the explanation records."""
 
     module: torch.nn.Module
     inputs: torch.Tensor
@@ -89,6 +91,7 @@ class Game:
     target: torch.Tensor
     ids: torch.Tensor
     counts: torch.Tensor
+    spread: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     extras: dict[str, Any]
     rows_per_pass: int
     evaluations: int = 0
@@ -110,17 +113,6 @@ class Game:
         self.evaluations += len(sample)
         return out
 
-    def spread(self, values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Per-player values ``[len(rows), m]`` spread evenly over each player's cells:
-        ``[len(rows), time, channel]``, 0 on cells that are no player."""
-        ids = self.ids[rows].flatten(1)
-        m = values.shape[1]
-        column = torch.where(ids >= 0, ids, m)
-        sizes = torch.zeros(len(rows), m + 1, dtype=values.dtype, device=values.device)
-        sizes.scatter_add_(1, column, torch.ones_like(column, dtype=values.dtype))
-        padded = torch.cat([values / sizes[:, :m].clamp_min(1), values.new_zeros(len(rows), 1)], 1)
-        return padded.gather(1, column).view(len(rows), *self.inputs.shape[1:])
-
 
 def build_game(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor, options: dict,
                method: str) -> Game:
@@ -132,7 +124,11 @@ def build_game(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor, o
         absent = options["absent"] or default_absent(model)
         masked = reference(model, inputs, absent, f"{method}: option absent")
         ids = players.ids[..., None].expand(-1, -1, channels)
-        return Game(model.module, inputs, masked, target, ids, players.counts,
+
+        def spread(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return (players.spread(values, rows)[..., None] / channels).expand(-1, -1, channels)
+
+        return Game(model.module, inputs, masked, target, ids, players.counts, spread,
                     {"players": players.unit, "absent": absent, **player_extras(players)}, rows)
     for name in ("players", "compactness", "patch"):
         if options[name] is not None:
@@ -153,6 +149,7 @@ def build_game(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor, o
                          method=method).expand_as(inputs)
     return Game(model.module, inputs, base, target, cut.ids.expand(n, -1, -1),
                 torch.full((n,), cut.n_players, dtype=torch.long, device=inputs.device),
+                lambda values, rows: cut.spread(values),
                 {"absent": absent, "n_segments": cut.n_segments, "segment_bounds": cut.bounds}, rows)
 
 
