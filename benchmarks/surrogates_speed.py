@@ -12,7 +12,7 @@ turns ``--repeats`` times, and the table shows the median times and the median o
 ratios with their range.
 
 Usage: .venv/bin/python benchmarks/surrogates_speed.py [--model fcn] [--samples 16]
-       [--coalitions 256] [--per-eval 32,256] [--repeats 3] [--threads 1]
+       [--coalitions 256] [--per-eval 32,256] [--repeats 3] [--threads 1] [--batch-size N]
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ def main() -> None:
     parser.add_argument("--per-eval", default="32,256")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=None, help="xai's rows per pass "
+                        "(default: pass_rows)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     per_eval = [int(k) for k in args.per_eval.split(",")]
@@ -122,7 +124,8 @@ def main() -> None:
           f"{args.coalitions} coalitions each, {args.threads} thread(s); {args.repeats} turns")
     for method, rtol in (("kernel-shap", 1e-3), ("lime", 1e-4)):  # captum's efficiency weight 1e6
         compare(method, rtol, model, X, {"n_segments": SEGMENTS, "n_samples": args.coalitions,
-                                         "absent": "zero", "target": target},
+                                         "absent": "zero", "target": target,
+                                         "batch_size": args.batch_size},
                 theirs[method], per_eval, args.repeats)
 
 

@@ -243,6 +243,8 @@ def test_seeded_and_a_sample_alone_as_in_a_batch(method, monkeypatch):
                 **model_defaults(method), **options}, method), 64)) == 4
         apart = xaicore.explain(model, X, method=method, **options)
     assert_close(apart.attributions, one.attributions, rtol=1e-4)
+    passes = xaicore.explain(model, X, method=method, batch_size=7, **options)  # 7 rows a pass
+    assert_close(passes.attributions, one.attributions, rtol=1e-4)
     again = xaicore.explain(model, X, method=method, **options)
     assert_close(again.attributions, one.attributions)
     other = xaicore.explain(model, X, method=method, seed=1, **options)

@@ -74,6 +74,8 @@ PLAYER_OPTIONS = (
     PATCH,
     Option("seed", int, 0, "seed of the coalitions (one generator per sample)", min=0,
            max=2**63 - 1),
+    Option("batch_size", int, None, "rows per forward pass (default: the device's fastest, "
+           "xaicore.plugin.pass_rows)", min=1, max=1_000_000_000),
     Option("background", object, None, "raw train inputs (the series baseline mean)"),
 )
 
@@ -118,7 +120,7 @@ def build_game(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor, o
                method: str) -> Game:
     """The players of ``inputs`` as ``shap`` plays them and what absent players become."""
     n, steps, channels = inputs.shape
-    rows = pass_rows(inputs.device, inputs[0].numel())
+    rows = options["batch_size"] or pass_rows(inputs.device, inputs[0].numel())
     if has_players(model):
         players = kind_players(model, inputs, options["players"], options, method)
         absent = options["absent"] or default_absent(model)
@@ -154,6 +156,7 @@ def build_game(model: LoadedModel, inputs: torch.Tensor, target: torch.Tensor, o
 
 
 def generators(seed: int, n: int) -> list[torch.Generator]:
+    """One generator per sample, each seeded ``seed``: a sample draws the same alone as in a batch."""
     return [torch.Generator().manual_seed(seed) for _ in range(n)]
 
 
