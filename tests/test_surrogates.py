@@ -378,3 +378,27 @@ def test_cli_lists_explains_streams_evaluates_against_random_and_reports(fcn_run
     assert report.exit_code == 0, report.output
     html = (fcn_run / "report.html").read_text()
     assert all(method in html for method in METHODS)
+
+
+def test_the_ray_engine_gives_what_the_local_engine_gives(fcn_run, tmp_path):
+    ray = pytest.importorskip("ray")
+    from xaicore.data.loading import load_dataset
+
+    np.save(tmp_path / "input.npy", load_dataset({"name": "GunPoint"}).test.X[:8])  # 3 batches
+    methods = [arg for method in METHODS for arg in ("--method", method)]
+    options = ("--option", "kernel-shap.n_samples=64", "--option", "lime.n_samples=64")
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for engine, extra in (("local", []), ("ray", ["--workers", "2"])):
+            result = xai("explain", "--run", fcn_run, "--input", tmp_path / "input.npy", *methods,
+                         *options, "--batch-size", "3", "--engine", engine, "--out", tmp_path / engine,
+                         *extra)
+            assert result.exit_code == 0, result.output
+    finally:
+        ray.shutdown()
+    for method in METHODS:
+        name = f"{result_name(method, 'predicted')}.zarr"
+        a = xaicore.load_explanation(tmp_path / "local" / name).load()
+        b = xaicore.load_explanation(tmp_path / "ray" / name).load()
+        assert_close(b.attributions, a.attributions, rtol=1e-4)  # other processes and batch splits
