@@ -14,3 +14,9 @@ def register_explainers(register):
     register("feature-ablation", "xai_shap.ablation:FeatureAblation",
              description="Series: drop in the target logit when each group of cells (time segments "
                          "x feature groups) is replaced by a baseline")
+    register("kernel-shap", "xai_shap.surrogates:KernelShap",
+             description="KernelSHAP (efficiency exact) over time segments (series), words and "
+                         "tokens (texts) or superpixels and patches (images)")
+    register("lime", "xai_shap.surrogates:Lime",
+             description="LIME (kernel-weighted ridge surrogate) over time segments (series), "
+                         "words and tokens (texts) or superpixels and patches (images)")
