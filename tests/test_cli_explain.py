@@ -56,7 +56,7 @@ def test_existing_results_are_not_overwritten_without_force(run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--method", "lime"], "unknown explainer 'lime'"),
+    (["--method", "anchors"], "unknown explainer 'anchors'"),
     (["--method", "gradcam", "--target", "7"], "class index 7 is out of range"),
     (["--method", "gradcam", "--target", "banana"], "classes: 1, 2"),
     (["--method", "gradcam", "--samples", "500:510"], "test split has 150 samples"),

@@ -111,7 +111,7 @@ def test_unknown_names_suggest_close_matches():
     with pytest.raises(UnknownNameError, match="Did you mean integrated-gradients"):
         registry.get_explainer("integrated-gradient")
     with pytest.raises(UnknownNameError, match="Installed: .*saliency"):
-        registry.get_explainer("lime")
+        registry.get_explainer("anchors")  # not a registered explainer
     with pytest.raises(UnknownNameError, match="GunPoint"):
         registry.get_dataset("GunPoin")
 
