@@ -19,33 +19,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 import xaicore
+from occlusion_speed import model_for, timed
 from xaicore.models.loaded import LoadedModel
-from xaicore.plugins import registry
 
 SEGMENTS = 16
-
-
-def model_for(name: str) -> LoadedModel:
-    torch.manual_seed(0)
-    model = LoadedModel(registry.get_model(name)(1, 150, 2), name=name, class_names=["1", "2"],
-                        feature_names=["f0"], seq_len=150, mean=[0.0], std=[1.0])
-    model.module.eval()
-    return model
-
-
-def timed(function: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
-
-
 SEGMENT = np.arange(150) * SEGMENTS // 150  # the segment of each step, as shap cuts them
 
 
@@ -116,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     per_eval = [int(k) for k in args.per_eval.split(",")]
-    model = model_for(args.model)
+    model = model_for(args.model, 1)
     X = (np.random.default_rng(0).normal(size=(args.samples, 150, 1)).cumsum(1) * 0.3).astype(np.float32)
     target = model.logits(X).argmax(1)
     theirs = captum_runs(model, X, target, args.coalitions, 0)

@@ -53,6 +53,27 @@ def thread_free():
     assert not others, f"threads left running by earlier tests: {others}"
 
 
+def assert_evaluated_and_reported(run: Path, methods: tuple[str, ...], *extra: str) -> None:
+    """``xai evaluate`` of ``methods`` against random (8 samples, deletion; ``extra`` arguments
+    after them) gives each a verdict in evaluation.csv, and ``xai report`` names each."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from xaicore.cli import cli
+
+    flags = [arg for method in methods for arg in ("--method", method)]
+    evaluated = CliRunner().invoke(cli, ["evaluate", "--run", str(run), *flags, "--method", "random",
+                                         "--samples", "8", "--metric", "deletion", *extra])
+    assert evaluated.exit_code == 0, evaluated.output
+    table = pd.read_csv(run / "evaluation.csv").set_index("method")
+    assert set(methods) <= set(table.index)
+    assert table.loc[list(methods), "verdict"].notna().all()
+    report = CliRunner().invoke(cli, ["report", "--run", str(run)])
+    assert report.exit_code == 0, report.output
+    html = (run / "report.html").read_text()
+    assert all(method in html for method in methods)
+
+
 @pytest.fixture(scope="session")
 def gunpoint_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run directory of cnn-lstm-attention trained on GunPoint (seed 0, test accuracy > 0.8).

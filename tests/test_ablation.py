@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 import xaicore
+from conftest import assert_evaluated_and_reported
 from nets_explainers import TinyCNN, inputs, loaded
 from test_shap import HybridNet, data, wrap
 from tolerances import assert_close
@@ -270,18 +271,7 @@ def test_cli_explains_streams_evaluates_and_reports_the_new_methods(fcn_run, tmp
         assert_close(e.attributions[:], stored[method].attributions,
                      scale=float(np.abs(stored[method].attributions).max()))
 
-    evaluated = xai("evaluate", "--run", fcn_run, *methods, "--method", "random", "--samples", "8",
-                    "--metric", "deletion")
-    assert evaluated.exit_code == 0, evaluated.output
-    import pandas as pd
-
-    table = pd.read_csv(fcn_run / "evaluation.csv").set_index("method")
-    assert set(METHODS) <= set(table.index)
-    assert table.loc[list(METHODS), "verdict"].notna().all()
-    report = xai("report", "--run", fcn_run)
-    assert report.exit_code == 0, report.output
-    html = (fcn_run / "report.html").read_text()
-    assert all(method in html for method in METHODS)
+    assert_evaluated_and_reported(fcn_run, METHODS)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 import xaicore
+from conftest import assert_evaluated_and_reported
 from test_shap import FirstHalf, HybridNet, Linear, brute_force_shapley, data, wrap
 from tolerances import assert_close, is_close
 from xaicore.cli import cli
@@ -366,18 +367,7 @@ def test_cli_lists_explains_streams_evaluates_against_random_and_reports(fcn_run
         assert_close(stored[method].attributions, direct.attributions, scale=scale)
         store = xaicore.load_explanation(tmp_path / "streamed" / f"{result_name(method, 'predicted')}.zarr")
         assert_close(store.attributions[:], direct.attributions, scale=scale)
-    evaluated = xai("evaluate", "--run", fcn_run, *methods, "--method", "random", "--samples", "8",
-                    "--metric", "deletion", "--workers", "1")
-    assert evaluated.exit_code == 0, evaluated.output
-    import pandas as pd
-
-    table = pd.read_csv(fcn_run / "evaluation.csv").set_index("method")
-    assert set(METHODS) <= set(table.index)
-    assert table.loc[list(METHODS), "verdict"].notna().all()
-    report = xai("report", "--run", fcn_run)
-    assert report.exit_code == 0, report.output
-    html = (fcn_run / "report.html").read_text()
-    assert all(method in html for method in METHODS)
+    assert_evaluated_and_reported(fcn_run, METHODS, "--workers", "1")
 
 
 def test_the_ray_engine_gives_what_the_local_engine_gives(fcn_run, tmp_path):
