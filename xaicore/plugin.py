@@ -37,6 +37,7 @@ _LAZY: dict[str, str] = {
     "open_input": "xaicore.data.inputs",
     "class_order": "xaicore.data.loading",
     "label_texts": "xaicore.data.loading",
+    "npz_arrays": "xaicore.data.loading",
     "stratified_split": "xaicore.data.loading",
     "build_network": "xaicore.models.kinds",
     "modality_of": "xaicore.models.kinds",

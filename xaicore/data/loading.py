@@ -432,8 +432,9 @@ def csv_columns(path: Path) -> int:
         raise XaiError(f"cannot read CSV {path}: {exc}") from None
 
 
-def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict, tuple | None]:
-    """Arrays ``X``, ``y`` and the optional ``X_test``/``y_test``, ``class_names``, ``feature_names``."""
+def npz_arrays(path: Path, what: str = "") -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` (pickles refused), checked to hold ``X`` and ``y`` and either both
+    or neither of ``X_test``/``y_test``; ``what`` names ``X`` and ``y`` in the error."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -442,10 +443,16 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict, tuple | None]:
                        f"{type(exc).__name__}: {exc}") from None
     missing = [k for k in ("X", "y") if k not in arrays]
     if missing:
-        raise XaiError(f"{path} lacks array(s) {', '.join(missing)}; it holds "
-                       f"{', '.join(arrays) or 'nothing'}")
+        raise XaiError(f"{path} lacks array(s) {', '.join(missing)}{f' ({what})' if what else ''}; "
+                       f"it holds {', '.join(arrays) or 'nothing'}")
     if ("X_test" in arrays) != ("y_test" in arrays):
         raise XaiError(f"{path} must hold both X_test and y_test, or neither")
+    return arrays
+
+
+def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, dict, tuple | None]:
+    """Arrays ``X``, ``y`` and the optional ``X_test``/``y_test``, ``class_names``, ``feature_names``."""
+    arrays = npz_arrays(path)
     info: dict[str, Any] = {"source": str(path)}
     for key in ("class_names", "feature_names"):
         if key in arrays:

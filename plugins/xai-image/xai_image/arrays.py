@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from xaicore.plugin import XaiError, label_texts
+from xaicore.plugin import XaiError, label_texts, npz_arrays
 
 from .reading import SMALLEST
 
@@ -60,18 +60,7 @@ def as_pixels(X: Any, layout: str, where: str) -> np.ndarray:
 def read_npz(path: Path, layout: str) -> dict[str, Any]:
     """The arrays of an image ``.npz`` checked: ``X`` (pixels ``[n, H, W, C]``), ``labels`` (as
     text), optionally ``X_test``/``labels_test``, ``class_names`` and ``channel_names``."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except Exception as exc:  # numpy and zipfile raise many kinds on a bad file
-        raise XaiError(f"cannot read {path} as npz arrays (pickled objects are refused): "
-                       f"{type(exc).__name__}: {exc}") from None
-    missing = [key for key in ("X", "y") if key not in arrays]
-    if missing:
-        raise XaiError(f"{path} lacks array(s) {', '.join(missing)} (images X and their labels y); "
-                       f"it holds {', '.join(arrays) or 'nothing'}")
-    if ("X_test" in arrays) != ("y_test" in arrays):
-        raise XaiError(f"{path} must hold both X_test and y_test, or neither")
+    arrays = npz_arrays(path, "images X and their labels y")
     names = {key: [str(v) for v in np.asarray(arrays[key]).ravel()]
              for key in ("class_names", "channel_names") if key in arrays}
     out: dict[str, Any] = dict(names)
