@@ -4,8 +4,9 @@ ground-truth sets: seconds per sample and AUP/AUR, in one run.
 For each set (xai-eval's ``synthetic-*``, Ismail et al. 2020) an fcn is trained briefly (one
 thread), its test samples are explained by every method at its defaults (window-occlusion with
 ``--window`` steps) on the same batch, and each map is scored with ``xai evaluate``'s AUP and AUR
-against the set's mask. Methods are timed one after another on the same samples; the machine's
-load hits them alike only when it is steady, so read the ratios with that in mind.
+against the set's mask. Methods are timed one after another on the same samples (each after a
+warm-up call on two of them); the machine's load hits them alike only when it is steady, so read
+the ratios with that in mind.
 
 Usage: .venv/bin/python benchmarks/masks_synthetic.py [--sets synthetic-middle,...] [--n-test 32]
        [--seq-len 50] [--features 10] [--epochs 15] [--threads 1]
@@ -54,6 +55,7 @@ def main() -> None:
                 options |= {"window": args.window, "stride": max(1, args.window // 2)}
             if method in ("extremal-mask", "dynamask"):
                 options["progress"] = False
+            xaicore.explain(model, X[:2], method=method, **options)  # warm-up
             start = time.perf_counter()
             e = xaicore.explain(model, X, method=method, target="predicted", **options)
             seconds = (time.perf_counter() - start) / len(X)

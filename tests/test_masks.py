@@ -128,6 +128,23 @@ def test_bad_options_are_one_line_errors(method, options, message):
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("method", ["extremal-mask", "dynamask"])
+def test_images_are_refused_saying_the_masks_are_for_series(method):
+    """Images are read as [sample, pixel, channel]: the pixels have no time axis to fade, blur or
+    run a GRU along."""
+    from xaicore.data.dataset import Dataset, DataSplit
+    from xaicore.plugins import registry
+    from xaicore.runs.training import build_model
+
+    X, y = np.random.default_rng(0).random((8, 16, 1), dtype=np.float32), np.arange(8) % 2
+    data = Dataset("tiny", DataSplit(X, y), DataSplit(X[:4], y[:4]), ["a", "b"], ["grey"],
+                   {"height": 4, "width": 4})
+    model = build_model(data, "image-cnn", registry.get_model("image-cnn"), {"channels": 2})
+    with pytest.raises(XaiError, match=f"{method} cannot explain .*a series' time steps and "
+                                       f"features; texts .* and images .* are not supported"):
+        xaicore.explain(model, X[:2], method=method)
+
+
 def test_progress_of_the_epochs_is_shown_on_stderr(capsys):
     model, X = loaded(TinyCNN, n_features=F, seq_len=T), inputs(2, T, F)
     xaicore.explain(model, X, method="dynamask", epochs=20)
