@@ -89,6 +89,21 @@ def test_masks_are_in_zero_one_and_the_same_seed_gives_the_same_masks(method, op
     assert np.ptp(e.attributions) > 0  # a map, not a constant
 
 
+@pytest.mark.parametrize("method", ["extremal-mask", "dynamask"])
+def test_the_masks_do_not_depend_on_the_units_of_the_data(method):
+    """A model with a train normalisation explaining raw series learns the masks of the same
+    network explaining the normalised series: the perturbation network and its |NN(x)| work in
+    normalised units, and the fade to the mean is affine."""
+    model = loaded(TinyCNN, n_features=F, seq_len=T)  # mean linspace(-0.5, 0.5), std linspace(1, 2)
+    bare = LoadedModel(model.network, name="bare", class_names=model.class_names,
+                       feature_names=model.feature_names, seq_len=T)
+    X = inputs(4, T, F)
+    Z = ((X - np.linspace(-0.5, 0.5, F)) / np.linspace(1.0, 2.0, F)).astype(np.float32)
+    on_raw = xaicore.explain(model, X, method=method, progress=False)
+    on_normalised = xaicore.explain(bare, Z, method=method, progress=False)
+    assert_close(on_raw.attributions, on_normalised.attributions, scale=1.0)  # masks in [0, 1]
+
+
 def test_extremal_masks_seed_draws_the_perturbation_network(known):
     model, X, _ = known
     one = xaicore.explain(model, X, method="extremal-mask", seed=1, **FAST)
@@ -201,3 +216,25 @@ def test_cli_lists_explains_streams_evaluates_and_reports_the_masks(fcn_run, tmp
         assert_close(e.attributions[:], stored[method].attributions)
 
     assert_evaluated_and_reported(fcn_run, METHODS)  # at the default epochs
+
+
+def test_the_ray_engine_learns_the_masks_of_the_local_engine(fcn_run, tmp_path):
+    """The same batches (4 rows) explained by Ray actors and by the local engine: the same masks."""
+    ray = pytest.importorskip("ray")
+    X = xaicore.load_dataset({"name": "GunPoint"}).test.X[:8]
+    np.save(tmp_path / "input.npy", X)
+    ray.shutdown()  # a Ray an earlier in-process command left running has other resources
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for engine, extra in (("local", []), ("ray", ["--workers", "2"])):
+            result = xai("explain", "--run", fcn_run, "--input", tmp_path / "input.npy",
+                         "--method", "extremal-mask", "--method", "dynamask",
+                         "--option", "extremal-mask.epochs=20", "--option", "dynamask.epochs=20",
+                         "--batch-size", "4", "--engine", engine, "--out", tmp_path / engine, *extra)
+            assert result.exit_code == 0, result.output
+    finally:
+        ray.shutdown()
+    for method in METHODS:
+        local = xaicore.load_explanation(tmp_path / "local" / f"{method}.zarr").load()
+        remote = xaicore.load_explanation(tmp_path / "ray" / f"{method}.zarr").load()
+        assert_close(remote.attributions, local.attributions)  # the same batches, other processes
