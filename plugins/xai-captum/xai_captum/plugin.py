@@ -19,3 +19,7 @@ def register_explainers(register):
     register("noise-tunnel", "xai_captum.tunnel:NoiseTunnel",
              description="noise-tunnel:<method> (series, images): SmoothGrad, SmoothGrad² or "
                          "VarGrad around a gradient method")
+    register("extremal-mask", "xai_captum.masks:ExtremalMask",
+             description="Series only: a mask learned with a perturbation network (ExtremalMask)")
+    register("dynamask", "xai_captum.masks:DynaMask",
+             description="Series only: masks of set areas learned against a fade or a blur (DynaMask)")
