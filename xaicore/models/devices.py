@@ -173,11 +173,11 @@ def _automatic(device: str | torch.device | None) -> tuple[int, CpuSampler | Non
             time.sleep(SAMPLE_SECONDS)
             free = sampler.free_cpus()
             if free is not None:
-                return _threads_for(free), sampler
-    return _threads_for(available_cpus() - busy_cpus()), None
+                return threads_for(free), sampler
+    return threads_for(available_cpus() - busy_cpus()), None
 
 
-def _threads_for(free: float) -> int:
+def threads_for(free: float) -> int:
     """Threads for ``free`` CPUs (rounded: a CPU more than half busy is busy), at least 1 and at
     most the available CPUs and torch's default."""
     return max(1, min(int(free + 0.5), available_cpus(), _torch_default_threads))
@@ -217,7 +217,7 @@ def revisit_threads() -> tuple[int, int] | None:
     free = _revisit.sampler.free_cpus()
     if free is None:
         return None
-    before, _revisit.threads = _revisit.threads, _threads_for(free)
+    before, _revisit.threads = _revisit.threads, threads_for(free)
     if _revisit.threads == before:
         return None
     torch.set_num_threads(_revisit.threads)
