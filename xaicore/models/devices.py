@@ -95,10 +95,9 @@ def busy_seconds(cpus: set[int] | None) -> float | None:
         return None
     ticks, seen = 0, False
     for line in lines:
-        name, _, rest = line.partition(" ")
-        if not name.startswith("cpu") or (name == "cpu") != (cpus is None):
-            continue
-        if cpus is not None and not (name[3:].isdigit() and int(name[3:]) in cpus):
+        name, _, rest = line.partition(" ")  # "cpu" (the machine's) or "cpuN"
+        wanted = name == "cpu" if cpus is None else name[3:].isdigit() and int(name[3:]) in cpus
+        if not name.startswith("cpu") or not wanted:
             continue
         fields = rest.split()
         try:
