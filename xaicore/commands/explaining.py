@@ -89,7 +89,7 @@ def explain_cmd(runs, methods, samples, target, option_items, out, figures, devi
     from xaicore.plugins.registry import resolve_options
     from xaicore.runs.directory import hold_runs
 
-    use_threads(threads)
+    use_threads(threads, device)
     if len(runs) > 1 and out is None:
         raise XaiError("with several --run, give --out for the side-by-side result")
     target = target.strip()

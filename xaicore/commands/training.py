@@ -172,7 +172,7 @@ def train_cmd(dataset, test, test_size, model, out, epochs, seed, batch_size, lr
                     **data}
     metrics = train(spec, model, out, epochs=epochs, seed=seed, batch_size=batch_size, lr=lr,
                     params=params, force=force, device=device, progress=not quiet, resume=resume,
-                    threads=choose_threads(threads))
+                    threads=choose_threads(threads, device))
     if quiet:  # otherwise train() has printed the same summary
         click.echo(f"test accuracy {metrics['test_accuracy']:.4f}  train accuracy "
                    f"{metrics['train_accuracy']:.4f}  {metrics['epochs']} epochs  "

@@ -28,6 +28,7 @@ from xaicore.explaining.methods import result_name, with_requirements
 from xaicore.explaining.store import CHECKPOINT_SECONDS, StoreWriter, is_store, table_paths
 from xaicore.files import clean_stale, free_space, is_write_failure, locked, os_reason
 from xaicore.models.checkpoints import load_run, load_run_data
+from xaicore.models.devices import revisit_threads
 from xaicore.models.kinds import modality_of
 from xaicore.plugins.boundary import call, iterate
 from xaicore.runs.directory import CHECKPOINT, checkpoint_digest
@@ -143,31 +144,37 @@ class LocalEngine:
 # --- the driver ---------------------------------------------------------------------------------
 
 class Progress:
-    """``rows/s`` and ETA on stderr, at most a few times a second."""
+    """``rows/s`` and ETA on stderr, at most a few times a second, and a change of CPU threads."""
 
     def __init__(self, total: int, done: int, enabled: bool) -> None:
         self.total, self.done, self.enabled = total, done, enabled
         self.began: float | None = None
         self.first, self.shown = done, 0.0
+        self.threads: tuple[int, int] | None = None  # (before, after), not yet shown
 
-    def update(self, rows: int) -> None:
+    def update(self, rows: int, threads: tuple[int, int] | None = None) -> None:
         """Count ``rows`` more; the rate is measured from the first batch on (model loading and
-        the first batch's warm-up are not in it)."""
+        the first batch's warm-up are not in it). ``threads`` (before, after): the CPU threads
+        changed, said on the next line shown, which stays on screen."""
         self.done += rows
+        self.threads = threads or self.threads
         now = time.perf_counter()
         if self.began is None:
             self.began, self.first = now, self.done
             return
-        if not self.enabled or (now - self.shown < 0.5 and self.done < self.total):
+        if not self.enabled or (now - self.shown < 0.5 and self.done < self.total
+                                and self.threads is None):
             return
         self.shown = now
         rate = (self.done - self.first) / max(now - self.began, 1e-9) if self.done > self.first \
             else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        note = "" if self.threads is None else f" threads {self.threads[0]} -> {self.threads[1]}"
         sys.stderr.write(f"\rexplained {self.done}/{self.total} rows  {rate:,.0f} rows/s  "
-                         f"ETA {eta:,.0f} s ")
-        if self.done >= self.total:
+                         f"ETA {eta:,.0f} s {note}")
+        if self.done >= self.total or self.threads is not None:
             sys.stderr.write("\n")
+        self.threads = None
         sys.stderr.flush()
 
 
@@ -243,7 +250,9 @@ def stream_explanations(job: ExplainJob, engine: Any, out_dir: Path, *, force: b
             for start, results in iterate("engines", name, where, call(
                     "engines", name, where, engine.run, job, **engine_options)):
                 behind.submit(write, start, results)
-                bar.update(next(iter(results.values())).n_samples)
+                # an in-process run re-chooses its automatic threads as the machine's load changes
+                bar.update(next(iter(results.values())).n_samples,
+                           revisit_threads() if isinstance(engine, LocalEngine) else None)
         except KeyboardInterrupt:
             keep(behind, writers)
             raise XaiError(f"interrupted; the stores in {out_dir} keep the rows written so far: "
