@@ -1,0 +1,181 @@
+"""Counterfactual methods scored on the measures of Kan et al. (2024), against the nearest unlike
+neighbour (NUN) as the baseline counterfactual: ``RUN/evaluation/counterfactuals.csv``.
+
+Per sample: validity (the model, run again on the counterfactual, predicts the target),
+proximity (L1, L2 and L-infinity norms of ``counterfactual - input``), sparsity (the share of
+unchanged cells), segments (contiguous runs of changed time steps, counted per feature and
+summed), plausibility (Euclidean distance to the nearest train series the model puts in the target
+class) and the time per sample. Each mean has a 95% bootstrap interval; each method is compared
+with the NUN of the same samples (its ``extras["nearest_unlike"]``: valid by construction, not
+sparse) by the paired test of the attribution evaluation (Wilcoxon, Holm over the measures).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xaicore.application import get_explainer, load_run_data, with_requirements
+from xaicore.plugin import XaiError, atomic_open
+
+from .guard import explainer_call
+from .runner import pick_samples
+from .stats import BETTER, WORSE, bootstrap_indices, corrected_verdict, holm, mean_interval, paired_verdict
+
+BASELINE_NAME = "nearest-unlike-neighbour"
+#: measure -> higher is better (validity is reported, not tested: the baseline is always valid)
+MEASURES = {"l1": False, "l2": False, "linf": False, "sparsity": True, "segments": False,
+            "plausibility": False}
+FILE = "counterfactuals.csv"
+
+
+def is_counterfactual(name: str) -> bool:
+    """Whether the explainer ``name`` declares itself a counterfactual method."""
+    try:
+        return bool(getattr(get_explainer(name), "counterfactual", False))
+    except XaiError:
+        return False
+
+
+def proximity(inputs: np.ndarray, counterfactuals: np.ndarray) -> dict[str, np.ndarray]:
+    """Per sample L1, L2 and L-infinity norms of ``counterfactual - input`` over all cells."""
+    change = np.abs(np.asarray(counterfactuals, np.float64) - np.asarray(inputs, np.float64))
+    change = change.reshape(len(change), -1)
+    return {"l1": change.sum(1), "l2": np.sqrt((change ** 2).sum(1)), "linf": change.max(1)}
+
+
+def sparsity(changed: np.ndarray) -> np.ndarray:
+    """Per sample share of unchanged cells (1: nothing changed)."""
+    changed = np.asarray(changed, bool)
+    return 1.0 - changed.reshape(len(changed), -1).mean(1)
+
+
+def segments(changed: np.ndarray) -> np.ndarray:
+    """Per sample number of contiguous runs of changed time steps, counted per feature, summed."""
+    changed = np.asarray(changed, bool)
+    starts = changed & ~np.pad(changed, ((0, 0), (1, 0), (0, 0)))[:, :-1]
+    return starts.sum((1, 2)).astype(np.float64)
+
+
+def plausibility(counterfactuals: np.ndarray, targets: np.ndarray, train: np.ndarray,
+                 train_classes: np.ndarray) -> np.ndarray:
+    """Per sample Euclidean distance to the nearest train series of its target class (NaN when
+    the class has none)."""
+    out = np.full(len(counterfactuals), np.nan)
+    flat, pool = counterfactuals.reshape(len(counterfactuals), -1), train.reshape(len(train), -1)
+    for cls in np.unique(targets):
+        rows, members = np.flatnonzero(targets == cls), np.flatnonzero(train_classes == cls)
+        if len(members):
+            distances = torch.cdist(torch.from_numpy(flat[rows]).double(),
+                                    torch.from_numpy(pool[members]).double())
+            out[rows] = distances.min(1).values.numpy()
+    return out
+
+
+def measures(model: Any, inputs: np.ndarray, counterfactuals: np.ndarray, targets: np.ndarray,
+             train: np.ndarray, train_classes: np.ndarray) -> dict[str, np.ndarray]:
+    """Every per-sample measure of one set of counterfactuals; validity from the model run on
+    them here."""
+    changed = np.asarray(counterfactuals) != np.asarray(inputs)
+    return {"validity": (model.logits(counterfactuals).argmax(1) == targets).astype(np.float64),
+            **proximity(inputs, counterfactuals), "sparsity": sparsity(changed),
+            "segments": segments(changed),
+            "plausibility": plausibility(counterfactuals, targets, train, train_classes)}
+
+
+def verdicts(method: dict[str, np.ndarray], baseline: dict[str, np.ndarray],
+             indices: np.ndarray) -> dict[str, Any]:
+    """Per measure: the paired test against the baseline, its Holm-adjusted p and verdict."""
+    tests = {key: paired_verdict(method[key], baseline[key], higher, indices)
+             for key, higher in MEASURES.items()}
+    adjusted = holm([tests[key]["p"] for key in MEASURES])
+    words = {BETTER: "better than NUN", WORSE: "worse than NUN"}
+    out: dict[str, Any] = {}
+    for key, p_holm in zip(MEASURES, adjusted):
+        out[f"{key}_p"], out[f"{key}_p_holm"] = tests[key]["p"], float(p_holm)
+        out[f"{key}_vs_nun"] = words.get(corrected_verdict(tests[key], p_holm), "not distinguishable")
+    return out
+
+
+def summary_of(row: dict) -> str:
+    """``better than NUN on l1, sparsity; worse on plausibility`` (or not distinguishable)."""
+    better = [k for k in MEASURES if row.get(f"{k}_vs_nun") == "better than NUN"]
+    worse = [k for k in MEASURES if row.get(f"{k}_vs_nun") == "worse than NUN"]
+    parts = ([f"better than NUN on {', '.join(better)}"] if better else []) + \
+        ([f"worse on {', '.join(worse)}"] if worse else [])
+    return "; ".join(parts) or "not distinguishable from NUN"
+
+
+def evaluate_counterfactuals(run: str | Path, methods: list[str], samples: int | None = None,
+                             seed: int = 0, force: bool = False, device: Any = None,
+                             n_boot: int = 2000, full: bool = False) -> list[dict]:
+    """Explain test samples with each counterfactual method (target: each sample's most likely
+    other class) and write one row per method, plus the NUN baseline's, to
+    ``RUN/evaluation/counterfactuals.csv``; returns the rows."""
+    import pandas as pd
+
+    run = Path(run)
+    out = run / "evaluation" / FILE
+    if out.exists() and not force:
+        raise XaiError(f"{out} exists; use --force to overwrite")
+    model, dataset = load_run_data(run, device)
+    n_test = len(dataset.test)
+    explainers = {name: get_explainer(name) for name in methods}
+    most = min(n_test, 500 if samples is None else samples)
+    if not full:
+        most = min([most, *(e.evaluation_samples or most for e in explainers.values())])
+    positions = pick_samples(n_test, most, seed)
+    X, train = dataset.test.X[positions], dataset.train.X
+    train_classes = model.logits(train).argmax(1)
+    indices = bootstrap_indices(len(positions), n_boot, seed)
+    rows, baseline = [], None
+    for name, explainer in explainers.items():
+        options = with_requirements(explainer, {}, {"background": train})
+        x = torch.from_numpy(X).to(model.device)
+        began = time.perf_counter()
+        e = explainer_call(name, "explain", explainer.explain, model, x, None, **options)
+        seconds = (time.perf_counter() - began) / len(positions)
+        scores = measures(model, e.inputs, e.extras["counterfactual"], e.targets, train, train_classes)
+        if baseline is None:
+            baseline = measures(model, e.inputs, e.extras["nearest_unlike"], e.targets, train,
+                                train_classes)
+            rows.append({"method": BASELINE_NAME, "samples": len(positions),
+                         **intervals(baseline, indices), "time_per_sample_s": float("nan"),
+                         "summary": "baseline: the NUN itself as the counterfactual"})
+        row = {"method": name, "samples": len(positions), **intervals(scores, indices),
+               "time_per_sample_s": seconds, **verdicts(scores, baseline, indices)}
+        rows.append({**row, "summary": summary_of(row)})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out, "w") as fh:
+        pd.DataFrame(rows).to_csv(fh, index=False)
+    return rows
+
+
+def intervals(scores: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, float]:
+    """Each measure's mean with its 95% bootstrap interval (``key``, ``key_low``, ``key_high``)."""
+    out = {}
+    for key, values in scores.items():
+        out[key], out[f"{key}_low"], out[f"{key}_high"] = mean_interval(values, indices)
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    """The CLI table: each measure as ``mean [low, high]`` with its verdict against the NUN."""
+    import pandas as pd
+
+    heads = {"validity": "validity (higher better)", **{
+        k: f"{k} ({'higher' if higher else 'lower'} better)" for k, higher in MEASURES.items()}}
+    shown = []
+    for row in rows:
+        cells = {"method": row["method"], "summary": row["summary"]}
+        for key, head in heads.items():
+            cells[head] = f"{row[key]:.3f} [{row[f'{key}_low']:.3f}, {row[f'{key}_high']:.3f}]"
+            if f"{key}_vs_nun" in row and row[f"{key}_vs_nun"] != "not distinguishable":
+                cells[head] += " " + row[f"{key}_vs_nun"].split()[0]
+        cells["s/sample"] = f"{row['time_per_sample_s']:.4f}"
+        shown.append(cells)
+    return pd.DataFrame(shown).to_string(index=False)

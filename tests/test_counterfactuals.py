@@ -1,0 +1,265 @@
+"""Counterfactual explainers native-guide and comte (xai-counterfactual) and their evaluation.
+
+Validity is checked by running the model on each returned counterfactual, not by reading the
+result's flag; the nearest unlike neighbour and the windows are checked against direct searches
+written here."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from tolerances import assert_close, assert_identical
+from xaicore.cli import cli
+from xaicore.errors import XaiError
+from xaicore.explaining.explanation import Explanation
+
+SPEC = {"name": "synthetic-one-channel", "n_train": 400, "n_test": 64, "seq_len": 40,
+        "n_features": 4, "signal": 3.0, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def gunpoint(gunpoint_run):
+    import xaicore
+    from xaicore.data.loading import dataset_spec
+
+    return xaicore.load_run(gunpoint_run), xaicore.load_dataset(dataset_spec("GunPoint"))
+
+
+@pytest.fixture(scope="module")
+def one_channel(tmp_path_factory):
+    """fcn trained on synthetic-one-channel (4 features; only the middle one's sign is the class)."""
+    import xaicore
+
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("counterfactual") / "run"
+    metrics = xaicore.train(SPEC, "fcn", run, epochs=15, progress=False,
+                            params={"filters": [16, 32, 16], "kernel_sizes": [7, 5, 3]})
+    assert metrics["test_accuracy"] > 0.9
+    return xaicore.load_run(run), xaicore.load_dataset(SPEC)
+
+
+def counterfactuals(model, dataset, method, n=16, **options) -> Explanation:
+    import xaicore
+
+    return xaicore.explain(model, dataset.test.X[:n], method=method, background=dataset.train.X,
+                           **options)
+
+
+def assert_valid(model, e: Explanation) -> None:
+    """The model run on each counterfactual predicts its target; the result's fields agree."""
+    cf = e.extras["counterfactual"]
+    predicted = model.logits(cf).argmax(1)
+    assert (predicted == e.targets).all(), (predicted, e.targets)
+    assert e.extras["valid"].all() and (e.extras["counterfactual_prediction"] == predicted).all()
+    assert_close(e.extras["counterfactual_probability"], model.predict_proba(cf).max(1))
+    assert e.kind == "counterfactual"
+    assert_identical(e.extras["changed"], cf != e.inputs)  # the mask is defined as this comparison
+    # the values are counterfactual - input, computed once in float32: the same subtraction
+    assert_identical(e.attributions, cf - e.inputs)
+    assert (e.attributions[~e.extras["changed"]] == 0).all()
+
+
+def runs_of(mask: np.ndarray) -> int:
+    """Contiguous runs of True in a vector."""
+    return int(np.sum(mask & ~np.concatenate([[False], mask[:-1]])))
+
+
+def nearest_target_series(model, dataset, X, targets) -> np.ndarray:
+    """Direct search: for each sample, the nearest train series (Euclidean, float64) that the
+    model predicts as the sample's target."""
+    train = dataset.train.X.astype(np.float64)
+    classes = model.logits(dataset.train.X).argmax(1)
+    out = []
+    for x, t in zip(X.astype(np.float64), targets):
+        members = np.flatnonzero(classes == t)
+        distances = [np.sqrt(((train[i] - x) ** 2).sum()) for i in members]
+        out.append(dataset.train.X[members[int(np.argmin(distances))]])
+    return np.stack(out)
+
+
+# ---------- native-guide on a univariate series (GunPoint) ----------
+
+def test_native_guide_reaches_the_most_likely_other_class_with_one_window_of_its_nearest_unlike_neighbour(
+        gunpoint):
+    model, dataset = gunpoint
+    e = counterfactuals(model, dataset, "native-guide")
+    assert_valid(model, e)
+    probabilities = model.predict_proba(dataset.test.X[:16])
+    assert (e.targets == np.argsort(probabilities, 1)[:, -2]).all()  # default: most likely other
+    nun = nearest_target_series(model, dataset, e.inputs, e.targets)
+    assert_identical(e.extras["nearest_unlike"], nun)  # a train series, copied
+    start, stop = e.extras["window"].T
+    for i in range(e.n_samples):
+        changed = e.extras["changed"][i, :, 0]
+        assert runs_of(changed) == 1  # one contiguous window
+        assert changed[start[i]:stop[i]].all() and not changed[:start[i]].any() \
+            and not changed[stop[i]:].any()
+        inside = slice(start[i], stop[i])
+        assert_identical(e.extras["counterfactual"][i, inside], nun[i, inside])  # copied values
+    assert (stop - start < e.inputs.shape[1]).all()  # sparser than the whole neighbour
+
+
+def test_native_guide_takes_the_window_gradcam_ranks_highest_and_no_narrower_one_would_do(gunpoint):
+    """Each window has the largest sum of the NUN's Grad-CAM map among windows of its width, and
+    the best window one step narrower does not reach the target (the widening stopped at the
+    first width that does)."""
+    import xaicore
+
+    model, dataset = gunpoint
+    e = counterfactuals(model, dataset, "native-guide", n=8)
+    nun = e.extras["nearest_unlike"]
+    cam = xaicore.explain(model, nun, method="gradcam", target=e.targets)
+    weights = np.abs(cam.attributions.astype(np.float64)).sum(2)
+    for i, (start, stop) in enumerate(e.extras["window"]):
+        width = stop - start
+        sums = [weights[i, s:s + width].sum() for s in range(e.inputs.shape[1] - width + 1)]
+        assert_close(weights[i, start:stop].sum(), max(sums))
+        if width > 1:
+            narrower = [weights[i, s:s + width - 1].sum() for s in range(e.inputs.shape[1] - width + 2)]
+            s = int(np.argmax(narrower))
+            candidate = e.inputs[i].copy()
+            candidate[s:s + width - 1] = nun[i, s:s + width - 1]
+            assert model.logits(candidate[None]).argmax(1)[0] != e.targets[i]
+
+
+def test_a_target_the_model_already_predicts_is_a_one_line_error(gunpoint):
+    import xaicore
+
+    model, dataset = gunpoint
+    X = dataset.test.X[:4]
+    predicted = model.logits(X).argmax(1)
+    with pytest.raises(XaiError, match="already predicts the target class") as info:
+        xaicore.explain(model, X, method="native-guide", target=int(predicted[0]),
+                        background=dataset.train.X)
+    assert "\n" not in str(info.value)
+
+
+def test_comte_refuses_univariate_series(gunpoint):
+    import xaicore
+
+    model, dataset = gunpoint
+    with pytest.raises(XaiError, match="univariate series has one"):
+        xaicore.explain(model, dataset.test.X[:2], method="comte", background=dataset.train.X)
+
+
+def test_native_guide_with_a_non_gradcam_importance_and_a_refused_one(gunpoint):
+    model, dataset = gunpoint
+    e = counterfactuals(model, dataset, "native-guide", n=4, importance="saliency")
+    assert_valid(model, e)
+    assert e.extras["importance"] == "saliency"
+    with pytest.raises(XaiError, match="importance must be an attribution method"):
+        counterfactuals(model, dataset, "native-guide", n=2, importance="comte")
+
+
+# ---------- multivariate (synthetic-one-channel) ----------
+
+def test_native_guide_on_multivariate_series_changes_one_window_of_all_or_ranked_features(one_channel):
+    model, dataset = one_channel
+    every = counterfactuals(model, dataset, "native-guide", n=24)
+    ranked = counterfactuals(model, dataset, "native-guide", n=24, channels="ranked")
+    for e in (every, ranked):
+        assert_valid(model, e)
+        start, stop = e.extras["window"].T
+        steps = np.arange(e.inputs.shape[1])
+        window = (steps >= start[:, None]) & (steps < stop[:, None])
+        expected = window[:, :, None] & e.extras["features"][:, None, :]
+        assert_identical(e.extras["changed"], expected)  # continuous values: every copied cell differs
+    assert every.extras["features"].all()
+    assert ranked.extras["changed"].sum() < every.extras["changed"].sum()
+    # the ranked features' window is the all-feature one: only features are dropped from it
+    assert_identical(ranked.extras["window"], every.extras["window"])
+
+
+def test_comte_swaps_whole_channels_the_fewest_and_finds_the_one_that_carries_the_label(one_channel):
+    model, dataset = one_channel
+    e = counterfactuals(model, dataset, "comte", n=24)
+    assert_valid(model, e)
+    source = dataset.train.X[e.extras["distractor"]]
+    channels = e.extras["channels"]
+    for i in range(e.n_samples):
+        for f in range(e.inputs.shape[2]):
+            expected = source[i, :, f] if channels[i, f] else e.inputs[i, :, f]
+            assert_identical(e.extras["counterfactual"][i, :, f], expected)  # whole channels, copied
+    assert_identical(e.extras["changed"].any(1), channels)  # continuous values: a swap changes all
+    carrier = dataset.info["carrier"]
+    only_carrier = channels[:, carrier] & (channels.sum(1) == 1)
+    assert only_carrier.mean() > 0.9, channels.sum(0)
+    # two classes: the greedy step's most probable channel fails only when every channel fails,
+    # so where more than one was swapped, no single channel of the distractor reaches the target
+    for i in np.flatnonzero(channels.sum(1) > 1):
+        for f in range(e.inputs.shape[2]):
+            single = e.inputs[i].copy()
+            single[:, f] = source[i, :, f]
+            assert model.logits(single[None]).argmax(1)[0] != e.targets[i]
+
+
+# ---------- metrics ----------
+
+def test_counterfactual_measures_on_a_hand_computed_example():
+    from xai_eval.counterfactuals import plausibility, proximity, segments, sparsity
+
+    x = np.zeros((1, 5, 2))
+    cf = x.copy()
+    cf[0, 1, 0], cf[0, 2, 0], cf[0, 4, 1] = 1.0, -2.0, 3.0
+    scores = proximity(x, cf)
+    assert_close(scores["l1"], [6.0])
+    assert_close(scores["l2"], [np.sqrt(14.0)])
+    assert_close(scores["linf"], [3.0])
+    changed = cf != x
+    assert_close(sparsity(changed), [0.7])  # 3 of 10 cells changed
+    assert_close(segments(changed), [2.0])  # t 1-2 of feature 0, t 4 of feature 1
+    split = changed.copy()
+    split[0, 1, 0] = False
+    split[0, 0, 0] = True
+    assert_close(segments(split), [3.0])  # t 0 and t 2 of feature 0, t 4 of feature 1
+    train = np.stack([cf[0] + 1.0, cf[0] + 0.5, cf[0]])  # classes 0, 1, 0
+    assert_close(plausibility(cf, np.array([1]), train, np.array([0, 1, 0])), [np.sqrt(10 * 0.25)])
+    assert_close(plausibility(cf, np.array([0]), train, np.array([0, 1, 0])), [0.0], scale=1.0)
+
+
+# ---------- the command line ----------
+
+def test_cli_explains_a_chosen_target_and_all_leaves_counterfactuals_out(gunpoint_run, tmp_path):
+    import xaicore
+    from xaicore.data.loading import dataset_spec
+    from xaicore.explaining.methods import method_names
+
+    run = tmp_path / "run"
+    shutil.copytree(gunpoint_run, run)
+    model = xaicore.load_run(run)
+    test = xaicore.load_dataset(dataset_spec("GunPoint")).test
+    other = model.class_names[1 - int(model.logits(test.X[:1]).argmax(1)[0])]
+    result = CliRunner().invoke(cli, ["explain", "--run", str(run), "--method", "native-guide",
+                                      "--samples", "0:1", "--target", other])
+    assert result.exit_code == 0, result.output
+    e = Explanation.load(run / "explanations" / f"native-guide@{other}.npz")
+    assert e.kind == "counterfactual" and e.target_names == [other]
+    assert_valid(model, e)
+    names = method_names(("all",), model)
+    assert "gradcam" in names and "native-guide" not in names and "comte" not in names
+
+
+def test_cli_evaluates_native_guide_against_the_nearest_unlike_neighbour(gunpoint_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(gunpoint_run, run)
+    result = CliRunner().invoke(cli, ["evaluate", "--run", str(run), "--method", "native-guide",
+                                      "--samples", "16", "--bootstrap", "200"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(run / "evaluation" / "counterfactuals.csv").set_index("method")
+    nun, ng = table.loc["nearest-unlike-neighbour"], table.loc["native-guide"]
+    assert nun["validity"] == 1.0 and nun["sparsity"] == 0.0  # the NUN differs everywhere
+    assert ng["validity"] == 1.0 and ng["samples"] == 16
+    # every cell is the input's or the NUN's, so each sample's L1 is at most the NUN's
+    assert ng["l1"] <= nun["l1"] and ng["sparsity"] > 0
+    assert ng["sparsity_vs_nun"] == "better than NUN" and ng["l1_vs_nun"] == "better than NUN"
+    again = CliRunner().invoke(cli, ["evaluate", "--run", str(run), "--method", "native-guide"])
+    assert again.exit_code != 0 and "--force" in again.output
+    mixed = CliRunner().invoke(cli, ["evaluate", "--run", str(run), "--method", "native-guide",
+                                     "--method", "gradcam", "--force"])
+    assert mixed.exit_code != 0 and "counterfactual methods are scored on their own" in mixed.output
