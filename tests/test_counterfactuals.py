@@ -263,3 +263,30 @@ def test_cli_evaluates_native_guide_against_the_nearest_unlike_neighbour(gunpoin
     mixed = CliRunner().invoke(cli, ["evaluate", "--run", str(run), "--method", "native-guide",
                                      "--method", "gradcam", "--force"])
     assert mixed.exit_code != 0 and "counterfactual methods are scored on their own" in mixed.output
+
+
+# ---------- views ----------
+
+def test_plot_overlays_the_series_and_its_counterfactual_with_the_changed_cells_shaded(one_channel):
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Polygon, Rectangle
+
+    model, dataset = one_channel
+    e = counterfactuals(model, dataset, "native-guide", n=2, channels="ranked")
+    fig = e.plot(0)
+    try:
+        changed = e.extras["changed"][0]
+        axes = fig.axes
+        assert len(axes) == e.inputs.shape[2]  # every feature (4) drawn, in order
+        for f, ax in enumerate(axes):
+            series, counterfactual = (line.get_ydata() for line in ax.get_lines())
+            assert_identical(series, e.inputs[0, :, f])  # the arrays as drawn
+            assert_identical(counterfactual, e.extras["counterfactual"][0, :, f])
+            shaded = [p for p in ax.patches if isinstance(p, (Polygon, Rectangle))]
+            assert len(shaded) == runs_of(changed[:, f])
+        pred, cf_pred = int(e.predictions[0]), int(e.extras["counterfactual_prediction"][0])
+        title = axes[0].get_title()
+        assert f"{e.class_names[pred]} ({e.probabilities[0, pred]:.2f}) -> " \
+               f"{e.class_names[cf_pred]} " in title and "valid" in title
+    finally:
+        plt.close(fig)
