@@ -290,3 +290,47 @@ def test_plot_overlays_the_series_and_its_counterfactual_with_the_changed_cells_
                f"{e.class_names[cf_pred]} " in title and "valid" in title
     finally:
         plt.close(fig)
+
+
+@pytest.mark.browser
+def test_report_overlays_the_chosen_samples_series_and_counterfactual_in_chromium(gunpoint_run,
+                                                                                  tmp_path):
+    """The report draws each counterfactual result: choosing a sample shows its panel (the series
+    and counterfactual as embedded, one shaded run per changed window), nothing is fetched, the
+    console stays clean; the evaluation's counterfactual table is there."""
+    from browser import browser_page
+
+    run = tmp_path / "run"
+    shutil.copytree(gunpoint_run, run)
+    for args in (["explain", "--run", str(run), "--method", "native-guide", "--method", "gradcam",
+                  "--samples", "0:6"],
+                 ["evaluate", "--run", str(run), "--method", "native-guide", "--samples", "8",
+                  "--bootstrap", "200"],
+                 ["report", "--run", str(run)]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    e = Explanation.load(run / "explanations" / "native-guide.npz")
+    requests, errors = [], []
+    with browser_page(requests, errors) as page:
+        page.goto((run / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        root = '.counterfactuals[data-method="native-guide"]'
+        visible = f"{root} .cf-sample:not([hidden])"
+        assert page.eval_on_selector_all(visible, "els => els.map(e => e.dataset.sample)") == ["0"]
+        page.select_option(f"{root} select", "3")
+        assert page.eval_on_selector_all(visible, "els => els.map(e => e.dataset.sample)") == ["3"]
+        title = page.inner_text(f"{visible} .cf-title")
+        assert f"-> {e.class_names[int(e.extras['counterfactual_prediction'][3])]}" in title
+        assert page.eval_on_selector_all(f"{visible} rect.cf-changed", "els => els.length") == 1
+        lines = page.eval_on_selector_all(f"{visible} polyline",
+                                          "els => els.map(e => e.getAttribute('points'))")
+        heights = [np.array([float(p.split(",")[1]) for p in line.split()]) for line in lines]
+        changed = e.extras["changed"][3, :, 0]
+        # the same value draws the same point; a changed one may round to the same pixel
+        assert (heights[0][~changed] == heights[1][~changed]).all()
+        assert (heights[0] != heights[1]).sum() > changed.sum() / 2
+        box = page.eval_on_selector(f"{visible} svg", "el => el.getBoundingClientRect().width")
+        assert 0 < box <= 1280
+        assert "Counterfactuals against the nearest unlike neighbour" in page.content()
+    assert not errors, errors
+    assert all(url.startswith(("file:", "data:", "about:")) for url in requests), requests
