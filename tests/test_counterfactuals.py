@@ -245,6 +245,24 @@ def test_cli_explains_a_chosen_target_and_all_leaves_counterfactuals_out(gunpoin
     assert "gradcam" in names and "native-guide" not in names and "comte" not in names
 
 
+def test_streamed_counterfactuals_are_stored_with_their_extras(gunpoint_run, tmp_path):
+    """``xai explain --input`` streams counterfactuals into a store like any method's results."""
+    import xaicore
+    from xaicore.data.loading import dataset_spec
+    from xaicore.explaining.store import load_explanation
+
+    run = tmp_path / "run"
+    shutil.copytree(gunpoint_run, run)
+    X = xaicore.load_dataset(dataset_spec("GunPoint")).test.X[:12]
+    np.save(tmp_path / "new.npy", X)
+    result = CliRunner().invoke(cli, ["explain", "--run", str(run), "--method", "native-guide",
+                                      "--input", str(tmp_path / "new.npy"), "--batch-size", "5"])
+    assert result.exit_code == 0, result.output
+    stored = load_explanation(run / "explanations" / "new" / "native-guide.zarr").select(range(12))
+    assert_identical(stored.inputs, X)  # the inputs as written
+    assert_valid(xaicore.load_run(run), stored)
+
+
 def test_cli_evaluates_native_guide_against_the_nearest_unlike_neighbour(gunpoint_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(gunpoint_run, run)

@@ -16,7 +16,9 @@ import click
               help="Run directory written by `xai train`.")
 @click.option("--method", "methods", multiple=True,
               help="Explainer to evaluate (repeatable; tsr:METHOD wraps one). Default: every "
-                   "installed explainer that can explain the model, plus the random baseline.")
+                   "installed explainer that can explain the model, plus the random baseline. "
+                   "Counterfactual methods (native-guide, comte) are scored on their own, against "
+                   "the nearest unlike neighbour, into RUN/evaluation/counterfactuals.csv.")
 @click.option("--metric", "metrics", multiple=True,
               help="Metric (repeatable). Default: every installed metric the run's data allows.")
 @click.option("--samples", default=None, type=int,
