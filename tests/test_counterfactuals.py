@@ -199,6 +199,34 @@ def test_comte_swaps_whole_channels_the_fewest_and_finds_the_one_that_carries_th
             assert model.logits(single[None]).argmax(1)[0] != e.targets[i]
 
 
+def test_variable_length_series_get_counterfactuals_within_their_own_length(tmp_path):
+    """Padded series are explained at their own lengths: each counterfactual is NaN exactly on
+    the padding, changes nothing there, and reaches its target."""
+    import xaicore
+
+    rng = np.random.default_rng(4)
+    n, steps = 60, 30
+    lengths = rng.integers(10, steps + 1, size=n)
+    y = np.arange(n) % 2
+    X = rng.normal(0, 0.3, size=(n, steps, 2)) + y[:, None, None]
+    X[np.arange(steps)[None, :] >= lengths[:, None]] = 0.0
+    np.savez(tmp_path / "vl.npz", X=X, y=y, lengths=lengths)
+    metrics = xaicore.train(str(tmp_path / "vl.npz"), "fcn", tmp_path / "run", epochs=30,
+                            progress=False, params={"filters": [8, 8, 8]})
+    assert metrics["test_accuracy"] > 0.9
+    model, dataset = xaicore.load_run(tmp_path / "run"), xaicore.load_dataset(str(tmp_path / "vl.npz"))
+    for method in ("native-guide", "comte"):
+        e = counterfactuals(model, dataset, method, n=8)
+        padding = np.arange(steps)[None, :] >= e.lengths[:, None]
+        assert len(set(e.lengths.tolist())) > 1
+        cf = e.extras["counterfactual"]
+        assert_identical(np.isnan(cf).any(2), padding)
+        assert not e.extras["changed"][padding].any()
+        assert (model.logits(cf).argmax(1) == e.targets).all()
+        valid = ~padding
+        assert_identical(e.extras["changed"][valid], cf[valid] != e.inputs[valid])  # as defined
+
+
 # ---------- metrics ----------
 
 def test_counterfactual_measures_on_a_hand_computed_example():
@@ -221,6 +249,13 @@ def test_counterfactual_measures_on_a_hand_computed_example():
     train = np.stack([cf[0] + 1.0, cf[0] + 0.5, cf[0]])  # classes 0, 1, 0
     assert_close(plausibility(cf, np.array([1]), train, np.array([0, 1, 0])), [np.sqrt(10 * 0.25)])
     assert_close(plausibility(cf, np.array([0]), train, np.array([0, 1, 0])), [0.0], scale=1.0)
+    # padding (NaN after a series' length) is no cell: left out of every measure
+    short_x, short_cf = x.copy(), cf.copy()
+    short_x[0, 4], short_cf[0, 4] = np.nan, np.nan
+    valid = ~np.isnan(short_x)
+    assert_close(proximity(short_x, short_cf)["l1"], [3.0])
+    assert_close(sparsity((short_cf != short_x) & valid, valid), [0.75])  # 2 of 8 valid cells
+    assert_close(plausibility(short_cf, np.array([1]), train, np.array([0, 1, 0])), [np.sqrt(8 * 0.25)])
 
 
 # ---------- the command line ----------

@@ -12,6 +12,8 @@ from xaicore.plugin import BaseExplainer, LoadedModel, XaiError, as_background, 
 
 #: ``Explanation.kind`` of every result of these explainers (``extras["result_kind"]``).
 KIND = "counterfactual"
+#: The extras shaped like the inputs.
+SERIES_EXTRAS = ("counterfactual", "changed", "nearest_unlike")
 
 
 class CounterfactualExplainer(BaseExplainer):
@@ -51,7 +53,15 @@ class CounterfactualExplainer(BaseExplainer):
                            f"sample(s) (positions {shown}); a counterfactual needs another class: "
                            f"choose samples of other classes, or leave the target at 'predicted' "
                            f"(the most likely other class)")
-        return super().explain(model, inputs, target, **options)
+        explanation = super().explain(model, inputs, target, **options)
+        steps = explanation.inputs.shape[1]
+        for key in SERIES_EXTRAS:  # variable-length groups come back padded to the longest group
+            value = explanation.extras[key]
+            if value.shape[1] < steps:
+                padding = np.full((len(value), steps - value.shape[1], *value.shape[2:]),
+                                  False if value.dtype == bool else np.nan, dtype=value.dtype)
+                explanation.extras[key] = np.concatenate([value, padding], 1)
+        return explanation
 
 
 def forward(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:

@@ -42,16 +42,18 @@ def is_counterfactual(name: str) -> bool:
 
 
 def proximity(inputs: np.ndarray, counterfactuals: np.ndarray) -> dict[str, np.ndarray]:
-    """Per sample L1, L2 and L-infinity norms of ``counterfactual - input`` over all cells."""
+    """Per sample L1, L2 and L-infinity norms of ``counterfactual - input`` over the valid cells
+    (padding, NaN in the inputs, left out)."""
     change = np.abs(np.asarray(counterfactuals, np.float64) - np.asarray(inputs, np.float64))
-    change = change.reshape(len(change), -1)
+    change = np.nan_to_num(change.reshape(len(change), -1), nan=0.0)
     return {"l1": change.sum(1), "l2": np.sqrt((change ** 2).sum(1)), "linf": change.max(1)}
 
 
-def sparsity(changed: np.ndarray) -> np.ndarray:
-    """Per sample share of unchanged cells (1: nothing changed)."""
-    changed = np.asarray(changed, bool)
-    return 1.0 - changed.reshape(len(changed), -1).mean(1)
+def sparsity(changed: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Per sample share of unchanged cells among the valid ones (1: nothing changed)."""
+    changed = np.asarray(changed, bool).reshape(len(changed), -1)
+    valid = np.ones_like(changed) if valid is None else np.asarray(valid, bool).reshape(changed.shape)
+    return 1.0 - (changed & valid).sum(1) / np.maximum(valid.sum(1), 1)
 
 
 def segments(changed: np.ndarray) -> np.ndarray:
@@ -63,26 +65,34 @@ def segments(changed: np.ndarray) -> np.ndarray:
 
 def plausibility(counterfactuals: np.ndarray, targets: np.ndarray, train: np.ndarray,
                  train_classes: np.ndarray) -> np.ndarray:
-    """Per sample Euclidean distance to the nearest train series of its target class (NaN when
-    the class has none)."""
+    """Per sample Euclidean distance to the nearest train series of its target class, over the
+    cells valid in both (NaN when the class has none)."""
     out = np.full(len(counterfactuals), np.nan)
-    flat, pool = counterfactuals.reshape(len(counterfactuals), -1), train.reshape(len(train), -1)
     for cls in np.unique(targets):
         rows, members = np.flatnonzero(targets == cls), np.flatnonzero(train_classes == cls)
         if len(members):
-            distances = torch.cdist(torch.from_numpy(flat[rows]).double(),
-                                    torch.from_numpy(pool[members]).double())
-            out[rows] = distances.min(1).values.numpy()
+            out[rows] = np.sqrt(np.clip(squared_distances(counterfactuals[rows], train[members]),
+                                        0, None).min(1))
     return out
+
+
+def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[len(a), len(b)]`` squared Euclidean distances over the cells valid (not NaN) in both:
+    ``sum m_a m_b (a - b)^2`` expanded into three matrix products."""
+    a, b = (torch.from_numpy(np.asarray(v, np.float64).reshape(len(v), -1)) for v in (a, b))
+    ma, mb = ((~torch.isnan(v)).double() for v in (a, b))
+    a, b = torch.nan_to_num(a), torch.nan_to_num(b)
+    return ((a ** 2) @ mb.T + ma @ (b ** 2).T - 2 * a @ b.T).numpy()
 
 
 def measures(model: Any, inputs: np.ndarray, counterfactuals: np.ndarray, targets: np.ndarray,
              train: np.ndarray, train_classes: np.ndarray) -> dict[str, np.ndarray]:
     """Every per-sample measure of one set of counterfactuals; validity from the model run on
     them here."""
-    changed = np.asarray(counterfactuals) != np.asarray(inputs)
+    valid = ~np.isnan(inputs)
+    changed = (np.asarray(counterfactuals) != np.asarray(inputs)) & valid
     return {"validity": (model.logits(counterfactuals).argmax(1) == targets).astype(np.float64),
-            **proximity(inputs, counterfactuals), "sparsity": sparsity(changed),
+            **proximity(inputs, counterfactuals), "sparsity": sparsity(changed, valid),
             "segments": segments(changed),
             "plausibility": plausibility(counterfactuals, targets, train, train_classes)}
 
