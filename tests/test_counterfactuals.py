@@ -187,6 +187,9 @@ def test_comte_swaps_whole_channels_the_fewest_and_finds_the_one_that_carries_th
             expected = source[i, :, f] if channels[i, f] else e.inputs[i, :, f]
             assert_identical(e.extras["counterfactual"][i, :, f], expected)  # whole channels, copied
     assert_identical(e.extras["changed"].any(1), channels)  # continuous values: a swap changes all
+    exhaustive = counterfactuals(model, dataset, "comte", n=24, search="exhaustive")
+    assert_valid(model, exhaustive)
+    assert (exhaustive.extras["channels"].sum(1) <= channels.sum(1)).all()  # the fewest there are
     carrier = dataset.info["carrier"]
     only_carrier = channels[:, carrier] & (channels.sum(1) == 1)
     assert only_carrier.mean() > 0.9, channels.sum(0)
@@ -225,6 +228,35 @@ def test_variable_length_series_get_counterfactuals_within_their_own_length(tmp_
         assert (model.logits(cf).argmax(1) == e.targets).all()
         valid = ~padding
         assert_identical(e.extras["changed"][valid], cf[valid] != e.inputs[valid])  # as defined
+
+
+class PairNet(torch.nn.Module):
+    """Class 1 when ``0.6 m0 + m1 m2`` (``m``: each feature's mean over time) exceeds 0.9: channel 0
+    alone raises it most, yet only channels 1 and 2 together reach it."""
+
+    def forward(self, x):
+        m = x.mean(1)
+        score = 0.6 * m[:, 0] + m[:, 1] * m[:, 2]
+        return torch.stack([torch.full_like(score, 0.9), score], 1)
+
+
+def test_comte_exhaustive_search_finds_fewer_channels_where_greedy_selection_cannot():
+    """Greedy forward selection takes channel 0 first (the largest gain) and then needs all three;
+    the exhaustive search (CoMTE's brute force) finds the pair {1, 2}."""
+    import xaicore
+
+    model = xaicore.wrap_model(PairNet(), n_classes=2, n_features=3)
+    x, distractor = np.zeros((1, 4, 3), np.float32), np.ones((1, 4, 3), np.float32)
+    found = {}
+    for search in ("greedy", "exhaustive"):
+        e = xaicore.explain(model, x, method="comte", background=distractor, search=search)
+        assert_valid(model, e)
+        found[search] = e.extras["channels"][0].tolist()
+    assert found == {"greedy": [True, True, True], "exhaustive": [False, True, True]}
+    with pytest.raises(XaiError, match="at most 10 channels"):
+        xaicore.explain(xaicore.wrap_model(PairNet(), n_classes=2, n_features=11),
+                        np.zeros((1, 4, 11), np.float32), method="comte",
+                        background=np.ones((1, 4, 11), np.float32), search="exhaustive")
 
 
 # ---------- metrics ----------

@@ -25,7 +25,6 @@ class CounterfactualExplainer(BaseExplainer):
     #: metrics).
     counterfactual: ClassVar[bool] = True
     requires = ("background",)
-    evaluation_samples = 64
 
     def check(self, model: LoadedModel) -> str | None:
         kind = modality_of(model).name
