@@ -259,6 +259,19 @@ def test_comte_exhaustive_search_finds_fewer_channels_where_greedy_selection_can
                         background=np.ones((1, 4, 11), np.float32), search="exhaustive")
 
 
+def test_native_guide_refuses_a_model_gradcam_cannot_explain_unless_told_another_importance():
+    import xaicore
+
+    model = xaicore.wrap_model(PairNet(), n_classes=2, n_features=3)
+    x, distractor = np.zeros((1, 4, 3), np.float32), np.ones((1, 4, 3), np.float32)
+    with pytest.raises(XaiError, match="ranks windows by gradcam, which cannot explain") as info:
+        xaicore.explain(model, x, method="native-guide", background=distractor)
+    assert "importance=" in str(info.value) and "\n" not in str(info.value)
+    e = xaicore.explain(model, x, method="native-guide", background=distractor,
+                        importance="saliency")
+    assert_valid(model, e)
+
+
 # ---------- metrics ----------
 
 def test_counterfactual_measures_on_a_hand_computed_example():
