@@ -57,9 +57,9 @@ def importance(method: str, model: LoadedModel, nun: torch.Tensor, target: torch
                train: torch.Tensor) -> torch.Tensor:
     """``|map|`` ``[sample, time, feature]`` of the registered explainer ``method`` on the NUNs
     for the target; a model it cannot explain is a one-line error naming the way out."""
-    if method in ("native-guide", "comte"):
-        raise XaiError(f"native-guide: importance must be an attribution method, not {method}")
     explainer = get_explainer(method)
+    if getattr(explainer, "counterfactual", False):
+        raise XaiError(f"native-guide: importance must be an attribution method, not {method}")
     reason = plugin_call("explainers", method, f"{method}.check", explainer.check, model)
     if reason:
         raise XaiError(f"native-guide ranks windows by {method}, which cannot explain model "
