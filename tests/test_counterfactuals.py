@@ -303,6 +303,27 @@ def test_counterfactual_measures_on_a_hand_computed_example():
     assert_close(plausibility(short_cf, np.array([1]), train, np.array([0, 1, 0])), [np.sqrt(8 * 0.25)])
 
 
+def test_local_outlier_factor_is_scikit_learns_novelty_score():
+    """The LOF of each counterfactual among its target class's train series equals scikit-learn's
+    LocalOutlierFactor(novelty=True) fitted on that class (an independent implementation)."""
+    from sklearn.neighbors import LocalOutlierFactor
+
+    from xai_eval.counterfactuals import LOF_NEIGHBOURS, local_outlier_factor
+
+    rng = np.random.default_rng(1)
+    train, classes = rng.normal(size=(60, 5, 2)), np.arange(60) % 2
+    queries, targets = rng.normal(size=(7, 5, 2)) * 1.5, np.array([0, 1, 0, 1, 1, 0, 0])
+    expected = np.empty(7)
+    for c in (0, 1):
+        lof = LocalOutlierFactor(n_neighbors=LOF_NEIGHBOURS, novelty=True)
+        lof.fit(train[classes == c].reshape(-1, 10))
+        expected[targets == c] = -lof.score_samples(queries[targets == c].reshape(-1, 10))
+    assert_close(local_outlier_factor(queries, targets, train, classes), expected)
+    inlier = local_outlier_factor(train[:1] + 1e-3, np.array([0]), train, classes)
+    outlier = local_outlier_factor(train[:1] + 10.0, np.array([0]), train, classes)
+    assert inlier[0] < 1.5 < 5 < outlier[0]
+
+
 # ---------- the command line ----------
 
 def test_cli_explains_a_chosen_target_and_all_leaves_counterfactuals_out(gunpoint_run, tmp_path):

@@ -5,8 +5,9 @@ Per sample: validity (the model, run again on the counterfactual, predicts the t
 proximity (L1, L2 and L-infinity norms of ``counterfactual - input``), sparsity (the share of
 unchanged cells), segments (contiguous runs of changed time steps, counted per feature and
 summed), plausibility (Euclidean distance to the nearest train series the model puts in the target
-class) and the time per sample (one thread, after a first untimed call). Each mean has a 95%
-bootstrap interval; each method is compared with the NUN of the same samples (its
+class, and the local outlier factor among those series: about 1 for an inlier, larger outside)
+and the time per sample (one thread, after a first untimed call). Each mean has a 95% bootstrap
+interval; each method is compared with the NUN of the same samples (its
 ``extras["nearest_unlike"]``: valid by construction, not sparse) by the paired test of the
 attribution evaluation (Wilcoxon, Holm over the measures).
 """
@@ -30,7 +31,9 @@ from .stats import BETTER, WORSE, bootstrap_indices, corrected_verdict, holm, me
 BASELINE_NAME = "nearest-unlike-neighbour"
 #: measure -> higher is better (validity is reported, not tested: the baseline is always valid)
 MEASURES = {"l1": False, "l2": False, "linf": False, "sparsity": True, "segments": False,
-            "plausibility": False}
+            "plausibility": False, "lof": False}
+LOF_NEIGHBOURS = 20  # scikit-learn's default n_neighbors
+LOF_MEMBERS = 2000  # a class with more train series: a seeded subset of this many
 FILE = "counterfactuals.csv"
 
 
@@ -77,6 +80,34 @@ def plausibility(counterfactuals: np.ndarray, targets: np.ndarray, train: np.nda
     return out
 
 
+def local_outlier_factor(counterfactuals: np.ndarray, targets: np.ndarray, train: np.ndarray,
+                         train_classes: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Per sample local outlier factor (Breunig et al. 2000) of the counterfactual among the train
+    series of its target class, as a new point (scikit-learn's ``novelty=True``): the mean local
+    reachability density of its ``LOF_NEIGHBOURS`` nearest series over its own (NaN when the class
+    has fewer than two series)."""
+    out = np.full(len(counterfactuals), np.nan)
+    rng = np.random.default_rng(seed)
+    for cls in np.unique(targets):
+        rows, members = np.flatnonzero(targets == cls), np.flatnonzero(train_classes == cls)
+        if len(members) < 2:
+            continue
+        if len(members) > LOF_MEMBERS:
+            members = np.sort(rng.choice(members, LOF_MEMBERS, replace=False))
+        k = min(LOF_NEIGHBOURS, len(members) - 1)
+        among = np.sqrt(np.clip(squared_distances(train[members], train[members]), 0, None))
+        np.fill_diagonal(among, np.inf)  # a series is not its own neighbour
+        near = np.argsort(among, 1, kind="stable")[:, :k]
+        k_distance = np.take_along_axis(among, near[:, -1:], 1)[:, 0]
+        density = 1 / (np.maximum(k_distance[near], np.take_along_axis(among, near, 1)).mean(1)
+                       + 1e-10)
+        to = np.sqrt(np.clip(squared_distances(counterfactuals[rows], train[members]), 0, None))
+        near_q = np.argsort(to, 1, kind="stable")[:, :k]
+        reach = np.maximum(k_distance[near_q], np.take_along_axis(to, near_q, 1)).mean(1)
+        out[rows] = density[near_q].mean(1) * (reach + 1e-10)
+    return out
+
+
 def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``[len(a), len(b)]`` squared Euclidean distances over the cells valid (not NaN) in both:
     ``sum m_a m_b (a - b)^2`` expanded into three matrix products."""
@@ -95,7 +126,8 @@ def measures(model: Any, inputs: np.ndarray, counterfactuals: np.ndarray, target
     return {"validity": (model.logits(counterfactuals).argmax(1) == targets).astype(np.float64),
             **proximity(inputs, counterfactuals), "sparsity": sparsity(changed, valid),
             "segments": segments(changed),
-            "plausibility": plausibility(counterfactuals, targets, train, train_classes)}
+            "plausibility": plausibility(counterfactuals, targets, train, train_classes),
+            "lof": local_outlier_factor(counterfactuals, targets, train, train_classes)}
 
 
 def verdicts(method: dict[str, np.ndarray], baseline: dict[str, np.ndarray],

@@ -105,6 +105,7 @@ def counterfactual_table(run_dir: Path) -> str:
             + table(cells, ("method", "samples", "summary", *measures))
             + '<p class="note">Validity (target reached), proximity (L1, L2, L-infinity of the '
               "change), sparsity (share of unchanged cells), segments (changed runs per feature), "
-              "plausibility (distance to the nearest target-class train series): means with 95% "
+              "plausibility (distance to the nearest target-class train series; lof, their local "
+              "outlier factor, about 1 for an inlier): means with 95% "
               "bootstrap intervals; better / worse: than the NUN itself as the counterfactual "
               "(Wilcoxon, Holm-adjusted over the measures).</p>")
