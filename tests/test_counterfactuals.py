@@ -364,6 +364,34 @@ def test_streamed_counterfactuals_are_stored_with_their_extras(gunpoint_run, tmp
     assert_valid(xaicore.load_run(run), stored)
 
 
+def test_the_ray_engine_gives_the_local_engines_counterfactuals(gunpoint_run, tmp_path):
+    ray = pytest.importorskip("ray")
+    import xaicore
+    from xaicore.data.loading import dataset_spec
+    from xaicore.explaining.store import load_explanation
+
+    run = tmp_path / "run"
+    shutil.copytree(gunpoint_run, run)
+    np.save(tmp_path / "new.npy", xaicore.load_dataset(dataset_spec("GunPoint")).test.X[:20])
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for engine, extra in (("local", []), ("ray", ["--workers", "2"])):
+            result = CliRunner().invoke(cli, [
+                "explain", "--run", str(run), "--input", str(tmp_path / "new.npy"), "--method",
+                "native-guide", "--batch-size", "6", "--engine", engine,
+                "--out", str(tmp_path / engine), *extra])
+            assert result.exit_code == 0, result.output
+    finally:
+        ray.shutdown()
+    local, remote = (load_explanation(tmp_path / e / "native-guide.zarr").load()
+                     for e in ("local", "ray"))
+    # the same search on the same batches in other processes: the same windows and series
+    assert_identical(remote.extras["window"], local.extras["window"])
+    assert_identical(remote.extras["counterfactual"], local.extras["counterfactual"])
+    assert_valid(xaicore.load_run(run), remote)
+
+
 def test_cli_evaluates_native_guide_against_the_nearest_unlike_neighbour(gunpoint_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(gunpoint_run, run)
