@@ -407,6 +407,9 @@ def test_cli_evaluates_native_guide_against_the_nearest_unlike_neighbour(gunpoin
     assert ng["sparsity_vs_nun"] == "better than NUN" and ng["l1_vs_nun"] == "better than NUN"
     again = CliRunner().invoke(cli, ["evaluate", "--run", str(run), "--method", "native-guide"])
     assert again.exit_code != 0 and "--force" in again.output
+    univariate = CliRunner().invoke(cli, ["evaluate", "--run", str(run), "--method", "comte",
+                                          "--force"])
+    assert univariate.exit_code != 0 and "comte cannot explain model" in univariate.output
     mixed = CliRunner().invoke(cli, ["evaluate", "--run", str(run), "--method", "native-guide",
                                      "--method", "gradcam", "--force"])
     assert mixed.exit_code != 0 and "counterfactual methods are scored on their own" in mixed.output

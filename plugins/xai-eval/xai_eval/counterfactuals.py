@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xaicore.application import get_explainer, load_run_data, with_requirements
+from xaicore.application import check_methods, get_explainer, load_run_data, with_requirements
 from xaicore.plugin import XaiError, atomic_open
 
 from .guard import explainer_call
@@ -166,6 +166,7 @@ def evaluate_counterfactuals(run: str | Path, methods: list[str], samples: int |
     if out.exists() and not force:
         raise XaiError(f"{out} exists; use --force to overwrite")
     model, dataset = load_run_data(run, device)
+    check_methods(methods, model, f" of run {run}")
     n_test = len(dataset.test)
     explainers = {name: get_explainer(name) for name in methods}
     most = min(n_test, 500 if samples is None else samples)
