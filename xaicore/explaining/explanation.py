@@ -122,6 +122,14 @@ class Explanation:
         return bool(self.extras.get("time_only", False))
 
     @property
+    def kind(self) -> str:
+        """What ``attributions`` hold: ``"attribution"`` (importance), or ``"counterfactual"``
+        when the explainer declared them a counterfactual's change (``extras["result_kind"]``:
+        ``counterfactual - input``, zero on unchanged cells, the series itself in
+        ``extras["counterfactual"]``), which views draw as the series and its counterfactual."""
+        return str(self.extras.get("result_kind", "attribution"))
+
+    @property
     def n_samples(self) -> int:
         return self.attributions.shape[0]
 

@@ -33,7 +33,8 @@ def check_methods(names: list[str], model: Any, where: str = "") -> None:
 def method_names(requested: tuple[str, ...], model: Any) -> list[str]:
     """The requested methods, or with ``all`` every installed explainer that can explain ``model``.
 
-    Wrappers (such as ``tsr``, used as ``tsr:saliency``) are not methods on their own.
+    Wrappers (such as ``tsr``, used as ``tsr:saliency``) are not methods on their own, and
+    counterfactual methods (declaring ``counterfactual``: native-guide, comte) are asked for by name.
     """
     if not requested or "all" in requested:
         names = []
@@ -43,8 +44,8 @@ def method_names(requested: tuple[str, ...], model: Any) -> list[str]:
             except XaiError as exc:  # a broken plugin costs its own method, not the others
                 click.echo(f"warning: skipping {name}: {exc}", err=True)
                 continue
-            if callable(getattr(explainer, "wrap", None)):
-                continue
+            if callable(getattr(explainer, "wrap", None)) or getattr(explainer, "counterfactual", False):
+                continue  # a wrapper, or a counterfactual method (changes, not attributions)
             try:
                 reason = cannot_explain(name, model)
             except XaiError as exc:  # a check that raises costs its own method too

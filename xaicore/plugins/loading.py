@@ -26,8 +26,8 @@ GROUP = "xai"
 #: The distributions shipped from this repository's ``plugins/`` folder. They own their names
 #: against any third-party plugin, whatever order the entry points load in.
 BUILTIN_DISTRIBUTIONS = frozenset({
-    "xaicore", "xai-ray", "xai-aeon", "xai-attention", "xai-captum", "xai-eval", "xai-gradcam", "xai-models",
-    "xai-image", "xai-plots", "xai-report", "xai-series", "xai-shap", "xai-text",
+    "xaicore", "xai-ray", "xai-aeon", "xai-attention", "xai-captum", "xai-counterfactual", "xai-eval",
+    "xai-gradcam", "xai-models", "xai-image", "xai-plots", "xai-report", "xai-series", "xai-shap", "xai-text",
 })
 
 pm = pluggy.PluginManager("xai")

@@ -16,7 +16,9 @@ import click
               help="Run directory written by `xai train`.")
 @click.option("--method", "methods", multiple=True,
               help="Explainer to evaluate (repeatable; tsr:METHOD wraps one). Default: every "
-                   "installed explainer that can explain the model, plus the random baseline.")
+                   "installed explainer that can explain the model, plus the random baseline. "
+                   "Counterfactual methods (native-guide, comte) are scored on their own, against "
+                   "the nearest unlike neighbour, into RUN/evaluation/counterfactuals.csv.")
 @click.option("--metric", "metrics", multiple=True,
               help="Metric (repeatable). Default: every installed metric the run's data allows.")
 @click.option("--samples", default=None, type=int,
@@ -42,9 +44,14 @@ import click
 def evaluate_cmd(run, methods, metrics, samples, full, seed, device, force, figures, workers,
                  bootstrap):
     """Write RUN/evaluation.csv (one row per method, one column per score) and RUN/evaluation/ figures."""
+    from xai_eval.counterfactuals import is_counterfactual
     from xai_eval.runner import evaluate_run
     from xaicore.application import hold_runs
 
+    counterfactual = [m for m in methods if is_counterfactual(m)]
+    if counterfactual:
+        return evaluate_counterfactual_cmd(run, methods, counterfactual, metrics, samples, full,
+                                           seed, device, force, bootstrap)
     with hold_runs([run], "xai evaluate"):
         rows = evaluate_run(run, methods, metrics, samples=samples, seed=seed, force=force,
                             device=device, figures=figures, n_boot=bootstrap, full=full,
@@ -55,6 +62,30 @@ def evaluate_cmd(run, methods, metrics, samples, full, seed, device, force, figu
     where = f"-> {Path(run) / 'evaluation.csv'}"
     click.echo(where + (f" and figures in {Path(run) / 'evaluation'}" if figures else
                         " (add --figures for the curves)"), err=True)
+
+
+def evaluate_counterfactual_cmd(run, methods, counterfactual, metrics, samples, full, seed, device,
+                                force, bootstrap):
+    """``xai evaluate --method native-guide``: counterfactual methods against the nearest unlike
+    neighbour, in RUN/evaluation/counterfactuals.csv."""
+    from xai_eval.counterfactuals import FILE, evaluate_counterfactuals, table
+    from xaicore.application import hold_runs
+    from xaicore.plugin import XaiError
+
+    others = [m for m in methods if m not in counterfactual]
+    if others or metrics:
+        raise XaiError(f"{', '.join(counterfactual)}: counterfactual methods are scored on their "
+                       f"own measures against the nearest unlike neighbour; evaluate them without "
+                       f"{'--metric' if metrics else ', '.join(others)} (xai evaluate --run RUN "
+                       f"--method {counterfactual[0]})")
+    with hold_runs([run], "xai evaluate"):
+        rows = evaluate_counterfactuals(run, counterfactual, samples=samples, seed=seed,
+                                        force=force, device=device, n_boot=bootstrap, full=full)
+    click.echo(table(rows))
+    click.echo("better / worse: than the nearest unlike neighbour as the counterfactual (Wilcoxon p, "
+               "Holm-adjusted over the measures, below 0.05 and the paired bootstrap interval on "
+               "one side of zero); intervals: 95% bootstrap over samples")
+    click.echo(f"-> {Path(run) / 'evaluation' / FILE}", err=True)
 
 
 LEGEND = ("better / worse / n.d.: than random or not distinguishable from it (Wilcoxon p, "

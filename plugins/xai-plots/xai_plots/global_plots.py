@@ -12,6 +12,7 @@ import numpy as np
 from xaicore.plugin import Explanation, Option, figure_size
 
 from .attention import attention_figures
+from .counterfactual_figures import is_counterfactual
 from .figures import (
     DEFAULT_MAX_SAMPLES,
     FIGURE_OPTIONS,
@@ -70,7 +71,8 @@ class GlobalPlots:
                                          "class_means", formats),
                                     kind="global", key=key, method=e.method,
                                     caption="mean image and mean |attribution| per explained class")
-        for e in (e for e in items if not is_text(e) and not is_image(e)):
+        # a counterfactual's change is no importance to summarise over samples
+        for e in (e for e in items if not is_text(e) and not is_image(e) and not is_counterfactual(e)):
             key = figure_key(e)
             folder = out_dir / key
             if e.attributions.shape[2] > 1 and not e.time_only:  # a shared map has no split

@@ -14,6 +14,7 @@ from xaicore.plugin import Explanation, XaiError, figure_size, write_text
 
 from .colours import is_signed, scale_for
 from .compare_labels import comparison_title, panel_labels
+from .counterfactual_figures import counterfactual_figure, is_counterfactual
 from .drawing import attribution_panel, colored_series, feature_heatmap, series_lines
 from .figures import (
     DEFAULT_MAX_SAMPLES,
@@ -73,6 +74,8 @@ class SamplePlots:
                 rows.append((e, _position(e, sid)))
             return methods_figure(rows) if is_image(first) else comparison_figure(rows)
         e = items[0]
+        if is_counterfactual(e):
+            return counterfactual_figure(e, sample)
         if is_image(e):
             if kind not in ("auto", *IMAGE_KINDS):
                 raise XaiError(f"an image explanation is drawn as kind overlay, heatmap or "
@@ -107,12 +110,14 @@ class SamplePlots:
             key = figure_key(e)
             for i in positions:
                 sid = int(e.sample_ids[i])
-                drawn = image_figure(e, i) if is_image(e) else sample_figure(e, i)
+                drawn = (counterfactual_figure if is_counterfactual(e) else
+                         image_figure if is_image(e) else sample_figure)(e, i)
+                what = "counterfactual" if is_counterfactual(e) else "attribution"
                 written += manifest.add(save(drawn, out_dir / key / f"sample_{sid}", formats),
                                         kind="sample", key=key, method=e.method, sample_id=sid,
-                                        caption=f"{e.method}: attribution of sample {sid}")
+                                        caption=f"{e.method}: {what} of sample {sid}")
         by_kind = defaultdict(list)
-        for e in items:
+        for e in (e for e in items if not is_counterfactual(e)):  # attribution maps compared
             by_kind[target_kind(e)].append(e)
         for kind, group in by_kind.items():
             if len(group) < 2:
@@ -307,6 +312,7 @@ def _shared_ids(group: list[Explanation], chosen: dict[int, list[int]]) -> list[
 
 def _target_pairs(items: list[Explanation]) -> list[tuple[Explanation, Explanation]]:
     """(predicted-class, true-class) explanations of the same method."""
+    items = [e for e in items if not is_counterfactual(e)]
     predicted = {e.method: e for e in items if target_kind(e) == "predicted"}
     return [(predicted[e.method], e) for e in items
             if target_kind(e) == "true" and e.method in predicted]

@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from xai_plots.colours import colour_script
+from xai_plots.counterfactual_figures import is_counterfactual
 from xai_plots.image_units import is_image
 from xai_plots.text_units import is_text
 from xaicore.application import get_modality, read_figures, stale_reason
 from xaicore.plugin import Option, XaiError, write_text
 
 from .comparison_links import links_section
+from .counterfactual_view import SCRIPT as COUNTERFACTUAL_SCRIPT
+from .counterfactual_view import counterfactual_section, counterfactual_table
 from .dataset_view import dataset_section
 from .explorer import SCRIPT, explorer_section
 from .image_script import IMAGE_SCRIPT
@@ -67,7 +70,8 @@ class HtmlReport:
         if run.stores:
             sections.append(("dataset", "Dataset view",
                              dataset_section(run.stores, run.run_dir, samples)))
-        sections.append(("evaluation", "Evaluation", evaluation_section(run.run_dir)))
+        sections.append(("evaluation", "Evaluation",
+                         evaluation_section(run.run_dir) + counterfactual_table(run.run_dir)))
         figures = figures_section(run.run_dir)
         if figures:
             sections.append(("figures", "Figures", figures))
@@ -76,9 +80,11 @@ class HtmlReport:
             sections.append(("comparisons", "Comparisons with other models", compared))
         ckpt = run.checkpoint
         title = f"xai report: {ckpt['model']} on {dataset_name(ckpt)}"
-        series = len(run.explanations) - len(texts) - len(images)
+        changes = [e for e in run.explanations if is_counterfactual(e)]
+        series = len(run.explanations) - len(texts) - len(images) - len(changes)
         scripts = [colour_script()] if run.explanations else []
         scripts += [get_plotlyjs(), SCRIPT] if series else []
+        scripts += [COUNTERFACTUAL_SCRIPT] if changes else []
         scripts += [TEXT_SCRIPT] if texts else []
         scripts += [IMAGE_SCRIPT] if images else []
         # the run folder's name only: a report is shared, the path on this machine stays here
@@ -145,10 +151,13 @@ def explanations_section(run: RunFiles) -> str:
                             "view.</p>")
         return notes + ('<p class="note">No explanations in this run yet: write them with '
                         "<code>xai explain --run DIR --method all</code>.</p>")
-    series = [e for e in run.explanations if not is_text(e) and not is_image(e)]
+    changes = [e for e in run.explanations if is_counterfactual(e)]
+    series = [e for e in run.explanations
+              if not is_text(e) and not is_image(e) and not is_counterfactual(e)]
     texts = [e for e in run.explanations if is_text(e)]
     images = [e for e in run.explanations if is_image(e)]
     return (notes + (explorer_section(series) if series else "")
+            + (counterfactual_section(changes) if changes else "")
             + (text_section(texts) if texts else "") + (image_section(images) if images else ""))
 
 

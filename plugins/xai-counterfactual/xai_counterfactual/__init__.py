@@ -1,0 +1,1 @@
+"""Counterfactual explanations of series classifiers: what would have to change for another class."""
