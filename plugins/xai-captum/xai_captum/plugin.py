@@ -19,3 +19,6 @@ def register_explainers(register):
     register("noise-tunnel", "xai_captum.tunnel:NoiseTunnel",
              description="noise-tunnel:<method> (series, images): SmoothGrad, SmoothGrad² or "
                          "VarGrad around a gradient method")
+    register("time-forward", "xai_captum.time_forward:TimeForward",
+             description="time-forward:<method>: the method at every prefix, for models that "
+                         "predict at every step (tint's TimeForwardTunnel)")
