@@ -126,3 +126,23 @@ def time_forward(attribute, forward, X: Any, target: Any,
         prefixes[:, t, :t + 1] = partial
         targets[:, t] = chosen.numpy()
     return out, prefixes, targets
+
+
+def lime_every_coalition(forward, x: np.ndarray, base: np.ndarray, target: int,
+                         width: float) -> np.ndarray:
+    """What LIME's sampled fit estimates, univariate, one player per step, no penalty: the
+    weighted least squares with intercept over every coalition (each as likely, as LIME draws
+    them), weighted by its kernel ``exp(-d^2 / (2 width^2))`` on the cosine distance ``d = 1 -
+    sqrt(|z| / m)`` of the coalition to the sample; the coefficients ``[m]``."""
+    import torch
+
+    m = x.shape[0]
+    z = ((np.arange(2 ** m)[:, None] >> np.arange(m)) & 1).astype(np.float64)
+    rows = np.where(z[:, :, None] == 1, x[None], base[None]).astype(np.float32)
+    with torch.no_grad():
+        y = forward(torch.from_numpy(rows))[:, target].double().numpy()
+    d = 1 - np.sqrt(z.sum(1) / m)
+    root = np.sqrt(np.exp(-d ** 2 / (2 * width ** 2)))
+    design = np.concatenate([np.ones((len(z), 1)), z], 1)
+    coefficients = np.linalg.lstsq(design * root[:, None], y * root, rcond=None)[0]
+    return coefficients[1:]
