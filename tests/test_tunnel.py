@@ -206,3 +206,42 @@ def test_xai_list_options_of_a_wrapped_unknown_method_is_one_line():
     shown = CliRunner().invoke(cli, ["list", "--options", "time-forward:salincy"])
     assert shown.exit_code != 0
     assert "salincy" in shown.output and len(shown.output.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def hybrid_run(tmp_path_factory):
+    """A small cnn-lstm-attention trained briefly on GunPoint (it predicts from 4 steps on)."""
+    from xaicore.data.loading import dataset_spec
+    from xaicore.runs.training import train
+
+    run = tmp_path_factory.mktemp("tunnel") / "gp"
+    train(dataset_spec("GunPoint"), "cnn-lstm-attention", run, epochs=2, seed=0, progress=False,
+          params={"cnn_channels": 4, "lstm_hidden_size": 4, "lstm_num_layers": 1, "num_heads": 2})
+    return run
+
+
+def test_cli_explains_streams_evaluates_and_reports_time_forward(hybrid_run, tmp_path):
+    from conftest import assert_evaluated_and_reported
+    from xaicore.explaining.methods import result_name
+
+    method = "time-forward:input-x-gradient"
+    result = CliRunner().invoke(cli, ["explain", "--run", str(hybrid_run), "--method", method,
+                                      "--samples", "0:3", "--no-figures"])
+    assert result.exit_code == 0, result.output
+    name = result_name(method, "predicted")
+    stored = xaicore.load_explanation(hybrid_run / "explanations" / f"{name}.npz")
+    model = xaicore.load_run(hybrid_run)
+    direct = xaicore.explain(model, stored.inputs, method=method)
+    scale = float(np.abs(direct.attributions).max())
+    assert_close(stored.attributions, direct.attributions, scale=scale)
+    np.save(tmp_path / "three.npy", stored.inputs)
+    streamed = CliRunner().invoke(cli, ["explain", "--run", str(hybrid_run), "--input",
+                                        str(tmp_path / "three.npy"), "--method", method,
+                                        "--out", str(tmp_path / "streamed")])
+    assert streamed.exit_code == 0, streamed.output
+    store = xaicore.load_explanation(tmp_path / "streamed" / f"{name}.zarr")
+    assert_close(store.attributions[:], direct.attributions, scale=scale)
+    assert_evaluated_and_reported(hybrid_run, (method,), "--workers", "1")
+    listing = CliRunner().invoke(cli, ["list", "--json"])
+    described = {row["name"]: row["description"] for row in json.loads(listing.output)["explainers"]}
+    assert "predict at every step" in described["time-forward"]
