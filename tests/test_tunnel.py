@@ -245,3 +245,28 @@ def test_cli_explains_streams_evaluates_and_reports_time_forward(hybrid_run, tmp
     listing = CliRunner().invoke(cli, ["list", "--json"])
     described = {row["name"]: row["description"] for row in json.loads(listing.output)["explainers"]}
     assert "predict at every step" in described["time-forward"]
+
+
+def test_the_ray_engine_gives_what_the_local_engine_gives(hybrid_run, tmp_path):
+    ray = pytest.importorskip("ray")
+    from xaicore.data.loading import load_dataset
+    from xaicore.explaining.methods import result_name
+
+    np.save(tmp_path / "input.npy", load_dataset({"name": "GunPoint"}).test.X[:5])  # 3 batches
+    method = "time-forward:saliency"
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for engine, extra in (("local", []), ("ray", ["--workers", "2"])):
+            result = CliRunner().invoke(cli, ["explain", "--run", str(hybrid_run), "--input",
+                                              str(tmp_path / "input.npy"), "--method", method,
+                                              "--batch-size", "2", "--engine", engine, "--out",
+                                              str(tmp_path / engine), *extra])
+            assert result.exit_code == 0, result.output
+    finally:
+        ray.shutdown()
+    name = f"{result_name(method, 'predicted')}.zarr"
+    a = xaicore.load_explanation(tmp_path / "local" / name).load()
+    b = xaicore.load_explanation(tmp_path / "ray" / name).load()
+    assert_close(b.attributions, a.attributions, rtol=1e-4)  # other processes and batch splits
+    np.testing.assert_array_equal(b.extras["step_target"], a.extras["step_target"])
