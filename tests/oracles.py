@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -99,3 +101,48 @@ def feature_shapley_cam(model, layer_name: str, x: np.ndarray, base: np.ndarray,
     finally:
         handle.remove()
     return np.stack(result)
+
+
+def time_forward(attribute, forward, X: Any, target: Any,
+                 first: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """tint's ``TimeForwardTunnel`` written out, one prediction step at a time: the prefix
+    ``X[:, :t + 1]`` explained by ``attribute(prefix, target_t)`` for ``target`` (None: the class
+    ``forward`` predicts from the prefix, tint's task="multiclass"), and ``(map, prefixes,
+    targets)``: ``map[:, t]`` the prefix's attribution of step t (tint's default layout),
+    ``prefixes[:, t, :t + 1]`` the prefix's whole map (``return_temporal_attributions``, zero
+    after it) and each step's target (-1 before step ``first - 1``, where nothing is predicted)."""
+    import torch
+
+    n, steps, features = X.shape
+    out = np.zeros((n, steps, features))
+    prefixes = np.zeros((n, steps, steps, features))
+    targets = np.full((n, steps), -1)
+    for t in range(first - 1, steps):
+        prefix = X[:, :t + 1]
+        with torch.no_grad():
+            chosen = forward(prefix).argmax(1) if target is None else target
+        partial = np.asarray(attribute(prefix, chosen), dtype=np.float64)
+        out[:, t] = partial[:, t]
+        prefixes[:, t, :t + 1] = partial
+        targets[:, t] = chosen.numpy()
+    return out, prefixes, targets
+
+
+def lime_every_coalition(forward, x: np.ndarray, base: np.ndarray, target: int,
+                         width: float) -> np.ndarray:
+    """What LIME's sampled fit estimates, univariate, one player per step, no penalty: the
+    weighted least squares with intercept over every coalition (each as likely, as LIME draws
+    them), weighted by its kernel ``exp(-d^2 / (2 width^2))`` on the cosine distance ``d = 1 -
+    sqrt(|z| / m)`` of the coalition to the sample; the coefficients ``[m]``."""
+    import torch
+
+    m = x.shape[0]
+    z = ((np.arange(2 ** m)[:, None] >> np.arange(m)) & 1).astype(np.float64)
+    rows = np.where(z[:, :, None] == 1, x[None], base[None]).astype(np.float32)
+    with torch.no_grad():
+        y = forward(torch.from_numpy(rows))[:, target].double().numpy()
+    d = 1 - np.sqrt(z.sum(1) / m)
+    root = np.sqrt(np.exp(-d ** 2 / (2 * width ** 2)))
+    design = np.concatenate([np.ones((len(z), 1)), z], 1)
+    coefficients = np.linalg.lstsq(design * root[:, None], y * root, rcond=None)[0]
+    return coefficients[1:]

@@ -392,3 +392,64 @@ def test_the_ray_engine_gives_what_the_local_engine_gives(fcn_run, tmp_path):
         a = xaicore.load_explanation(tmp_path / "local" / name).load()
         b = xaicore.load_explanation(tmp_path / "ray" / name).load()
         assert_close(b.attributions, a.attributions, rtol=1e-4)  # other processes and batch splits
+
+
+def known_game():
+    """12 players (4096 coalitions, so n_samples below draws) of a non-linear model, its
+    Shapley values by the textbook formula and LIME's every-coalition fit."""
+    from oracles import lime_every_coalition
+
+    model, X, background = wrap(FirstHalf, n_features=1, seq_len=12), data(4, 12, 1), \
+        data(9, 12, 1, seed=1)
+    base = background.mean(0, keepdims=True)
+    shapley = np.stack([brute_force_shapley(model, X[i], base, 1, list(range(13))) for i in range(4)])
+    lime = np.stack([lime_every_coalition(model.module, X[i], base[0], 1, 0.25) for i in range(4)])
+    return model, X, background, {"kernel-shap": shapley, "lime": lime}
+
+
+SE_OPTIONS = {"kernel-shap": {}, "lime": {"alpha": 0.0}}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_standard_errors_shrink_as_one_over_root_n_and_cover_the_known_values(method):
+    """The sandwich standard errors halve when the coalitions are four times as many, and the
+    sampled values lie within a few of them of the values every coalition gives."""
+    model, X, background, known = known_game()
+    errors, se = {}, {}
+    for n_samples in (300, 1200):
+        e = xaicore.explain(model, X, method=method, background=background, n_samples=n_samples,
+                            target=1, **SE_OPTIONS[method])
+        se[n_samples] = e.extras["standard_error"][..., 0].astype(np.float64)
+        errors[n_samples] = e.attributions[..., 0].astype(np.float64) - known[method]
+        assert se[n_samples].shape == X.shape[:2] and (se[n_samples] > 0).all()
+        relative = np.linalg.norm(se[n_samples], axis=1) / np.linalg.norm(e.attributions[..., 0], axis=1)
+        assert_close(e.extras["relative_standard_error"], relative)
+        z = np.abs(errors[n_samples]) / se[n_samples]
+        assert (z < 2).mean() > 0.85 and z.max() < 4.5, z
+    ratio = np.median(se[300] / se[1200])
+    assert 1.7 < ratio < 2.3, ratio  # sqrt(1200 / 300) = 2
+    assert np.abs(errors[1200]).mean() < np.abs(errors[300]).mean()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_standard_errors_match_the_spread_of_values_over_seeds(method):
+    """Over 24 seeds (independent coalitions), the values' standard deviation is what one draw's
+    standard error says it is."""
+    model, X, background, _ = known_game()
+    draws = [xaicore.explain(model, X, method=method, background=background, n_samples=300,
+                             target=1, seed=seed, **SE_OPTIONS[method]) for seed in range(24)]
+    spread = np.std([e.attributions[..., 0] for e in draws], axis=0, ddof=1)
+    said = np.mean([e.extras["standard_error"][..., 0] for e in draws], axis=0)
+    ratio = np.median(spread / said)
+    assert 0.8 < ratio < 1.25, ratio
+
+
+def test_exact_kernel_shap_and_a_linear_models_lime_have_no_standard_error():
+    model, X, background = wrap(Linear, n_features=1, seq_len=8), data(3, 8, 1), data(9, 8, 1, seed=1)
+    exact = xaicore.explain(model, X, method="kernel-shap", background=background, n_samples=254)
+    assert exact.extras["exact"].all()
+    # no coalitions were drawn: the error is set to zero, not estimated
+    assert (exact.extras["standard_error"] == 0).all()
+    lime = xaicore.explain(model, X, method="lime", background=background, n_samples=200, alpha=0.0)
+    scale = float(np.abs(lime.attributions).max())
+    assert_close(lime.extras["standard_error"], np.zeros(X.shape), scale=scale)  # no residuals

@@ -118,6 +118,10 @@ class Network(Protocol):
     ``modality`` names the kind of input it takes (``protocols.Modality``; the default kind, series,
     when it names none); a network of another kind takes what that kind's ``build`` gives it.
 
+    Optional: ``per_step`` (an int, at least 1) declares that the network predicts at every step
+    from that many steps on: ``forward`` on a prefix ``x[:, :t + 1]`` of at least ``per_step``
+    steps gives its prediction after step t (``time-forward:<method>`` explains those).
+
     Optional: ``variable_length = True`` declares that ``forward(x, lengths)`` masks padding (the
     steps from ``lengths[i]`` on are zeros in ``x``) so that a padded series gives the logits of
     the series alone; only such networks train on or explain variable-length series.
@@ -146,6 +150,10 @@ class Model(Protocol):
     normalisation: torch.nn.Module | None
     hyperparameters: dict[str, Any]
     dataset: str | None  # name of the dataset the network was trained on
+    #: The fewest time steps it predicts from, when it predicts at every step: its logits on a
+    #: prefix ``inputs[:, :t + 1]`` (``t + 1 >= per_step``) are its prediction after step t (the
+    #: network's ``per_step``); None when it predicts from whole series only.
+    per_step: int | None
 
     @property
     def n_classes(self) -> int: ...

@@ -50,6 +50,8 @@ class LoadedModel:
         if layout is not None:
             check_layout(layout, len(self.feature_names))
         forward = network if layout is None else LayoutAdapter(network, layout, output)
+        #: the fewest steps it predicts from at every step (``protocols.Model.per_step``), or None
+        self.per_step = per_step_of(network, name)
         #: whether the network masks padding, so it takes variable-length series (NaN-padded)
         self.variable_length = bool(getattr(network, "variable_length", False))
         self.normalisation = None if mean is None else Standardize(mean, std)
@@ -131,6 +133,18 @@ class LoadedModel:
 
     def predict_proba(self, inputs: Any, batch_size: int | None = None) -> np.ndarray:
         return torch.softmax(torch.from_numpy(self.logits(inputs, batch_size)), dim=1).numpy()
+
+
+def per_step_of(network: nn.Module, name: str) -> int | None:
+    """The network's declared ``per_step`` (an int, at least 1), None when it declares none, or a
+    one-line XaiError naming the model."""
+    steps = getattr(network, "per_step", None)
+    if steps is None:
+        return None
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise XaiError(f"model {name!r}: per_step must be the fewest time steps it predicts from "
+                       f"(an int, at least 1), not {steps!r}")
+    return steps
 
 
 def wrap_model(module: nn.Module, *, class_names: list[str] | None = None,

@@ -208,14 +208,15 @@ def get_model(name: str) -> Any:
 
 
 def get_explainer(name: str) -> Any:
-    """The explainer ``name``; ``wrapper:inner`` (``tsr:saliency``) wraps another explainer."""
+    """The explainer ``name``; ``wrapper:inner`` (``tsr:saliency``) wraps another explainer,
+    itself possibly wrapped (``time-forward:noise-tunnel:saliency``)."""
     wrapper, sep, inner = name.partition(":")
     explainer = get("explainers", wrapper)
     if sep:
         wrap = getattr(explainer, "wrap", None)
         if not callable(wrap):
             raise XaiError(f"{wrapper!r} does not wrap other explainers; use it alone")
-        explainer = wrap(get("explainers", inner))
+        explainer = wrap(get_explainer(inner))
     return explainer
 
 
@@ -246,7 +247,10 @@ def get_metric(name: str) -> Any:
 
 
 def options_of(name: str) -> list[tuple[str, list]]:
-    """``(kind, options)`` of every working component called ``name`` (declared or inferred)."""
+    """``(kind, options)`` of every working component called ``name`` (declared or inferred); a
+    wrapped explainer ``wrapper:inner`` declares the wrapper's options and the inner method's."""
+    if ":" in name and name.partition(":")[0] in names("explainers"):
+        return [("explainers", declared(get_explainer(name)))]
     found = [(kind, declared(get(kind, name))) for kind in KINDS if name in names(kind)]
     if not found:
         every = sorted({n for kind in KINDS for n in names(kind)})

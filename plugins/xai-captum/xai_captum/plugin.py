@@ -23,3 +23,6 @@ def register_explainers(register):
              description="Series only: a mask learned with a perturbation network (ExtremalMask)")
     register("dynamask", "xai_captum.masks:DynaMask",
              description="Series only: masks of set areas learned against a fade or a blur (DynaMask)")
+    register("time-forward", "xai_captum.time_forward:TimeForward",
+             description="time-forward:<method>: the method at every prefix, for models that "
+                         "predict at every step (tint's TimeForwardTunnel)")

@@ -33,6 +33,9 @@ class CNNLSTMAttention(nn.Module):
     training_defaults: ClassVar[dict[str, Any]] = {
         "epochs": 200, "batch_size": 8, "lr": 0.002, "scheduler": "cosine", "augment": 0.1}
     variable_length: ClassVar[bool] = True  # forward(x, lengths): packed LSTM, masked attention
+    # its recurrence, attention and mean pooling read however many steps they are given, so its
+    # output on any prefix of at least 4 steps (two poolings by 2) is its prediction at that step
+    per_step: ClassVar[int] = 4
 
     def __init__(self, n_features: int, seq_len: int, n_classes: int, **params: Any) -> None:
         super().__init__()

@@ -14,7 +14,12 @@ Kinds that declare players (``unit``: texts' tokens, the default for texts, or w
 superpixels or patches): each player is replaced in turn by the kind's substrate (texts their mask
 or pad token, images blurred by default or the mean) and its drop spread evenly over its
 positions, so they sum to it; texts' special tokens and padding are never replaced and get 0.
-Occluded inputs of all samples go through in full batches.
+Occluded inputs of all samples go through in full batches: ``pass_rows`` rows, and on CPU at most
+as many as keep one pass's largest activation map (the largest output of a layer, counted on one
+row) within ``ACTIVATION_VALUES`` (about a CPU's L2 cache), so a wide convolutional network (fcn,
+resnet) runs in small passes that stay in cache and a narrow one (cnn-lstm-attention) in large
+ones. The pass size changes no value
+beyond float rounding.
 (Named ``window-occlusion``: ``occlusion`` is the documented example plugin's explainer.)
 """
 
@@ -40,6 +45,8 @@ from .players import (
 )
 
 TEXT_UNIT = "tokens"  # texts' default unit: each token occluded alone
+#: values of a layer's output a CPU pass of occluded rows holds at most (1 MB of float32)
+ACTIVATION_VALUES = 2 ** 18
 
 
 class WindowOcclusion(BaseExplainer):
@@ -153,6 +160,35 @@ def square_masks(height: int, width: int, window: int, stride: int, method: str)
     return masks.reshape(-1, height * width, 1)
 
 
+def occlusion_rows(model: LoadedModel, inputs: torch.Tensor) -> int:
+    """Rows per pass of occluded copies of ``inputs``: ``pass_rows``, on CPU at most
+    ``ACTIVATION_VALUES`` over the largest layer output of one row."""
+    rows = pass_rows(inputs.device, inputs[0].numel())
+    if inputs.device.type != "cpu":
+        return rows
+    return max(1, min(rows, ACTIVATION_VALUES // max(1, largest_activation(model, inputs[:1]))))
+
+
+@torch.no_grad()
+def largest_activation(model: LoadedModel, row: torch.Tensor) -> int:
+    """The most values a layer (a module without children) of ``model`` outputs for ``row``."""
+    largest = 0
+
+    def count(module: torch.nn.Module, given: Any, output: Any) -> None:
+        nonlocal largest
+        outputs = output if isinstance(output, (tuple, list)) else (output,)
+        largest = max([largest, *(t.numel() for t in outputs if isinstance(t, torch.Tensor))])
+
+    hooks = [m.register_forward_hook(count) for m in model.module.modules()
+             if next(m.children(), None) is None]
+    try:
+        model.module(row)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return largest
+
+
 @torch.no_grad()
 def drops(model: LoadedModel, inputs: torch.Tensor, base: torch.Tensor, target: torch.Tensor,
           fx: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -162,7 +198,7 @@ def drops(model: LoadedModel, inputs: torch.Tensor, base: torch.Tensor, target: 
     sample = torch.arange(n, device=inputs.device).repeat_interleave(k)
     which = torch.arange(k, device=inputs.device).repeat(n)
     out = torch.empty(n * k, dtype=fx.dtype, device=inputs.device)
-    size = pass_rows(inputs.device, inputs[0].numel())
+    size = occlusion_rows(model, inputs)
     for start in range(0, n * k, size):
         i, j = sample[start:start + size], which[start:start + size]
         logits = model.module(torch.where(masks[j], base[i], inputs[i]))
@@ -180,8 +216,7 @@ def occlude_players(model: LoadedModel, inputs: torch.Tensor, target: torch.Tens
                            options, WindowOcclusion.name, option="unit")
     absent = options["baseline"] or default_absent(model)
     masked = reference(model, inputs, absent, f"{WindowOcclusion.name}: option baseline")
-    drop = occlusion_drops(model, inputs, masked, players, target, fx,
-                           pass_rows(inputs.device, inputs[0].numel()))
+    drop = occlusion_drops(model, inputs, masked, players, target, fx, occlusion_rows(model, inputs))
     values = players.spread(drop, torch.arange(len(inputs), device=inputs.device))
     channels = inputs.shape[2]  # every channel of a position carries its share (texts have one)
     attributions = (values[..., None] / channels).expand(-1, -1, channels)

@@ -21,6 +21,15 @@ all-present coalition in the players' binary space, and a weighted ridge regress
 probabilities; here, as ``shap``, the logit.
 
 A player's value is spread evenly over its cells, so the cells of a player sum to it.
+
+Standard errors (the extras ``standard_error``, like the values, and ``relative_standard_error``
+per sample, as ``shap`` reports them): the spread of the values over draws of the coalitions,
+from the regression's sandwich estimator (heteroskedasticity-consistent, HC1): the coalitions are
+independent draws, so ``Cov(phi) ~ B (sum_k w_k^2 e_k^2 z_k z_k') B * k / (k - p)`` with ``e_k``
+the fit's residuals, ``p`` its free coefficients and ``B`` the inverse of the fit's normal
+equations (KernelSHAP: the block of the inverse KKT matrix, which keeps the efficiency
+constraint; LIME: ``(Z'WZ + alpha I)^-1`` on centred coalitions). They measure sampling noise
+only, not the ridge's shrinkage (LIME with ``alpha > 0``); exact KernelSHAP values have 0.
 """
 
 from __future__ import annotations
@@ -194,20 +203,40 @@ def kernel_coalitions(m: int, n_samples: int, count: int,
 
 
 def constrained_fit(z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, total: torch.Tensor,
-                    method: str) -> torch.Tensor:
+                    method: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``phi [g, m]`` minimising ``sum_k w_k (y_k - z_k phi)^2`` subject to ``sum phi = total``,
-    per sample (the KKT system, solved batched)."""
-    g, _, m = z.shape
+    per sample (the KKT system, solved batched), and its sandwich standard errors."""
+    g, k, m = z.shape
     zw = z.transpose(1, 2) * weights[:, None, :]  # [g, m, k]
     kkt = torch.zeros(g, m + 1, m + 1, dtype=torch.float64, device=z.device)
     kkt[:, :m, :m] = zw @ z
     kkt[:, :m, m] = kkt[:, m, :m] = 1
     rhs = torch.cat([(zw @ y[..., None])[..., 0], total[:, None]], 1)
     try:
-        return torch.linalg.solve(kkt, rhs)[:, :m]
+        phi = torch.linalg.solve(kkt, rhs)[:, :m]
+        bread = torch.linalg.inv(kkt)[:, :m, :m]  # the constrained fit's linear response
     except torch.linalg.LinAlgError:
         raise XaiError(f"{method}: the {z.shape[1]} coalitions drawn do not determine the values of "
                        f"{m} players; raise n_samples") from None
+    residuals = y - (z @ phi[..., None])[..., 0]
+    return phi, sandwich(bread, z, weights * residuals, m - 1)
+
+
+def sandwich(bread: torch.Tensor, z: torch.Tensor, scores: torch.Tensor, free: int) -> torch.Tensor:
+    """Standard errors ``[g, m]`` of a weighted least-squares fit on independent draws: the
+    diagonal of ``bread (sum_k s_k^2 z_k z_k') bread``, ``s_k = w_k e_k`` (weight times
+    residual), scaled by ``k / (k - free)`` (HC1)."""
+    k = z.shape[1]
+    meat = z * scores[..., None]  # [g, k, m]
+    covariance = bread @ (meat.transpose(1, 2) @ meat) @ bread
+    return (covariance.diagonal(dim1=1, dim2=2).clamp_min(0) * (k / max(k - free, 1))).sqrt()
+
+
+def uncertainty(values: torch.Tensor, standard_error: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The extras ``standard_error`` (per cell, spread like the values) and
+    ``relative_standard_error`` (its L2 norm over the values', per sample), as ``shap``'s."""
+    relative = standard_error.norm(dim=(1, 2)) / values.norm(dim=(1, 2)).clamp_min(1e-12)
+    return {"standard_error": standard_error.float(), "relative_standard_error": relative}
 
 
 class KernelShap(BaseExplainer):
@@ -230,21 +259,28 @@ class KernelShap(BaseExplainer):
         game = build_game(model, inputs, target, options, self.name)
         logits, fx, f_ref = ends(model, game)
         values = torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device)
+        errors = torch.zeros_like(values)
         exact = torch.ones(len(inputs), dtype=torch.bool, device=inputs.device)
         for m, rows in groups(game, options["n_samples"]):
-            if m == 1:
+            if m == 1:  # efficiency alone gives the one value
                 phi = (fx - f_ref)[rows, None]
+                error = torch.zeros_like(phi)
             else:
                 z, weights, every = kernel_coalitions(m, options["n_samples"], len(rows),
                                                       options["seed"])
                 z, weights = z.to(inputs.device), weights.to(inputs.device)
                 y = play(game, rows, z) - f_ref[rows, None]
-                phi = constrained_fit(z.double(), y, weights, fx[rows] - f_ref[rows], self.name)
+                phi, error = constrained_fit(z.double(), y, weights,
+                                                      fx[rows] - f_ref[rows], self.name)
+                if every:  # every coalition: the values themselves, no sampling error
+                    error = torch.zeros_like(phi)
                 exact[rows] = every
             values[rows] = game.spread(phi, rows)
+            errors[rows] = game.spread(error, rows)
         attributions = values.float()
         return attributions, {
             **common_extras(model, inputs, game, values, fx, f_ref),
+            **uncertainty(values, errors),
             "exact": exact,
             "additivity_error": (attributions.double().sum((1, 2)) - (fx - f_ref)).abs(),
         }, logits
@@ -279,17 +315,20 @@ class Lime(BaseExplainer):
         logits, fx, f_ref = ends(model, game)
         n = len(inputs)
         values = torch.zeros(inputs.shape, dtype=torch.float64, device=inputs.device)
+        errors = torch.zeros_like(values)
         intercept = torch.zeros(n, dtype=torch.float64, device=inputs.device)
         score = torch.ones_like(intercept)
         for m, rows in groups(game, options["n_samples"]):
             z = lime_coalitions(m, options["n_samples"], len(rows), options["seed"]).to(inputs.device)
             weights = lime_weights(z, options["distance"], options["kernel_width"])
             y = play(game, rows, z)
-            beta, intercept[rows], score[rows] = ridge(z.double(), y, weights, options["alpha"],
-                                                       self.name)
+            beta, intercept[rows], score[rows], error = ridge(z.double(), y, weights,
+                                                              options["alpha"], self.name)
             values[rows] = game.spread(beta, rows)
+            errors[rows] = game.spread(error, rows)
         return values.float(), {
             **common_extras(model, inputs, game, values, fx, f_ref),
+            **uncertainty(values, errors),
             "intercept": intercept,
             "score": score,
         }, logits
@@ -319,9 +358,10 @@ def lime_weights(z: torch.Tensor, distance: str, width: float | None) -> torch.T
 
 
 def ridge(z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, alpha: float,
-          method: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per sample, ``beta [g, m]``, intercept and weighted R^2 of the ridge regression minimising
-    ``sum_k w_k (y_k - b - z_k beta)^2 + alpha |beta|^2`` (intercept not penalised)."""
+          method: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sample, ``beta [g, m]``, intercept, weighted R^2 and the sandwich standard errors of
+    ``beta`` of the ridge regression minimising ``sum_k w_k (y_k - b - z_k beta)^2 + alpha
+    |beta|^2`` (intercept not penalised)."""
     m = z.shape[-1]
     share = weights / weights.sum(1, keepdim=True)
     z_mean = (share[..., None] * z).sum(1)
@@ -331,6 +371,7 @@ def ridge(z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, alpha: float,
     gram = zw @ zc + alpha * torch.eye(m, dtype=z.dtype, device=z.device)
     try:
         beta = torch.linalg.solve(gram, (zw @ yc[..., None]))[..., 0]
+        bread = torch.linalg.inv(gram)
     except torch.linalg.LinAlgError:
         raise XaiError(f"{method}: the {z.shape[1]} coalitions drawn do not determine the "
                        f"coefficients of {m} players without a penalty; raise n_samples or "
@@ -338,7 +379,8 @@ def ridge(z: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, alpha: float,
     residual = yc - (zc @ beta[..., None])[..., 0]
     spread = (weights * yc ** 2).sum(1)
     score = 1 - (weights * residual ** 2).sum(1) / spread.clamp_min(1e-300)
-    return beta, y_mean - (z_mean * beta).sum(1), torch.where(spread > 0, score, 1.0)
+    return (beta, y_mean - (z_mean * beta).sum(1), torch.where(spread > 0, score, 1.0),
+            sandwich(bread, zc, weights * residual, m + 1))
 
 
 def ends(model: LoadedModel, game: Game) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
